@@ -1,0 +1,74 @@
+//! Contracts between kubesurge and the clouds it launches nodes in.
+//!
+//! The core depends on this crate only; every provider (`aws`, `sim`)
+//! implements [`CloudProvider`] and, where it can reach nodes, [`NodeExec`].
+//! Nothing in the core names a concrete provider: the binary wires them.
+//!
+//! Every method documents its contract. The conformance kit (feature
+//! `conformance`) checks those contracts against a live provider.
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod error;
+mod exec;
+mod sensitive;
+pub mod tags;
+mod types;
+
+pub use error::{ExecError, ProviderError};
+pub use exec::{ExecOutput, ExecRequest, ExecTarget, NodeExec, OutputSink};
+pub use sensitive::Sensitive;
+pub use types::{
+    DeleteStatus, Image, Instance, InstanceId, InstanceState, LaunchRequest, NodeRef, PoolRef,
+    SlotKey,
+};
+
+use async_trait::async_trait;
+
+/// A cloud that can launch, find and terminate the VMs behind a pool.
+///
+/// Implementations are cheap to share (`Arc<dyn CloudProvider>`) and safe to
+/// call concurrently.
+#[async_trait]
+pub trait CloudProvider: Send + Sync {
+    /// Short provider name, as written in the config (`aws`, `sim`).
+    fn name(&self) -> &str;
+
+    /// Every instance this cluster owns in `pool` that is not terminated,
+    /// found by the cluster and pool tags and following every page.
+    ///
+    /// Instances shutting down are included (callers decide what to do with
+    /// them); terminated instances are not.
+    async fn list(&self, pool: &PoolRef) -> Result<Vec<Instance>, ProviderError>;
+
+    /// Launch one instance for `request.slot`.
+    ///
+    /// **Idempotent per slot key**: if an instance tagged with this slot
+    /// already exists and is not terminated, it is returned and nothing is
+    /// launched. A crashed caller that repeats the request after a launch
+    /// that it never saw the answer of gets the same instance back.
+    async fn launch(&self, request: &LaunchRequest) -> Result<Instance, ProviderError>;
+
+    /// The instance with this id, or `None` once it is terminated or unknown.
+    ///
+    /// A provider with eventual consistency must not answer `None` for an
+    /// instance it launched moments ago; it answers the instance as pending.
+    async fn get(&self, id: &InstanceId) -> Result<Option<Instance>, ProviderError>;
+
+    /// Ask for the instance to be terminated.
+    ///
+    /// Answers [`DeleteStatus::InProgress`] while termination runs and
+    /// [`DeleteStatus::Gone`] once the instance is terminated or unknown.
+    /// **Callers repeat the call until `Gone`**: deleting and waiting are the
+    /// same idempotent loop. An instance that is not tagged for this cluster
+    /// is never terminated: the call fails with `InvalidConfig`.
+    async fn delete(&self, id: &InstanceId) -> Result<DeleteStatus, ProviderError>;
+
+    /// The instance behind a Kubernetes node, from its `spec.providerID`
+    /// (with provider-specific fallbacks such as the node's internal IP).
+    async fn instance_for(&self, node: &NodeRef) -> Result<Option<Instance>, ProviderError>;
+
+    /// The image a new node of `pool` at Kubernetes `version` (`v1.34.2`)
+    /// boots from. Fails with `NotFound` when the pool has no such image.
+    async fn resolve_image(&self, pool: &PoolRef, version: &str) -> Result<Image, ProviderError>;
+}

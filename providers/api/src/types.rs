@@ -1,0 +1,138 @@
+//! Plain data exchanged with providers.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::Sensitive;
+
+/// A provider's instance id (`i-0abc…` on AWS).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct InstanceId(pub String);
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for InstanceId {
+    fn from(s: &str) -> Self {
+        InstanceId(s.to_string())
+    }
+}
+
+/// Which pool of which cluster an operation is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PoolRef {
+    /// `cluster.name` from the config; every instance carries it as a tag.
+    pub cluster: String,
+    /// The pool's name.
+    pub pool: String,
+}
+
+/// The idempotency key of one launch: one old node replaced by one run, in
+/// a numbered attempt (a replacement that never joined is retried with the
+/// next attempt number).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SlotKey {
+    pub run_id: String,
+    pub old_node: String,
+    pub attempt: u32,
+}
+
+impl SlotKey {
+    /// The value of the `kubesurge.io/slot` tag: `<run>.<old node>.<attempt>`.
+    pub fn tag_value(&self) -> String {
+        format!("{}.{}.{}", self.run_id, self.old_node, self.attempt)
+    }
+}
+
+/// Everything a provider needs to launch one replacement instance.
+#[derive(Clone, Debug, Serialize)]
+pub struct LaunchRequest {
+    pub pool: PoolRef,
+    pub slot: SlotKey,
+    /// Image id from [`crate::CloudProvider::resolve_image`].
+    pub image: String,
+    /// Zone of the node being replaced; the new instance goes there.
+    pub zone: String,
+    /// Subnet (or equivalent placement) of the node being replaced, if known.
+    pub subnet: Option<String>,
+    /// Cloud-init / user data. Holds a bootstrap token: never logged.
+    pub user_data: Sensitive<String>,
+    /// Name the instance carries (`Name` tag) and the node will register as.
+    pub node_name: String,
+    /// Extra tags beyond the ones the provider derives from `pool` and
+    /// `slot` (cluster, pool, run, slot, replaces).
+    pub extra_tags: BTreeMap<String, String>,
+}
+
+/// Lifecycle state, reduced to what callers branch on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+}
+
+impl InstanceState {
+    /// True for states from which the instance will never serve again.
+    pub fn is_going_away(self) -> bool {
+        matches!(self, InstanceState::ShuttingDown | InstanceState::Terminated)
+    }
+}
+
+/// An instance as the provider reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub state: InstanceState,
+    pub zone: String,
+    pub subnet: Option<String>,
+    pub image: Option<String>,
+    pub private_ip: Option<String>,
+    /// What the node's kubelet reports as `spec.providerID`.
+    pub provider_id: String,
+    pub launched_at: Option<Timestamp>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Instance {
+    /// The value of a tag, if present.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+}
+
+/// Answer of [`crate::CloudProvider::delete`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeleteStatus {
+    /// Termination was requested or is running; call again.
+    InProgress,
+    /// The instance is terminated or does not exist.
+    Gone,
+}
+
+/// A bootable image for a pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub id: String,
+    pub name: Option<String>,
+    pub created: Option<Timestamp>,
+}
+
+/// What the core knows of a node when it asks for its instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRef {
+    pub name: String,
+    pub provider_id: Option<String>,
+    pub internal_ip: Option<String>,
+}

@@ -1,0 +1,1 @@
+//! The simulated cloud, its machines and the sim provider.

@@ -1,0 +1,1 @@
+//! Simulated controllers and kubelets.

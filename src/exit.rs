@@ -1,0 +1,46 @@
+//! Exit codes, documented in `--help` and the README.
+
+use std::process::ExitCode;
+
+/// How a command ended. The numbers are part of the interface: scripts and
+/// Terraform branch on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: done.
+    Success,
+    /// 1: failed; the cluster was left safe and a rerun resumes.
+    Failed,
+    /// 2: invalid input, or refused before any change.
+    Invalid,
+    /// 3: another run holds the lock.
+    Locked,
+    /// 4: aborted on request.
+    Aborted,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::Failed => 1,
+            ExitStatus::Invalid => 2,
+            ExitStatus::Locked => 3,
+            ExitStatus::Aborted => 4,
+        }
+    }
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        ExitCode::from(status.code())
+    }
+}
+
+/// The text `--help` shows after the commands.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  done
+  1  failed; the cluster was left safe and a rerun resumes
+  2  invalid input, or refused before any change
+  3  another run holds the lock
+  4  aborted on request";

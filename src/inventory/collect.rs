@@ -1,0 +1,1 @@
+//! Reading the inventory from the Kubernetes API.

@@ -1,0 +1,61 @@
+//! The inventory: plain data, no I/O.
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::version::KubeVersion;
+
+/// A snapshot of the cluster, as the planner sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inventory {
+    /// `gitVersion` of the API server that answered `/version`.
+    pub apiserver_version: KubeVersion,
+    pub control_plane: Vec<ControlPlaneNode>,
+    /// Every node that is not a control-plane node.
+    pub workers: Vec<WorkerNode>,
+    pub addons: Addons,
+}
+
+/// A control-plane node and the versions of its static pods.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlaneNode {
+    pub name: String,
+    pub kubelet: KubeVersion,
+    /// `None` when the static pod is missing or its image tag is unreadable.
+    pub apiserver: Option<KubeVersion>,
+    pub controller_manager: Option<KubeVersion>,
+    pub scheduler: Option<KubeVersion>,
+    /// etcd's image tag (`3.5.15-0`); etcd has its own version scheme.
+    pub etcd: Option<String>,
+    pub zone: Option<String>,
+    pub provider_id: Option<String>,
+    pub ready: bool,
+}
+
+/// A worker node.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerNode {
+    pub name: String,
+    pub kubelet: KubeVersion,
+    /// The first pool whose selector matches; `None` = in no pool.
+    pub pool: Option<String>,
+    pub created: Timestamp,
+    pub zone: Option<String>,
+    pub provider_id: Option<String>,
+    pub internal_ip: Option<String>,
+    pub ready: bool,
+    pub unschedulable: bool,
+}
+
+/// Cluster add-ons that kubeadm upgrades with the control plane.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Addons {
+    /// CoreDNS image tag (`v1.11.3`).
+    pub coredns: Option<String>,
+    /// kube-proxy version from its DaemonSet image tag.
+    pub kube_proxy: Option<KubeVersion>,
+}

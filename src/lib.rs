@@ -1,0 +1,14 @@
+//! kubesurge: upgrade and rotate self-managed (kubeadm) Kubernetes clusters
+//! on cloud VMs — control plane in place, one minor at a time, then workers
+//! replaced by surge.
+//!
+//! The library never prints; `cli` is the only writer to stdout.
+
+pub mod cli;
+pub mod exit;
+pub mod inventory;
+pub mod plan;
+pub mod settings;
+pub mod version;
+
+pub use exit::ExitStatus;

@@ -1,0 +1,1 @@
+//! The planner (filled by the planner work).

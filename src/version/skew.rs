@@ -1,0 +1,1 @@
+//! Version-skew policy (filled by the skew work).

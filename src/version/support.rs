@@ -1,0 +1,1 @@
+//! Support window (filled by the skew work).
