@@ -1,1 +1,5 @@
 //! Command line (filled by the CLI work).
+
+mod error;
+
+pub use error::CommandError;
