@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Provisions what the test suite needs on a fresh machine, then runs it.
+# This is the test command README.md gives and .ci/run runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Tests never reach a cloud's metadata service.
+export AWS_EC2_METADATA_DISABLED=true
+
+# The emulator is checked with the real kubectl.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "tests/run.sh: installing kubectl" >&2
+  apt-get update -qq
+  apt-get install -y -qq kubectl || apt-get install -y -qq kubernetes-client
+fi
+
+cargo test --workspace --locked "$@"
