@@ -2,6 +2,13 @@
 //! the Eviction API, pinned to its UID, respecting PodDisruptionBudgets,
 //! within a deadline.
 
+mod evict;
 pub mod filter;
+mod runner;
 
+pub use evict::{EvictionAnswer, PodKey, blocked_reason, classify, evict};
 pub use filter::{Decision, EvictReason, SkipReason, UnmanagedPods, decide};
+pub use runner::{
+    Blocker, DEFAULT_EVICTION_CONCURRENCY, DrainError, DrainOutcome, DrainPolicy, DrainProgress,
+    DrainReport, EvictedPod, OnTimeout, drain, precheck,
+};

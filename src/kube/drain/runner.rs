@@ -1,0 +1,462 @@
+//! The drain loop: watch the node's pods, evict what must leave with a
+//! bounded concurrency, retry what a PDB blocks, and stop at the deadline
+//! with the policy the user chose.
+//!
+//! Waiting is done on one watch of the node's pods (a pod is gone when it
+//! is deleted or comes back with another UID), never by polling each pod.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::{Future, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, Preconditions};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use serde::Serialize;
+use thiserror::Error;
+use tokio::time::Instant;
+
+use super::evict::{EvictionAnswer, PodKey, evict};
+use super::filter::{Decision, EvictReason, SkipReason, UnmanagedPods, decide};
+
+/// What to do when the deadline passes with pods still on the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnTimeout {
+    /// Leave the node cordoned and fail, naming what blocks.
+    Fail,
+    /// Delete the remaining pods, ignoring their PDBs (reported loudly).
+    Force,
+    /// Give up on this node: the caller uncordons it and leaves it serving.
+    Skip,
+}
+
+/// How a drain behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrainPolicy {
+    pub on_timeout: OnTimeout,
+    pub unmanaged: UnmanagedPods,
+    /// Evictions in flight at once for one node.
+    pub concurrency: usize,
+}
+
+/// Default eviction concurrency per node: enough to drain a full node in a
+/// few round trips without stampeding the API server during a wide surge.
+pub const DEFAULT_EVICTION_CONCURRENCY: usize = 16;
+/// First retry of a blocked eviction; doubles up to [`MAX_RETRY_DELAY`].
+/// Short, because a PDB usually unblocks as soon as a replacement pod is
+/// Ready, and a late retry is dead time in the rotation.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
+/// Longest wait between two evictions of the same pod (kubectl waits 5 s).
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// After `force` deletes the remaining pods, how long beyond their longest
+/// grace period to wait for them to go.
+const FORCE_EXTRA_WAIT: Duration = Duration::from_secs(30);
+
+/// A pod still on the node at the deadline, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Blocker {
+    pub pod: String,
+    pub reason: String,
+}
+
+/// One pod the drain removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvictedPod {
+    pub pod: String,
+    pub reason: EvictReason,
+    /// Eviction requests it took (more than one when a PDB blocked).
+    pub attempts: u32,
+}
+
+/// How the drain ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "result")]
+pub enum DrainOutcome {
+    /// Every pod that had to leave left through the Eviction API.
+    Drained,
+    /// The deadline passed and `force` deleted these pods, PDBs ignored.
+    Forced { pods: Vec<String> },
+    /// The deadline passed and `skip` left these pods (the node stays).
+    Skipped { blockers: Vec<Blocker> },
+}
+
+/// What a drain did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainReport {
+    pub node: String,
+    pub evicted: Vec<EvictedPod>,
+    pub skipped: Vec<(String, SkipReason)>,
+    pub outcome: DrainOutcome,
+}
+
+/// Why a drain failed.
+#[derive(Debug, Error)]
+pub enum DrainError {
+    /// A pod the policy does not allow to remove; nothing was evicted.
+    #[error("cannot drain {node}: {}", messages.join("; "))]
+    Refused { node: String, messages: Vec<String> },
+    /// `onTimeout: fail` and pods are still there.
+    #[error(
+        "drain of {node} did not finish in time; still on the node: {}",
+        describe(blockers)
+    )]
+    TimedOut {
+        node: String,
+        blockers: Vec<Blocker>,
+    },
+    /// The API server refused an eviction for good.
+    #[error("eviction of {pod} was rejected: {reason}")]
+    Rejected { pod: String, reason: String },
+    #[error("drain of {node}: {source}")]
+    Api {
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+fn describe(blockers: &[Blocker]) -> String {
+    blockers
+        .iter()
+        .map(|b| format!("{} ({})", b.pod, b.reason))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Receives what a drain is doing, for progress views and status.
+pub trait DrainProgress: Send + Sync {
+    /// An eviction was refused for now; the drain retries.
+    fn blocked(&self, node: &str, pod: &str, reason: &str);
+    /// A pod left the node.
+    fn evicted(&self, node: &str, pod: &str);
+}
+
+impl DrainProgress for () {
+    fn blocked(&self, _: &str, _: &str, _: &str) {}
+    fn evicted(&self, _: &str, _: &str) {}
+}
+
+/// Every decision for the pods on `node` now, failing when any pod must
+/// not be removed. Call before cordoning so a refusal changes nothing.
+pub async fn precheck(
+    client: &Client,
+    node: &str,
+    policy: &DrainPolicy,
+) -> Result<Vec<(PodKey, Decision)>, DrainError> {
+    let pods = list_pods_on(client, node)
+        .await
+        .map_err(|source| DrainError::Api {
+            node: node.to_string(),
+            source,
+        })?;
+    let decisions: Vec<(PodKey, Decision)> = pods
+        .iter()
+        .map(|p| (PodKey::of(p), decide(p, policy.unmanaged)))
+        .collect();
+    let refusals: Vec<String> = decisions
+        .iter()
+        .filter_map(|(_, d)| match d {
+            Decision::Refuse { message } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    if refusals.is_empty() {
+        Ok(decisions)
+    } else {
+        Err(DrainError::Refused {
+            node: node.to_string(),
+            messages: refusals,
+        })
+    }
+}
+
+async fn list_pods_on(client: &Client, node: &str) -> Result<Vec<Pod>, kube::Error> {
+    let api: Api<Pod> = Api::all(client.clone());
+    let mut params = kube::api::ListParams::default()
+        .fields(&format!("spec.nodeName={node}"))
+        .limit(500);
+    let mut out = Vec::new();
+    loop {
+        let page = api.list(&params).await?;
+        out.extend(page.items);
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(out),
+        }
+    }
+}
+
+type EvictionFuture =
+    Pin<Box<dyn Future<Output = (PodKey, Result<EvictionAnswer, kube::Error>)> + Send>>;
+type TimerFuture = Pin<Box<dyn Future<Output = PodKey> + Send>>;
+
+struct Pending {
+    key: PodKey,
+    reason: EvictReason,
+    attempts: u32,
+    forced: bool,
+}
+
+/// Drain `node` (already cordoned) until every pod that must leave is gone
+/// or `deadline` passes. `client` must not retry 429s on its own: a PDB's
+/// 429 has to reach this loop.
+pub async fn drain(
+    client: &Client,
+    node: &str,
+    deadline: Instant,
+    policy: &DrainPolicy,
+    progress: &dyn DrainProgress,
+) -> Result<DrainReport, DrainError> {
+    let api: Api<Pod> = Api::all(client.clone());
+    let mut pod_events = watcher(
+        api.clone(),
+        watcher::Config::default().fields(&format!("spec.nodeName={node}")),
+    )
+    .default_backoff()
+    .boxed();
+
+    let mut initialized = false;
+    let mut init_buffer: Vec<Pod> = Vec::new();
+    // Pods that must be gone (by UID) before the drain is done.
+    let mut must_leave: BTreeMap<String, Pending> = BTreeMap::new();
+    let mut skipped: BTreeMap<String, SkipReason> = BTreeMap::new();
+    let mut evicted: Vec<EvictedPod> = Vec::new();
+    let mut blocked: HashMap<String, String> = HashMap::new();
+    let mut queue: VecDeque<PodKey> = VecDeque::new();
+    let mut queued: BTreeSet<String> = BTreeSet::new();
+    let mut in_flight: FuturesUnordered<EvictionFuture> = FuturesUnordered::new();
+    let mut timers: FuturesUnordered<TimerFuture> = FuturesUnordered::new();
+    let mut forced: Option<Vec<String>> = None;
+    let mut deadline = deadline;
+    let concurrency = policy.concurrency.max(1);
+
+    loop {
+        // Consider new pods, start queued evictions within the bound.
+        while in_flight.len() < concurrency {
+            let Some(key) = queue.pop_front() else { break };
+            queued.remove(&key.uid);
+            if !must_leave.contains_key(&key.uid) {
+                continue;
+            }
+            let client = client.clone();
+            in_flight.push(Box::pin(async move {
+                let answer = evict(&client, &key).await;
+                (key, answer)
+            }));
+        }
+        if initialized && must_leave.is_empty() && in_flight.is_empty() {
+            let outcome = match forced {
+                Some(pods) => DrainOutcome::Forced { pods },
+                None => DrainOutcome::Drained,
+            };
+            return Ok(DrainReport {
+                node: node.to_string(),
+                evicted,
+                skipped: skipped.into_iter().collect(),
+                outcome,
+            });
+        }
+
+        tokio::select! {
+            event = pod_events.next() => {
+                let Some(event) = event else { continue };
+                let event = match event {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::debug!(node, error = %e, "pod watch interrupted; resuming");
+                        continue;
+                    }
+                };
+                match event {
+                    watcher::Event::Init => init_buffer.clear(),
+                    watcher::Event::InitApply(pod) => init_buffer.push(pod),
+                    watcher::Event::InitDone => {
+                        let present: BTreeSet<String> = init_buffer
+                            .iter()
+                            .filter_map(|p| p.metadata.uid.clone())
+                            .collect();
+                        // Pods that vanished while the watch was down are gone.
+                        must_leave.retain(|uid, _| present.contains(uid));
+                        for pod in std::mem::take(&mut init_buffer) {
+                            consider(&pod, policy, &mut must_leave, &mut skipped, &mut queue, &mut queued, node)?;
+                        }
+                        initialized = true;
+                    }
+                    watcher::Event::Apply(pod) => {
+                        if initialized {
+                            consider(&pod, policy, &mut must_leave, &mut skipped, &mut queue, &mut queued, node)?;
+                        }
+                    }
+                    watcher::Event::Delete(pod) => {
+                        let key = PodKey::of(&pod);
+                        if let Some(done) = must_leave.remove(&key.uid) {
+                            blocked.remove(&key.uid);
+                            progress.evicted(node, &key.to_string());
+                            if !done.forced && done.attempts > 0 {
+                                evicted.push(EvictedPod { pod: key.to_string(), reason: done.reason, attempts: done.attempts });
+                            }
+                        }
+                    }
+                }
+            }
+            Some((key, answer)) = in_flight.next(), if !in_flight.is_empty() => {
+                let Some(pending) = must_leave.get_mut(&key.uid) else { continue };
+                pending.attempts += 1;
+                let attempts = pending.attempts;
+                match answer {
+                    Ok(EvictionAnswer::Accepted) | Ok(EvictionAnswer::Gone) => {
+                        blocked.remove(&key.uid);
+                    }
+                    Ok(EvictionAnswer::Blocked { reason, retry_after_secs }) => {
+                        progress.blocked(node, &key.to_string(), &reason);
+                        blocked.insert(key.uid.clone(), reason);
+                        let hint = retry_after_secs.map(|s| Duration::from_secs(u64::from(s)));
+                        timers.push(retry_timer(key, attempts, hint));
+                    }
+                    Ok(EvictionAnswer::Retry { reason }) => {
+                        blocked.insert(key.uid.clone(), reason);
+                        timers.push(retry_timer(key, attempts, None));
+                    }
+                    Ok(EvictionAnswer::Rejected { reason }) => {
+                        return Err(DrainError::Rejected { pod: key.to_string(), reason });
+                    }
+                    Err(e) => {
+                        // The API server may be restarting: retry within the deadline.
+                        blocked.insert(key.uid.clone(), format!("API error: {e}"));
+                        timers.push(retry_timer(key, attempts, None));
+                    }
+                }
+            }
+            Some(key) = timers.next(), if !timers.is_empty() => {
+                if must_leave.contains_key(&key.uid) && queued.insert(key.uid.clone()) {
+                    queue.push_back(key);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let blockers: Vec<Blocker> = must_leave
+                    .values()
+                    .map(|p| Blocker {
+                        pod: p.key.to_string(),
+                        reason: blocked
+                            .get(&p.key.uid)
+                            .cloned()
+                            .unwrap_or_else(|| "still terminating".into()),
+                    })
+                    .collect();
+                if forced.is_some() || !initialized && policy.on_timeout != OnTimeout::Skip {
+                    return Err(DrainError::TimedOut { node: node.to_string(), blockers });
+                }
+                match policy.on_timeout {
+                    OnTimeout::Fail => {
+                        return Err(DrainError::TimedOut { node: node.to_string(), blockers });
+                    }
+                    OnTimeout::Skip => {
+                        return Ok(DrainReport {
+                            node: node.to_string(),
+                            evicted,
+                            skipped: skipped.into_iter().collect(),
+                            outcome: DrainOutcome::Skipped { blockers },
+                        });
+                    }
+                    OnTimeout::Force => {
+                        let mut names = Vec::new();
+                        let mut longest_grace = Duration::ZERO;
+                        for pending in must_leave.values_mut() {
+                            tracing::warn!(
+                                node,
+                                pod = %pending.key,
+                                "drain timed out: deleting the pod without its PodDisruptionBudget's consent (drain.onTimeout: force)"
+                            );
+                            let params = DeleteParams {
+                                preconditions: Some(Preconditions { uid: Some(pending.key.uid.clone()), resource_version: None }),
+                                ..DeleteParams::default()
+                            };
+                            let ns_api: Api<Pod> = Api::namespaced(client.clone(), &pending.key.namespace);
+                            match ns_api.delete(&pending.key.name, &params).await {
+                                Ok(either) => {
+                                    if let Some(pod) = either.left() {
+                                        let grace = pod.spec.and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+                                        longest_grace = longest_grace.max(Duration::from_secs(grace.max(0) as u64));
+                                    }
+                                }
+                                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                                Err(source) => return Err(DrainError::Api { node: node.to_string(), source }),
+                            }
+                            pending.forced = true;
+                            names.push(pending.key.to_string());
+                        }
+                        forced = Some(names);
+                        deadline = Instant::now() + longest_grace + FORCE_EXTRA_WAIT;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn consider(
+    pod: &Pod,
+    policy: &DrainPolicy,
+    must_leave: &mut BTreeMap<String, Pending>,
+    skipped: &mut BTreeMap<String, SkipReason>,
+    queue: &mut VecDeque<PodKey>,
+    queued: &mut BTreeSet<String>,
+    node: &str,
+) -> Result<(), DrainError> {
+    let key = PodKey::of(pod);
+    match decide(pod, policy.unmanaged) {
+        Decision::Evict { reason } => {
+            if !must_leave.contains_key(&key.uid) {
+                must_leave.insert(
+                    key.uid.clone(),
+                    Pending {
+                        key: key.clone(),
+                        reason,
+                        attempts: 0,
+                        forced: false,
+                    },
+                );
+                if queued.insert(key.uid.clone()) {
+                    queue.push_back(key);
+                }
+            }
+        }
+        Decision::AwaitDeletion => {
+            must_leave.entry(key.uid.clone()).or_insert(Pending {
+                key,
+                reason: EvictReason::Managed,
+                attempts: 0,
+                forced: false,
+            });
+        }
+        Decision::Skip { reason } => {
+            skipped.insert(key.to_string(), reason);
+        }
+        Decision::Refuse { message } => {
+            return Err(DrainError::Refused {
+                node: node.to_string(),
+                messages: vec![message],
+            });
+        }
+    }
+    Ok(())
+}
+
+fn retry_timer(key: PodKey, attempts: u32, hint: Option<Duration>) -> TimerFuture {
+    let exponential = FIRST_RETRY_DELAY
+        .saturating_mul(1u32 << attempts.saturating_sub(1).min(8))
+        .min(MAX_RETRY_DELAY);
+    let delay = hint.map_or(exponential, |h| h.min(MAX_RETRY_DELAY).max(exponential));
+    // Jitter spreads the retries of many pods blocked by the same budget.
+    let jitter = Duration::from_millis(rand::random_range(0..=delay.as_millis() as u64 / 4));
+    Box::pin(async move {
+        tokio::time::sleep(delay + jitter).await;
+        key
+    })
+}
