@@ -1,19 +1,11 @@
-//! Nodes: reading their state, the changes the engine makes to them, and a
-//! watched cache that slots wait on.
+//! Nodes: reading their state and the changes the engine makes to them.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use super::retry::with_retry;
 use crate::version::KubeVersion;
@@ -164,91 +156,6 @@ impl NodeOps {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(e),
-        }
-    }
-}
-
-/// Every Node, kept current by one watch; waiters are woken on each change.
-#[derive(Clone)]
-pub struct NodeCache {
-    store: Store<Node>,
-    changed: watch::Receiver<u64>,
-    _task: Arc<AbortOnDrop>,
-}
-
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl NodeCache {
-    /// Start watching nodes. Returns once the first list is in.
-    pub async fn start(client: Client) -> Result<NodeCache, kube::Error> {
-        let api: Api<Node> = Api::all(client);
-        let (store, writer) = reflector::store();
-        let (tx, changed) = watch::channel(0u64);
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .reflect(writer);
-        let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            let mut n = 0u64;
-            while let Some(event) = stream.next().await {
-                if let Err(e) = event {
-                    tracing::debug!(error = %e, "node watch interrupted; resuming");
-                    continue;
-                }
-                n += 1;
-                let _ = tx.send(n);
-            }
-        });
-        let cache = NodeCache {
-            store,
-            changed,
-            _task: Arc::new(AbortOnDrop(task)),
-        };
-        cache
-            .store
-            .wait_until_ready()
-            .await
-            .map_err(|e| kube::Error::Service(Box::new(e)))?;
-        Ok(cache)
-    }
-
-    pub fn get(&self, name: &str) -> Option<Arc<Node>> {
-        self.store
-            .find(|n| n.metadata.name.as_deref() == Some(name))
-    }
-
-    pub fn all(&self) -> Vec<Arc<Node>> {
-        self.store.state()
-    }
-
-    pub fn find(&self, predicate: impl Fn(&Node) -> bool) -> Option<Arc<Node>> {
-        self.store.find(predicate)
-    }
-
-    /// Wait until `check` returns `Some` over the current nodes, or the
-    /// deadline passes (`None`). Woken by the watch, never polling.
-    pub async fn wait_for<T>(
-        &self,
-        deadline: Instant,
-        mut check: impl FnMut(&NodeCache) -> Option<T>,
-    ) -> Option<T> {
-        let mut changed = self.changed.clone();
-        loop {
-            changed.borrow_and_update();
-            if let Some(found) = check(self) {
-                return Some(found);
-            }
-            match tokio::time::timeout_at(deadline, changed.changed()).await {
-                Ok(Ok(())) => continue,
-                // The watch task ended (only on shutdown) or the deadline passed.
-                _ => return check(self),
-            }
         }
     }
 }

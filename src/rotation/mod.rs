@@ -1,0 +1,503 @@
+//! The surge engine (design §8): replace workers by launching new-version
+//! machines, joining them, draining the old ones and terminating them,
+//! pool by pool in sliding windows, resumable after a crash at any point.
+
+pub mod annotations;
+pub mod config;
+pub mod pool;
+pub mod progress;
+pub mod record;
+pub mod report;
+pub mod select;
+pub mod slot;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::join_all;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
+use kube::api::{DeleteParams, ListParams};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use kubesurge_provider::{Instance, PoolRef, ProviderError, tags};
+use thiserror::Error;
+use tokio::sync::watch;
+
+pub use config::{Criteria, EngineConfig, PoolConfig};
+pub use pool::StopReason;
+pub use progress::{Progress, Silent};
+pub use record::{RecordError, RecordStore, RecordedNode, RunRecord, RunState};
+pub use report::{RunOutcome, RunReport, SlotOutcome, SlotReport};
+pub use slot::Phase;
+
+use crate::kube::cache::WatchCache;
+use crate::kube::events::Recorder;
+use crate::kube::join::{ClusterInfo, JoinError};
+use crate::kube::nodes::{self, CONTROL_PLANE_LABEL, NodeOps};
+use crate::kube::retry::with_retry;
+use crate::version::KubeVersion;
+
+/// What a run is asked to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RotationRequest {
+    /// The command in canonical form: a rerun continues an unfinished run
+    /// only when this matches (design §5, issue "rerun the same command").
+    pub command: String,
+    /// The kubelet version replacements get (the control plane's).
+    pub target: KubeVersion,
+    /// Pools to rotate; empty = all.
+    pub pools: Vec<String>,
+    pub criteria: Criteria,
+    pub dry_run: bool,
+}
+
+/// Why a run could not go on.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// Another command's run is unfinished (exit 2).
+    #[error(
+        "run {id} ({command}) is unfinished ({state:?}); rerun `kubesurge {command}` to finish it, or `kubesurge abort` to abandon it"
+    )]
+    UnfinishedRun {
+        id: String,
+        command: String,
+        state: RunState,
+    },
+    /// The configuration cannot work against this cluster (exit 2).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    #[error("pool {pool}: {source}")]
+    Provider {
+        pool: String,
+        #[source]
+        source: ProviderError,
+    },
+    #[error(transparent)]
+    Join(#[from] JoinError),
+}
+
+/// The engine, wired to a cluster and its providers.
+pub struct Engine {
+    pub client: Client,
+    pub drain_client: Client,
+    pub config: Arc<EngineConfig>,
+    pub progress: Arc<dyn Progress>,
+    /// `host/pid`, for events.
+    pub instance: String,
+}
+
+impl Engine {
+    /// Run (or continue) a rotation. `stop` carries abort and window-end
+    /// requests; the run stops starting slots when it does.
+    pub async fn run(
+        &self,
+        request: &RotationRequest,
+        stop_tx: watch::Sender<Option<StopReason>>,
+    ) -> Result<RunReport, EngineError> {
+        let started = Timestamp::now();
+        let records = RecordStore::new(self.client.clone());
+        let node_cache =
+            WatchCache::<Node>::start(Api::all(self.client.clone()), watcher::Config::default())
+                .await?;
+        let pools = self.selected_pools(request)?;
+
+        let previous = records.load().await?;
+        let mut record = match previous {
+            Some(r) if r.state.is_unfinished() && r.command == request.command => {
+                self.progress.note(&format!(
+                    "continuing unfinished run {} ({:?})",
+                    r.id, r.state
+                ));
+                r
+            }
+            Some(r) if r.state.is_unfinished() => {
+                return Err(EngineError::UnfinishedRun {
+                    id: r.id,
+                    command: r.command,
+                    state: r.state,
+                });
+            }
+            _ => {
+                let nodes = self.select(request, &pools, &node_cache).await?;
+                RunRecord {
+                    id: record::new_run_id(),
+                    command: request.command.clone(),
+                    target: request.target,
+                    started,
+                    state: RunState::Running,
+                    nodes,
+                    finished: None,
+                    message: None,
+                }
+            }
+        };
+
+        if request.dry_run {
+            return self
+                .dry_run(request, &record, &pools, &node_cache, started)
+                .await;
+        }
+        if record.nodes.is_empty() {
+            return Ok(RunReport {
+                run_id: record.id,
+                command: request.command.clone(),
+                target: record.target,
+                started,
+                finished: Timestamp::now(),
+                dry_run: false,
+                outcome: RunOutcome::Succeeded,
+                slots: Vec::new(),
+                would: Vec::new(),
+            });
+        }
+        record.state = RunState::Running;
+        record.finished = None;
+        record.message = None;
+        records.save(&record).await?;
+        self.progress.start(&record.id, record.nodes.len());
+
+        let cluster_info = self.cluster_info().await?;
+        let kube_system = WatchCache::<Pod>::start(
+            Api::namespaced(self.client.clone(), "kube-system"),
+            watcher::Config::default(),
+        )
+        .await?;
+        let ctx = slot::RunContext {
+            run_id: record.id.clone(),
+            target: record.target,
+            config: self.config.clone(),
+            client: self.client.clone(),
+            drain_client: self.drain_client.clone(),
+            nodes: node_cache.clone(),
+            node_ops: NodeOps::new(self.client.clone()),
+            recorder: Recorder::new(self.client.clone(), self.instance.clone()),
+            progress: self.progress.clone(),
+            cluster_info,
+        };
+
+        let mut works = Vec::new();
+        for pool in &pools {
+            let nodes: Vec<String> = record
+                .nodes
+                .iter()
+                .filter(|n| n.pool == pool.name)
+                .map(|n| n.name.clone())
+                .collect();
+            if nodes.is_empty() {
+                continue;
+            }
+            let pool_ref = PoolRef {
+                cluster: self.config.cluster.clone(),
+                pool: pool.name.clone(),
+            };
+            let image = pool
+                .provider
+                .resolve_image(&pool_ref, &record.target.to_string())
+                .await
+                .map_err(|source| EngineError::Provider {
+                    pool: pool.name.clone(),
+                    source,
+                })?;
+            let adopted: Vec<Instance> = pool
+                .provider
+                .list(&pool_ref)
+                .await
+                .map_err(|source| EngineError::Provider {
+                    pool: pool.name.clone(),
+                    source,
+                })?
+                .into_iter()
+                .filter(|i| i.tag(tags::RUN) == Some(record.id.as_str()))
+                .collect();
+            let size = node_cache
+                .all()
+                .iter()
+                .filter(|n| pool.selects(&n.metadata.labels.clone().unwrap_or_default()))
+                .count() as u32;
+            works.push(pool::PoolWork {
+                pool: Arc::new(pool.clone()),
+                image,
+                nodes,
+                size,
+                adopted,
+            });
+        }
+
+        let stop_rx = stop_tx.subscribe();
+        let runs = works
+            .into_iter()
+            .map(|work| pool::run_pool(&ctx, work, &kube_system, stop_rx.clone(), &stop_tx));
+        let slots: Vec<SlotReport> = join_all(runs).await.into_iter().flatten().collect();
+
+        let stop_reason = stop_tx.borrow().clone();
+        let failures: Vec<String> = slots
+            .iter()
+            .filter_map(|s| match &s.outcome {
+                SlotOutcome::Failed { reason } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect();
+        let remaining = slots
+            .iter()
+            .filter(|s| s.outcome == SlotOutcome::NotStarted)
+            .count();
+        let (outcome, state) = if !failures.is_empty() {
+            (
+                RunOutcome::Failed {
+                    reason: failures.join("; "),
+                },
+                RunState::Failed,
+            )
+        } else {
+            match stop_reason {
+                Some(StopReason::Abort) if remaining > 0 => {
+                    (RunOutcome::Aborted, RunState::Aborted)
+                }
+                Some(StopReason::WindowEnd) if remaining > 0 => (
+                    RunOutcome::Stopped {
+                        reason: "the maintenance window ended".into(),
+                        remaining,
+                    },
+                    RunState::Stopped,
+                ),
+                _ => (RunOutcome::Succeeded, RunState::Succeeded),
+            }
+        };
+        if state == RunState::Succeeded {
+            self.delete_run_tokens(&record.id).await?;
+        }
+        record.state = state;
+        record.finished = Some(Timestamp::now());
+        record.message = match &outcome {
+            RunOutcome::Failed { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        records.save(&record).await?;
+        Ok(RunReport {
+            run_id: record.id,
+            command: request.command.clone(),
+            target: record.target,
+            started,
+            finished: Timestamp::now(),
+            dry_run: false,
+            outcome,
+            slots,
+            would: Vec::new(),
+        })
+    }
+
+    fn selected_pools(&self, request: &RotationRequest) -> Result<Vec<PoolConfig>, EngineError> {
+        for name in &request.pools {
+            if !self.config.pools.iter().any(|p| &p.name == name) {
+                let known: Vec<&str> = self.config.pools.iter().map(|p| p.name.as_str()).collect();
+                return Err(EngineError::Invalid(format!(
+                    "--pool {name}: no such pool in the config (pools: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        let pools: Vec<PoolConfig> = self
+            .config
+            .pools
+            .iter()
+            .filter(|p| request.pools.is_empty() || request.pools.contains(&p.name))
+            .cloned()
+            .collect();
+        for pool in &pools {
+            if pool.max_surge.is_zero() {
+                return Err(EngineError::Invalid(format!(
+                    "pools[{}].maxSurge is 0: terminate-first rotation is not supported; set maxSurge to 1 or more",
+                    pool.name
+                )));
+            }
+        }
+        Ok(pools)
+    }
+
+    /// The workers this run replaces, in order.
+    async fn select(
+        &self,
+        request: &RotationRequest,
+        pools: &[PoolConfig],
+        nodes: &WatchCache<Node>,
+    ) -> Result<Vec<RecordedNode>, EngineError> {
+        let now = Timestamp::now();
+        let mut chosen = Vec::new();
+        for pool in pools {
+            let pool_ref = PoolRef {
+                cluster: self.config.cluster.clone(),
+                pool: pool.name.clone(),
+            };
+            let (images, current_image) = if request.criteria.stale_image {
+                let provider_err = |source| EngineError::Provider {
+                    pool: pool.name.clone(),
+                    source,
+                };
+                let instances = pool.provider.list(&pool_ref).await.map_err(provider_err)?;
+                let images: BTreeMap<String, String> = instances
+                    .into_iter()
+                    .filter_map(|i| i.image.map(|img| (i.provider_id, img)))
+                    .collect();
+                let current = pool
+                    .provider
+                    .resolve_image(&pool_ref, &request.target.to_string())
+                    .await
+                    .map_err(|source| EngineError::Provider {
+                        pool: pool.name.clone(),
+                        source,
+                    })?;
+                (images, Some(current.id))
+            } else {
+                (BTreeMap::new(), None)
+            };
+            let candidates: Vec<select::Candidate> = nodes
+                .all()
+                .iter()
+                .filter(|n| {
+                    let labels = n.metadata.labels.clone().unwrap_or_default();
+                    !labels.contains_key(CONTROL_PLANE_LABEL) && pool.selects(&labels)
+                })
+                .filter_map(|n| {
+                    Some(select::Candidate {
+                        name: nodes::name(n).to_string(),
+                        pool: pool.name.clone(),
+                        created: n.metadata.creation_timestamp.as_ref()?.0,
+                        zone: nodes::label(n, nodes::ZONE_LABEL).map(str::to_string),
+                        kubelet: nodes::kubelet_version(n)?,
+                        image: nodes::provider_id(n).and_then(|p| images.get(p).cloned()),
+                    })
+                })
+                .filter(|c| {
+                    select::reason(
+                        c,
+                        &request.criteria,
+                        request.target,
+                        now,
+                        current_image.as_deref(),
+                    )
+                    .is_some()
+                })
+                .collect();
+            chosen.extend(select::order(candidates).into_iter().map(|c| RecordedNode {
+                name: c.name,
+                pool: c.pool,
+            }));
+        }
+        Ok(chosen)
+    }
+
+    async fn cluster_info(&self) -> Result<ClusterInfo, EngineError> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), "kube-public");
+        let cm = with_retry("get cluster-info", || api.get("cluster-info")).await?;
+        Ok(ClusterInfo::from_config_map(&cm)?)
+    }
+
+    /// Delete every bootstrap token this run minted (at its end; slots
+    /// already delete theirs as soon as their node is Ready).
+    async fn delete_run_tokens(&self, run_id: &str) -> Result<(), EngineError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), "kube-system");
+        let params =
+            ListParams::default().labels(&format!("{}={run_id}", annotations::TOKEN_RUN_LABEL));
+        let list = with_retry("list tokens", || api.list(&params)).await?;
+        for s in list.items {
+            let name = s.metadata.name.unwrap_or_default();
+            let dp = DeleteParams::default();
+            match with_retry("delete token", || api.delete(&name, &dp)).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(st)) if st.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Describe every mutation the run would make, making none.
+    async fn dry_run(
+        &self,
+        request: &RotationRequest,
+        record: &RunRecord,
+        pools: &[PoolConfig],
+        nodes: &WatchCache<Node>,
+        started: Timestamp,
+    ) -> Result<RunReport, EngineError> {
+        let mut would = Vec::new();
+        for pool in pools {
+            let pool_nodes: Vec<&RecordedNode> = record
+                .nodes
+                .iter()
+                .filter(|n| n.pool == pool.name)
+                .collect();
+            if pool_nodes.is_empty() {
+                continue;
+            }
+            let pool_ref = PoolRef {
+                cluster: self.config.cluster.clone(),
+                pool: pool.name.clone(),
+            };
+            let image = pool
+                .provider
+                .resolve_image(&pool_ref, &record.target.to_string())
+                .await
+                .map_err(|source| EngineError::Provider {
+                    pool: pool.name.clone(),
+                    source,
+                })?;
+            for n in pool_nodes {
+                let zone = nodes
+                    .get(&n.name)
+                    .and_then(|node| nodes::label(&node, nodes::ZONE_LABEL).map(str::to_string))
+                    .unwrap_or_else(|| "its zone".into());
+                would.push(format!(
+                    "create a bootstrap token Secret in kube-system for {} (ttl {:?})",
+                    n.name, self.config.token_ttl
+                ));
+                would.push(format!(
+                    "launch an instance for pool {} in {zone} from image {} at {} to replace {}",
+                    pool.name, image.id, record.target, n.name
+                ));
+                would.push(format!(
+                    "label {} {}, cordon it and evict its pods (drain timeout {:?}, on timeout {:?})",
+                    n.name,
+                    nodes::EXCLUDE_LB_LABEL,
+                    self.config.drain_timeout,
+                    self.config.drain.on_timeout
+                ));
+                would.push(format!(
+                    "terminate the instance of {} and delete its Node",
+                    n.name
+                ));
+            }
+        }
+        Ok(RunReport {
+            run_id: record.id.clone(),
+            command: request.command.clone(),
+            target: record.target,
+            started,
+            finished: Timestamp::now(),
+            dry_run: true,
+            outcome: RunOutcome::Succeeded,
+            slots: record
+                .nodes
+                .iter()
+                .map(|n| SlotReport {
+                    pool: n.pool.clone(),
+                    old_node: n.name.clone(),
+                    old_instance: None,
+                    new_node: None,
+                    new_instance: None,
+                    zone: None,
+                    attempts: 0,
+                    timings: Default::default(),
+                    drain: None,
+                    outcome: SlotOutcome::NotStarted,
+                })
+                .collect(),
+            would,
+        })
+    }
+}

@@ -1,0 +1,205 @@
+//! The run record: what a run set out to do, kept in the cluster
+//! (ConfigMap `kube-system/kubesurge-run`) so that rerunning the same
+//! command continues it — with the same node set, never the replacements
+//! it made — and a different command is refused while it is unfinished.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use serde::{Deserialize, Serialize};
+
+use crate::kube::retry::with_retry;
+use crate::version::KubeVersion;
+
+pub const RECORD_NAMESPACE: &str = "kube-system";
+pub const RECORD_NAME: &str = "kubesurge-run";
+const RECORD_KEY: &str = "run.json";
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    /// Failed; a rerun of the same command resumes it.
+    Failed,
+    /// Stopped by `kubesurge abort`; a rerun resumes it.
+    Aborted,
+    /// Stopped at the end of its maintenance window; a rerun resumes it.
+    Stopped,
+    /// Given up by the user; the next command starts afresh.
+    Abandoned,
+}
+
+impl RunState {
+    /// A run in one of these states is continued by the same command and
+    /// blocks any other.
+    pub fn is_unfinished(self) -> bool {
+        matches!(
+            self,
+            RunState::Running | RunState::Failed | RunState::Aborted | RunState::Stopped
+        )
+    }
+}
+
+/// A node the run set out to replace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedNode {
+    pub name: String,
+    pub pool: String,
+}
+
+/// The record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub id: String,
+    /// The command in a canonical form (`rotate --pool general --max-age
+    /// 30d`): a rerun continues the run only when this is equal.
+    pub command: String,
+    /// The kubelet version replacements get.
+    pub target: KubeVersion,
+    pub started: Timestamp,
+    pub state: RunState,
+    /// In replacement order.
+    pub nodes: Vec<RecordedNode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A fresh run id: `r-` and 8 random lowercase alphanumerics (it goes into
+/// tags, labels and annotations).
+pub fn new_run_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let suffix: String = (0..8)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("r-{suffix}")
+}
+
+/// Why the record could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("run record {RECORD_NAMESPACE}/{RECORD_NAME}: {0}")]
+    Api(#[from] kube::Error),
+    #[error(
+        "run record {RECORD_NAMESPACE}/{RECORD_NAME} is unreadable ({0}); delete it to start afresh"
+    )]
+    Corrupt(String),
+}
+
+/// Read and write the record.
+#[derive(Clone)]
+pub struct RecordStore {
+    api: Api<ConfigMap>,
+}
+
+impl RecordStore {
+    pub fn new(client: Client) -> RecordStore {
+        RecordStore {
+            api: Api::namespaced(client, RECORD_NAMESPACE),
+        }
+    }
+
+    /// The last run's record, if any.
+    pub async fn load(&self) -> Result<Option<RunRecord>, RecordError> {
+        let cm = match with_retry("get run record", || self.api.get(RECORD_NAME)).await {
+            Ok(cm) => cm,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let raw = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(RECORD_KEY))
+            .ok_or_else(|| RecordError::Corrupt(format!("no {RECORD_KEY}")))?;
+        serde_json::from_str(raw)
+            .map(Some)
+            .map_err(|e| RecordError::Corrupt(e.to_string()))
+    }
+
+    /// Write the record (create or replace).
+    pub async fn save(&self, record: &RunRecord) -> Result<(), RecordError> {
+        let body = serde_json::to_string_pretty(record)
+            .map_err(|e| RecordError::Corrupt(e.to_string()))?;
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(RECORD_NAME.into()),
+                namespace: Some(RECORD_NAMESPACE.into()),
+                labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "kubesurge".to_string(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([(RECORD_KEY.to_string(), body)])),
+            ..ConfigMap::default()
+        };
+        let post = PostParams::default();
+        match with_retry("create run record", || self.api.create(&post, &cm)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                // Replace without a resourceVersion: the lock makes us the
+                // only writer.
+                with_retry("replace run record", || {
+                    self.api.replace(RECORD_NAME, &post, &cm)
+                })
+                .await
+                .map(|_| ())
+                .map_err(Into::into)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unfinished_states_block_other_commands() {
+        assert!(RunState::Running.is_unfinished());
+        assert!(RunState::Failed.is_unfinished());
+        assert!(RunState::Aborted.is_unfinished());
+        assert!(RunState::Stopped.is_unfinished());
+        assert!(!RunState::Succeeded.is_unfinished());
+        assert!(!RunState::Abandoned.is_unfinished());
+    }
+
+    #[test]
+    fn run_ids_are_label_safe_and_distinct() {
+        let a = new_run_id();
+        assert_eq!(a.len(), 10);
+        assert!(
+            a.bytes()
+                .all(|b| b == b'-' || b.is_ascii_lowercase() || b.is_ascii_digit())
+        );
+        assert_ne!(a, new_run_id());
+    }
+
+    #[test]
+    fn record_round_trips_as_json() {
+        let r = RunRecord {
+            id: "r-1".into(),
+            command: "rotate --all".into(),
+            target: KubeVersion::new(1, 34, 2),
+            started: "2026-01-01T00:00:00Z".parse().unwrap(),
+            state: RunState::Running,
+            nodes: vec![RecordedNode {
+                name: "w1".into(),
+                pool: "general".into(),
+            }],
+            finished: None,
+            message: None,
+        };
+        let back: RunRecord = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+}
