@@ -1,1 +1,590 @@
-//! (tests to come)
+//! The Kubernetes API emulator over real HTTPS, driven by kube-rs as the
+//! tool drives a real cluster: CRUD and conflicts, selectors, paging,
+//! watches, every patch type, eviction with PDBs, authentication, faults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{
+    Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{WatchStreamExt, wait::await_condition, watcher};
+use kube::{Client, Config, Error};
+use kubesurge_sim::apiserver::{self, ApiServerConfig, ApiServerHandle, ClusterCa, FaultFilter};
+use kubesurge_sim::resources::{NODES, PDBS, PODS, SECRETS};
+use kubesurge_sim::store::Store;
+use serde_json::{Value, json};
+
+/// A fresh store, CA and server, and an admin client.
+struct Env {
+    store: Arc<Store>,
+    server: ApiServerHandle,
+    client: Client,
+}
+
+async fn client_from(yaml: &str, retry: bool) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(yaml).expect("kubeconfig parses");
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kube config");
+    config.default_retry = retry;
+    Client::try_from(config).expect("client")
+}
+
+async fn env_with(store: Arc<Store>) -> Env {
+    let ca = Arc::new(ClusterCa::generate().expect("CA"));
+    let server = apiserver::start(store.clone(), ca, ApiServerConfig::default())
+        .await
+        .expect("server starts");
+    // Retries off: tests look at each answer the server gives.
+    let client = client_from(&server.kubeconfig_yaml(), false).await;
+    Env {
+        store,
+        server,
+        client,
+    }
+}
+
+async fn env() -> Env {
+    env_with(Store::new()).await
+}
+
+fn api_status(err: Error) -> Box<kube::core::Status> {
+    match err {
+        Error::Api(status) => status,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "data": data.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+    }))
+    .unwrap()
+}
+
+fn pod_json(name: &str, labels: Value, node: Option<&str>) -> Value {
+    let mut pod = json!({
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    });
+    if let Some(node) = node {
+        pod["spec"]["nodeName"] = json!(node);
+    }
+    pod
+}
+
+/// Put a pod in the store as the scheduler and kubelet would have left it.
+fn seed_pod(store: &Store, name: &str, labels: Value, node: Option<&str>) -> Arc<Value> {
+    store
+        .create(&PODS, "default", pod_json(name, labels, node))
+        .unwrap()
+}
+
+fn seed_node(store: &Store, name: &str) -> Arc<Value> {
+    store
+        .create(
+            &NODES,
+            "",
+            json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+                   "spec": {},
+                   "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+                              "nodeInfo": {"kubeletVersion": "v1.32.4"}}}),
+        )
+        .unwrap()
+}
+
+#[tokio::test]
+async fn crud_with_conflicts_and_status_errors() {
+    let env = env().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let created = cms
+        .create(&PostParams::default(), &configmap("a", &[("k", "v")]))
+        .await
+        .unwrap();
+    let rv = created.metadata.resource_version.clone().unwrap();
+    assert!(!rv.is_empty());
+    assert_eq!(created.metadata.uid.as_ref().map(String::len), Some(36));
+    assert!(created.metadata.creation_timestamp.is_some());
+
+    let again = cms
+        .create(&PostParams::default(), &configmap("a", &[]))
+        .await
+        .unwrap_err();
+    let status = api_status(again);
+    assert!(status.is_already_exists());
+    assert_eq!(status.code, 409);
+    assert_eq!(status.message, "configmaps \"a\" already exists");
+
+    let mut changed = created.clone();
+    changed.data = Some([("k".to_string(), "w".to_string())].into());
+    let updated = cms
+        .replace("a", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    assert_ne!(
+        updated.metadata.resource_version.as_deref(),
+        Some(rv.as_str())
+    );
+    // The same body again still carries the old resourceVersion.
+    let stale = api_status(
+        cms.replace("a", &PostParams::default(), &changed)
+            .await
+            .unwrap_err(),
+    );
+    assert!(stale.is_conflict());
+    assert_eq!(
+        stale.message,
+        "Operation cannot be fulfilled on configmaps \"a\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    // PUT without a resourceVersion is unconditional for ConfigMaps.
+    let mut blind = changed.clone();
+    blind.metadata.resource_version = None;
+    blind.data = Some([("k".to_string(), "x".to_string())].into());
+    assert_eq!(
+        cms.replace("a", &PostParams::default(), &blind)
+            .await
+            .unwrap()
+            .data
+            .unwrap()["k"],
+        "x"
+    );
+    // The name in the body must be the URL's.
+    let wrong = api_status(
+        cms.replace("b", &PostParams::default(), &blind)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(wrong.code, 400);
+    let missing = api_status(cms.get("nope").await.unwrap_err());
+    assert!(missing.is_not_found());
+    assert_eq!(missing.message, "configmaps \"nope\" not found");
+    assert_eq!(missing.details.as_ref().unwrap().kind, "configmaps");
+
+    let deleted = cms.delete("a", &DeleteParams::default()).await.unwrap();
+    let status = deleted.right().expect("configmaps answer a Status");
+    assert!(status.is_success());
+    assert_eq!(status.details.unwrap().name, "a");
+    assert!(cms.get_opt("a").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn namespaces_must_exist_and_names_must_be_valid() {
+    let env = env().await;
+    let nss: Api<Namespace> = Api::all(env.client.clone());
+    let names: Vec<String> = nss
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(names.contains(&ns.to_string()), "{names:?}");
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "nope");
+    let err = api_status(
+        cms.create(&PostParams::default(), &configmap("a", &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.is_not_found());
+    assert_eq!(err.message, "namespaces \"nope\" not found");
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let err = api_status(
+        cms.create(&PostParams::default(), &configmap("Bad_Name", &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.is_invalid());
+    assert_eq!(err.code, 422);
+}
+
+#[tokio::test]
+async fn dry_run_stores_nothing() {
+    let env = env().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let pp = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let out = cms
+        .create(&pp, &configmap("dry", &[("a", "b")]))
+        .await
+        .unwrap();
+    assert_eq!(out.metadata.name.as_deref(), Some("dry"));
+    assert!(cms.get_opt("dry").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn lease_put_requires_resource_version_and_creates_when_missing() {
+    let env = env().await;
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "kube-system");
+    let lease: Lease = serde_json::from_value(json!({
+        "metadata": {"name": "lock"},
+        "spec": {"holderIdentity": "me", "leaseDurationSeconds": 15},
+    }))
+    .unwrap();
+    let missing = api_status(leases.get("lock").await.unwrap_err());
+    assert_eq!(
+        missing.message,
+        "leases.coordination.k8s.io \"lock\" not found"
+    );
+    assert_eq!(
+        missing.details.as_ref().unwrap().group,
+        "coordination.k8s.io"
+    );
+    // Create on update.
+    let created = leases
+        .replace("lock", &PostParams::default(), &lease)
+        .await
+        .unwrap();
+    assert!(created.metadata.resource_version.is_some());
+    // Existing lease, no resourceVersion: 422.
+    let err = api_status(
+        leases
+            .replace("lock", &PostParams::default(), &lease)
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.is_invalid());
+    assert!(
+        err.message.contains("must be specified for an update"),
+        "{}",
+        err.message
+    );
+    // With the current one: fine; with a stale one: 409.
+    let mut next = created.clone();
+    next.spec.as_mut().unwrap().holder_identity = Some("other".into());
+    leases
+        .replace("lock", &PostParams::default(), &next)
+        .await
+        .unwrap();
+    let err = api_status(
+        leases
+            .replace("lock", &PostParams::default(), &next)
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.is_conflict());
+    // POST of an existing lease: AlreadyExists (the lock protocol's "held").
+    let err = api_status(
+        leases
+            .create(&PostParams::default(), &lease)
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.is_already_exists());
+}
+
+#[tokio::test]
+async fn status_subresource_splits_spec_and_status() {
+    let env = env().await;
+    seed_node(&env.store, "n1");
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    let mut node = nodes.get("n1").await.unwrap();
+    node.spec.as_mut().unwrap().unschedulable = Some(true);
+    node.status.as_mut().unwrap().conditions = Some(vec![]);
+    let after = nodes
+        .replace("n1", &PostParams::default(), &node)
+        .await
+        .unwrap();
+    assert_eq!(after.spec.unwrap().unschedulable, Some(true));
+    // The main resource ignores .status.
+    assert_eq!(after.status.unwrap().conditions.unwrap().len(), 1);
+    let mut node = nodes.get("n1").await.unwrap();
+    node.spec.as_mut().unwrap().unschedulable = Some(false);
+    node.status.as_mut().unwrap().conditions = Some(vec![]);
+    let after = nodes
+        .replace_status("n1", &PostParams::default(), &node)
+        .await
+        .unwrap();
+    // /status ignores everything else.
+    assert_eq!(after.spec.unwrap().unschedulable, Some(true));
+    assert_eq!(after.status.unwrap().conditions.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn label_selectors_with_every_operator() {
+    let env = env().await;
+    seed_pod(
+        &env.store,
+        "web-a",
+        json!({"app": "web", "tier": "front"}),
+        None,
+    );
+    seed_pod(
+        &env.store,
+        "web-b",
+        json!({"app": "web", "tier": "back"}),
+        None,
+    );
+    seed_pod(&env.store, "db", json!({"app": "db"}), None);
+    seed_pod(&env.store, "bare", json!({}), None);
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let names = |selector: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let mut n: Vec<String> = pods
+                .list(&ListParams::default().labels(selector))
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|p| p.metadata.name.unwrap())
+                .collect();
+            n.sort();
+            n.join(",")
+        }
+    };
+    assert_eq!(names("app=web").await, "web-a,web-b");
+    assert_eq!(names("app==db").await, "db");
+    assert_eq!(names("app!=web").await, "bare,db");
+    assert_eq!(names("tier in (front,middle)").await, "web-a");
+    assert_eq!(names("tier notin (front)").await, "bare,db,web-b");
+    assert_eq!(names("tier").await, "web-a,web-b");
+    assert_eq!(names("!app").await, "bare");
+    assert_eq!(names("app=web,tier!=back").await, "web-a");
+    let err = api_status(
+        pods.list(&ListParams::default().labels("app in web"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 400);
+    assert_eq!(err.reason, "BadRequest");
+}
+
+#[tokio::test]
+async fn field_selectors_and_unknown_fields() {
+    let env = env().await;
+    seed_pod(&env.store, "on-n1", json!({}), Some("n1"));
+    seed_pod(&env.store, "on-n2", json!({}), Some("n2"));
+    env.store
+        .create(&PODS, "other", pod_json("elsewhere", json!({}), Some("n1")))
+        .unwrap();
+    let all: Api<Pod> = Api::all(env.client.clone());
+    let on_n1 = all
+        .list(&ListParams::default().fields("spec.nodeName=n1"))
+        .await
+        .unwrap();
+    let mut names: Vec<String> = on_n1
+        .items
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["elsewhere", "on-n1"]);
+    let not_failed = all
+        .list(
+            &ListParams::default()
+                .fields("spec.nodeName=n1,status.phase!=Failed,metadata.namespace=default"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(not_failed.items.len(), 1);
+    let by_name = all
+        .list(&ListParams::default().fields("metadata.name==on-n2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_name.items[0].spec.as_ref().unwrap().node_name.as_deref(),
+        Some("n2")
+    );
+    let err = api_status(
+        all.list(&ListParams::default().fields("spec.priorityClassName=x"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 400);
+    assert_eq!(
+        err.message,
+        "\"spec.priorityClassName\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+    );
+    seed_node(&env.store, "n1");
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    assert_eq!(
+        nodes
+            .list(&ListParams::default().fields("spec.unschedulable=false"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "kube-system");
+    env.store
+        .create(
+            &SECRETS,
+            "kube-system",
+            json!({"metadata": {"name": "s"}, "type": "bootstrap.kubernetes.io/token"}),
+        )
+        .unwrap();
+    assert_eq!(
+        secrets
+            .list(&ListParams::default().fields("type=bootstrap.kubernetes.io/token"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn paging_with_limit_and_continue() {
+    let env = env().await;
+    for i in 0..25 {
+        seed_pod(&env.store, &format!("p{i:02}"), json!({"i": "x"}), None);
+    }
+    let pods: Api<Pod> = Api::all(env.client.clone());
+    let first = pods.list(&ListParams::default().limit(10)).await.unwrap();
+    assert_eq!(first.items.len(), 10);
+    assert_eq!(first.metadata.remaining_item_count, Some(15));
+    let list_rv = first.metadata.resource_version.clone().unwrap();
+    // A write between pages does not change what the pages show.
+    env.store
+        .delete(&PODS, "default", "p15", &Default::default())
+        .unwrap();
+    let mut seen: Vec<String> = first
+        .items
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    let mut token = first.metadata.continue_.clone();
+    while let Some(t) = token.filter(|t| !t.is_empty()) {
+        let page = pods
+            .list(&ListParams::default().limit(10).continue_token(&t))
+            .await
+            .unwrap();
+        assert_eq!(
+            page.metadata.resource_version.as_deref(),
+            Some(list_rv.as_str())
+        );
+        seen.extend(page.items.iter().map(|p| p.metadata.name.clone().unwrap()));
+        token = page.metadata.continue_;
+    }
+    let expected: Vec<String> = (0..25).map(|i| format!("p{i:02}")).collect();
+    assert_eq!(seen, expected);
+    // With a selector, paging still works and remainingItemCount is absent.
+    let sel = pods
+        .list(&ListParams::default().labels("i=x").limit(20))
+        .await
+        .unwrap();
+    assert_eq!(sel.items.len(), 20);
+    assert_eq!(sel.metadata.remaining_item_count, None);
+    assert!(sel.metadata.continue_.is_some());
+}
+
+#[tokio::test]
+async fn continue_token_older_than_the_event_log_is_expired() {
+    let env = env_with(Arc::new(Store::with_log_capacity(5))).await;
+    for i in 0..6 {
+        seed_pod(&env.store, &format!("p{i}"), json!({}), None);
+    }
+    let pods: Api<Pod> = Api::all(env.client.clone());
+    let first = pods.list(&ListParams::default().limit(2)).await.unwrap();
+    let token = first.metadata.continue_.clone().unwrap();
+    for i in 0..10 {
+        seed_pod(&env.store, &format!("q{i}"), json!({}), None);
+    }
+    let err = api_status(
+        pods.list(&ListParams::default().limit(2).continue_token(&token))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 410);
+    assert_eq!(err.reason, "Expired");
+}
+
+#[tokio::test]
+async fn version_is_parsed_by_the_client_and_can_change() {
+    let env = env().await;
+    let info = env.client.apiserver_version().await.unwrap();
+    assert_eq!(info.git_version, "v1.33.4");
+    assert_eq!(info.major, "1");
+    assert_eq!(info.minor, "33");
+    env.server.set_version("v1.34.1");
+    let info = env.client.apiserver_version().await.unwrap();
+    assert_eq!(info.git_version, "v1.34.1");
+    assert_eq!(info.minor, "34");
+}
+
+#[tokio::test]
+async fn discovery_lists_eviction_for_drain() {
+    let env = env().await;
+    let discovery = kube::Discovery::new(env.client.clone())
+        .run()
+        .await
+        .unwrap();
+    let groups: Vec<String> = discovery.groups().map(|g| g.name().to_string()).collect();
+    for g in [
+        "",
+        "apps",
+        "policy",
+        "coordination.k8s.io",
+        "storage.k8s.io",
+    ] {
+        assert!(groups.contains(&g.to_string()), "{groups:?}");
+    }
+    let core: k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList = env
+        .client
+        .request(http::Request::get("/api/v1").body(vec![]).unwrap())
+        .await
+        .unwrap();
+    let eviction = core
+        .resources
+        .iter()
+        .find(|r| r.name == "pods/eviction")
+        .expect("pods/eviction listed");
+    assert_eq!(eviction.group.as_deref(), Some("policy"));
+    assert_eq!(eviction.version.as_deref(), Some("v1"));
+    assert_eq!(eviction.kind, "Eviction");
+}
+
+#[tokio::test]
+async fn graceful_pod_deletion_keeps_the_pod_until_the_kubelet_finishes() {
+    let env = env().await;
+    seed_pod(&env.store, "bound", json!({}), Some("n1"));
+    seed_pod(&env.store, "unbound", json!({}), None);
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let out = pods
+        .delete("bound", &DeleteParams::default())
+        .await
+        .unwrap();
+    let pod = out.left().expect("pods answer with the pod");
+    assert!(pod.metadata.deletion_timestamp.is_some());
+    assert_eq!(pod.metadata.deletion_grace_period_seconds, Some(30));
+    let still = pods.get("bound").await.unwrap();
+    assert!(still.metadata.deletion_timestamp.is_some());
+    // Unbound pods go at once.
+    let out = pods
+        .delete("unbound", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(out.left().is_some());
+    assert!(pods.get_opt("unbound").await.unwrap().is_none());
+    // Grace 0 forces it.
+    pods.delete("bound", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert!(pods.get_opt("bound").await.unwrap().is_none());
+    // A uid precondition that does not match: 409.
+    seed_pod(&env.store, "pinned", json!({}), None);
+    let dp = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some("not-the-uid".into()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    assert!(api_status(pods.delete("pinned", &dp).await.unwrap_err()).is_conflict());
+}

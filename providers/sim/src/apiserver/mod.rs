@@ -2,17 +2,50 @@
 //! protocol (reference §6), eviction with PDBs (§4), bootstrap-token
 //! authentication (§3), discovery and kubectl's Table responses.
 //!
-//! (Interface fixed; the implementation is filled by the emulator work.)
+//! Modules:
+//! - [`tls`]: the cluster CA and the serving certificate;
+//! - `server`: listener and connections; `handler`: one request, from
+//!   faults and authentication to the route;
+//! - `objects` (get, list, create, update, delete, binding), `watch`,
+//!   `patch` and `apply` (server-side apply), `eviction`;
+//! - `selector`, `paging`, `route`, `status`, `discovery`, `table`,
+//!   `auth`: pure pieces the handlers use;
+//! - `faults`, `metrics`: what tests and benchmarks drive and read.
 
+mod apply;
+mod auth;
+mod discovery;
+mod eviction;
+mod faults;
+mod handler;
+mod metrics;
+mod objects;
+mod paging;
+mod patch;
+mod route;
+mod selector;
+mod server;
+mod status;
+mod table;
 mod tls;
+mod watch;
 
-pub use tls::ClusterCa;
+pub use faults::{FaultFilter, Faults};
+pub use metrics::RequestCounts;
+pub use tls::{ClusterCa, SERVING_SANS, SignedCert, TlsError, spki_sha256_hex_of};
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
+use base64::Engine;
+use serde_json::json;
 use thiserror::Error;
+use tokio::sync::watch as tokio_watch;
+use tokio::task::JoinHandle;
 
+use crate::resources::NAMESPACES;
 use crate::store::Store;
 
 /// How to start the server.
@@ -39,38 +72,196 @@ impl Default for ApiServerConfig {
 #[error("cannot start the API server emulator: {0}")]
 pub struct StartError(pub String);
 
-/// A running API server.
+/// The namespaces every cluster has from the start.
+const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Default time between watch bookmarks.
+const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
+
+struct HandleInner {
+    shared: Arc<server::Shared>,
+    url: String,
+    ca_pem: String,
+    shutdown: tokio_watch::Sender<bool>,
+    accept: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for HandleInner {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.accept.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+/// A running API server. Clones share it; dropping the last clone stops
+/// it.
 #[derive(Clone)]
 pub struct ApiServerHandle {
-    inner: Arc<()>,
+    inner: Arc<HandleInner>,
+}
+
+impl std::fmt::Debug for ApiServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServerHandle")
+            .field("url", &self.inner.url)
+            .finish()
+    }
 }
 
 impl ApiServerHandle {
     /// `https://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        let _ = &self.inner;
-        String::new()
+        self.inner.url.clone()
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.shared.addr
     }
 
     /// The bearer token of the cluster-admin user in the kubeconfig.
     pub fn admin_token(&self) -> String {
-        String::new()
+        self.inner.shared.admin_token.clone()
     }
 
     /// A kubeconfig (YAML) for the admin user, with the CA inline.
     pub fn kubeconfig_yaml(&self) -> String {
-        String::new()
+        self.kubeconfig_with_token("kubernetes-admin", &self.inner.shared.admin_token)
+    }
+
+    /// A kubeconfig (YAML) for any bearer token (a bootstrap token, or an
+    /// invalid one in tests).
+    pub fn kubeconfig_with_token(&self, user: &str, token: &str) -> String {
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.inner.ca_pem);
+        format!(
+            "apiVersion: v1\n\
+             kind: Config\n\
+             clusters:\n\
+             - name: kubernetes\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n\
+             users:\n\
+             - name: {user}\n  user:\n    token: {token}\n\
+             contexts:\n\
+             - name: {user}@kubernetes\n  context:\n    cluster: kubernetes\n    user: {user}\n\
+             current-context: {user}@kubernetes\n\
+             preferences: {{}}\n",
+            url = self.inner.url,
+        )
     }
 
     /// Change what `/version` reports (kubeadm upgrades do this).
-    pub fn set_version(&self, _git_version: &str) {}
+    pub fn set_version(&self, git_version: &str) {
+        *self
+            .inner
+            .shared
+            .version
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = git_version.to_string();
+    }
+
+    /// What `/version` reports now.
+    pub fn version(&self) -> String {
+        self.inner
+            .shared
+            .version
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The fault switches of this server.
+    pub fn faults(&self) -> Faults {
+        self.inner.shared.faults.clone()
+    }
+
+    /// Requests so far, by verb and resource, and bytes sent.
+    pub fn request_counts(&self) -> RequestCounts {
+        self.inner.shared.metrics.snapshot()
+    }
+
+    /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK.
+    pub fn set_bookmark_interval(&self, interval: Duration) {
+        let ms = interval.as_millis().clamp(1, u64::MAX as u128) as u64;
+        self.inner
+            .shared
+            .bookmark_interval_ms
+            .store(ms, Ordering::Relaxed);
+    }
+
+    /// Stop serving: the listener closes and every connection is cut.
+    pub fn stop(&self) {
+        let _ = self.inner.shutdown.send(true);
+        if let Some(task) = self
+            .inner
+            .accept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 24] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn ensure_namespaces(store: &Store) {
+    for ns in INITIAL_NAMESPACES {
+        if store.get(&NAMESPACES, "", ns).is_none() {
+            // AlreadyExists from a concurrent creator is fine.
+            let _ = store.create(
+                &NAMESPACES,
+                "",
+                json!({
+                    "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
+                    "spec": {"finalizers": ["kubernetes"]},
+                    "status": {"phase": "Active"},
+                }),
+            );
+        }
+    }
 }
 
 /// Start serving `store` over HTTPS with a certificate signed by `ca`.
 pub async fn start(
-    _store: Arc<Store>,
-    _ca: Arc<ClusterCa>,
-    _config: ApiServerConfig,
+    store: Arc<Store>,
+    ca: Arc<ClusterCa>,
+    config: ApiServerConfig,
 ) -> Result<ApiServerHandle, StartError> {
-    Err(StartError("not built yet".into()))
+    let tls = tls::server_config(&ca).map_err(|e| StartError(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| StartError(format!("bind {}: {e}", config.bind)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError(format!("local address: {e}")))?;
+    ensure_namespaces(&store);
+    let (shutdown_tx, shutdown_rx) = tokio_watch::channel(false);
+    let shared = Arc::new(server::Shared {
+        store,
+        version: RwLock::new(config.version),
+        admin_token: random_token(),
+        addr,
+        faults: Faults::default(),
+        metrics: metrics::Metrics::default(),
+        pager: paging::Pager::default(),
+        lines: watch::LineCache::default(),
+        bookmark_interval_ms: AtomicU64::new(DEFAULT_BOOKMARK_INTERVAL.as_millis() as u64),
+        shutdown: shutdown_rx,
+    });
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let task = tokio::spawn(server::accept_loop(listener, acceptor, shared.clone()));
+    Ok(ApiServerHandle {
+        inner: Arc::new(HandleInner {
+            shared,
+            url: format!("https://{addr}"),
+            ca_pem: ca.cert_pem.clone(),
+            shutdown: shutdown_tx,
+            accept: Mutex::new(Some(task)),
+        }),
+    })
 }

@@ -1,0 +1,237 @@
+//! One request: count it, apply injected faults, authenticate and
+//! authorize, then route. Also the response helpers every handler uses.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use super::auth::{self, User};
+use super::discovery;
+use super::objects;
+use super::route::{self, Query, ResourceRequest, Route, Special};
+use super::server::Shared;
+use super::status::ApiError;
+use super::table::TableRequest;
+
+/// Response bodies: whole JSON documents or watch streams.
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
+/// Request bodies larger than this are refused (real servers: 3 MiB per
+/// object; leave room for big lists in apply).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// What a resource handler sees of the request.
+pub(crate) struct Ctx<'a> {
+    pub shared: &'a Arc<Shared>,
+    pub method: &'a Method,
+    pub req: &'a ResourceRequest,
+    pub query: &'a Query,
+    pub headers: &'a HeaderMap,
+    pub user: &'a User,
+    pub body: Bytes,
+    pub table: Option<TableRequest>,
+}
+
+impl Ctx<'_> {
+    pub fn store(&self) -> &crate::store::Store {
+        &self.shared.store
+    }
+
+    /// The namespace of the URL, `""` for cluster-scoped requests.
+    pub fn namespace(&self) -> &str {
+        self.req.namespace.as_deref().unwrap_or("")
+    }
+
+    /// The object name of the URL, `""` for collections.
+    pub fn name(&self) -> &str {
+        self.req.name.as_deref().unwrap_or("")
+    }
+
+    /// The `Content-Type` without parameters.
+    pub fn content_type(&self) -> String {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `fieldManager`, or what real servers derive from the User-Agent.
+    pub fn field_manager(&self) -> String {
+        if let Some(m) = self.query.get("fieldManager").filter(|m| !m.is_empty()) {
+            return m.to_string();
+        }
+        let agent = self
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown");
+        agent
+            .split('/')
+            .next()
+            .unwrap_or("unknown")
+            .chars()
+            .take(128)
+            .collect()
+    }
+}
+
+/// What counters and fault filters call a request: (verb, resource).
+fn classify(method: &Method, route: &Route, query: &Query, path: &str) -> (&'static str, String) {
+    match route {
+        Route::Resource(r) => {
+            let mut resource = r.resource.plural.to_string();
+            if let Some(sub) = &r.subresource {
+                resource = format!("{resource}/{sub}");
+            }
+            (route::verb(method, r, query), resource)
+        }
+        _ => {
+            let verb = match *method {
+                Method::GET | Method::HEAD => "get",
+                Method::POST => "create",
+                Method::PUT => "update",
+                Method::PATCH => "patch",
+                Method::DELETE => "delete",
+                _ => "unknown",
+            };
+            (verb, path.to_string())
+        }
+    }
+}
+
+pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = Query::parse(parts.uri.query());
+    let route = route::route(&path);
+    let (verb, label) = classify(&parts.method, &route, &query, &path);
+    shared.faults.note_request();
+    shared.metrics.count(verb, &label);
+    if let Some(err) = shared.faults.take_failure(verb, &label) {
+        return error_response(&shared, &err);
+    }
+    let user = match auth::authenticate(&shared.store, &shared.admin_token, &parts.headers) {
+        Ok(user) => user,
+        Err(e) => return error_response(&shared, &e),
+    };
+    if let Err(e) = auth::authorize(&user, verb, &route, &path) {
+        return error_response(&shared, &e);
+    }
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return error_response(
+                &shared,
+                &ApiError::new(
+                    413,
+                    "RequestEntityTooLarge",
+                    "the request body is too large",
+                ),
+            );
+        }
+    };
+    let result = match &route {
+        Route::Special(special) => special_response(&shared, special, &parts.method, &path),
+        Route::NotFound => Err(ApiError::no_such_path()),
+        Route::Resource(r) => {
+            let ctx = Ctx {
+                shared: &shared,
+                method: &parts.method,
+                req: r,
+                query: &query,
+                headers: &parts.headers,
+                user: &user,
+                body,
+                table: TableRequest::from_headers(&parts.headers, &query),
+            };
+            objects::dispatch(&ctx).await
+        }
+    };
+    match result {
+        Ok(response) => response,
+        Err(e) => error_response(&shared, &e),
+    }
+}
+
+fn special_response(
+    shared: &Arc<Shared>,
+    special: &Special,
+    method: &Method,
+    path: &str,
+) -> Result<Response<Body>, ApiError> {
+    if *method != Method::GET && *method != Method::HEAD {
+        return Err(ApiError::method_not_allowed(method.as_str()));
+    }
+    let doc = match special {
+        Special::Health => return Ok(text(shared, 200, "ok")),
+        Special::Version => {
+            let version = shared
+                .version
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            discovery::version_info(&version)
+        }
+        Special::CoreVersions => discovery::core_versions(&shared.addr.to_string()),
+        Special::CoreResources => discovery::resource_list("", "v1"),
+        Special::Groups => discovery::group_list(),
+        Special::Group(g) => discovery::group(g),
+        Special::GroupResources(g, v) => discovery::resource_list(g, v),
+    };
+    let _ = path;
+    Ok(json(shared, 200, &doc))
+}
+
+fn build(shared: &Shared, code: u16, content_type: &'static str, bytes: Vec<u8>) -> Response<Body> {
+    shared.metrics.sent(bytes.len());
+    let mut response = Response::new(Full::new(Bytes::from(bytes)).boxed());
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A JSON document.
+pub(crate) fn json(shared: &Shared, code: u16, value: &Value) -> Response<Body> {
+    json_bytes(shared, code, serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// Bytes already serialized as JSON.
+pub(crate) fn json_bytes(shared: &Shared, code: u16, bytes: Vec<u8>) -> Response<Body> {
+    build(shared, code, "application/json", bytes)
+}
+
+pub(crate) fn text(shared: &Shared, code: u16, body: &str) -> Response<Body> {
+    build(
+        shared,
+        code,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
+}
+
+/// A Status error, with `Retry-After` when it says to retry.
+pub(crate) fn error_response(shared: &Shared, err: &ApiError) -> Response<Body> {
+    let mut response = json(shared, err.code, &err.to_json());
+    if let Some(seconds) = err.retry_after() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
