@@ -1,14 +1,53 @@
 //! Simulated kubelets.
 //!
-//! (Interface fixed; the implementation is filled by the controllers work.)
+//! One task runs every kubelet of the world off a single timer queue:
+//!
+//! - Registration: `start` creates the Node (or refreshes an existing one's
+//!   default labels and status) and its Lease, as a kubelet does after TLS
+//!   bootstrap.
+//! - Heartbeats every `timing.heartbeat`: the Lease `kube-node-lease/<node>`
+//!   is renewed; the Node status is written only when something changed
+//!   (Ready not True, another kubelet version) or every
+//!   [`STATUS_REPORT_HEARTBEATS`] heartbeats, as real kubelets report
+//!   status every 5 minutes against a 10-second lease renewal.
+//! - Pods bound to a running kubelet's node become Running and Ready
+//!   `timing.pod_start` after the kubelet sees them (and Ready again after
+//!   the node lifecycle controller marked them not Ready); a terminating
+//!   pod is deleted (uid precondition) after its grace period scaled into
+//!   `[0, timing.pod_termination]`, plus the wall-clock time of the
+//!   annotation [`IGNORE_TERMINATION`] if present (`never` keeps it).
+//! - Static pods appear as mirror pods `<name>-<node>` and are recreated
+//!   if deleted while the kubelet runs.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use serde_json::Value;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
+use super::informer::{Change, Feed, Key, scale, sleep_until, str_at};
+use super::objects::{
+    DEFAULT_GRACE_SECONDS, default_pod_spec, is_ready, is_terminal, is_terminating, node_name_of,
+    set_condition, template_hash, uid_of,
+};
 use crate::Timing;
-use crate::store::Store;
+use crate::resources::{LEASES, NODES, PODS};
+use crate::store::{Preconditions, Store, StoreError, micro_time, new_uid, rfc3339};
+
+/// Pod annotation: keep a terminating pod this much longer than its grace
+/// period (Go duration syntax, e.g. `500ms`, `2s`, `1m30s`; `never` keeps
+/// it until the kubelet stops). A fault for drain tests.
+pub const IGNORE_TERMINATION: &str = "sim.kubesurge.io/ignore-termination";
+/// A Node status report happens at least every this many heartbeats.
+pub const STATUS_REPORT_HEARTBEATS: u32 = 30;
+const LEASE_NAMESPACE: &str = "kube-node-lease";
+const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
+const EXCLUDE_LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+const DEFAULT_MAX_PODS: u32 = 110;
 
 /// What a kubelet registers its Node with.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -28,37 +67,1088 @@ pub struct NodeSpec {
     pub control_plane: bool,
 }
 
+/// Machine identity a kubelet reports (`status.nodeInfo`).
+#[derive(Clone, Debug)]
+struct Identity {
+    machine_id: String,
+    system_uuid: String,
+    boot_id: String,
+    /// Position in the fleet: picks the node's pod CIDR.
+    index: u32,
+}
+
+struct Kubelet {
+    spec: NodeSpec,
+    identity: Identity,
+    running: bool,
+    /// Bumped on every start, stop and restart: timers of an older epoch
+    /// are void.
+    epoch: u64,
+    next_pod_ip: u32,
+    /// Static pod manifests by name.
+    static_pods: BTreeMap<String, Value>,
+}
+
+struct Shared {
+    store: Arc<Store>,
+    timing: Timing,
+    kubelets: Mutex<HashMap<String, Kubelet>>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Kubelet>> {
+        self.kubelets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The epoch of `node`'s kubelet if it runs.
+    fn running_epoch(&self, node: &str) -> Option<u64> {
+        self.lock().get(node).filter(|k| k.running).map(|k| k.epoch)
+    }
+}
+
+enum Command {
+    /// The kubelet of `node` (re)started at `epoch`.
+    Run {
+        node: String,
+        epoch: u64,
+        fresh_boot: bool,
+    },
+}
+
 /// Every simulated kubelet of the world.
 pub struct KubeletFleet {
-    _store: Arc<Store>,
-    _timing: Timing,
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<Command>,
+    cancel: CancellationToken,
 }
 
 impl KubeletFleet {
+    /// Must be called within a Tokio runtime: the kubelets run as a task
+    /// on it.
     pub fn new(store: Arc<Store>, timing: Timing) -> Arc<KubeletFleet> {
+        let shared = Arc::new(Shared {
+            store: store.clone(),
+            timing,
+            kubelets: Mutex::new(HashMap::new()),
+        });
+        let (commands, rx) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        let (feed, initial) = Feed::start(
+            &store,
+            &[&PODS],
+            Arc::new(|_, pod: &Value| !node_name_of(pod).is_empty()),
+        );
+        let task = FleetTask {
+            shared: shared.clone(),
+            pods: HashMap::new(),
+            pods_on: HashMap::new(),
+            timers: BTreeMap::new(),
+            seq: 0,
+            pending: HashMap::new(),
+            heartbeats: HashMap::new(),
+        };
+        tokio::spawn(task.run(feed, initial, rx, cancel.clone()));
         Arc::new(KubeletFleet {
-            _store: store,
-            _timing: timing,
+            shared,
+            commands,
+            cancel,
         })
     }
 
     /// Start a kubelet: register the Node (self-registration, as after TLS
     /// bootstrap) if missing, then heartbeat and run the pods bound to it.
-    pub fn start(&self, _node: NodeSpec) {}
+    pub fn start(&self, node: NodeSpec) {
+        let name = node.name.clone();
+        let (epoch, identity) = {
+            let mut kubelets = self.shared.lock();
+            let index = u32::try_from(kubelets.len()).unwrap_or(u32::MAX);
+            let k = kubelets.entry(name.clone()).or_insert_with(|| Kubelet {
+                spec: node.clone(),
+                identity: Identity {
+                    machine_id: new_uid().replace('-', ""),
+                    system_uuid: new_uid(),
+                    boot_id: new_uid(),
+                    index,
+                },
+                running: false,
+                epoch: 0,
+                next_pod_ip: 0,
+                static_pods: BTreeMap::new(),
+            });
+            k.spec = node;
+            k.running = true;
+            k.epoch += 1;
+            k.identity.boot_id = new_uid();
+            (k.epoch, k.identity.clone())
+        };
+        let spec = self.spec_of(&name);
+        if let Some(spec) = spec {
+            register(&self.shared.store, &spec, &identity);
+        }
+        self.ensure_static_pods(&name, true);
+        // The task is gone only when the fleet is shutting down.
+        let _ = self.commands.send(Command::Run {
+            node: name,
+            epoch,
+            fresh_boot: true,
+        });
+    }
 
     /// The machine is gone or its kubelet stopped: heartbeats stop, pods on
     /// it stay as they are (the node lifecycle controller notices).
-    pub fn stop(&self, _node: &str) {}
+    pub fn stop(&self, node: &str) {
+        if let Some(k) = self.shared.lock().get_mut(node) {
+            k.running = false;
+            k.epoch += 1;
+        }
+    }
 
-    /// Restart the kubelet at another version (a package upgrade).
-    pub fn restart_with_version(&self, _node: &str, _kubelet_version: &str) {}
+    /// Restart the kubelet at another version (a package upgrade): the Node
+    /// reports the new version and is NotReady until the next heartbeat.
+    /// A kubelet never started here is left alone.
+    pub fn restart_with_version(&self, node: &str, kubelet_version: &str) {
+        let epoch = {
+            let mut kubelets = self.shared.lock();
+            let Some(k) = kubelets.get_mut(node) else {
+                tracing::warn!("restart of unknown kubelet {node}");
+                return;
+            };
+            k.spec.kubelet_version = kubelet_version.to_string();
+            k.running = true;
+            k.epoch += 1;
+            k.epoch
+        };
+        let stamp = json!(rfc3339(Timestamp::now()));
+        let result = self.shared.store.modify(&NODES, "", node, |n| {
+            n["status"]["nodeInfo"]["kubeletVersion"] = json!(kubelet_version);
+            set_condition(
+                n,
+                "Ready",
+                "False",
+                "KubeletNotReady",
+                "container runtime status check may not have completed yet",
+                &[("lastHeartbeatTime", stamp.clone())],
+            );
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "kubelet restart could not update node {node}");
+        }
+        let _ = self.commands.send(Command::Run {
+            node: node.to_string(),
+            epoch,
+            fresh_boot: false,
+        });
+    }
 
     /// Create or replace a static pod on `node` (its mirror pod appears in
-    /// the API with the `kubernetes.io/config.mirror` annotation).
-    pub fn set_static_pod(&self, _node: &str, _pod: Value) {}
+    /// the API with the `kubernetes.io/config.mirror` annotation). While the
+    /// kubelet is stopped the manifest waits for its next start.
+    pub fn set_static_pod(&self, node: &str, pod: Value) {
+        let name = str_at(&pod, "/metadata/name").to_string();
+        if name.is_empty() {
+            tracing::warn!("static pod without a name for {node}");
+            return;
+        }
+        {
+            let mut kubelets = self.shared.lock();
+            let Some(k) = kubelets.get_mut(node) else {
+                tracing::warn!("static pod {name} for unknown kubelet {node}");
+                return;
+            };
+            k.static_pods.insert(name, pod);
+        }
+        self.ensure_static_pods(node, true);
+    }
 
     /// True while the node's kubelet runs.
-    pub fn is_running(&self, _node: &str) -> bool {
-        false
+    pub fn is_running(&self, node: &str) -> bool {
+        self.shared.running_epoch(node).is_some()
+    }
+
+    /// Stop every kubelet for good (the world is shutting down).
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+
+    fn spec_of(&self, node: &str) -> Option<NodeSpec> {
+        self.shared.lock().get(node).map(|k| k.spec.clone())
+    }
+
+    fn ensure_static_pods(&self, node: &str, replace: bool) {
+        ensure_static_pods(&self.shared, node, replace);
+    }
+}
+
+impl Drop for KubeletFleet {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// The Node object a kubelet registers.
+pub fn node_object(
+    spec: &NodeSpec,
+    machine_id: &str,
+    system_uuid: &str,
+    boot_id: &str,
+    index: u32,
+) -> Value {
+    let mut labels = serde_json::Map::new();
+    let mut label = |k: &str, v: &str| {
+        labels.insert(k.to_string(), json!(v));
+    };
+    label("kubernetes.io/hostname", &spec.name);
+    label("kubernetes.io/os", "linux");
+    label("kubernetes.io/arch", "amd64");
+    label("beta.kubernetes.io/os", "linux");
+    label("beta.kubernetes.io/arch", "amd64");
+    label("node.kubernetes.io/instance-type", "sim.large");
+    if !spec.zone.is_empty() {
+        label("topology.kubernetes.io/zone", &spec.zone);
+        if let Some(region) = spec.zone.strip_suffix(|c: char| c.is_ascii_lowercase())
+            && region.ends_with(|c: char| c.is_ascii_digit())
+        {
+            label("topology.kubernetes.io/region", region);
+        }
+    }
+    if spec.control_plane {
+        label(CONTROL_PLANE_LABEL, "");
+        label(EXCLUDE_LB_LABEL, "");
+    }
+    for (k, v) in &spec.labels {
+        label(k, v);
+    }
+    let mut taints = spec.taints.clone();
+    if spec.control_plane && taints.is_empty() {
+        taints.push(json!({"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}));
+    }
+    let mut node_spec = json!({
+        "podCIDR": pod_cidr(index),
+        "podCIDRs": [pod_cidr(index)],
+    });
+    if !spec.provider_id.is_empty() {
+        node_spec["providerID"] = json!(spec.provider_id);
+    }
+    if !taints.is_empty() {
+        node_spec["taints"] = json!(taints);
+    }
+    json!({
+        "metadata": {
+            "name": spec.name,
+            "labels": labels,
+            "annotations": {
+                "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///var/run/containerd/containerd.sock",
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+            },
+        },
+        "spec": node_spec,
+        "status": node_status(spec, machine_id, system_uuid, boot_id, index, None),
+    })
+}
+
+/// A kubelet's status report; transition times are kept from `previous`
+/// where a condition's status did not change.
+fn node_status(
+    spec: &NodeSpec,
+    machine_id: &str,
+    system_uuid: &str,
+    boot_id: &str,
+    index: u32,
+    previous: Option<&Value>,
+) -> Value {
+    let pods = if spec.max_pods == 0 {
+        DEFAULT_MAX_PODS
+    } else {
+        spec.max_pods
+    };
+    let resources = json!({
+        "cpu": "4",
+        "memory": "16Gi",
+        "pods": pods.to_string(),
+        "ephemeral-storage": "100Gi",
+        "hugepages-1Gi": "0",
+        "hugepages-2Mi": "0",
+    });
+    let mut holder = json!({"status": {"conditions": previous
+        .and_then(|p| p.pointer("/status/conditions"))
+        .cloned()
+        .unwrap_or_else(|| json!([]))}});
+    let beat = json!(rfc3339(Timestamp::now()));
+    for (kind, status, reason, message) in [
+        (
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+        ),
+        (
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure",
+        ),
+        (
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+        ),
+        (
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status",
+        ),
+    ] {
+        set_condition(
+            &mut holder,
+            kind,
+            status,
+            reason,
+            message,
+            &[("lastHeartbeatTime", beat.clone())],
+        );
+    }
+    json!({
+        "capacity": resources,
+        "allocatable": resources,
+        "conditions": holder["status"]["conditions"],
+        "addresses": [
+            {"type": "InternalIP", "address": internal_ip(spec, index)},
+            {"type": "Hostname", "address": spec.name},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "machineID": machine_id,
+            "systemUUID": system_uuid,
+            "bootID": boot_id,
+            "kernelVersion": "6.8.0-1021-aws",
+            "osImage": "Ubuntu 24.04.2 LTS",
+            "containerRuntimeVersion": "containerd://1.7.27",
+            "kubeletVersion": spec.kubelet_version,
+            "operatingSystem": "linux",
+            "architecture": "amd64",
+        },
+    })
+}
+
+fn pod_cidr(index: u32) -> String {
+    format!("100.{}.{}.0/24", 64 + (index / 256) % 64, index % 256)
+}
+
+fn internal_ip(spec: &NodeSpec, index: u32) -> String {
+    if spec.internal_ip.is_empty() {
+        format!("10.0.{}.{}", (index / 250) % 256, index % 250 + 2)
+    } else {
+        spec.internal_ip.clone()
+    }
+}
+
+/// Register `spec`'s Node, or bring an existing one up to date (default
+/// labels, providerID if unset, a fresh status), and make sure its Lease
+/// exists.
+fn register(store: &Store, spec: &NodeSpec, id: &Identity) {
+    let fresh = node_object(spec, &id.machine_id, &id.system_uuid, &id.boot_id, id.index);
+    let node = match store.create(&NODES, "", fresh.clone()) {
+        Ok(node) => Some(node),
+        Err(StoreError::AlreadyExists { .. }) => store
+            .modify(&NODES, "", &spec.name, |n| {
+                if let (Some(labels), Some(defaults)) = (
+                    n.pointer_mut("/metadata/labels")
+                        .and_then(Value::as_object_mut),
+                    fresh.pointer("/metadata/labels").and_then(Value::as_object),
+                ) {
+                    for (k, v) in defaults {
+                        labels.insert(k.clone(), v.clone());
+                    }
+                } else {
+                    n["metadata"]["labels"] = fresh["metadata"]["labels"].clone();
+                }
+                if str_at(n, "/spec/providerID").is_empty() && !spec.provider_id.is_empty() {
+                    n["spec"]["providerID"] = json!(spec.provider_id);
+                }
+                let previous = n.clone();
+                let status = node_status(
+                    spec,
+                    &id.machine_id,
+                    &id.system_uuid,
+                    &id.boot_id,
+                    id.index,
+                    Some(&previous),
+                );
+                n["status"] = status;
+                Ok(())
+            })
+            .ok(),
+        Err(e) => {
+            tracing::warn!(error = %e, "kubelet could not register node {}", spec.name);
+            None
+        }
+    };
+    if let Some(node) = node {
+        renew_lease(store, &spec.name, uid_of(&node));
+    }
+}
+
+/// Renew (or create) the node's Lease.
+fn renew_lease(store: &Store, node: &str, node_uid: &str) {
+    let now = json!(micro_time(Timestamp::now()));
+    let renewed = store.modify(&LEASES, LEASE_NAMESPACE, node, |lease| {
+        lease["spec"]["renewTime"] = now.clone();
+        lease["spec"]["holderIdentity"] = json!(node);
+        Ok(())
+    });
+    if let Err(StoreError::NotFound { .. }) = renewed {
+        let lease = json!({
+            "metadata": {
+                "name": node,
+                "namespace": LEASE_NAMESPACE,
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid}],
+            },
+            "spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": now},
+        });
+        if let Err(e) = store.create(&LEASES, LEASE_NAMESPACE, lease) {
+            tracing::debug!(error = %e, "kubelet could not create lease of {node}");
+        }
+    }
+}
+
+/// Make sure every static pod of a running kubelet has its mirror pod;
+/// with `replace`, a mirror pod of an older manifest is replaced.
+fn ensure_static_pods(shared: &Shared, node: &str, replace: bool) {
+    let (manifests, host_ip) = {
+        let kubelets = shared.lock();
+        let Some(k) = kubelets.get(node).filter(|k| k.running) else {
+            return;
+        };
+        (
+            k.static_pods.clone(),
+            internal_ip(&k.spec, k.identity.index),
+        )
+    };
+    if manifests.is_empty() {
+        return;
+    }
+    let Some(node_obj) = shared.store.get(&NODES, "", node) else {
+        return;
+    };
+    for (name, manifest) in manifests {
+        let mirror = mirror_pod(&manifest, node, uid_of(&node_obj), &host_ip);
+        let ns = str_at(&mirror, "/metadata/namespace").to_string();
+        let mirror_name = format!("{name}-{node}");
+        if let Some(existing) = shared.store.get(&PODS, &ns, &mirror_name) {
+            let same = existing.pointer("/metadata/annotations/kubernetes.io~1config.hash")
+                == mirror.pointer("/metadata/annotations/kubernetes.io~1config.hash");
+            if same || !replace {
+                continue;
+            }
+            let pre = Preconditions {
+                uid: Some(uid_of(&existing).to_string()),
+                resource_version: None,
+            };
+            // Lost races leave the other writer's pod in place.
+            let _ = shared.store.delete(&PODS, &ns, &mirror_name, &pre);
+        }
+        if let Err(e) = shared.store.create(&PODS, &ns, mirror) {
+            tracing::debug!(error = %e, "kubelet could not create mirror pod {mirror_name}");
+        }
+    }
+}
+
+/// The mirror pod of a static pod manifest, Running and Ready.
+pub fn mirror_pod(manifest: &Value, node: &str, node_uid: &str, host_ip: &str) -> Value {
+    let name = str_at(manifest, "/metadata/name");
+    let ns = match str_at(manifest, "/metadata/namespace") {
+        "" => "kube-system",
+        ns => ns,
+    };
+    let hash = template_hash(manifest);
+    let mut annotations = manifest
+        .pointer("/metadata/annotations")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    annotations["kubernetes.io/config.hash"] = json!(hash);
+    annotations["kubernetes.io/config.mirror"] = json!(hash);
+    annotations["kubernetes.io/config.seen"] = json!(micro_time(Timestamp::now()));
+    annotations["kubernetes.io/config.source"] = json!("file");
+    let mut spec = manifest.get("spec").cloned().unwrap_or_else(|| json!({}));
+    default_pod_spec(&mut spec);
+    spec["nodeName"] = json!(node);
+    let mut pod = json!({
+        "metadata": {
+            "name": format!("{name}-{node}"),
+            "namespace": ns,
+            "labels": manifest.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({})),
+            "annotations": annotations,
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid, "controller": true}],
+        },
+        "spec": spec,
+        "status": {"phase": "Pending"},
+    });
+    mark_running(&mut pod, host_ip, host_ip);
+    pod
+}
+
+/// Pod status as a kubelet reports a pod whose containers all run and
+/// pass readiness.
+fn mark_running(pod: &mut Value, host_ip: &str, pod_ip: &str) {
+    let now = rfc3339(Timestamp::now());
+    let pod_ip = match str_at(pod, "/status/podIP") {
+        "" => pod_ip.to_string(),
+        existing => existing.to_string(),
+    };
+    let started = match str_at(pod, "/status/startTime") {
+        "" => now.clone(),
+        existing => existing.to_string(),
+    };
+    let containers: Vec<Value> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let previous: Vec<Value> = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let statuses: Vec<Value> = containers
+        .iter()
+        .map(|c| {
+            let name = str_at(c, "/name");
+            let old = previous.iter().find(|s| str_at(s, "/name") == name);
+            let id = old
+                .map(|s| str_at(s, "/containerID").to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| format!("containerd://{}{}", new_uid().replace('-', ""), new_uid().replace('-', "")));
+            let since = old
+                .and_then(|s| s.pointer("/state/running/startedAt").cloned())
+                .unwrap_or_else(|| json!(now));
+            json!({
+                "name": name,
+                "image": str_at(c, "/image"),
+                "imageID": format!("{}@sha256:{}", str_at(c, "/image").split(':').next().unwrap_or(""), "0".repeat(64)),
+                "containerID": id,
+                "ready": true,
+                "started": true,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": since}},
+            })
+        })
+        .collect();
+    for kind in [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+    ] {
+        set_condition(pod, kind, "True", "", "", &[("lastProbeTime", Value::Null)]);
+    }
+    let status = &mut pod["status"];
+    status["phase"] = json!("Running");
+    status["hostIP"] = json!(host_ip);
+    status["hostIPs"] = json!([{"ip": host_ip}]);
+    status["podIP"] = json!(pod_ip);
+    status["podIPs"] = json!([{"ip": pod_ip}]);
+    status["startTime"] = json!(started);
+    status["containerStatuses"] = json!(statuses);
+    if status.get("qosClass").is_none() {
+        status["qosClass"] = json!("BestEffort");
+    }
+}
+
+/// How long a terminating pod takes on a kubelet: its grace period scaled
+/// so that 30 s (the default) is `pod_termination` and nothing exceeds it,
+/// plus the [`IGNORE_TERMINATION`] delay. `None`: it never finishes.
+pub fn termination_delay(pod: &Value, timing: &Timing) -> Option<Duration> {
+    let grace = pod
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(DEFAULT_GRACE_SECONDS)
+        .clamp(0, DEFAULT_GRACE_SECONDS);
+    let base = scale(
+        timing.pod_termination,
+        grace.unsigned_abs(),
+        DEFAULT_GRACE_SECONDS.unsigned_abs(),
+    );
+    let linger = match pod
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            IGNORE_TERMINATION.replace('/', "~1")
+        ))
+        .and_then(Value::as_str)
+    {
+        None => Duration::ZERO,
+        Some("never") => return None,
+        Some(text) => parse_go_duration(text).unwrap_or_else(|| {
+            tracing::warn!("unparseable {IGNORE_TERMINATION} {text:?} ignored");
+            Duration::ZERO
+        }),
+    };
+    Some(base + linger)
+}
+
+/// A Go `time.ParseDuration` string without sign (`1m30s`, `250ms`).
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = Duration::ZERO;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += Duration::try_from_secs_f64(number * seconds).ok()?;
+    }
+    Some(total)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Action {
+    Heartbeat { node: String, epoch: u64, beat: u32 },
+    Start { key: Key, uid: String, epoch: u64 },
+    Finish { key: Key, uid: String, epoch: u64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PodWork {
+    Start,
+    Finish,
+}
+
+struct FleetTask {
+    shared: Arc<Shared>,
+    /// Bound pods.
+    pods: HashMap<Key, Arc<Value>>,
+    pods_on: HashMap<String, HashSet<Key>>,
+    timers: BTreeMap<(Instant, u64), Action>,
+    seq: u64,
+    /// The work scheduled per pod, with the timer's sequence number.
+    pending: HashMap<Key, (PodWork, u64)>,
+    /// Per node, the sequence number of its live heartbeat chain.
+    heartbeats: HashMap<String, u64>,
+}
+
+impl FleetTask {
+    async fn run(
+        mut self,
+        mut feed: Feed,
+        initial: Vec<Change>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        cancel: CancellationToken,
+    ) {
+        for change in initial {
+            self.apply(change);
+        }
+        loop {
+            while let Some(change) = feed.try_recv() {
+                self.apply(change);
+            }
+            while let Ok(command) = commands.try_recv() {
+                self.command(command);
+            }
+            self.fire(Instant::now());
+            let wake = self.timers.keys().next().map(|(at, _)| *at);
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => return,
+                },
+                change = feed.recv() => match change {
+                    Some(change) => self.apply(change),
+                    None => return,
+                },
+                _ = sleep_until(wake) => {}
+            }
+        }
+    }
+
+    fn schedule(&mut self, at: Instant, action: Action) -> u64 {
+        self.seq += 1;
+        self.timers.insert((at, self.seq), action);
+        self.seq
+    }
+
+    fn command(&mut self, command: Command) {
+        let Command::Run {
+            node,
+            epoch,
+            fresh_boot,
+        } = command;
+        let timing = &self.shared.timing;
+        // Spread the first heartbeats of a fleet started at once.
+        let first = if fresh_boot {
+            scale(timing.heartbeat, rand::random_range(50..=100), 100)
+        } else {
+            timing.heartbeat
+        };
+        let seq = self.schedule(
+            Instant::now() + first,
+            Action::Heartbeat {
+                node: node.clone(),
+                epoch,
+                beat: 0,
+            },
+        );
+        self.heartbeats.insert(node.clone(), seq);
+        let keys: Vec<Key> = self
+            .pods_on
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        for key in keys {
+            self.pending.remove(&key);
+            self.consider(&key);
+        }
+    }
+
+    fn apply(&mut self, change: Change) {
+        let key = change.key();
+        let old_node = self.pods.remove(&key).map(|p| node_name_of(&p).to_string());
+        if let Some(old) = old_node
+            && let Some(s) = self.pods_on.get_mut(&old)
+        {
+            s.remove(&key);
+        }
+        match change.current() {
+            Some(pod) if !node_name_of(pod).is_empty() => {
+                self.pods_on
+                    .entry(node_name_of(pod).to_string())
+                    .or_default()
+                    .insert(key.clone());
+                self.pods.insert(key.clone(), pod.clone());
+                self.consider(&key);
+            }
+            _ => {
+                self.pending.remove(&key);
+            }
+        }
+    }
+
+    /// Schedule what the kubelet does next with this pod, if anything.
+    fn consider(&mut self, key: &Key) {
+        let Some(pod) = self.pods.get(key).cloned() else {
+            return;
+        };
+        let Some(epoch) = self.shared.running_epoch(node_name_of(&pod)) else {
+            return;
+        };
+        let uid = uid_of(&pod).to_string();
+        let now = Instant::now();
+        if is_terminating(&pod) {
+            if self
+                .pending
+                .get(key)
+                .is_some_and(|(w, _)| *w == PodWork::Finish)
+            {
+                return;
+            }
+            match termination_delay(&pod, &self.shared.timing) {
+                Some(delay) => {
+                    let seq = self.schedule(
+                        now + delay,
+                        Action::Finish {
+                            key: key.clone(),
+                            uid,
+                            epoch,
+                        },
+                    );
+                    self.pending.insert(key.clone(), (PodWork::Finish, seq));
+                }
+                None => {
+                    self.pending.remove(key);
+                }
+            }
+            return;
+        }
+        let running = str_at(&pod, "/status/phase") == "Running" && is_ready(&pod);
+        if running || is_terminal(&pod) || self.pending.contains_key(key) {
+            return;
+        }
+        let seq = self.schedule(
+            now + self.shared.timing.pod_start,
+            Action::Start {
+                key: key.clone(),
+                uid,
+                epoch,
+            },
+        );
+        self.pending.insert(key.clone(), (PodWork::Start, seq));
+    }
+
+    fn fire(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                return;
+            }
+            let ((_, seq), action) = entry.remove_entry();
+            match action {
+                Action::Heartbeat { node, epoch, beat } => self.heartbeat(&node, epoch, beat, seq),
+                Action::Start { key, uid, epoch } => {
+                    if self.take_pending(&key, PodWork::Start, seq) {
+                        self.start_pod(&key, &uid, epoch);
+                    }
+                }
+                Action::Finish { key, uid, epoch } => {
+                    if self.take_pending(&key, PodWork::Finish, seq) {
+                        self.finish_pod(&key, &uid, epoch);
+                    }
+                }
+            }
+        }
+    }
+
+    fn take_pending(&mut self, key: &Key, work: PodWork, seq: u64) -> bool {
+        if self.pending.get(key) == Some(&(work, seq)) {
+            self.pending.remove(key);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn pod_ips(&self, node: &str, host_network: bool) -> Option<(String, String)> {
+        let mut kubelets = self.shared.lock();
+        let k = kubelets.get_mut(node)?;
+        let host = internal_ip(&k.spec, k.identity.index);
+        if host_network {
+            return Some((host.clone(), host));
+        }
+        k.next_pod_ip = k.next_pod_ip % 253 + 1;
+        let index = k.identity.index;
+        Some((
+            host,
+            format!(
+                "100.{}.{}.{}",
+                64 + (index / 256) % 64,
+                index % 256,
+                k.next_pod_ip + 1
+            ),
+        ))
+    }
+
+    fn start_pod(&mut self, key: &Key, uid: &str, epoch: u64) {
+        let Some(pod) = self.pods.get(key).cloned() else {
+            return;
+        };
+        let node = node_name_of(&pod).to_string();
+        if self.shared.running_epoch(&node) != Some(epoch) {
+            return;
+        }
+        let host_network = pod.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true);
+        let Some((host_ip, pod_ip)) = self.pod_ips(&node, host_network) else {
+            return;
+        };
+        // A pod that changed meanwhile (deleted, rebound) is left alone.
+        let _ = self.shared.store.modify(&PODS, &key.0, &key.1, |p| {
+            if uid_of(p) != uid || node_name_of(p) != node || is_terminating(p) || is_terminal(p) {
+                return Ok(());
+            }
+            mark_running(p, &host_ip, &pod_ip);
+            Ok(())
+        });
+    }
+
+    fn finish_pod(&mut self, key: &Key, uid: &str, epoch: u64) {
+        let Some(pod) = self.pods.get(key) else {
+            return;
+        };
+        if self.shared.running_epoch(node_name_of(pod)) != Some(epoch) {
+            return;
+        }
+        let pre = Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        };
+        match self.shared.store.delete(&PODS, &key.0, &key.1, &pre) {
+            Ok(_) | Err(StoreError::NotFound { .. } | StoreError::Conflict { .. }) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "kubelet could not delete pod {}/{}", key.0, key.1)
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, node: &str, epoch: u64, beat: u32, seq: u64) {
+        if self.heartbeats.get(node) != Some(&seq) {
+            return;
+        }
+        let (spec, identity) = {
+            let kubelets = self.shared.lock();
+            match kubelets.get(node).filter(|k| k.running && k.epoch == epoch) {
+                Some(k) => (k.spec.clone(), k.identity.clone()),
+                None => {
+                    drop(kubelets);
+                    self.heartbeats.remove(node);
+                    return;
+                }
+            }
+        };
+        let store = &self.shared.store;
+        match store.get(&NODES, "", node) {
+            // A running kubelet whose Node was deleted registers it again.
+            None => register(store, &spec, &identity),
+            Some(current) => {
+                renew_lease(store, node, uid_of(&current));
+                let report_due = beat > 0 && beat % STATUS_REPORT_HEARTBEATS == 0;
+                let stale = !is_ready(&current)
+                    || str_at(&current, "/status/nodeInfo/kubeletVersion") != spec.kubelet_version;
+                if report_due || stale {
+                    let _ = store.modify(&NODES, "", node, |n| {
+                        let previous = n.clone();
+                        n["status"] = node_status(
+                            &spec,
+                            &identity.machine_id,
+                            &identity.system_uuid,
+                            &identity.boot_id,
+                            identity.index,
+                            Some(&previous),
+                        );
+                        Ok(())
+                    });
+                }
+            }
+        }
+        ensure_static_pods(&self.shared, node, false);
+        let next = self.schedule(
+            Instant::now() + self.shared.timing.heartbeat,
+            Action::Heartbeat {
+                node: node.to_string(),
+                epoch,
+                beat: beat.wrapping_add(1),
+            },
+        );
+        self.heartbeats.insert(node.to_string(), next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_go_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("soon"), None);
+        assert_eq!(parse_go_duration("5"), None);
+        assert_eq!(parse_go_duration(""), None);
+    }
+
+    #[test]
+    fn termination_scales_grace_and_adds_linger() {
+        let timing = Timing::fast();
+        let pod = |grace: Value, annotations: Value| json!({"metadata": {"deletionGracePeriodSeconds": grace, "annotations": annotations}});
+        assert_eq!(
+            termination_delay(&pod(json!(30), json!({})), &timing),
+            Some(timing.pod_termination)
+        );
+        assert_eq!(
+            termination_delay(&pod(json!(600), json!({})), &timing),
+            Some(timing.pod_termination)
+        );
+        assert_eq!(
+            termination_delay(&pod(json!(0), json!({})), &timing),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            termination_delay(&pod(json!(15), json!({})), &timing),
+            Some(timing.pod_termination / 2)
+        );
+        assert_eq!(
+            termination_delay(
+                &pod(json!(0), json!({IGNORE_TERMINATION: "300ms"})),
+                &timing
+            ),
+            Some(Duration::from_millis(300))
+        );
+        assert_eq!(
+            termination_delay(
+                &pod(json!(0), json!({IGNORE_TERMINATION: "never"})),
+                &timing
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn registered_node_has_the_kubelet_shape() {
+        let spec = NodeSpec {
+            name: "cp-1".into(),
+            kubelet_version: "v1.33.4".into(),
+            provider_id: "aws:///us-east-1a/i-0abc".into(),
+            zone: "us-east-1a".into(),
+            internal_ip: "10.0.0.5".into(),
+            labels: BTreeMap::from([("team".to_string(), "a".to_string())]),
+            taints: vec![],
+            max_pods: 0,
+            control_plane: true,
+        };
+        let n = node_object(&spec, "m", "s", "b", 0);
+        let labels = &n["metadata"]["labels"];
+        assert_eq!(labels["kubernetes.io/hostname"], "cp-1");
+        assert_eq!(labels["topology.kubernetes.io/zone"], "us-east-1a");
+        assert_eq!(labels["topology.kubernetes.io/region"], "us-east-1");
+        assert_eq!(labels[CONTROL_PLANE_LABEL], "");
+        assert_eq!(labels[EXCLUDE_LB_LABEL], "");
+        assert_eq!(labels["team"], "a");
+        assert_eq!(
+            n["spec"]["taints"],
+            json!([{"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}])
+        );
+        assert_eq!(n["spec"]["providerID"], "aws:///us-east-1a/i-0abc");
+        assert_eq!(n["status"]["allocatable"]["pods"], "110");
+        assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], "v1.33.4");
+        assert!(n["status"]["nodeInfo"].get("kubeProxyVersion").is_none());
+        let ready = n["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
+        assert_eq!(ready["reason"], "KubeletReady");
+        // A worker with explicit taints keeps just those.
+        let worker = NodeSpec {
+            control_plane: false,
+            taints: vec![json!({"key": "x", "effect": "NoSchedule"})],
+            ..spec
+        };
+        let n = node_object(&worker, "m", "s", "b", 1);
+        assert_eq!(
+            n["spec"]["taints"],
+            json!([{"key": "x", "effect": "NoSchedule"}])
+        );
+        assert!(n["metadata"]["labels"].get(CONTROL_PLANE_LABEL).is_none());
     }
 }

@@ -1,33 +1,123 @@
 //! What a real cluster runs besides the API server: scheduler, workload
-//! controllers, disruption controller, node lifecycle, bootstrap signer and
-//! token cleaner, and simulated kubelets. They act on the store directly,
-//! the way kube-controller-manager acts through its informers.
-//!
-//! (Interface fixed; the implementation is filled by the controllers work.)
+//! controllers, disruption controller, node lifecycle, pod GC, bootstrap
+//! signer and token cleaner, and simulated kubelets. They act on the store
+//! directly, the way kube-controller-manager acts through its informers:
+//! each keeps its own cache fed by store changes ([`informer`]), reacts to
+//! changes in batches, and uses timers only where time matters (kubelet
+//! delays and heartbeats, node monitoring, token expiry, PDB rechecks).
 
+mod bootstrap;
+mod daemonset;
+mod deployment;
+mod disruption;
+mod informer;
+pub mod jws;
 pub mod kubelet;
+mod matching;
+mod nodelifecycle;
+mod objects;
+mod podgc;
+mod replicaset;
+mod scheduler;
 
-pub use kubelet::{KubeletFleet, NodeSpec};
+pub use disruption::disrupted_pod_timeout;
+pub use kubelet::{IGNORE_TERMINATION, KubeletFleet, NodeSpec};
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::Timing;
+use crate::resources::{
+    CONFIGMAPS, DAEMONSETS, DEPLOYMENTS, LEASES, NODES, PDBS, PODS, REPLICASETS, SECRETS,
+};
 use crate::store::Store;
+use informer::{Feed, Reconciler};
 
 /// The running controllers.
 pub struct Controllers {
     pub kubelets: Arc<KubeletFleet>,
+    cancel: CancellationToken,
 }
 
 impl Controllers {
     /// Start every controller on `store`. They stop when the returned value
     /// (and every clone of `kubelets`) is dropped or [`Controllers::stop`]
-    /// is called.
+    /// is called. Must be called within a Tokio runtime: each controller
+    /// runs as a task on it.
     pub fn start(store: Arc<Store>, timing: Timing) -> Controllers {
+        let cancel = CancellationToken::new();
+        start_one(
+            scheduler::Scheduler::new(store.clone()),
+            Feed::all(&store, &[&NODES, &PODS]),
+            &cancel,
+        );
+        start_one(
+            replicaset::ReplicaSets::new(store.clone()),
+            Feed::all(&store, &[&REPLICASETS, &PODS]),
+            &cancel,
+        );
+        start_one(
+            deployment::Deployments::new(store.clone()),
+            Feed::all(&store, &[&DEPLOYMENTS, &REPLICASETS]),
+            &cancel,
+        );
+        start_one(
+            daemonset::DaemonSets::new(store.clone()),
+            Feed::all(&store, &[&DAEMONSETS, &NODES, &PODS]),
+            &cancel,
+        );
+        start_one(
+            disruption::Disruption::new(store.clone(), &timing),
+            Feed::all(&store, &[&PDBS, &DEPLOYMENTS, &REPLICASETS, &PODS]),
+            &cancel,
+        );
+        start_one(
+            nodelifecycle::NodeLifecycle::new(store.clone(), &timing),
+            Feed::start(
+                &store,
+                &[&NODES, &LEASES, &PODS],
+                Arc::new(nodelifecycle::interest),
+            ),
+            &cancel,
+        );
+        start_one(
+            podgc::PodGc::new(store.clone()),
+            Feed::start(&store, &[&NODES, &PODS], Arc::new(podgc::interest)),
+            &cancel,
+        );
+        start_one(
+            bootstrap::Bootstrap::new(store.clone()),
+            Feed::start(
+                &store,
+                &[&SECRETS, &CONFIGMAPS],
+                Arc::new(bootstrap::interest),
+            ),
+            &cancel,
+        );
         Controllers {
             kubelets: KubeletFleet::new(store, timing),
+            cancel,
         }
     }
 
-    pub fn stop(&self) {}
+    /// Stop every controller and kubelet.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+        self.kubelets.shutdown();
+    }
+}
+
+impl Drop for Controllers {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn start_one<R: Reconciler>(
+    reconciler: R,
+    (feed, initial): (Feed, Vec<informer::Change>),
+    cancel: &CancellationToken,
+) {
+    tokio::spawn(informer::run(reconciler, feed, initial, cancel.clone()));
 }
