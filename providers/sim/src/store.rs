@@ -158,8 +158,41 @@ impl Store {
         self.lock().observers.push(Arc::new(observer));
     }
 
+    /// Like [`Store::observe`], but first feeds the observer a synthetic
+    /// ADDED event for every existing object of `resources`, atomically with
+    /// its registration: it sees the whole state and every change after it.
+    pub fn observe_seeded(
+        &self,
+        resources: &[&'static Resource],
+        observer: impl Fn(&Event) + Send + Sync + 'static,
+    ) {
+        let mut inner = self.lock();
+        let rv = inner.rv;
+        for resource in resources {
+            if let Some(table) = inner.objects.get(&table(resource)) {
+                for ((namespace, name), object) in table {
+                    observer(&Event {
+                        rv,
+                        event_type: EventType::Added,
+                        resource,
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                        object: object.clone(),
+                        previous: None,
+                    });
+                }
+            }
+        }
+        inner.observers.push(Arc::new(observer));
+    }
+
     /// One object.
-    pub fn get(&self, resource: &'static Resource, namespace: &str, name: &str) -> Option<Arc<Value>> {
+    pub fn get(
+        &self,
+        resource: &'static Resource,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<Value>> {
         let inner = self.lock();
         inner
             .objects
@@ -254,7 +287,16 @@ impl Store {
             .entry(table(resource))
             .or_default()
             .insert(key, object.clone());
-        self.record(&mut inner, rv, EventType::Added, resource, ns, name, object.clone(), None);
+        self.record(
+            &mut inner,
+            rv,
+            EventType::Added,
+            resource,
+            ns,
+            name,
+            object.clone(),
+            None,
+        );
         Ok(object)
     }
 
@@ -283,11 +325,17 @@ impl Store {
         name: &str,
         change: impl FnOnce(&mut Value) -> Result<(), StoreError>,
     ) -> Result<Arc<Value>, StoreError> {
-        self.write(resource, namespace, name, &Preconditions::default(), |current| {
-            let mut next = current.clone();
-            change(&mut next)?;
-            Ok(next)
-        })
+        self.write(
+            resource,
+            namespace,
+            name,
+            &Preconditions::default(),
+            |current| {
+                let mut next = current.clone();
+                change(&mut next)?;
+                Ok(next)
+            },
+        )
     }
 
     fn write(
@@ -335,7 +383,10 @@ impl Store {
         if resource.namespaced {
             meta.insert("namespace".into(), json!(ns));
         }
-        meta.insert("resourceVersion".into(), cur_meta["resourceVersion"].clone());
+        meta.insert(
+            "resourceVersion".into(),
+            cur_meta["resourceVersion"].clone(),
+        );
         set_type_meta(resource, &mut next);
         if next == *current {
             return Ok(current);
@@ -396,7 +447,10 @@ impl Store {
         let meta = metadata_mut(&mut next);
         let at = Timestamp::now() + jiff::SignedDuration::from_secs(grace_period_seconds);
         meta.insert("deletionTimestamp".into(), json!(rfc3339(at)));
-        meta.insert("deletionGracePeriodSeconds".into(), json!(grace_period_seconds));
+        meta.insert(
+            "deletionGracePeriodSeconds".into(),
+            json!(grace_period_seconds),
+        );
         meta.insert("resourceVersion".into(), json!(rv.to_string()));
         let next = Arc::new(next);
         inner
@@ -557,7 +611,10 @@ fn check_preconditions(
             name: name.to_string(),
             message: format!(
                 "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                current.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
+                current
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
             ),
         });
     }
@@ -668,7 +725,11 @@ mod tests {
     fn create_assigns_server_fields_and_rejects_duplicates() {
         let store = Store::new();
         let pod = store
-            .create(&PODS, "default", json!({"metadata": {"name": "a"}, "spec": {}}))
+            .create(
+                &PODS,
+                "default",
+                json!({"metadata": {"name": "a"}, "spec": {}}),
+            )
             .unwrap();
         assert_eq!(pod["kind"], "Pod");
         assert_eq!(pod["metadata"]["namespace"], "default");
@@ -716,7 +777,9 @@ mod tests {
     #[test]
     fn no_op_modify_writes_nothing() {
         let store = Store::new();
-        store.create(&NODES, "", json!({"metadata": {"name": "n1"}})).unwrap();
+        store
+            .create(&NODES, "", json!({"metadata": {"name": "n1"}}))
+            .unwrap();
         let before = store.revision();
         store.modify(&NODES, "", "n1", |_| Ok(())).unwrap();
         assert_eq!(store.revision(), before);
@@ -733,13 +796,18 @@ mod tests {
         let rev = store.revision();
         let (backlog, _rx) = store.watch_from(rev - 2).unwrap();
         assert_eq!(backlog.len(), 2);
-        assert!(matches!(store.watch_from(1), Err(StoreError::Expired { .. })));
+        assert!(matches!(
+            store.watch_from(1),
+            Err(StoreError::Expired { .. })
+        ));
     }
 
     #[test]
     fn delete_honours_uid_precondition() {
         let store = Store::new();
-        store.create(&PODS, "ns", json!({"metadata": {"name": "p"}})).unwrap();
+        store
+            .create(&PODS, "ns", json!({"metadata": {"name": "p"}}))
+            .unwrap();
         let wrong = Preconditions {
             uid: Some("nope".into()),
             resource_version: None,
@@ -748,7 +816,9 @@ mod tests {
             store.delete(&PODS, "ns", "p", &wrong),
             Err(StoreError::Conflict { .. })
         ));
-        let gone = store.delete(&PODS, "ns", "p", &Preconditions::default()).unwrap();
+        let gone = store
+            .delete(&PODS, "ns", "p", &Preconditions::default())
+            .unwrap();
         assert_eq!(gone["metadata"]["name"], "p");
         assert!(store.get(&PODS, "ns", "p").is_none());
     }
@@ -759,8 +829,12 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
         store.observe(move |e| s.lock().unwrap().push((e.rv, e.event_type)));
-        store.create(&NODES, "", json!({"metadata": {"name": "n"}})).unwrap();
-        store.delete(&NODES, "", "n", &Preconditions::default()).unwrap();
+        store
+            .create(&NODES, "", json!({"metadata": {"name": "n"}}))
+            .unwrap();
+        store
+            .delete(&NODES, "", "n", &Preconditions::default())
+            .unwrap();
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 2);
         assert!(seen[0].0 < seen[1].0);
