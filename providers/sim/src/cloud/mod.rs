@@ -3,4 +3,343 @@
 //! kubeadm's join discovery for real and start a kubelet; and the `sim`
 //! provider that talks to it across the process boundary.
 //!
-//! (Filled by the cloud work.)
+//! - [`state`]: the bookkeeping and the API's decisions (pure).
+//! - [`api`]: the HTTP API's routes, bodies and error codes.
+//! - [`server`]: the HTTP server, request counters and injected faults.
+//! - [`faults`]: what a test can break.
+//! - [`userdata`]: the user-data contract with the rotation engine.
+//! - [`discovery`]: kubeadm's join discovery and preflight checks.
+//! - [`machine`]: one simulated VM from boot to termination.
+//! - [`provider`]: [`SimProvider`], the `CloudProvider` over the HTTP API.
+//!
+//! [`SimCloud`] is the Rust handle tests and the world hold: the URL, the
+//! faults, machine status and the instance table.
+
+pub mod api;
+pub mod discovery;
+pub mod faults;
+pub mod machine;
+pub mod provider;
+mod server;
+pub mod state;
+pub mod userdata;
+
+pub use discovery::{DiscoveryConfig, JoinFailure};
+pub use faults::{Faults, Times};
+pub use machine::{MachineInfo, MachineRole, MachineStatus, PrejoinedMachine};
+pub use provider::SimProvider;
+pub use state::CloudError;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kubesurge_provider::Instance;
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::Timing;
+use crate::controllers::KubeletFleet;
+use api::Action;
+use machine::Machine;
+use state::CloudState;
+
+/// How to start a cloud.
+#[derive(Clone)]
+pub struct CloudConfig {
+    /// Number of zones (`zone-a`, `zone-b`, …).
+    pub zones: usize,
+    pub timing: Timing,
+    /// Where machines start their kubelets; `None` for a cloud without a
+    /// cluster (machines then stop after a successful handshake).
+    pub kubelets: Option<Arc<KubeletFleet>>,
+    /// How patient machines are in discovery.
+    pub discovery: DiscoveryConfig,
+    /// Where the API listens; port 0 picks a free one.
+    pub bind: SocketAddr,
+}
+
+impl CloudConfig {
+    /// `zones` zones, discovery scaled to `timing` (kubeadm waits up to 5
+    /// minutes; here twenty boots, at least two seconds).
+    pub fn new(zones: usize, timing: Timing) -> CloudConfig {
+        let timeout = (timing.boot * 20).clamp(Duration::from_secs(2), Duration::from_secs(300));
+        let poll = (timeout / 50).clamp(Duration::from_millis(20), Duration::from_secs(5));
+        CloudConfig {
+            zones,
+            timing,
+            kubelets: None,
+            discovery: DiscoveryConfig {
+                timeout,
+                poll,
+                request_timeout: Duration::from_secs(10),
+            },
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+
+    pub fn with_kubelets(mut self, kubelets: Arc<KubeletFleet>) -> CloudConfig {
+        self.kubelets = Some(kubelets);
+        self
+    }
+}
+
+/// Failure to start the cloud's API.
+#[derive(Debug, Error)]
+#[error("cannot start the simulated cloud: {0}")]
+pub struct CloudStartError(pub String);
+
+/// A wait for a machine that did not end as hoped.
+#[derive(Debug, Error, PartialEq)]
+pub enum WaitError {
+    #[error("no machine {0}")]
+    UnknownMachine(String),
+    #[error("machine {id} still {status:?} after {after:?}")]
+    Timeout {
+        id: String,
+        status: MachineStatus,
+        after: Duration,
+    },
+}
+
+/// Everything behind one lock: the API's answers and the machines' state
+/// change together.
+pub(crate) struct Inner {
+    pub(crate) cloud: CloudState,
+    pub(crate) machines: HashMap<String, Machine>,
+    pub(crate) faults: Faults,
+    pub(crate) counters: BTreeMap<Action, u64>,
+}
+
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    changes: watch::Sender<u64>,
+    pub(crate) config: CloudConfig,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every mutation is applied whole, so a poisoned lock holds
+        // consistent data.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wake whoever waits for a machine or instance change.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// The handle on a running cloud. Cheap to clone.
+#[derive(Clone)]
+pub struct SimCloud {
+    shared: Arc<Shared>,
+    url: String,
+}
+
+impl SimCloud {
+    /// Start the cloud's HTTP API on loopback.
+    pub async fn start(config: CloudConfig) -> Result<SimCloud, CloudStartError> {
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|e| CloudStartError(format!("bind {}: {e}", config.bind)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CloudStartError(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                cloud: CloudState::new(config.zones),
+                machines: HashMap::new(),
+                faults: Faults::default(),
+                counters: BTreeMap::new(),
+            }),
+            changes: watch::channel(0).0,
+            config,
+            cancel: CancellationToken::new(),
+        });
+        tokio::spawn(server::serve(listener, shared.clone()));
+        Ok(SimCloud {
+            shared,
+            url: format!("http://{addr}"),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`: the `sim.endpoint` of a pool.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stop serving and stop every machine task. Kubelets already started
+    /// keep running until the world stops them.
+    pub fn stop(&self) {
+        self.shared.cancel.cancel();
+    }
+
+    /// Change the injected faults.
+    pub fn with_faults<R>(&self, change: impl FnOnce(&mut Faults) -> R) -> R {
+        change(&mut self.shared.lock().faults)
+    }
+
+    /// Calls served (or refused) per action since start or the last reset.
+    pub fn counters(&self) -> BTreeMap<Action, u64> {
+        self.shared.lock().counters.clone()
+    }
+
+    pub fn count(&self, action: Action) -> u64 {
+        self.shared
+            .lock()
+            .counters
+            .get(&action)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn reset_counters(&self) {
+        self.shared.lock().counters.clear();
+    }
+
+    /// Zone names, in order.
+    pub fn zones(&self) -> Vec<String> {
+        self.shared
+            .lock()
+            .cloud
+            .zones()
+            .iter()
+            .map(|z| z.name.clone())
+            .collect()
+    }
+
+    /// The subnet of a zone.
+    pub fn subnet_of(&self, zone: &str) -> Option<String> {
+        let inner = self.shared.lock();
+        inner
+            .cloud
+            .zones()
+            .iter()
+            .find(|z| z.name == zone)
+            .map(|z| z.subnet.clone())
+    }
+
+    /// The newest image tagged with `version` (`v1.35.3`).
+    pub fn image_for_version(&self, version: &str) -> Option<String> {
+        let inner = self.shared.lock();
+        let tags = BTreeMap::from([(state::VERSION_TAG.to_string(), version.to_string())]);
+        inner
+            .cloud
+            .find_images(&tags, &[])
+            .into_iter()
+            .max_by_key(|i| i.created)
+            .map(|i| i.id.clone())
+    }
+
+    /// Publish another image for `version` (an image refresh); it is the
+    /// newest when `created` is later than the others. Returns its id.
+    pub fn add_image(&self, version: &str, created: Timestamp) -> String {
+        self.shared.lock().cloud.add_image(version, created)
+    }
+
+    /// Every instance, terminated ones included, in launch order.
+    pub fn instances(&self) -> Vec<Instance> {
+        let inner = self.shared.lock();
+        inner.cloud.instances().map(|r| r.view().into()).collect()
+    }
+
+    pub fn instance(&self, id: &str) -> Option<Instance> {
+        self.shared
+            .lock()
+            .cloud
+            .instance(id)
+            .map(|r| r.view().into())
+    }
+
+    /// The user data an instance was launched with.
+    pub fn user_data(&self, id: &str) -> Option<String> {
+        self.shared
+            .lock()
+            .cloud
+            .instance(id)
+            .map(|r| r.user_data.clone())
+    }
+
+    /// Where a machine is in its life.
+    pub fn machine_status(&self, id: &str) -> Option<MachineStatus> {
+        self.shared
+            .lock()
+            .machines
+            .get(id)
+            .map(|m| m.status.clone())
+    }
+
+    /// Everything known about a machine.
+    pub fn machine(&self, id: &str) -> Option<MachineInfo> {
+        let inner = self.shared.lock();
+        let record = inner.cloud.instance(id)?;
+        inner.machines.get(id).map(|m| m.info(record))
+    }
+
+    /// Every machine, in launch order.
+    pub fn machines(&self) -> Vec<MachineInfo> {
+        let inner = self.shared.lock();
+        inner
+            .cloud
+            .instances()
+            .filter_map(|r| inner.machines.get(&r.id).map(|m| m.info(r)))
+            .collect()
+    }
+
+    /// Wait until the machine's status satisfies `done`, up to `timeout`.
+    pub async fn wait_for_machine(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&MachineStatus) -> bool,
+    ) -> Result<MachineStatus, WaitError> {
+        let mut changes = self.shared.changes.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self
+                .machine_status(id)
+                .ok_or_else(|| WaitError::UnknownMachine(id.to_string()))?;
+            if done(&status) {
+                return Ok(status);
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                // The sender lives as long as `self`; a closed channel or
+                // the deadline both end the wait.
+                _ => {
+                    return Err(WaitError::Timeout {
+                        id: id.to_string(),
+                        status,
+                        after: timeout,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Put a machine in the cloud that is already running and joined (the
+    /// world's initial nodes): its instance is backdated to
+    /// `machine.launched_at` and its kubelet starts now.
+    pub fn insert_prejoined(&self, machine: PrejoinedMachine) -> Result<Instance, CloudError> {
+        machine::insert_prejoined(&self.shared, machine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_patience_scales_with_boot_time() {
+        let fast = CloudConfig::new(3, Timing::fast());
+        assert_eq!(fast.discovery.timeout, Duration::from_secs(3));
+        assert!(fast.discovery.poll < Duration::from_millis(100));
+        let sandbox = CloudConfig::new(3, Timing::sandbox());
+        assert_eq!(sandbox.discovery.timeout, Duration::from_secs(60));
+    }
+}

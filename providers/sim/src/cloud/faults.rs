@@ -1,0 +1,195 @@
+//! Faults a test injects into the cloud: capacity shortages per zone,
+//! throttling and 5xx bursts, latency, and machines that never join or join
+//! late. Decisions only; the server and the machines consult them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// How long a fault lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Times {
+    /// The next `n` occasions.
+    Next(u32),
+    /// Until cleared.
+    UntilCleared,
+}
+
+/// How an API call must fail before it is served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallFault {
+    Throttle,
+    InternalError,
+}
+
+/// What a new machine does instead of joining normally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct JoinFault {
+    /// The machine boots but its join never completes.
+    pub never: bool,
+    /// Extra time before the machine starts its join.
+    pub delay: Duration,
+}
+
+/// The fault settings of one cloud.
+#[derive(Debug, Default)]
+pub struct Faults {
+    capacity: BTreeMap<String, Times>,
+    throttle_next: u32,
+    error_next: u32,
+    latency: Duration,
+    never_join_pools: BTreeSet<String>,
+    never_join_next: u32,
+    late_join_pools: BTreeMap<String, Duration>,
+    late_join_next: Vec<Duration>,
+}
+
+impl Faults {
+    pub fn set_capacity_shortage(&mut self, zone: &str, times: Times) {
+        self.capacity.insert(zone.to_string(), times);
+    }
+
+    pub fn clear_capacity_shortage(&mut self, zone: &str) {
+        self.capacity.remove(zone);
+    }
+
+    /// Whether a launch into `zone` fails for capacity; consumes one
+    /// occasion of a counted shortage.
+    pub fn take_capacity_shortage(&mut self, zone: &str) -> bool {
+        match self.capacity.get_mut(zone) {
+            None => false,
+            Some(Times::UntilCleared) => true,
+            Some(Times::Next(n)) => {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.capacity.remove(zone);
+                }
+                true
+            }
+        }
+    }
+
+    pub fn throttle_next(&mut self, calls: u32) {
+        self.throttle_next = calls;
+    }
+
+    pub fn fail_next(&mut self, calls: u32) {
+        self.error_next = calls;
+    }
+
+    pub fn set_latency(&mut self, latency: Duration) {
+        self.latency = latency;
+    }
+
+    pub fn latency(&self) -> Duration {
+        self.latency
+    }
+
+    /// How the next call must fail, if it must; consumes the fault.
+    /// Throttling comes first, as a rate limiter sits in front of services.
+    pub fn take_call_fault(&mut self) -> Option<CallFault> {
+        if self.throttle_next > 0 {
+            self.throttle_next -= 1;
+            Some(CallFault::Throttle)
+        } else if self.error_next > 0 {
+            self.error_next -= 1;
+            Some(CallFault::InternalError)
+        } else {
+            None
+        }
+    }
+
+    pub fn never_join_pool(&mut self, pool: &str) {
+        self.never_join_pools.insert(pool.to_string());
+    }
+
+    pub fn never_join_next(&mut self, launches: u32) {
+        self.never_join_next = launches;
+    }
+
+    pub fn late_join_pool(&mut self, pool: &str, delay: Duration) {
+        self.late_join_pools.insert(pool.to_string(), delay);
+    }
+
+    pub fn late_join_next(&mut self, launches: u32, delay: Duration) {
+        self.late_join_next = vec![delay; launches as usize];
+    }
+
+    /// Remove every machine fault (join faults of pools and launches).
+    pub fn clear_join_faults(&mut self) {
+        self.never_join_pools.clear();
+        self.never_join_next = 0;
+        self.late_join_pools.clear();
+        self.late_join_next.clear();
+    }
+
+    /// The join fault of a machine launched now into `pool`; consumes
+    /// counted faults.
+    pub fn take_join_fault(&mut self, pool: Option<&str>) -> JoinFault {
+        let mut fault = JoinFault::default();
+        if self.never_join_next > 0 {
+            self.never_join_next -= 1;
+            fault.never = true;
+        }
+        if let Some(delay) = self.late_join_next.pop() {
+            fault.delay = delay;
+        }
+        if let Some(pool) = pool {
+            fault.never |= self.never_join_pools.contains(pool);
+            if let Some(delay) = self.late_join_pools.get(pool) {
+                fault.delay = fault.delay.max(*delay);
+            }
+        }
+        fault
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counted_faults_run_out_and_standing_ones_wait_to_be_cleared() {
+        let mut f = Faults::default();
+        f.set_capacity_shortage("zone-a", Times::Next(2));
+        f.set_capacity_shortage("zone-b", Times::UntilCleared);
+        assert!(f.take_capacity_shortage("zone-a"));
+        assert!(f.take_capacity_shortage("zone-a"));
+        assert!(!f.take_capacity_shortage("zone-a"));
+        for _ in 0..5 {
+            assert!(f.take_capacity_shortage("zone-b"));
+        }
+        f.clear_capacity_shortage("zone-b");
+        assert!(!f.take_capacity_shortage("zone-b"));
+        assert!(!f.take_capacity_shortage("zone-c"));
+    }
+
+    #[test]
+    fn throttling_comes_before_errors() {
+        let mut f = Faults::default();
+        f.throttle_next(1);
+        f.fail_next(1);
+        assert_eq!(f.take_call_fault(), Some(CallFault::Throttle));
+        assert_eq!(f.take_call_fault(), Some(CallFault::InternalError));
+        assert_eq!(f.take_call_fault(), None);
+    }
+
+    #[test]
+    fn join_faults_by_pool_and_by_launch() {
+        let mut f = Faults::default();
+        f.never_join_pool("gpu");
+        f.late_join_next(1, Duration::from_secs(2));
+        let first = f.take_join_fault(Some("general"));
+        assert_eq!(
+            first,
+            JoinFault {
+                never: false,
+                delay: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(f.take_join_fault(Some("general")), JoinFault::default());
+        assert!(f.take_join_fault(Some("gpu")).never);
+        f.never_join_next(1);
+        assert!(f.take_join_fault(None).never);
+        assert!(!f.take_join_fault(None).never);
+    }
+}
