@@ -588,3 +588,314 @@ async fn graceful_pod_deletion_keeps_the_pod_until_the_kubelet_finishes() {
     };
     assert!(api_status(pods.delete("pinned", &dp).await.unwrap_err()).is_conflict());
 }
+
+type Events<K> = futures::stream::BoxStream<'static, Result<WatchEvent<K>, Error>>;
+
+async fn watch_stream<K>(api: &Api<K>, wp: &WatchParams, rv: &str) -> Events<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    api.watch(wp, rv).await.expect("watch starts").boxed()
+}
+
+/// The next event that is not a bookmark, within a few seconds.
+async fn next_change<K>(events: &mut Events<K>) -> WatchEvent<K> {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("an event within 5s")
+            .expect("stream still open")
+            .expect("event decodes");
+        if !matches!(event, WatchEvent::Bookmark(_)) {
+            return event;
+        }
+    }
+}
+
+fn event_name(event: &WatchEvent<ConfigMap>) -> (String, String) {
+    match event {
+        WatchEvent::Added(o) => ("ADDED".into(), o.metadata.name.clone().unwrap()),
+        WatchEvent::Modified(o) => ("MODIFIED".into(), o.metadata.name.clone().unwrap()),
+        WatchEvent::Deleted(o) => ("DELETED".into(), o.metadata.name.clone().unwrap()),
+        WatchEvent::Bookmark(_) => ("BOOKMARK".into(), String::new()),
+        WatchEvent::Error(e) => ("ERROR".into(), e.message.clone()),
+    }
+}
+
+#[tokio::test]
+async fn watch_from_zero_sends_current_state_then_changes() {
+    let env = env().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    cms.create(&PostParams::default(), &configmap("before", &[]))
+        .await
+        .unwrap();
+    let mut events = watch_stream(&cms, &WatchParams::default(), "0").await;
+    assert_eq!(
+        event_name(&next_change(&mut events).await),
+        ("ADDED".into(), "before".into())
+    );
+    let created = cms
+        .create(&PostParams::default(), &configmap("new", &[]))
+        .await
+        .unwrap();
+    let mut changed = created.clone();
+    changed.data = Some([("a".to_string(), "b".to_string())].into());
+    cms.replace("new", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    cms.delete("new", &DeleteParams::default()).await.unwrap();
+    // Another namespace is not this watch's business.
+    let other: Api<ConfigMap> = Api::namespaced(env.client.clone(), "kube-system");
+    other
+        .create(&PostParams::default(), &configmap("x", &[]))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut last_rv = String::new();
+    for _ in 0..3 {
+        let event = next_change(&mut events).await;
+        if let WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) = &event {
+            let rv = o.metadata.resource_version.clone().unwrap();
+            assert!(!rv.is_empty());
+            last_rv = rv;
+        }
+        seen.push(event_name(&event));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("ADDED".to_string(), "new".to_string()),
+            ("MODIFIED".to_string(), "new".to_string()),
+            ("DELETED".to_string(), "new".to_string())
+        ]
+    );
+    // DELETED carries the delete's resourceVersion: newer than the update.
+    assert!(
+        last_rv.parse::<u64>().unwrap()
+            > changed
+                .metadata
+                .resource_version
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn watch_resumes_after_a_resource_version() {
+    let env = env().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    cms.create(&PostParams::default(), &configmap("old", &[]))
+        .await
+        .unwrap();
+    let list = cms.list(&ListParams::default()).await.unwrap();
+    let rv = list.metadata.resource_version.unwrap();
+    cms.create(&PostParams::default(), &configmap("after", &[]))
+        .await
+        .unwrap();
+    let mut events = watch_stream(&cms, &WatchParams::default(), &rv).await;
+    // Only what happened after the list; "old" is not replayed.
+    assert_eq!(
+        event_name(&next_change(&mut events).await),
+        ("ADDED".into(), "after".into())
+    );
+    cms.delete("old", &DeleteParams::default()).await.unwrap();
+    assert_eq!(
+        event_name(&next_change(&mut events).await),
+        ("DELETED".into(), "old".into())
+    );
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_resource_version_gets_410() {
+    let env = env_with(Arc::new(Store::with_log_capacity(3))).await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let first = cms
+        .create(&PostParams::default(), &configmap("a", &[]))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        cms.create(&PostParams::default(), &configmap(&format!("b{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let mut events = watch_stream(
+        &cms,
+        &WatchParams::default(),
+        first.metadata.resource_version.as_deref().unwrap(),
+    )
+    .await;
+    match next_change(&mut events).await {
+        WatchEvent::Error(status) => {
+            assert_eq!(status.code, 410);
+            assert_eq!(status.reason, "Expired");
+            assert!(
+                status.message.starts_with("too old resource version"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+    let end = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("stream ends");
+    assert!(end.is_none());
+}
+
+#[tokio::test]
+async fn bookmarks_carry_kind_and_the_latest_resource_version() {
+    let env = env().await;
+    env.server.set_bookmark_interval(Duration::from_millis(50));
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let list = cms.list(&ListParams::default()).await.unwrap();
+    let mut events = watch_stream(
+        &cms,
+        &WatchParams::default(),
+        list.metadata.resource_version.as_deref().unwrap(),
+    )
+    .await;
+    // A write elsewhere moves the revision; the bookmark reports it.
+    let other: Api<ConfigMap> = Api::namespaced(env.client.clone(), "kube-system");
+    let x = other
+        .create(&PostParams::default(), &configmap("x", &[]))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let WatchEvent::Bookmark(b) = event {
+            assert_eq!(b.types.kind, "ConfigMap");
+            assert_eq!(b.types.api_version, "v1");
+            if b.metadata.resource_version == x.metadata.resource_version.clone().unwrap() {
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn selector_watch_sees_objects_enter_and_leave() {
+    let env = env().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let mut events = watch_stream(&cms, &WatchParams::default().labels("team=a"), "0").await;
+    let mut cm = configmap("c", &[]);
+    cm.metadata.labels = Some([("team".to_string(), "b".to_string())].into());
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let patch = |team: &str| json!({"metadata": {"labels": {"team": team}}});
+    cms.patch("c", &PatchParams::default(), &Patch::Merge(patch("a")))
+        .await
+        .unwrap();
+    assert_eq!(
+        event_name(&next_change(&mut events).await),
+        ("ADDED".into(), "c".into())
+    );
+    cms.patch("c", &PatchParams::default(), &Patch::Merge(patch("b")))
+        .await
+        .unwrap();
+    match next_change(&mut events).await {
+        WatchEvent::Deleted(o) => {
+            // The last state that matched, at the new resourceVersion.
+            assert_eq!(o.metadata.labels.unwrap()["team"], "a");
+        }
+        other => panic!("expected DELETED, got {other:?}"),
+    }
+    cms.patch("c", &PatchParams::default(), &Patch::Merge(patch("a")))
+        .await
+        .unwrap();
+    assert_eq!(
+        event_name(&next_change(&mut events).await),
+        ("ADDED".into(), "c".into())
+    );
+}
+
+#[tokio::test]
+async fn watch_ends_at_timeout_seconds() {
+    let env = env().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let mut events = watch_stream(&cms, &WatchParams::default().timeout(1), "0").await;
+    let started = tokio::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(e) = events.next().await {
+            e.unwrap();
+        }
+    })
+    .await;
+    assert!(end.is_ok());
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn runtime_watcher_and_await_condition_work_end_to_end() {
+    let env = env().await;
+    seed_pod(&env.store, "p", json!({"app": "x"}), Some("n1"));
+    env.store
+        .modify(&PODS, "default", "p", |p| {
+            p["status"]["phase"] = json!("Pending");
+            Ok(())
+        })
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let store = env.store.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        store
+            .modify(&PODS, "default", "p", |p| {
+                p["status"]["phase"] = json!("Running");
+                Ok(())
+            })
+            .unwrap();
+    });
+    let running = |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase.as_deref())
+            == Some("Running")
+    };
+    let pod = tokio::time::timeout(
+        Duration::from_secs(5),
+        await_condition(pods.clone(), "p", running),
+    )
+    .await
+    .expect("condition within 5s")
+    .unwrap()
+    .unwrap();
+    assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"));
+
+    // A watcher (list + watch, then the streaming-list variant) sees new pods.
+    for config in [
+        watcher::Config::default(),
+        watcher::Config::default().streaming_lists(),
+    ] {
+        let mut applied = watcher(pods.clone(), config.labels("app=y"))
+            .applied_objects()
+            .boxed();
+        let name = format!("y-{}", rand_suffix());
+        seed_pod(&env.store, &name, json!({"app": "y"}), None);
+        let found = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(p) = applied.try_next().await.unwrap() {
+                if p.metadata.name.as_deref() == Some(name.as_str()) {
+                    return p;
+                }
+            }
+            panic!("watcher ended");
+        })
+        .await
+        .expect("watcher sees the pod");
+        assert_eq!(found.metadata.labels.unwrap()["app"], "y");
+    }
+}
+
+fn rand_suffix() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            % 1_000_000
+    )
+}
