@@ -899,3 +899,299 @@ fn rand_suffix() -> String {
             % 1_000_000
     )
 }
+
+/// A raw request through the admin client: status code and JSON body.
+async fn raw(env: &Env, method: &str, path: &str, content_type: &str, body: Value) -> (u16, Value) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Content-Type", content_type)
+        .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap();
+    let response = env.client.send(request).await.expect("request sent");
+    let code = response.status().as_u16();
+    let bytes = response.into_body().collect_bytes().await.unwrap();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn merge_and_json_patches() {
+    let env = env().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    cms.create(
+        &PostParams::default(),
+        &configmap("m", &[("a", "1"), ("b", "2")]),
+    )
+    .await
+    .unwrap();
+    let out = cms
+        .patch(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"a": null, "c": "3"}})),
+        )
+        .await
+        .unwrap();
+    let data = out.data.clone().unwrap();
+    assert!(!data.contains_key("a"));
+    assert_eq!(data["c"], "3");
+    let ops: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/data/b", "value": "2"},
+        {"op": "add", "path": "/metadata/labels", "value": {"x": "y"}},
+        {"op": "replace", "path": "/data/b", "value": "20"},
+    ]))
+    .unwrap();
+    let out = cms
+        .patch("m", &PatchParams::default(), &Patch::<()>::Json(ops))
+        .await
+        .unwrap();
+    assert_eq!(out.data.unwrap()["b"], "20");
+    assert_eq!(out.metadata.labels.unwrap()["x"], "y");
+    // A failing test operation is the server rejecting the request.
+    let failing: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "test", "path": "/data/b", "value": "nope"}]))
+            .unwrap();
+    let err = api_status(
+        cms.patch("m", &PatchParams::default(), &Patch::<()>::Json(failing))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    // A resourceVersion inside the patch is a precondition.
+    let stale = json!({"metadata": {"resourceVersion": "1"}, "data": {"z": "1"}});
+    let err = api_status(
+        cms.patch("m", &PatchParams::default(), &Patch::Merge(stale))
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.is_conflict());
+    let current = cms
+        .get("m")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let fresh = json!({"metadata": {"resourceVersion": current}, "data": {"z": "1"}});
+    cms.patch("m", &PatchParams::default(), &Patch::Merge(fresh))
+        .await
+        .unwrap();
+    // Missing object: 404; unknown patch type: 415.
+    let err = api_status(
+        cms.patch("nope", &PatchParams::default(), &Patch::Merge(json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.is_not_found());
+    let (code, body) = raw(
+        &env,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/m",
+        "application/xml",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 415);
+    assert_eq!(body["reason"], "UnsupportedMediaType");
+    // A charset parameter is fine.
+    let (code, _) = raw(
+        &env,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/m",
+        "application/merge-patch+json; charset=utf-8",
+        json!({"data": {"q": "1"}}),
+    )
+    .await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn strategic_merge_on_node_conditions_taints_and_cordon() {
+    let env = env().await;
+    seed_node(&env.store, "n1");
+    env.store
+        .modify(&NODES, "", "n1", |n| {
+            n["spec"]["taints"] = json!([{"key": "old", "effect": "NoSchedule"}]);
+            n["status"]["conditions"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "DiskPressure", "status": "False"}));
+            Ok(())
+        })
+        .unwrap();
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    let out = nodes
+        .patch_status(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"status": {"conditions": [
+                {"type": "Ready", "status": "False", "reason": "KubeletNotReady"}]}})),
+        )
+        .await
+        .unwrap();
+    let conditions = out.status.unwrap().conditions.unwrap();
+    assert_eq!(conditions.len(), 2, "merged by type, not replaced");
+    let ready = conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_deref()),
+        ("False", Some("KubeletNotReady"))
+    );
+    // Taints have no merge key: the list is replaced.
+    let out = nodes
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"taints": [{"key": "new", "effect": "NoExecute"}]}})),
+        )
+        .await
+        .unwrap();
+    let taints = out.spec.unwrap().taints.unwrap();
+    assert_eq!(taints.len(), 1);
+    assert_eq!(taints[0].key, "new");
+    // Status changes through the main resource are ignored.
+    let out = nodes
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Strategic(
+                json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let ready = out
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "False");
+    // kubectl's cordon and uncordon.
+    let cordoned = nodes
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"unschedulable": true}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cordoned.spec.unwrap().unschedulable, Some(true));
+    let uncordoned = nodes
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"unschedulable": null}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(uncordoned.spec.unwrap().unschedulable, None);
+    assert_eq!(
+        nodes
+            .cordon("n1")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .unschedulable,
+        Some(true)
+    );
+}
+
+#[tokio::test]
+async fn server_side_apply_creates_merges_and_detects_conflicts() {
+    let env = env().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let config = |data: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": data});
+    // No fieldManager: 422.
+    let err = api_status(
+        cms.patch(
+            "s",
+            &PatchParams::default(),
+            &Patch::Apply(config(json!({"a": "1"}))),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(err.is_invalid());
+    assert!(err.message.contains("fieldManager"), "{}", err.message);
+    // Creates when missing: 201.
+    let (code, body) = raw(
+        &env,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/s?fieldManager=alpha",
+        "application/apply-patch+yaml",
+        config(json!({"a": "1", "b": "2"})),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["metadata"]["managedFields"][0]["manager"], "alpha");
+    assert_eq!(body["metadata"]["managedFields"][0]["operation"], "Apply");
+    // Another manager changing a field alpha owns: conflict.
+    let beta = PatchParams::apply("beta");
+    let err = api_status(
+        cms.patch("s", &beta, &Patch::Apply(config(json!({"a": "9"}))))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert!(err.is_conflict());
+    let cause = &err.details.as_ref().unwrap().causes[0];
+    assert_eq!(cause.reason, "FieldManagerConflict");
+    assert_eq!(cause.field, ".data.a");
+    assert!(cause.message.contains("\"alpha\""), "{}", cause.message);
+    // Agreeing on a value is no conflict; adding a new field is fine.
+    let out = cms
+        .patch(
+            "s",
+            &beta,
+            &Patch::Apply(config(json!({"a": "1", "c": "3"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.data.unwrap()["c"], "3");
+    // force takes the field over.
+    let out = cms
+        .patch(
+            "s",
+            &beta.clone().force(),
+            &Patch::Apply(config(json!({"a": "9", "c": "3"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.data.unwrap()["a"], "9");
+    // alpha stops applying b: b is removed (nobody else owns it).
+    let out = cms
+        .patch(
+            "s",
+            &PatchParams::apply("alpha"),
+            &Patch::Apply(config(json!({}))),
+        )
+        .await
+        .unwrap();
+    let data = out.data.unwrap();
+    assert!(!data.contains_key("b"), "{data:?}");
+    assert_eq!(data["a"], "9");
+    // A plain update by another manager takes ownership too.
+    cms.patch(
+        "s",
+        &PatchParams {
+            field_manager: Some("gamma".into()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(json!({"data": {"c": "4"}})),
+    )
+    .await
+    .unwrap();
+    let err = api_status(
+        cms.patch(
+            "s",
+            &beta,
+            &Patch::Apply(config(json!({"a": "9", "c": "5"}))),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(err.message.contains("\"gamma\""), "{}", err.message);
+}

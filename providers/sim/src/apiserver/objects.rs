@@ -484,7 +484,7 @@ fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     }
     validate_name(resource, &object)?;
     prepare_create(resource, &mut object);
-    super::apply::record_update(&mut object, None, &ctx.field_manager(), resource, "Update");
+    super::apply::record_update(&mut object, None, &ctx.field_manager(), resource, "");
     if ctx.query.dry_run() {
         return dry_run_create(ctx, object);
     }
@@ -702,7 +702,7 @@ fn update(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             ensure_namespace(store, resource, ctx.namespace())?;
             validate_name(resource, &body)?;
             prepare_create(resource, &mut body);
-            super::apply::record_update(&mut body, None, &ctx.field_manager(), resource, "Update");
+            super::apply::record_update(&mut body, None, &ctx.field_manager(), resource, "");
             if ctx.query.dry_run() {
                 return dry_run_create(ctx, body);
             }
@@ -728,7 +728,13 @@ fn update(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let change = |current: &Value| -> Result<Value, ApiError> {
         let mut next = merge_for_update(resource, status_sub, current, body.clone());
         validate_update(resource, current, &next)?;
-        super::apply::record_update(&mut next, Some(current), &manager, resource, "Update");
+        super::apply::record_update(
+            &mut next,
+            Some(current),
+            &manager,
+            resource,
+            if status_sub { "status" } else { "" },
+        );
         Ok(next)
     };
     if ctx.query.dry_run() {

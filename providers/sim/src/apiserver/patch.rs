@@ -1,8 +1,473 @@
-//! PATCH (stub).
-use super::handler::{Body, Ctx};
-use super::status::ApiError;
-use http::Response;
+//! PATCH: JSON merge patch (RFC 7386), JSON patch (RFC 6902), strategic
+//! merge patch for the built-in types served here, and server-side apply
+//! (in `apply`). Every patch is applied to the current object under the
+//! store's lock, so a patch without a resourceVersion never conflicts and
+//! one with a resourceVersion is checked.
 
-pub(crate) fn patch(_ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    Err(ApiError::unsupported_media_type(""))
+use std::sync::Arc;
+
+use http::Response;
+use serde_json::{Map, Value};
+
+use super::handler::{Body, Ctx};
+use super::objects::{
+    finish_if_finalized, merge_for_update, modify_object, respond_object, validate_update,
+};
+use super::status::ApiError;
+use crate::resources::{PDBS, Resource};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PatchKind {
+    Merge,
+    Json,
+    Strategic,
+    Apply,
+}
+
+fn patch_kind(content_type: &str) -> Option<PatchKind> {
+    match content_type {
+        "application/merge-patch+json" => Some(PatchKind::Merge),
+        "application/json-patch+json" => Some(PatchKind::Json),
+        "application/strategic-merge-patch+json" => Some(PatchKind::Strategic),
+        "application/apply-patch+yaml" => Some(PatchKind::Apply),
+        _ => None,
+    }
+}
+
+/// How a list field merges in a strategic merge patch (the
+/// `patchStrategy`/`patchMergeKey` tags of the built-in types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ListStrategy {
+    /// Elements are matched by this key and merged.
+    MergeKey(&'static str),
+    /// A set of scalars (`finalizers`).
+    Set,
+    /// The whole list is replaced (no merge key: taints, tolerations, …).
+    Atomic,
+}
+
+pub(crate) fn list_strategy(field: &str) -> ListStrategy {
+    match field {
+        "conditions" | "addresses" => ListStrategy::MergeKey("type"),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "resourceClaims"
+        | "secrets" => ListStrategy::MergeKey("name"),
+        "volumeMounts" => ListStrategy::MergeKey("mountPath"),
+        "volumeDevices" => ListStrategy::MergeKey("devicePath"),
+        "ports" => ListStrategy::MergeKey("containerPort"),
+        "ownerReferences" => ListStrategy::MergeKey("uid"),
+        "podIPs" | "hostIPs" | "hostAliases" => ListStrategy::MergeKey("ip"),
+        "topologySpreadConstraints" => ListStrategy::MergeKey("topologyKey"),
+        "finalizers" => ListStrategy::Set,
+        _ => ListStrategy::Atomic,
+    }
+}
+
+/// Map fields a strategic merge replaces instead of merging (the PDB
+/// selector is `patchStrategy:"replace"`).
+fn replaces_map(resource: &Resource, path: &[String], field: &str) -> bool {
+    resource == &PDBS && path.len() == 1 && path[0] == "spec" && field == "selector"
+}
+
+fn bad_directive(d: &Value) -> ApiError {
+    ApiError::bad_request(format!("Unknown patch directive: {d}"))
+}
+
+/// Drop `$patch`-style directives from a value inserted as a whole.
+fn without_directives(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), without_directives(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .filter(|e| e.get("$patch").is_none())
+                .map(without_directives)
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Strategic merge of `patch` into `orig` (a map at `path`).
+pub(crate) fn strategic_merge_map(
+    resource: &Resource,
+    orig: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+    path: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    if let Some(d) = patch.get("$patch") {
+        match d.as_str() {
+            Some("replace") => {
+                *orig = match without_directives(&Value::Object(patch.clone())) {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                };
+                return Ok(());
+            }
+            Some("delete") => {
+                orig.clear();
+                return Ok(());
+            }
+            Some("merge") => {}
+            _ => return Err(bad_directive(d)),
+        }
+    }
+    for (k, v) in patch {
+        if k == "$patch" || k == "$retainKeys" || k.starts_with("$setElementOrder/") {
+            continue;
+        }
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
+            if let (Some(Value::Array(list)), Some(remove)) = (orig.get_mut(field), v.as_array()) {
+                list.retain(|x| !remove.contains(x));
+            }
+            continue;
+        }
+        match v {
+            Value::Null => {
+                orig.remove(k);
+            }
+            Value::Object(pm) => {
+                if pm.get("$patch").and_then(Value::as_str) == Some("delete") {
+                    orig.remove(k);
+                    continue;
+                }
+                if replaces_map(resource, path, k) {
+                    orig.insert(k.clone(), without_directives(v));
+                    continue;
+                }
+                path.push(k.clone());
+                let slot = orig
+                    .entry(k.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !slot.is_object() {
+                    *slot = Value::Object(Map::new());
+                }
+                if let Value::Object(om) = slot {
+                    strategic_merge_map(resource, om, pm, path)?;
+                }
+                path.pop();
+            }
+            Value::Array(pa) => {
+                let merged = match list_strategy(k) {
+                    ListStrategy::Atomic => without_directives(v),
+                    ListStrategy::Set => {
+                        let mut list = orig
+                            .get(k)
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        for item in pa {
+                            if !list.contains(item) {
+                                list.push(item.clone());
+                            }
+                        }
+                        Value::Array(list)
+                    }
+                    ListStrategy::MergeKey(key) => {
+                        let current = orig
+                            .get(k)
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        path.push(k.clone());
+                        let merged = merge_keyed_list(resource, current, pa, key, path)?;
+                        path.pop();
+                        Value::Array(merged)
+                    }
+                };
+                orig.insert(k.clone(), merged);
+            }
+            scalar => {
+                orig.insert(k.clone(), scalar.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn merge_keyed_list(
+    resource: &Resource,
+    mut list: Vec<Value>,
+    patch: &[Value],
+    key: &str,
+    path: &mut Vec<String>,
+) -> Result<Vec<Value>, ApiError> {
+    if patch
+        .iter()
+        .any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
+        return match without_directives(&Value::Array(patch.to_vec())) {
+            Value::Array(a) => Ok(a),
+            _ => Ok(Vec::new()),
+        };
+    }
+    for element in patch {
+        let Some(pm) = element.as_object() else {
+            if !list.contains(element) {
+                list.push(element.clone());
+            }
+            continue;
+        };
+        let key_value = pm.get(key);
+        if let Some(d) = pm.get("$patch") {
+            match d.as_str() {
+                Some("delete") => {
+                    list.retain(|e| key_value.is_none() || e.get(key) != key_value);
+                    continue;
+                }
+                Some("merge") | Some("replace") => {}
+                _ => return Err(bad_directive(d)),
+            }
+        }
+        match list
+            .iter_mut()
+            .find(|e| key_value.is_some() && e.get(key) == key_value)
+        {
+            Some(Value::Object(existing)) => strategic_merge_map(resource, existing, pm, path)?,
+            _ => {
+                let mut fresh = Map::new();
+                strategic_merge_map(resource, &mut fresh, pm, path)?;
+                list.push(Value::Object(fresh));
+            }
+        }
+    }
+    Ok(list)
+}
+
+/// Apply a strategic merge patch to a whole object.
+pub(crate) fn strategic_merge(
+    resource: &Resource,
+    object: &mut Value,
+    patch: &Value,
+) -> Result<(), ApiError> {
+    let Value::Object(pm) = patch else {
+        return Err(ApiError::bad_request(
+            "a strategic merge patch must be a JSON object",
+        ));
+    };
+    if !object.is_object() {
+        *object = Value::Object(Map::new());
+    }
+    if let Value::Object(om) = object {
+        strategic_merge_map(resource, om, pm, &mut Vec::new())?;
+    }
+    Ok(())
+}
+
+fn apply_patch(
+    kind: PatchKind,
+    resource: &Resource,
+    object: &mut Value,
+    patch: &Value,
+) -> Result<(), ApiError> {
+    match kind {
+        PatchKind::Merge => {
+            json_patch::merge(object, patch);
+            Ok(())
+        }
+        PatchKind::Strategic => strategic_merge(resource, object, patch),
+        PatchKind::Json => {
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            json_patch::patch(object, &ops).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
+                .with_details(super::status::Details::default())
+            })
+        }
+        PatchKind::Apply => Err(ApiError::unsupported_media_type(
+            "application/apply-patch+yaml",
+        )),
+    }
+}
+
+pub(crate) fn patch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let content_type = ctx.content_type();
+    let Some(kind) = patch_kind(&content_type) else {
+        return Err(ApiError::unsupported_media_type(&content_type));
+    };
+    if kind == PatchKind::Apply {
+        return super::apply::apply(ctx);
+    }
+    let resource = ctx.req.resource;
+    let name = ctx.name().to_string();
+    let patch_doc: Value =
+        serde_json::from_slice(&ctx.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    match kind {
+        PatchKind::Json if !patch_doc.is_array() => {
+            return Err(ApiError::bad_request(
+                "a JSON patch must be a list of operations",
+            ));
+        }
+        PatchKind::Merge | PatchKind::Strategic if !patch_doc.is_object() => {
+            return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+        }
+        _ => {}
+    }
+    let status_sub = ctx.req.subresource.as_deref() == Some("status");
+    let manager = ctx.field_manager();
+    let change = |current: &Value| -> Result<Value, ApiError> {
+        let mut patched = current.clone();
+        apply_patch(kind, resource, &mut patched, &patch_doc)?;
+        for (field, expected) in [("name", name.as_str()), ("namespace", ctx.namespace())] {
+            let got = patched
+                .pointer(&format!("/metadata/{field}"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if (field == "name" || resource.namespaced) && got != expected {
+                return Err(ApiError::bad_request(format!(
+                    "the {field} of the object ({got}) does not match the {field} on the URL ({expected})"
+                )));
+            }
+        }
+        let mut next = merge_for_update(resource, status_sub, current, patched);
+        validate_update(resource, current, &next)?;
+        super::apply::record_update(
+            &mut next,
+            Some(current),
+            &manager,
+            resource,
+            if status_sub { "status" } else { "" },
+        );
+        Ok(next)
+    };
+    if ctx.query.dry_run() {
+        let current = ctx
+            .store()
+            .get(resource, ctx.namespace(), &name)
+            .ok_or_else(|| ApiError::not_found(resource, &name))?;
+        let next = change(&current)?;
+        let rv = |v: &Value| {
+            v.pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(String::from)
+        };
+        if rv(&next).is_some_and(|r| !r.is_empty()) && rv(&next) != rv(&current) {
+            return Err(ApiError::conflict(
+                resource,
+                &name,
+                crate::store::STALE_RV_MESSAGE,
+            ));
+        }
+        return Ok(respond_object(ctx, 200, &Arc::new(next)));
+    }
+    let updated = modify_object(ctx.store(), resource, ctx.namespace(), &name, change)?;
+    let updated = finish_if_finalized(ctx.store(), resource, updated);
+    Ok(respond_object(ctx, 200, &updated))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{NODES, PODS};
+    use serde_json::json;
+
+    fn smp(resource: &Resource, mut object: Value, patch: Value) -> Value {
+        strategic_merge(resource, &mut object, &patch).unwrap();
+        object
+    }
+
+    #[test]
+    fn conditions_merge_by_type() {
+        let node = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady"},
+            {"type": "DiskPressure", "status": "False"}]}});
+        let out = smp(
+            &NODES,
+            node,
+            json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": null},
+                                             {"type": "PIDPressure", "status": "False"}]}}),
+        );
+        let c = out["status"]["conditions"].as_array().unwrap();
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[0], json!({"type": "Ready", "status": "False"}));
+        assert_eq!(c[1]["type"], "DiskPressure");
+        assert_eq!(c[2]["type"], "PIDPressure");
+    }
+
+    #[test]
+    fn taints_are_replaced_and_null_deletes() {
+        let node = json!({"spec": {"unschedulable": true, "taints": [{"key": "a", "effect": "NoSchedule"}]}});
+        let out = smp(
+            &NODES,
+            node.clone(),
+            json!({"spec": {"taints": [{"key": "b", "effect": "NoExecute"}]}}),
+        );
+        assert_eq!(
+            out["spec"]["taints"],
+            json!([{"key": "b", "effect": "NoExecute"}])
+        );
+        let out = smp(&NODES, node, json!({"spec": {"unschedulable": null}}));
+        assert!(out["spec"].get("unschedulable").is_none());
+    }
+
+    #[test]
+    fn containers_by_name_with_delete_directive_and_finalizers_as_a_set() {
+        let pod = json!({"metadata": {"finalizers": ["a"]}, "spec": {"containers": [
+            {"name": "app", "image": "x:1"}, {"name": "side", "image": "y:1"}]}});
+        let out = smp(
+            &PODS,
+            pod,
+            json!({"metadata": {"finalizers": ["b", "a"]},
+                   "spec": {"containers": [{"name": "app", "image": "x:2"}, {"name": "side", "$patch": "delete"}]}}),
+        );
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name": "app", "image": "x:2"}])
+        );
+        assert_eq!(out["metadata"]["finalizers"], json!(["a", "b"]));
+    }
+
+    #[test]
+    fn pdb_selector_is_replaced_maps_are_merged() {
+        let pdb = json!({"metadata": {"labels": {"a": "1"}},
+                         "spec": {"selector": {"matchLabels": {"app": "x", "tier": "y"}}}});
+        let out = smp(
+            &PDBS,
+            pdb,
+            json!({"metadata": {"labels": {"b": "2"}}, "spec": {"selector": {"matchLabels": {"app": "z"}}}}),
+        );
+        assert_eq!(
+            out["spec"]["selector"],
+            json!({"matchLabels": {"app": "z"}})
+        );
+        assert_eq!(out["metadata"]["labels"], json!({"a": "1", "b": "2"}));
+    }
+
+    #[test]
+    fn owner_references_merge_by_uid_and_replace_directive() {
+        let obj = json!({"metadata": {"ownerReferences": [{"uid": "1", "name": "a"}]}});
+        let out = smp(
+            &PODS,
+            obj.clone(),
+            json!({"metadata": {"ownerReferences": [{"uid": "2", "name": "b"}]}}),
+        );
+        assert_eq!(
+            out["metadata"]["ownerReferences"].as_array().unwrap().len(),
+            2
+        );
+        let out = smp(
+            &PODS,
+            obj,
+            json!({"metadata": {"ownerReferences": [{"$patch": "replace"}, {"uid": "3", "name": "c"}]}}),
+        );
+        assert_eq!(
+            out["metadata"]["ownerReferences"],
+            json!([{"uid": "3", "name": "c"}])
+        );
+        let mut o = json!({});
+        assert!(strategic_merge(&PODS, &mut o, &json!({"spec": {"$patch": "bogus"}})).is_err());
+    }
 }
