@@ -1195,3 +1195,293 @@ async fn server_side_apply_creates_merges_and_detects_conflicts() {
     );
     assert!(err.message.contains("\"gamma\""), "{}", err.message);
 }
+
+/// A PDB as the disruption controller leaves it.
+fn seed_pdb(
+    store: &Store,
+    name: &str,
+    selector: Value,
+    allowed: i64,
+    current: i64,
+    desired: i64,
+) -> Arc<Value> {
+    let pdb = store
+        .create(
+            &PDBS,
+            "default",
+            json!({"metadata": {"name": name}, "spec": {"selector": selector, "minAvailable": desired}}),
+        )
+        .unwrap();
+    let generation = pdb["metadata"]["generation"].clone();
+    store
+        .modify(&PDBS, "default", name, |p| {
+            p["status"] = json!({"observedGeneration": generation, "disruptionsAllowed": allowed,
+                                 "currentHealthy": current, "desiredHealthy": desired, "expectedPods": current});
+            Ok(())
+        })
+        .unwrap()
+}
+
+fn pdb_status(store: &Store, name: &str) -> Value {
+    store.get(&PDBS, "default", name).unwrap()["status"].clone()
+}
+
+async fn evict(env: &Env, pod: &str) -> Result<kube::core::Status, Error> {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    pods.evict(pod, &EvictParams::default()).await
+}
+
+#[tokio::test]
+async fn eviction_without_a_budget_deletes_gracefully_with_201() {
+    let env = env().await;
+    seed_pod(&env.store, "p", json!({"app": "web"}), Some("n1"));
+    let (code, body) = raw(
+        &env,
+        "POST",
+        "/api/v1/namespaces/default/pods/p/eviction",
+        "application/json",
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p", "namespace": "default"}}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        body,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+    );
+    let pod = env
+        .store
+        .get(&PODS, "default", "p")
+        .expect("still terminating");
+    assert!(pod["metadata"]["deletionTimestamp"].is_string());
+    let target = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DisruptionTarget")
+        .cloned()
+        .unwrap();
+    assert_eq!(target["reason"], "EvictionByEvictionAPI");
+    assert_eq!(target["message"], "Eviction API: evicting");
+    // Missing pod: 404; name mismatch: 400.
+    assert!(api_status(evict(&env, "nope").await.unwrap_err()).is_not_found());
+    let (code, body) = raw(
+        &env,
+        "POST",
+        "/api/v1/namespaces/default/pods/p/eviction",
+        "application/json",
+        json!({"metadata": {"name": "other"}}),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        body["message"],
+        "name in URL does not match name in Eviction object"
+    );
+}
+
+#[tokio::test]
+async fn eviction_honours_the_budget() {
+    let env = env().await;
+    seed_pod(&env.store, "a", json!({"app": "web"}), Some("n1"));
+    seed_pod(&env.store, "b", json!({"app": "web"}), Some("n1"));
+    seed_pdb(
+        &env.store,
+        "web",
+        json!({"matchLabels": {"app": "web"}}),
+        1,
+        2,
+        1,
+    );
+    let status = evict(&env, "a").await.unwrap();
+    assert!(status.is_success());
+    let after = pdb_status(&env.store, "web");
+    assert_eq!(after["disruptionsAllowed"], 0);
+    assert!(after["disruptedPods"]["a"].is_string());
+    let condition = &after["conditions"][0];
+    assert_eq!(
+        (condition["type"].as_str(), condition["reason"].as_str()),
+        (Some("DisruptionAllowed"), Some("InsufficientPods"))
+    );
+    // The budget is spent: 429 with the real message and cause.
+    let err = api_status(evict(&env, "b").await.unwrap_err());
+    assert_eq!(err.code, 429);
+    assert_eq!(err.reason, "TooManyRequests");
+    assert_eq!(
+        err.message,
+        "Cannot evict pod as it would violate the pod's disruption budget."
+    );
+    let cause = &err.details.as_ref().unwrap().causes[0];
+    assert_eq!(cause.reason, "DisruptionBudget");
+    assert_eq!(
+        cause.message,
+        "The disruption budget web needs 1 healthy pods and has 2 currently"
+    );
+    assert!(
+        env.store.get(&PODS, "default", "b").unwrap()["metadata"]["deletionTimestamp"].is_null()
+    );
+}
+
+#[tokio::test]
+async fn eviction_with_two_budgets_is_a_500() {
+    let env = env().await;
+    seed_pod(&env.store, "p", json!({"app": "web"}), Some("n1"));
+    seed_pdb(
+        &env.store,
+        "one",
+        json!({"matchLabels": {"app": "web"}}),
+        5,
+        5,
+        0,
+    );
+    seed_pdb(&env.store, "all", json!({}), 5, 5, 0);
+    let err = api_status(evict(&env, "p").await.unwrap_err());
+    assert_eq!(err.code, 500);
+    assert_eq!(
+        err.message,
+        "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+    );
+    assert_eq!(err.reason, "");
+}
+
+#[tokio::test]
+async fn pending_and_terminating_pods_skip_the_budget() {
+    let env = env().await;
+    seed_pod(&env.store, "pending", json!({"app": "web"}), None);
+    env.store
+        .modify(&PODS, "default", "pending", |p| {
+            p["status"] = json!({"phase": "Pending"});
+            Ok(())
+        })
+        .unwrap();
+    seed_pdb(
+        &env.store,
+        "web",
+        json!({"matchLabels": {"app": "web"}}),
+        0,
+        0,
+        1,
+    );
+    evict(&env, "pending").await.unwrap();
+    assert!(
+        env.store.get(&PODS, "default", "pending").is_none(),
+        "unbound: deleted at once"
+    );
+    assert_eq!(pdb_status(&env.store, "web")["disruptionsAllowed"], 0);
+}
+
+#[tokio::test]
+async fn unhealthy_pod_eviction_policy() {
+    let env = env().await;
+    let not_ready = |store: &Store, name: &str| {
+        seed_pod(store, name, json!({"app": "web"}), Some("n1"));
+        store
+            .modify(&PODS, "default", name, |p| {
+                p["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+                Ok(())
+            })
+            .unwrap();
+    };
+    not_ready(&env.store, "sick");
+    // IfHealthyBudget (the default) with too few healthy pods: blocked.
+    seed_pdb(
+        &env.store,
+        "web",
+        json!({"matchLabels": {"app": "web"}}),
+        0,
+        1,
+        2,
+    );
+    assert_eq!(api_status(evict(&env, "sick").await.unwrap_err()).code, 429);
+    // AlwaysAllow: evicted without spending the budget.
+    env.store
+        .modify(&PDBS, "default", "web", |p| {
+            p["spec"]["unhealthyPodEvictionPolicy"] = json!("AlwaysAllow");
+            p["status"]["observedGeneration"] = json!(2);
+            Ok(())
+        })
+        .unwrap();
+    evict(&env, "sick").await.unwrap();
+    assert_eq!(pdb_status(&env.store, "web")["disruptionsAllowed"], 0);
+    // IfHealthyBudget with enough healthy pods: the unhealthy one goes
+    // without spending the budget.
+    not_ready(&env.store, "sick2");
+    env.store
+        .modify(&PDBS, "default", "web", |p| {
+            p["spec"]["unhealthyPodEvictionPolicy"] = json!("IfHealthyBudget");
+            p["status"]["observedGeneration"] = json!(3);
+            p["status"]["currentHealthy"] = json!(2);
+            Ok(())
+        })
+        .unwrap();
+    evict(&env, "sick2").await.unwrap();
+    assert_eq!(pdb_status(&env.store, "web")["disruptionsAllowed"], 0);
+}
+
+#[tokio::test]
+async fn eviction_waits_for_the_disruption_controller() {
+    let env = env().await;
+    seed_pod(&env.store, "p", json!({"app": "web"}), Some("n1"));
+    seed_pdb(
+        &env.store,
+        "web",
+        json!({"matchLabels": {"app": "web"}}),
+        3,
+        3,
+        0,
+    );
+    // A spec change bumps the generation; the controller has not seen it.
+    env.store
+        .modify(&PDBS, "default", "web", |p| {
+            p["spec"]["minAvailable"] = json!(1);
+            Ok(())
+        })
+        .unwrap();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("/api/v1/namespaces/default/pods/p/eviction")
+        .header("Content-Type", "application/json")
+        .body(kube::client::Body::from(
+            serde_json::to_vec(&json!({"metadata": {"name": "p"}})).unwrap(),
+        ))
+        .unwrap();
+    let response = env.client.send(request).await.unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(response.headers()["Retry-After"], "10");
+    let body: Value =
+        serde_json::from_slice(&response.into_body().collect_bytes().await.unwrap()).unwrap();
+    assert_eq!(body["details"]["retryAfterSeconds"], 10);
+    assert_eq!(
+        body["details"]["causes"][0]["message"],
+        "The disruption budget web is still being processed by the server."
+    );
+}
+
+#[tokio::test]
+async fn eviction_delete_options_follow_the_body_kube_rs_sends() {
+    let env = env().await;
+    seed_pod(&env.store, "a", json!({}), Some("n1"));
+    seed_pod(&env.store, "b", json!({}), Some("n1"));
+    // kube-rs posts `delete_options` (snake case): dropped, so the pod's
+    // own grace period applies.
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let ep = EvictParams {
+        delete_options: Some(DeleteParams::default().grace_period(0)),
+        ..EvictParams::default()
+    };
+    pods.evict("a", &ep).await.unwrap();
+    assert!(
+        env.store.get(&PODS, "default", "a").unwrap()["metadata"]["deletionTimestamp"].is_string()
+    );
+    // kubectl's body (`deleteOptions`) is honoured.
+    let (code, _) = raw(
+        &env,
+        "POST",
+        "/api/v1/namespaces/default/pods/b/eviction",
+        "application/json",
+        json!({"apiVersion": "policy/v1beta1", "kind": "Eviction", "metadata": {"name": "b"},
+               "deleteOptions": {"gracePeriodSeconds": 0}}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    assert!(env.store.get(&PODS, "default", "b").is_none());
+}
