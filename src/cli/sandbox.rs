@@ -1,15 +1,427 @@
 //! `kubesurge sandbox`: the emulated world, for a first look and for demos.
 //!
-//! (Interface fixed; filled by the sandbox work.)
+//! `kubesurge sandbox up` starts a world (an emulated API server with a
+//! kubeadm cluster, and a simulated cloud behind the `sim` provider),
+//! writes `DIR/kubeconfig` and `DIR/kubesurge.yaml`, prints one line
+//!
+//! ```text
+//! ready: kubeconfig=<path> config=<path>
+//! ```
+//!
+//! and serves until SIGINT or SIGTERM. `kubesurge sandbox` alone starts the
+//! same world, prints a summary and the same line, then runs the upgrade
+//! demo on it. Logs go to stderr; stdout has only what is described here.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kubesurge_sim::Timing;
+use kubesurge_sim::resources::NODES;
+use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
+use serde_json::Value;
 
 use crate::ExitStatus;
 use crate::cli::CommandError;
+use crate::version::KubeVersion;
+
+/// The version a sandbox cluster starts at: the newest minor the tool knows
+/// (v1.37) minus two, so that there are hops to upgrade through. A named
+/// constant until `crate::version` says which minor is the newest it knows.
+pub const DEFAULT_SANDBOX_VERSION: KubeVersion = KubeVersion::new(1, 35, 3);
+
+/// Minors the sandbox cloud has node images for.
+const IMAGE_MINORS: std::ops::RangeInclusive<u64> = 28..=37;
+
+/// The pool the sandbox's workers belong to.
+pub const SANDBOX_POOL: &str = "general";
+
+/// How long the world may take to settle before the sandbox gives up:
+/// generous, since boot delays are the user's to choose.
+const READY_TIMEOUT_FLOOR: Duration = Duration::from_secs(120);
 
 /// Arguments of `kubesurge sandbox`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct SandboxArgs {}
+#[command(disable_version_flag = true)]
+pub struct SandboxArgs {
+    #[command(subcommand)]
+    pub command: Option<SandboxCommand>,
+
+    /// Control-plane nodes.
+    #[arg(long, default_value_t = 1, global = true, value_name = "N")]
+    pub control_planes: usize,
+
+    /// Workers (in the pool `general`).
+    #[arg(long, default_value_t = 3, global = true, value_name = "N")]
+    pub workers: usize,
+
+    /// Availability zones the nodes are spread over.
+    #[arg(long, default_value_t = 3, global = true, value_name = "N")]
+    pub zones: usize,
+
+    /// Kubernetes version of the cluster [default: v1.35.3].
+    #[arg(long, global = true, value_name = "vX.Y.Z")]
+    pub version: Option<KubeVersion>,
+
+    /// Where to write kubeconfig and kubesurge.yaml [default: a new
+    /// temporary directory, kept].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// How long a new machine takes to boot and join (`3s`, `200ms`).
+    #[arg(long, global = true, value_parser = parse_delay, value_name = "DURATION")]
+    pub boot_delay: Option<Duration>,
+
+    /// How long a pod takes from scheduled to Running and Ready.
+    #[arg(long, global = true, value_parser = parse_delay, value_name = "DURATION")]
+    pub pod_start_delay: Option<Duration>,
+
+    /// How long an instance takes to terminate.
+    #[arg(long, global = true, value_parser = parse_delay, value_name = "DURATION")]
+    pub termination_delay: Option<Duration>,
+}
+
+/// Subcommands of `kubesurge sandbox`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum SandboxCommand {
+    /// Start the world and serve it until interrupted (SIGINT, SIGTERM).
+    Up,
+}
+
+/// A delay: a whole number with unit `ms`, `s`, `m` or `h` (`200ms`, `3s`).
+pub fn parse_delay(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (expected e.g. 200ms, 3s, 1m)"))?;
+    let millis = match unit {
+        "ms" => Some(value),
+        "s" => value.checked_mul(1_000),
+        "m" => value.checked_mul(60_000),
+        "h" => value.checked_mul(3_600_000),
+        _ => {
+            return Err(format!(
+                "{text:?} has no unit (expected ms, s, m or h, e.g. 200ms, 3s)"
+            ));
+        }
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// The world the arguments ask for. Pure.
+pub fn world_config(args: &SandboxArgs) -> Result<WorldConfig, CommandError> {
+    let version = args.version.unwrap_or(DEFAULT_SANDBOX_VERSION);
+    if !IMAGE_MINORS.contains(&version.minor) || version.major != 1 {
+        return Err(CommandError::Invalid(format!(
+            "--version {version}: the sandbox has node images for v1.{}.x to v1.{}.x",
+            IMAGE_MINORS.start(),
+            IMAGE_MINORS.end()
+        )));
+    }
+    if args.control_planes == 0 {
+        return Err(CommandError::Invalid(
+            "--control-planes must be at least 1".into(),
+        ));
+    }
+    if !(1..=26).contains(&args.zones) {
+        return Err(CommandError::Invalid(format!(
+            "--zones must be between 1 and 26, not {}",
+            args.zones
+        )));
+    }
+    let mut timing = Timing::sandbox();
+    if let Some(boot) = args.boot_delay {
+        timing.boot = boot;
+    }
+    if let Some(pod_start) = args.pod_start_delay {
+        timing.pod_start = pod_start;
+    }
+    if let Some(terminate) = args.termination_delay {
+        timing.terminate = terminate;
+    }
+    Ok(WorldConfig {
+        cluster_name: "sandbox".into(),
+        control_planes: args.control_planes,
+        pools: vec![PoolSpec {
+            name: SANDBOX_POOL.into(),
+            workers: args.workers,
+        }],
+        zones: args.zones,
+        version: version.to_string(),
+        timing,
+        workloads: true,
+    })
+}
 
 /// Run `kubesurge sandbox`.
-pub async fn run(_args: SandboxArgs) -> Result<ExitStatus, CommandError> {
+pub async fn run(args: SandboxArgs) -> Result<ExitStatus, CommandError> {
+    let config = world_config(&args)?;
+    let dir = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => new_kept_temp_dir()?,
+    };
+    tracing::info!(
+        version = %config.version,
+        control_planes = config.control_planes,
+        workers = args.workers,
+        zones = config.zones,
+        "starting the sandbox world"
+    );
+    let ready_timeout = READY_TIMEOUT_FLOOR.max(config.timing.boot * 20);
+    let world = World::start(config)
+        .await
+        .map_err(|e| CommandError::Failed(format!("the sandbox did not start: {e}")))?;
+    let outcome = serve(&world, &dir, args.command.as_ref(), ready_timeout).await;
+    world.stop();
+    outcome
+}
+
+async fn serve(
+    world: &World,
+    dir: &Path,
+    command: Option<&SandboxCommand>,
+    ready_timeout: Duration,
+) -> Result<ExitStatus, CommandError> {
+    tokio::select! {
+        ready = world.wait_ready(ready_timeout) => {
+            ready.map_err(|e| CommandError::Failed(format!("the sandbox did not settle: {e}")))?;
+        }
+        _ = shutdown_signal() => {
+            tracing::info!("interrupted before the sandbox was ready");
+            return Ok(ExitStatus::Success);
+        }
+    }
+    let (kubeconfig, config) = world
+        .write_config_files(dir)
+        .map_err(|e| CommandError::Failed(e.to_string()))?;
+    let ready_line = format!(
+        "ready: kubeconfig={} config={}",
+        kubeconfig.display(),
+        config.display()
+    );
+    match command {
+        Some(SandboxCommand::Up) => {
+            print_stdout(&format!("{ready_line}\n"))?;
+            tracing::info!(
+                "serving the sandbox; point kubectl at {} (Ctrl-C to stop)",
+                kubeconfig.display()
+            );
+            shutdown_signal().await;
+            tracing::info!("stopping the sandbox");
+            Ok(ExitStatus::Success)
+        }
+        None => {
+            print_stdout(&format!("{}{ready_line}\n", summary(world)))?;
+            run_upgrade_demo(world, &kubeconfig, &config).await
+        }
+    }
+}
+
+/// Where the full sandbox run goes: an upgrade of the world with the same
+/// engine and provider API as a real run, once the rotation engine exists.
+/// Until then the sandbox stops after showing the world.
+async fn run_upgrade_demo(
+    world: &World,
+    kubeconfig: &Path,
+    config: &Path,
+) -> Result<ExitStatus, CommandError> {
+    tracing::info!(
+        kubeconfig = %kubeconfig.display(),
+        config = %config.display(),
+        version = %world.config().version,
+        "the upgrade demo is not part of this build yet; stopping the sandbox"
+    );
     Ok(ExitStatus::Success)
+}
+
+/// Nodes, versions and pools of the world, for a human.
+fn summary(world: &World) -> String {
+    let c = world.config();
+    let (nodes, _) = world.store.list(&NODES, None, |_| true);
+    let mut rows = vec![[
+        "NODE".to_string(),
+        "ROLE".into(),
+        "VERSION".into(),
+        "POOL".into(),
+        "ZONE".into(),
+        "READY".into(),
+    ]];
+    for node in &nodes {
+        let text = |pointer: &str| {
+            node.pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or("-")
+                .to_string()
+        };
+        let role = if node
+            .pointer("/metadata/labels/node-role.kubernetes.io~1control-plane")
+            .is_some()
+        {
+            "control-plane"
+        } else {
+            "worker"
+        };
+        let ready = node
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+            })
+            .and_then(|c| c.get("status").and_then(Value::as_str))
+            .unwrap_or("Unknown");
+        rows.push([
+            text("/metadata/name"),
+            role.to_string(),
+            text("/status/nodeInfo/kubeletVersion"),
+            text("/metadata/labels/kubesurge.io~1pool"),
+            text("/metadata/labels/topology.kubernetes.io~1zone"),
+            ready.to_string(),
+        ]);
+    }
+    let workers: usize = c.pools.iter().map(|p| p.workers).sum();
+    let mut out = format!(
+        "cluster {}: Kubernetes {}, {} control-plane node(s), {} worker(s) in pool(s) {}, {} zone(s)\n",
+        c.cluster_name,
+        c.version,
+        c.control_planes,
+        workers,
+        c.pools
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        c.zones
+    );
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn print_stdout(text: &str) -> Result<(), CommandError> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| CommandError::Failed(format!("cannot write to stdout: {e}")))
+}
+
+/// A fresh directory under the system's temp dir, left in place so the
+/// files stay usable after the sandbox stops.
+fn new_kept_temp_dir() -> Result<PathBuf, CommandError> {
+    let suffix: u64 = rand::random();
+    let dir = std::env::temp_dir().join(format!(
+        "kubesurge-sandbox-{}-{suffix:016x}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CommandError::Failed(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM ({e}); stop with Ctrl-C");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    }
+
+    fn parse(args: &[&str]) -> SandboxArgs {
+        let mut argv = vec!["sandbox"];
+        argv.extend(args);
+        Cli::try_parse_from(argv).expect("parses").sandbox
+    }
+
+    #[test]
+    fn defaults_are_one_control_plane_three_workers_three_zones() {
+        let args = parse(&[]);
+        assert!(args.command.is_none());
+        let c = world_config(&args).expect("valid");
+        assert_eq!(c.control_planes, 1);
+        assert_eq!(c.pools[0].workers, 3);
+        assert_eq!(c.zones, 3);
+        assert_eq!(c.version, "v1.35.3");
+        assert_eq!(c.timing, Timing::sandbox());
+    }
+
+    #[test]
+    fn flags_after_up_shape_the_world() {
+        let args = parse(&[
+            "up",
+            "--workers",
+            "6",
+            "--version",
+            "1.33.2",
+            "--boot-delay",
+            "200ms",
+            "--termination-delay",
+            "2s",
+        ]);
+        assert!(matches!(args.command, Some(SandboxCommand::Up)));
+        let c = world_config(&args).expect("valid");
+        assert_eq!(c.pools[0].workers, 6);
+        assert_eq!(c.version, "v1.33.2");
+        assert_eq!(c.timing.boot, Duration::from_millis(200));
+        assert_eq!(c.timing.terminate, Duration::from_secs(2));
+        assert_eq!(c.timing.pod_start, Timing::sandbox().pod_start);
+    }
+
+    #[test]
+    fn bad_inputs_are_refused_before_anything_starts() {
+        for args in [
+            vec!["--version", "v1.20.0"],
+            vec!["--control-planes", "0"],
+            vec!["--zones", "0"],
+        ] {
+            let err = world_config(&parse(&args)).expect_err("invalid");
+            assert_eq!(err.status(), ExitStatus::Invalid, "{args:?}");
+        }
+        assert!(parse_delay("3").is_err());
+        assert!(parse_delay("3x").is_err());
+        assert!(parse_delay("ms").is_err());
+        assert_eq!(parse_delay("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_delay("2m"), Ok(Duration::from_secs(120)));
+    }
 }
