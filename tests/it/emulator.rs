@@ -1485,3 +1485,167 @@ async fn eviction_delete_options_follow_the_body_kube_rs_sends() {
     assert_eq!(code, 201);
     assert!(env.store.get(&PODS, "default", "b").is_none());
 }
+
+/// A client with another bearer token (or none: anonymous).
+async fn client_with_token(env: &Env, token: Option<&str>) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(&env.server.kubeconfig_yaml()).unwrap();
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    config.default_retry = false;
+    config.auth_info = kube::config::AuthInfo::default();
+    if let Some(token) = token {
+        config.auth_info.token = Some(token.to_string().into());
+    }
+    Client::try_from(config).unwrap()
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A bootstrap token Secret as kubeadm writes it, with `changes` applied
+/// to its data (an empty value removes the key).
+fn seed_token(store: &Store, id: &str, secret: &str, changes: &[(&str, &str)]) {
+    let mut data = serde_json::Map::new();
+    for (k, v) in [
+        ("token-id", id),
+        ("token-secret", secret),
+        ("usage-bootstrap-authentication", "true"),
+        ("usage-bootstrap-signing", "true"),
+        (
+            "auth-extra-groups",
+            "system:bootstrappers:kubeadm:default-node-token",
+        ),
+        ("expiration", "2099-01-01T00:00:00Z"),
+    ] {
+        data.insert(k.into(), json!(b64(v)));
+    }
+    for (k, v) in changes {
+        if v.is_empty() {
+            data.remove(*k);
+        } else {
+            data.insert(k.to_string(), json!(b64(v)));
+        }
+    }
+    store
+        .create(
+            &SECRETS,
+            "kube-system",
+            json!({"metadata": {"name": format!("bootstrap-token-{id}")},
+                   "type": "bootstrap.kubernetes.io/token", "data": data}),
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bootstrap_tokens_authenticate_exactly_as_kubeadm_expects() {
+    let env = env().await;
+    env.store
+        .create(
+            &kubesurge_sim::resources::CONFIGMAPS,
+            "kube-public",
+            json!({"metadata": {"name": "cluster-info"}, "data": {"kubeconfig": "x"}}),
+        )
+        .unwrap();
+    env.store
+        .create(
+            &kubesurge_sim::resources::CONFIGMAPS,
+            "kube-system",
+            json!({"metadata": {"name": "kubeadm-config"}, "data": {"ClusterConfiguration": "x"}}),
+        )
+        .unwrap();
+    seed_token(&env.store, "abcdef", "0123456789abcdef", &[]);
+    seed_token(
+        &env.store,
+        "expird",
+        "0123456789abcdef",
+        &[("expiration", "2001-01-01T00:00:00Z")],
+    );
+    seed_token(
+        &env.store,
+        "unpars",
+        "0123456789abcdef",
+        &[("expiration", "next tuesday")],
+    );
+    seed_token(
+        &env.store,
+        "nouse0",
+        "0123456789abcdef",
+        &[("usage-bootstrap-authentication", "")],
+    );
+    seed_token(
+        &env.store,
+        "badgrp",
+        "0123456789abcdef",
+        &[("auth-extra-groups", "system:masters")],
+    );
+
+    let valid = client_with_token(&env, Some("abcdef.0123456789abcdef")).await;
+    let kube_system: Api<ConfigMap> = Api::namespaced(valid.clone(), "kube-system");
+    assert!(kube_system.get("kubeadm-config").await.is_ok());
+    // Authenticated but not allowed: 403 naming the bootstrap user.
+    let pods: Api<Pod> = Api::namespaced(valid.clone(), "default");
+    let err = api_status(pods.list(&ListParams::default()).await.unwrap_err());
+    assert_eq!(err.code, 403);
+    assert!(
+        err.message.contains("User \"system:bootstrap:abcdef\""),
+        "{}",
+        err.message
+    );
+
+    for bad in [
+        "abcdef.0123456789abcdee", // wrong secret
+        "expird.0123456789abcdef", // expired
+        "unpars.0123456789abcdef", // unparseable expiration
+        "nouse0.0123456789abcdef", // not for authentication
+        "badgrp.0123456789abcdef", // invalid extra group
+        "nosuch.0123456789abcdef", // no Secret
+        "garbage",
+    ] {
+        let client = client_with_token(&env, Some(bad)).await;
+        let cms: Api<ConfigMap> = Api::namespaced(client, "kube-public");
+        let err = api_status(cms.get("cluster-info").await.unwrap_err());
+        assert_eq!(err.code, 401, "{bad}");
+        assert_eq!(err.reason, "Unauthorized", "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn anonymous_reads_cluster_info_and_version_only() {
+    let env = env().await;
+    env.store
+        .create(
+            &kubesurge_sim::resources::CONFIGMAPS,
+            "kube-public",
+            json!({"metadata": {"name": "cluster-info"}, "data": {"kubeconfig": "x"}}),
+        )
+        .unwrap();
+    let anonymous = client_with_token(&env, None).await;
+    let public: Api<ConfigMap> = Api::namespaced(anonymous.clone(), "kube-public");
+    assert_eq!(
+        public.get("cluster-info").await.unwrap().data.unwrap()["kubeconfig"],
+        "x"
+    );
+    assert_eq!(
+        anonymous.apiserver_version().await.unwrap().git_version,
+        "v1.33.4"
+    );
+    let pods: Api<Pod> = Api::namespaced(anonymous.clone(), "default");
+    let err = api_status(pods.list(&ListParams::default()).await.unwrap_err());
+    assert!(err.is_forbidden());
+    assert_eq!(
+        err.message,
+        "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+    );
+    let err = api_status(public.get("other").await.unwrap_err());
+    assert_eq!(err.code, 403);
+    let nodes: Api<Node> = Api::all(anonymous);
+    let err = api_status(nodes.list(&ListParams::default()).await.unwrap_err());
+    assert!(
+        err.message.ends_with("at the cluster scope"),
+        "{}",
+        err.message
+    );
+}
