@@ -97,3 +97,70 @@ impl<'de> Deserialize<'de> for KubeVersion {
         s.parse().map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_with_and_without_the_v() {
+        assert_eq!("v1.34.2".parse(), Ok(KubeVersion::new(1, 34, 2)));
+        assert_eq!("1.34.2".parse(), Ok(KubeVersion::new(1, 34, 2)));
+        assert_eq!("  v1.31.0\n".parse(), Ok(KubeVersion::new(1, 31, 0)));
+    }
+
+    #[test]
+    fn drops_pre_release_and_build_metadata() {
+        assert_eq!("v1.34.2-eks-1".parse(), Ok(KubeVersion::new(1, 34, 2)));
+        assert_eq!("v1.34.2+k3s1".parse(), Ok(KubeVersion::new(1, 34, 2)));
+        assert_eq!("v1.35.0-rc.1".parse(), Ok(KubeVersion::new(1, 35, 0)));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_kubernetes_version() {
+        for bad in [
+            "",
+            "v",
+            "garbage",
+            "1.34",
+            "v1.34",
+            "1",
+            "v1.34.2.1",
+            "v2.0.0",
+            "0.34.1",
+            "V1.34.2",
+            "vv1.34.2",
+            "v 1.34.2",
+            "1.34.x",
+            "-1.34.2",
+            "v1.034.2",
+            "1.34.2-",
+        ] {
+            let err = bad.parse::<KubeVersion>().unwrap_err();
+            assert_eq!(err.input, bad);
+            assert!(err.to_string().contains("vMAJOR.MINOR.PATCH"), "{err}");
+        }
+    }
+
+    #[test]
+    fn orders_by_major_minor_patch() {
+        let v = |s: &str| s.parse::<KubeVersion>().unwrap();
+        assert!(v("1.34.10") > v("1.34.9"));
+        assert!(v("1.35.0") > v("1.34.99"));
+        assert_eq!(v("1.34.2").minors_since(v("1.31.9")), 3);
+        assert_eq!(v("1.31.9").minors_since(v("1.34.2")), -3);
+        assert_eq!(v("1.34.2").minor_line(), v("1.34.0"));
+    }
+
+    #[test]
+    fn prints_and_round_trips_through_json() {
+        let v = KubeVersion::new(1, 34, 2);
+        assert_eq!(v.to_string(), "v1.34.2");
+        assert_eq!(v.bare(), "1.34.2");
+        assert_eq!(v.minor_string(), "1.34");
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(json, "\"v1.34.2\"");
+        assert_eq!(serde_json::from_str::<KubeVersion>(&json).unwrap(), v);
+        assert!(serde_json::from_str::<KubeVersion>("\"1.34\"").is_err());
+    }
+}
