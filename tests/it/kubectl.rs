@@ -1,1 +1,443 @@
-//! (tests to come)
+//! The real kubectl against the emulator: what an operator types during a
+//! rotation must work as against a real cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kubesurge_sim::apiserver::{self, ApiServerConfig, ApiServerHandle, ClusterCa};
+use kubesurge_sim::resources::{DAEMONSETS, NODES, PDBS, PODS};
+use kubesurge_sim::store::{EventType, Preconditions, Store};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+struct Env {
+    store: Arc<Store>,
+    _server: ApiServerHandle,
+    home: TempDir,
+    kubeconfig: PathBuf,
+}
+
+async fn env() -> Env {
+    assert!(
+        Path::new(KUBECTL).exists(),
+        "kubectl is required for these tests and was not found at {KUBECTL}"
+    );
+    let store = Store::new();
+    let ca = Arc::new(ClusterCa::generate().expect("CA"));
+    let server = apiserver::start(store.clone(), ca, ApiServerConfig::default())
+        .await
+        .expect("server starts");
+    let home = TempDir::new().unwrap();
+    let kubeconfig = home.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig_yaml()).unwrap();
+    Env {
+        store,
+        _server: server,
+        home,
+        kubeconfig,
+    }
+}
+
+async fn kubectl(env: &Env, args: &[&str]) -> Output {
+    let output = tokio::process::Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args(args)
+        .env("HOME", env.home.path())
+        .env_remove("KUBECONFIG")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("kubectl finishes within 60s")
+        .expect("kubectl runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn kubectl_ok(env: &Env, args: &[&str]) -> String {
+    let out = kubectl(env, args).await;
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+fn node(store: &Store, name: &str, ready: &str, control_plane: bool, unschedulable: bool) {
+    let mut labels = json!({"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"});
+    if control_plane {
+        labels["node-role.kubernetes.io/control-plane"] = json!("");
+        labels["node.kubernetes.io/exclude-from-external-load-balancers"] = json!("");
+    }
+    store
+        .create(
+            &NODES,
+            "",
+            json!({
+                "metadata": {"name": name, "labels": labels},
+                "spec": {"unschedulable": unschedulable, "providerID": format!("sim:///{name}")},
+                "status": {
+                    "conditions": [{"type": "Ready", "status": ready, "reason": "KubeletReady",
+                                    "message": "kubelet is posting ready status",
+                                    "lastHeartbeatTime": "2025-01-01T00:00:00Z",
+                                    "lastTransitionTime": "2025-01-01T00:00:00Z"}],
+                    "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}, {"type": "Hostname", "address": name}],
+                    "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                    "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                    "nodeInfo": {"kubeletVersion": "v1.32.4", "kubeProxyVersion": "v1.32.4",
+                                 "osImage": "Ubuntu 24.04 LTS", "kernelVersion": "6.8.0",
+                                 "containerRuntimeVersion": "containerd://1.7.22",
+                                 "operatingSystem": "linux", "architecture": "amd64",
+                                 "machineID": "m", "systemUUID": "s", "bootID": "b"}
+                }
+            }),
+        )
+        .unwrap();
+}
+
+/// A running, ready pod on `node_name`, owned by `owner` (kind, name).
+fn pod(
+    store: &Store,
+    ns: &str,
+    name: &str,
+    node_name: &str,
+    labels: Value,
+    owner: Option<(&str, &str)>,
+) {
+    let mut metadata = json!({"name": name, "namespace": ns, "labels": labels});
+    if let Some((kind, owner_name)) = owner {
+        let api_version = "apps/v1";
+        metadata["ownerReferences"] = json!([{"apiVersion": api_version, "kind": kind, "name": owner_name,
+            "uid": format!("uid-{owner_name}"), "controller": true, "blockOwnerDeletion": true}]);
+    }
+    store
+        .create(
+            &PODS,
+            ns,
+            json!({
+                "metadata": metadata,
+                "spec": {"nodeName": node_name, "terminationGracePeriodSeconds": 30,
+                         "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
+                "status": {"phase": "Running", "podIP": "10.244.0.5",
+                           "conditions": [{"type": "Ready", "status": "True"}],
+                           "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0,
+                                                  "image": "registry.k8s.io/pause:3.10", "imageID": "",
+                                                  "state": {"running": {"startedAt": "2025-01-01T00:00:00Z"}}}]}
+            }),
+        )
+        .unwrap();
+}
+
+fn pdb(store: &Store, name: &str, app: &str, allowed: i64) {
+    store
+        .create(
+            &PDBS,
+            "default",
+            json!({"metadata": {"name": name}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": app}}}}),
+        )
+        .unwrap();
+    store
+        .modify(&PDBS, "default", name, |p| {
+            p["status"] = json!({"observedGeneration": 1, "disruptionsAllowed": allowed,
+                                 "currentHealthy": 2, "desiredHealthy": 1, "expectedPods": 2});
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Play the kubelet: finish the deletion of any pod marked for deletion.
+fn fake_kubelet(store: Arc<Store>) -> tokio::task::JoinHandle<()> {
+    let mut events = store.subscribe();
+    tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            if std::ptr::eq(event.resource, &PODS)
+                && event.event_type == EventType::Modified
+                && event
+                    .object
+                    .pointer("/metadata/deletionTimestamp")
+                    .is_some()
+            {
+                let _ = store.delete(
+                    &PODS,
+                    &event.namespace,
+                    &event.name,
+                    &Preconditions::default(),
+                );
+            }
+        }
+    })
+}
+
+/// Whitespace-split rows of a kubectl table, header first.
+fn rows(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_nodes_shows_status_roles_and_versions() {
+    let env = env().await;
+    node(&env.store, "cp1", "True", true, false);
+    node(&env.store, "w1", "True", false, true);
+    node(&env.store, "w2", "Unknown", false, false);
+    let out = kubectl_ok(&env, &["get", "nodes"]).await;
+    let rows = rows(&out);
+    assert_eq!(
+        rows[0],
+        ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+        "{out}"
+    );
+    assert_eq!(rows.len(), 4, "{out}");
+    let row = |name: &str| rows.iter().find(|r| r[0] == name).cloned().unwrap();
+    let cp1 = row("cp1");
+    assert_eq!(
+        (cp1[1].as_str(), cp1[2].as_str(), cp1[4].as_str()),
+        ("Ready", "control-plane", "v1.32.4")
+    );
+    assert!(
+        cp1[3].ends_with('s') || cp1[3].ends_with('m'),
+        "age {}",
+        cp1[3]
+    );
+    assert_eq!(row("w1")[1], "Ready,SchedulingDisabled");
+    assert_eq!(row("w1")[2], "<none>");
+    assert_eq!(row("w2")[1], "NotReady");
+    let wide = kubectl_ok(&env, &["get", "node", "cp1", "-o", "wide"]).await;
+    assert!(
+        wide.contains("INTERNAL-IP")
+            && wide.contains("10.0.0.1")
+            && wide.contains("containerd://1.7.22"),
+        "{wide}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_pods_in_all_namespaces_and_as_json() {
+    let env = env().await;
+    pod(
+        &env.store,
+        "default",
+        "web-1",
+        "w1",
+        json!({"app": "web"}),
+        None,
+    );
+    pod(
+        &env.store,
+        "kube-system",
+        "coredns-1",
+        "cp1",
+        json!({"k8s-app": "kube-dns"}),
+        None,
+    );
+    let out = kubectl_ok(&env, &["get", "pods", "-A"]).await;
+    let rows = rows(&out);
+    assert_eq!(
+        rows[0],
+        ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{out}"
+    );
+    let web = rows.iter().find(|r| r[1] == "web-1").unwrap();
+    assert_eq!(&web[..5], ["default", "web-1", "1/1", "Running", "0"]);
+    assert!(
+        rows.iter()
+            .any(|r| r[0] == "kube-system" && r[1] == "coredns-1")
+    );
+    let json_out = kubectl_ok(&env, &["get", "pods", "-o", "json"]).await;
+    let list: Value = serde_json::from_str(&json_out).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["metadata"]["name"], "web-1");
+    assert_eq!(list["items"][0]["kind"], "Pod");
+    let wide = kubectl_ok(&env, &["get", "pods", "-o", "wide", "-l", "app=web"]).await;
+    assert!(
+        wide.contains("NODE") && wide.contains("w1") && wide.contains("10.244.0.5"),
+        "{wide}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cordon_uncordon_and_describe_node() {
+    let env = env().await;
+    node(&env.store, "w1", "True", false, false);
+    pod(
+        &env.store,
+        "default",
+        "web-1",
+        "w1",
+        json!({"app": "web"}),
+        None,
+    );
+    let out = kubectl_ok(&env, &["cordon", "w1"]).await;
+    assert!(out.contains("node/w1 cordoned"), "{out}");
+    let stored = env.store.get(&NODES, "", "w1").unwrap();
+    assert_eq!(stored["spec"]["unschedulable"], true);
+    let out = kubectl_ok(&env, &["get", "nodes"]).await;
+    assert!(out.contains("Ready,SchedulingDisabled"), "{out}");
+    let out = kubectl_ok(&env, &["uncordon", "w1"]).await;
+    assert!(out.contains("node/w1 uncordoned"), "{out}");
+    let stored = env.store.get(&NODES, "", "w1").unwrap();
+    assert!(
+        stored["spec"]
+            .get("unschedulable")
+            .is_none_or(|u| u == false),
+        "{stored}"
+    );
+    let out = kubectl_ok(&env, &["describe", "node", "w1"]).await;
+    assert!(out.contains("Name:") && out.contains("w1"), "{out}");
+    assert!(
+        out.contains("web-1"),
+        "describe lists the node's pods:\n{out}"
+    );
+}
+
+/// A node with two web pods under a PDB, a DaemonSet pod and a pod with an
+/// emptyDir volume.
+fn drain_world(store: &Store, allowed: i64) {
+    node(store, "w1", "True", false, false);
+    store
+        .create(
+            &DAEMONSETS,
+            "kube-system",
+            json!({"metadata": {"name": "kube-proxy"},
+                   "spec": {"selector": {"matchLabels": {"k8s-app": "kube-proxy"}},
+                            "template": {"metadata": {"labels": {"k8s-app": "kube-proxy"}},
+                                         "spec": {"containers": [{"name": "p", "image": "x"}]}}}}),
+        )
+        .unwrap();
+    pod(
+        store,
+        "kube-system",
+        "kube-proxy-1",
+        "w1",
+        json!({"k8s-app": "kube-proxy"}),
+        Some(("DaemonSet", "kube-proxy")),
+    );
+    pod(
+        store,
+        "default",
+        "web-1",
+        "w1",
+        json!({"app": "web"}),
+        Some(("ReplicaSet", "web-abc")),
+    );
+    pod(
+        store,
+        "default",
+        "web-2",
+        "w1",
+        json!({"app": "web"}),
+        Some(("ReplicaSet", "web-abc")),
+    );
+    pod(
+        store,
+        "default",
+        "cache-1",
+        "w1",
+        json!({"app": "cache"}),
+        Some(("ReplicaSet", "cache-abc")),
+    );
+    store
+        .modify(&PODS, "default", "cache-1", |p| {
+            p["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
+            Ok(())
+        })
+        .unwrap();
+    pdb(store, "web", "web", allowed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_evicts_under_a_budget_that_allows_it() {
+    let env = env().await;
+    drain_world(&env.store, 2);
+    let kubelet = fake_kubelet(env.store.clone());
+    let out = kubectl(
+        &env,
+        &[
+            "drain",
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "w1",
+            "--timeout=30s",
+        ],
+    )
+    .await;
+    kubelet.abort();
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "stdout:\n{o}\nstderr:\n{e}");
+    assert!(o.contains("node/w1 cordoned"), "{o}");
+    assert!(
+        o.contains("evicting pod default/web-1") || e.contains("evicting pod default/web-1"),
+        "{o}{e}"
+    );
+    assert!(o.contains("node/w1 drained"), "{o}");
+    assert!(e.contains("ignoring DaemonSet-managed Pods"), "{e}");
+    for gone in ["web-1", "web-2", "cache-1"] {
+        assert!(
+            env.store.get(&PODS, "default", gone).is_none(),
+            "{gone} still there"
+        );
+    }
+    assert!(
+        env.store
+            .get(&PODS, "kube-system", "kube-proxy-1")
+            .is_some()
+    );
+    assert_eq!(
+        env.store.get(&PDBS, "default", "web").unwrap()["status"]["disruptionsAllowed"],
+        0
+    );
+    assert_eq!(
+        env.store.get(&NODES, "", "w1").unwrap()["spec"]["unschedulable"],
+        true
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_under_a_blocking_budget_retries_then_times_out() {
+    let env = env().await;
+    drain_world(&env.store, 0);
+    let kubelet = fake_kubelet(env.store.clone());
+    let out = kubectl(
+        &env,
+        &[
+            "drain",
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "w1",
+            "--timeout=3s",
+        ],
+    )
+    .await;
+    kubelet.abort();
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(
+        !out.status.success(),
+        "drain must fail:\nstdout:\n{o}\nstderr:\n{e}"
+    );
+    assert!(
+        e.contains("(will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget."),
+        "{e}"
+    );
+    assert!(e.contains("global timeout reached: 3s"), "{e}");
+    // The budget held: the web pods are still there; the unprotected one went.
+    assert!(env.store.get(&PODS, "default", "web-1").is_some());
+    assert!(env.store.get(&PODS, "default", "web-2").is_some());
+    assert!(env.store.get(&PODS, "default", "cache-1").is_none());
+}
