@@ -7,7 +7,9 @@
 pub mod cli;
 pub mod exit;
 pub mod inventory;
+pub mod kube;
 pub mod plan;
+pub mod rotation;
 pub mod settings;
 pub mod version;
 

@@ -1,3 +1,25 @@
-fn main() -> std::process::ExitCode {
-    kubesurge::ExitStatus::Success.into()
+//! The `kubesurge` binary: parse, set up logs, run, exit. Everything else
+//! is in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kubesurge::ExitStatus;
+use kubesurge::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    // Parse errors exit 2 (clap); --help and --version exit 0.
+    let cli = Cli::parse();
+    cli::init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitStatus::Failed.into();
+        }
+    };
+    runtime.block_on(cli::run(cli)).into()
 }

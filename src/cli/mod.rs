@@ -1,7 +1,35 @@
-//! Command line (filled by the CLI work).
+//! The command line: clap types in `args`, one module per command, and
+//! `run`, which turns a command's outcome into an exit status and its error
+//! into a message on stderr.
 
+pub mod args;
 mod error;
+mod logging;
+mod output;
+mod plan;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 
+pub use args::{Cli, Command, GlobalArgs, LogFormat, OutputFormat, PlanArgs, SettingsFlags};
 pub use error::CommandError;
+pub use logging::init_logging;
+
+use crate::ExitStatus;
+
+/// Run a parsed command line. Errors are printed to stderr here; the exit
+/// status says what kind of end it was.
+pub async fn run(cli: Cli) -> ExitStatus {
+    let result = match cli.command {
+        Command::Plan(args) => plan::run(&cli.global, args).await,
+        #[cfg(feature = "sandbox")]
+        Command::Sandbox(args) => sandbox::run(args).await,
+    };
+    match result {
+        Ok(status) => status,
+        Err(error) => {
+            tracing::debug!(?error, "command failed");
+            output::eprint_line(&format!("error: {error}"));
+            error.status()
+        }
+    }
+}

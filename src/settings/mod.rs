@@ -1,6 +1,103 @@
 //! Settings: the `RotationConfig` file plus flags, validated into plain
 //! data before anything is contacted.
+//!
+//! The file is parsed into a generic YAML tree, flags are written into it
+//! ([`Overrides`]), and a hand-written schema walks it, collecting every
+//! problem with its field path. Typed [`Settings`] exist only when there is
+//! none. Reading the file is the only I/O here.
 
 mod budget;
+mod duration;
+mod error;
+mod model;
+mod names;
+mod overrides;
+mod schema;
+
+use std::path::Path;
+
+use serde_json::Value;
 
 pub use budget::Budget;
+pub use duration::{DurationError, HumanDuration, parse_duration};
+pub use error::{FieldError, SettingsError, SettingsSource};
+pub use model::*;
+pub use overrides::Overrides;
+pub use schema::{API_VERSION, KIND};
+
+use schema::Mode;
+
+/// Settings from the config file at `config`, or from defaults when there
+/// is none, with `overrides` applied.
+pub fn load(config: Option<&Path>, overrides: &Overrides) -> Result<Settings, SettingsError> {
+    match config {
+        None => defaults(overrides),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            parse(&text, SettingsSource::File(path.to_path_buf()), overrides)
+        }
+    }
+}
+
+/// Settings without a config file: defaults and flags. No pools.
+pub fn defaults(overrides: &Overrides) -> Result<Settings, SettingsError> {
+    let mut document = Value::Null;
+    overrides.apply(&mut document);
+    finish(
+        &document,
+        Mode::Defaults,
+        SettingsSource::Defaults,
+        overrides,
+    )
+}
+
+/// Settings from the text of a `RotationConfig`. Pure.
+pub fn parse(
+    yaml: &str,
+    source: SettingsSource,
+    overrides: &Overrides,
+) -> Result<Settings, SettingsError> {
+    let mut document = parse_yaml(yaml, &source)?;
+    overrides.apply(&mut document);
+    finish(&document, Mode::File, source, overrides)
+}
+
+fn finish(
+    document: &Value,
+    mode: Mode,
+    source: SettingsSource,
+    overrides: &Overrides,
+) -> Result<Settings, SettingsError> {
+    schema::validate(document, mode).map_err(|mut errors| {
+        overrides.attribute(&mut errors);
+        SettingsError::Invalid {
+            origin: source,
+            errors,
+        }
+    })
+}
+
+/// YAML into a generic tree. Only YAML 1.2 booleans (`true`/`false`): a
+/// label value `yes`, `on` or `y` stays a string, and `007` stays `"007"`.
+fn parse_yaml(yaml: &str, source: &SettingsSource) -> Result<Value, SettingsError> {
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
+    };
+    serde_saphyr::from_str_with_options::<Value>(yaml, options).map_err(|error| {
+        let location = error.location();
+        SettingsError::Syntax {
+            origin: source.clone(),
+            line: location.as_ref().map(|l| l.line()),
+            column: location.as_ref().map(|l| l.column()),
+            message: error.without_snippet().to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

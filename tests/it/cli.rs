@@ -1,1 +1,611 @@
-//! (tests to come)
+//! The `kubesurge` binary as a user runs it: help, exit codes, every kind
+//! of bad input refused with exit 2 before anything is contacted, an
+//! unreachable API server, and `plan` against the emulated cluster.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use kubesurge_sim::apiserver::{self, ApiServerConfig, ApiServerHandle, ClusterCa};
+use kubesurge_sim::resources::{DAEMONSETS, DEPLOYMENTS, NODES, PODS};
+use kubesurge_sim::store::Store;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// The binary with an environment that cannot leak the developer's own
+/// cluster or config into a test.
+fn kubesurge(home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kubesurge"));
+    command
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBESURGE_CONFIG")
+        .env_remove("RUST_LOG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env("HOME", home)
+        .stdin(Stdio::null());
+    command
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn new(output: Output) -> Run {
+        let run = Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        assert!(
+            !run.stderr.contains("panicked") && !run.stdout.contains("panicked"),
+            "the binary panicked:\n{}",
+            run.stderr
+        );
+        run
+    }
+
+    fn of(command: &mut Command) -> Run {
+        Run::new(command.output().expect("run kubesurge"))
+    }
+}
+
+/// A kubeconfig whose only cluster is `server`.
+fn kubeconfig_for(dir: &Path, server: &str) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
+             clusters:\n- name: test\n  cluster: {{server: \"{server}\", insecure-skip-tls-verify: true}}\n\
+             contexts:\n- name: test\n  context: {{cluster: test, user: test}}\n\
+             users:\n- name: test\n  user: {{token: not-a-real-token}}\n"
+        ),
+    )
+    .expect("write kubeconfig");
+    path
+}
+
+/// A port on 127.0.0.1 with nothing listening.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[test]
+fn help_documents_every_exit_code_and_only_working_commands() {
+    let home = TempDir::new().unwrap();
+    for args in [&["--help"][..], &["plan", "--help"][..]] {
+        let run = Run::of(kubesurge(home.path()).args(args));
+        assert_eq!(run.code, Some(0), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stdout.contains("Exit codes:"),
+            "{args:?}:\n{}",
+            run.stdout
+        );
+        for line in [
+            "0  done",
+            "1  failed; the cluster was left safe and a rerun resumes",
+            "2  invalid input, or refused before any change",
+            "3  another run holds the lock",
+            "4  aborted on request",
+        ] {
+            assert!(
+                run.stdout.contains(line),
+                "{args:?} lacks {line:?}:\n{}",
+                run.stdout
+            );
+        }
+    }
+    let run = Run::of(kubesurge(home.path()).arg("--help"));
+    let commands: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(commands.contains(&"plan"), "{commands:?}");
+    for not_yet in ["upgrade", "rotate", "status", "abort", "gc"] {
+        assert!(
+            !commands.contains(&not_yet),
+            "{not_yet} is listed: {commands:?}"
+        );
+    }
+}
+
+/// Each case: a file name, its content, what stderr must say.
+fn invalid_configs() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    const HEAD: &str =
+        "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster: {name: test}\n";
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let pool = |extra: &str| {
+        leak(format!(
+            "{HEAD}pools:\n  - name: general\n    selector: {{kubesurge.io/pool: general}}\n    \
+             provider: sim\n    sim: {{endpoint: \"http://127.0.0.1:9\"}}\n{extra}"
+        ))
+    };
+    vec![
+        (
+            "unknown-field.yaml",
+            pool("    maxSurgee: 2\n"),
+            vec!["pools[0].maxSurgee: unknown field; did you mean \"maxSurge\"?"],
+        ),
+        (
+            "bad-duration.yaml",
+            leak(format!("{HEAD}drain:\n  timeout: 15\n")),
+            vec!["drain.timeout: \"15\" has no unit"],
+        ),
+        (
+            "bad-budget.yaml",
+            pool("    maxSurge: abc\n"),
+            vec!["pools[0].maxSurge: \"abc\" is neither an integer nor a percentage"],
+        ),
+        (
+            "zero-budgets.yaml",
+            pool("    maxSurge: 0\n    maxUnavailable: 0%\n"),
+            vec!["pools[0].maxSurge: maxSurge and maxUnavailable are both zero"],
+        ),
+        (
+            "duplicate-pools.yaml",
+            leak(format!(
+                "{HEAD}pools:\n  - {{name: a, selector: {{p: a}}, provider: sim, sim: {{endpoint: \"http://h:1\"}}}}\n  \
+                 - {{name: a, selector: {{p: b}}, provider: sim, sim: {{endpoint: \"http://h:1\"}}}}\n"
+            )),
+            vec!["pools[1].name: \"a\" is already the name of pools[0]"],
+        ),
+        (
+            "empty-selector.yaml",
+            leak(format!(
+                "{HEAD}pools:\n  - {{name: a, selector: {{}}, provider: sim, sim: {{endpoint: \"http://h:1\"}}}}\n"
+            )),
+            vec!["pools[0].selector: must not be empty"],
+        ),
+        (
+            "bad-time-zone.yaml",
+            leak(format!(
+                "{HEAD}window: {{days: [Sat], start: \"02:00\", end: \"06:00\", timeZone: Europe/Atlantis}}\n"
+            )),
+            vec!["window.timeZone: \"Europe/Atlantis\" is not a time zone"],
+        ),
+        (
+            "bad-window-time.yaml",
+            leak(format!(
+                "{HEAD}window: {{days: [Sat], start: \"02:00\", end: \"6pm\", timeZone: UTC}}\n"
+            )),
+            vec!["window.end: \"6pm\" is not a time of day (expected \"HH:MM\""],
+        ),
+        (
+            "wrong-kind.yaml",
+            "apiVersion: kubesurge.io/v1alpha1\nkind: Deployment\ncluster: {name: test}\n",
+            vec!["kind: \"Deployment\" is not a kind this file can be (expected RotationConfig)"],
+        ),
+        (
+            "wrong-api-version.yaml",
+            "apiVersion: kubesurge.io/v1\nkind: RotationConfig\ncluster: {name: test}\n",
+            vec![
+                "apiVersion: \"kubesurge.io/v1\" is not supported (expected kubesurge.io/v1alpha1)",
+            ],
+        ),
+        (
+            "syntax-error.yaml",
+            "apiVersion: kubesurge.io/v1alpha1\ncluster:\n  name: a\n nope: 2\n",
+            vec!["is not valid YAML", "line 4, column 2"],
+        ),
+        (
+            "many-problems.yaml",
+            pool(
+                "    maxSurge: 200%\n    nodeTaints: [{key: x, effect: Never}]\ndrain: {onTimeout: forse}\n",
+            ),
+            vec![
+                "has 3 problems",
+                "pools[0].maxSurge: \"200%\" is more than 100%",
+                "pools[0].nodeTaints[0].effect: \"Never\" is not one of NoSchedule, PreferNoSchedule, NoExecute",
+                "drain.onTimeout: \"forse\" is not one of fail, force, skip; did you mean \"force\"?",
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn invalid_config_files_exit_2_naming_the_field_and_contact_nothing() {
+    let dir = TempDir::new().unwrap();
+    // A server that must never be called: settings come first.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let kubeconfig = kubeconfig_for(
+        dir.path(),
+        &format!("https://{}", listener.local_addr().unwrap()),
+    );
+    for (name, content, expected) in invalid_configs() {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let run = Run::of(
+            kubesurge(dir.path())
+                .arg("plan")
+                .arg("--config")
+                .arg(&path)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig),
+        );
+        assert_eq!(run.code, Some(2), "{name}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{name}: stdout {:?}", run.stdout);
+        assert!(
+            run.stderr.contains(&path.display().to_string()),
+            "{name} is not named:\n{}",
+            run.stderr
+        );
+        for fragment in expected {
+            assert!(
+                run.stderr.contains(fragment),
+                "{name}: expected {fragment:?} in\n{}",
+                run.stderr
+            );
+        }
+    }
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        listener.accept().is_err(),
+        "the API server was contacted although the settings were invalid"
+    );
+}
+
+#[test]
+fn a_missing_config_file_exits_2_with_its_path() {
+    let dir = TempDir::new().unwrap();
+    let missing = dir.path().join("nowhere.yaml");
+    // Through the environment variable this time.
+    let run = Run::of(
+        kubesurge(dir.path())
+            .arg("plan")
+            .env("KUBESURGE_CONFIG", &missing),
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot read config file"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("nowhere.yaml"), "{}", run.stderr);
+}
+
+#[test]
+fn bad_flags_exit_2_naming_the_flag() {
+    let dir = TempDir::new().unwrap();
+    let cases: [(&[&str], &[&str]); 5] = [
+        (
+            &["plan", "--to", "garbage"],
+            &["--to", "garbage", "not a Kubernetes version"],
+        ),
+        (
+            &["plan", "-o", "yaml"],
+            &["--output", "yaml", "table, json"],
+        ),
+        (&["plan", "--log-format", "xml"], &["--log-format", "xml"]),
+        (
+            &["plan", "--drain-timeout", "30"],
+            &["drain.timeout (--drain-timeout)", "has no unit"],
+        ),
+        (
+            &["plan", "--on-drain-timeout", "later"],
+            &["drain.onTimeout (--on-drain-timeout)", "\"later\""],
+        ),
+    ];
+    for (args, fragments) in cases {
+        let run = Run::of(kubesurge(dir.path()).args(args));
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+        for fragment in fragments {
+            assert!(
+                run.stderr.contains(fragment),
+                "{args:?}: expected {fragment:?} in\n{}",
+                run.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn kubeconfig_problems_exit_2_naming_the_flag() {
+    let dir = TempDir::new().unwrap();
+    let kubeconfig = kubeconfig_for(dir.path(), "https://127.0.0.1:1");
+
+    let missing = dir.path().join("no-such-kubeconfig");
+    let run = Run::of(
+        kubesurge(dir.path())
+            .arg("plan")
+            .arg("--kubeconfig")
+            .arg(&missing),
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("no-such-kubeconfig"), "{}", run.stderr);
+    assert!(run.stderr.contains("--kubeconfig"), "{}", run.stderr);
+
+    let run = Run::of(
+        kubesurge(dir.path())
+            .args(["plan", "--context", "elsewhere"])
+            .env("KUBECONFIG", &kubeconfig),
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "context \"elsewhere\" (from --context) is not in the kubeconfig; contexts there: test"
+        ),
+        "{}",
+        run.stderr
+    );
+
+    // No kubeconfig anywhere and not in a cluster.
+    let run = Run::of(kubesurge(dir.path()).arg("plan"));
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no kubeconfig: pass --kubeconfig"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_unreachable_api_server_exits_1_naming_its_url() {
+    let dir = TempDir::new().unwrap();
+    let server = format!("https://127.0.0.1:{}", closed_port());
+    let kubeconfig = kubeconfig_for(dir.path(), &server);
+    let run = Run::of(
+        kubesurge(dir.path())
+            .arg("plan")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig),
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "error: cannot reach the Kubernetes API server at {server}: "
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Connection refused"), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+#[test]
+fn logs_can_be_json_on_stderr() {
+    let dir = TempDir::new().unwrap();
+    let kubeconfig = kubeconfig_for(dir.path(), &format!("https://127.0.0.1:{}", closed_port()));
+    let run = Run::of(
+        kubesurge(dir.path())
+            .args(["plan", "--log-format", "json", "-v", "--kubeconfig"])
+            .arg(&kubeconfig),
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let log_lines: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(!log_lines.is_empty(), "{}", run.stderr);
+    for line in log_lines {
+        let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(record.get("level").is_some(), "{line}");
+    }
+    assert!(
+        run.stdout.is_empty(),
+        "logs must not reach stdout: {}",
+        run.stdout
+    );
+}
+
+// ---------------------------------------------------------------------------
+// `plan` against the emulated cluster.
+
+const VERSION: &str = "v1.35.1";
+
+struct Emulated {
+    server: ApiServerHandle,
+    dir: TempDir,
+    kubeconfig: PathBuf,
+    config: PathBuf,
+}
+
+fn node(name: &str, labels: Value, kubelet: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"providerID": format!("sim:///zone-a/{name}")},
+        "status": {
+            "nodeInfo": {
+                "kubeletVersion": kubelet, "kubeProxyVersion": "", "machineID": name,
+                "systemUUID": name, "bootID": name, "kernelVersion": "6.8.0",
+                "osImage": "Ubuntu 24.04", "containerRuntimeVersion": "containerd://2.0.0",
+                "operatingSystem": "linux", "architecture": "amd64"
+            },
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]
+        }
+    })
+}
+
+fn workload(name: &str, image: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": "kube-system"},
+        "spec": {
+            "selector": {"matchLabels": {"k8s-app": name}},
+            "template": {
+                "metadata": {"labels": {"k8s-app": name}},
+                "spec": {"containers": [{"name": name, "image": image}]}
+            }
+        }
+    })
+}
+
+/// One control-plane node and three workers of pool `general`, all at
+/// [`VERSION`], with the static pods and add-ons kubeadm installs.
+async fn emulated_cluster() -> Emulated {
+    let store = Store::new();
+    let ca = Arc::new(ClusterCa::generate().expect("CA"));
+    let server = apiserver::start(
+        store.clone(),
+        ca,
+        ApiServerConfig {
+            version: VERSION.to_string(),
+            ..ApiServerConfig::default()
+        },
+    )
+    .await
+    .expect("start the API server emulator");
+
+    store
+        .create(
+            &NODES,
+            "",
+            node(
+                "cp-1",
+                json!({"node-role.kubernetes.io/control-plane": ""}),
+                VERSION,
+            ),
+        )
+        .unwrap();
+    for i in 1..=3 {
+        store
+            .create(
+                &NODES,
+                "",
+                node(
+                    &format!("worker-{i}"),
+                    json!({"kubesurge.io/pool": "general"}),
+                    VERSION,
+                ),
+            )
+            .unwrap();
+    }
+    for component in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "etcd",
+    ] {
+        let tag = if component == "etcd" {
+            "3.5.24-0"
+        } else {
+            VERSION
+        };
+        store
+            .create(
+                &PODS,
+                "kube-system",
+                json!({
+                    "metadata": {"name": format!("{component}-cp-1"), "namespace": "kube-system",
+                                 "labels": {"component": component, "tier": "control-plane"}},
+                    "spec": {"nodeName": "cp-1",
+                             "containers": [{"name": component, "image": format!("registry.k8s.io/{component}:{tag}")}]}
+                }),
+            )
+            .unwrap();
+    }
+    store
+        .create(
+            &DEPLOYMENTS,
+            "kube-system",
+            workload("coredns", "registry.k8s.io/coredns/coredns:v1.12.1"),
+        )
+        .unwrap();
+    store
+        .create(
+            &DAEMONSETS,
+            "kube-system",
+            workload(
+                "kube-proxy",
+                &format!("registry.k8s.io/kube-proxy:{VERSION}"),
+            ),
+        )
+        .unwrap();
+
+    let dir = TempDir::new().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig_yaml()).unwrap();
+    let config = dir.path().join("rotation.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster: {name: e2e}\n\
+         pools:\n  - name: general\n    selector: {kubesurge.io/pool: general}\n    provider: sim\n    \
+         sim: {endpoint: \"http://127.0.0.1:9\"}\n    maxSurge: 1\n",
+    )
+    .unwrap();
+    Emulated {
+        server,
+        dir,
+        kubeconfig,
+        config,
+    }
+}
+
+impl Emulated {
+    fn plan(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::from(kubesurge(self.dir.path()));
+        command
+            .arg("plan")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--config")
+            .arg(&self.config);
+        command
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_reads_the_cluster_and_prints_json_or_a_table() {
+    let cluster = emulated_cluster().await;
+
+    let run = Run::new(cluster.plan().args(["-o", "json"]).output().await.unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let plan: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", run.stdout));
+    assert!(plan.is_object(), "{plan}");
+    assert!(
+        run.stdout.contains(VERSION),
+        "the plan names the cluster's version:\n{}",
+        run.stdout
+    );
+
+    let run = Run::new(cluster.plan().output().await.unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(!run.stdout.trim().is_empty(), "no table printed");
+
+    // Read-only: only gets, lists and the version.
+    let counts = cluster.server.request_counts();
+    for verb in ["create", "update", "patch", "delete"] {
+        assert_eq!(counts.verb(verb), 0, "plan sent a {verb}: {counts:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_refuses_a_downgrade_with_exit_2() {
+    let cluster = emulated_cluster().await;
+    let run = Run::new(
+        cluster
+            .plan()
+            .args(["--to", "v1.34.0"])
+            .output()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("refused"), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_is_not_a_crash() {
+    let cluster = emulated_cluster().await;
+    let mut child = cluster
+        .plan()
+        .args(["-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the plan is written.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().await.unwrap();
+    let run = Run::new(output);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+}

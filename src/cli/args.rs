@@ -1,0 +1,205 @@
+//! The command line, as clap types. Nothing here does anything: `cli::run`
+//! acts on a parsed [`Cli`].
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::EXIT_CODES_HELP;
+use crate::kube::client::ClientOptions;
+use crate::settings::Overrides;
+use crate::version::KubeVersion;
+
+/// Upgrade and rotate self-managed (kubeadm) Kubernetes clusters on cloud
+/// VMs: the control plane in place, one minor at a time, then workers
+/// replaced by surge.
+#[derive(Debug, Parser)]
+#[command(name = "kubesurge", version, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Kubeconfig file(s), joined like PATH [default: ~/.kube/config, else
+    /// in-cluster]
+    #[arg(long, env = "KUBECONFIG", global = true, value_name = "FILE")]
+    pub kubeconfig: Option<OsString>,
+
+    /// Kubeconfig context to use [default: its current-context]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// The RotationConfig file (kind RotationConfig, apiVersion
+    /// kubesurge.io/v1alpha1) [default: none; no pools]
+    #[arg(long, env = "KUBESURGE_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Format of the logs on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More logs (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Fewer logs (-q warnings only, -qq errors only)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub quiet: u8,
+}
+
+impl GlobalArgs {
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what an upgrade would do, changing nothing: inventory, version
+    /// skew, control-plane hops, which pools rotate and when, budgets.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Plan(PlanArgs),
+
+    /// Start an emulated cluster and cloud in this process and run a real
+    /// upgrade on it.
+    #[cfg(feature = "sandbox")]
+    #[command(after_help = EXIT_CODES_HELP)]
+    Sandbox(crate::cli::sandbox::SandboxArgs),
+}
+
+/// `kubesurge plan`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Target Kubernetes version (v1.34.2) [default: stay at the current
+    /// control-plane version]
+    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+    pub to: Option<KubeVersion>,
+
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    #[command(flatten)]
+    pub settings: SettingsFlags,
+}
+
+fn parse_version(text: &str) -> Result<KubeVersion, String> {
+    text.parse::<KubeVersion>()
+        .map_err(|error| error.to_string())
+}
+
+/// Flags that override fields of the config file. `plan` takes the same
+/// ones as the commands that act, so a command line can be checked first.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Settings (override the config file)")]
+pub struct SettingsFlags {
+    /// cluster.name
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
+
+    /// drain.timeout (30s, 15m, 2h)
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+
+    /// drain.onTimeout (fail, force, skip)
+    #[arg(long, value_name = "POLICY")]
+    pub on_drain_timeout: Option<String>,
+
+    /// drain.unmanagedPods (fail, delete)
+    #[arg(long, value_name = "POLICY")]
+    pub unmanaged_pods: Option<String>,
+
+    /// join.tokenTTL
+    #[arg(long, value_name = "DURATION")]
+    pub token_ttl: Option<String>,
+
+    /// health.newNodeTimeout
+    #[arg(long, value_name = "DURATION")]
+    pub new_node_timeout: Option<String>,
+
+    /// health.settle
+    #[arg(long, value_name = "DURATION")]
+    pub settle: Option<String>,
+}
+
+impl SettingsFlags {
+    /// As overrides: validated with the file, problems named by flag.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            cluster_name: self.cluster_name.clone(),
+            drain_timeout: self.drain_timeout.clone(),
+            drain_on_timeout: self.on_drain_timeout.clone(),
+            unmanaged_pods: self.unmanaged_pods.clone(),
+            token_ttl: self.token_ttl.clone(),
+            new_node_timeout: self.new_node_timeout.clone(),
+            settle: self.settle.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = Cli::try_parse_from([
+            "kubesurge",
+            "plan",
+            "--context",
+            "prod",
+            "-vv",
+            "--to",
+            "1.34.2",
+            "-o",
+            "json",
+            "--drain-timeout",
+            "30m",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.context.as_deref(), Some("prod"));
+        assert_eq!(cli.global.verbose, 2);
+        let Command::Plan(plan) = cli.command else {
+            panic!("plan")
+        };
+        assert_eq!(plan.to, Some(KubeVersion::new(1, 34, 2)));
+        assert_eq!(plan.output, OutputFormat::Json);
+        assert_eq!(
+            plan.settings.overrides().drain_timeout.as_deref(),
+            Some("30m")
+        );
+    }
+
+    #[test]
+    fn verbose_and_quiet_exclude_each_other() {
+        assert!(Cli::try_parse_from(["kubesurge", "plan", "-v", "-q"]).is_err());
+    }
+}
