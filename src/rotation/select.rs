@@ -1,12 +1,12 @@
 //! Which workers a run replaces, and in which order: pure functions.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
 use super::config::Criteria;
+use crate::plan::spread_oldest_first;
 use crate::version::KubeVersion;
 
 /// A worker as selection sees it.
@@ -73,33 +73,14 @@ pub fn reason(
     None
 }
 
-/// Replacement order: oldest first, spread across zones — round-robin
-/// over zones (in the order their oldest node appears), each turn taking
-/// that zone's oldest remaining node. Spreading keeps every zone's capacity
-/// moving together; oldest first retires the most drifted nodes soonest.
-pub fn order(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
-    candidates.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
-    let mut zones: Vec<Option<String>> = Vec::new();
-    let mut by_zone: BTreeMap<Option<String>, VecDeque<Candidate>> = BTreeMap::new();
-    for c in candidates {
-        if !by_zone.contains_key(&c.zone) {
-            zones.push(c.zone.clone());
-        }
-        by_zone.entry(c.zone.clone()).or_default().push_back(c);
-    }
-    let mut out = Vec::new();
-    loop {
-        let mut took = false;
-        for zone in &zones {
-            if let Some(c) = by_zone.get_mut(zone).and_then(VecDeque::pop_front) {
-                out.push(c);
-                took = true;
-            }
-        }
-        if !took {
-            return out;
-        }
-    }
+/// Replacement order: oldest first, spread across zones — the planner's
+/// order, so what `plan` shows is what a run does.
+pub fn order(candidates: Vec<Candidate>) -> Vec<Candidate> {
+    spread_oldest_first(
+        candidates,
+        |c| c.zone.clone(),
+        |c| (c.created, c.name.clone()),
+    )
 }
 
 #[cfg(test)]
