@@ -424,3 +424,30 @@ async fn kubelet_more_than_three_minors_older_fails_preflight() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_join_faults_stall_or_delay_machines() {
+    let world = world("v1.35.3").await;
+    create_token(&world, TokenSecret::default());
+
+    // The next launch boots but never joins, though everything is valid.
+    world.cloud.with_faults(|f| f.never_join_next(1));
+    let stalled = launch(&world, "v1.35.3", &Join::for_world(&world, "w-stalled")).await;
+    assert_eq!(join_outcome(&world, &stalled).await, MachineStatus::Stalled);
+    assert!(node(&world, "w-stalled").is_none());
+
+    // The next one joins, but only after the injected delay.
+    let delay = Duration::from_millis(600);
+    world.cloud.with_faults(|f| f.late_join_next(1, delay));
+    let started = tokio::time::Instant::now();
+    let late = launch(&world, "v1.35.3", &Join::for_world(&world, "w-late")).await;
+    assert_eq!(join_outcome(&world, &late).await, MachineStatus::Joined);
+    assert!(started.elapsed() >= delay + Timing::fast().boot);
+    ready_node(&world, "w-late").await;
+
+    // A pool that never joins: every machine of it stalls.
+    world.cloud.with_faults(|f| f.never_join_pool("batch"));
+    let pooled = launch(&world, "v1.35.3", &Join::for_world(&world, "w-pool")).await;
+    assert_eq!(join_outcome(&world, &pooled).await, MachineStatus::Stalled);
+    world.stop();
+}

@@ -42,6 +42,9 @@ pub const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
 /// first" has an order to follow.
 pub const LAUNCH_SPACING: Duration = Duration::from_secs(5);
 
+/// Least time between two readiness checks of [`World::wait_ready`].
+const READY_CHECK_INTERVAL: Duration = Duration::from_millis(20);
+
 /// A pool of workers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolSpec {
@@ -227,14 +230,18 @@ impl World {
             };
             // Wake on the next change, or re-check now and then in case the
             // change feed lagged.
-            let tick = tokio::time::sleep(Duration::from_millis(200));
             tokio::select! {
                 _ = changes.recv() => {}
-                _ = tick => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(WorldError::NotReady { after: timeout, waiting_for });
                 }
             }
+            // A busy world changes constantly (heartbeats): look at most
+            // every READY_CHECK_INTERVAL, taking every change in between.
+            tokio::time::sleep(READY_CHECK_INTERVAL).await;
+            use tokio::sync::broadcast::error::TryRecvError;
+            while matches!(changes.try_recv(), Ok(_) | Err(TryRecvError::Lagged(_))) {}
         }
     }
 

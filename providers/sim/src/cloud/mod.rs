@@ -26,7 +26,7 @@ pub mod userdata;
 
 pub use discovery::{DiscoveryConfig, JoinFailure};
 pub use faults::{Faults, Times};
-pub use machine::{MachineInfo, MachineRole, MachineStatus, PrejoinedMachine};
+pub use machine::{Machine, MachineInfo, MachineRole, MachineStatus, PrejoinedMachine};
 pub use provider::SimProvider;
 pub use state::CloudError;
 
@@ -44,7 +44,6 @@ use tokio_util::sync::CancellationToken;
 use crate::Timing;
 use crate::controllers::KubeletFleet;
 use api::Action;
-use machine::Machine;
 use state::CloudState;
 
 /// How to start a cloud.
@@ -279,6 +278,25 @@ impl SimCloud {
         let inner = self.shared.lock();
         let record = inner.cloud.instance(id)?;
         inner.machines.get(id).map(|m| m.info(record))
+    }
+
+    /// Change a machine's own state (what commands run on it install or
+    /// restart). `None` when there is no such machine.
+    pub fn with_machine<R>(&self, id: &str, change: impl FnOnce(&mut Machine) -> R) -> Option<R> {
+        let outcome = self.shared.lock().machines.get_mut(id).map(change);
+        self.shared.changed();
+        outcome
+    }
+
+    /// The machine whose kubelet registered `node`.
+    pub fn machine_of_node(&self, node: &str) -> Option<MachineInfo> {
+        let inner = self.shared.lock();
+        inner.cloud.instances().find_map(|r| {
+            let m = inner.machines.get(&r.id)?;
+            (m.node_name.as_deref() == Some(node)
+                && r.state != kubesurge_provider::InstanceState::Terminated)
+                .then(|| m.info(r))
+        })
     }
 
     /// Every machine, in launch order.
