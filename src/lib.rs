@@ -12,5 +12,6 @@ pub mod plan;
 pub mod rotation;
 pub mod settings;
 pub mod version;
+pub mod window;
 
 pub use exit::ExitStatus;
