@@ -13,5 +13,6 @@ pub mod rotation;
 pub mod settings;
 pub mod version;
 pub mod window;
+pub mod wiring;
 
 pub use exit::ExitStatus;

@@ -1,6 +1,12 @@
 //! Everything that talks to the Kubernetes API: the client, joining new
 //! nodes, draining old ones.
 
+pub mod cache;
 pub mod client;
 pub mod drain;
+pub mod events;
 pub mod join;
+pub mod lock;
+pub mod nodes;
+pub mod retry;
+pub mod volumes;

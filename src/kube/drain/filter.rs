@@ -4,15 +4,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
-/// What to do with pods that no controller will recreate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum UnmanagedPods {
-    /// Refuse to drain the node (the default: such a pod is gone for good).
-    Fail,
-    /// Evict them like any other pod.
-    Delete,
-}
+pub use crate::settings::UnmanagedPods;
 
 /// Why a pod is evicted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

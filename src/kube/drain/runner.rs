@@ -21,23 +21,12 @@ use tokio::time::Instant;
 
 use super::evict::{EvictionAnswer, PodKey, evict};
 use super::filter::{Decision, EvictReason, SkipReason, UnmanagedPods, decide};
-
-/// What to do when the deadline passes with pods still on the node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum OnTimeout {
-    /// Leave the node cordoned and fail, naming what blocks.
-    Fail,
-    /// Delete the remaining pods, ignoring their PDBs (reported loudly).
-    Force,
-    /// Give up on this node: the caller uncordons it and leaves it serving.
-    Skip,
-}
+use crate::settings::OnDrainTimeout;
 
 /// How a drain behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DrainPolicy {
-    pub on_timeout: OnTimeout,
+    pub on_timeout: OnDrainTimeout,
     pub unmanaged: UnmanagedPods,
     /// Evictions in flight at once for one node.
     pub concurrency: usize,
@@ -349,14 +338,14 @@ pub async fn drain(
                             .unwrap_or_else(|| "still terminating".into()),
                     })
                     .collect();
-                if forced.is_some() || !initialized && policy.on_timeout != OnTimeout::Skip {
+                if forced.is_some() || !initialized && policy.on_timeout != OnDrainTimeout::Skip {
                     return Err(DrainError::TimedOut { node: node.to_string(), blockers });
                 }
                 match policy.on_timeout {
-                    OnTimeout::Fail => {
+                    OnDrainTimeout::Fail => {
                         return Err(DrainError::TimedOut { node: node.to_string(), blockers });
                     }
-                    OnTimeout::Skip => {
+                    OnDrainTimeout::Skip => {
                         return Ok(DrainReport {
                             node: node.to_string(),
                             evicted,
@@ -364,7 +353,7 @@ pub async fn drain(
                             outcome: DrainOutcome::Skipped { blockers },
                         });
                     }
-                    OnTimeout::Force => {
+                    OnDrainTimeout::Force => {
                         let mut names = Vec::new();
                         let mut longest_grace = Duration::ZERO;
                         for pending in must_leave.values_mut() {

@@ -1,0 +1,126 @@
+//! From validated settings to a working engine: the one place that knows
+//! the concrete providers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Taint;
+use kubesurge_provider::CloudProvider;
+use thiserror::Error;
+
+use crate::kube::drain::{DEFAULT_EVICTION_CONCURRENCY, DrainPolicy};
+use crate::rotation::config::{AWS_PROVIDER_ID_SCRIPT, DEFAULT_LAUNCH_ATTEMPTS};
+use crate::rotation::{EngineConfig, PoolConfig};
+use crate::settings::{Pool, PoolProvider, Settings};
+
+/// Why settings cannot drive a run.
+#[derive(Debug, Error)]
+pub enum WiringError {
+    #[error(
+        "cluster.name is required to {0} (it goes into tags and the lock); set it in the config or pass --cluster-name"
+    )]
+    NoClusterName(&'static str),
+    #[error("the config has no pools: nothing to {0}")]
+    NoPools(&'static str),
+    #[error("pools[{pool}]: provider {provider} is not available in this build of kubesurge")]
+    ProviderUnavailable {
+        pool: String,
+        provider: &'static str,
+    },
+}
+
+/// The engine's configuration and each pool's provider.
+pub fn engine_config(
+    settings: &Settings,
+    purpose: &'static str,
+) -> Result<EngineConfig, WiringError> {
+    let cluster = settings
+        .cluster_name
+        .clone()
+        .ok_or(WiringError::NoClusterName(purpose))?;
+    if settings.pools.is_empty() {
+        return Err(WiringError::NoPools(purpose));
+    }
+    let pools = settings
+        .pools
+        .iter()
+        .map(|pool| pool_config(&cluster, pool))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(EngineConfig {
+        cluster,
+        pools,
+        drain: DrainPolicy {
+            on_timeout: settings.drain.on_timeout,
+            unmanaged: settings.drain.unmanaged_pods,
+            concurrency: DEFAULT_EVICTION_CONCURRENCY,
+        },
+        drain_timeout: settings.drain.timeout,
+        token_ttl: settings.join.token_ttl,
+        new_node_timeout: settings.health.new_node_timeout,
+        settle: settings.health.settle,
+        max_launch_attempts: DEFAULT_LAUNCH_ATTEMPTS,
+        health_gate_timeout: settings
+            .health
+            .new_node_timeout
+            .max(Duration::from_secs(60)),
+    })
+}
+
+fn pool_config(cluster: &str, pool: &Pool) -> Result<PoolConfig, WiringError> {
+    let (provider, provider_id_script) = provider_for(cluster, pool)?;
+    Ok(PoolConfig {
+        name: pool.name.clone(),
+        selector: pool.selector.clone(),
+        max_surge: pool.max_surge,
+        max_unavailable: pool.max_unavailable,
+        node_labels: pool.node_labels.clone(),
+        node_taints: pool
+            .node_taints
+            .iter()
+            .map(|t| Taint {
+                key: t.key.clone(),
+                value: (!t.value.is_empty()).then(|| t.value.clone()),
+                effect: t.effect.as_str().to_string(),
+                time_added: None,
+            })
+            .collect(),
+        provider,
+        provider_id_script,
+    })
+}
+
+fn provider_for(
+    cluster: &str,
+    pool: &Pool,
+) -> Result<(Arc<dyn CloudProvider>, String), WiringError> {
+    match &pool.provider {
+        #[cfg(feature = "sandbox")]
+        PoolProvider::Sim(sim) => Ok((
+            Arc::new(kubesurge_sim::cloud::SimProvider::new(
+                &sim.endpoint,
+                cluster,
+            )),
+            SIM_PROVIDER_ID_SCRIPT.to_string(),
+        )),
+        #[cfg(not(feature = "sandbox"))]
+        PoolProvider::Sim(_) => {
+            let _ = cluster;
+            Err(WiringError::ProviderUnavailable {
+                pool: pool.name.clone(),
+                provider: "sim",
+            })
+        }
+        PoolProvider::Aws(_) => {
+            let _ = AWS_PROVIDER_ID_SCRIPT;
+            Err(WiringError::ProviderUnavailable {
+                pool: pool.name.clone(),
+                provider: "aws",
+            })
+        }
+    }
+}
+
+/// The simulated machines read their providerID from the simulated
+/// metadata service the same way.
+#[cfg(feature = "sandbox")]
+const SIM_PROVIDER_ID_SCRIPT: &str = r#"  cat /run/kubesurge-sim/provider-id"#;
