@@ -167,6 +167,15 @@ impl Join {
 }
 
 async fn launch(world: &World, image_version: &str, join: &Join) -> Instance {
+    launch_with(world, image_version, &join.node_name, join.user_data()).await
+}
+
+async fn launch_with(
+    world: &World,
+    image_version: &str,
+    node_name: &str,
+    user_data: String,
+) -> Instance {
     let image = world
         .cloud
         .image_for_version(image_version)
@@ -180,14 +189,14 @@ async fn launch(world: &World, image_version: &str, join: &Join) -> Instance {
             },
             slot: SlotKey {
                 run_id: "r1".into(),
-                old_node: format!("old-{}", join.node_name),
+                old_node: format!("old-{node_name}"),
                 attempt: 0,
             },
             image,
             zone: "zone-b".into(),
             subnet: Some("subnet-zone-b".into()),
-            user_data: Sensitive::new(join.user_data()),
-            node_name: join.node_name.clone(),
+            user_data: Sensitive::new(user_data),
+            node_name: node_name.to_string(),
             extra_tags: BTreeMap::new(),
         })
         .await
@@ -260,9 +269,15 @@ async fn ready_node(world: &World, name: &str) -> Arc<Value> {
 
 async fn assert_joins(world: &World, join: &Join, image_version: &str) {
     let instance = launch(world, image_version, join).await;
-    let status = join_outcome(world, &instance).await;
+    assert_joined(world, &instance, &join.node_name, image_version).await;
+}
+
+/// The machine joined: its Node is Ready with the image's kubelet, the
+/// instance's provider id, and the labels and taints the join asked for.
+async fn assert_joined(world: &World, instance: &Instance, node_name: &str, image_version: &str) {
+    let status = join_outcome(world, instance).await;
     assert_eq!(status, MachineStatus::Joined);
-    let n = ready_node(world, &join.node_name).await;
+    let n = ready_node(world, node_name).await;
     assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], image_version);
     assert_eq!(n["spec"]["providerID"], instance.provider_id.as_str());
     assert_eq!(
@@ -279,7 +294,7 @@ async fn assert_joins(world: &World, join: &Join, image_version: &str) {
         "taints: {taints:?}"
     );
     let machine = world.cloud.machine(&instance.id.0).expect("machine");
-    assert_eq!(machine.node_name.as_deref(), Some(join.node_name.as_str()));
+    assert_eq!(machine.node_name.as_deref(), Some(node_name));
     assert_eq!(machine.kubelet_version.as_deref(), Some(image_version));
     world.stop();
 }
@@ -450,4 +465,58 @@ async fn injected_join_faults_stall_or_delay_machines() {
     let pooled = launch(&world, "v1.35.3", &Join::for_world(&world, "w-pool")).await;
     assert_eq!(join_outcome(&world, &pooled).await, MachineStatus::Stalled);
     world.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_data_rendered_by_the_rotation_engine_joins() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Taint};
+    use kubesurge::kube::join::{BootstrapToken, ClusterInfo, JoinSpec, render_user_data};
+    use kubesurge::version::KubeVersion;
+
+    let world = world("v1.35.3").await;
+    // The token and user data exactly as the rotation engine makes them.
+    let token = BootstrapToken::generate();
+    let secret = token.to_secret(
+        jiff::Timestamp::now(),
+        Duration::from_secs(600),
+        "join contract test",
+        BTreeMap::new(),
+    );
+    world
+        .store
+        .create(
+            &SECRETS,
+            "kube-system",
+            serde_json::to_value(&secret).expect("secret json"),
+        )
+        .expect("token secret");
+    let cluster_info = world
+        .store
+        .get(&CONFIGMAPS, "kube-public", "cluster-info")
+        .expect("cluster-info");
+    let cm: ConfigMap = serde_json::from_value((*cluster_info).clone()).expect("configmap");
+    let info = ClusterInfo::from_config_map(&cm).expect("cluster info");
+    let labels = BTreeMap::from([
+        ("kubesurge.io/pool".to_string(), "batch".to_string()),
+        ("team".to_string(), "data".to_string()),
+    ]);
+    let taints = vec![Taint {
+        key: "dedicated".into(),
+        value: Some("batch".into()),
+        effect: "NoSchedule".into(),
+        time_added: None,
+    }];
+    let user_data = render_user_data(&JoinSpec {
+        token: &token,
+        cluster: &info,
+        node_name: "engine-1",
+        labels: &labels,
+        taints: &taints,
+        kubeadm_version: KubeVersion::new(1, 35, 3),
+        provider_id_script: "echo \"sim:///$(imds placement/availability-zone)/$(imds instance-id)\"",
+        comment: "kubesurge: cluster join, run r1",
+    })
+    .expect("user data");
+    let instance = launch_with(&world, "v1.35.3", "engine-1", user_data.expose().clone()).await;
+    assert_joined(&world, &instance, "engine-1", "v1.35.3").await;
 }
