@@ -426,6 +426,8 @@ pub fn image_tag(image: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use ::kube::Config;
+    use ::kube::config::Kubeconfig;
     use serde_json::json;
 
     use super::*;
@@ -650,5 +652,56 @@ mod tests {
         );
         assert_eq!(image_tag("kube-apiserver@sha256:0f"), None);
         assert_eq!(image_tag("etcd:3.5.15-0"), Some("3.5.15-0"));
+    }
+
+    /// Against the emulator over HTTPS: more nodes than fit in one page.
+    #[tokio::test]
+    async fn collect_follows_every_page() {
+        use kubesurge_sim::apiserver::{self, ApiServerConfig, ClusterCa};
+        use kubesurge_sim::resources::NODES;
+        use kubesurge_sim::store::Store;
+
+        let store = Store::new();
+        let ca = std::sync::Arc::new(ClusterCa::generate().unwrap());
+        let server = apiserver::start(store.clone(), ca, ApiServerConfig::default())
+            .await
+            .unwrap();
+        let workers = 2 * PAGE_SIZE as usize + 7;
+        for i in 0..workers {
+            let mut worker = serde_json::to_value(node(
+                &format!("w{i:04}"),
+                json!({"pool": "general"}),
+                "v1.33.4",
+                "True",
+            ))
+            .unwrap();
+            worker["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("creationTimestamp");
+            store.create(&NODES, "", worker).unwrap();
+        }
+        let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig_yaml()).unwrap();
+        let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = Client::try_from(config).unwrap();
+
+        let inventory = collect(&client, &pools()).await.unwrap();
+        assert_eq!(inventory.workers.len(), workers);
+        assert!(
+            inventory
+                .workers
+                .iter()
+                .all(|w| w.pool.as_deref() == Some("general"))
+        );
+        assert_eq!(inventory.apiserver_version, KubeVersion::new(1, 33, 4));
+        assert_eq!(inventory.addons, Addons::default(), "no add-ons installed");
+        assert_eq!(
+            server.request_counts().get("list", "nodes"),
+            3,
+            "{} nodes in pages of {PAGE_SIZE}",
+            workers
+        );
     }
 }

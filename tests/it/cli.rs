@@ -395,6 +395,44 @@ fn logs_can_be_json_on_stderr() {
     );
 }
 
+#[test]
+fn log_level_follows_quiet_verbose_and_rust_log() {
+    let dir = TempDir::new().unwrap();
+    let kubeconfig = kubeconfig_for(dir.path(), &format!("https://127.0.0.1:{}", closed_port()));
+    let stderr_of = |args: &[&str], rust_log: Option<&str>| {
+        let mut command = kubesurge(dir.path());
+        command
+            .arg("plan")
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig);
+        if let Some(directives) = rust_log {
+            command.env("RUST_LOG", directives);
+        }
+        let run = Run::of(&mut command);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        run.stderr
+    };
+    let info = "reading the cluster";
+    let debug = "settings loaded";
+
+    let default = stderr_of(&[], None);
+    assert!(
+        default.contains(info) && !default.contains(debug),
+        "{default}"
+    );
+    let quiet = stderr_of(&["-q"], None);
+    assert!(!quiet.contains(info), "{quiet}");
+    assert!(
+        quiet.contains("error: cannot reach"),
+        "errors are never hidden: {quiet}"
+    );
+    let verbose = stderr_of(&["-v"], None);
+    assert!(verbose.contains(debug), "{verbose}");
+    let from_env = stderr_of(&["-q"], Some("kubesurge=debug"));
+    assert!(from_env.contains(debug), "RUST_LOG wins: {from_env}");
+}
+
 // ---------------------------------------------------------------------------
 // `plan` against the emulated cluster.
 
