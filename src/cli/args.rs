@@ -81,6 +81,27 @@ pub enum Command {
     #[command(after_help = EXIT_CODES_HELP)]
     Plan(PlanArgs),
 
+    /// Replace the workers that do not match the desired state (a kubelet
+    /// not at the control plane's version, --max-age, --stale-image, --all)
+    /// by surge: new nodes first, then drain and terminate the old ones.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Rotate(crate::cli::rotate::RotateArgs),
+
+    /// What the run in progress, or the last one, is doing: per node its
+    /// phase and what blocks it.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Status(crate::cli::status::StatusArgs),
+
+    /// Ask the run holding the lock to stop at its next safe point; with no
+    /// run holding it, abandon an unfinished run.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Abort(crate::cli::abort::AbortArgs),
+
+    /// Terminate instances kubesurge launched for this cluster that are no
+    /// node (a crashed run's leftovers).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Gc(crate::cli::gc::GcArgs),
+
     /// Start an emulated cluster and cloud in this process and run a real
     /// upgrade on it.
     #[cfg(feature = "sandbox")]

@@ -34,6 +34,9 @@ pub enum CommandError {
     /// The planner refused (exit 2): nothing was changed.
     #[error("refused: {0}")]
     Refused(#[from] PlanRefusal),
+    /// Another run holds the lock (exit 3).
+    #[error("{0}")]
+    Locked(String),
 }
 
 fn describe_inventory_error(server: &str, error: &InventoryError) -> String {
@@ -59,6 +62,7 @@ impl CommandError {
             | CommandError::Client(_)
             | CommandError::Refused(_) => ExitStatus::Invalid,
             CommandError::Failed(_) | CommandError::Inventory { .. } => ExitStatus::Failed,
+            CommandError::Locked(_) => ExitStatus::Locked,
         }
     }
 }

@@ -2,13 +2,19 @@
 //! `run`, which turns a command's outcome into an exit status and its error
 //! into a message on stderr.
 
+pub mod abort;
 pub mod args;
 mod error;
+pub mod gc;
 mod logging;
 mod output;
 mod plan;
+pub mod progress;
+pub mod rotate;
+pub mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod status;
 
 pub use args::{Cli, Command, GlobalArgs, LogFormat, OutputFormat, PlanArgs, SettingsFlags};
 pub use error::CommandError;
@@ -21,6 +27,10 @@ use crate::ExitStatus;
 pub async fn run(cli: Cli) -> ExitStatus {
     let result = match cli.command {
         Command::Plan(args) => plan::run(&cli.global, args).await,
+        Command::Rotate(args) => rotate::run(&cli.global, args).await,
+        Command::Status(args) => status::run(&cli.global, args).await,
+        Command::Abort(args) => abort::run(&cli.global, args).await,
+        Command::Gc(args) => gc::run(&cli.global, args).await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox::run(args).await,
     };

@@ -92,12 +92,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Run (or continue) a rotation. `stop` carries abort and window-end
-    /// requests; the run stops starting slots when it does.
+    /// Run (or continue) a rotation. `requests` carries abort and
+    /// window-end requests; the run stops starting slots when one comes.
     pub async fn run(
         &self,
         request: &RotationRequest,
-        stop_tx: watch::Sender<Option<StopReason>>,
+        requests: watch::Receiver<Option<StopReason>>,
     ) -> Result<RunReport, EngineError> {
         let started = Timestamp::now();
         let records = RecordStore::new(self.client.clone());
@@ -228,12 +228,33 @@ impl Engine {
             });
         }
 
-        let stop_rx = stop_tx.subscribe();
+        // One stop signal for the run: outside requests, and the first
+        // failing slot, both stop every pool from starting new slots.
+        let (stop_tx, stop_rx) = watch::channel(requests.borrow().clone());
+        let forward = {
+            let mut requests = requests.clone();
+            let stop_tx = stop_tx.clone();
+            tokio::spawn(async move {
+                while requests.changed().await.is_ok() {
+                    let reason = requests.borrow().clone();
+                    if reason.is_some() {
+                        stop_tx.send_if_modified(|s| {
+                            let first = s.is_none();
+                            if first {
+                                *s = reason.clone();
+                            }
+                            first
+                        });
+                    }
+                }
+            })
+        };
         let runs = works
             .into_iter()
             .map(|work| pool::run_pool(&ctx, work, &kube_system, stop_rx.clone(), &stop_tx));
         let slots: Vec<SlotReport> = join_all(runs).await.into_iter().flatten().collect();
 
+        forward.abort();
         let stop_reason = stop_tx.borrow().clone();
         let failures: Vec<String> = slots
             .iter()
