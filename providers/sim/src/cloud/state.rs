@@ -330,11 +330,16 @@ impl CloudState {
         self.instances.values()
     }
 
-    /// The non-terminated instance already launched for this slot tag.
-    pub fn instance_for_slot(&self, slot: &str) -> Option<&InstanceRecord> {
+    /// The non-terminated instance already launched for this slot of this
+    /// cluster (slot values are only unique within a cluster).
+    pub fn instance_for_slot(&self, cluster: Option<&str>, slot: &str) -> Option<&InstanceRecord> {
+        fn tag<'a>(r: &'a InstanceRecord, key: &str) -> Option<&'a str> {
+            r.tags.get(key).map(String::as_str)
+        }
         self.instances.values().find(|r| {
             r.state != InstanceState::Terminated
-                && r.tags.get(tags::SLOT).map(String::as_str) == Some(slot)
+                && tag(r, tags::SLOT) == Some(slot)
+                && tag(r, tags::CLUSTER) == cluster
         })
     }
 
@@ -342,7 +347,8 @@ impl CloudState {
     /// must exist. Returns the instance already holding the slot, if any.
     pub fn check_launch(&self, spec: &LaunchSpec) -> Result<Option<&InstanceRecord>, CloudError> {
         if let Some(slot) = spec.tags.get(tags::SLOT)
-            && let Some(existing) = self.instance_for_slot(slot)
+            && let Some(existing) =
+                self.instance_for_slot(spec.tags.get(tags::CLUSTER).map(String::as_str), slot)
         {
             return Ok(Some(existing));
         }
