@@ -6,4 +6,5 @@ mod emulator;
 mod join;
 mod kubectl;
 mod plan;
+mod rotation;
 mod world;

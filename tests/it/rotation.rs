@@ -1,0 +1,325 @@
+//! End to end: `kubesurge rotate` (the real binary, real HTTP) against the
+//! emulated world, with the §8.3 observer attached for the whole run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use kubesurge_provider::InstanceState;
+use kubesurge_sim::Timing;
+use kubesurge_sim::observer::{Observer, PoolFloor};
+use kubesurge_sim::resources::{NODES, PODS, SECRETS};
+use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+/// How a test world is built.
+pub struct Spec {
+    pub pools: Vec<(&'static str, usize)>,
+    pub max_surge: u32,
+    pub drain: &'static str,
+    pub workloads: bool,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec {
+            pools: vec![("general", 4)],
+            max_surge: 2,
+            drain: "{ timeout: 60s, onTimeout: fail, unmanagedPods: delete }",
+            workloads: true,
+        }
+    }
+}
+
+/// A world, its config files, an observer, and every bootstrap token
+/// secret minted while it ran.
+pub struct Harness {
+    pub world: World,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub config: PathBuf,
+    pub observer: Arc<Observer>,
+    pub tokens: Arc<Mutex<BTreeSet<String>>>,
+    pub original_workers: BTreeMap<String, String>,
+}
+
+pub async fn start(spec: Spec) -> Harness {
+    let world = World::start(WorldConfig {
+        cluster_name: "e2e".into(),
+        control_planes: 1,
+        pools: spec
+            .pools
+            .iter()
+            .map(|(name, workers)| PoolSpec {
+                name: name.to_string(),
+                workers: *workers,
+            })
+            .collect(),
+        zones: 3,
+        version: "v1.35.3".into(),
+        timing: Timing::fast(),
+        workloads: spec.workloads,
+    })
+    .await
+    .expect("world starts");
+    world
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .expect("world ready");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (kubeconfig, _) = world.write_config_files(dir.path()).expect("files");
+    let config = dir.path().join("rotation.yaml");
+    std::fs::write(&config, config_yaml(&world, &spec)).expect("config");
+
+    let tokens = Arc::new(Mutex::new(BTreeSet::new()));
+    let seen = tokens.clone();
+    world.store.observe(move |event| {
+        if std::ptr::eq(event.resource, &SECRETS)
+            && event.object.pointer("/type") == Some(&json!("bootstrap.kubernetes.io/token"))
+            && let Some(secret) = event
+                .object
+                .pointer("/data/token-secret")
+                .and_then(Value::as_str)
+            && let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(secret)
+        {
+            seen.lock()
+                .unwrap()
+                .insert(String::from_utf8_lossy(&raw).to_string());
+        }
+    });
+    let observer = Observer::attach(&world.store);
+    observer.set_pool_floors(
+        spec.pools
+            .iter()
+            .map(|(name, workers)| PoolFloor {
+                name: name.to_string(),
+                selector: BTreeMap::from([("kubesurge.io/pool".to_string(), name.to_string())]),
+                floor: *workers,
+            })
+            .collect(),
+    );
+    let original_workers = workers(&world);
+    Harness {
+        world,
+        dir,
+        kubeconfig,
+        config,
+        observer,
+        tokens,
+        original_workers,
+    }
+}
+
+fn config_yaml(world: &World, spec: &Spec) -> String {
+    let mut pools = String::new();
+    for (name, _) in &spec.pools {
+        pools.push_str(&format!(
+            "  - name: {name}\n    selector: {{ kubesurge.io/pool: {name} }}\n    provider: sim\n    sim: {{ endpoint: \"{url}\" }}\n    maxSurge: {surge}\n    maxUnavailable: 0\n    nodeLabels: {{ kubesurge.io/pool: {name} }}\n",
+            url = world.cloud.url(),
+            surge = spec.max_surge,
+        ));
+    }
+    format!(
+        "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster:\n  name: e2e\npools:\n{pools}drain: {drain}\njoin: {{ tokenTTL: 2m }}\nhealth: {{ newNodeTimeout: 20s, settle: 1s }}\n",
+        drain = spec.drain
+    )
+}
+
+/// Worker node name → pool, from the store.
+pub fn workers(world: &World) -> BTreeMap<String, String> {
+    let (nodes, _) = world.store.list(&NODES, None, |_| true);
+    nodes
+        .iter()
+        .filter_map(|n| {
+            let pool = n.pointer("/metadata/labels/kubesurge.io~1pool")?.as_str()?;
+            Some((
+                n["metadata"]["name"].as_str()?.to_string(),
+                pool.to_string(),
+            ))
+        })
+        .collect()
+}
+
+impl Harness {
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubesurge"));
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBESURGE_CONFIG")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Output {
+        tokio::time::timeout(Duration::from_secs(180), self.command(args).output())
+            .await
+            .expect("kubesurge finishes in time")
+            .expect("kubesurge runs")
+    }
+
+    /// Every minted token secret must be absent from `text`.
+    pub fn assert_no_token_in(&self, text: &str) {
+        let tokens = self.tokens.lock().unwrap();
+        assert!(!tokens.is_empty(), "the run minted tokens");
+        for secret in tokens.iter() {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a bootstrap token secret leaked into the output"
+            );
+        }
+    }
+
+    /// The end state every successful rotation must reach: every original
+    /// worker gone, each pool at its size with new nodes at the version, no
+    /// instance beyond the nodes, no token left, no §8.3 violation.
+    pub fn assert_converged(&self) {
+        let now = workers(&self.world);
+        for old in self.original_workers.keys() {
+            assert!(!now.contains_key(old), "old worker {old} is still there");
+        }
+        let mut per_pool: BTreeMap<&str, usize> = BTreeMap::new();
+        for pool in self.original_workers.values() {
+            *per_pool.entry(pool).or_default() += 1;
+        }
+        let mut now_per_pool: BTreeMap<&str, usize> = BTreeMap::new();
+        for pool in now.values() {
+            *now_per_pool.entry(pool).or_default() += 1;
+        }
+        assert_eq!(now_per_pool, per_pool, "each pool keeps its size");
+        let (nodes, _) = self.world.store.list(&NODES, None, |_| true);
+        let live: Vec<_> = self
+            .world
+            .cloud
+            .instances()
+            .into_iter()
+            .filter(|i| {
+                !matches!(
+                    i.state,
+                    InstanceState::Terminated | InstanceState::ShuttingDown
+                )
+            })
+            .collect();
+        assert_eq!(
+            live.len(),
+            nodes.len(),
+            "every live instance is a node and every node an instance (no orphan, no extra): {:?}",
+            live.iter().map(|i| i.id.0.clone()).collect::<Vec<_>>()
+        );
+        for node in &nodes {
+            assert_eq!(
+                node["spec"].get("unschedulable"),
+                None,
+                "{} left cordoned",
+                node["metadata"]["name"]
+            );
+        }
+        let (secrets, _) = self.world.store.list(&SECRETS, Some("kube-system"), |s| {
+            s.pointer("/type") == Some(&json!("bootstrap.kubernetes.io/token"))
+        });
+        assert!(
+            secrets.is_empty(),
+            "bootstrap tokens left: {}",
+            secrets.len()
+        );
+        let violations = self.observer.violations();
+        assert!(
+            violations.is_empty(),
+            "invariant violations: {violations:#?}"
+        );
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A pod no controller owns, pinned to a pool.
+fn unmanaged_pod(world: &World, pool: &str) {
+    world
+        .store
+        .create(
+            &PODS,
+            "shop",
+            json!({
+                "metadata": {"name": "debug-shell", "labels": {"app": "debug"}},
+                "spec": {
+                    "nodeSelector": {"kubesurge.io/pool": pool},
+                    "containers": [{"name": "sh", "image": "busybox"}]
+                }
+            }),
+        )
+        .expect("pod");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotates_three_pools_keeping_every_invariant() {
+    let h = start(Spec {
+        pools: vec![("general", 4), ("batch", 4), ("edge", 4)],
+        ..Spec::default()
+    })
+    .await;
+    unmanaged_pod(&h.world, "batch");
+    let zones_before: BTreeMap<String, String> = {
+        let (nodes, _) = h.world.store.list(&NODES, None, |_| true);
+        nodes
+            .iter()
+            .map(|n| {
+                (
+                    n["metadata"]["name"].as_str().unwrap().to_string(),
+                    n.pointer("/metadata/labels/topology.kubernetes.io~1zone")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+
+    let output = h.run(&["rotate", "--all", "--yes", "-o", "json"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    h.assert_no_token_in(&all);
+    h.assert_converged();
+
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["outcome"]["result"], "succeeded");
+    let slots = report["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 12);
+    for slot in slots {
+        assert_eq!(slot["outcome"]["result"], "replaced", "{slot}");
+        let old = slot["oldNode"].as_str().unwrap();
+        let new = slot["newNode"].as_str().unwrap();
+        let new_zone = h
+            .world
+            .store
+            .get(&NODES, "", new)
+            .and_then(|n| {
+                n.pointer("/metadata/labels/topology.kubernetes.io~1zone")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap();
+        assert_eq!(
+            zones_before[old], new_zone,
+            "{new} replaced {old} in its zone"
+        );
+    }
+    // The unmanaged pod was evicted (drain.unmanagedPods: delete).
+    assert!(h.world.store.get(&PODS, "shop", "debug-shell").is_none());
+}
