@@ -8,7 +8,6 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{
     Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams, WatchEvent,
     WatchParams,
@@ -1648,4 +1647,114 @@ async fn anonymous_reads_cluster_info_and_version_only() {
         "{}",
         err.message
     );
+}
+
+#[tokio::test]
+async fn an_unavailable_server_drops_connections_then_recovers() {
+    let env = env().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    cms.list(&ListParams::default()).await.unwrap();
+    let mut events = watch_stream(&cms, &WatchParams::default(), "0").await;
+    let faults = env.server.faults();
+    faults.unavailable_for(Duration::from_millis(300));
+    assert!(faults.is_unavailable());
+    // The open watch is cut.
+    let cut = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match events.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "the watch ends when the server goes away");
+    // New requests fail at the connection, not with an HTTP status.
+    let err = cms.list(&ListParams::default()).await.unwrap_err();
+    assert!(!matches!(err, Error::Api(_)), "{err:?}");
+    // And come back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match cms.list(&ListParams::default()).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "server did not come back: {e:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    assert!(!faults.is_unavailable());
+}
+
+#[tokio::test]
+async fn injected_failures_hit_matching_requests_with_real_status_bodies() {
+    let env = env().await;
+    seed_node(&env.store, "n1");
+    let faults = env.server.faults();
+    faults.fail_next(2, 429, Some(FaultFilter::verb_resource("list", "nodes")));
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    // Other requests are not affected.
+    nodes.get("n1").await.unwrap();
+    let request = || {
+        http::Request::get("/api/v1/nodes")
+            .body(kube::client::Body::from(Vec::new()))
+            .unwrap()
+    };
+    let response = env.client.send(request()).await.unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(response.headers()["Retry-After"], "1");
+    let body: Value =
+        serde_json::from_slice(&response.into_body().collect_bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        (body["kind"].as_str(), body["reason"].as_str()),
+        (Some("Status"), Some("TooManyRequests"))
+    );
+    assert_eq!(
+        api_status(nodes.list(&ListParams::default()).await.unwrap_err()).code,
+        429
+    );
+    assert_eq!(
+        nodes
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    faults.fail_next(1, 500, None);
+    let err = api_status(nodes.get("n1").await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (500, "InternalError"));
+    // kube-rs retries 503 by itself when its retry policy is on.
+    faults.fail_next(1, 503, Some(FaultFilter::resource("nodes")));
+    let retrying = client_from(&env.server.kubeconfig_yaml(), true).await;
+    let before = faults.requests_served();
+    Api::<Node>::all(retrying).get("n1").await.unwrap();
+    assert_eq!(faults.requests_served() - before, 2);
+}
+
+#[tokio::test]
+async fn request_counts_by_verb_and_resource() {
+    let env = env().await;
+    seed_node(&env.store, "n1");
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    nodes.list(&ListParams::default()).await.unwrap();
+    nodes.list(&ListParams::default()).await.unwrap();
+    nodes.get("n1").await.unwrap();
+    let mut events = watch_stream(&nodes, &WatchParams::default(), "0").await;
+    next_change(&mut events).await;
+    seed_pod(&env.store, "p", json!({}), Some("n1"));
+    Api::<Pod>::namespaced(env.client.clone(), "default")
+        .evict("p", &EvictParams::default())
+        .await
+        .unwrap();
+    let counts = env.server.request_counts();
+    assert_eq!(counts.get("list", "nodes"), 2);
+    assert_eq!(counts.get("get", "nodes"), 1);
+    assert_eq!(counts.get("watch", "nodes"), 1);
+    assert_eq!(counts.get("create", "pods/eviction"), 1);
+    assert!(counts.bytes_sent > 1000, "{}", counts.bytes_sent);
 }

@@ -264,10 +264,8 @@ fn to_fields_v1(paths: &BTreeSet<Path>) -> Value {
 
 fn from_fields_v1(tree: &Value) -> BTreeSet<Path> {
     fn walk(node: &Map<String, Value>, prefix: &mut Path, out: &mut BTreeSet<Path>) {
-        if node.is_empty() || node.contains_key(".") {
-            if !prefix.is_empty() {
-                out.insert(prefix.clone());
-            }
+        if (node.is_empty() || node.contains_key(".")) && !prefix.is_empty() {
+            out.insert(prefix.clone());
         }
         for (k, v) in node {
             let Some(elem) = parse_elem(k) else { continue };

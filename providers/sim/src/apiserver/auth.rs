@@ -44,21 +44,6 @@ impl User {
             User::Bootstrap { token_id, .. } => format!("system:bootstrap:{token_id}"),
         }
     }
-
-    pub fn groups(&self) -> Vec<String> {
-        match self {
-            User::Admin => vec![
-                "kubeadm:cluster-admins".into(),
-                "system:authenticated".into(),
-            ],
-            User::Anonymous => vec!["system:unauthenticated".into()],
-            User::Bootstrap { groups, .. } => {
-                let mut g = groups.clone();
-                g.push("system:authenticated".into());
-                g
-            }
-        }
-    }
 }
 
 /// Byte-wise comparison whose time does not depend on where the inputs
@@ -311,11 +296,14 @@ mod tests {
         let user = authenticate_bootstrap_token(&store, "abcdef.0123456789abcdef", now).unwrap();
         assert_eq!(user.name(), "system:bootstrap:abcdef");
         assert_eq!(
-            user.groups()[..2],
-            [
-                "system:bootstrappers".to_string(),
-                "system:bootstrappers:kubeadm:default-node-token".to_string()
-            ]
+            user,
+            User::Bootstrap {
+                token_id: "abcdef".into(),
+                groups: vec![
+                    "system:bootstrappers".to_string(),
+                    "system:bootstrappers:kubeadm:default-node-token".to_string()
+                ]
+            }
         );
         assert!(authenticate_bootstrap_token(&store, "abcdef.0123456789abcdee", now).is_none());
         assert!(authenticate_bootstrap_token(&store, "zzzzzz.0123456789abcdef", now).is_none());

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::auth::{self, User};
+use super::auth;
 use super::discovery;
 use super::objects;
 use super::route::{self, Query, ResourceRequest, Route, Special};
@@ -33,7 +33,6 @@ pub(crate) struct Ctx<'a> {
     pub req: &'a ResourceRequest,
     pub query: &'a Query,
     pub headers: &'a HeaderMap,
-    pub user: &'a User,
     pub body: Bytes,
     pub table: Option<TableRequest>,
 }
@@ -153,7 +152,6 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
                 req: r,
                 query: &query,
                 headers: &parts.headers,
-                user: &user,
                 body,
                 table: TableRequest::from_headers(&parts.headers, &query),
             };

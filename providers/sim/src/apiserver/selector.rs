@@ -569,18 +569,6 @@ impl FieldSelector {
             (v == t.value) != t.negate
         })
     }
-
-    /// The name this selector pins (`metadata.name=<n>`), if any.
-    pub fn pinned_name(&self) -> Option<&str> {
-        self.terms
-            .iter()
-            .find(|t| t.field == "metadata.name" && !t.negate)
-            .map(|t| t.value.as_str())
-    }
-
-    pub fn resource(&self) -> &'static Resource {
-        self.resource
-    }
 }
 
 #[cfg(test)]
@@ -722,12 +710,6 @@ mod tests {
             FieldSelector::parse(&NODES, "metadata.name=a\\,b")
                 .unwrap()
                 .matches(&obj)
-        );
-        assert_eq!(
-            FieldSelector::parse(&NODES, "metadata.name=a")
-                .unwrap()
-                .pinned_name(),
-            Some("a")
         );
     }
 }

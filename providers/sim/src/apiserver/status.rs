@@ -21,7 +21,7 @@ pub struct ApiError {
     /// `""` when the server sends no reason (the multiple-PDB eviction case).
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Details>,
+    pub details: Option<Box<Details>>,
 }
 
 /// `details` of a Status.
@@ -94,7 +94,7 @@ impl ApiError {
     }
 
     pub fn with_details(mut self, details: Details) -> ApiError {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 

@@ -79,12 +79,9 @@ impl ClusterCa {
     /// SubjectPublicKeyInfo: what kubeadm's `--discovery-token-ca-cert-hash`
     /// pins (without the `sha256:` prefix).
     pub fn spki_sha256_hex(&self) -> String {
-        match spki_sha256_hex_of(&self.cert_der) {
-            Ok(hex) => hex,
-            // Our own certificate always parses; an empty hash would simply
-            // never match.
-            Err(_) => String::new(),
-        }
+        // Our own certificate always parses; an empty hash would simply
+        // never match.
+        spki_sha256_hex_of(&self.cert_der).unwrap_or_default()
     }
 
     /// `sha256:<hex>`, the form kubeadm join takes.

@@ -55,9 +55,10 @@ impl LineCache {
             }
         }
         let line = event_line(event.event_type.as_str(), &event.object);
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if !inner.0.contains_key(&event.rv) {
-            inner.0.insert(event.rv, line.clone());
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *guard;
+        if let std::collections::hash_map::Entry::Vacant(slot) = inner.0.entry(event.rv) {
+            slot.insert(line.clone());
             inner.1.push_back(event.rv);
             while inner.1.len() > LINE_CACHE_SIZE {
                 if let Some(old) = inner.1.pop_front() {
