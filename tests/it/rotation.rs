@@ -323,3 +323,179 @@ async fn rotates_three_pools_keeping_every_invariant() {
     // The unmanaged pod was evicted (drain.unmanagedPods: delete).
     assert!(h.world.store.get(&PODS, "shop", "debug-shell").is_none());
 }
+
+/// A moment in a run at which the test kills `kubesurge` with SIGKILL.
+#[derive(Clone, Copy, Debug)]
+enum KillPoint {
+    /// The run record was written.
+    RecordWritten,
+    /// The n-th bootstrap token Secret was created.
+    TokenMinted(usize),
+    /// The n-th replacement instance was launched.
+    Launched(usize),
+    /// The n-th new node registered.
+    NodeJoined(usize),
+    /// The n-th time an old node got `kubesurge.io/phase` = this.
+    Phase(&'static str, usize),
+    /// The n-th old node was cordoned.
+    Cordoned(usize),
+    /// The n-th pod was evicted (got a deletionTimestamp or vanished).
+    Evicted(usize),
+    /// The n-th old Node object was deleted.
+    NodeDeleted(usize),
+}
+
+/// Counts what happens in the store and says when a kill point is reached.
+fn arm(h: &Harness, point: KillPoint) -> Arc<tokio::sync::Notify> {
+    let hit = Arc::new(tokio::sync::Notify::new());
+    let originals: BTreeSet<String> = h.original_workers.keys().cloned().collect();
+    let count = Arc::new(Mutex::new(0usize));
+    let signal = hit.clone();
+    h.world.store.observe(move |e| {
+        let name = e.name.as_str();
+        let annotation = |v: &Value, key: &str| {
+            v.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let counts = match point {
+            KillPoint::RecordWritten => {
+                e.resource.plural == "configmaps" && name == "kubesurge-run"
+            }
+            KillPoint::TokenMinted(_) => {
+                std::ptr::eq(e.resource, &SECRETS)
+                    && e.event_type == kubesurge_sim::store::EventType::Added
+                    && name.starts_with("bootstrap-token-")
+            }
+            KillPoint::NodeJoined(_) => {
+                std::ptr::eq(e.resource, &NODES)
+                    && e.event_type == kubesurge_sim::store::EventType::Added
+                    && !originals.contains(name)
+            }
+            KillPoint::Phase(phase, _) => {
+                std::ptr::eq(e.resource, &NODES)
+                    && annotation(&e.object, "kubesurge.io/phase").as_deref() == Some(phase)
+                    && e.previous
+                        .as_ref()
+                        .and_then(|p| annotation(p, "kubesurge.io/phase"))
+                        .as_deref()
+                        != Some(phase)
+            }
+            KillPoint::Cordoned(_) => {
+                std::ptr::eq(e.resource, &NODES)
+                    && e.object.pointer("/spec/unschedulable") == Some(&json!(true))
+                    && e.previous
+                        .as_ref()
+                        .and_then(|p| p.pointer("/spec/unschedulable"))
+                        != Some(&json!(true))
+            }
+            KillPoint::Evicted(_) => {
+                std::ptr::eq(e.resource, &PODS)
+                    && e.object.pointer("/metadata/deletionTimestamp").is_some()
+                    && e.previous
+                        .as_ref()
+                        .is_some_and(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+            }
+            KillPoint::NodeDeleted(_) => {
+                std::ptr::eq(e.resource, &NODES)
+                    && e.event_type == kubesurge_sim::store::EventType::Deleted
+                    && originals.contains(name)
+            }
+            KillPoint::Launched(_) => false,
+        };
+        if counts {
+            let mut c = count.lock().unwrap();
+            *c += 1;
+            let wanted = match point {
+                KillPoint::RecordWritten => 1,
+                KillPoint::TokenMinted(n)
+                | KillPoint::Launched(n)
+                | KillPoint::NodeJoined(n)
+                | KillPoint::Phase(_, n)
+                | KillPoint::Cordoned(n)
+                | KillPoint::Evicted(n)
+                | KillPoint::NodeDeleted(n) => n,
+            };
+            if *c == wanted {
+                signal.notify_one();
+            }
+        }
+    });
+    if let KillPoint::Launched(n) = point {
+        let initial = h.world.cloud.instances().len();
+        let cloud_instances = {
+            let world_cloud = h.world.cloud.clone();
+            move || world_cloud.instances().len()
+        };
+        let signal = hit.clone();
+        tokio::spawn(async move {
+            // The cloud has no change feed for tests; look often.
+            while cloud_instances() < initial + n {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            signal.notify_one();
+        });
+    }
+    hit
+}
+
+async fn crash_then_resume(point: KillPoint) {
+    let h = start(Spec::default()).await;
+    let hit = arm(&h, point);
+    let mut child = h
+        .command(&["rotate", "--all", "--yes"])
+        .spawn()
+        .expect("kubesurge starts");
+    tokio::select! {
+        _ = hit.notified() => {
+            child.start_kill().expect("SIGKILL");
+            let _ = child.wait().await;
+        }
+        status = child.wait() => {
+            panic!("the run ended before reaching {point:?}: {status:?}");
+        }
+        _ = tokio::time::sleep(Duration::from_secs(120)) => panic!("{point:?} never reached"),
+    }
+    // The same command again continues the run and converges.
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "rerun after a kill at {point:?}:\n{all}"
+    );
+    h.assert_no_token_in(&all);
+    h.assert_converged();
+}
+
+macro_rules! crash_tests {
+    ($($name:ident: $point:expr,)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            crash_then_resume($point).await;
+        }
+    )*};
+}
+
+crash_tests! {
+    crash_after_run_record: KillPoint::RecordWritten,
+    crash_after_first_token: KillPoint::TokenMinted(1),
+    crash_after_first_launch: KillPoint::Launched(1),
+    crash_after_third_launch: KillPoint::Launched(3),
+    crash_after_first_join: KillPoint::NodeJoined(1),
+    crash_after_second_join: KillPoint::NodeJoined(2),
+    crash_at_first_draining_mark: KillPoint::Phase("draining", 1),
+    crash_after_first_cordon: KillPoint::Cordoned(1),
+    crash_after_first_eviction: KillPoint::Evicted(1),
+    crash_after_fourth_eviction: KillPoint::Evicted(4),
+    crash_at_first_terminating_mark: KillPoint::Phase("terminating", 1),
+    crash_after_first_node_deleted: KillPoint::NodeDeleted(1),
+    crash_after_third_token: KillPoint::TokenMinted(3),
+    crash_at_third_launching_mark: KillPoint::Phase("launching", 3),
+    crash_after_third_cordon: KillPoint::Cordoned(3),
+    crash_after_eighth_eviction: KillPoint::Evicted(8),
+    crash_at_third_terminating_mark: KillPoint::Phase("terminating", 3),
+    crash_after_third_node_deleted: KillPoint::NodeDeleted(3),
+    crash_after_fourth_join: KillPoint::NodeJoined(4),
+    crash_after_last_node_deleted: KillPoint::NodeDeleted(4),
+}
