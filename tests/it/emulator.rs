@@ -1758,3 +1758,193 @@ async fn request_counts_by_verb_and_resource() {
     assert_eq!(counts.get("create", "pods/eviction"), 1);
     assert!(counts.bytes_sent > 1000, "{}", counts.bytes_sent);
 }
+
+/// Scale: 1000 nodes and 20000 pods served on the machine's two cores —
+/// paged lists, a filtered list, and a watch keeping up with a burst of
+/// writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_a_thousand_nodes_and_twenty_thousand_pods() {
+    let env = env().await;
+    for n in 0..1000 {
+        seed_node(&env.store, &format!("node-{n:04}"));
+    }
+    for p in 0..20_000 {
+        let node = format!("node-{:04}", p % 1000);
+        seed_pod(
+            &env.store,
+            &format!("pod-{p:05}"),
+            json!({"app": format!("app-{}", p % 50)}),
+            Some(&node),
+        );
+    }
+    let started = std::time::Instant::now();
+    let pods: Api<Pod> = Api::all(env.client.clone());
+    let mut total = 0;
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(500);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = pods.list(&lp).await.unwrap();
+        total += page.items.len();
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(total, 20_000);
+    let list_time = started.elapsed();
+    let on_node = pods
+        .list(&ListParams::default().fields("spec.nodeName=node-0007"))
+        .await
+        .unwrap();
+    assert_eq!(on_node.items.len(), 20);
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    assert_eq!(
+        nodes
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1000
+    );
+
+    // A watch on every pod keeps up with 2000 writes.
+    let rv = env.store.revision().to_string();
+    let mut events = watch_stream(&pods, &WatchParams::default(), &rv).await;
+    let store = env.store.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        for p in 0..2000 {
+            store
+                .modify(&PODS, "default", &format!("pod-{p:05}"), |pod| {
+                    pod["metadata"]["labels"]["touched"] = json!("yes");
+                    Ok(())
+                })
+                .unwrap();
+        }
+    });
+    let watch_started = std::time::Instant::now();
+    let mut seen = 0;
+    while seen < 2000 {
+        if let WatchEvent::Modified(_) = next_change(&mut events).await {
+            seen += 1;
+        }
+    }
+    writer.await.unwrap();
+    let watch_time = watch_started.elapsed();
+    eprintln!("paged list of 20000 pods: {list_time:?}; 2000 watch events: {watch_time:?}");
+    assert!(list_time < Duration::from_secs(30), "{list_time:?}");
+    assert!(watch_time < Duration::from_secs(30), "{watch_time:?}");
+}
+
+#[tokio::test]
+async fn binding_deletecollection_namespaces_and_finalizers() {
+    let env = env().await;
+    // POST pods/<name>/binding sets spec.nodeName, once.
+    seed_pod(&env.store, "p", json!({"app": "x"}), None);
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+                         "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}});
+    let path = "/api/v1/namespaces/default/pods/p/binding";
+    let (code, _) = raw(&env, "POST", path, "application/json", binding.clone()).await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        env.store.get(&PODS, "default", "p").unwrap()["spec"]["nodeName"],
+        "n1"
+    );
+    let (code, body) = raw(&env, "POST", path, "application/json", binding).await;
+    assert_eq!(code, 409, "{body}");
+
+    // DELETE on a collection with a selector.
+    seed_pod(&env.store, "q", json!({"app": "x"}), None);
+    seed_pod(&env.store, "r", json!({"app": "y"}), None);
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    pods.delete_collection(
+        &DeleteParams::default().grace_period(0),
+        &ListParams::default().labels("app=x"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+    assert_eq!(left, ["r"]);
+
+    // A finalizer holds a delete until it is removed.
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let mut held = configmap("held", &[]);
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    cms.create(&PostParams::default(), &held).await.unwrap();
+    let out = cms.delete("held", &DeleteParams::default()).await.unwrap();
+    assert!(out.left().unwrap().metadata.deletion_timestamp.is_some());
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(cms.get_opt("held").await.unwrap().is_none());
+
+    // Deleting a namespace deletes what is in it; some may not be deleted.
+    let nss: Api<Namespace> = Api::all(env.client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap();
+    let created = nss.create(&PostParams::default(), &ns).await.unwrap();
+    assert_eq!(created.status.unwrap().phase.as_deref(), Some("Active"));
+    let team: Api<ConfigMap> = Api::namespaced(env.client.clone(), "team");
+    team.create(&PostParams::default(), &configmap("c", &[]))
+        .await
+        .unwrap();
+    nss.delete("team", &DeleteParams::default()).await.unwrap();
+    assert!(nss.get_opt("team").await.unwrap().is_none());
+    assert!(
+        env.store
+            .get(&kubesurge_sim::resources::CONFIGMAPS, "team", "c")
+            .is_none()
+    );
+    assert!(
+        api_status(
+            nss.delete("kube-system", &DeleteParams::default())
+                .await
+                .unwrap_err()
+        )
+        .is_forbidden()
+    );
+}
+
+#[tokio::test]
+async fn health_endpoints_and_stop() {
+    let env = env().await;
+    for path in ["/readyz", "/livez", "/healthz"] {
+        let text = env
+            .client
+            .request_text(http::Request::get(path).body(vec![]).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(text, "ok");
+    }
+    env.server.stop();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let fresh = client_from(&env.server.kubeconfig_yaml(), false).await;
+    loop {
+        match fresh.apiserver_version().await {
+            Err(e) => {
+                assert!(!matches!(e, Error::Api(_)), "{e:?}");
+                break;
+            }
+            Ok(_) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "server still answering"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
