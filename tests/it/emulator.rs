@@ -1948,3 +1948,36 @@ async fn health_endpoints_and_stop() {
         }
     }
 }
+
+#[tokio::test]
+async fn eviction_pinned_to_another_uid_spends_no_budget() {
+    let env = env().await;
+    let pod = seed_pod(&env.store, "p", json!({"app": "web"}), Some("n1"));
+    seed_pdb(
+        &env.store,
+        "web",
+        json!({"matchLabels": {"app": "web"}}),
+        1,
+        2,
+        1,
+    );
+    let body = |uid: &str| {
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p", "namespace": "default"},
+               "deleteOptions": {"preconditions": {"uid": uid}}})
+    };
+    let path = "/api/v1/namespaces/default/pods/p/eviction";
+    let (code, status) = raw(&env, "POST", path, "application/json", body("someone-else")).await;
+    assert_eq!(code, 409);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("Precondition failed"),
+        "{status}"
+    );
+    assert_eq!(pdb_status(&env.store, "web")["disruptionsAllowed"], 1);
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let (code, _) = raw(&env, "POST", path, "application/json", body(uid)).await;
+    assert_eq!(code, 201);
+    assert_eq!(pdb_status(&env.store, "web")["disruptionsAllowed"], 0);
+}

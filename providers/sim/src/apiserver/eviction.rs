@@ -148,9 +148,10 @@ fn add_condition_and_delete(
     opts: &DeleteOptions,
     now: &str,
 ) -> Result<Response<Body>, ApiError> {
+    let mut opts = opts.clone();
     if !opts.dry_run {
         let store = ctx.store();
-        let result = modify_object(store, &PODS, ctx.namespace(), name, |pod| {
+        let updated = modify_object(store, &PODS, ctx.namespace(), name, |pod| {
             let mut next = pod.clone();
             let present = pod
                 .pointer("/status/conditions")
@@ -170,11 +171,54 @@ fn add_condition_and_delete(
                 );
             }
             Ok(next)
-        });
-        result?;
+        })?;
+        // The caller's resourceVersion precondition was checked before;
+        // the condition write moved the version on.
+        if opts.preconditions.resource_version.is_some() {
+            opts.preconditions.resource_version = updated
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(String::from);
+        }
     }
-    delete_object(ctx.store(), &PODS, ctx.namespace(), name, opts)?;
+    delete_object(ctx.store(), &PODS, ctx.namespace(), name, &opts)?;
     Ok(json_response(ctx.shared, 201, &created_success()))
+}
+
+/// The caller's uid/resourceVersion preconditions, checked before any
+/// budget is spent on a pod that is not the one meant.
+fn check_preconditions(pod: &Value, name: &str, opts: &DeleteOptions) -> Result<(), ApiError> {
+    let field = |f: &str| {
+        pod.pointer(&format!("/metadata/{f}"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    if let Some(uid) = &opts.preconditions.uid
+        && *uid != field("uid")
+    {
+        return Err(ApiError::conflict(
+            &PODS,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                field("uid")
+            ),
+        ));
+    }
+    if let Some(rv) = &opts.preconditions.resource_version
+        && *rv != field("resourceVersion")
+    {
+        return Err(ApiError::conflict(
+            &PODS,
+            name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                field("resourceVersion")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn evict(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
@@ -210,6 +254,7 @@ pub(crate) fn evict(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let pod = store
         .get(&PODS, ctx.namespace(), &name)
         .ok_or_else(|| ApiError::not_found(&PODS, &name))?;
+    check_preconditions(&pod, &name, &opts)?;
     let now = rfc3339(Timestamp::now());
     if can_ignore_pdb(&pod) {
         return add_condition_and_delete(ctx, &name, &opts, &now);
