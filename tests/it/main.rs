@@ -7,4 +7,5 @@ mod join;
 mod kubectl;
 mod plan;
 mod rotation;
+mod terraform;
 mod world;
