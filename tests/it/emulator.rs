@@ -1981,3 +1981,33 @@ async fn eviction_pinned_to_another_uid_spends_no_budget() {
     assert_eq!(code, 201);
     assert_eq!(pdb_status(&env.store, "web")["disruptionsAllowed"], 0);
 }
+
+#[tokio::test]
+async fn metadata_only_gets_lists_and_watches() {
+    let env = env().await;
+    seed_node(&env.store, "n1");
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    let meta = nodes.get_metadata("n1").await.unwrap();
+    assert_eq!(meta.metadata.name.as_deref(), Some("n1"));
+    assert_eq!(meta.types.unwrap().kind, "PartialObjectMetadata");
+    let list = nodes.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.types.kind, "PartialObjectMetadataList");
+    let metadata_api: Api<kube::core::PartialObjectMeta<Node>> = Api::all(env.client.clone());
+    let mut stream = watcher(metadata_api, watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("n1"));
+    seed_node(&env.store, "n2");
+    let second = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.metadata.name.as_deref(), Some("n2"));
+}

@@ -35,6 +35,8 @@ pub(crate) struct Ctx<'a> {
     pub headers: &'a HeaderMap,
     pub body: Bytes,
     pub table: Option<TableRequest>,
+    /// Answer with `PartialObjectMetadata` instead of whole objects.
+    pub partial: bool,
 }
 
 impl Ctx<'_> {
@@ -154,6 +156,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
                 headers: &parts.headers,
                 body,
                 table: TableRequest::from_headers(&parts.headers, &query),
+                partial: super::table::wants_partial_metadata(&parts.headers),
             };
             objects::dispatch(&ctx).await
         }

@@ -51,6 +51,7 @@ pub(crate) fn respond_object(ctx: &Ctx<'_>, code: u16, object: &Arc<Value>) -> R
             code,
             &table::table(ctx.req.resource, std::iter::once(object), None, t),
         ),
+        None if ctx.partial => json_response(ctx.shared, code, &table::partial_metadata(object)),
         None => json_response(ctx.shared, code, object),
     }
 }
@@ -153,7 +154,11 @@ fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     Ok(json_bytes(
         ctx.shared,
         200,
-        serialize_list(resource, &meta, page),
+        if ctx.partial {
+            serialize_partial_list(&meta, page)
+        } else {
+            serialize_list(resource, &meta, page)
+        },
     ))
 }
 
@@ -181,6 +186,18 @@ pub(crate) fn serialize_list(
     }
     buf.extend_from_slice(b"]}");
     buf
+}
+
+/// A `PartialObjectMetadataList`.
+fn serialize_partial_list(meta: &Map<String, Value>, items: &[Arc<Value>]) -> Vec<u8> {
+    let items: Vec<Value> = items.iter().map(|o| table::partial_metadata(o)).collect();
+    serde_json::to_vec(&json!({
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": meta,
+        "items": items,
+    }))
+    .unwrap_or_default()
 }
 
 /// The request body as a JSON object; YAML is accepted too (kubectl

@@ -65,6 +65,31 @@ impl TableRequest {
     }
 }
 
+/// Did the client ask for `PartialObjectMetadata` (kube-rs `get_metadata`,
+/// `list_metadata`, `metadata_watcher`)?
+pub fn wants_partial_metadata(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()) else {
+        return false;
+    };
+    let Some(first) = accept.split(',').next() else {
+        return false;
+    };
+    let params: Vec<&str> = first.split(';').skip(1).map(str::trim).collect();
+    params
+        .iter()
+        .any(|p| *p == "as=PartialObjectMetadata" || *p == "as=PartialObjectMetadataList")
+        && params.contains(&"g=meta.k8s.io")
+}
+
+/// An object as `meta.k8s.io/v1 PartialObjectMetadata`.
+pub fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
+    })
+}
+
 /// Kubernetes' `HumanDuration` (apimachinery `util/duration`).
 pub fn human_duration(seconds: i64) -> String {
     if seconds < -1 {

@@ -80,13 +80,12 @@ fn event_line(event_type: &str, object: &Value) -> Bytes {
     Bytes::from(buf)
 }
 
-fn bookmark_line(resource: &Resource, rv: u64, initial_events_end: bool) -> Bytes {
+fn bookmark_line(kind: &str, api_version: &str, rv: u64, initial_events_end: bool) -> Bytes {
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if initial_events_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    let object =
-        json!({"kind": resource.kind, "apiVersion": resource.api_version(), "metadata": metadata});
+    let object = json!({"kind": kind, "apiVersion": api_version, "metadata": metadata});
     event_line("BOOKMARK", &object)
 }
 
@@ -132,6 +131,7 @@ struct Watcher {
     shared: Arc<Shared>,
     selection: Selection,
     table: Option<TableRequest>,
+    partial: bool,
     /// The resourceVersion up to which every event has been considered.
     last_rv: u64,
     buf: BytesMut,
@@ -139,7 +139,30 @@ struct Watcher {
 }
 
 impl Watcher {
+    /// A BOOKMARK at the resourceVersion reached so far.
+    fn bookmark(&self, initial_events_end: bool) -> Bytes {
+        let resource = self.selection.resource;
+        if self.partial {
+            bookmark_line(
+                "PartialObjectMetadata",
+                "meta.k8s.io/v1",
+                self.last_rv,
+                initial_events_end,
+            )
+        } else {
+            bookmark_line(
+                resource.kind,
+                &resource.api_version(),
+                self.last_rv,
+                initial_events_end,
+            )
+        }
+    }
+
     fn line_for(&self, event_type: &str, object: &Value) -> Bytes {
+        if self.partial {
+            return event_line(event_type, &table::partial_metadata(object));
+        }
         match &self.table {
             Some(t) => {
                 let object = Arc::new(object.clone());
@@ -161,7 +184,7 @@ impl Watcher {
             return;
         }
         let shared_line = |w: &Watcher| {
-            if w.table.is_some() {
+            if w.table.is_some() || w.partial {
                 w.line_for(event.event_type.as_str(), &event.object)
             } else {
                 w.shared.lines.line(event)
@@ -315,6 +338,7 @@ pub(crate) fn serve(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         shared: ctx.shared.clone(),
         selection,
         table: ctx.table,
+        partial: ctx.partial,
         last_rv: start_rv,
         buf: BytesMut::with_capacity(64 * 1024),
         tx,
@@ -355,7 +379,7 @@ async fn run(mut w: Watcher, plan: WatchPlan, mut rx: broadcast::Receiver<Arc<Ev
         }
     }
     if plan.initial_burst && (plan.bookmarks || plan.streaming_list) {
-        let line = bookmark_line(w.selection.resource, w.last_rv, plan.streaming_list);
+        let line = w.bookmark(plan.streaming_list);
         w.buf.extend_from_slice(&line);
     }
     for event in &plan.backlog {
@@ -408,7 +432,7 @@ async fn run(mut w: Watcher, plan: WatchPlan, mut rx: broadcast::Receiver<Arc<Ev
                 if w.buf.len() < CHUNK_TARGET {
                     w.last_rv = w.last_rv.max(revision);
                 }
-                let line = bookmark_line(w.selection.resource, w.last_rv, false);
+                let line = w.bookmark(false);
                 w.buf.extend_from_slice(&line);
                 if !w.flush().await {
                     return;
