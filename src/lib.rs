@@ -5,6 +5,7 @@
 //! The library never prints; `cli` is the only writer to stdout.
 
 pub mod cli;
+pub mod controlplane;
 pub mod exit;
 pub mod inventory;
 pub mod kube;
