@@ -122,7 +122,7 @@ fn first_instant_at_or_after(tz: &TimeZone, local: DateTime) -> Result<Timestamp
             // `earlier` reads the skipped time with the offset in force after
             // the gap, which lands before the transition; the transition that
             // follows it is where the gap ends.
-            let before_gap = ambiguous.clone().earlier()?;
+            let before_gap = ambiguous.earlier()?;
             match tz.following(before_gap).next() {
                 Some(transition) => Ok(transition.timestamp()),
                 None => ambiguous.compatible(),
@@ -261,10 +261,20 @@ mod tests {
     }
     use Want::{Inside, Outside};
 
+    /// (name, days, start, end, time zone, instant, expected)
+    type Case = (
+        &'static str,
+        &'static [Weekday],
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        Want,
+    );
+
     #[test]
     fn position_table() {
-        // (name, days, start, end, zone, at, expected)
-        let cases: &[(&str, &[Weekday], &str, &str, &str, &str, Want)] = &[
+        let cases: &[Case] = &[
             // 2026-12-05 is a Saturday; Berlin is +01:00 in winter.
             (
                 "inside a weekend window",
