@@ -9,7 +9,9 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::handler::{Body, Ctx, json as json_response};
-use super::objects::{DeleteOptions, delete_object, modify_object, parse_object, set_condition};
+use super::objects::{
+    DeleteOptions, check_body_type, delete_object, modify_object, parse_object, set_condition,
+};
 use super::selector::selector_object_matches;
 use super::status::{ApiError, Cause, Details, created_success};
 use crate::resources::{PDBS, PODS};
@@ -223,6 +225,7 @@ fn check_preconditions(pod: &Value, name: &str, opts: &DeleteOptions) -> Result<
 
 pub(crate) fn evict(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let name = ctx.name().to_string();
+    check_body_type(ctx)?;
     let body = if ctx.body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {

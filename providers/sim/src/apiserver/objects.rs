@@ -203,7 +203,24 @@ fn serialize_partial_list(meta: &Map<String, Value>, items: &[Arc<Value>]) -> Ve
 /// The request body as a JSON object; YAML is accepted too (kubectl
 /// sends JSON, hand-written clients sometimes YAML).
 pub(crate) fn body_object(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+    check_body_type(ctx)?;
     parse_object(&ctx.body)
+}
+
+/// Bodies of creates and updates are JSON or YAML. Protobuf is refused
+/// with 415, on which client-go falls back to JSON.
+pub(crate) fn check_body_type(ctx: &Ctx<'_>) -> Result<(), ApiError> {
+    match ctx.content_type().as_str() {
+        "" | "application/json" | "application/yaml" | "*/*" => Ok(()),
+        other => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other:?})"
+            ),
+        )
+        .with_details(super::status::Details::default())),
+    }
 }
 
 pub(crate) fn parse_object(bytes: &[u8]) -> Result<Value, ApiError> {
