@@ -441,3 +441,60 @@ async fn drain_under_a_blocking_budget_retries_then_times_out() {
     assert!(env.store.get(&PODS, "default", "web-2").is_some());
     assert!(env.store.get(&PODS, "default", "cache-1").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_and_delete_namespaces_configmaps_and_secrets() {
+    let env = env().await;
+    let out = kubectl_ok(&env, &["create", "namespace", "team"]).await;
+    assert!(out.contains("namespace/team created"), "{out}");
+    let out = kubectl_ok(
+        &env,
+        &[
+            "-n",
+            "team",
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=mode=fast",
+        ],
+    )
+    .await;
+    assert!(out.contains("configmap/settings created"), "{out}");
+    let out = kubectl_ok(
+        &env,
+        &[
+            "-n",
+            "team",
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=password=s3cret",
+        ],
+    )
+    .await;
+    assert!(out.contains("secret/creds created"), "{out}");
+    let cm = env
+        .store
+        .get(&kubesurge_sim::resources::CONFIGMAPS, "team", "settings")
+        .unwrap();
+    assert_eq!(cm["data"]["mode"], "fast");
+    let secret = env
+        .store
+        .get(&kubesurge_sim::resources::SECRETS, "team", "creds")
+        .unwrap();
+    assert_eq!(secret["data"]["password"], "czNjcmV0");
+    assert_eq!(secret["type"], "Opaque");
+    let out = kubectl_ok(&env, &["-n", "team", "get", "configmaps,secrets"]).await;
+    assert!(
+        out.contains("configmap/settings") && out.contains("secret/creds"),
+        "{out}"
+    );
+    let out = kubectl_ok(&env, &["delete", "namespace", "team"]).await;
+    assert!(out.contains("namespace \"team\" deleted"), "{out}");
+    assert!(
+        env.store
+            .get(&kubesurge_sim::resources::CONFIGMAPS, "team", "settings")
+            .is_none()
+    );
+}

@@ -22,6 +22,7 @@ mod metrics;
 mod objects;
 mod paging;
 mod patch;
+mod protobuf;
 mod route;
 mod selector;
 mod server;

@@ -371,7 +371,10 @@ pub fn selector_object_matches(
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct FieldTerm {
-    field: String,
+    /// JSON pointer to the field, computed once.
+    pointer: String,
+    /// Booleans read as "false" when absent.
+    boolean: bool,
     value: String,
     negate: bool,
 }
@@ -379,7 +382,6 @@ struct FieldTerm {
 /// A parsed `fieldSelector` for one resource type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldSelector {
-    resource: &'static Resource,
     terms: Vec<FieldTerm>,
 }
 
@@ -436,38 +438,16 @@ fn type_fields(resource: &Resource) -> &'static [&'static str] {
     }
 }
 
-fn str_at(object: &Value, pointer: &str) -> String {
-    match object.pointer(pointer) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Bool(b)) => b.to_string(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => String::new(),
-    }
-}
-
-fn bool_at(object: &Value, pointer: &str) -> String {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-        .to_string()
-}
-
-/// The value of a selectable field of `object`.
-fn field_value(object: &Value, field: &str) -> String {
+/// Where a selectable field lives in the object, and whether it is a
+/// boolean (absent reads as "false").
+fn field_pointer(field: &str) -> (String, bool) {
     match field {
-        "spec.hostNetwork" => bool_at(object, "/spec/hostNetwork"),
-        "spec.unschedulable" => bool_at(object, "/spec/unschedulable"),
-        "status.podIPs" => str_at(object, "/status/podIPs/0/ip"),
-        "source" => str_at(object, "/source/component"),
-        "type" => str_at(object, "/type"),
-        "reason" => str_at(object, "/reason"),
-        "reportingComponent" => str_at(object, "/reportingComponent"),
-        "reportingController" => str_at(object, "/reportingController"),
-        other => {
-            let pointer: String = other.split('.').map(|p| format!("/{p}")).collect();
-            str_at(object, &pointer)
+        "spec.hostNetwork" | "spec.unschedulable" => {
+            (format!("/{}", field.replace('.', "/")), true)
         }
+        "status.podIPs" => ("/status/podIPs/0/ip".into(), false),
+        "source" => ("/source/component".into(), false),
+        other => (other.split('.').map(|p| format!("/{p}")).collect(), false),
     }
 }
 
@@ -549,14 +529,16 @@ impl FieldSelector {
                         "{field:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
                     ));
                 }
+                let (pointer, boolean) = field_pointer(field);
                 terms.push(FieldTerm {
-                    field: field.to_string(),
+                    pointer,
+                    boolean,
                     value: unescape(value)?,
                     negate,
                 });
             }
         }
-        Ok(FieldSelector { resource, terms })
+        Ok(FieldSelector { terms })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -565,8 +547,14 @@ impl FieldSelector {
 
     pub fn matches(&self, object: &Value) -> bool {
         self.terms.iter().all(|t| {
-            let v = field_value(object, &t.field);
-            (v == t.value) != t.negate
+            let equal = match object.pointer(&t.pointer) {
+                Some(Value::String(v)) => *v == t.value,
+                Some(Value::Bool(b)) => t.value == if *b { "true" } else { "false" },
+                Some(Value::Number(n)) => n.to_string() == t.value,
+                None | Some(Value::Null) if t.boolean => t.value == "false",
+                _ => t.value.is_empty(),
+            };
+            equal != t.negate
         })
     }
 }
