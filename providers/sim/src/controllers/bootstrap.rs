@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::informer::{Change, Reconciler, str_at};
+use super::informer::{At, Change, Reconciler, Slice, str_at};
 use super::jws;
 use super::objects::uid_of;
 use crate::resources::{CONFIGMAPS, SECRETS};
@@ -42,17 +42,14 @@ pub(crate) fn interest(resource: &'static crate::resources::Resource, object: &V
 
 /// A field of a token Secret: `data` (base64) or, if absent, `stringData`.
 pub fn token_field(secret: &Value, key: &str) -> Option<String> {
-    if let Some(encoded) = secret
-        .pointer(&format!("/data/{key}"))
-        .and_then(Value::as_str)
-    {
+    if let Some(encoded) = secret.at(&format!("/data/{key}")).and_then(Value::as_str) {
         return STANDARD
             .decode(encoded)
             .ok()
             .and_then(|b| String::from_utf8(b).ok());
     }
     secret
-        .pointer(&format!("/stringData/{key}"))
+        .at(&format!("/stringData/{key}"))
         .and_then(Value::as_str)
         .map(str::to_string)
 }
@@ -163,11 +160,7 @@ impl Bootstrap {
         let Some(cm) = &self.cluster_info else {
             return;
         };
-        if cm
-            .pointer("/data/kubeconfig")
-            .and_then(Value::as_str)
-            .is_none()
-        {
+        if cm.at("/data/kubeconfig").and_then(Value::as_str).is_none() {
             return;
         }
         let tokens: BTreeMap<String, String> = self
@@ -218,7 +211,8 @@ impl Reconciler for Bootstrap {
         self.dirty = true;
     }
 
-    fn reconcile(&mut self, now_instant: Instant) -> Option<Instant> {
+    fn reconcile(&mut self, slice: &Slice) -> Option<Instant> {
+        let now_instant = slice.now;
         let due = self.next_expiry.is_some_and(|at| at <= now_instant);
         if !self.dirty && !due {
             return self.next_expiry;

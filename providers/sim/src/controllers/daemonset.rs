@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::informer::{Change, Key, Reconciler, str_at};
+use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, str_at};
 use super::matching::{SCHEDULING_EFFECTS, node_admits, pinned_node, untolerated};
 use super::objects::{
     controller_owner, controller_uid, default_pod_spec, delete_pod, int_at, is_ready, is_terminal,
@@ -58,9 +58,9 @@ fn pod_tolerations(template_spec: &Value) -> Vec<Value> {
 /// Should a pod of this template run on this node?
 pub fn should_run(template_spec: &Value, tolerations: &[Value], node: &Value) -> bool {
     let name = str_at(node, "/metadata/name");
-    let labels = node.pointer("/metadata/labels").and_then(Value::as_object);
+    let labels = node.at("/metadata/labels").and_then(Value::as_object);
     let taints: &[Value] = node
-        .pointer("/spec/taints")
+        .at("/spec/taints")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[]);
@@ -76,17 +76,14 @@ pub(crate) struct DaemonSets {
     /// Pods controlled by a DaemonSet.
     pods: HashMap<Key, Arc<Value>>,
     owned: HashMap<String, HashSet<Key>>,
-    dirty: HashSet<Key>,
+    dirty: WorkQueue<Key>,
     all_dirty: bool,
     orphans: Vec<Arc<Value>>,
 }
 
 /// What decides a DaemonSet's eligibility on a node.
 fn node_shape(node: &Value) -> (Option<&Value>, Option<&Value>) {
-    (
-        node.pointer("/metadata/labels"),
-        node.pointer("/spec/taints"),
-    )
+    (node.at("/metadata/labels"), node.at("/spec/taints"))
 }
 
 impl DaemonSets {
@@ -98,7 +95,7 @@ impl DaemonSets {
             nodes: HashMap::new(),
             pods: HashMap::new(),
             owned: HashMap::new(),
-            dirty: HashSet::new(),
+            dirty: WorkQueue::new(),
             all_dirty: false,
             orphans: Vec::new(),
         }
@@ -124,7 +121,7 @@ impl DaemonSets {
         }
         for uid in touched {
             if let Some(k) = self.by_uid.get(&uid) {
-                self.dirty.insert(k.clone());
+                self.dirty.push(k.clone());
             }
         }
     }
@@ -149,7 +146,7 @@ impl DaemonSets {
             Some(ds) => {
                 self.by_uid.insert(uid_of(ds).to_string(), key.clone());
                 self.sets.insert(key.clone(), ds.clone());
-                self.dirty.insert(key);
+                self.dirty.push(key);
             }
             None => {
                 self.sets.remove(&key);
@@ -166,11 +163,11 @@ impl DaemonSets {
 
     fn new_pod(&self, ds: &Value, node: &str, hash: &str) -> Value {
         let template = ds
-            .pointer("/spec/template")
+            .at("/spec/template")
             .cloned()
             .unwrap_or_else(|| json!({}));
         let mut labels = template
-            .pointer("/metadata/labels")
+            .at("/metadata/labels")
             .cloned()
             .unwrap_or_else(|| json!({}));
         labels[REVISION_LABEL] = json!(hash);
@@ -188,7 +185,7 @@ impl DaemonSets {
             "labels": labels,
             "ownerReferences": [controller_owner("apps/v1", "DaemonSet", ds)],
         });
-        if let Some(a) = template.pointer("/metadata/annotations") {
+        if let Some(a) = template.at("/metadata/annotations") {
             metadata["annotations"] = a.clone();
         }
         json!({"metadata": metadata, "spec": spec, "status": {"phase": "Pending", "qosClass": "BestEffort"}})
@@ -208,11 +205,11 @@ impl DaemonSets {
             return;
         }
         let template_spec = ds
-            .pointer("/spec/template/spec")
+            .at("/spec/template/spec")
             .cloned()
             .unwrap_or_else(|| json!({}));
         let tolerations = pod_tolerations(&template_spec);
-        let hash = template_hash(ds.pointer("/spec/template").unwrap_or(&Value::Null));
+        let hash = template_hash(ds.at("/spec/template").unwrap_or(&Value::Null));
         // Pods by the node they run on or are pinned to.
         let mut by_node: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
         for k in self.owned.get(uid_of(&ds)).into_iter().flatten() {
@@ -296,7 +293,7 @@ impl DaemonSets {
         if str_at(ds, "/spec/updateStrategy/type") == "OnDelete" || outdated_ready.is_empty() {
             return;
         }
-        let max = match ds.pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable") {
+        let max = match ds.at("/spec/updateStrategy/rollingUpdate/maxUnavailable") {
             Some(Value::Number(n)) => n.as_u64().unwrap_or(1) as usize,
             Some(Value::String(s)) => s
                 .strip_suffix('%')
@@ -322,6 +319,9 @@ impl DaemonSets {
             "updatedNumberScheduled": c.updated,
             "observedGeneration": int_at(ds, "/metadata/generation", 1),
         });
+        if ds.get("status") == Some(&status) {
+            return;
+        }
         let result = self.store.modify(&DAEMONSETS, &key.0, &key.1, |o| {
             if uid_of(o) == uid_of(ds) {
                 o["status"] = status.clone();
@@ -356,17 +356,24 @@ impl Reconciler for DaemonSets {
         }
     }
 
-    fn reconcile(&mut self, _now: Instant) -> Option<Instant> {
+    fn reconcile(&mut self, slice: &Slice) -> Option<Instant> {
         for pod in std::mem::take(&mut self.orphans) {
             self.delete(&pod);
         }
         if std::mem::take(&mut self.all_dirty) {
-            self.dirty.extend(self.sets.keys().cloned());
+            let keys: Vec<Key> = self.sets.keys().cloned().collect();
+            for key in keys {
+                self.dirty.push(key);
+            }
         }
-        let dirty: Vec<Key> = self.dirty.drain().collect();
-        for key in dirty {
+        let mut wake = None;
+        while let Some(key) = self.dirty.pop() {
             self.sync(&key);
+            if slice.spent() {
+                wake = (!self.dirty.is_empty()).then_some(slice.now);
+                break;
+            }
         }
-        None
+        wake
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::informer::{Change, Key, Reconciler, str_at};
+use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, str_at};
 use super::objects::{
     controller_owner, controller_uid, int_at, is_terminating, template_hash, uid_of,
 };
@@ -27,7 +27,7 @@ pub(crate) struct Deployments {
     /// ReplicaSets controlled by a Deployment.
     sets: HashMap<Key, Arc<Value>>,
     owned: HashMap<String, HashSet<Key>>,
-    dirty: HashSet<Key>,
+    dirty: WorkQueue<Key>,
     orphans: Vec<Arc<Value>>,
 }
 
@@ -37,7 +37,7 @@ fn max_unavailable(deployment: &Value, replicas: i64) -> i64 {
     if str_at(deployment, "/spec/strategy/type") == "Recreate" || replicas == 0 {
         return 0;
     }
-    match deployment.pointer("/spec/strategy/rollingUpdate/maxUnavailable") {
+    match deployment.at("/spec/strategy/rollingUpdate/maxUnavailable") {
         Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
         Some(Value::String(s)) => s
             .strip_suffix('%')
@@ -56,7 +56,7 @@ impl Deployments {
             by_uid: HashMap::new(),
             sets: HashMap::new(),
             owned: HashMap::new(),
-            dirty: HashSet::new(),
+            dirty: WorkQueue::new(),
             orphans: Vec::new(),
         }
     }
@@ -70,7 +70,7 @@ impl Deployments {
                 s.remove(&key);
             }
             if let Some(d) = self.by_uid.get(&uid) {
-                self.dirty.insert(d.clone());
+                self.dirty.push(d.clone());
             }
         }
         if let Some(rs) = change.current()
@@ -79,7 +79,7 @@ impl Deployments {
             self.sets.insert(key.clone(), rs.clone());
             self.owned.entry(uid.clone()).or_default().insert(key);
             if let Some(d) = self.by_uid.get(&uid) {
-                self.dirty.insert(d.clone());
+                self.dirty.push(d.clone());
             }
         }
     }
@@ -90,7 +90,7 @@ impl Deployments {
             Some(d) => {
                 self.by_uid.insert(uid_of(d).to_string(), key.clone());
                 self.deployments.insert(key.clone(), d.clone());
-                self.dirty.insert(key);
+                self.dirty.push(key);
             }
             None => {
                 self.deployments.remove(&key);
@@ -106,15 +106,9 @@ impl Deployments {
     }
 
     fn new_replica_set(&self, d: &Value, hash: &str, revision: i64) -> Value {
-        let mut template = d
-            .pointer("/spec/template")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
+        let mut template = d.at("/spec/template").cloned().unwrap_or_else(|| json!({}));
         template["metadata"]["labels"][HASH_LABEL] = json!(hash);
-        let mut selector = d
-            .pointer("/spec/selector")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
+        let mut selector = d.at("/spec/selector").cloned().unwrap_or_else(|| json!({}));
         selector["matchLabels"][HASH_LABEL] = json!(hash);
         let labels = template["metadata"]["labels"].clone();
         json!({
@@ -164,10 +158,7 @@ impl Deployments {
             return;
         }
         let uid = uid_of(&d).to_string();
-        let template = d
-            .pointer("/spec/template")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
+        let template = d.at("/spec/template").cloned().unwrap_or_else(|| json!({}));
         let hash = template_hash(&template);
         let replicas = int_at(&d, "/spec/replicas", 1).max(0);
         let owned: Vec<Arc<Value>> = self
@@ -184,12 +175,10 @@ impl Deployments {
         let max_revision = owned
             .iter()
             .filter_map(|rs| {
-                str_at(
-                    rs,
-                    &format!("/metadata/annotations/{}", REVISION.replace('/', "~1")),
-                )
-                .parse::<i64>()
-                .ok()
+                rs.at("/metadata/annotations")
+                    .and_then(|a| a.get(REVISION))
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.parse::<i64>().ok())
             })
             .max()
             .unwrap_or(0);
@@ -249,61 +238,75 @@ impl Deployments {
         let rs_name = current
             .map_or("", |rs| str_at(rs, "/metadata/name"))
             .to_string();
-        let generation = int_at(d, "/metadata/generation", 1);
+        let old = d.get("status").cloned().unwrap_or_else(|| json!({}));
         let now = json!(rfc3339(jiff::Timestamp::now()));
-        let result = self.store.modify(&DEPLOYMENTS, &key.0, &key.1, |o| {
-            if uid_of(o) != uid_of(d) {
-                return Ok(());
-            }
-            let old = o.get("status").cloned().unwrap_or_else(|| json!({}));
-            let condition = |kind: &str, status: &str, reason: &str, message: String| {
-                let previous = old
-                    .get("conditions")
-                    .and_then(Value::as_array)
-                    .and_then(|cs| cs.iter().find(|c| c["type"] == kind));
-                let same = previous.is_some_and(|c| c["status"] == status && c["reason"] == reason);
-                let keep = |f: &str| match previous {
-                    Some(c) if same => c[f].clone(),
-                    _ => now.clone(),
-                };
-                json!({
-                    "type": kind, "status": status, "reason": reason, "message": message,
-                    "lastUpdateTime": keep("lastUpdateTime"), "lastTransitionTime": keep("lastTransitionTime"),
-                })
+        let condition = |kind: &str, status: &str, reason: &str, message: String| {
+            let previous = old
+                .get("conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == kind));
+            let same = previous.is_some_and(|c| c["status"] == status && c["reason"] == reason);
+            let keep = |f: &str| match previous {
+                Some(c) if same => c[f].clone(),
+                _ => now.clone(),
             };
-            let available_condition = if minimum {
-                condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into())
-            } else {
-                condition(
-                    "Available",
-                    "False",
-                    "MinimumReplicasUnavailable",
-                    "Deployment does not have minimum availability.".into(),
-                )
-            };
-            let progressing = if complete {
-                condition(
-                    "Progressing",
-                    "True",
-                    "NewReplicaSetAvailable",
-                    format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
-                )
-            } else {
-                condition("Progressing", "True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs_name}\" is progressing."))
-            };
-            let mut status = json!({
-                "observedGeneration": generation,
-                "replicas": total,
-                "updatedReplicas": updated,
-                "readyReplicas": ready,
-                "availableReplicas": available,
-                "unavailableReplicas": unavailable,
-                "conditions": [available_condition, progressing],
+            json!({
+                "type": kind, "status": status, "reason": reason, "message": message,
+                "lastUpdateTime": keep("lastUpdateTime"), "lastTransitionTime": keep("lastTransitionTime"),
+            })
+        };
+        let available_condition = if minimum {
+            condition(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.".into(),
+            )
+        } else {
+            condition(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.".into(),
+            )
+        };
+        let progressing = if complete {
+            condition(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+            )
+        } else {
+            condition(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                format!("ReplicaSet \"{rs_name}\" is progressing."),
+            )
+        };
+        let mut status = json!({
+            "observedGeneration": int_at(d, "/metadata/generation", 1),
+            "replicas": total,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": available,
+            "unavailableReplicas": unavailable,
+            "conditions": [available_condition, progressing],
+        });
+        if let Some(m) = status.as_object_mut() {
+            // The API omits zero counts.
+            m.retain(|k, v| {
+                k == "observedGeneration" || k == "conditions" || v.as_i64() != Some(0)
             });
-            if let Some(m) = status.as_object_mut() {
-                m.retain(|k, v| k == "observedGeneration" || k == "conditions" || v.as_i64() != Some(0));
+        }
+        if status == old {
+            return;
+        }
+        let result = self.store.modify(&DEPLOYMENTS, &key.0, &key.1, |o| {
+            if uid_of(o) == uid_of(d) {
+                o["status"] = status;
             }
-            o["status"] = status;
             Ok(())
         });
         if let Err(e) = result
@@ -323,7 +326,7 @@ impl Reconciler for Deployments {
         }
     }
 
-    fn reconcile(&mut self, _now: Instant) -> Option<Instant> {
+    fn reconcile(&mut self, slice: &Slice) -> Option<Instant> {
         for rs in std::mem::take(&mut self.orphans) {
             let pre = Preconditions {
                 uid: Some(uid_of(&rs).to_string()),
@@ -336,10 +339,14 @@ impl Reconciler for Deployments {
             // Gone already or replaced: nothing to collect.
             let _ = self.store.delete(&REPLICASETS, ns, name, &pre);
         }
-        let dirty: Vec<Key> = self.dirty.drain().collect();
-        for key in dirty {
+        let mut wake = None;
+        while let Some(key) = self.dirty.pop() {
             self.sync(&key);
+            if slice.spent() {
+                wake = (!self.dirty.is_empty()).then_some(slice.now);
+                break;
+            }
         }
-        None
+        wake
     }
 }

@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::informer::{Change, Key, Reconciler, str_at};
+use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, earliest, str_at};
 use super::matching::selector_matches;
 use super::objects::{controller_ref, int_at, is_ready, is_terminating, labels_of};
 use crate::Timing;
@@ -205,12 +205,12 @@ pub(crate) struct Disruption {
     members: HashMap<Key, HashSet<String>>,
     sets: HashMap<Key, Arc<Value>>,
     deployments: HashMap<Key, Arc<Value>>,
-    dirty: HashSet<Key>,
+    dirty: WorkQueue<Key>,
     rechecks: BTreeMap<Instant, HashSet<Key>>,
 }
 
 fn selects(pdb: &Value, pod: &Value) -> bool {
-    match pdb.pointer("/spec/selector") {
+    match pdb.at("/spec/selector") {
         None | Some(Value::Null) => false,
         Some(selector) => selector_matches(selector, labels_of(pod)),
     }
@@ -228,7 +228,7 @@ impl Disruption {
             members: HashMap::new(),
             sets: HashMap::new(),
             deployments: HashMap::new(),
-            dirty: HashSet::new(),
+            dirty: WorkQueue::new(),
             rechecks: BTreeMap::new(),
         }
     }
@@ -263,7 +263,7 @@ impl Disruption {
                 members.remove(&name)
             };
             if was || now {
-                self.dirty.insert(pdb_key);
+                self.dirty.push(pdb_key);
             }
         }
     }
@@ -273,9 +273,10 @@ impl Disruption {
         let (ns, name) = key.clone();
         match change.current() {
             Some(pdb) => {
-                let selector_changed = self.pdbs.get(&key).is_none_or(|old| {
-                    old.pointer("/spec/selector") != pdb.pointer("/spec/selector")
-                });
+                let selector_changed = self
+                    .pdbs
+                    .get(&key)
+                    .is_none_or(|old| old.at("/spec/selector") != pdb.at("/spec/selector"));
                 self.pdbs.insert(key.clone(), pdb.clone());
                 self.pdbs_in.entry(ns.clone()).or_default().insert(name);
                 if selector_changed {
@@ -293,7 +294,7 @@ impl Disruption {
                         .collect();
                     self.members.insert(key.clone(), members);
                 }
-                self.dirty.insert(key);
+                self.dirty.push(key);
             }
             None => {
                 self.pdbs.remove(&key);
@@ -314,17 +315,15 @@ impl Disruption {
         } else {
             &mut self.deployments
         };
-        let before = map.get(&key).map(|o| o.pointer("/spec/replicas").cloned());
+        let before = map.get(&key).map(|o| o.at("/spec/replicas").cloned());
         match change.current() {
             Some(o) => map.insert(key.clone(), o.clone()),
             None => map.remove(&key),
         };
-        let after = change
-            .current()
-            .map(|o| o.pointer("/spec/replicas").cloned());
+        let after = change.current().map(|o| o.at("/spec/replicas").cloned());
         if before != after {
             for name in self.pdbs_in.get(&key.0).into_iter().flatten() {
-                self.dirty.insert((key.0.clone(), name.clone()));
+                self.dirty.push((key.0.clone(), name.clone()));
             }
         }
     }
@@ -426,18 +425,24 @@ impl Reconciler for Disruption {
         }
     }
 
-    fn reconcile(&mut self, now: Instant) -> Option<Instant> {
+    fn reconcile(&mut self, slice: &Slice) -> Option<Instant> {
         while let Some(entry) = self.rechecks.first_entry() {
-            if *entry.key() > now {
+            if *entry.key() > slice.now {
                 break;
             }
-            self.dirty.extend(entry.remove());
+            for key in entry.remove() {
+                self.dirty.push(key);
+            }
         }
-        let dirty: Vec<Key> = self.dirty.drain().collect();
-        for key in dirty {
-            self.sync(&key, now);
+        let mut wake = None;
+        while let Some(key) = self.dirty.pop() {
+            self.sync(&key, slice.now);
+            if slice.spent() {
+                wake = (!self.dirty.is_empty()).then_some(slice.now);
+                break;
+            }
         }
-        self.rechecks.keys().next().copied()
+        earliest(wake, self.rechecks.keys().next().copied())
     }
 }
 

@@ -156,13 +156,72 @@ impl Feed {
 /// reconciles what they made dirty.
 pub(crate) trait Reconciler: Send + 'static {
     fn apply(&mut self, change: Change);
-    /// Act on everything dirty; return when to be woken up without a
-    /// change (a timer), if ever.
-    fn reconcile(&mut self, now: Instant) -> Option<Instant>;
+    /// Act on what is dirty until `slice` is spent; return when to be
+    /// woken up without a change: at once if work is left, later for a
+    /// timer, never (`None`) if idle.
+    fn reconcile(&mut self, slice: &Slice) -> Option<Instant>;
+}
+
+/// How long one reconcile pass may hold a runtime thread before it yields:
+/// every controller and all kubelets share the runtime's threads, and a
+/// pass that creates thousands of pods at once would otherwise delay
+/// heartbeats long enough for nodes to look dead.
+pub(crate) const SLICE: Duration = Duration::from_millis(5);
+
+/// The time one reconcile pass may take.
+pub(crate) struct Slice {
+    pub now: Instant,
+    until: Instant,
+}
+
+impl Slice {
+    pub fn new(now: Instant) -> Slice {
+        Slice {
+            now,
+            until: now + SLICE,
+        }
+    }
+
+    pub fn spent(&self) -> bool {
+        Instant::now() >= self.until
+    }
+}
+
+/// Keys to work on, each at most once, first come first served.
+pub(crate) struct WorkQueue<K> {
+    order: std::collections::VecDeque<K>,
+    queued: std::collections::HashSet<K>,
+}
+
+impl<K: Clone + Eq + std::hash::Hash> WorkQueue<K> {
+    pub fn new() -> Self {
+        WorkQueue {
+            order: std::collections::VecDeque::new(),
+            queued: std::collections::HashSet::new(),
+        }
+    }
+
+    pub fn push(&mut self, key: K) {
+        if self.queued.insert(key.clone()) {
+            self.order.push_back(key);
+        }
+    }
+
+    pub fn pop(&mut self) -> Option<K> {
+        let key = self.order.pop_front()?;
+        self.queued.remove(&key);
+        Some(key)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
 }
 
 /// Run `reconciler` until `cancel` fires: apply the initial list, then
-/// repeatedly drain every queued change and reconcile once per batch.
+/// repeatedly drain every queued change (all of them, so the cache always
+/// includes the controller's own writes) and reconcile once per batch,
+/// yielding the thread between passes.
 pub(crate) async fn run<R: Reconciler>(
     mut reconciler: R,
     mut feed: Feed,
@@ -176,7 +235,8 @@ pub(crate) async fn run<R: Reconciler>(
         while let Some(change) = feed.try_recv() {
             reconciler.apply(change);
         }
-        let wake = reconciler.reconcile(Instant::now());
+        let wake = reconciler.reconcile(&Slice::new(Instant::now()));
+        tokio::task::yield_now().await;
         tokio::select! {
             biased;
             _ = cancel.cancelled() => return,
@@ -197,12 +257,45 @@ pub(crate) async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// JSON pointer lookup without allocating: `Value::pointer` builds two
+/// strings per segment to unescape `~0`/`~1`, which matters at thousands of
+/// events per second. Pointers with escapes fall back to it.
+pub(crate) trait At {
+    fn at(&self, pointer: &str) -> Option<&Value>;
+}
+
+impl At for Value {
+    fn at(&self, pointer: &str) -> Option<&Value> {
+        if pointer.contains('~') {
+            return self.pointer(pointer);
+        }
+        if pointer.is_empty() {
+            return Some(self);
+        }
+        let mut current = self;
+        for segment in pointer.strip_prefix('/')?.split('/') {
+            current = match current {
+                Value::Object(m) => m.get(segment)?,
+                Value::Array(a) => a.get(segment.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(current)
+    }
+}
+
+/// The earlier of two optional deadlines.
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// The string at a JSON pointer, or `""`.
 pub(crate) fn str_at<'a>(object: &'a Value, pointer: &str) -> &'a str {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or("")
+    object.at(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 /// `d` scaled by `num / den`, saturating.
@@ -212,4 +305,29 @@ pub(crate) fn scale(d: Duration, num: u64, den: u64) -> Duration {
     }
     let nanos = d.as_nanos().saturating_mul(u128::from(num)) / u128::from(den);
     Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn at_agrees_with_json_pointer() {
+        let v = json!({"a": {"b": [{"c": 1}, {"d/e": 2, "f~g": 3}]}, "": 4});
+        for p in [
+            "",
+            "/a",
+            "/a/b/0/c",
+            "/a/b/1/d~1e",
+            "/a/b/1/f~0g",
+            "/a/b/2",
+            "/a/x",
+            "/a/b/x",
+            "/",
+            "a",
+        ] {
+            assert_eq!(v.at(p), v.pointer(p), "pointer {p:?}");
+        }
+    }
 }

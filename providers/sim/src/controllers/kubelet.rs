@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::informer::{Change, Feed, Key, scale, sleep_until, str_at};
+use super::informer::{At, Change, Feed, Key, Slice, earliest, scale, sleep_until, str_at};
 use super::objects::{
     DEFAULT_GRACE_SECONDS, default_pod_spec, is_ready, is_terminal, is_terminating, node_name_of,
     set_condition, template_hash, uid_of,
@@ -142,6 +142,7 @@ impl KubeletFleet {
             shared: shared.clone(),
             pods: HashMap::new(),
             pods_on: HashMap::new(),
+            beats: BTreeMap::new(),
             timers: BTreeMap::new(),
             seq: 0,
             pending: HashMap::new(),
@@ -372,7 +373,7 @@ fn node_status(
         "hugepages-2Mi": "0",
     });
     let mut holder = json!({"status": {"conditions": previous
-        .and_then(|p| p.pointer("/status/conditions"))
+        .and_then(|p| p.at("/status/conditions"))
         .cloned()
         .unwrap_or_else(|| json!([]))}});
     let beat = json!(rfc3339(Timestamp::now()));
@@ -458,7 +459,7 @@ fn register(store: &Store, spec: &NodeSpec, id: &Identity) {
                 if let (Some(labels), Some(defaults)) = (
                     n.pointer_mut("/metadata/labels")
                         .and_then(Value::as_object_mut),
-                    fresh.pointer("/metadata/labels").and_then(Value::as_object),
+                    fresh.at("/metadata/labels").and_then(Value::as_object),
                 ) {
                     for (k, v) in defaults {
                         labels.insert(k.clone(), v.clone());
@@ -539,8 +540,12 @@ fn ensure_static_pods(shared: &Shared, node: &str, replace: bool) {
         let ns = str_at(&mirror, "/metadata/namespace").to_string();
         let mirror_name = format!("{name}-{node}");
         if let Some(existing) = shared.store.get(&PODS, &ns, &mirror_name) {
-            let same = existing.pointer("/metadata/annotations/kubernetes.io~1config.hash")
-                == mirror.pointer("/metadata/annotations/kubernetes.io~1config.hash");
+            let hash = |p: &Value| {
+                p.at("/metadata/annotations")
+                    .and_then(|a| a.get("kubernetes.io/config.hash"))
+                    .cloned()
+            };
+            let same = hash(&existing) == hash(&mirror);
             if same || !replace {
                 continue;
             }
@@ -566,7 +571,7 @@ pub fn mirror_pod(manifest: &Value, node: &str, node_uid: &str, host_ip: &str) -
     };
     let hash = template_hash(manifest);
     let mut annotations = manifest
-        .pointer("/metadata/annotations")
+        .at("/metadata/annotations")
         .cloned()
         .unwrap_or_else(|| json!({}));
     annotations["kubernetes.io/config.hash"] = json!(hash);
@@ -580,7 +585,7 @@ pub fn mirror_pod(manifest: &Value, node: &str, node_uid: &str, host_ip: &str) -
         "metadata": {
             "name": format!("{name}-{node}"),
             "namespace": ns,
-            "labels": manifest.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({})),
+            "labels": manifest.at("/metadata/labels").cloned().unwrap_or_else(|| json!({})),
             "annotations": annotations,
             "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid, "controller": true}],
         },
@@ -604,12 +609,12 @@ fn mark_running(pod: &mut Value, host_ip: &str, pod_ip: &str) {
         existing => existing.to_string(),
     };
     let containers: Vec<Value> = pod
-        .pointer("/spec/containers")
+        .at("/spec/containers")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
     let previous: Vec<Value> = pod
-        .pointer("/status/containerStatuses")
+        .at("/status/containerStatuses")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -623,7 +628,7 @@ fn mark_running(pod: &mut Value, host_ip: &str, pod_ip: &str) {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| format!("containerd://{}{}", new_uid().replace('-', ""), new_uid().replace('-', "")));
             let since = old
-                .and_then(|s| s.pointer("/state/running/startedAt").cloned())
+                .and_then(|s| s.at("/state/running/startedAt").cloned())
                 .unwrap_or_else(|| json!(now));
             json!({
                 "name": name,
@@ -664,10 +669,10 @@ fn mark_running(pod: &mut Value, host_ip: &str, pod_ip: &str) {
 /// plus the [`IGNORE_TERMINATION`] delay. `None`: it never finishes.
 pub fn termination_delay(pod: &Value, timing: &Timing) -> Option<Duration> {
     let grace = pod
-        .pointer("/metadata/deletionGracePeriodSeconds")
+        .at("/metadata/deletionGracePeriodSeconds")
         .and_then(Value::as_i64)
         .or_else(|| {
-            pod.pointer("/spec/terminationGracePeriodSeconds")
+            pod.at("/spec/terminationGracePeriodSeconds")
                 .and_then(Value::as_i64)
         })
         .unwrap_or(DEFAULT_GRACE_SECONDS)
@@ -678,10 +683,8 @@ pub fn termination_delay(pod: &Value, timing: &Timing) -> Option<Duration> {
         DEFAULT_GRACE_SECONDS.unsigned_abs(),
     );
     let linger = match pod
-        .pointer(&format!(
-            "/metadata/annotations/{}",
-            IGNORE_TERMINATION.replace('/', "~1")
-        ))
+        .at("/metadata/annotations")
+        .and_then(|a| a.get(IGNORE_TERMINATION))
         .and_then(Value::as_str)
     {
         None => Duration::ZERO,
@@ -746,6 +749,10 @@ struct FleetTask {
     /// Bound pods.
     pods: HashMap<Key, Arc<Value>>,
     pods_on: HashMap<String, HashSet<Key>>,
+    /// Heartbeats, kept apart so that a backlog of pod work never delays
+    /// them.
+    beats: BTreeMap<(Instant, u64), Action>,
+    /// Pod starts and finishes.
     timers: BTreeMap<(Instant, u64), Action>,
     seq: u64,
     /// The work scheduled per pod, with the timer's sequence number.
@@ -772,8 +779,8 @@ impl FleetTask {
             while let Ok(command) = commands.try_recv() {
                 self.command(command);
             }
-            self.fire(Instant::now());
-            let wake = self.timers.keys().next().map(|(at, _)| *at);
+            let wake = self.fire(&Slice::new(Instant::now()));
+            tokio::task::yield_now().await;
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return,
@@ -792,7 +799,10 @@ impl FleetTask {
 
     fn schedule(&mut self, at: Instant, action: Action) -> u64 {
         self.seq += 1;
-        self.timers.insert((at, self.seq), action);
+        match action {
+            Action::Heartbeat { .. } => self.beats.insert((at, self.seq), action),
+            _ => self.timers.insert((at, self.seq), action),
+        };
         self.seq
     }
 
@@ -905,14 +915,30 @@ impl FleetTask {
         self.pending.insert(key.clone(), (PodWork::Start, seq));
     }
 
-    fn fire(&mut self, now: Instant) {
+    /// Run what is due: every heartbeat, then pod work until the slice is
+    /// spent. Returns when to run again.
+    fn fire(&mut self, slice: &Slice) -> Option<Instant> {
+        let now = slice.now;
+        while let Some(entry) = self.beats.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ((_, seq), action) = entry.remove_entry();
+            if let Action::Heartbeat { node, epoch, beat } = action {
+                self.heartbeat(&node, epoch, beat, seq);
+            }
+        }
+        let next_beat = self.beats.keys().next().map(|(at, _)| *at);
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
-                return;
+                break;
+            }
+            if slice.spent() {
+                return Some(now);
             }
             let ((_, seq), action) = entry.remove_entry();
             match action {
-                Action::Heartbeat { node, epoch, beat } => self.heartbeat(&node, epoch, beat, seq),
+                Action::Heartbeat { .. } => {}
                 Action::Start { key, uid, epoch } => {
                     if self.take_pending(&key, PodWork::Start, seq) {
                         self.start_pod(&key, &uid, epoch);
@@ -925,6 +951,7 @@ impl FleetTask {
                 }
             }
         }
+        earliest(next_beat, self.timers.keys().next().map(|(at, _)| *at))
     }
 
     fn take_pending(&mut self, key: &Key, work: PodWork, seq: u64) -> bool {
@@ -964,7 +991,7 @@ impl FleetTask {
         if self.shared.running_epoch(&node) != Some(epoch) {
             return;
         }
-        let host_network = pod.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true);
+        let host_network = pod.at("/spec/hostNetwork").and_then(Value::as_bool) == Some(true);
         let Some((host_ip, pod_ip)) = self.pod_ips(&node, host_network) else {
             return;
         };
@@ -1001,43 +1028,51 @@ impl FleetTask {
         if self.heartbeats.get(node) != Some(&seq) {
             return;
         }
-        let (spec, identity) = {
+        let store = self.shared.store.clone();
+        let current = store.get(&NODES, "", node);
+        let report_due = beat > 0 && beat.is_multiple_of(STATUS_REPORT_HEARTBEATS);
+        // What the heartbeat must write besides the lease: the whole Node
+        // when it is gone, its status when due or out of date.
+        let (write, has_static_pods) = {
             let kubelets = self.shared.lock();
-            match kubelets.get(node).filter(|k| k.running && k.epoch == epoch) {
-                Some(k) => (k.spec.clone(), k.identity.clone()),
-                None => {
-                    drop(kubelets);
-                    self.heartbeats.remove(node);
-                    return;
-                }
-            }
+            let Some(k) = kubelets.get(node).filter(|k| k.running && k.epoch == epoch) else {
+                drop(kubelets);
+                self.heartbeats.remove(node);
+                return;
+            };
+            let stale = current.as_ref().is_none_or(|n| {
+                report_due
+                    || !is_ready(n)
+                    || str_at(n, "/status/nodeInfo/kubeletVersion") != k.spec.kubelet_version
+            });
+            let write = stale.then(|| (k.spec.clone(), k.identity.clone()));
+            (write, !k.static_pods.is_empty())
         };
-        let store = &self.shared.store;
-        match store.get(&NODES, "", node) {
+        match (current, write) {
             // A running kubelet whose Node was deleted registers it again.
-            None => register(store, &spec, &identity),
-            Some(current) => {
-                renew_lease(store, node, uid_of(&current));
-                let report_due = beat > 0 && beat % STATUS_REPORT_HEARTBEATS == 0;
-                let stale = !is_ready(&current)
-                    || str_at(&current, "/status/nodeInfo/kubeletVersion") != spec.kubelet_version;
-                if report_due || stale {
+            (None, Some((spec, identity))) => register(&store, &spec, &identity),
+            (Some(current), write) => {
+                renew_lease(&store, node, uid_of(&current));
+                if let Some((spec, id)) = write {
                     let _ = store.modify(&NODES, "", node, |n| {
                         let previous = n.clone();
                         n["status"] = node_status(
                             &spec,
-                            &identity.machine_id,
-                            &identity.system_uuid,
-                            &identity.boot_id,
-                            identity.index,
+                            &id.machine_id,
+                            &id.system_uuid,
+                            &id.boot_id,
+                            id.index,
                             Some(&previous),
                         );
                         Ok(())
                     });
                 }
             }
+            (None, None) => {}
         }
-        ensure_static_pods(&self.shared, node, false);
+        if has_static_pods {
+            ensure_static_pods(&self.shared, node, false);
+        }
         let next = self.schedule(
             Instant::now() + self.shared.timing.heartbeat,
             Action::Heartbeat {

@@ -1,6 +1,7 @@
 //! Pure matching rules shared by the controllers: label selectors, node
 //! selectors and required node affinity, taints and tolerations.
 
+use super::informer::At;
 use serde_json::{Map, Value};
 
 /// Does a `LabelSelector` (`matchLabels` + `matchExpressions`) select
@@ -71,7 +72,7 @@ pub fn node_admits(
         }
     }
     let Some(terms) = pod_spec
-        .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        .at("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
         .and_then(Value::as_array)
     else {
         return true;
@@ -102,7 +103,7 @@ pub fn node_admits(
 /// (how DaemonSet pods target their node), when that is its only term.
 pub fn pinned_node(pod_spec: &Value) -> Option<&str> {
     let terms = pod_spec
-        .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        .at("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
         .and_then(Value::as_array)?;
     let [term] = terms.as_slice() else {
         return None;

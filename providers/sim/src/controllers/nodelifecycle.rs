@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::informer::{Change, Key, Reconciler, str_at};
+use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, str_at};
 use super::objects::{condition_status, node_name_of, uid_of};
 use crate::Timing;
 use crate::resources::{EVENTS, LEASES, NODES, PODS};
@@ -47,12 +47,12 @@ pub(crate) fn interest(resource: &'static crate::resources::Resource, object: &V
 /// exactly while cordoned. `None` when nothing changes.
 pub fn desired_taints(node: &Value, now: Timestamp) -> Option<Vec<Value>> {
     let current: Vec<Value> = node
-        .pointer("/spec/taints")
+        .at("/spec/taints")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
     let unreachable = condition_status(node, "Ready") == Some("Unknown");
-    let cordoned = node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true);
+    let cordoned = node.at("/spec/unschedulable").and_then(Value::as_bool) == Some(true);
     let has = |key: &str, effect: &str| {
         current
             .iter()
@@ -123,7 +123,7 @@ pub(crate) struct NodeLifecycle {
     early_renewals: HashMap<String, Instant>,
     pods_on: HashMap<String, HashSet<Key>>,
     pod_node: HashMap<Key, String>,
-    dirty: HashSet<String>,
+    dirty: WorkQueue<String>,
     next_check: Option<Instant>,
 }
 
@@ -139,7 +139,7 @@ impl NodeLifecycle {
             early_renewals: HashMap::new(),
             pods_on: HashMap::new(),
             pod_node: HashMap::new(),
-            dirty: HashSet::new(),
+            dirty: WorkQueue::new(),
             next_check: None,
         }
     }
@@ -161,7 +161,6 @@ impl NodeLifecycle {
                 self.nodes.remove(&name);
                 self.health.remove(&name);
                 self.early_renewals.remove(&name);
-                self.dirty.remove(&name);
             }
             Some(node) => {
                 let uid = uid_of(node).to_string();
@@ -185,7 +184,7 @@ impl NodeLifecycle {
                     }
                 }
                 self.nodes.insert(name.clone(), node.clone());
-                self.dirty.insert(name);
+                self.dirty.push(name);
             }
         }
     }
@@ -197,7 +196,7 @@ impl NodeLifecycle {
         let renewed = change
             .previous
             .as_ref()
-            .is_none_or(|p| p.pointer("/spec/renewTime") != lease.pointer("/spec/renewTime"));
+            .is_none_or(|p| p.at("/spec/renewTime") != lease.at("/spec/renewTime"));
         if renewed {
             self.seen(&change.name.clone(), Instant::now());
         }
@@ -311,7 +310,7 @@ impl NodeLifecycle {
 
 /// The Ready condition's `lastHeartbeatTime`.
 fn ready_heartbeat(node: &Value) -> Option<&str> {
-    node.pointer("/status/conditions")
+    node.at("/status/conditions")
         .and_then(Value::as_array)?
         .iter()
         .find(|c| c["type"] == "Ready")
@@ -329,10 +328,13 @@ impl Reconciler for NodeLifecycle {
         }
     }
 
-    fn reconcile(&mut self, now: Instant) -> Option<Instant> {
-        let dirty: Vec<String> = self.dirty.drain().collect();
-        for name in dirty {
+    fn reconcile(&mut self, slice: &Slice) -> Option<Instant> {
+        let now = slice.now;
+        while let Some(name) = self.dirty.pop() {
             self.sync_taints(&name);
+            if slice.spent() {
+                return Some(now);
+            }
         }
         if self.next_check.is_none_or(|at| at <= now) {
             let silent: Vec<String> = self

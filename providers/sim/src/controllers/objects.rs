@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::informer::{Key, str_at};
+use super::informer::{At, Key, str_at};
 use crate::resources::PODS;
 use crate::store::{Preconditions, Store, StoreError, rfc3339};
 
@@ -24,9 +24,7 @@ pub fn uid_of(object: &Value) -> &str {
 }
 
 pub fn labels_of(object: &Value) -> Option<&Map<String, Value>> {
-    object
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
+    object.at("/metadata/labels").and_then(Value::as_object)
 }
 
 pub fn node_name_of(pod: &Value) -> &str {
@@ -36,7 +34,7 @@ pub fn node_name_of(pod: &Value) -> &str {
 /// A `deletionTimestamp` is set.
 pub fn is_terminating(object: &Value) -> bool {
     object
-        .pointer("/metadata/deletionTimestamp")
+        .at("/metadata/deletionTimestamp")
         .is_some_and(|v| !v.is_null())
 }
 
@@ -48,7 +46,7 @@ pub fn is_terminal(pod: &Value) -> bool {
 /// The status of the condition of `type` in `status.conditions`.
 pub fn condition_status<'a>(object: &'a Value, kind: &str) -> Option<&'a str> {
     object
-        .pointer("/status/conditions")
+        .at("/status/conditions")
         .and_then(Value::as_array)?
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
@@ -63,7 +61,7 @@ pub fn is_ready(object: &Value) -> bool {
 /// The owner reference with `controller: true`.
 pub fn controller_ref(object: &Value) -> Option<&Value> {
     object
-        .pointer("/metadata/ownerReferences")
+        .at("/metadata/ownerReferences")
         .and_then(Value::as_array)?
         .iter()
         .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
@@ -92,7 +90,7 @@ pub fn controller_owner(api_version: &str, kind: &str, owner: &Value) -> Value {
 /// An integer field, or `default`.
 pub fn int_at(object: &Value, pointer: &str, default: i64) -> i64 {
     object
-        .pointer(pointer)
+        .at(pointer)
         .and_then(Value::as_i64)
         .unwrap_or(default)
 }

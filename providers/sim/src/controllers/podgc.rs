@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::informer::{Change, Key, Reconciler};
+use super::informer::{Change, Key, Reconciler, Slice};
 use super::objects::{node_name_of, uid_of};
 use crate::resources::{NODES, PODS};
 use crate::store::{Preconditions, Store, StoreError};
@@ -87,7 +87,7 @@ impl Reconciler for PodGc {
         }
     }
 
-    fn reconcile(&mut self, _now: Instant) -> Option<Instant> {
+    fn reconcile(&mut self, _slice: &Slice) -> Option<Instant> {
         for key in std::mem::take(&mut self.check) {
             let Some((node, uid)) = self.pods.get(&key) else {
                 continue;

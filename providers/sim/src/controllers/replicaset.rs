@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::informer::{Change, Key, Reconciler, str_at};
+use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, str_at};
 use super::matching::selector_matches;
 use super::objects::{
     controller_owner, controller_uid, default_pod_spec, delete_pod, int_at, is_ready, is_terminal,
@@ -25,7 +25,7 @@ pub(crate) struct ReplicaSets {
     /// Pods controlled by a ReplicaSet.
     pods: HashMap<Key, Arc<Value>>,
     owned: HashMap<String, HashSet<Key>>,
-    dirty: HashSet<Key>,
+    dirty: WorkQueue<Key>,
     /// Pods whose ReplicaSet was deleted.
     orphans: Vec<Arc<Value>>,
 }
@@ -38,16 +38,16 @@ fn is_active(pod: &Value) -> bool {
 /// The pod a ReplicaSet's template describes.
 pub fn pod_from_template(rs: &Value) -> Value {
     let template = rs
-        .pointer("/spec/template")
+        .at("/spec/template")
         .cloned()
         .unwrap_or_else(|| json!({}));
     let mut metadata = json!({
         "generateName": format!("{}-", str_at(rs, "/metadata/name")),
         "namespace": str_at(rs, "/metadata/namespace"),
-        "labels": template.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({})),
+        "labels": template.at("/metadata/labels").cloned().unwrap_or_else(|| json!({})),
         "ownerReferences": [controller_owner("apps/v1", "ReplicaSet", rs)],
     });
-    if let Some(a) = template.pointer("/metadata/annotations") {
+    if let Some(a) = template.at("/metadata/annotations") {
         metadata["annotations"] = a.clone();
     }
     let mut spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
@@ -73,14 +73,14 @@ impl ReplicaSets {
             by_uid: HashMap::new(),
             pods: HashMap::new(),
             owned: HashMap::new(),
-            dirty: HashSet::new(),
+            dirty: WorkQueue::new(),
             orphans: Vec::new(),
         }
     }
 
     fn dirty_owner(&mut self, uid: &str) {
         if let Some(key) = self.by_uid.get(uid) {
-            self.dirty.insert(key.clone());
+            self.dirty.push(key.clone());
         }
     }
 
@@ -109,7 +109,7 @@ impl ReplicaSets {
             Some(rs) => {
                 self.by_uid.insert(uid_of(rs).to_string(), key.clone());
                 self.sets.insert(key.clone(), rs.clone());
-                self.dirty.insert(key);
+                self.dirty.push(key);
             }
             None => {
                 self.sets.remove(&key);
@@ -174,11 +174,11 @@ impl ReplicaSets {
     fn write_status(&self, key: &Key, rs: &Value, owned: &[Arc<Value>]) {
         let active: Vec<&Arc<Value>> = owned.iter().filter(|p| is_active(p)).collect();
         let selector = rs
-            .pointer("/spec/selector")
+            .at("/spec/selector")
             .cloned()
             .unwrap_or_else(|| json!({}));
         let template_labels = rs
-            .pointer("/spec/template/metadata/labels")
+            .at("/spec/template/metadata/labels")
             .cloned()
             .unwrap_or_else(|| json!({}));
         let fully_labeled = active
@@ -201,6 +201,9 @@ impl ReplicaSets {
             ready,
             int_at(rs, "/metadata/generation", 1),
         );
+        if rs.get("status") == Some(&status) {
+            return;
+        }
         let result = self.store.modify(&REPLICASETS, &key.0, &key.1, |o| {
             if uid_of(o) == uid_of(rs) {
                 o["status"] = status.clone();
@@ -246,16 +249,20 @@ impl Reconciler for ReplicaSets {
         }
     }
 
-    fn reconcile(&mut self, _now: Instant) -> Option<Instant> {
+    fn reconcile(&mut self, slice: &Slice) -> Option<Instant> {
         for pod in std::mem::take(&mut self.orphans) {
             if let Err(e) = delete_pod(&self.store, &pod) {
                 tracing::warn!(error = %e, "could not delete pod {:?} of a deleted replicaset", key_of(&pod));
             }
         }
-        let dirty: Vec<Key> = self.dirty.drain().collect();
-        for key in dirty {
+        let mut wake = None;
+        while let Some(key) = self.dirty.pop() {
             self.sync(&key);
+            if slice.spent() {
+                wake = (!self.dirty.is_empty()).then_some(slice.now);
+                break;
+            }
         }
-        None
+        wake
     }
 }

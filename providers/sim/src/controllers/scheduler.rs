@@ -13,13 +13,13 @@
 //! Nodes are kept in two sets ordered by pod count (open: Ready and not
 //! cordoned; closed: the rest), so the usual pod is placed in O(log n).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::informer::{Change, Key, Reconciler, str_at};
+use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, str_at};
 use super::matching::{SCHEDULING_EFFECTS, node_admits, pinned_node, tolerations_of, untolerated};
 use super::objects::{
     condition_status, is_terminal, is_terminating, node_name_of, set_condition, uid_of,
@@ -43,7 +43,7 @@ struct NodeEntry {
 impl NodeEntry {
     fn from_node(node: &Value) -> NodeEntry {
         let mut taints: Vec<Value> = node
-            .pointer("/spec/taints")
+            .at("/spec/taints")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
@@ -58,16 +58,15 @@ impl NodeEntry {
         }
         NodeEntry {
             labels: node
-                .pointer("/metadata/labels")
+                .at("/metadata/labels")
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),
             taints,
             ready: ready == Some("True"),
-            unschedulable: node.pointer("/spec/unschedulable").and_then(Value::as_bool)
-                == Some(true),
+            unschedulable: node.at("/spec/unschedulable").and_then(Value::as_bool) == Some(true),
             capacity: node
-                .pointer("/status/allocatable/pods")
+                .at("/status/allocatable/pods")
                 .and_then(|v| match v {
                     Value::String(s) => s.parse().ok(),
                     other => other.as_u64().and_then(|n| u32::try_from(n).ok()),
@@ -113,8 +112,7 @@ pub(crate) struct Scheduler {
     assigned: HashMap<Key, String>,
     /// Pods waiting for a node.
     waiting: HashMap<Key, Arc<Value>>,
-    queue: VecDeque<Key>,
-    queued: HashSet<Key>,
+    queue: WorkQueue<Key>,
     /// Pods nothing fitted, until the cluster changes.
     parked: HashSet<Key>,
     retry_parked: bool,
@@ -130,8 +128,7 @@ impl Scheduler {
             closed: BTreeSet::new(),
             assigned: HashMap::new(),
             waiting: HashMap::new(),
-            queue: VecDeque::new(),
-            queued: HashSet::new(),
+            queue: WorkQueue::new(),
             parked: HashSet::new(),
             retry_parked: false,
         }
@@ -193,9 +190,7 @@ impl Scheduler {
     }
 
     fn enqueue(&mut self, key: Key) {
-        if self.queued.insert(key.clone()) {
-            self.queue.push_back(key);
-        }
+        self.queue.push(key);
     }
 
     fn apply_pod(&mut self, change: &Change) {
@@ -217,7 +212,7 @@ impl Scheduler {
         }
         let scheduler = str_at(pod, "/spec/schedulerName");
         let gated = pod
-            .pointer("/spec/schedulingGates")
+            .at("/spec/schedulingGates")
             .and_then(Value::as_array)
             .is_some_and(|g| !g.is_empty());
         if is_terminating(pod)
@@ -376,7 +371,7 @@ impl Scheduler {
                 return Ok(());
             }
             let same = p
-                .pointer("/status/conditions")
+                .at("/status/conditions")
                 .and_then(Value::as_array)
                 .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"))
                 .is_some_and(|c| c["status"] == "False" && c["message"] == json!(message));
@@ -406,7 +401,7 @@ impl Reconciler for Scheduler {
         }
     }
 
-    fn reconcile(&mut self, _now: Instant) -> Option<Instant> {
+    fn reconcile(&mut self, slice: &Slice) -> Option<Instant> {
         if self.retry_parked {
             self.retry_parked = false;
             let parked: Vec<Key> = self.parked.drain().collect();
@@ -414,14 +409,16 @@ impl Reconciler for Scheduler {
                 self.enqueue(key);
             }
         }
-        while let Some(key) = self.queue.pop_front() {
-            self.queued.remove(&key);
+        while let Some(key) = self.queue.pop() {
             let Some(pod) = self.waiting.get(&key).cloned() else {
                 continue;
             };
             match self.pick(&pod) {
                 Ok(node) => self.bind(&key, &pod, &node),
                 Err(reasons) => self.mark_unschedulable(&key, &pod, &reasons),
+            }
+            if slice.spent() {
+                return (!self.queue.is_empty()).then_some(slice.now);
             }
         }
         None
