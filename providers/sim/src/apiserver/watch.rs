@@ -32,8 +32,9 @@ use super::table::{self, TableRequest};
 use crate::resources::Resource;
 use crate::store::{Event, EventType, StoreError, metadata_mut};
 
-/// Watches without `timeoutSeconds` end after this long.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Watches without `timeoutSeconds` (or with 0) end after this long, as
+/// real servers end them after `--min-request-timeout` (30 minutes).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Lines cached (one per recent event).
 const LINE_CACHE_SIZE: usize = 8192;
 /// Bytes gathered from ready events before a chunk is sent.
@@ -136,6 +137,9 @@ struct Watcher {
     last_rv: u64,
     buf: BytesMut,
     tx: mpsc::Sender<Bytes>,
+    /// `timeoutSeconds` from the start: the stream ends then, even while
+    /// waiting on a client that does not read.
+    deadline: tokio::time::Instant,
 }
 
 impl Watcher {
@@ -231,7 +235,10 @@ impl Watcher {
         }
         let chunk = self.buf.split().freeze();
         self.shared.metrics.sent(chunk.len());
-        self.tx.send(chunk).await.is_ok()
+        matches!(
+            tokio::time::timeout_at(self.deadline, self.tx.send(chunk)).await,
+            Ok(Ok(()))
+        )
     }
 
     /// Take every event already broadcast (and ready) into the buffer.
@@ -291,10 +298,13 @@ pub(crate) fn serve(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let streaming_list = send_initial == Some("true");
     let bookmarks = ctx.query.flag("allowWatchBookmarks");
     let timeout = match ctx.query.get("timeoutSeconds") {
-        Some(t) if !t.is_empty() => Duration::from_secs(
-            t.parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
-        ),
+        Some(t) if !t.is_empty() => match t
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?
+        {
+            0 => DEFAULT_TIMEOUT,
+            seconds => Duration::from_secs(seconds),
+        },
         _ => DEFAULT_TIMEOUT,
     };
     let from_now = rv_param.is_empty() || rv_param == "0";
@@ -342,6 +352,7 @@ pub(crate) fn serve(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         last_rv: start_rv,
         buf: BytesMut::with_capacity(64 * 1024),
         tx,
+        deadline: tokio::time::Instant::now() + timeout,
     };
     tokio::spawn(run(
         watcher,
@@ -351,7 +362,6 @@ pub(crate) fn serve(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             streaming_list,
             bookmarks,
             bookmark_every,
-            timeout,
             backlog,
         },
         rx,
@@ -365,12 +375,11 @@ struct WatchPlan {
     streaming_list: bool,
     bookmarks: bool,
     bookmark_every: Duration,
-    timeout: Duration,
     backlog: Vec<Arc<Event>>,
 }
 
 async fn run(mut w: Watcher, plan: WatchPlan, mut rx: broadcast::Receiver<Arc<Event>>) {
-    let deadline = tokio::time::Instant::now() + plan.timeout;
+    let deadline = w.deadline;
     for object in &plan.initial {
         let line = w.line_for("ADDED", object);
         w.buf.extend_from_slice(&line);
