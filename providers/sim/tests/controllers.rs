@@ -957,33 +957,51 @@ async fn graceful_deletion_honours_grace_and_ignore_termination() {
     );
     assert!(store.get(&PODS, "default", "stuck").is_some());
 
-    // Grace 0 goes at once; a stopped kubelet finishes nothing.
+    // Grace 0 goes at once, before a pod that lingers.
+    let mut paced = pod("paced", json!({}));
+    paced["metadata"]["annotations"] = json!({IGNORE_TERMINATION: "1s"});
+    store.create(&PODS, "default", paced).unwrap();
     store
         .create(&PODS, "default", pod("quick", json!({})))
         .unwrap();
-    wait(&store, "quick runs", |s| {
-        pod_running_ready(s, "default", "quick")
+    wait(&store, "both run", |s| {
+        pod_running_ready(s, "default", "quick") && pod_running_ready(s, "default", "paced")
     })
     .await;
-    store
-        .mark_deleting(&PODS, "default", "quick", 0, &Preconditions::default())
-        .unwrap();
-    wait_until(&store, "quick is gone", Duration::from_millis(500), |s| {
+    for p in ["paced", "quick"] {
+        store
+            .mark_deleting(&PODS, "default", p, 0, &Preconditions::default())
+            .unwrap();
+    }
+    wait(&store, "quick is gone", |s| {
         s.get(&PODS, "default", "quick").is_none()
     })
     .await;
+    assert!(store.get(&PODS, "default", "paced").is_some());
+
+    // A stopped kubelet finishes nothing, while a running one does.
+    c.kubelets.start(worker("w2", "a"));
+    let on = |n: &str| json!({"nodeSelector": {"kubernetes.io/hostname": n}});
     store
-        .create(&PODS, "default", pod("orphan", json!({})))
+        .create(&PODS, "default", pod("orphan", on("w1")))
         .unwrap();
-    wait(&store, "orphan runs", |s| {
-        pod_running_ready(s, "default", "orphan")
+    store
+        .create(&PODS, "default", pod("witness", on("w2")))
+        .unwrap();
+    wait(&store, "both run", |s| {
+        pod_running_ready(s, "default", "orphan") && pod_running_ready(s, "default", "witness")
     })
     .await;
     c.kubelets.stop("w1");
-    store
-        .mark_deleting(&PODS, "default", "orphan", 0, &Preconditions::default())
-        .unwrap();
-    tokio::time::sleep(Timing::fast().pod_termination * 3).await;
+    for p in ["orphan", "witness"] {
+        store
+            .mark_deleting(&PODS, "default", p, 0, &Preconditions::default())
+            .unwrap();
+    }
+    wait(&store, "the running kubelet finishes its pod", |s| {
+        s.get(&PODS, "default", "witness").is_none()
+    })
+    .await;
     assert!(
         store.get(&PODS, "default", "orphan").is_some(),
         "a stopped kubelet deleted a pod"
