@@ -94,6 +94,10 @@ pub struct Preconditions {
 }
 
 type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// What [`Store::watch_from`] returns: the logged events to replay, then a
+/// receiver for the live ones.
+pub type WatchStart = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
 type Key = (String, String);
 
 struct Inner {
@@ -515,10 +519,7 @@ impl Store {
     /// caller filters) and a receiver for what comes next, taken atomically
     /// so nothing is missed or seen twice. `since` older than the log keeps
     /// → [`StoreError::Expired`].
-    pub fn watch_from(
-        &self,
-        since: u64,
-    ) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), StoreError> {
+    pub fn watch_from(&self, since: u64) -> Result<WatchStart, StoreError> {
         let inner = self.lock();
         let oldest = inner.log.front().map(|e| e.rv - 1).unwrap_or(inner.rv);
         if since < oldest {
