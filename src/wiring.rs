@@ -27,6 +27,26 @@ pub enum WiringError {
         pool: String,
         provider: &'static str,
     },
+    /// `controlPlane.exec` / `controlPlane.ssh` give no way to reach the
+    /// control-plane nodes.
+    #[error(transparent)]
+    NodeExec(#[from] crate::exec::ExecSettingsError),
+}
+
+/// How scripts reach the control-plane nodes (`controlPlane.exec`).
+pub fn node_exec(
+    settings: &Settings,
+) -> Result<Arc<dyn kubesurge_provider::NodeExec>, WiringError> {
+    use crate::exec::{ExecSettingsError, LocalExec, SshConfig, SshExec};
+    use crate::settings::ExecMethod;
+    match settings.control_plane.exec {
+        Some(ExecMethod::Ssh) => Ok(Arc::new(SshExec::new(SshConfig::from_settings(
+            &settings.control_plane.ssh,
+        )?))),
+        Some(ExecMethod::Local) => Ok(Arc::new(LocalExec::new())),
+        Some(ExecMethod::Ssm) => Err(ExecSettingsError::Unavailable { method: "ssm" }.into()),
+        None => Err(ExecSettingsError::NoMethod.into()),
+    }
 }
 
 /// The engine's configuration and each pool's provider.
