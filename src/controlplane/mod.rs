@@ -1,1 +1,2 @@
+pub mod phase;
 pub mod script;

@@ -1,0 +1,406 @@
+//! The control-plane phase of an upgrade (design §7): one hop at a time,
+//! in two passes so that the skew policy holds at every moment.
+//!
+//! 1. Control-plane components, node by node: the rendered kubeadm script,
+//!    then a gate — that node's static pods at the target and `/readyz` ok.
+//! 2. Once every apiserver is at the target: each CP node's kubelet — drain
+//!    (the same drain as workers), kubelet and kubectl, restart, Node Ready
+//!    at the target, uncordon. A kubelet is never newer than the oldest
+//!    apiserver, which the kubeadm docs' order breaks in HA clusters.
+//!
+//! Every step is decided from what the node reports (static pod images,
+//! kubelet version), so a rerun after a crash resumes where the world is and
+//! upgrades nothing twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Client;
+use kube::api::Api;
+use kubesurge_provider::{ExecRequest, ExecTarget, NodeExec, OutputSink};
+use serde::Serialize;
+use thiserror::Error;
+use tokio::time::Instant;
+
+use super::script::{self, NodeFacts};
+use crate::kube::cache::WatchCache;
+use crate::kube::drain::{self, DrainOutcome, DrainPolicy};
+use crate::kube::nodes::{self, NodeOps};
+use crate::kube::retry::with_retry;
+use crate::plan::{Hop, HopNode, KubeadmCommand};
+use crate::rotation::Progress;
+use crate::version::KubeVersion;
+
+/// How long one script may run: `kubeadm upgrade apply` waits up to 5
+/// minutes per component and pulls images first.
+pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a node's components may take to report the target after the
+/// script, and a kubelet to come back Ready.
+pub const GATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Lines of a failed script's output quoted in the error.
+const TAIL_LINES: usize = 20;
+/// Marks a CP node cordoned by kubesurge for its kubelet upgrade, so a
+/// rerun uncordons it even if the crash came after the upgrade.
+pub const CP_UPGRADE_ANNOTATION: &str = "kubesurge.io/control-plane-upgrade";
+
+const COMPONENTS: [&str; 3] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
+
+/// Why the control-plane phase stopped.
+#[derive(Debug, Error)]
+pub enum ControlPlaneError {
+    #[error("{description} failed on {node} (exit {code}); last output:\n{tail}")]
+    Script {
+        node: String,
+        description: String,
+        code: i32,
+        tail: String,
+    },
+    #[error("running {description} on {node}: {source}")]
+    Exec {
+        node: String,
+        description: String,
+        #[source]
+        source: kubesurge_provider::ExecError,
+    },
+    #[error("{node}: {what} did not happen within {after:?}")]
+    Gate {
+        node: String,
+        what: String,
+        after: Duration,
+    },
+    #[error("draining control-plane node {node}: {message}")]
+    Drain { node: String, message: String },
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+}
+
+/// What happened to one node in a hop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStep {
+    pub node: String,
+    pub step: String,
+    /// `false`: the node already reported the target (an earlier run did it).
+    pub ran: bool,
+}
+
+/// What a hop did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HopReport {
+    pub number: usize,
+    pub from: KubeVersion,
+    pub to: KubeVersion,
+    pub steps: Vec<NodeStep>,
+}
+
+/// Runs hops on the control plane.
+pub struct ControlPlaneDriver {
+    pub client: Client,
+    pub drain_client: Client,
+    pub exec: Arc<dyn NodeExec>,
+    pub nodes: WatchCache<Node>,
+    pub static_pods: WatchCache<Pod>,
+    pub node_ops: NodeOps,
+    pub progress: Arc<dyn Progress>,
+    pub drain: DrainPolicy,
+    pub drain_timeout: Duration,
+}
+
+impl ControlPlaneDriver {
+    /// Start the watches the driver waits on.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn new(
+        client: Client,
+        drain_client: Client,
+        exec: Arc<dyn NodeExec>,
+        progress: Arc<dyn Progress>,
+        drain: DrainPolicy,
+        drain_timeout: Duration,
+    ) -> Result<ControlPlaneDriver, kube::Error> {
+        let nodes = WatchCache::start(Api::all(client.clone()), Default::default()).await?;
+        let static_pods = WatchCache::start(
+            Api::namespaced(client.clone(), "kube-system"),
+            kube::runtime::watcher::Config::default().labels("tier=control-plane"),
+        )
+        .await?;
+        Ok(ControlPlaneDriver {
+            node_ops: NodeOps::new(client.clone()),
+            client,
+            drain_client,
+            exec,
+            nodes,
+            static_pods,
+            progress,
+            drain,
+            drain_timeout,
+        })
+    }
+
+    /// Run one hop: pass 1 (components, node by node), then pass 2
+    /// (kubelets, node by node).
+    pub async fn run_hop(&self, hop: &Hop) -> Result<HopReport, ControlPlaneError> {
+        let mut report = HopReport {
+            number: hop.number,
+            from: hop.from,
+            to: hop.to,
+            steps: Vec::new(),
+        };
+        for node in hop.nodes.iter().filter(|n| n.upgrade_components) {
+            let ran = self.upgrade_components(hop, node).await?;
+            report.steps.push(NodeStep {
+                node: node.node.clone(),
+                step: format!("control plane to {}", hop.to),
+                ran,
+            });
+        }
+        for node in hop.nodes.iter().filter(|n| n.upgrade_kubelet) {
+            let ran = self.upgrade_kubelet(hop.to, &node.node).await?;
+            report.steps.push(NodeStep {
+                node: node.node.clone(),
+                step: format!("kubelet to {}", hop.to),
+                ran,
+            });
+        }
+        Ok(report)
+    }
+
+    /// The versions of `node`'s control-plane static pods, by component.
+    fn component_versions(&self, node: &str) -> BTreeMap<String, Option<KubeVersion>> {
+        COMPONENTS
+            .iter()
+            .map(|component| {
+                let version = self
+                    .static_pods
+                    .find(|p| {
+                        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+                            && p.metadata
+                                .labels
+                                .as_ref()
+                                .and_then(|l| l.get("component"))
+                                .map(String::as_str)
+                                == Some(*component)
+                    })
+                    .and_then(|p| {
+                        let image = p.spec.as_ref()?.containers.first()?.image.clone()?;
+                        image.rsplit(':').next()?.parse::<KubeVersion>().ok()
+                    });
+                (component.to_string(), version)
+            })
+            .collect()
+    }
+
+    fn components_at(&self, node: &str, version: KubeVersion) -> bool {
+        self.component_versions(node)
+            .values()
+            .all(|v| *v == Some(version))
+    }
+
+    async fn upgrade_components(&self, hop: &Hop, node: &HopNode) -> Result<bool, ControlPlaneError> {
+        let name = node.node.as_str();
+        if self.components_at(name, hop.to) {
+            self.progress
+                .note(&format!("{name}: control plane already at {}", hop.to));
+            return Ok(false);
+        }
+        let step = script::Step::UpgradeControlPlane {
+            version: hop.to,
+            first: node.kubeadm == Some(KubeadmCommand::Apply),
+        };
+        self.progress.note(&format!("{name}: {}", step.description()));
+        self.run_script(name, step).await?;
+        // Gate: the node's static pods report the target, and the API
+        // server answers /readyz.
+        let deadline = Instant::now() + GATE_TIMEOUT;
+        let at_target = self
+            .static_pods
+            .wait_for(deadline, |_| self.components_at(name, hop.to).then_some(()))
+            .await;
+        if at_target.is_none() {
+            return Err(ControlPlaneError::Gate {
+                node: name.to_string(),
+                what: format!(
+                    "control-plane static pods at {} (they report {:?})",
+                    hop.to,
+                    self.component_versions(name)
+                ),
+                after: GATE_TIMEOUT,
+            });
+        }
+        self.wait_readyz(name, deadline).await?;
+        Ok(true)
+    }
+
+    async fn wait_readyz(&self, node: &str, deadline: Instant) -> Result<(), ControlPlaneError> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let request = http::Request::get("/readyz")
+                .body(Vec::new())
+                .map_err(kube::Error::HttpError)?;
+            if let Ok(body) = self.client.request_text(request).await
+                && body.trim() == "ok"
+            {
+                return Ok(());
+            }
+            // /readyz has no watch: ask again, backing off, until the deadline.
+            if Instant::now() + delay > deadline {
+                return Err(ControlPlaneError::Gate {
+                    node: node.to_string(),
+                    what: "the API server's /readyz".into(),
+                    after: GATE_TIMEOUT,
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn upgrade_kubelet(&self, version: KubeVersion, name: &str) -> Result<bool, ControlPlaneError> {
+        let node = self.nodes.get(name);
+        let marked = node
+            .as_ref()
+            .and_then(|n| nodes::annotation(n, CP_UPGRADE_ANNOTATION))
+            .is_some();
+        if node.as_ref().and_then(|n| nodes::kubelet_version(n)) == Some(version) {
+            if marked {
+                // An earlier run upgraded it and stopped before uncordoning.
+                self.finish_kubelet(name).await?;
+            }
+            self.progress
+                .note(&format!("{name}: kubelet already at {version}"));
+            return Ok(false);
+        }
+        // Refuse before cordoning, so a refusal changes nothing.
+        drain::precheck(&self.drain_client, name, &self.drain)
+            .await
+            .map_err(|e| ControlPlaneError::Drain {
+                node: name.to_string(),
+                message: e.to_string(),
+            })?;
+        self.node_ops
+            .annotate(
+                name,
+                &BTreeMap::from([(CP_UPGRADE_ANNOTATION.to_string(), Some(version.to_string()))]),
+            )
+            .await?;
+        self.node_ops.cordon(name).await?;
+        self.progress.note(&format!("{name}: draining for the kubelet upgrade"));
+        let drained = drain::drain(
+            &self.drain_client,
+            name,
+            Instant::now() + self.drain_timeout,
+            &self.drain,
+            &(),
+        )
+        .await;
+        match drained {
+            Ok(report) if !matches!(report.outcome, DrainOutcome::Skipped { .. }) => {}
+            Ok(_) | Err(_) => {
+                // Not drained: give the node back, untouched.
+                self.finish_kubelet(name).await?;
+                let message = match drained {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "the drain timed out (drain.onTimeout: skip)".into(),
+                };
+                return Err(ControlPlaneError::Drain {
+                    node: name.to_string(),
+                    message: format!("{message}; {name} uncordoned, its kubelet not upgraded"),
+                });
+            }
+        }
+        let step = script::Step::UpgradeKubelet { version };
+        self.progress.note(&format!("{name}: {}", step.description()));
+        self.run_script(name, step).await?;
+        let deadline = Instant::now() + GATE_TIMEOUT;
+        let ready = self
+            .nodes
+            .wait_for(deadline, |cache| {
+                cache
+                    .get(name)
+                    .filter(|n| nodes::is_ready(n) && nodes::kubelet_version(n) == Some(version))
+                    .map(|_| ())
+            })
+            .await;
+        if ready.is_none() {
+            return Err(ControlPlaneError::Gate {
+                node: name.to_string(),
+                what: format!("the Node Ready with kubelet {version} (left cordoned)"),
+                after: GATE_TIMEOUT,
+            });
+        }
+        self.finish_kubelet(name).await?;
+        Ok(true)
+    }
+
+    async fn finish_kubelet(&self, name: &str) -> Result<(), ControlPlaneError> {
+        self.node_ops.uncordon(name).await?;
+        self.node_ops
+            .annotate(name, &BTreeMap::from([(CP_UPGRADE_ANNOTATION.to_string(), None)]))
+            .await?;
+        Ok(())
+    }
+
+    async fn run_script(&self, name: &str, step: script::Step) -> Result<(), ControlPlaneError> {
+        let node = self.nodes.get(name);
+        let facts = NodeFacts {
+            name: name.to_string(),
+        };
+        let request = ExecRequest {
+            script: script::render(step, &facts),
+            description: step.description(),
+            timeout: SCRIPT_TIMEOUT,
+        };
+        let target = ExecTarget {
+            node: name.to_string(),
+            instance: node
+                .as_ref()
+                .and_then(|n| nodes::provider_id(n))
+                .and_then(|p| p.rsplit('/').next())
+                .filter(|id| !id.is_empty())
+                .map(|id| id.into()),
+            address: node.as_ref().and_then(|n| nodes::internal_ip(n)).map(str::to_string),
+        };
+        let output = self
+            .exec
+            .run(&target, &request, &LogSink)
+            .await
+            .map_err(|source| ControlPlaneError::Exec {
+                node: name.to_string(),
+                description: request.description.clone(),
+                source,
+            })?;
+        if output.success() {
+            Ok(())
+        } else {
+            Err(ControlPlaneError::Script {
+                node: name.to_string(),
+                description: request.description,
+                code: output.exit_code,
+                tail: output.tail(TAIL_LINES),
+            })
+        }
+    }
+
+    /// Read the kubelet version of a node from the API (for callers that
+    /// have no cache).
+    pub async fn kubelet_of(&self, name: &str) -> Result<Option<KubeVersion>, kube::Error> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let node = with_retry("get node", || api.get_opt(name)).await?;
+        Ok(node.as_ref().and_then(nodes::kubelet_version))
+    }
+}
+
+/// Script output goes to the run's log.
+struct LogSink;
+
+impl OutputSink for LogSink {
+    fn line(&self, node: &str, line: &str) {
+        tracing::info!(target: "kubesurge::node", node, "{line}");
+    }
+}
