@@ -202,7 +202,11 @@ impl ControlPlaneDriver {
             .all(|v| *v == Some(version))
     }
 
-    async fn upgrade_components(&self, hop: &Hop, node: &HopNode) -> Result<bool, ControlPlaneError> {
+    async fn upgrade_components(
+        &self,
+        hop: &Hop,
+        node: &HopNode,
+    ) -> Result<bool, ControlPlaneError> {
         let name = node.node.as_str();
         if self.components_at(name, hop.to) {
             self.progress
@@ -213,7 +217,8 @@ impl ControlPlaneDriver {
             version: hop.to,
             first: node.kubeadm == Some(KubeadmCommand::Apply),
         };
-        self.progress.note(&format!("{name}: {}", step.description()));
+        self.progress
+            .note(&format!("{name}: {}", step.description()));
         self.run_script(name, step).await?;
         // Gate: the node's static pods report the target, and the API
         // server answers /readyz.
@@ -261,7 +266,11 @@ impl ControlPlaneDriver {
         }
     }
 
-    async fn upgrade_kubelet(&self, version: KubeVersion, name: &str) -> Result<bool, ControlPlaneError> {
+    async fn upgrade_kubelet(
+        &self,
+        version: KubeVersion,
+        name: &str,
+    ) -> Result<bool, ControlPlaneError> {
         let node = self.nodes.get(name);
         let marked = node
             .as_ref()
@@ -290,7 +299,8 @@ impl ControlPlaneDriver {
             )
             .await?;
         self.node_ops.cordon(name).await?;
-        self.progress.note(&format!("{name}: draining for the kubelet upgrade"));
+        self.progress
+            .note(&format!("{name}: draining for the kubelet upgrade"));
         let drained = drain::drain(
             &self.drain_client,
             name,
@@ -315,7 +325,8 @@ impl ControlPlaneDriver {
             }
         }
         let step = script::Step::UpgradeKubelet { version };
-        self.progress.note(&format!("{name}: {}", step.description()));
+        self.progress
+            .note(&format!("{name}: {}", step.description()));
         self.run_script(name, step).await?;
         let deadline = Instant::now() + GATE_TIMEOUT;
         let ready = self
@@ -341,7 +352,10 @@ impl ControlPlaneDriver {
     async fn finish_kubelet(&self, name: &str) -> Result<(), ControlPlaneError> {
         self.node_ops.uncordon(name).await?;
         self.node_ops
-            .annotate(name, &BTreeMap::from([(CP_UPGRADE_ANNOTATION.to_string(), None)]))
+            .annotate(
+                name,
+                &BTreeMap::from([(CP_UPGRADE_ANNOTATION.to_string(), None)]),
+            )
             .await?;
         Ok(())
     }
@@ -364,7 +378,10 @@ impl ControlPlaneDriver {
                 .and_then(|p| p.rsplit('/').next())
                 .filter(|id| !id.is_empty())
                 .map(|id| id.into()),
-            address: node.as_ref().and_then(|n| nodes::internal_ip(n)).map(str::to_string),
+            address: node
+                .as_ref()
+                .and_then(|n| nodes::internal_ip(n))
+                .map(str::to_string),
         };
         let output = self
             .exec

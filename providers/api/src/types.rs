@@ -86,7 +86,10 @@ pub enum InstanceState {
 impl InstanceState {
     /// True for states from which the instance will never serve again.
     pub fn is_going_away(self) -> bool {
-        matches!(self, InstanceState::ShuttingDown | InstanceState::Terminated)
+        matches!(
+            self,
+            InstanceState::ShuttingDown | InstanceState::Terminated
+        )
     }
 }
 

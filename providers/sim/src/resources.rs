@@ -67,21 +67,171 @@ macro_rules! resource {
     };
 }
 
-resource!(NAMESPACES, "", "v1", "namespaces", "namespace", "Namespace", false, &["status"], &["ns"]);
-resource!(NODES, "", "v1", "nodes", "node", "Node", false, &["status"], &["no"]);
-resource!(PODS, "", "v1", "pods", "pod", "Pod", true, &["status", "eviction", "binding"], &["po"]);
-resource!(SECRETS, "", "v1", "secrets", "secret", "Secret", true, &[], &[]);
-resource!(CONFIGMAPS, "", "v1", "configmaps", "configmap", "ConfigMap", true, &[], &["cm"]);
-resource!(EVENTS, "", "v1", "events", "event", "Event", true, &[], &["ev"]);
-resource!(SERVICEACCOUNTS, "", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &[], &["sa"]);
-resource!(EVENTS_V1, "events.k8s.io", "v1", "events", "event", "Event", true, &[], &["ev"]);
-resource!(LEASES, "coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], &[]);
-resource!(PDBS, "policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", true, &["status"], &["pdb"]);
-resource!(DEPLOYMENTS, "apps", "v1", "deployments", "deployment", "Deployment", true, &["status", "scale"], &["deploy"]);
-resource!(REPLICASETS, "apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["status", "scale"], &["rs"]);
-resource!(DAEMONSETS, "apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, &["status"], &["ds"]);
-resource!(CONTROLLERREVISIONS, "apps", "v1", "controllerrevisions", "controllerrevision", "ControllerRevision", true, &[], &[]);
-resource!(VOLUMEATTACHMENTS, "storage.k8s.io", "v1", "volumeattachments", "volumeattachment", "VolumeAttachment", false, &["status"], &[]);
+resource!(
+    NAMESPACES,
+    "",
+    "v1",
+    "namespaces",
+    "namespace",
+    "Namespace",
+    false,
+    &["status"],
+    &["ns"]
+);
+resource!(
+    NODES,
+    "",
+    "v1",
+    "nodes",
+    "node",
+    "Node",
+    false,
+    &["status"],
+    &["no"]
+);
+resource!(
+    PODS,
+    "",
+    "v1",
+    "pods",
+    "pod",
+    "Pod",
+    true,
+    &["status", "eviction", "binding"],
+    &["po"]
+);
+resource!(
+    SECRETS,
+    "",
+    "v1",
+    "secrets",
+    "secret",
+    "Secret",
+    true,
+    &[],
+    &[]
+);
+resource!(
+    CONFIGMAPS,
+    "",
+    "v1",
+    "configmaps",
+    "configmap",
+    "ConfigMap",
+    true,
+    &[],
+    &["cm"]
+);
+resource!(
+    EVENTS,
+    "",
+    "v1",
+    "events",
+    "event",
+    "Event",
+    true,
+    &[],
+    &["ev"]
+);
+resource!(
+    SERVICEACCOUNTS,
+    "",
+    "v1",
+    "serviceaccounts",
+    "serviceaccount",
+    "ServiceAccount",
+    true,
+    &[],
+    &["sa"]
+);
+resource!(
+    EVENTS_V1,
+    "events.k8s.io",
+    "v1",
+    "events",
+    "event",
+    "Event",
+    true,
+    &[],
+    &["ev"]
+);
+resource!(
+    LEASES,
+    "coordination.k8s.io",
+    "v1",
+    "leases",
+    "lease",
+    "Lease",
+    true,
+    &[],
+    &[]
+);
+resource!(
+    PDBS,
+    "policy",
+    "v1",
+    "poddisruptionbudgets",
+    "poddisruptionbudget",
+    "PodDisruptionBudget",
+    true,
+    &["status"],
+    &["pdb"]
+);
+resource!(
+    DEPLOYMENTS,
+    "apps",
+    "v1",
+    "deployments",
+    "deployment",
+    "Deployment",
+    true,
+    &["status", "scale"],
+    &["deploy"]
+);
+resource!(
+    REPLICASETS,
+    "apps",
+    "v1",
+    "replicasets",
+    "replicaset",
+    "ReplicaSet",
+    true,
+    &["status", "scale"],
+    &["rs"]
+);
+resource!(
+    DAEMONSETS,
+    "apps",
+    "v1",
+    "daemonsets",
+    "daemonset",
+    "DaemonSet",
+    true,
+    &["status"],
+    &["ds"]
+);
+resource!(
+    CONTROLLERREVISIONS,
+    "apps",
+    "v1",
+    "controllerrevisions",
+    "controllerrevision",
+    "ControllerRevision",
+    true,
+    &[],
+    &[]
+);
+resource!(
+    VOLUMEATTACHMENTS,
+    "storage.k8s.io",
+    "v1",
+    "volumeattachments",
+    "volumeattachment",
+    "VolumeAttachment",
+    false,
+    &["status"],
+    &[]
+);
 
 /// Every resource the emulator serves.
 pub static ALL: &[&Resource] = &[
