@@ -197,7 +197,13 @@ impl RunLock {
 
     fn start(api: Api<Lease>, holder: Holder) -> RunLock {
         let (tx, state) = watch::channel(LockState::default());
-        let renewer = tokio::spawn(renew_loop(api.clone(), holder.identity(), tx));
+        let identity = holder.identity();
+        let renew = renew_loop(api.clone(), identity.clone(), tx.clone());
+        let marks = watch_marks(api.clone(), identity, tx);
+        // One task: dropping or releasing the lock stops both.
+        let renewer = tokio::spawn(async move {
+            tokio::join!(renew, marks);
+        });
         RunLock {
             api,
             holder,
@@ -250,6 +256,39 @@ impl RunLock {
 impl Drop for RunLock {
     fn drop(&mut self) {
         self.renewer.abort();
+    }
+}
+
+/// See an abort mark or a takeover the moment it is written: one watch on
+/// the lease, so `kubesurge abort` takes effect at the next safe point, not
+/// at the next renewal.
+async fn watch_marks(api: Api<Lease>, identity: String, tx: watch::Sender<LockState>) {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let config = watcher::Config::default().fields(&format!("metadata.name={LEASE_NAME}"));
+    let mut leases = watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    while let Some(lease) = leases.next().await {
+        let Ok(lease) = lease else { continue };
+        let holder = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            .unwrap_or_default();
+        if holder != identity {
+            tx.send_modify(|s| s.lost = true);
+            return;
+        }
+        let abort = lease
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(ABORT_ANNOTATION));
+        if abort && !tx.borrow().abort_requested {
+            tx.send_modify(|s| s.abort_requested = true);
+        }
     }
 }
 

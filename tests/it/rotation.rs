@@ -39,7 +39,8 @@ impl Default for Spec {
 /// secret minted while it ran.
 pub struct Harness {
     pub world: World,
-    pub dir: tempfile::TempDir,
+    /// Holds the config files for the harness's lifetime.
+    pub _dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     pub config: PathBuf,
     pub observer: Arc<Observer>,
@@ -105,7 +106,7 @@ pub async fn start(spec: Spec) -> Harness {
     let original_workers = workers(&world);
     Harness {
         world,
-        dir,
+        _dir: dir,
         kubeconfig,
         config,
         observer,
@@ -239,6 +240,51 @@ impl Harness {
             "invariant violations: {violations:#?}"
         );
     }
+}
+
+/// The pods and nodes as the store has them, for failure messages.
+fn world_state(h: &Harness) -> String {
+    let (pods, _) = h.world.store.list(&PODS, Some("shop"), |_| true);
+    let (nodes, _) = h.world.store.list(&NODES, None, |_| true);
+    let mut out = String::from("nodes:\n");
+    for n in nodes.iter() {
+        out.push_str(&format!(
+            "  {} unschedulable={} ready={}\n",
+            n["metadata"]["name"],
+            n["spec"].get("unschedulable").unwrap_or(&json!(false)),
+            n.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| c["status"].clone())
+                .unwrap_or_default()
+        ));
+    }
+    let (pdbs, _) = h
+        .world
+        .store
+        .list(&kubesurge_sim::resources::PDBS, Some("shop"), |_| true);
+    for pdb in pdbs.iter() {
+        out.push_str(&format!(
+            "pdb {} status={}\n",
+            pdb["metadata"]["name"], pdb["status"]
+        ));
+    }
+    out.push_str("pods:\n");
+    for p in pods.iter() {
+        out.push_str(&format!(
+            "  {} node={} phase={} ready={} deleting={}\n",
+            p["metadata"]["name"],
+            p["spec"]["nodeName"],
+            p["status"]["phase"],
+            p.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| c["status"].clone())
+                .unwrap_or_default(),
+            p["metadata"].get("deletionTimestamp").is_some()
+        ));
+    }
+    out
 }
 
 fn text(output: &Output) -> String {
@@ -498,4 +544,341 @@ crash_tests! {
     crash_after_third_node_deleted: KillPoint::NodeDeleted(3),
     crash_after_fourth_join: KillPoint::NodeJoined(4),
     crash_after_last_node_deleted: KillPoint::NodeDeleted(4),
+}
+
+/// Requests that change something, as the emulator counted them.
+fn mutations(h: &Harness) -> u64 {
+    let counts = h.world.apiserver.request_counts();
+    ["create", "update", "patch", "delete", "deletecollection"]
+        .iter()
+        .map(|v| counts.verb(v))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_changes_nothing_and_shows_no_token() {
+    let h = start(Spec::default()).await;
+    let before_mutations = mutations(&h);
+    let instances_before = h.world.cloud.instances().len();
+    let output = h.run(&["rotate", "--all", "--dry-run"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    assert_eq!(
+        mutations(&h),
+        before_mutations,
+        "a dry run sent a mutating request"
+    );
+    assert_eq!(h.world.cloud.instances().len(), instances_before);
+    assert!(all.contains("would launch an instance"), "{all}");
+    assert!(
+        h.tokens.lock().unwrap().is_empty(),
+        "a dry run minted a token"
+    );
+    assert_eq!(workers(&h.world), h.original_workers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_that_never_joins_fails_the_run_and_the_old_node_keeps_serving() {
+    let h = start(Spec {
+        pools: vec![("general", 2)],
+        max_surge: 1,
+        ..Spec::default()
+    })
+    .await;
+    h.world.cloud.with_faults(|f| f.never_join_pool("general"));
+    let output = h
+        .run(&[
+            "rotate",
+            "--all",
+            "--yes",
+            "--new-node-timeout",
+            "2s",
+            "--token-ttl",
+            "1m",
+        ])
+        .await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    let first = h.original_workers.keys().next().unwrap().clone();
+    assert!(
+        all.contains("no replacement joined after 3 attempts"),
+        "{all}"
+    );
+    assert!(all.contains(&first), "the failure names the node: {all}");
+    // Every old node still there and schedulable; every replacement attempt
+    // terminated; no token left behind.
+    let (nodes, _) = h.world.store.list(&NODES, None, |_| true);
+    for old in h.original_workers.keys() {
+        let node = nodes
+            .iter()
+            .find(|n| n["metadata"]["name"] == old.as_str())
+            .expect("old node kept");
+        assert_eq!(
+            node["spec"].get("unschedulable"),
+            None,
+            "{old} must stay schedulable"
+        );
+    }
+    let live = h
+        .world
+        .cloud
+        .instances()
+        .into_iter()
+        .filter(|i| {
+            !matches!(
+                i.state,
+                InstanceState::Terminated | InstanceState::ShuttingDown
+            )
+        })
+        .count();
+    assert_eq!(live, nodes.len(), "failed replacements were terminated");
+    assert!(
+        h.observer.violations().is_empty(),
+        "{:?}",
+        h.observer.violations()
+    );
+}
+
+/// A PDB that never allows a disruption: `shop/api` at minAvailable 100%.
+fn block_everything(h: &Harness) {
+    h.world
+        .store
+        .modify(&kubesurge_sim::resources::PDBS, "shop", "api", |pdb| {
+            pdb["spec"] =
+                json!({"selector": pdb["spec"]["selector"].clone(), "minAvailable": "100%"});
+            Ok(())
+        })
+        .expect("PDB api exists");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdb_that_never_allows_fails_the_slot_under_fail_naming_it() {
+    let h = start(Spec {
+        max_surge: 1,
+        drain: "{ timeout: 3s, onTimeout: fail, unmanagedPods: delete }",
+        ..Spec::default()
+    })
+    .await;
+    block_everything(&h);
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("blocked by PDB api"),
+        "the PDB is named: {all}"
+    );
+    assert!(all.contains("left cordoned"), "{all}");
+    assert!(
+        h.observer.violations().is_empty(),
+        "{:?}",
+        h.observer.violations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdb_that_never_allows_is_overridden_under_force_and_reported() {
+    let h = start(Spec {
+        pools: vec![("general", 3)],
+        max_surge: 1,
+        drain: "{ timeout: 2s, onTimeout: force, unmanagedPods: delete }",
+        ..Spec::default()
+    })
+    .await;
+    block_everything(&h);
+    let output = h.run(&["rotate", "--all", "--yes", "-o", "json"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let forced: Vec<&Value> = report["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["drain"]["outcome"]["result"] == "forced")
+        .collect();
+    assert!(!forced.is_empty(), "the report says force fired: {report}");
+    // Force is the one case where budgets may be broken; the observer saw it.
+    assert!(
+        h.observer
+            .violations()
+            .iter()
+            .all(|v| v.invariant == kubesurge_sim::observer::Invariant::DisruptionBudget),
+        "{:?}",
+        h.observer.violations()
+    );
+    assert!(
+        all.contains("without its PodDisruptionBudget's consent"),
+        "force is logged loudly: {all}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdb_that_never_allows_leaves_the_node_serving_under_skip() {
+    let h = start(Spec {
+        pools: vec![("general", 3)],
+        max_surge: 1,
+        drain: "{ timeout: 2s, onTimeout: skip, unmanagedPods: delete }",
+        ..Spec::default()
+    })
+    .await;
+    block_everything(&h);
+    let output = h.run(&["rotate", "--all", "--yes", "-o", "json"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let skipped: Vec<String> = report["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["outcome"]["result"] == "skipped")
+        .map(|s| s["oldNode"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!skipped.is_empty(), "{report}");
+    for node in &skipped {
+        let n = h
+            .world
+            .store
+            .get(&NODES, "", node)
+            .expect("skipped node stays");
+        assert_eq!(
+            n["spec"].get("unschedulable"),
+            None,
+            "{node} was uncordoned"
+        );
+        assert!(
+            report.to_string().contains("blocked by PDB api"),
+            "the skip names the PDB"
+        );
+    }
+    assert!(
+        h.observer.violations().is_empty(),
+        "{:?}",
+        h.observer.violations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rides_through_429_and_5xx_bursts_and_an_apiserver_outage() {
+    let h = start(Spec::default()).await;
+    let faults = h.world.apiserver.faults();
+    let cloud = h.world.cloud.clone();
+    let joined = arm(&h, KillPoint::NodeJoined(1));
+    let child = h
+        .command(&["rotate", "--all", "--yes"])
+        .spawn()
+        .expect("starts");
+    let disturb = tokio::spawn(async move {
+        joined.notified().await;
+        faults.fail_next(20, 429, None);
+        faults.fail_next(20, 503, None);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        faults.fail_next(10, 500, None);
+        cloud.with_faults(|f| {
+            f.throttle_next(2);
+            f.fail_next(1);
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        faults.unavailable_for(Duration::from_secs(20));
+    });
+    let output = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output())
+        .await
+        .expect("finishes")
+        .expect("runs");
+    disturb.await.expect("disturbances ran");
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}\n{}", world_state(&h));
+    h.assert_converged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_runs_one_proceeds_the_other_exits_3() {
+    let h = start(Spec::default()).await;
+    let first = h
+        .command(&["rotate", "--all", "--yes"])
+        .spawn()
+        .expect("first");
+    // Wait until the first run holds the lock.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while h
+        .world
+        .store
+        .get(
+            &kubesurge_sim::resources::LEASES,
+            "kube-system",
+            "kubesurge",
+        )
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first run never took the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = h.run(&["rotate", "--all", "--yes"]).await;
+    let second_text = text(&second);
+    assert_eq!(second.status.code(), Some(3), "{second_text}");
+    assert!(
+        second_text.contains("another run holds the lock"),
+        "{second_text}"
+    );
+    let first = first.wait_with_output().await.expect("first ends");
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    h.assert_converged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_stops_at_a_safe_point_with_exit_4_and_a_rerun_finishes() {
+    let h = start(Spec {
+        pools: vec![("general", 4)],
+        max_surge: 1,
+        ..Spec::default()
+    })
+    .await;
+    let joined = arm(&h, KillPoint::NodeJoined(1));
+    let child = h
+        .command(&["rotate", "--all", "--yes"])
+        .spawn()
+        .expect("starts");
+    joined.notified().await;
+    let abort = h.run(&["abort"]).await;
+    assert_eq!(abort.status.code(), Some(0), "{}", text(&abort));
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("stops")
+        .expect("runs");
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(4), "{all}");
+    // Nothing half-done that a rerun cannot finish.
+    let rerun = h.run(&["rotate", "--all", "--yes"]).await;
+    assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun));
+    h.assert_converged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_different_command_is_refused_while_a_run_is_unfinished() {
+    let h = start(Spec {
+        pools: vec![("general", 2)],
+        max_surge: 1,
+        ..Spec::default()
+    })
+    .await;
+    let point = arm(&h, KillPoint::NodeJoined(1));
+    let mut child = h
+        .command(&["rotate", "--all", "--yes"])
+        .spawn()
+        .expect("starts");
+    point.notified().await;
+    child.start_kill().expect("kill");
+    let _ = child.wait().await;
+    let other = h.run(&["rotate", "--yes", "--max-age", "1d"]).await;
+    let other_text = text(&other);
+    assert_eq!(other.status.code(), Some(2), "{other_text}");
+    assert!(other_text.contains("unfinished"), "{other_text}");
+    assert!(
+        other_text.contains("rotate --all"),
+        "names the unfinished run: {other_text}"
+    );
+    let finish = h.run(&["rotate", "--all", "--yes"]).await;
+    assert_eq!(finish.status.code(), Some(0), "{}", text(&finish));
+    h.assert_converged();
 }
