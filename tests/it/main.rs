@@ -2,10 +2,12 @@
 //! binary, the emulator over real HTTP, and real kubectl.
 
 mod cli;
+mod controlplane_scripts;
 mod emulator;
 mod join;
 mod kubectl;
 mod plan;
 mod rotation;
+mod ssh;
 mod terraform;
 mod world;

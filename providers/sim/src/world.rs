@@ -14,21 +14,23 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::{SignedDuration, Timestamp};
-use kubesurge_provider::{CloudProvider, tags};
+use kubesurge_provider::{CloudProvider, NodeExec, tags};
 use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::Timing;
 use crate::apiserver::{self, ApiServerConfig, ApiServerHandle, ClusterCa};
 use crate::cloud::discovery::parse_version;
-use crate::cloud::{CloudConfig, MachineRole, PrejoinedMachine, SimCloud, SimProvider};
+use crate::cloud::{
+    CloudConfig, ClusterLink, MachineRole, PackageManager, PrejoinedMachine, SimCloud, SimProvider,
+};
 use crate::controllers::Controllers;
 use crate::resources::{
     CONFIGMAPS, DAEMONSETS, DEPLOYMENTS, NAMESPACES, NODES, PDBS, PODS, Resource,
 };
 use crate::store::{Store, StoreError};
 
-/// The CoreDNS image kubeadm deploys for the minors the world covers.
+/// The CoreDNS image kubeadm v1.31 and v1.32 deploy.
 pub const COREDNS_IMAGE: &str = "registry.k8s.io/coredns/coredns:v1.11.3";
 /// The etcd image of the control-plane static pods.
 pub const ETCD_IMAGE: &str = "registry.k8s.io/etcd:3.5.16-0";
@@ -84,6 +86,15 @@ impl Default for WorldConfig {
     }
 }
 
+/// How the world's machines differ from the defaults, beyond
+/// [`WorldConfig`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorldOptions {
+    /// The last control-plane machine installs packages with dnf from the
+    /// rpm repository; the others stay apt machines.
+    pub package_manager_mix: bool,
+}
+
 /// Why the world could not start or settle.
 #[derive(Debug, Error)]
 pub enum WorldError {
@@ -124,12 +135,21 @@ pub struct World {
     pub controllers: Controllers,
     pub ca: Arc<ClusterCa>,
     config: WorldConfig,
+    options: WorldOptions,
 }
 
 impl World {
     /// Build and start everything. Returns once every object and machine
     /// exists; [`World::wait_ready`] waits for them to settle.
     pub async fn start(config: WorldConfig) -> Result<World, WorldError> {
+        World::start_with(config, WorldOptions::default()).await
+    }
+
+    /// [`World::start`] with machines set up as `options` say.
+    pub async fn start_with(
+        config: WorldConfig,
+        options: WorldOptions,
+    ) -> Result<World, WorldError> {
         validate(&config)?;
         let store = Store::new();
         let ca = Arc::new(ClusterCa::generate().map_err(|e| WorldError::Ca(e.to_string()))?);
@@ -147,7 +167,11 @@ impl World {
         seed_cluster(&store, &config, &apiserver.url(), &endpoint, &ca.cert_pem)?;
         let cloud = SimCloud::start(
             CloudConfig::new(config.zones, config.timing.clone())
-                .with_kubelets(controllers.kubelets.clone()),
+                .with_kubelets(controllers.kubelets.clone())
+                .with_cluster(ClusterLink {
+                    store: store.clone(),
+                    apiserver: apiserver.clone(),
+                }),
         )
         .await?;
         let world = World {
@@ -157,6 +181,7 @@ impl World {
             controllers,
             ca,
             config,
+            options,
         };
         world.add_machines()?;
         if world.config.workloads {
@@ -167,6 +192,10 @@ impl World {
 
     pub fn config(&self) -> &WorldConfig {
         &self.config
+    }
+
+    pub fn options(&self) -> &WorldOptions {
+        &self.options
     }
 
     /// `127.0.0.1:<port>`: the `apiServerEndpoint` joins use.
@@ -187,6 +216,15 @@ impl World {
     /// The `sim` provider for this world's cluster, as the tool builds it
     /// from the config.
     pub fn provider(&self) -> Arc<dyn CloudProvider> {
+        Arc::new(SimProvider::new(
+            self.cloud.url(),
+            &self.config.cluster_name,
+        ))
+    }
+
+    /// How the tool reaches the control-plane machines: the `sim`
+    /// provider's `NodeExec`, over the cloud's HTTP API.
+    pub fn node_exec(&self) -> Arc<dyn NodeExec> {
         Arc::new(SimProvider::new(
             self.cloud.url(),
             &self.config.cluster_name,
@@ -269,7 +307,7 @@ impl World {
         let mut n = 0;
         for i in 0..c.control_planes {
             let name = format!("cp-{}", i + 1);
-            self.cloud.insert_prejoined(PrejoinedMachine {
+            let instance = self.cloud.insert_prejoined(PrejoinedMachine {
                 zone: zones[i % zones.len()].clone(),
                 image_id: image.clone(),
                 tags: BTreeMap::from([
@@ -284,6 +322,10 @@ impl World {
                 taints: vec![json!({"key": CONTROL_PLANE_TAINT, "effect": "NoSchedule"})],
                 static_pods: control_plane_static_pods(&c.version, &self.api_endpoint()),
             })?;
+            if self.options.package_manager_mix && i + 1 == c.control_planes {
+                self.cloud
+                    .set_package_manager(&instance.id.0, PackageManager::Dnf)?;
+            }
             n += 1;
         }
         for pool in &c.pools {
@@ -491,7 +533,8 @@ fn seed_cluster(
         }),
     )?;
     create(store, &DAEMONSETS, "kube-system", kube_proxy(&c.version))?;
-    create(store, &DEPLOYMENTS, "kube-system", coredns())?;
+    let minor = parse_version(&c.version).map_or(0, |(_, minor, _)| minor);
+    create(store, &DEPLOYMENTS, "kube-system", coredns(minor))?;
     create(
         store,
         &PDBS,
@@ -531,7 +574,21 @@ fn kube_proxy(version: &str) -> Value {
     })
 }
 
-fn coredns() -> Value {
+/// The CoreDNS image kubeadm of a minor deploys (its pinned
+/// `CoreDNSVersion`).
+pub fn coredns_image(minor: u64) -> String {
+    let version = match minor {
+        ..=28 => "v1.10.1",
+        29 | 30 => "v1.11.1",
+        31 | 32 => "v1.11.3",
+        33 => "v1.12.0",
+        34 => "v1.12.1",
+        _ => "v1.13.1",
+    };
+    format!("registry.k8s.io/coredns/coredns:{version}")
+}
+
+fn coredns(minor: u64) -> Value {
     let labels = json!({"k8s-app": "kube-dns"});
     json!({
         "metadata": {"name": "coredns", "namespace": "kube-system", "labels": labels},
@@ -550,7 +607,7 @@ fn coredns() -> Value {
                     ],
                     "containers": [{
                         "name": "coredns",
-                        "image": COREDNS_IMAGE,
+                        "image": coredns_image(minor),
                         "args": ["-conf", "/etc/coredns/Corefile"],
                         "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"}],
                     }],

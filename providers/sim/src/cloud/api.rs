@@ -7,7 +7,10 @@
 //! POST /v1/DescribeInstances  DescribeInstancesRequest → DescribeInstancesResponse
 //! POST /v1/TerminateInstances TerminateInstancesRequest → TerminateInstancesResponse
 //! POST /v1/DescribeImages     DescribeImagesRequest    → DescribeImagesResponse
+//! POST /v1/Exec               ExecRequest              → NDJSON stream of ExecEvent
 //! GET  /v1/counters           (not counted)            → {"<Action>": n, …}
+//! POST /v1/control/<instance>/<action> (not counted): the stand-ins'
+//!      callback into the world, see [`super::control`]
 //! errors: 4xx/5xx             ErrorResponse {"error": {"code", "message", "zone"?}}
 //! ```
 
@@ -24,14 +27,17 @@ pub enum Action {
     DescribeInstances,
     TerminateInstances,
     DescribeImages,
+    /// Run a script on a machine (the sim's SSM `SendCommand`).
+    Exec,
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [
+    pub const ALL: [Action; 5] = [
         Action::RunInstances,
         Action::DescribeInstances,
         Action::TerminateInstances,
         Action::DescribeImages,
+        Action::Exec,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +46,7 @@ impl Action {
             Action::DescribeInstances => "DescribeInstances",
             Action::TerminateInstances => "TerminateInstances",
             Action::DescribeImages => "DescribeImages",
+            Action::Exec => "Exec",
         }
     }
 
@@ -71,6 +78,9 @@ pub mod code {
     pub const INCORRECT_OWNER: &str = "IncorrectInstanceOwner";
     /// No such route (HTTP 404).
     pub const INVALID_ACTION: &str = "InvalidAction";
+    /// The machine cannot run scripts now: not running, or not a machine
+    /// the sim simulates a node agent on (HTTP 409).
+    pub const EXEC_UNAVAILABLE: &str = "InvalidInstanceId";
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,4 +210,32 @@ pub struct ErrorDetail {
     /// The zone of a capacity error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+}
+
+/// A script to run on a machine, named by instance id or, failing that, by
+/// the node its kubelet registered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    #[serde(default)]
+    pub node: String,
+    pub script: String,
+    /// The script is killed after this long.
+    pub timeout_ms: u64,
+}
+
+/// One line of the answer to `Exec`: output lines as they come, then one
+/// final event (`exitCode`, `timedOut` or `failed`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExecEvent {
+    Stdout(String),
+    Stderr(String),
+    ExitCode(i32),
+    /// Killed at the timeout.
+    TimedOut,
+    /// The script could not be started.
+    Failed(String),
 }

@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::Shared;
 use super::discovery::{JoinFailure, check_kubelet_version, discover};
 use super::faults::JoinFault;
+use super::noderoot::{self, PackageManager};
 use super::state::{CloudError, ImageRecord, InstanceRecord, LaunchSpec};
 use super::userdata::parse_user_data;
 use crate::controllers::NodeSpec;
@@ -58,9 +59,13 @@ pub struct Machine {
     pub status: MachineStatus,
     /// The Node its kubelet registered, once joined.
     pub node_name: Option<String>,
-    /// Installed package versions (`v1.35.3`), from the image at launch.
+    /// Installed package versions (`v1.35.3`), from the image at launch,
+    /// then as the machine's package state says after each script.
     pub kubelet_version: Option<String>,
     pub kubeadm_version: Option<String>,
+    /// How it installs packages, for a machine that runs scripts (has a
+    /// filesystem); `None` for the others.
+    pub package_manager: Option<PackageManager>,
 }
 
 /// A machine as tests see it.
@@ -76,6 +81,7 @@ pub struct MachineInfo {
     pub node_name: Option<String>,
     pub kubelet_version: Option<String>,
     pub kubeadm_version: Option<String>,
+    pub package_manager: Option<PackageManager>,
 }
 
 impl Machine {
@@ -89,6 +95,7 @@ impl Machine {
             node_name: None,
             kubelet_version: version.clone(),
             kubeadm_version: version,
+            package_manager: None,
         }
     }
 
@@ -104,6 +111,7 @@ impl Machine {
             node_name: self.node_name.clone(),
             kubelet_version: self.kubelet_version.clone(),
             kubeadm_version: self.kubeadm_version.clone(),
+            package_manager: self.package_manager,
         }
     }
 }
@@ -282,6 +290,12 @@ pub(crate) fn insert_prejoined(
     shared: &Arc<Shared>,
     machine: PrejoinedMachine,
 ) -> Result<Instance, CloudError> {
+    let control_plane = machine.role == MachineRole::ControlPlane;
+    let static_pods = if control_plane {
+        machine.static_pods.clone()
+    } else {
+        Vec::new()
+    };
     let instance = {
         let mut inner = shared.lock();
         let mut tags = machine.tags;
@@ -326,6 +340,46 @@ pub(crate) fn insert_prejoined(
         }
         inner.cloud.instance(&record.id).map(|r| r.view().into())
     };
+    let instance: Instance = instance.ok_or_else(|| CloudError::UnknownInstance(String::new()))?;
+    if control_plane {
+        give_filesystem(shared, &instance.id.0, &static_pods)?;
+    }
     shared.changed();
-    instance.ok_or_else(|| CloudError::UnknownInstance(String::new()))
+    Ok(instance)
+}
+
+/// Lay out a control-plane machine's filesystem: an apt node with the
+/// packages of its image's version and its static pods as manifests.
+fn give_filesystem(shared: &Shared, id: &str, static_pods: &[Value]) -> Result<(), CloudError> {
+    let version = shared
+        .lock()
+        .machines
+        .get(id)
+        .and_then(|m| m.kubeadm_version.clone())
+        .ok_or_else(|| CloudError::NodeRoot(format!("machine {id} has no Kubernetes version")))?;
+    let server = shared
+        .config
+        .cluster
+        .as_ref()
+        .map(|c| c.apiserver.url())
+        .unwrap_or_default();
+    let layout = shared
+        .roots
+        .layout()
+        .map_err(|e| CloudError::NodeRoot(e.to_string()))?;
+    noderoot::seed(
+        &layout.root(id),
+        &layout.home(id),
+        &noderoot::Seed {
+            version: &version,
+            package_manager: PackageManager::Apt,
+            static_pods,
+            server: &server,
+        },
+    )
+    .map_err(|e| CloudError::NodeRoot(format!("machine {id}: {e}")))?;
+    if let Some(m) = shared.lock().machines.get_mut(id) {
+        m.package_manager = Some(PackageManager::Apt);
+    }
+    Ok(())
 }

@@ -10,28 +10,46 @@
 //! - [`userdata`]: the user-data contract with the rotation engine.
 //! - [`discovery`]: kubeadm's join discovery and preflight checks.
 //! - [`machine`]: one simulated VM from boot to termination.
-//! - [`provider`]: [`SimProvider`], the `CloudProvider` over the HTTP API.
+//! - [`noderoot`]: the filesystems of the machines that run scripts (the
+//!   control-plane machines): packages, repositories, static pods.
+//! - [`standins`]: `kubeadm`, `apt-get`, `dnf`, `systemctl`, … as bash
+//!   scripts that act on those filesystems and call back into the world.
+//! - [`exec`]: running a script on a machine (the `Exec` action).
+//! - [`control`]: what the stand-ins ask the world to do (`kubeadm
+//!   upgrade`, kubelet restarts, `kubectl get`), and [`kubeadm`], its pure
+//!   decisions.
+//! - [`provider`]: [`SimProvider`], the `CloudProvider` and `NodeExec`
+//!   over the HTTP API.
 //!
 //! [`SimCloud`] is the Rust handle tests and the world hold: the URL, the
 //! faults, machine status and the instance table.
 
 pub mod api;
+pub mod control;
 pub mod discovery;
+mod exec;
 pub mod faults;
+pub mod kubeadm;
 pub mod machine;
+pub mod noderoot;
 pub mod provider;
 mod server;
+pub mod standins;
 pub mod state;
 pub mod userdata;
 
+pub use control::{ClusterLink, ControlEvent};
 pub use discovery::{DiscoveryConfig, JoinFailure};
+pub use exec::MAX_TIMEOUT as MAX_EXEC_TIMEOUT;
 pub use faults::{Faults, Times};
 pub use machine::{Machine, MachineInfo, MachineRole, MachineStatus, PrejoinedMachine};
+pub use noderoot::PackageManager;
 pub use provider::SimProvider;
 pub use state::CloudError;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -59,6 +77,9 @@ pub struct CloudConfig {
     pub discovery: DiscoveryConfig,
     /// Where the API listens; port 0 picks a free one.
     pub bind: SocketAddr,
+    /// The cluster that `kubeadm` and `kubectl` on control-plane machines
+    /// act on; `None` for a cloud without one.
+    pub cluster: Option<ClusterLink>,
 }
 
 impl CloudConfig {
@@ -77,11 +98,17 @@ impl CloudConfig {
                 request_timeout: Duration::from_secs(10),
             },
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cluster: None,
         }
     }
 
     pub fn with_kubelets(mut self, kubelets: Arc<KubeletFleet>) -> CloudConfig {
         self.kubelets = Some(kubelets);
+        self
+    }
+
+    pub fn with_cluster(mut self, cluster: ClusterLink) -> CloudConfig {
+        self.cluster = Some(cluster);
         self
     }
 }
@@ -111,6 +138,7 @@ pub(crate) struct Inner {
     pub(crate) machines: HashMap<String, Machine>,
     pub(crate) faults: Faults,
     pub(crate) counters: BTreeMap<Action, u64>,
+    pub(crate) control_log: Vec<ControlEvent>,
 }
 
 pub(crate) struct Shared {
@@ -118,6 +146,12 @@ pub(crate) struct Shared {
     changes: watch::Sender<u64>,
     pub(crate) config: CloudConfig,
     pub(crate) cancel: CancellationToken,
+    /// `http://127.0.0.1:<port>`, for the stand-ins' callbacks.
+    pub(crate) url: String,
+    pub(crate) roots: noderoot::NodeRoots,
+    /// One `kubeadm upgrade` at a time in the world.
+    pub(crate) kubeadm_lock: tokio::sync::Mutex<()>,
+    exec_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Shared {
@@ -130,6 +164,16 @@ impl Shared {
     /// Wake whoever waits for a machine or instance change.
     pub(crate) fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The lock that keeps scripts on one machine one at a time.
+    pub(crate) fn exec_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.exec_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .clone()
     }
 }
 
@@ -149,22 +193,25 @@ impl SimCloud {
         let addr = listener
             .local_addr()
             .map_err(|e| CloudStartError(e.to_string()))?;
+        let url = format!("http://{addr}");
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 cloud: CloudState::new(config.zones),
                 machines: HashMap::new(),
                 faults: Faults::default(),
                 counters: BTreeMap::new(),
+                control_log: Vec::new(),
             }),
             changes: watch::channel(0).0,
             config,
             cancel: CancellationToken::new(),
+            url: url.clone(),
+            roots: noderoot::NodeRoots::default(),
+            kubeadm_lock: tokio::sync::Mutex::new(()),
+            exec_locks: Mutex::new(HashMap::new()),
         });
         tokio::spawn(server::serve(listener, shared.clone()));
-        Ok(SimCloud {
-            shared,
-            url: format!("http://{addr}"),
-        })
+        Ok(SimCloud { shared, url })
     }
 
     /// `http://127.0.0.1:<port>`: the `sim.endpoint` of a pool.
@@ -172,10 +219,12 @@ impl SimCloud {
         &self.url
     }
 
-    /// Stop serving and stop every machine task. Kubelets already started
-    /// keep running until the world stops them.
+    /// Stop serving and stop every machine task and script. Kubelets
+    /// already started keep running until the world stops them. The
+    /// machines' filesystems go once nothing uses them.
     pub fn stop(&self) {
         self.shared.cancel.cancel();
+        self.shared.roots.release();
     }
 
     /// Change the injected faults.
@@ -342,9 +391,69 @@ impl SimCloud {
 
     /// Put a machine in the cloud that is already running and joined (the
     /// world's initial nodes): its instance is backdated to
-    /// `machine.launched_at` and its kubelet starts now.
+    /// `machine.launched_at` and its kubelet starts now. A control-plane
+    /// machine gets a filesystem (an apt node with the packages of its
+    /// image's version, held, and its static pods as manifests) and runs
+    /// scripts through `Exec`.
     pub fn insert_prejoined(&self, machine: PrejoinedMachine) -> Result<Instance, CloudError> {
         machine::insert_prejoined(&self.shared, machine)
+    }
+
+    /// Make a machine with a filesystem a dnf, yum or apt machine: its
+    /// repository configuration, package state and `PATH` change; its
+    /// packages stay at their version.
+    pub fn set_package_manager(&self, id: &str, manager: PackageManager) -> Result<(), CloudError> {
+        let (root, version) = {
+            let inner = self.shared.lock();
+            let machine = inner
+                .machines
+                .get(id)
+                .ok_or_else(|| CloudError::UnknownInstance(id.to_string()))?;
+            let layout = self
+                .shared
+                .roots
+                .existing()
+                .filter(|_| machine.package_manager.is_some())
+                .ok_or_else(|| CloudError::NodeRoot(format!("machine {id} runs no scripts")))?;
+            (layout.root(id), machine.kubeadm_version.clone())
+        };
+        let version = noderoot::installed_version(&root, "kubeadm")
+            .or(version)
+            .ok_or_else(|| CloudError::NodeRoot(format!("machine {id} has no kubeadm")))?;
+        noderoot::set_package_manager(&root, manager, &version)
+            .map_err(|e| CloudError::NodeRoot(e.to_string()))?;
+        if let Some(m) = self.shared.lock().machines.get_mut(id) {
+            m.package_manager = Some(manager);
+        }
+        self.shared.changed();
+        Ok(())
+    }
+
+    /// The `/` of a machine that runs scripts (for tests that prepare or
+    /// inspect a node), `None` for other machines.
+    pub fn node_root(&self, id: &str) -> Option<PathBuf> {
+        let has_root = self
+            .shared
+            .lock()
+            .machines
+            .get(id)
+            .is_some_and(|m| m.package_manager.is_some());
+        has_root
+            .then(|| self.shared.roots.existing().map(|l| l.root(id)))
+            .flatten()
+    }
+
+    /// Every file of a machine's filesystem with its content, by path
+    /// under its `/` (empty for a machine without one).
+    pub fn node_files(&self, id: &str) -> BTreeMap<String, Vec<u8>> {
+        self.node_root(id)
+            .map(|root| noderoot::files(&root))
+            .unwrap_or_default()
+    }
+
+    /// What commands on machines changed in the world, in order.
+    pub fn control_events(&self) -> Vec<ControlEvent> {
+        self.shared.lock().control_log.clone()
     }
 }
 

@@ -1,7 +1,8 @@
-//! The `sim` provider: [`CloudProvider`] over the simulated cloud's HTTP
-//! API, so the tool crosses a process boundary as it does with a real
-//! cloud. Like a cloud SDK, it retries throttling and server errors a few
-//! times before it reports them.
+//! The `sim` provider: [`CloudProvider`] and [`NodeExec`] over the
+//! simulated cloud's HTTP API, so the tool crosses a process boundary as it
+//! does with a real cloud. Like a cloud SDK, it retries throttling and
+//! server errors a few times before it reports them (scripts are never
+//! retried: whether to run one again is the caller's decision).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,8 +14,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kubesurge_provider::{
-    CloudProvider, DeleteStatus, Image, Instance, InstanceId, InstanceState, LaunchRequest,
-    NodeRef, PoolRef, ProviderError, tags,
+    CloudProvider, DeleteStatus, ExecError, ExecOutput, ExecRequest, ExecTarget, Image, Instance,
+    InstanceId, InstanceState, LaunchRequest, NodeExec, NodeRef, OutputSink, PoolRef,
+    ProviderError, tags,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -29,6 +31,9 @@ pub const ATTEMPTS: u32 = 3;
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 /// Bound of one HTTP exchange.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much longer than a script's timeout `Exec` waits for the cloud to
+/// report that timeout.
+pub const EXEC_GRACE: Duration = Duration::from_secs(10);
 
 /// States `list` reports: everything but terminated.
 const LIVE_STATES: [InstanceState; 5] = [
@@ -313,6 +318,108 @@ impl CloudProvider for SimProvider {
             .ok_or_else(|| ProviderError::NotFound {
                 what: format!("an image of Kubernetes {version} for pool {}", pool.pool),
             })
+    }
+}
+
+#[async_trait]
+impl NodeExec for SimProvider {
+    /// Runs the script on the machine of `target.instance` (or, without
+    /// one, the machine whose kubelet registered `target.node`) through
+    /// `POST /v1/Exec`, streaming its output lines to `sink`.
+    async fn run(
+        &self,
+        target: &ExecTarget,
+        request: &ExecRequest,
+        sink: &dyn OutputSink,
+    ) -> Result<ExecOutput, ExecError> {
+        let node = target.node.clone();
+        let unreachable = |message: String| ExecError::Unreachable {
+            node: node.clone(),
+            message,
+        };
+        let transport = |message: String| ExecError::Transport {
+            node: node.clone(),
+            message,
+        };
+        let body = api::ExecRequest {
+            instance_id: target.instance.as_ref().map(|i| i.0.clone()),
+            node: target.node.clone(),
+            script: request.script.clone(),
+            timeout_ms: u64::try_from(request.timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        let bytes = serde_json::to_vec(&body).map_err(|e| transport(e.to_string()))?;
+        let http_request = http::Request::post(format!("{}{}", self.endpoint, Action::Exec.path()))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| transport(format!("sim endpoint {:?}: {e}", self.endpoint)))?;
+        let deadline = tokio::time::Instant::now() + request.timeout + EXEC_GRACE;
+        let timed_out = || ExecError::Timeout {
+            node: node.clone(),
+            after: request.timeout,
+        };
+        let response = tokio::time::timeout_at(deadline, self.client.request(http_request))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        if status != 200 {
+            let bytes = tokio::time::timeout_at(deadline, body.collect())
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| transport(e.to_string()))?
+                .to_bytes();
+            let message = match serde_json::from_slice::<ErrorResponse>(&bytes) {
+                Ok(e) => format!("{}: {}", e.error.code, e.error.message),
+                Err(_) => format!("HTTP {status}"),
+            };
+            return Err(unreachable(message));
+        }
+        let mut output = ExecOutput {
+            exit_code: -1,
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Err(_) => return Err(timed_out()),
+                Ok(None) => {
+                    return Err(transport(
+                        "the connection closed before the script finished".into(),
+                    ));
+                }
+                Ok(Some(Err(e))) => return Err(transport(e.to_string())),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let event: api::ExecEvent = serde_json::from_slice(&line)
+                    .map_err(|e| transport(format!("unreadable answer: {e}")))?;
+                match event {
+                    api::ExecEvent::Stdout(line) => {
+                        sink.line(&node, &line);
+                        output.stdout.push_str(&line);
+                        output.stdout.push('\n');
+                    }
+                    api::ExecEvent::Stderr(line) => {
+                        sink.line(&node, &line);
+                        output.stderr.push_str(&line);
+                        output.stderr.push('\n');
+                    }
+                    api::ExecEvent::ExitCode(code) => {
+                        output.exit_code = code;
+                        return Ok(output);
+                    }
+                    api::ExecEvent::TimedOut => return Err(timed_out()),
+                    api::ExecEvent::Failed(message) => return Err(unreachable(message)),
+                }
+            }
+        }
     }
 }
 

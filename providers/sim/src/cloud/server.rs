@@ -1,13 +1,19 @@
 //! The cloud's HTTP server (plain HTTP/1.1 on loopback). Every call is
 //! counted by action, then delayed by the injected latency, then possibly
 //! refused by an injected throttle or 500, then served from the state.
+//! `Exec` answers with a stream of output lines; the stand-ins' control
+//! calls are neither counted nor faulted (they are the machines' own
+//! traffic, not API calls).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -20,8 +26,8 @@ use tokio::net::TcpListener;
 use super::Shared;
 use super::api::{self, Action, ErrorDetail, ErrorResponse, code};
 use super::faults::CallFault;
-use super::machine;
 use super::state::{self, InstanceFilter, LaunchSpec, Launched, PAGE_SIZE};
+use super::{control, exec, machine};
 
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
@@ -49,15 +55,19 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<UnsyncBoxBody<Bytes, Infallible>>;
+
+fn full(bytes: impl Into<Bytes>) -> UnsyncBoxBody<Bytes, Infallible> {
+    Full::new(bytes.into()).boxed_unsync()
+}
 
 fn json<T: Serialize>(status: StatusCode, body: &T) -> Reply {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(bytes)))
-        .unwrap_or_default()
+        .body(full(bytes))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
 fn error(status: u16, code: &str, message: impl Into<String>, zone: Option<String>) -> Reply {
@@ -85,6 +95,9 @@ fn cloud_error(e: &state::CloudError) -> Reply {
 
 async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
+    if let (Some(rest), &Method::POST) = (path.strip_prefix("/v1/control/"), req.method()) {
+        return control_call(shared, rest, req.into_body()).await;
+    }
     if req.method() == Method::GET && path == "/v1/counters" {
         let counters: std::collections::BTreeMap<&str, u64> = shared
             .lock()
@@ -136,6 +149,51 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Reply {
         Action::DescribeInstances => with_body(&body, |r| describe_instances(shared, r)),
         Action::TerminateInstances => with_body(&body, |r| terminate_instances(shared, r)),
         Action::DescribeImages => with_body(&body, |r| describe_images(shared, r)),
+        Action::Exec => with_body(&body, |r| exec_stream(shared, r)),
+    }
+}
+
+/// A stand-in's call: `/v1/control/<instance>/<action>`, one argument per
+/// body line, a text answer (see [`control`]).
+async fn control_call(shared: &Arc<Shared>, rest: &str, body: Incoming) -> Reply {
+    let Some((id, action)) = rest.split_once('/') else {
+        return error(
+            404,
+            code::INVALID_ACTION,
+            format!("no control route {rest}"),
+            None,
+        );
+    };
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return error(400, code::INVALID_PARAMETER, e.to_string(), None),
+    };
+    let text = String::from_utf8_lossy(&body);
+    let args: Vec<String> = text.lines().map(str::to_string).collect();
+    let reply = control::handle(shared, id, action, &args).await;
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(full(reply.render()))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+/// Run a script and stream its events as JSON lines.
+fn exec_stream(shared: &Arc<Shared>, request: api::ExecRequest) -> Reply {
+    match exec::open(shared, request) {
+        Err((status, code, message)) => error(status, code, message, None),
+        Ok(events) => {
+            let lines = tokio_stream::wrappers::ReceiverStream::new(events).map(|event| {
+                let mut line = serde_json::to_vec(&event).unwrap_or_default();
+                line.push(b'\n');
+                Ok::<_, Infallible>(Frame::data(Bytes::from(line)))
+            });
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "application/x-ndjson")
+                .body(StreamBody::new(lines).boxed_unsync())
+                .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+        }
     }
 }
 

@@ -162,6 +162,9 @@ pub enum CloudError {
     },
     #[error("invalid pagination token {0:?}")]
     BadToken(String),
+    /// A machine's filesystem could not be made or changed.
+    #[error("machine filesystem: {0}")]
+    NodeRoot(String),
 }
 
 impl CloudError {
@@ -175,6 +178,7 @@ impl CloudError {
             CloudError::UnknownImage(_) => api::code::IMAGE_NOT_FOUND,
             CloudError::UnknownInstance(_) => api::code::INSTANCE_NOT_FOUND,
             CloudError::NotOwned { .. } => api::code::INCORRECT_OWNER,
+            CloudError::NodeRoot(_) => api::code::INTERNAL,
         }
     }
 
@@ -182,6 +186,7 @@ impl CloudError {
     pub fn http_status(&self) -> u16 {
         match self {
             CloudError::UnknownInstance(_) => 404,
+            CloudError::NodeRoot(_) => 500,
             _ => 400,
         }
     }
