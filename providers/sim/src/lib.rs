@@ -13,6 +13,7 @@
 pub mod apiserver;
 pub mod cloud;
 pub mod controllers;
+pub mod moto;
 pub mod observer;
 pub mod resources;
 pub mod store;

@@ -1,0 +1,24 @@
+//! The test world on moto, the EC2 emulator (server mode): what the `aws`
+//! provider is proven against.
+//!
+//! - [`server`]: start and stop a `moto_server` on loopback, and fail
+//!   loudly when it logs `NotImplementedError`.
+//! - [`proxy`]: a fault proxy in front of moto (throttling, capacity,
+//!   permission and server errors, latency) that logs every call.
+//! - [`ec2`] and [`xml`]: the world's own small EC2 query-API client.
+//! - [`machines`]: simulated machines behind moto's instances, joining the
+//!   emulated cluster from their user data.
+//! - [`world`]: an emulated cluster whose workers live in moto.
+
+pub mod ec2;
+pub mod machines;
+pub mod proxy;
+pub mod server;
+pub mod world;
+pub mod xml;
+
+pub use ec2::{Ec2, Ec2Error, Ec2Instance};
+pub use machines::{MotoMachine, MotoMachines};
+pub use proxy::{Canned, Ec2Fault, Fault, FaultProxy};
+pub use server::{MotoError, MotoServer};
+pub use world::{MotoWorld, MotoWorldConfig, MotoWorldError, Seeded};

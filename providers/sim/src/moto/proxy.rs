@@ -1,0 +1,475 @@
+//! A fault proxy in front of moto (which has no fault injection): plain
+//! HTTP on loopback that forwards every request and logs it by action, and
+//! that can answer the next N calls of an action with a chosen EC2 error,
+//! or delay them. Actions are read from the query API's `Action=` form
+//! field, or from the JSON protocols' `X-Amz-Target` header (SSM).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// An error answer in EC2's format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ec2Fault {
+    pub status: u16,
+    /// Empty for an answer that is not EC2's XML (an HTML error page).
+    pub code: String,
+    pub message: String,
+}
+
+impl Ec2Fault {
+    /// Throttling, as EC2 answers it.
+    pub fn request_limit_exceeded() -> Ec2Fault {
+        Ec2Fault {
+            status: 503,
+            code: "RequestLimitExceeded".into(),
+            message: "Request limit exceeded.".into(),
+        }
+    }
+
+    /// No capacity for the instance type in the zone.
+    pub fn insufficient_capacity() -> Ec2Fault {
+        Ec2Fault {
+            status: 500,
+            code: "InsufficientInstanceCapacity".into(),
+            message: "We currently do not have sufficient capacity in the Availability Zone you requested.".into(),
+        }
+    }
+
+    /// A missing IAM permission.
+    pub fn unauthorized() -> Ec2Fault {
+        Ec2Fault {
+            status: 403,
+            code: "UnauthorizedOperation".into(),
+            message: "You are not authorized to perform this operation. Encoded authorization failure message: AbCd".into(),
+        }
+    }
+
+    /// EC2's own internal error.
+    pub fn internal_error() -> Ec2Fault {
+        Ec2Fault {
+            status: 500,
+            code: "InternalError".into(),
+            message: "An internal error has occurred.".into(),
+        }
+    }
+
+    /// A bare 500 with an HTML page, as a broken hop in between answers.
+    pub fn plain_500() -> Ec2Fault {
+        Ec2Fault {
+            status: 500,
+            code: String::new(),
+            message: "<html><body><h1>500 Internal Server Error</h1></body></html>".into(),
+        }
+    }
+
+    fn reply(&self) -> Response<Full<Bytes>> {
+        let (content_type, body) = if self.code.is_empty() {
+            ("text/html", self.message.clone())
+        } else {
+            (
+                "text/xml;charset=UTF-8",
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>00000000-fault-proxy</RequestID></Response>",
+                    self.code,
+                    escape(&self.message)
+                ),
+            )
+        };
+        Response::builder()
+            .status(StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_default()
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// What a rule does to a matching call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this error instead of forwarding.
+    Fail(Ec2Fault),
+    /// Forward after this pause.
+    Delay(Duration),
+    /// Answer with this response instead of forwarding (a replayed answer
+    /// of any protocol, e.g. SSM's JSON).
+    Respond(Canned),
+}
+
+/// A canned answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Canned {
+    /// A JSON answer (`application/x-amz-json-1.1`, what SSM speaks).
+    pub fn json(status: u16, body: &str) -> Canned {
+        Canned {
+            status,
+            headers: vec![(
+                "content-type".to_string(),
+                "application/x-amz-json-1.1".to_string(),
+            )],
+            body: body.to_string(),
+        }
+    }
+
+    /// A JSON protocol error with its type (`InvocationDoesNotExist`).
+    pub fn json_error(status: u16, error_type: &str, message: &str) -> Canned {
+        let mut canned = Canned::json(
+            status,
+            &format!("{{\"__type\":\"{error_type}\",\"message\":\"{message}\"}}"),
+        );
+        canned
+            .headers
+            .push(("x-amzn-errortype".to_string(), error_type.to_string()));
+        canned
+    }
+
+    fn reply(&self) -> Response<Full<Bytes>> {
+        let mut builder = Response::builder()
+            .status(StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+        for (k, v) in &self.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        builder
+            .body(Full::new(Bytes::from(self.body.clone())))
+            .unwrap_or_default()
+    }
+}
+
+/// One call that went through the proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub action: String,
+    /// The status the client got.
+    pub status: u16,
+    /// True when the proxy answered it with an injected error.
+    pub injected: bool,
+}
+
+struct Rule {
+    action: String,
+    /// Only calls whose body contains this (e.g. a subnet id).
+    body_contains: Option<String>,
+    remaining: usize,
+    fault: Fault,
+}
+
+#[derive(Default)]
+struct State {
+    rules: Vec<Rule>,
+    calls: Vec<Call>,
+}
+
+struct Shared {
+    upstream: String,
+    state: Mutex<State>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    seen: watch::Sender<usize>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The proxy; stops serving when dropped.
+pub struct FaultProxy {
+    url: String,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+}
+
+/// `Action` of a query-API body or a JSON protocol's target header.
+fn action_of(target: Option<&str>, body: &[u8]) -> String {
+    if let Some(t) = target {
+        return t.rsplit('.').next().unwrap_or(t).to_string();
+    }
+    String::from_utf8_lossy(body)
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl FaultProxy {
+    /// Listen on a free loopback port and forward to `upstream`.
+    pub async fn start(upstream: &str) -> std::io::Result<FaultProxy> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            state: Mutex::new(State::default()),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            seen: watch::channel(0).0,
+        });
+        let cancel = CancellationToken::new();
+        tokio::spawn(serve(listener, shared.clone(), cancel.clone()));
+        Ok(FaultProxy {
+            url: format!("http://{addr}"),
+            shared,
+            cancel,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`: the endpoint clients use.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The next `n` calls of `action` get `fault`.
+    pub fn inject(&self, action: &str, n: usize, fault: Fault) {
+        self.add_rule(action, None, n, fault);
+    }
+
+    /// The next `n` calls of `action` whose body contains `needle` (a
+    /// subnet id, a zone) get `fault`; `usize::MAX` for every one.
+    pub fn inject_matching(&self, action: &str, needle: &str, n: usize, fault: Fault) {
+        self.add_rule(action, Some(needle.to_string()), n, fault);
+    }
+
+    fn add_rule(&self, action: &str, body_contains: Option<String>, n: usize, fault: Fault) {
+        self.shared.lock().rules.push(Rule {
+            action: action.to_string(),
+            body_contains,
+            remaining: n,
+            fault,
+        });
+    }
+
+    /// Remove every rule.
+    pub fn clear(&self) {
+        self.shared.lock().rules.clear();
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.lock().calls.clone()
+    }
+
+    /// Calls of `action` so far.
+    pub fn count(&self, action: &str) -> usize {
+        self.shared
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| c.action == action)
+            .count()
+    }
+
+    /// Calls of `action` that moto answered with success.
+    pub fn succeeded(&self, action: &str) -> usize {
+        self.shared
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| c.action == action && (200..300).contains(&c.status))
+            .count()
+    }
+
+    /// Forget the calls logged so far.
+    pub fn reset_calls(&self) {
+        self.shared.lock().calls.clear();
+    }
+
+    /// Wait until `done(calls)` holds, up to `timeout`; false on timeout.
+    pub async fn wait_until(&self, timeout: Duration, done: impl Fn(&[Call]) -> bool) -> bool {
+        let mut seen = self.shared.seen.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if done(&self.shared.lock().calls) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, seen.changed())
+                .await
+                .is_err()
+            {
+                return done(&self.shared.lock().calls);
+            }
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else {
+            continue;
+        };
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = conn => {}
+            }
+        });
+    }
+}
+
+fn log(shared: &Shared, action: String, status: u16, injected: bool) {
+    shared.lock().calls.push(Call {
+        action,
+        status,
+        injected,
+    });
+    shared.seen.send_modify(|n| *n += 1);
+}
+
+async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Ec2Fault::plain_500().with_message(e.to_string()).reply(),
+    };
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok());
+    let action = action_of(target, &body);
+    let fault = {
+        let mut state = shared.lock();
+        let text = String::from_utf8_lossy(&body);
+        state
+            .rules
+            .iter_mut()
+            .find(|r| {
+                r.remaining > 0
+                    && r.action == action
+                    && r.body_contains
+                        .as_deref()
+                        .is_none_or(|needle| text.contains(needle))
+            })
+            .map(|r| {
+                r.remaining = r.remaining.saturating_sub(1);
+                r.fault.clone()
+            })
+    };
+    match fault {
+        Some(Fault::Fail(f)) => {
+            log(shared, action, f.status, true);
+            return f.reply();
+        }
+        Some(Fault::Respond(canned)) => {
+            log(shared, action, canned.status, true);
+            return canned.reply();
+        }
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut forward = Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("{}{path}", shared.upstream));
+    for (name, value) in &parts.headers {
+        if name != http::header::HOST {
+            forward = forward.header(name, value);
+        }
+    }
+    let Ok(forward) = forward.body(Full::new(body)) else {
+        return Ec2Fault::plain_500().reply();
+    };
+    let answer = async {
+        let response = shared
+            .client
+            .request(forward)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok::<_, String>(Response::from_parts(parts, Full::new(bytes)))
+    }
+    .await;
+    match answer {
+        Ok(response) => {
+            log(shared, action, response.status().as_u16(), false);
+            response
+        }
+        Err(e) => {
+            log(shared, action, 502, false);
+            let mut f = Ec2Fault::plain_500().with_message(format!("upstream: {e}"));
+            f.status = 502;
+            f.reply()
+        }
+    }
+}
+
+impl Ec2Fault {
+    fn with_message(mut self, message: String) -> Ec2Fault {
+        self.message = message;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_come_from_the_form_or_the_target() {
+        assert_eq!(
+            action_of(None, b"Action=RunInstances&Version=2016-11-15"),
+            "RunInstances"
+        );
+        assert_eq!(
+            action_of(None, b"Version=2016-11-15&Action=DescribeInstances"),
+            "DescribeInstances"
+        );
+        assert_eq!(
+            action_of(Some("AmazonSSM.SendCommand"), b"{}"),
+            "SendCommand"
+        );
+        assert_eq!(action_of(None, b"{}"), "");
+    }
+
+    #[test]
+    fn injected_errors_are_ec2_xml() {
+        let r = Ec2Fault::request_limit_exceeded().reply();
+        assert_eq!(r.status(), 503);
+        let r = Ec2Fault::unauthorized().reply();
+        assert_eq!(r.status(), 403);
+    }
+}

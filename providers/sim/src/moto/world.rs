@@ -1,0 +1,317 @@
+//! An emulated cluster whose workers are EC2 instances in moto: the API
+//! server, controllers and control plane of a [`World`], moto seeded with
+//! a launch template, an image per Kubernetes version (tagged
+//! `kubernetes-version`), one default subnet per zone and the initial
+//! workers (tagged for the cluster and their pool), and the machines that
+//! watch moto so that what the tool launches there joins the cluster.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::ec2::{Ec2, Ec2Error, Ec2Instance};
+use super::machines::{MotoMachines, worker_tags};
+use crate::cloud::CloudConfig;
+use crate::cloud::machine::MAX_PODS;
+use crate::cloud::state::VERSION_TAG;
+use crate::controllers::NodeSpec;
+use crate::resources::NODES;
+use crate::world::{POOL_LABEL, PoolSpec, World, WorldConfig, WorldError};
+
+/// The launch template the world creates.
+pub const LAUNCH_TEMPLATE: &str = "kubesurge-workers";
+/// The region of the world's moto resources.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// What world to build.
+#[derive(Clone, Debug)]
+pub struct MotoWorldConfig {
+    /// The cluster; its `pools` are the workers put in moto (the control
+    /// plane stays a simulated machine).
+    pub world: WorldConfig,
+    pub region: String,
+    /// Versions with an image besides `world.version`.
+    pub extra_versions: Vec<String>,
+    /// How often the machines look at moto.
+    pub poll: Duration,
+}
+
+impl MotoWorldConfig {
+    pub fn new(world: WorldConfig) -> MotoWorldConfig {
+        MotoWorldConfig {
+            world,
+            region: DEFAULT_REGION.to_string(),
+            extra_versions: Vec::new(),
+            poll: Duration::from_millis(200),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum MotoWorldError {
+    #[error(transparent)]
+    World(#[from] WorldError),
+    #[error("cannot seed moto: {0}")]
+    Ec2(#[from] Ec2Error),
+    #[error("moto has {have} default subnets, the world needs {want} zones")]
+    Zones { have: usize, want: usize },
+    #[error("the moto world is not ready after {after:?}: {waiting_for}")]
+    NotReady {
+        after: Duration,
+        waiting_for: String,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the world put in moto.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seeded {
+    pub launch_template_id: String,
+    /// Image id by Kubernetes version.
+    pub images: BTreeMap<String, String>,
+    /// Subnet by zone, for the zones the world uses.
+    pub subnets: BTreeMap<String, String>,
+    /// The initial workers' instances, by node name.
+    pub workers: BTreeMap<String, Ec2Instance>,
+}
+
+/// A running moto world.
+pub struct MotoWorld {
+    pub world: World,
+    pub ec2: Ec2,
+    pub machines: MotoMachines,
+    pub seeded: Seeded,
+    config: MotoWorldConfig,
+}
+
+impl MotoWorld {
+    /// Build the cluster, seed moto at `moto_url` and start the machines.
+    pub async fn start(
+        moto_url: &str,
+        config: MotoWorldConfig,
+    ) -> Result<MotoWorld, MotoWorldError> {
+        let world = World::start(WorldConfig {
+            pools: Vec::new(),
+            ..config.world.clone()
+        })
+        .await?;
+        let ec2 = Ec2::new(moto_url, &config.region);
+        let c = &config.world;
+
+        let all_subnets = ec2.default_subnets().await?;
+        if all_subnets.len() < c.zones {
+            return Err(MotoWorldError::Zones {
+                have: all_subnets.len(),
+                want: c.zones,
+            });
+        }
+        let subnets: BTreeMap<String, String> = all_subnets.into_iter().take(c.zones).collect();
+        let mut versions = vec![c.version.clone()];
+        versions.extend(config.extra_versions.iter().cloned());
+        let mut images = BTreeMap::new();
+        for version in versions {
+            if images.contains_key(&version) {
+                continue;
+            }
+            let id = ec2
+                .register_image(
+                    &format!("kubesurge-node-{version}"),
+                    &BTreeMap::from([(VERSION_TAG.to_string(), version.clone())]),
+                )
+                .await?;
+            images.insert(version, id);
+        }
+        let launch_template_id = ec2
+            .create_launch_template(LAUNCH_TEMPLATE, "t3.medium")
+            .await?;
+
+        let discovery = CloudConfig::new(c.zones, c.timing.clone()).discovery;
+        let machines = MotoMachines::start(
+            ec2.clone(),
+            &c.cluster_name,
+            world.controllers.kubelets.clone(),
+            c.timing.clone(),
+            discovery,
+            config.poll,
+        );
+        let zones: Vec<(&String, &String)> = subnets.iter().collect();
+        let image = images.get(&c.version).cloned().unwrap_or_default();
+        let mut workers = BTreeMap::new();
+        for pool in &c.pools {
+            for i in 0..pool.workers {
+                let name = format!("{}-{}", pool.name, i + 1);
+                let (zone, subnet) = zones[i % zones.len()];
+                let launched = ec2
+                    .run_instances(
+                        &image,
+                        subnet,
+                        1,
+                        &worker_tags(&c.cluster_name, &pool.name, &name),
+                    )
+                    .await?;
+                let Some(instance) = launched.into_iter().next() else {
+                    continue;
+                };
+                machines.add_prejoined(
+                    &instance,
+                    NodeSpec {
+                        name: name.clone(),
+                        kubelet_version: c.version.clone(),
+                        provider_id: instance.provider_id(),
+                        zone: zone.clone(),
+                        internal_ip: instance.private_ip.clone().unwrap_or_default(),
+                        labels: BTreeMap::from([(POOL_LABEL.to_string(), pool.name.clone())]),
+                        taints: Vec::new(),
+                        max_pods: MAX_PODS,
+                        control_plane: false,
+                    },
+                );
+                workers.insert(name, instance);
+            }
+        }
+        Ok(MotoWorld {
+            world,
+            ec2,
+            machines,
+            seeded: Seeded {
+                launch_template_id,
+                images,
+                subnets,
+                workers,
+            },
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &MotoWorldConfig {
+        &self.config
+    }
+
+    /// Wait until every node registered and the workloads run.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), MotoWorldError> {
+        let c = &self.config.world;
+        let expected = c.control_planes + c.pools.iter().map(|p| p.workers).sum::<usize>();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (nodes, _) = self.world.store.list(&NODES, None, |_| true);
+            if nodes.len() >= expected {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(MotoWorldError::NotReady {
+                    after: timeout,
+                    waiting_for: format!("{} of {expected} nodes registered", nodes.len()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        Ok(self.world.wait_ready(left).await?)
+    }
+
+    /// The `RotationConfig` whose pools launch in moto through the `aws`
+    /// provider. The endpoint is not in it: the AWS environment
+    /// ([`MotoWorld::aws_env`]) points the tool at moto.
+    pub fn rotation_config(&self, max_surge: u32) -> String {
+        let c = &self.config.world;
+        let mut yaml = format!(
+            "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster:\n  name: {}\npools:\n",
+            c.cluster_name
+        );
+        for pool in &c.pools {
+            yaml.push_str(&format!(
+                "  - name: {name}\n    selector: {{ {POOL_LABEL}: {name} }}\n    provider: aws\n    aws:\n      region: {region}\n      launchTemplate: {{ name: {LAUNCH_TEMPLATE} }}\n      image:\n        owners: [self]\n        filters: {{ \"tag:{VERSION_TAG}\": \"{{version}}\" }}\n    maxSurge: {max_surge}\n    maxUnavailable: 0\n    nodeLabels: {{ {POOL_LABEL}: {name} }}\n",
+                name = pool.name,
+                region = self.config.region,
+            ));
+        }
+        yaml
+    }
+
+    /// The environment that points AWS clients at `endpoint` (moto or a
+    /// proxy in front of it) with moto's test credentials.
+    pub fn aws_env(&self, endpoint: &str) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", self.config.region.as_str()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Write `dir/kubeconfig`, `dir/kubesurge.yaml` (the `aws` provider)
+    /// and `dir/aws.env` (the environment to source for `endpoint`).
+    pub fn write_config_files(
+        &self,
+        dir: &Path,
+        endpoint: &str,
+        max_surge: u32,
+    ) -> Result<(PathBuf, PathBuf, PathBuf), MotoWorldError> {
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            write_private(&path, text).map_err(|source| MotoWorldError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            Ok::<_, MotoWorldError>(path)
+        };
+        std::fs::create_dir_all(dir).map_err(|source| MotoWorldError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let kubeconfig = write("kubeconfig", &self.world.kubeconfig_yaml())?;
+        let config = write("kubesurge.yaml", &self.rotation_config(max_surge))?;
+        let env: String = self
+            .aws_env(endpoint)
+            .into_iter()
+            .map(|(k, v)| format!("export {k}={v}\n"))
+            .collect();
+        let env = write("aws.env", &env)?;
+        Ok((kubeconfig, config, env))
+    }
+
+    /// Stop the machines and the world.
+    pub fn stop(&self) {
+        self.machines.stop();
+        self.world.stop();
+    }
+}
+
+/// The pools of a world, for callers that build a [`WorldConfig`].
+pub fn pools(spec: &[(&str, usize)]) -> Vec<PoolSpec> {
+    spec.iter()
+        .map(|(name, workers)| PoolSpec {
+            name: name.to_string(),
+            workers: *workers,
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
