@@ -178,7 +178,13 @@ impl Engine {
             recorder: Recorder::new(self.client.clone(), self.instance.clone()),
             progress: self.progress.clone(),
             cluster_info,
+            discarded: Arc::new(std::sync::Mutex::new(Default::default())),
         };
+        let sweeper = tokio::spawn(slot::sweep_discarded(
+            node_cache.clone(),
+            NodeOps::new(self.client.clone()),
+            ctx.discarded.clone(),
+        ));
 
         let mut works = Vec::new();
         for pool in &pools {
@@ -255,6 +261,7 @@ impl Engine {
         let slots: Vec<SlotReport> = join_all(runs).await.into_iter().flatten().collect();
 
         forward.abort();
+        sweeper.abort();
         let stop_reason = stop_tx.borrow().clone();
         let failures: Vec<String> = slots
             .iter()

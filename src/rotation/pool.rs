@@ -161,7 +161,11 @@ async fn health_gate(
 fn unhealthy(ctx: &RunContext, pool: &PoolConfig, kube_system: &WatchCache<Pod>) -> Option<String> {
     for node in ctx.nodes.all() {
         let labels = node.metadata.labels.clone().unwrap_or_default();
-        if pool.selects(&labels) && !nodes::is_unschedulable(&node) && !nodes::is_ready(&node) {
+        if pool.selects(&labels)
+            && !nodes::is_unschedulable(&node)
+            && !nodes::is_ready(&node)
+            && !ctx.is_discarded(&node)
+        {
             return Some(format!("node {} is not Ready", nodes::name(&node)));
         }
     }

@@ -101,6 +101,55 @@ pub struct RunContext {
     pub recorder: Recorder,
     pub progress: Arc<dyn Progress>,
     pub cluster_info: ClusterInfo,
+    /// providerIDs of replacements this run terminated because they never
+    /// became Ready. A machine can still register its Node while it shuts
+    /// down; such Nodes are deleted on sight (see [`sweep_discarded`]) and
+    /// never hold the health gate.
+    pub discarded: Arc<Mutex<std::collections::BTreeSet<String>>>,
+}
+
+impl RunContext {
+    /// True when `node` belongs to a replacement this run gave up on.
+    pub fn is_discarded(&self, node: &Node) -> bool {
+        nodes::provider_id(node).is_some_and(|p| {
+            self.discarded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(p)
+        })
+    }
+}
+
+/// Delete, as they appear, the Nodes of replacements the run terminated:
+/// no cloud controller does it in a kubeadm cluster, and a NotReady node
+/// left behind would hold every health gate. Runs until aborted.
+pub async fn sweep_discarded(
+    nodes_cache: WatchCache<Node>,
+    node_ops: NodeOps,
+    discarded: Arc<Mutex<std::collections::BTreeSet<String>>>,
+) {
+    loop {
+        let ghosts: Vec<(String, Option<String>)> = {
+            let discarded = discarded.lock().unwrap_or_else(|e| e.into_inner());
+            nodes_cache
+                .filter(|n| nodes::provider_id(n).is_some_and(|p| discarded.contains(p)))
+                .iter()
+                .map(|n| (nodes::name(n).to_string(), n.metadata.uid.clone()))
+                .collect()
+        };
+        for (name, uid) in ghosts {
+            tracing::warn!(
+                node = %name,
+                "deleting the Node of a replacement that was terminated because it never became Ready"
+            );
+            if let Err(e) = node_ops.delete(&name, uid.as_deref()).await {
+                tracing::warn!(node = %name, error = %e, "could not delete the Node");
+            }
+        }
+        nodes_cache
+            .next_change(Instant::now() + Duration::from_secs(3600))
+            .await;
+    }
 }
 
 /// One slot's inputs.
@@ -522,6 +571,10 @@ async fn discard_replacement(
     input: &SlotInput,
     instance: &Instance,
 ) -> Result<(), SlotError> {
+    ctx.discarded
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(instance.provider_id.clone());
     delete_until_gone(input, &instance.id).await?;
     if let Some(node) = ctx
         .nodes
