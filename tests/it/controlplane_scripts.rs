@@ -539,6 +539,30 @@ async fn upgrade_node_before_apply_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_kubeadm_failure_fails_the_step_and_leaves_the_node_as_it_was() {
+    let world = world(1).await;
+    world
+        .cloud
+        .with_faults(|f| f.fail_kubeadm_upgrade(Some("cp-1"), 1));
+    let out = run_failing(&world, "cp-1", &script(apply(), "cp-1")).await;
+    assert!(out.stderr.contains(
+        "[upgrade/apply] FATAL: couldn't upgrade control plane. kubeadm has tried to recover everything into the earlier state."
+    ), "{}", out.stderr);
+    assert_eq!(
+        control_plane_version(&world, "cp-1"),
+        vec![FROM.to_string(); 3]
+    );
+    assert!(cluster_configuration(&world).contains("kubernetesVersion: v1.34.3\n"));
+    assert!(world.cloud.control_events().is_empty());
+    // The rerun finishes the step.
+    run_ok(&world, "cp-1", &script(apply(), "cp-1")).await;
+    assert_eq!(
+        control_plane_version(&world, "cp-1"),
+        vec![TO.to_string(); 3]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dnf_machine_follows_the_rpm_path() {
     let world = world_with(
         2,

@@ -358,6 +358,9 @@ async fn upgrade(shared: &Arc<Shared>, node: &Node, mode: Mode) -> Reply {
             cluster
         }
     };
+    if shared.lock().faults.take_kubeadm_failure(&node.name) {
+        return failed_upgrade(shared, &link, node, r).await;
+    }
     if let Err(failure) = rewrite_static_pods(shared, &link, node, target, &mut r).await {
         return r.fail(1, failure);
     }
@@ -385,6 +388,26 @@ async fn upgrade(shared: &Arc<Shared>, node: &Node, mode: Mode) -> Reply {
         }
     }
     r
+}
+
+/// An injected failure of the control-plane phase: the new apiserver
+/// never reports healthy, kubeadm restores the old manifests (the
+/// apiserver restarts twice) and gives up; nothing else changes.
+async fn failed_upgrade(shared: &Shared, link: &ClusterLink, node: &Node, mut r: Reply) -> Reply {
+    r.out("[upgrade/staticpods] Preparing for \"kube-apiserver\" upgrade");
+    r.out("[upgrade/staticpods] Waiting for the kubelet to restart the component");
+    r.out("[upgrade/staticpods] This can take up to 5m0s");
+    let restart = shared.config.timing.apiserver_restart * 2;
+    link.apiserver.faults().unavailable_for(restart);
+    tokio::time::sleep(restart).await;
+    let addr = link.apiserver.addr();
+    r.fail(
+        1,
+        format!(
+            "[upgrade/apply] FATAL: couldn't upgrade control plane. kubeadm has tried to recover everything into the earlier state. Errors faced: failed to obtain static Pod hash for component kube-apiserver on Node {node}: Get \"https://{addr}/api/v1/namespaces/kube-system/pods/kube-apiserver-{node}?timeout=10s\": context deadline exceeded\nTo see the stack trace of this error execute with --v=5 or higher",
+            node = node.name,
+        ),
+    )
 }
 
 fn cluster_configuration(store: &Store) -> Option<String> {

@@ -1,6 +1,8 @@
 //! Faults a test injects into the cloud: capacity shortages per zone,
-//! throttling and 5xx bursts, latency, and machines that never join or join
-//! late. Decisions only; the server and the machines consult them.
+//! throttling and 5xx bursts, latency, machines that never join or join
+//! late, and `kubeadm upgrade` runs that fail on a control-plane machine.
+//! Decisions only; the server, the machines and the stand-ins' control
+//! endpoint consult them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -41,6 +43,8 @@ pub struct Faults {
     never_join_next: u32,
     late_join_pools: BTreeMap<String, Duration>,
     late_join_next: Vec<Duration>,
+    /// Failing `kubeadm upgrade` runs, by node (`None`: any node).
+    kubeadm_failures: BTreeMap<Option<String>, u32>,
 }
 
 impl Faults {
@@ -114,6 +118,29 @@ impl Faults {
         self.late_join_next = vec![delay; launches as usize];
     }
 
+    /// Make the next `runs` of `kubeadm upgrade apply` or `kubeadm upgrade
+    /// node` on `node` (on any node when `None`) fail in their
+    /// control-plane phase, as when a new apiserver never becomes healthy:
+    /// kubeadm rolls the manifests back and exits 1.
+    pub fn fail_kubeadm_upgrade(&mut self, node: Option<&str>, runs: u32) {
+        self.kubeadm_failures.insert(node.map(str::to_string), runs);
+    }
+
+    /// Whether this `kubeadm upgrade` on `node` must fail; consumes one
+    /// run (of the node's own fault first).
+    pub fn take_kubeadm_failure(&mut self, node: &str) -> bool {
+        for key in [Some(node.to_string()), None] {
+            if let Some(n) = self.kubeadm_failures.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.kubeadm_failures.remove(&key);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
     /// Remove every machine fault (join faults of pools and launches).
     pub fn clear_join_faults(&mut self) {
         self.never_join_pools.clear();
@@ -171,6 +198,17 @@ mod tests {
         assert_eq!(f.take_call_fault(), Some(CallFault::Throttle));
         assert_eq!(f.take_call_fault(), Some(CallFault::InternalError));
         assert_eq!(f.take_call_fault(), None);
+    }
+
+    #[test]
+    fn kubeadm_failures_per_node_then_anywhere() {
+        let mut f = Faults::default();
+        f.fail_kubeadm_upgrade(Some("cp-2"), 1);
+        f.fail_kubeadm_upgrade(None, 1);
+        assert!(f.take_kubeadm_failure("cp-2"));
+        assert!(f.take_kubeadm_failure("cp-2"));
+        assert!(!f.take_kubeadm_failure("cp-2"));
+        assert!(!f.take_kubeadm_failure("cp-1"));
     }
 
     #[test]

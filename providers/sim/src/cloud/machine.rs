@@ -341,8 +341,10 @@ pub(crate) fn insert_prejoined(
         inner.cloud.instance(&record.id).map(|r| r.view().into())
     };
     let instance: Instance = instance.ok_or_else(|| CloudError::UnknownInstance(String::new()))?;
-    if control_plane {
-        give_filesystem(shared, &instance.id.0, &static_pods)?;
+    // Without a filesystem (no bash on the host, say) the machine still
+    // serves as a node; only scripts cannot run on it.
+    if control_plane && let Err(e) = give_filesystem(shared, &instance.id.0, &static_pods) {
+        tracing::warn!(instance = %instance.id.0, error = %e, "control-plane machine cannot run scripts");
     }
     shared.changed();
     Ok(instance)
