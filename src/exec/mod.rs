@@ -59,8 +59,15 @@ const OUTPUT_LINGER: Duration = Duration::from_secs(2);
 /// group opens on the script's first line, which keeps line numbers in
 /// bash's error messages those of the script.
 pub fn wrap_script(script: &str) -> String {
-    let mut wrapped = String::with_capacity(script.len() + 32);
+    wrap_script_after("", script)
+}
+
+/// [`wrap_script`] with `prelude` (commands ending in `;`) run first, on
+/// the same line.
+pub(crate) fn wrap_script_after(prelude: &str, script: &str) -> String {
+    let mut wrapped = String::with_capacity(prelude.len() + script.len() + 32);
     wrapped.push_str("{ :; ");
+    wrapped.push_str(prelude);
     wrapped.push_str(script);
     if !script.ends_with('\n') {
         wrapped.push('\n');
@@ -72,8 +79,9 @@ pub fn wrap_script(script: &str) -> String {
 /// How a script's process ended.
 #[derive(Debug)]
 pub(crate) enum Finished {
-    /// It exited (any status); everything it printed.
-    Exited(ExecOutput),
+    /// It exited (any status); everything it printed, and whether the
+    /// start marker came (see [`run_process`]).
+    Exited { output: ExecOutput, started: bool },
     /// The deadline passed; its process group was killed.
     TimedOut,
 }
@@ -82,12 +90,16 @@ pub(crate) enum Finished {
 /// it, streaming its output lines to `sink` as `node`, until it exits or
 /// `timeout` passes. The command runs in its own process group, which is
 /// killed on timeout and if this future is dropped before the end.
+///
+/// A stderr line equal to `start_marker` is neither passed on nor kept: it
+/// only tells that the script itself started.
 pub(crate) async fn run_process(
     mut command: Command,
     stdin: String,
     timeout: Duration,
     node: &str,
     sink: &dyn OutputSink,
+    start_marker: Option<&str>,
 ) -> io::Result<Finished> {
     let deadline = Instant::now() + timeout;
     command
@@ -121,13 +133,19 @@ pub(crate) async fn run_process(
     let mut stdout = Captured::default();
     let mut stderr = Captured::default();
     let mut status: Option<ExitStatus> = None;
+    let mut started = false;
     let mut output_open = true;
     let mut stop_reading_at = deadline;
     while status.is_none() || output_open {
         tokio::select! {
             line = rx.recv(), if output_open => match line {
                 Some((stream, text)) => {
-                    sink.line(node, text.trim_end_matches(['\n', '\r']));
+                    let line = text.trim_end_matches(['\n', '\r']);
+                    if matches!(stream, Stream::Stderr) && !started && start_marker == Some(line) {
+                        started = true;
+                        continue;
+                    }
+                    sink.line(node, line);
                     match stream {
                         Stream::Stdout => stdout.push(&text),
                         Stream::Stderr => stderr.push(&text),
@@ -154,11 +172,14 @@ pub(crate) async fn run_process(
         }
     }
     let code = status.map_or(-1, exit_code);
-    Ok(Finished::Exited(ExecOutput {
-        exit_code: code,
-        stdout: stdout.finish(),
-        stderr: stderr.finish(),
-    }))
+    Ok(Finished::Exited {
+        output: ExecOutput {
+            exit_code: code,
+            stdout: stdout.finish(),
+            stderr: stderr.finish(),
+        },
+        started,
+    })
 }
 
 /// The shell's convention for a process killed by a signal: 128 + signal.

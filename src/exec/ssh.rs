@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use kubesurge_provider::{ExecError, ExecOutput, ExecRequest, ExecTarget, NodeExec, OutputSink};
 use tokio::process::Command;
 
-use super::{ExecSettingsError, Finished, run_process, wrap_script};
+use super::{ExecSettingsError, Finished, run_process, wrap_script_after};
 use crate::settings;
 
 /// Default for [`SshConfig::connect_timeout`].
@@ -39,6 +39,11 @@ const REMOTE_KILL_AFTER: &str = "10s";
 /// is noticed within about a minute instead of at the script's timeout.
 const SERVER_ALIVE_INTERVAL_SECS: u32 = 15;
 const SERVER_ALIVE_COUNT_MAX: u32 = 4;
+
+/// Printed on stderr by the script's first command and kept out of its
+/// output: until it comes, whatever fails is ssh or sudo, not the script.
+/// ssh exits 255 both for its own failures and for a script that does.
+const START_MARKER: &str = "kubesurge-exec: script started";
 
 /// How to connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,12 +134,14 @@ impl NodeExec for SshExec {
             ssh_args(&self.config, &host, request.timeout, home.as_deref()).map_err(transport)?;
         let mut command = Command::new(&self.config.program);
         command.args(args);
+        let prelude = format!("printf '%s\\n' '{START_MARKER}' >&2; ");
         let finished = run_process(
             command,
-            wrap_script(&request.script),
+            wrap_script_after(&prelude, &request.script),
             request.timeout,
             &target.node,
             sink,
+            Some(START_MARKER),
         )
         .await
         .map_err(|e| {
@@ -143,8 +150,8 @@ impl NodeExec for SshExec {
                 self.config.program.display()
             ))
         })?;
-        let output = match finished {
-            Finished::Exited(output) => output,
+        let (output, started) = match finished {
+            Finished::Exited { output, started } => (output, started),
             Finished::TimedOut => {
                 return Err(ExecError::Timeout {
                     node,
@@ -152,7 +159,7 @@ impl NodeExec for SshExec {
                 });
             }
         };
-        match failure(&self.config, &host, &output) {
+        match failure(&self.config, &host, &output, started) {
             None => Ok(output),
             Some(Failure::Unreachable(message)) => Err(ExecError::Unreachable { node, message }),
             Some(Failure::Transport(message)) => Err(ExecError::Transport { node, message }),
@@ -275,20 +282,56 @@ enum Failure {
     Transport(String),
 }
 
-/// ssh's own failures (exit 255 and its message as the last thing on
-/// stderr) and sudo's refusal (exit 1 before the script printed anything),
-/// as opposed to a script that exits with those codes.
-fn failure(config: &SshConfig, host: &str, output: &ExecOutput) -> Option<Failure> {
+/// What ssh or sudo refused, or a connection lost while the script ran,
+/// as opposed to what the script itself did. `started`: the script's
+/// first command ran (its marker came).
+fn failure(config: &SshConfig, host: &str, output: &ExecOutput, started: bool) -> Option<Failure> {
     let lines: Vec<&str> = output
         .stderr
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    let last = *lines.last()?;
     let context = format!("ssh {}@{host} port {}", config.user, config.port);
-    let said = || lines[lines.len().saturating_sub(3)..].join("; ");
+    let said = || {
+        if lines.is_empty() {
+            format!("ssh exited with {} and said nothing", output.exit_code)
+        } else {
+            lines[lines.len().saturating_sub(3)..].join("; ")
+        }
+    };
+    let last = lines.last().copied().unwrap_or_default();
+    if started {
+        // The script ran: 255 is its own status unless ssh's last words
+        // say the connection went away under it.
+        const LOST: &[&str] = &[
+            "closed by remote host",
+            "Connection reset",
+            "Broken pipe",
+            "Timeout, server",
+            "client_loop:",
+        ];
+        return (output.exit_code == 255 && LOST.iter().any(|p| last.contains(p))).then(|| {
+            Failure::Unreachable(format!(
+                "{context}: the connection was lost while the script ran: {}",
+                said()
+            ))
+        });
+    }
+    if output.exit_code == 0 {
+        // Nothing to run: an empty script still prints the marker, so this
+        // is a login shell that ignored its command.
+        return Some(Failure::Transport(format!(
+            "{context}: the script did not start ({})",
+            said()
+        )));
+    }
     if output.exit_code == 255 {
+        const HOST_KEY: &[&str] = &[
+            "Host key verification failed",
+            "REMOTE HOST IDENTIFICATION HAS CHANGED",
+        ];
+        const AUTH: &[&str] = &["Permission denied", "Too many authentication failures"];
         const UNREACHABLE: &[&str] = &[
             "Connection refused",
             "Could not resolve hostname",
@@ -300,15 +343,9 @@ fn failure(config: &SshConfig, host: &str, output: &ExecOutput) -> Option<Failur
             "Connection closed by",
             "closed by remote host",
             "Broken pipe",
-            "Timeout, server",
             "kex_exchange_identification",
         ];
-        const HOST_KEY: &[&str] = &[
-            "Host key verification failed",
-            "REMOTE HOST IDENTIFICATION HAS CHANGED",
-        ];
-        const AUTH: &[&str] = &["Permission denied", "Too many authentication failures"];
-        if HOST_KEY.iter().any(|p| last.contains(p)) {
+        if lines.iter().any(|l| HOST_KEY.iter().any(|p| l.contains(p))) {
             let file = config
                 .known_hosts
                 .as_ref()
@@ -329,29 +366,22 @@ fn failure(config: &SshConfig, host: &str, output: &ExecOutput) -> Option<Failur
         if UNREACHABLE.iter().any(|p| last.contains(p)) {
             return Some(Failure::Unreachable(format!("{context}: {}", said())));
         }
-        if last.starts_with("ssh: ") || last.starts_with("ssh_") {
-            return Some(Failure::Transport(format!("{context}: {}", said())));
-        }
-        return None;
+        return Some(Failure::Transport(format!("{context}: {}", said())));
     }
-    const SUDO_REFUSED: &[&str] = &[
-        "a password is required",
-        "a terminal is required",
-        "must have a tty",
-        "not in the sudoers",
-        "is not allowed to",
-    ];
-    let sudo_refused = config.sudo
-        && output.exit_code == 1
-        && output.stdout.is_empty()
-        && lines.first().is_some_and(|first| {
-            first.starts_with("sudo: ") && SUDO_REFUSED.iter().any(|p| first.contains(p))
-        });
-    if sudo_refused {
+    // A failure before the script's first command: sudo refused, or the
+    // node lacks `timeout` or `bash` (127), or bash found the script does
+    // not parse (2: the script's own outcome).
+    if config.sudo && lines.first().is_some_and(|l| l.starts_with("sudo: ")) {
         return Some(Failure::Transport(format!(
             "{context}: {} (the scripts run with `sudo -n`: {} needs passwordless sudo, or connect as root)",
             said(),
             config.user
+        )));
+    }
+    if matches!(output.exit_code, 126 | 127) {
+        return Some(Failure::Transport(format!(
+            "{context}: the node cannot run the script (it needs bash and coreutils' timeout): {}",
+            said()
         )));
     }
     None
@@ -489,8 +519,11 @@ mod tests {
         assert_eq!(expand_home(Path::new("~/k"), None), PathBuf::from("~/k"));
     }
 
+    const NOT_STARTED: bool = false;
+    const STARTED: bool = true;
+
     #[test]
-    fn ssh_failures_are_told_from_scripts_that_exit_255() {
+    fn before_the_script_starts_ssh_failures_are_classified() {
         let config = SshConfig::new("ubuntu");
         let refused = output(
             255,
@@ -498,7 +531,7 @@ mod tests {
             "ssh: connect to host 10.0.0.5 port 22: Connection refused\n",
         );
         assert!(matches!(
-            failure(&config, "10.0.0.5", &refused),
+            failure(&config, "10.0.0.5", &refused, NOT_STARTED),
             Some(Failure::Unreachable(m)) if m.starts_with("ssh ubuntu@10.0.0.5 port 22: ssh: connect")
         ));
         let host_key = output(
@@ -507,27 +540,44 @@ mod tests {
             "No ED25519 host key is known for 10.0.0.5 and you have requested strict checking.\nHost key verification failed.\n",
         );
         assert!(matches!(
-            failure(&config, "10.0.0.5", &host_key),
+            failure(&config, "10.0.0.5", &host_key, NOT_STARTED),
             Some(Failure::Transport(m)) if m.contains("Host key verification failed") && m.contains("knownHosts")
         ));
         let denied = output(255, "", "ubuntu@10.0.0.5: Permission denied (publickey).\n");
         assert!(matches!(
-            failure(&config, "10.0.0.5", &denied),
-            Some(Failure::Transport(m)) if m.contains("Permission denied")
+            failure(&config, "10.0.0.5", &denied, NOT_STARTED),
+            Some(Failure::Transport(m)) if m.contains("Permission denied") && m.contains("identityFile")
         ));
+        // Anything else ssh says before the script starts is still ssh's.
+        let odd = output(255, "", "");
+        assert!(matches!(
+            failure(&config, "10.0.0.5", &odd, NOT_STARTED),
+            Some(Failure::Transport(m)) if m.contains("exited with 255")
+        ));
+    }
+
+    #[test]
+    fn once_the_script_started_255_is_its_own_unless_the_connection_was_lost() {
+        let config = SshConfig::new("ubuntu");
+        let script = output(
+            255,
+            "step 1\n",
+            "ls: cannot open directory: Permission denied\n",
+        );
+        assert_eq!(failure(&config, "10.0.0.5", &script, STARTED), None);
         let lost = output(
             255,
             "step 1\n",
             "Connection to 10.0.0.5 closed by remote host.\n",
         );
         assert!(matches!(
-            failure(&config, "10.0.0.5", &lost),
-            Some(Failure::Unreachable(_))
+            failure(&config, "10.0.0.5", &lost, STARTED),
+            Some(Failure::Unreachable(m)) if m.contains("lost while the script ran")
         ));
-        // The script's own 255, even after an error message of its own.
-        let script = output(255, "step 1\n", "grep: /x: Permission denied\nfailed\n");
-        assert_eq!(failure(&config, "10.0.0.5", &script), None);
-        assert_eq!(failure(&config, "10.0.0.5", &output(255, "", "")), None);
+        assert_eq!(
+            failure(&config, "10.0.0.5", &output(3, "", "x\n"), STARTED),
+            None
+        );
     }
 
     #[test]
@@ -535,13 +585,19 @@ mod tests {
         let config = SshConfig::new("ubuntu");
         let refused = output(1, "", "sudo: a password is required\n");
         assert!(matches!(
-            failure(&config, "h", &refused),
+            failure(&config, "h", &refused, NOT_STARTED),
             Some(Failure::Transport(m)) if m.contains("passwordless sudo")
         ));
         let script = output(1, "", "E: Unable to locate package kubeadm\n");
-        assert_eq!(failure(&config, "h", &script), None);
-        // As root there is no sudo to refuse.
-        assert_eq!(failure(&SshConfig::new("root"), "h", &refused), None);
+        assert_eq!(failure(&config, "h", &script, STARTED), None);
+        // A script that does not parse: bash's own status, not a transport.
+        let syntax = output(2, "", "bash: line 3: syntax error near `fi'\n");
+        assert_eq!(failure(&config, "h", &syntax, NOT_STARTED), None);
+        let no_timeout = output(127, "", "sudo: timeout: command not found\n");
+        assert!(matches!(
+            failure(&SshConfig::new("root"), "h", &no_timeout, NOT_STARTED),
+            Some(Failure::Transport(m)) if m.contains("coreutils")
+        ));
     }
 
     #[test]
