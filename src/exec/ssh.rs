@@ -14,6 +14,9 @@
 //! - `BatchMode=yes`: never a prompt (passphrase, password, host key).
 //! - The remote `timeout` kills the script where it runs when the deadline
 //!   passes: killing the local ssh client alone would leave it running.
+//!   A call that is dropped (the run aborted) kills the local client only;
+//!   the script finishes or meets that deadline on the node, which leaves a
+//!   `kubeadm upgrade` whole rather than cut half-way.
 //! - `sudo -n` (never a password prompt): the user needs passwordless sudo;
 //!   if sudo refuses, that is a [`ExecError::Transport`] naming it.
 

@@ -595,6 +595,50 @@ async fn local_timeout_kills_the_whole_process_group() {
     timeout_kills_the_script(&LocalExec::new(), dir.path(), Duration::from_millis(500)).await;
 }
 
+/// A caller that gives up (the run is aborted) takes the script with it.
+#[tokio::test]
+async fn local_dropping_the_call_kills_the_script() {
+    let dir = TempDir::new().expect("temp dir");
+    let pid = dir.path().join("pid");
+    let script = format!(
+        "sleep 30 &\necho $! > '{pid}'\necho started\nwait\n",
+        pid = pid.display()
+    );
+    let ready = dir.path().join("ready");
+    let sink = Recorder::touching("started", ready.clone());
+    let exec = LocalExec::new();
+    let (target, request) = (target(), request(script, Duration::from_secs(60)));
+    let call = exec.run(&target, &request, &sink);
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                result = &mut call => panic!("the script ended on its own: {result:?}"),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {
+                    if ready.exists() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "the script never said it started");
+    let pid: u32 = std::fs::read_to_string(&pid)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the script's sleep {pid} outlived the call"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[tokio::test]
 async fn local_large_script_arrives_intact_through_stdin() {
     large_script_arrives_intact(&LocalExec::new()).await;
