@@ -581,6 +581,28 @@ async fn a_dnf_machine_follows_the_rpm_path() {
             .and_then(|m| m.package_manager),
         Some(PackageManager::Apt)
     );
+    // cp-2 still uses the removed yum.kubernetes.io repository.
+    let root = world.cloud.node_root(&cp2.instance_id).expect("root");
+    std::fs::write(
+        root.join("etc/yum.repos.d/kubernetes.repo"),
+        "[kubernetes]\nname=Kubernetes\n\
+         baseurl=https://packages.cloud.google.com/yum/repos/kubernetes-el7-x86_64\n\
+         enabled=1\ngpgcheck=1\nexclude=kubelet kubeadm kubectl\n",
+    )
+    .expect("legacy repository");
+    let out = run_failing(
+        &world,
+        "cp-2",
+        &commands(&["dnf install -y 'kubeadm-1.34.3-*' --disableexcludes=kubernetes"]),
+    )
+    .await;
+    assert!(
+        out.stderr.contains(
+            "Error: Failed to download metadata for repo 'kubernetes': Cannot download repomd.xml"
+        ),
+        "{}",
+        out.stderr
+    );
     run_ok(&world, "cp-1", &script(apply(), "cp-1")).await;
     let out = run_ok(&world, "cp-2", &script(node_step(), "cp-2")).await;
     assert!(
@@ -588,12 +610,14 @@ async fn a_dnf_machine_follows_the_rpm_path() {
         "{}",
         out.stdout
     );
+    assert!(out.stdout.contains(
+        "kubesurge: migrating /etc/yum.repos.d/kubernetes.repo from the removed yum.kubernetes.io repository to pkgs.k8s.io"
+    ), "{}", out.stdout);
     assert!(
         out.stdout.contains("  kubeadm-1.35.2-150500.1.1.x86_64"),
         "{}",
         out.stdout
     );
-    let root = world.cloud.node_root(&cp2.instance_id).expect("root");
     assert_eq!(
         std::fs::read_to_string(root.join("etc/yum.repos.d/kubernetes.repo")).expect("repo"),
         "[kubernetes]\n\
