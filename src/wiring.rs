@@ -20,6 +20,10 @@ pub enum WiringError {
         "cluster.name is required to {0} (it goes into tags and the lock); set it in the config or pass --cluster-name"
     )]
     NoClusterName(&'static str),
+    #[error(
+        "controlPlane.exec: sim reaches the simulated machines through a pool with provider: sim, and the config has none"
+    )]
+    SimExecWithoutSimPool,
     #[error("the config has no pools: nothing to {0}")]
     NoPools(&'static str),
     #[error("pools[{pool}]: provider {provider} is not available in this build of kubesurge")]
@@ -44,9 +48,32 @@ pub fn node_exec(
             &settings.control_plane.ssh,
         )?))),
         Some(ExecMethod::Local) => Ok(Arc::new(LocalExec::new())),
+        Some(ExecMethod::Sim) => sim_exec(settings),
         Some(ExecMethod::Ssm) => Err(ExecSettingsError::Unavailable { method: "ssm" }.into()),
         None => Err(ExecSettingsError::NoMethod.into()),
     }
+}
+
+/// The simulated machines are reached through the sim cloud the pools use.
+#[cfg(feature = "sandbox")]
+fn sim_exec(settings: &Settings) -> Result<Arc<dyn kubesurge_provider::NodeExec>, WiringError> {
+    let endpoint = settings
+        .pools
+        .iter()
+        .find_map(|pool| match &pool.provider {
+            PoolProvider::Sim(sim) => Some(sim.endpoint.clone()),
+            _ => None,
+        })
+        .ok_or(WiringError::SimExecWithoutSimPool)?;
+    let cluster = settings.cluster_name.clone().unwrap_or_default();
+    Ok(Arc::new(kubesurge_sim::cloud::SimProvider::new(
+        &endpoint, &cluster,
+    )))
+}
+
+#[cfg(not(feature = "sandbox"))]
+fn sim_exec(_settings: &Settings) -> Result<Arc<dyn kubesurge_provider::NodeExec>, WiringError> {
+    Err(WiringError::SimExecWithoutSimPool)
 }
 
 /// The engine's configuration and each pool's provider.
@@ -130,6 +157,16 @@ fn provider_for(
                 provider: "sim",
             })
         }
+        #[cfg(feature = "aws")]
+        PoolProvider::Aws(aws) => Ok((
+            Arc::new(kubesurge_aws::AwsProvider::new(
+                cluster,
+                aws_pool_config(aws),
+                kubesurge_aws::ClientOptions::from_env(),
+            )),
+            AWS_PROVIDER_ID_SCRIPT.to_string(),
+        )),
+        #[cfg(not(feature = "aws"))]
         PoolProvider::Aws(_) => {
             let _ = AWS_PROVIDER_ID_SCRIPT;
             Err(WiringError::ProviderUnavailable {
@@ -137,6 +174,28 @@ fn provider_for(
                 provider: "aws",
             })
         }
+    }
+}
+
+/// The aws provider's view of `pools[].aws`.
+#[cfg(feature = "aws")]
+fn aws_pool_config(aws: &crate::settings::AwsPool) -> kubesurge_aws::AwsPoolConfig {
+    use crate::settings::{ImageSource, LaunchTemplateRef};
+    kubesurge_aws::AwsPoolConfig {
+        region: Some(aws.region.clone()),
+        launch_template: match &aws.launch_template.template {
+            LaunchTemplateRef::Name(name) => kubesurge_aws::TemplateRef::Name(name.clone()),
+            LaunchTemplateRef::Id(id) => kubesurge_aws::TemplateRef::Id(id.clone()),
+        },
+        template_version: aws.launch_template.version.as_ec2(),
+        image: match &aws.image {
+            ImageSource::Id(id) => kubesurge_aws::ImageSource::Id(id.clone()),
+            ImageSource::Lookup { owners, filters } => kubesurge_aws::ImageSource::Lookup {
+                owners: owners.clone(),
+                filters: filters.clone(),
+            },
+        },
+        subnets: aws.subnets.clone(),
     }
 }
 

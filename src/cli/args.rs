@@ -81,6 +81,12 @@ pub enum Command {
     #[command(after_help = EXIT_CODES_HELP)]
     Plan(PlanArgs),
 
+    /// Upgrade the cluster to a version: the control plane in place, one
+    /// minor at a time, then the workers by surge, as few times as the skew
+    /// policy allows.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Upgrade(crate::cli::upgrade::UpgradeArgs),
+
     /// Replace the workers that do not match the desired state (a kubelet
     /// not at the control plane's version, --max-age, --stale-image, --all)
     /// by surge: new nodes first, then drain and terminate the old ones.
@@ -125,7 +131,7 @@ pub struct PlanArgs {
     pub settings: SettingsFlags,
 }
 
-fn parse_version(text: &str) -> Result<KubeVersion, String> {
+pub(crate) fn parse_version(text: &str) -> Result<KubeVersion, String> {
     text.parse::<KubeVersion>()
         .map_err(|error| error.to_string())
 }

@@ -15,6 +15,7 @@ pub mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod status;
+pub mod upgrade;
 
 pub use args::{Cli, Command, GlobalArgs, LogFormat, OutputFormat, PlanArgs, SettingsFlags};
 pub use error::CommandError;
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> ExitStatus {
     let result = match cli.command {
         Command::Plan(args) => plan::run(&cli.global, args).await,
         Command::Rotate(args) => rotate::run(&cli.global, args).await,
+        Command::Upgrade(args) => upgrade::run(&cli.global, args).await,
         Command::Status(args) => status::run(&cli.global, args).await,
         Command::Abort(args) => abort::run(&cli.global, args).await,
         Command::Gc(args) => gc::run(&cli.global, args).await,

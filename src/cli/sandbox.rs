@@ -79,6 +79,27 @@ pub struct SandboxArgs {
     /// How long an instance takes to terminate.
     #[arg(long, global = true, value_parser = parse_delay, value_name = "DURATION")]
     pub termination_delay: Option<Duration>,
+
+    /// Where the workers live: `sim` (the simulated cloud) or `aws` (EC2
+    /// instances in a moto server, see --aws-endpoint).
+    #[arg(long, global = true, value_enum, default_value_t = SandboxCloud::Sim)]
+    pub cloud: SandboxCloud,
+
+    /// The moto server (`http://127.0.0.1:5000`) the `aws` cloud lives in.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        required_if_eq("cloud", "aws")
+    )]
+    pub aws_endpoint: Option<String>,
+}
+
+/// Where the sandbox's workers live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxCloud {
+    Sim,
+    Aws,
 }
 
 /// Subcommands of `kubesurge sandbox`.
@@ -172,6 +193,9 @@ pub async fn run(args: SandboxArgs) -> Result<ExitStatus, CommandError> {
         "starting the sandbox world"
     );
     let ready_timeout = READY_TIMEOUT_FLOOR.max(config.timing.boot * 20);
+    if let (SandboxCloud::Aws, Some(endpoint)) = (args.cloud, &args.aws_endpoint) {
+        return run_on_moto(config, &dir, endpoint, args.command.as_ref(), ready_timeout).await;
+    }
     let world = World::start(config)
         .await
         .map_err(|e| CommandError::Failed(format!("the sandbox did not start: {e}")))?;
@@ -219,6 +243,53 @@ async fn serve(
             run_upgrade_demo(world, &kubeconfig, &config).await
         }
     }
+}
+
+/// `--cloud aws`: the workers are EC2 instances in moto at `endpoint`,
+/// the written config uses the `aws` provider, and `DIR/aws.env` points
+/// the AWS environment at moto (`source` it before running kubesurge).
+async fn run_on_moto(
+    config: WorldConfig,
+    dir: &Path,
+    endpoint: &str,
+    command: Option<&SandboxCommand>,
+    ready_timeout: Duration,
+) -> Result<ExitStatus, CommandError> {
+    use kubesurge_sim::moto::{MotoWorld, MotoWorldConfig};
+    let world = MotoWorld::start(endpoint, MotoWorldConfig::new(config))
+        .await
+        .map_err(|e| CommandError::Failed(format!("the sandbox did not start on moto: {e}")))?;
+    let outcome = async {
+        tokio::select! {
+            ready = world.wait_ready(ready_timeout) => {
+                ready.map_err(|e| CommandError::Failed(format!("the sandbox did not settle: {e}")))?;
+            }
+            _ = shutdown_signal() => return Ok(ExitStatus::Success),
+        }
+        let (kubeconfig, config, env) = world
+            .write_config_files(dir, endpoint, 1)
+            .map_err(|e| CommandError::Failed(e.to_string()))?;
+        let ready_line = format!(
+            "ready: kubeconfig={} config={} env={}",
+            kubeconfig.display(),
+            config.display(),
+            env.display()
+        );
+        match command {
+            Some(SandboxCommand::Up) => {
+                print_stdout(&format!("{ready_line}\n"))?;
+                shutdown_signal().await;
+                Ok(ExitStatus::Success)
+            }
+            None => {
+                print_stdout(&format!("{}{ready_line}\n", summary(&world.world)))?;
+                run_upgrade_demo(&world.world, &kubeconfig, &config).await
+            }
+        }
+    }
+    .await;
+    world.stop();
+    outcome
 }
 
 /// Where the full sandbox run goes: an upgrade of the world with the same
@@ -406,6 +477,25 @@ mod tests {
         assert_eq!(c.timing.boot, Duration::from_millis(200));
         assert_eq!(c.timing.terminate, Duration::from_secs(2));
         assert_eq!(c.timing.pod_start, Timing::sandbox().pod_start);
+    }
+
+    #[test]
+    fn the_aws_cloud_needs_its_endpoint() {
+        assert_eq!(parse(&[]).cloud, SandboxCloud::Sim);
+        let args = parse(&[
+            "up",
+            "--cloud",
+            "aws",
+            "--aws-endpoint",
+            "http://127.0.0.1:5000",
+        ]);
+        assert_eq!(args.cloud, SandboxCloud::Aws);
+        assert_eq!(args.aws_endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        let argv = ["sandbox", "up", "--cloud", "aws"];
+        assert!(
+            Cli::try_parse_from(argv).is_err(),
+            "--aws-endpoint is required"
+        );
     }
 
     #[test]

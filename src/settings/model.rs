@@ -87,6 +87,9 @@ pub enum ExecMethod {
     Ssh,
     /// Run on this machine (the tool runs on the control-plane node).
     Local,
+    /// The simulated machines of `kubesurge sandbox`, reached through the
+    /// sim cloud of the pools (`provider: sim`).
+    Sim,
 }
 
 /// `controlPlane.ssh`. Paths are kept as written (`~` is expanded where the

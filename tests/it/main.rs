@@ -1,6 +1,8 @@
 //! The one integration-test binary: end-to-end tests against the real
 //! binary, the emulator over real HTTP, and real kubectl.
 
+mod aws;
+mod bench_smoke;
 mod cli;
 mod controlplane_scripts;
 mod emulator;
@@ -8,6 +10,7 @@ mod join;
 mod kubectl;
 mod plan;
 mod rotation;
+mod upgrade;
 mod ssh;
 mod terraform;
 mod world;

@@ -18,6 +18,8 @@ use tokio::process::Command;
 
 /// How a test world is built.
 pub struct Spec {
+    pub version: &'static str,
+    pub control_planes: usize,
     pub pools: Vec<(&'static str, usize)>,
     pub max_surge: u32,
     pub drain: &'static str,
@@ -27,6 +29,8 @@ pub struct Spec {
 impl Default for Spec {
     fn default() -> Self {
         Spec {
+            version: "v1.35.3",
+            control_planes: 1,
             pools: vec![("general", 4)],
             max_surge: 2,
             drain: "{ timeout: 60s, onTimeout: fail, unmanagedPods: delete }",
@@ -51,7 +55,7 @@ pub struct Harness {
 pub async fn start(spec: Spec) -> Harness {
     let world = World::start(WorldConfig {
         cluster_name: "e2e".into(),
-        control_planes: 1,
+        control_planes: spec.control_planes,
         pools: spec
             .pools
             .iter()
@@ -61,7 +65,7 @@ pub async fn start(spec: Spec) -> Harness {
             })
             .collect(),
         zones: 3,
-        version: "v1.35.3".into(),
+        version: spec.version.into(),
         timing: Timing::fast(),
         workloads: spec.workloads,
     })
@@ -125,7 +129,7 @@ fn config_yaml(world: &World, spec: &Spec) -> String {
         ));
     }
     format!(
-        "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster:\n  name: e2e\npools:\n{pools}drain: {drain}\njoin: {{ tokenTTL: 2m }}\nhealth: {{ newNodeTimeout: 20s, settle: 1s }}\n",
+        "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster:\n  name: e2e\ncontrolPlane:\n  exec: sim\npools:\n{pools}drain: {drain}\njoin: {{ tokenTTL: 2m }}\nhealth: {{ newNodeTimeout: 20s, settle: 1s }}\n",
         drain = spec.drain
     )
 }
@@ -287,7 +291,7 @@ fn world_state(h: &Harness) -> String {
     out
 }
 
-fn text(output: &Output) -> String {
+pub fn text(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

@@ -246,11 +246,29 @@ fn healthy(pod: &Value) -> bool {
     !terminating(pod) && condition_true(pod, "Ready")
 }
 
-/// Invariant 2: when a healthy pod stops being healthy because it is being
-/// deleted, the PDBs that cover it must still have their desired healthy
+/// True when a pod is leaving through a drain: the Eviction API marked it
+/// (`DisruptionTarget`), or it is deleted off a cordoned node. Controllers
+/// replacing pods (a Deployment rollout, kubeadm's add-on upgrade) are not
+/// disruptions that PDBs govern.
+fn drained(state: &State, pod: &Value) -> bool {
+    let evicted = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "DisruptionTarget"));
+    let on_cordoned_node = str_at(pod, "/spec/nodeName")
+        .and_then(|n| state.nodes.get(n))
+        .is_some_and(|n| n.pointer("/spec/unschedulable") == Some(&Value::Bool(true)));
+    evicted || on_cordoned_node
+}
+
+/// Invariant 2: when a healthy pod stops being healthy because a drain
+/// removes it, the PDBs that cover it must still have their desired healthy
 /// pods left. (A pod going unready on its own is no disruption.)
 fn check_disruption(state: &mut State, before: Option<&Value>, event: &Event) {
     let Some(before) = before else { return };
+    if !drained(state, before) && !drained(state, &event.object) {
+        return;
+    }
     let after_is_healthy = event.event_type != EventType::Deleted && healthy(&event.object);
     let left = healthy(before) && !after_is_healthy;
     let by_deletion = event.event_type == EventType::Deleted || terminating(&event.object);
@@ -459,13 +477,47 @@ mod tests {
                 }),
             )
             .unwrap();
+        store
+            .create(&NODES, "", node("w1", "v1.33.0", true))
+            .unwrap();
         let observer = Observer::attach(&store);
+        // The drain cordons the node, then the pod goes.
+        store
+            .modify(&NODES, "", "w1", |n| {
+                n["spec"]["unschedulable"] = json!(true);
+                Ok(())
+            })
+            .unwrap();
         store
             .mark_deleting(&PODS, "shop", "web-1", 30, &Preconditions::default())
             .unwrap();
         let v = observer.violations();
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].invariant, Invariant::DisruptionBudget);
+    }
+
+    #[test]
+    fn a_controller_replacing_pods_is_no_disruption() {
+        let store = Store::new();
+        store
+            .create(&PODS, "shop", pod("web-1", "w1", "web"))
+            .unwrap();
+        store
+            .create(
+                &PDBS,
+                "shop",
+                json!({
+                    "metadata": {"name": "web"},
+                    "spec": {"selector": {"matchLabels": {"app": "web"}}, "minAvailable": 1},
+                    "status": {"desiredHealthy": 1}
+                }),
+            )
+            .unwrap();
+        let observer = Observer::attach(&store);
+        store
+            .delete(&PODS, "shop", "web-1", &Preconditions::default())
+            .unwrap();
+        assert!(observer.violations().is_empty());
     }
 
     #[test]

@@ -92,11 +92,12 @@ impl Walk {
         let exec = match field(section, "exec") {
             None => Some(None),
             Some(value) => self
-                .choice(&path.key("exec"), value, &["ssm", "ssh", "local"])
+                .choice(&path.key("exec"), value, &["ssm", "ssh", "local", "sim"])
                 .map(|choice| {
                     Some(match choice {
                         "ssm" => ExecMethod::Ssm,
                         "ssh" => ExecMethod::Ssh,
+                        "sim" => ExecMethod::Sim,
                         _ => ExecMethod::Local,
                     })
                 }),

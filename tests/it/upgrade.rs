@@ -1,0 +1,117 @@
+//! End to end: `kubesurge upgrade --to` (the real binary) on the emulated
+//! world — control plane in place through the kubeadm stand-ins, workers by
+//! surge at the point the plan chose — with the §8.3 observer attached.
+
+use kubesurge_provider::tags;
+use kubesurge_sim::resources::{NODES, PODS};
+use serde_json::Value;
+
+use super::rotation::{Spec, start, text, workers};
+
+fn static_pod_versions(h: &super::rotation::Harness) -> Vec<(String, String)> {
+    let (pods, _) = h.world.store.list(&PODS, Some("kube-system"), |p| {
+        p.pointer("/metadata/labels/tier").and_then(Value::as_str) == Some("control-plane")
+    });
+    pods.iter()
+        .filter_map(|p| {
+            let image = p.pointer("/spec/containers/0/image")?.as_str()?;
+            let component = p.pointer("/metadata/labels/component")?.as_str()?;
+            (component != "etcd").then(|| {
+                (
+                    p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    image.rsplit(':').next().unwrap_or("").to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hops_in_place_and_workers_replaced_once() {
+    let h = start(Spec {
+        version: "v1.33.4",
+        control_planes: 3,
+        pools: vec![("general", 5), ("batch", 4)],
+        max_surge: 2,
+        ..Spec::default()
+    })
+    .await;
+    let (nodes_before, _) = h.world.store.list(&NODES, None, |_| true);
+    let control_planes: Vec<String> = nodes_before
+        .iter()
+        .filter(|n| {
+            n.pointer("/metadata/labels/node-role.kubernetes.io~1control-plane")
+                .is_some()
+        })
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(control_planes.len(), 3);
+
+    let output = h
+        .run(&["upgrade", "--to", "v1.35.3", "--yes", "-o", "json"])
+        .await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["outcome"]["result"], "succeeded", "{report}");
+    assert_eq!(
+        report["hops"].as_array().unwrap().len(),
+        2,
+        "two hops: {report}"
+    );
+    assert_eq!(
+        report["rotations"].as_array().unwrap().len(),
+        2,
+        "one rotation per pool, after the last hop: {report}"
+    );
+
+    // Control plane: same nodes, every component and kubelet at the target.
+    for (pod, version) in static_pod_versions(&h) {
+        assert_eq!(version, "v1.35.3", "{pod}");
+    }
+    for cp in &control_planes {
+        let node = h
+            .world
+            .store
+            .get(&NODES, "", cp)
+            .expect("CP node kept, upgraded in place");
+        assert_eq!(
+            node["status"]["nodeInfo"]["kubeletVersion"], "v1.35.3",
+            "{cp}"
+        );
+        assert_eq!(node["spec"].get("unschedulable"), None, "{cp} uncordoned");
+    }
+    // Workers: replaced exactly once, at the target.
+    let now = workers(&h.world);
+    assert_eq!(now.len(), 9);
+    for (name, _) in &now {
+        assert!(
+            !h.original_workers.contains_key(name),
+            "{name} is an old worker"
+        );
+        let node = h.world.store.get(&NODES, "", name).unwrap();
+        assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.35.3");
+    }
+    let launched = h
+        .world
+        .cloud
+        .instances()
+        .into_iter()
+        .filter(|i| i.tag(tags::RUN).is_some())
+        .count();
+    assert_eq!(launched, 9, "each worker replaced exactly once");
+    h.assert_converged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_of_a_downgrade_is_refused_with_exit_2() {
+    let h = start(Spec {
+        pools: vec![("general", 2)],
+        workloads: false,
+        ..Spec::default()
+    })
+    .await;
+    let output = h.run(&["upgrade", "--to", "v1.34.0", "--yes"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("refused"), "{}", text(&output));
+}
