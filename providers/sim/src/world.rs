@@ -3,7 +3,10 @@
 //! in it — control-plane nodes with their static pods, worker pools that
 //! joined long ago, the kube-system objects kubeadm leaves behind, and
 //! (optionally) sample workloads with PodDisruptionBudgets. Tests and
-//! `kubesurge sandbox` start it with [`World::start`].
+//! `kubesurge sandbox` start it with [`World::start`] (or
+//! [`World::start_with`] for [`WorldOptions`]). The control-plane machines
+//! run scripts through [`World::node_exec`], against stand-ins for the
+//! commands a kubeadm node has (see [`crate::cloud::standins`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -353,6 +356,14 @@ impl World {
     }
 }
 
+/// A dropped world stops: the cloud holds the API server (its machines'
+/// `kubeadm` acts on it), so without this its server would outlive it.
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 fn validate(c: &WorldConfig) -> Result<(), WorldError> {
     let bad = |m: String| Err(WorldError::Config(m));
     if parse_version(&c.version).is_none() || !c.version.starts_with('v') {
@@ -406,6 +417,7 @@ pub fn rotation_config(c: &WorldConfig, cloud_url: &str) -> String {
         "apiVersion: kubesurge.io/v1alpha1\n\
          kind: RotationConfig\n\
          cluster:\n  name: {}\n\
+         controlPlane:\n  exec: sim\n\
          pools:\n",
         c.cluster_name
     );
