@@ -292,21 +292,43 @@ async fn run_on_moto(
     outcome
 }
 
-/// Where the full sandbox run goes: an upgrade of the world with the same
-/// engine and provider API as a real run, once the rotation engine exists.
-/// Until then the sandbox stops after showing the world.
+/// The full sandbox run: upgrade the world to the next minor with the same
+/// command, engine and provider API as a real run — the control plane in
+/// place through kubeadm on the simulated machines, then the workers by
+/// surge — and print its report.
 async fn run_upgrade_demo(
     world: &World,
     kubeconfig: &Path,
     config: &Path,
 ) -> Result<ExitStatus, CommandError> {
-    tracing::info!(
-        kubeconfig = %kubeconfig.display(),
-        config = %config.display(),
-        version = %world.config().version,
-        "the upgrade demo is not part of this build yet; stopping the sandbox"
+    let current: crate::version::KubeVersion = world
+        .config()
+        .version
+        .parse()
+        .map_err(|e| CommandError::Invalid(format!("--version: {e}")))?;
+    let next_minor = current.minor + 1;
+    let target = crate::version::latest_known_patch(current.major, next_minor).unwrap_or(
+        crate::version::KubeVersion::new(current.major, next_minor, 0),
     );
-    Ok(ExitStatus::Success)
+    print_stdout(&format!(
+        "\nupgrading the sandbox from {current} to {target}\n\n"
+    ))?;
+    let global = crate::cli::args::GlobalArgs {
+        kubeconfig: Some(kubeconfig.as_os_str().to_owned()),
+        context: None,
+        config: Some(config.to_path_buf()),
+        log_format: crate::cli::args::LogFormat::Text,
+        verbose: 0,
+        quiet: 0,
+    };
+    let args = crate::cli::upgrade::UpgradeArgs {
+        to: target,
+        dry_run: false,
+        yes: true,
+        output: crate::cli::args::OutputFormat::Table,
+        settings: Default::default(),
+    };
+    crate::cli::upgrade::run(&global, args).await
 }
 
 /// Nodes, versions and pools of the world, for a human.
