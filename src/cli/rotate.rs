@@ -11,7 +11,6 @@ use super::args::{GlobalArgs, OutputFormat, SettingsFlags};
 use super::run::{check_window, confirm, exit_status, lock, print_report, stop_requests};
 use super::{CommandError, progress};
 use crate::ExitStatus;
-use crate::inventory;
 use crate::kube::client;
 use crate::rotation::{Criteria, Engine, EngineError, RotationRequest};
 use crate::settings::{self, HumanDuration, parse_duration};
@@ -171,12 +170,7 @@ async fn control_plane_version(
     client: &kube::Client,
     settings: &settings::Settings,
 ) -> Result<KubeVersion, CommandError> {
-    let inventory = inventory::collect(client, &settings.pool_selectors())
-        .await
-        .map_err(|source| CommandError::Inventory {
-            server: String::new(),
-            source,
-        })?;
+    let inventory = super::run::collect_inventory(client, &settings).await?;
     Ok(inventory
         .control_plane
         .iter()

@@ -250,3 +250,36 @@ pub fn render_report(report: &RunReport) -> String {
 fn secs(v: Option<f64>) -> String {
     v.map_or("-".into(), |s| format!("{s:.0}s"))
 }
+
+/// How long a mutating command waits for an API server that is restarting
+/// (a control-plane hop in progress) before giving up on reading the
+/// cluster.
+const STARTUP_OUTAGE_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The inventory, riding through an API server restart: a rerun right
+/// after a crash in the middle of a hop finds the apiserver restarting.
+pub async fn collect_inventory(
+    client: &kube::Client,
+    settings: &Settings,
+) -> Result<crate::inventory::Inventory, CommandError> {
+    let deadline = tokio::time::Instant::now() + STARTUP_OUTAGE_TOLERANCE;
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        match crate::inventory::collect(client, &settings.pool_selectors()).await {
+            Ok(inventory) => return Ok(inventory),
+            Err(source)
+                if source.is_unreachable() && tokio::time::Instant::now() + delay < deadline =>
+            {
+                tracing::warn!(error = %source, "the API server is unreachable; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(source) => {
+                return Err(CommandError::Inventory {
+                    server: String::new(),
+                    source,
+                });
+            }
+        }
+    }
+}

@@ -18,7 +18,6 @@ use super::run::{check_window, confirm, lock, render_report, stop_requests};
 use super::{CommandError, output, progress};
 use crate::ExitStatus;
 use crate::controlplane::phase::{ControlPlaneDriver, HopReport};
-use crate::inventory;
 use crate::kube::client;
 use crate::plan::{self, PlanRequest, PoolInput, Step};
 use crate::rotation::{Criteria, Engine, RotationRequest, RunOutcome, RunReport, StopReason};
@@ -75,12 +74,7 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
     let settings = settings::load(global.config.as_deref(), &args.settings.overrides())?;
     let options = global.client_options();
     let client = client::client(&options).await?;
-    let inventory = inventory::collect(&client, &settings.pool_selectors())
-        .await
-        .map_err(|source| CommandError::Inventory {
-            server: String::new(),
-            source,
-        })?;
+    let inventory = super::run::collect_inventory(&client, &settings).await?;
     let pools: Vec<PoolInput> = settings
         .pools
         .iter()

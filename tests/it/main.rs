@@ -10,7 +10,7 @@ mod join;
 mod kubectl;
 mod plan;
 mod rotation;
-mod upgrade;
 mod ssh;
 mod terraform;
+mod upgrade;
 mod world;

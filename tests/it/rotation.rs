@@ -376,7 +376,7 @@ async fn rotates_three_pools_keeping_every_invariant() {
 
 /// A moment in a run at which the test kills `kubesurge` with SIGKILL.
 #[derive(Clone, Copy, Debug)]
-enum KillPoint {
+pub enum KillPoint {
     /// The run record was written.
     RecordWritten,
     /// The n-th bootstrap token Secret was created.
@@ -393,14 +393,33 @@ enum KillPoint {
     Evicted(usize),
     /// The n-th old Node object was deleted.
     NodeDeleted(usize),
+    /// The n-th kube-apiserver static pod moved to a new version.
+    ApiserverUpgraded(usize),
 }
 
 /// Counts what happens in the store and says when a kill point is reached.
-fn arm(h: &Harness, point: KillPoint) -> Arc<tokio::sync::Notify> {
+pub fn arm(h: &Harness, point: KillPoint) -> Arc<tokio::sync::Notify> {
     let hit = Arc::new(tokio::sync::Notify::new());
     let originals: BTreeSet<String> = h.original_workers.keys().cloned().collect();
     let count = Arc::new(Mutex::new(0usize));
     let signal = hit.clone();
+    let (apiservers, _) = h.world.store.list(&PODS, Some("kube-system"), |p| {
+        p.pointer("/metadata/labels/component") == Some(&json!("kube-apiserver"))
+    });
+    let apiserver_images: Arc<Mutex<BTreeMap<String, String>>> = Arc::new(Mutex::new(
+        apiservers
+            .iter()
+            .map(|p| {
+                (
+                    p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    p.pointer("/spec/containers/0/image")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect(),
+    ));
     h.world.store.observe(move |e| {
         let name = e.name.as_str();
         let annotation = |v: &Value, key: &str| {
@@ -451,6 +470,25 @@ fn arm(h: &Harness, point: KillPoint) -> Arc<tokio::sync::Notify> {
                     && e.event_type == kubesurge_sim::store::EventType::Deleted
                     && originals.contains(name)
             }
+            KillPoint::ApiserverUpgraded(_) => {
+                // Static pods may be replaced rather than updated: compare
+                // with the last image seen under the same name.
+                let image = e
+                    .object
+                    .pointer("/spec/containers/0/image")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                std::ptr::eq(e.resource, &PODS)
+                    && e.event_type != kubesurge_sim::store::EventType::Deleted
+                    && e.object.pointer("/metadata/labels/component")
+                        == Some(&json!("kube-apiserver"))
+                    && apiserver_images
+                        .lock()
+                        .unwrap()
+                        .insert(name.to_string(), image.clone())
+                        .is_some_and(|before| before != image)
+            }
             KillPoint::Launched(_) => false,
         };
         if counts {
@@ -464,7 +502,8 @@ fn arm(h: &Harness, point: KillPoint) -> Arc<tokio::sync::Notify> {
                 | KillPoint::Phase(_, n)
                 | KillPoint::Cordoned(n)
                 | KillPoint::Evicted(n)
-                | KillPoint::NodeDeleted(n) => n,
+                | KillPoint::NodeDeleted(n)
+                | KillPoint::ApiserverUpgraded(n) => n,
             };
             if *c == wanted {
                 signal.notify_one();

@@ -6,7 +6,7 @@ use kubesurge_provider::tags;
 use kubesurge_sim::resources::{NODES, PODS};
 use serde_json::Value;
 
-use super::rotation::{Spec, start, text, workers};
+use super::rotation::{KillPoint, Spec, arm, start, text, workers};
 
 fn static_pod_versions(h: &super::rotation::Harness) -> Vec<(String, String)> {
     let (pods, _) = h.world.store.list(&PODS, Some("kube-system"), |p| {
@@ -114,4 +114,119 @@ async fn plan_of_a_downgrade_is_refused_with_exit_2() {
     let output = h.run(&["upgrade", "--to", "v1.34.0", "--yes"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("refused"), "{}", text(&output));
+}
+
+fn control_plane_spec() -> Spec {
+    Spec {
+        version: "v1.34.3",
+        control_planes: 3,
+        pools: vec![("general", 3)],
+        max_surge: 1,
+        ..Spec::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_kubeadm_apply_stops_with_exit_1_and_its_output_touching_nothing_else() {
+    let h = start(control_plane_spec()).await;
+    h.world
+        .cloud
+        .with_faults(|f| f.fail_kubeadm_upgrade(Some("cp-1"), 1));
+    let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("kubeadm upgrade apply"),
+        "names the step: {all}"
+    );
+    assert!(
+        all.contains("couldn't upgrade control plane"),
+        "quotes kubeadm: {all}"
+    );
+    for (pod, version) in static_pod_versions(&h) {
+        assert_eq!(version, "v1.34.3", "{pod} untouched");
+    }
+    assert_eq!(workers(&h.world), h.original_workers, "workers untouched");
+    let (nodes, _) = h.world.store.list(&NODES, None, |_| true);
+    for node in nodes.iter() {
+        assert_eq!(
+            node["spec"].get("unschedulable"),
+            None,
+            "{} cordoned",
+            node["metadata"]["name"]
+        );
+    }
+    assert!(
+        h.observer.violations().is_empty(),
+        "{:?}",
+        h.observer.violations()
+    );
+}
+
+/// Kill the upgrade at a point of the control-plane phase; the rerun
+/// finishes it with every CP component and kubelet upgraded exactly once.
+async fn control_plane_crash(point: KillPoint) {
+    let h = start(control_plane_spec()).await;
+    let hit = arm(&h, point);
+    let mut child = h
+        .command(&["upgrade", "--to", "v1.35.3", "--yes"])
+        .spawn()
+        .expect("starts");
+    tokio::select! {
+        _ = hit.notified() => {
+            child.start_kill().expect("SIGKILL");
+            let _ = child.wait().await;
+        }
+        status = child.wait() => panic!("ended before {point:?}: {status:?}"),
+    }
+    let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "rerun after {point:?}: {all}"
+    );
+    for (pod, version) in static_pod_versions(&h) {
+        assert_eq!(version, "v1.35.3", "{pod}");
+    }
+    let events = h.world.cloud.control_events();
+    for cp in ["cp-1", "cp-2", "cp-3"] {
+        let apiserver = events
+            .iter()
+            .filter(|e| e.node == cp && e.change.starts_with("kube-apiserver"))
+            .count();
+        assert_eq!(
+            apiserver, 1,
+            "{cp}'s apiserver upgraded exactly once: {events:?}"
+        );
+        let kubelet = events
+            .iter()
+            .filter(|e| e.node == cp && e.change.starts_with("kubelet restarted"))
+            .count();
+        assert_eq!(
+            kubelet, 1,
+            "{cp}'s kubelet restarted exactly once: {events:?}"
+        );
+    }
+    h.assert_converged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_the_first_apiserver_upgrade() {
+    control_plane_crash(KillPoint::ApiserverUpgraded(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_the_second_apiserver_upgrade() {
+    control_plane_crash(KillPoint::ApiserverUpgraded(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_while_draining_the_first_control_plane_node() {
+    control_plane_crash(KillPoint::Cordoned(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_while_draining_the_third_control_plane_node() {
+    control_plane_crash(KillPoint::Cordoned(3)).await;
 }
