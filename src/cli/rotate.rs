@@ -170,7 +170,7 @@ async fn control_plane_version(
     client: &kube::Client,
     settings: &settings::Settings,
 ) -> Result<KubeVersion, CommandError> {
-    let inventory = super::run::collect_inventory(client, &settings).await?;
+    let inventory = super::run::collect_inventory(client, settings).await?;
     Ok(inventory
         .control_plane
         .iter()
