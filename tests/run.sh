@@ -36,4 +36,19 @@ fi
 # this exports where they are (KUBESURGE_TERRAFORM and friends).
 source tests/terraform.sh
 
+# The aws provider is tested against moto (the EC2 emulator, server mode),
+# installed from PyPI into .tools/moto once; each test starts its own
+# moto_server on a free loopback port.
+if [ ! -x .tools/moto/bin/moto_server ]; then
+  echo "tests/run.sh: installing moto[server] into .tools/moto" >&2
+  if ! python3 -m venv .tools/moto; then
+    apt-get update -qq
+    apt-get install -y -qq python3-venv
+    python3 -m venv .tools/moto
+  fi
+  .tools/moto/bin/pip install --quiet 'moto[server]'
+fi
+KUBESURGE_MOTO_SERVER="$(pwd)/.tools/moto/bin/moto_server"
+export KUBESURGE_MOTO_SERVER
+
 cargo test --workspace --locked "$@"

@@ -267,7 +267,7 @@ async fn run_on_moto(
             _ = shutdown_signal() => return Ok(ExitStatus::Success),
         }
         let (kubeconfig, config, env) = world
-            .write_config_files(dir, endpoint, 1)
+            .write_config_files(dir, world.endpoint(), 1)
             .map_err(|e| CommandError::Failed(e.to_string()))?;
         let ready_line = format!(
             "ready: kubeconfig={} config={} env={}",

@@ -24,6 +24,9 @@ use crate::cloud::state::VERSION_TAG;
 use crate::cloud::userdata::parse_user_data;
 use crate::controllers::{KubeletFleet, NodeSpec};
 
+/// Told the ids of instances EC2 accepted to terminate.
+pub type Terminator = Arc<dyn Fn(&[String]) + Send + Sync>;
+
 /// One machine as tests see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MotoMachine {
@@ -77,27 +80,35 @@ fn going_away(state: &str) -> bool {
 }
 
 impl MotoMachines {
-    /// Watch moto for instances tagged with `cluster`, every `poll`.
-    pub fn start(
+    /// Machines for the instances tagged with `cluster`; nothing is
+    /// watched until [`MotoMachines::watch`].
+    pub fn new(
         ec2: Ec2,
         cluster: &str,
         kubelets: Arc<KubeletFleet>,
         timing: Timing,
         discovery: DiscoveryConfig,
-        poll: Duration,
     ) -> MotoMachines {
-        let shared = Arc::new(Shared {
-            ec2,
-            cluster: cluster.to_string(),
-            kubelets,
-            timing,
-            discovery,
-            machines: Mutex::new(HashMap::new()),
-            image_versions: Mutex::new(HashMap::new()),
-            changes: watch::channel(0).0,
-            cancel: CancellationToken::new(),
-        });
-        let watcher = shared.clone();
+        MotoMachines {
+            shared: Arc::new(Shared {
+                ec2,
+                cluster: cluster.to_string(),
+                kubelets,
+                timing,
+                discovery,
+                machines: Mutex::new(HashMap::new()),
+                image_versions: Mutex::new(HashMap::new()),
+                changes: watch::channel(0).0,
+                cancel: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Look at moto every `poll` for new instances and instances going
+    /// away. Start it after [`MotoMachines::add_prejoined`] of the initial
+    /// machines, so that they are not booted a second time.
+    pub fn watch(&self, poll: Duration) {
+        let watcher = self.shared.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -111,7 +122,34 @@ impl MotoMachines {
                 }
             }
         });
-        MotoMachines { shared }
+    }
+
+    /// What to call when EC2 accepted the termination of instances: their
+    /// kubelets stop before the caller learns of it, as a real machine is
+    /// off once EC2 says terminated (moto terminates at once, faster than
+    /// any poll). Unknown ids are remembered as terminated.
+    pub fn terminator(&self) -> Terminator {
+        let shared = self.shared.clone();
+        Arc::new(move |ids: &[String]| {
+            {
+                let mut machines = shared.lock();
+                for id in ids {
+                    let m = machines.entry(id.clone()).or_insert_with(|| MotoMachine {
+                        instance_id: id.clone(),
+                        zone: String::new(),
+                        status: MachineStatus::Booting,
+                        node_name: None,
+                    });
+                    if m.status != MachineStatus::Terminated {
+                        if let Some(node) = &m.node_name {
+                            shared.kubelets.stop(node);
+                        }
+                        m.status = MachineStatus::Terminated;
+                    }
+                }
+            }
+            shared.changed();
+        })
     }
 
     /// A machine that is part of the world from the start: its instance

@@ -19,6 +19,6 @@ pub mod xml;
 
 pub use ec2::{Ec2, Ec2Error, Ec2Instance};
 pub use machines::{MotoMachine, MotoMachines};
-pub use proxy::{Canned, Ec2Fault, Fault, FaultProxy};
+pub use proxy::{AfterSuccess, Canned, Ec2Fault, Fault, FaultProxy};
 pub use server::{MotoError, MotoServer};
 pub use world::{MotoWorld, MotoWorldConfig, MotoWorldError, Seeded};

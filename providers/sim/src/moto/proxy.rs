@@ -184,8 +184,13 @@ struct State {
     calls: Vec<Call>,
 }
 
+/// Called with the action and request body of every call the upstream
+/// answered with success, before the answer goes back to the client.
+pub type AfterSuccess = Arc<dyn Fn(&str, &[u8]) + Send + Sync>;
+
 struct Shared {
     upstream: String,
+    after_success: Option<AfterSuccess>,
     state: Mutex<State>,
     client: Client<HttpConnector, Full<Bytes>>,
     seen: watch::Sender<usize>,
@@ -219,10 +224,20 @@ fn action_of(target: Option<&str>, body: &[u8]) -> String {
 impl FaultProxy {
     /// Listen on a free loopback port and forward to `upstream`.
     pub async fn start(upstream: &str) -> std::io::Result<FaultProxy> {
+        FaultProxy::start_with_hook(upstream, None).await
+    }
+
+    /// Like [`FaultProxy::start`], calling `after_success` on every call
+    /// the upstream answered with success before the client sees it.
+    pub async fn start_with_hook(
+        upstream: &str,
+        after_success: Option<AfterSuccess>,
+    ) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_string(),
+            after_success,
             state: Mutex::new(State::default()),
             client: Client::builder(TokioExecutor::new()).build_http(),
             seen: watch::channel(0).0,
@@ -409,7 +424,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
             forward = forward.header(name, value);
         }
     }
-    let Ok(forward) = forward.body(Full::new(body)) else {
+    let Ok(forward) = forward.body(Full::new(body.clone())) else {
         return Ec2Fault::plain_500().reply();
     };
     let answer = async {
@@ -425,6 +440,11 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     .await;
     match answer {
         Ok(response) => {
+            if response.status().is_success()
+                && let Some(hook) = &shared.after_success
+            {
+                hook(&action, &body);
+            }
             log(shared, action, response.status().as_u16(), false);
             response
         }

@@ -7,12 +7,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 
 use super::ec2::{Ec2, Ec2Error, Ec2Instance};
 use super::machines::{MotoMachines, worker_tags};
+use super::proxy::FaultProxy;
 use crate::cloud::CloudConfig;
 use crate::cloud::machine::MAX_PODS;
 use crate::cloud::state::VERSION_TAG;
@@ -55,6 +57,8 @@ pub enum MotoWorldError {
     World(#[from] WorldError),
     #[error("cannot seed moto: {0}")]
     Ec2(#[from] Ec2Error),
+    #[error("cannot serve the world's EC2 endpoint: {0}")]
+    Front(String),
     #[error("moto has {have} default subnets, the world needs {want} zones")]
     Zones { have: usize, want: usize },
     #[error("the moto world is not ready after {after:?}: {waiting_for}")]
@@ -85,8 +89,12 @@ pub struct Seeded {
 /// A running moto world.
 pub struct MotoWorld {
     pub world: World,
+    /// Straight to moto.
     pub ec2: Ec2,
     pub machines: MotoMachines,
+    /// The endpoint clients use: moto, behind a hop that stops a
+    /// terminated instance's kubelet before the client hears of it.
+    front: FaultProxy,
     pub seeded: Seeded,
     config: MotoWorldConfig,
 }
@@ -133,13 +141,12 @@ impl MotoWorld {
             .await?;
 
         let discovery = CloudConfig::new(c.zones, c.timing.clone()).discovery;
-        let machines = MotoMachines::start(
+        let machines = MotoMachines::new(
             ec2.clone(),
             &c.cluster_name,
             world.controllers.kubelets.clone(),
             c.timing.clone(),
             discovery,
-            config.poll,
         );
         let zones: Vec<(&String, &String)> = subnets.iter().collect();
         let image = images.get(&c.version).cloned().unwrap_or_default();
@@ -176,10 +183,23 @@ impl MotoWorld {
                 workers.insert(name, instance);
             }
         }
+        machines.watch(config.poll);
+        let terminated = machines.terminator();
+        let front = FaultProxy::start_with_hook(
+            moto_url,
+            Some(Arc::new(move |action: &str, body: &[u8]| {
+                if action == "TerminateInstances" {
+                    terminated(&instance_ids(body));
+                }
+            })),
+        )
+        .await
+        .map_err(|e| MotoWorldError::Front(e.to_string()))?;
         Ok(MotoWorld {
             world,
             ec2,
             machines,
+            front,
             seeded: Seeded {
                 launch_template_id,
                 images,
@@ -192,6 +212,13 @@ impl MotoWorld {
 
     pub fn config(&self) -> &MotoWorldConfig {
         &self.config
+    }
+
+    /// `http://127.0.0.1:<port>`: where clients of this world's EC2 go
+    /// (the tool, a fault proxy). Moto itself would let a terminated
+    /// machine's kubelet run on until the next look at it.
+    pub fn endpoint(&self) -> &str {
+        self.front.url()
     }
 
     /// Wait until every node registered and the workloads run.
@@ -235,8 +262,9 @@ impl MotoWorld {
         yaml
     }
 
-    /// The environment that points AWS clients at `endpoint` (moto or a
-    /// proxy in front of it) with moto's test credentials.
+    /// The environment that points AWS clients at `endpoint` (the world's
+    /// [`MotoWorld::endpoint`] or a proxy in front of it) with moto's test
+    /// credentials.
     pub fn aws_env(&self, endpoint: &str) -> Vec<(String, String)> {
         [
             ("AWS_ENDPOINT_URL", endpoint),
@@ -288,6 +316,18 @@ impl MotoWorld {
     }
 }
 
+/// `InstanceId.N` values of a query-API request body.
+fn instance_ids(body: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            let n = key.strip_prefix("InstanceId.")?;
+            n.parse::<u32>().ok().map(|_| value.to_string())
+        })
+        .collect()
+}
+
 /// The pools of a world, for callers that build a [`WorldConfig`].
 pub fn pools(spec: &[(&str, usize)]) -> Vec<PoolSpec> {
     spec.iter()
@@ -314,4 +354,17 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminated_ids_are_read_from_the_request() {
+        let body =
+            b"Action=TerminateInstances&Version=2016-11-15&InstanceId.1=i-0a&InstanceId.2=i-0b";
+        assert_eq!(instance_ids(body), ["i-0a", "i-0b"]);
+        assert!(instance_ids(b"Action=TerminateInstances&DryRun=true").is_empty());
+    }
 }

@@ -1,0 +1,458 @@
+//! End to end on moto: `kubesurge rotate` (the real binary) with the `aws`
+//! provider, against an emulated cluster whose workers are EC2 instances in
+//! moto, through the fault proxy, with the §8.3 observer attached.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kubesurge_provider::tags;
+use kubesurge_sim::Timing;
+use kubesurge_sim::cloud::MachineStatus;
+use kubesurge_sim::moto::{
+    Ec2Fault, Ec2Instance, Fault, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig,
+};
+use kubesurge_sim::observer::{Observer, PoolFloor};
+use kubesurge_sim::resources::{NODES, SECRETS};
+use kubesurge_sim::world::{PoolSpec, WorldConfig};
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+use crate::rotation::workers;
+
+const CLUSTER: &str = "e2e-aws";
+const POOL: &str = "general";
+
+struct Harness {
+    moto: MotoServer,
+    proxy: FaultProxy,
+    world: MotoWorld,
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    config: PathBuf,
+    observer: Arc<Observer>,
+    /// The initial workers' instances, by node name.
+    originals: BTreeMap<String, Ec2Instance>,
+}
+
+async fn start(workers: usize, max_surge: u32) -> Harness {
+    let moto = MotoServer::start().await.expect("moto starts");
+    let world = MotoWorld::start(
+        moto.url(),
+        MotoWorldConfig::new(WorldConfig {
+            cluster_name: CLUSTER.into(),
+            control_planes: 1,
+            pools: vec![PoolSpec {
+                name: POOL.into(),
+                workers,
+            }],
+            zones: 3,
+            version: "v1.35.3".into(),
+            timing: Timing::fast(),
+            workloads: true,
+        }),
+    )
+    .await
+    .expect("moto world starts");
+    world
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .expect("moto world ready");
+    let proxy = FaultProxy::start(world.endpoint())
+        .await
+        .expect("proxy starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (kubeconfig, config, _) = world
+        .write_config_files(dir.path(), proxy.url(), max_surge)
+        .expect("files");
+    let mut yaml = std::fs::read_to_string(&config).expect("config");
+    yaml.push_str(
+        "drain: { timeout: 60s, onTimeout: fail, unmanagedPods: delete }\njoin: { tokenTTL: 2m }\nhealth: { newNodeTimeout: 30s, settle: 1s }\n",
+    );
+    std::fs::write(&config, yaml).expect("config");
+    let observer = Observer::attach(&world.world.store);
+    observer.set_pool_floors(vec![PoolFloor {
+        name: POOL.into(),
+        selector: BTreeMap::from([("kubesurge.io/pool".to_string(), POOL.to_string())]),
+        floor: workers,
+    }]);
+    let originals = world.seeded.workers.clone();
+    Harness {
+        moto,
+        proxy,
+        world,
+        _dir: dir,
+        kubeconfig,
+        config,
+        observer,
+        originals,
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+impl Harness {
+    fn command(&self, args: &[&str], max_attempts: u32) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubesurge"));
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBESURGE_CONFIG")
+            .env_remove("AWS_PROFILE")
+            .envs(self.world.aws_env(self.proxy.url()))
+            // No profile of the machine's user may leak in.
+            .env("AWS_CONFIG_FILE", "/nonexistent/kubesurge-test-aws-config")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/kubesurge-test-aws-credentials",
+            )
+            .env("AWS_MAX_ATTEMPTS", max_attempts.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn run(&self, args: &[&str], max_attempts: u32) -> Output {
+        tokio::time::timeout(
+            Duration::from_secs(240),
+            self.command(args, max_attempts).output(),
+        )
+        .await
+        .expect("kubesurge finishes in time")
+        .expect("kubesurge runs")
+    }
+
+    /// Pods and nodes as the store has them, for failure messages.
+    fn diagnose(&self) -> String {
+        use kubesurge_sim::resources::PODS;
+        let store = &self.world.world.store;
+        let ready = |o: &Value| {
+            o.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .and_then(|c| c["status"].as_str())
+                .unwrap_or("-")
+                .to_string()
+        };
+        let mut out = String::from("nodes:\n");
+        let (nodes, _) = store.list(&NODES, None, |_| true);
+        for n in &nodes {
+            out.push_str(&format!(
+                "  {} ready={} unschedulable={} taints={}\n",
+                n["metadata"]["name"],
+                ready(n),
+                n["spec"]["unschedulable"],
+                n["spec"]["taints"]
+            ));
+        }
+        out.push_str("pods not ready:\n");
+        let (pods, _) = store.list(&PODS, None, |_| true);
+        for p in pods.iter().filter(|p| ready(p) != "True") {
+            out.push_str(&format!(
+                "  {}/{} node={} phase={} deleting={}\n",
+                p["metadata"]["namespace"],
+                p["metadata"]["name"],
+                p["spec"]["nodeName"],
+                p["status"]["phase"],
+                p["metadata"]["deletionTimestamp"]
+            ));
+        }
+        out
+    }
+
+    /// Every instance of the cluster in moto, in any state.
+    async fn instances(&self) -> Vec<Ec2Instance> {
+        self.world
+            .ec2
+            .describe_instances(&[("tag:kubesurge.io/cluster", vec![CLUSTER.into()])])
+            .await
+            .expect("describe")
+    }
+
+    fn subnet_of_zone(&self, zone: &str) -> String {
+        self.world.seeded.subnets[zone].clone()
+    }
+
+    /// Stop everything; fail if moto met a call it does not implement.
+    fn finish(self) {
+        self.world.stop();
+        drop(self.proxy);
+        if let Err(e) = self.moto.stop() {
+            panic!("{e}");
+        }
+    }
+
+    /// The end state of a successful rotation: every original instance
+    /// terminated and its node gone; one new instance per old node, tagged,
+    /// in the old node's subnet, IMDSv2 only, joined as its Name; nothing
+    /// else running; no token left; no §8.3 violation.
+    async fn assert_rotated(&self) {
+        let all = self.instances().await;
+        let by_id: BTreeMap<&str, &Ec2Instance> = all.iter().map(|i| (i.id.as_str(), i)).collect();
+        for (node, old) in &self.originals {
+            assert_eq!(
+                by_id[old.id.as_str()].state,
+                "terminated",
+                "{node}'s instance"
+            );
+        }
+        let now = workers(&self.world.world);
+        for old in self.originals.keys() {
+            assert!(!now.contains_key(old), "old worker {old} is still a node");
+        }
+        assert_eq!(now.len(), self.originals.len(), "the pool keeps its size");
+        let live: Vec<&Ec2Instance> = all.iter().filter(|i| i.state != "terminated").collect();
+        assert_eq!(
+            live.len(),
+            self.originals.len(),
+            "one live instance per node, no orphan: {live:#?}"
+        );
+        let mut replaced = BTreeSet::new();
+        for new in &live {
+            let old_name = new.tag(tags::REPLACES).expect("replaces tag");
+            assert!(
+                replaced.insert(old_name.to_string()),
+                "{old_name} replaced twice"
+            );
+            let old = &self.originals[old_name];
+            assert_eq!(new.tag(tags::CLUSTER), Some(CLUSTER));
+            assert_eq!(new.tag(tags::POOL), Some(POOL));
+            assert!(new.tag(tags::RUN).is_some_and(|r| !r.is_empty()));
+            assert!(
+                new.tag(tags::SLOT)
+                    .is_some_and(|s| s.contains(&format!(".{old_name}."))),
+                "{:?}",
+                new.tags
+            );
+            assert_eq!(new.subnet, old.subnet, "{} in {old_name}'s subnet", new.id);
+            assert_eq!(new.zone, old.zone);
+            assert_eq!(new.http_tokens.as_deref(), Some("required"), "IMDSv2");
+            let machine = self.world.machines.machine(&new.id).expect("a machine");
+            assert_eq!(machine.status, MachineStatus::Joined, "{}", new.id);
+            let name = new.tag(tags::NAME).expect("Name");
+            assert_eq!(machine.node_name.as_deref(), Some(name));
+            let node = self
+                .world
+                .world
+                .store
+                .get(&NODES, "", name)
+                .expect("its node");
+            assert_eq!(
+                node.pointer("/spec/providerID").and_then(Value::as_str),
+                Some(format!("aws:///{}/{}", new.zone, new.id).as_str())
+            );
+        }
+        let (secrets, _) = self
+            .world
+            .world
+            .store
+            .list(&SECRETS, Some("kube-system"), |s| {
+                s.pointer("/type") == Some(&json!("bootstrap.kubernetes.io/token"))
+            });
+        assert!(
+            secrets.is_empty(),
+            "bootstrap tokens left: {}",
+            secrets.len()
+        );
+        let violations = self.observer.violations();
+        assert!(
+            violations.is_empty(),
+            "invariant violations: {violations:#?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotates_nine_workers_in_three_zones_on_moto() {
+    let h = start(9, 3).await;
+    let output = h.run(&["rotate", "--all", "--yes", "-o", "json"], 5).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}\n{}", h.diagnose());
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["outcome"]["result"], "succeeded", "{report}");
+    assert_eq!(report["slots"].as_array().map(Vec::len), Some(9));
+    h.assert_rotated().await;
+    // Every zone kept its workers.
+    let zones: BTreeSet<&str> = h.originals.values().map(|i| i.zone.as_str()).collect();
+    assert_eq!(zones.len(), 3);
+    println!(
+        "EC2 calls for 9 replacements: {:?}",
+        h.proxy
+            .calls()
+            .iter()
+            .fold(BTreeMap::<String, usize>::new(), |mut m, c| {
+                *m.entry(c.action.clone()).or_default() += 1;
+                m
+            })
+    );
+    h.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_right_after_run_instances_the_rerun_adopts_the_instance() {
+    let h = start(3, 1).await;
+    let mut child = h
+        .command(&["rotate", "--all", "--yes"], 5)
+        .spawn()
+        .expect("kubesurge starts");
+    tokio::select! {
+        reached = h.proxy.wait_until(Duration::from_secs(120), |calls| {
+            calls.iter().any(|c| c.action == "RunInstances" && c.status == 200)
+        }) => {
+            assert!(reached, "no RunInstances within two minutes");
+            child.start_kill().expect("SIGKILL");
+            let _ = child.wait().await;
+        }
+        status = child.wait() => panic!("the run ended before any launch: {status:?}"),
+    }
+    let launched_before = h.proxy.succeeded("RunInstances");
+    assert_eq!(launched_before, 1, "maxSurge 1: one launch in flight");
+    let orphan = h
+        .instances()
+        .await
+        .into_iter()
+        .find(|i| i.tag(tags::SLOT).is_some())
+        .expect("the launched instance");
+
+    let output = h.run(&["rotate", "--all", "--yes"], 5).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "rerun:\n{all}");
+    h.assert_rotated().await;
+    // The rerun adopted it: 3 replacements launched in all, and the one
+    // launched before the kill is one of them.
+    assert_eq!(h.proxy.succeeded("RunInstances"), 3, "{all}");
+    let in_moto = h.instances().await;
+    assert_eq!(in_moto.len(), 6, "3 old + 3 new instances, no duplicate");
+    let adopted = in_moto.iter().find(|i| i.id == orphan.id).unwrap();
+    assert_eq!(adopted.state, "running", "the orphan became a node");
+    h.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_bursts_and_server_errors_are_ridden_through() {
+    let h = start(3, 3).await;
+    let p = &h.proxy;
+    p.inject(
+        "DescribeInstances",
+        3,
+        Fault::Fail(Ec2Fault::request_limit_exceeded()),
+    );
+    p.inject(
+        "RunInstances",
+        2,
+        Fault::Fail(Ec2Fault::request_limit_exceeded()),
+    );
+    p.inject("RunInstances", 1, Fault::Fail(Ec2Fault::internal_error()));
+    p.inject("TerminateInstances", 1, Fault::Fail(Ec2Fault::plain_500()));
+    p.inject(
+        "TerminateInstances",
+        1,
+        Fault::Fail(Ec2Fault::request_limit_exceeded()),
+    );
+    p.inject("DescribeImages", 1, Fault::Fail(Ec2Fault::internal_error()));
+    let output = h.run(&["rotate", "--all", "--yes"], 5).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    h.assert_rotated().await;
+    assert_eq!(
+        p.calls().iter().filter(|c| c.injected).count(),
+        9,
+        "every injected error was met and ridden through"
+    );
+    h.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_capacity_in_one_zone_fails_those_slots_without_launching_elsewhere() {
+    let h = start(3, 3).await;
+    let full_zone = h.originals["general-2"].zone.clone();
+    let full_subnet = h.subnet_of_zone(&full_zone);
+    h.proxy.inject_matching(
+        "RunInstances",
+        &full_subnet,
+        usize::MAX,
+        Fault::Fail(Ec2Fault::insufficient_capacity()),
+    );
+    let output = h.run(&["rotate", "--all", "--yes", "-o", "json"], 2).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(all.contains("insufficient capacity"), "{all}");
+    assert!(all.contains(&full_zone), "names the zone: {all}");
+    let instances = h.instances().await;
+    let new: Vec<&Ec2Instance> = instances
+        .iter()
+        .filter(|i| i.tag(tags::SLOT).is_some())
+        .collect();
+    for i in &new {
+        let old = &h.originals[i.tag(tags::REPLACES).unwrap()];
+        assert_eq!(
+            i.zone, old.zone,
+            "{} launched outside its old node's zone",
+            i.id
+        );
+        assert_ne!(i.zone, full_zone);
+    }
+    // The node of the full zone keeps serving.
+    let (nodes, _) = h.world.world.store.list(&NODES, None, |_| true);
+    let names: BTreeSet<&str> = nodes
+        .iter()
+        .filter_map(|n| n.pointer("/metadata/name").and_then(Value::as_str))
+        .collect();
+    assert!(names.contains("general-2"), "{names:?}");
+    assert_eq!(
+        instances
+            .iter()
+            .find(|i| i.id == h.originals["general-2"].id)
+            .map(|i| i.state.as_str()),
+        Some("running")
+    );
+    let violations = h.observer.violations();
+    assert!(
+        violations.is_empty(),
+        "invariant violations: {violations:#?}"
+    );
+    h.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_permission_stops_the_run_naming_the_action() {
+    let h = start(3, 3).await;
+    h.proxy.inject(
+        "RunInstances",
+        usize::MAX,
+        Fault::Fail(Ec2Fault::unauthorized()),
+    );
+    let output = h.run(&["rotate", "--all", "--yes"], 5).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(all.contains("ec2:RunInstances"), "names the action: {all}");
+    // Not retried: at most one attempt per slot that was in flight.
+    assert!(h.proxy.count("RunInstances") <= 3, "{:?}", h.proxy.calls());
+    let instances = h.instances().await;
+    assert!(
+        instances
+            .iter()
+            .all(|i| i.state == "running" && i.tag(tags::SLOT).is_none()),
+        "nothing launched or terminated: {instances:#?}"
+    );
+    assert_eq!(workers(&h.world.world).len(), 3);
+    let violations = h.observer.violations();
+    assert!(
+        violations.is_empty(),
+        "invariant violations: {violations:#?}"
+    );
+    h.finish();
+}
