@@ -456,3 +456,102 @@ async fn a_missing_permission_stops_the_run_naming_the_action() {
     );
     h.finish();
 }
+
+/// `sandbox up --cloud aws`: the world's workers live in moto, the written
+/// config uses the `aws` provider and `aws.env` points at the world; a
+/// rotation with them replaces every worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_up_on_moto_is_rotated_with_the_files_it_writes() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let moto = MotoServer::start().await.expect("moto starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_kubesurge"))
+        .args(["sandbox", "up", "--workers", "3", "--zones", "3"])
+        .args(["--boot-delay", "150ms", "--pod-start-delay", "50ms"])
+        .args(["--termination-delay", "100ms"])
+        .args(["--cloud", "aws", "--aws-endpoint", moto.url()])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sandbox starts");
+    let stdout = sandbox.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(90), lines.next_line())
+        .await
+        .expect("a ready line in time")
+        .expect("stdout readable")
+        .expect("a line");
+    let path = |name: &str| dir.path().join(name);
+    assert_eq!(
+        ready,
+        format!(
+            "ready: kubeconfig={} config={} env={}",
+            path("kubeconfig").display(),
+            path("kubesurge.yaml").display(),
+            path("aws.env").display()
+        )
+    );
+    let config = std::fs::read_to_string(path("kubesurge.yaml")).expect("config");
+    assert!(config.contains("provider: aws"), "{config}");
+    std::fs::write(
+        path("kubesurge.yaml"),
+        format!("{config}health: {{ newNodeTimeout: 60s, settle: 1s }}\n"),
+    )
+    .expect("config");
+    let env: Vec<(String, String)> = std::fs::read_to_string(path("aws.env"))
+        .expect("env file")
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert!(env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL"), "{env:?}");
+
+    let output = tokio::time::timeout(
+        Duration::from_secs(240),
+        Command::new(env!("CARGO_BIN_EXE_kubesurge"))
+            .arg("--kubeconfig")
+            .arg(path("kubeconfig"))
+            .arg("--config")
+            .arg(path("kubesurge.yaml"))
+            .args(["rotate", "--all", "--yes", "-o", "json"])
+            .env_remove("AWS_PROFILE")
+            .envs(env)
+            .env("AWS_CONFIG_FILE", "/nonexistent/kubesurge-test-aws-config")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/kubesurge-test-aws-credentials",
+            )
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("rotation finishes in time")
+    .expect("kubesurge runs");
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(
+        report["slots"].as_array().map(Vec::len),
+        Some(3),
+        "{report}"
+    );
+    let ec2 = kubesurge_sim::moto::Ec2::new(moto.url(), "us-east-1");
+    let instances = ec2.describe_instances(&[]).await.expect("describe");
+    let running: Vec<&Ec2Instance> = instances.iter().filter(|i| i.state == "running").collect();
+    assert_eq!(running.len(), 3, "{instances:#?}");
+    assert!(running.iter().all(|i| i.tag(tags::SLOT).is_some()));
+    assert_eq!(
+        instances.iter().filter(|i| i.state == "terminated").count(),
+        3
+    );
+    sandbox.start_kill().expect("stop the sandbox");
+    let _ = sandbox.wait().await;
+    if let Err(e) = moto.stop() {
+        panic!("{e}");
+    }
+}
