@@ -49,6 +49,16 @@ pub fn node_exec(
         )?))),
         Some(ExecMethod::Local) => Ok(Arc::new(LocalExec::new())),
         Some(ExecMethod::Sim) => sim_exec(settings),
+        #[cfg(feature = "aws")]
+        Some(ExecMethod::Ssm) => Ok(Arc::new(kubesurge_aws::SsmExec::new(
+            // The control plane runs where the cluster's aws pools do.
+            settings.pools.iter().find_map(|pool| match &pool.provider {
+                PoolProvider::Aws(aws) => Some(aws.region.as_str()),
+                _ => None,
+            }),
+            kubesurge_aws::ClientOptions::from_env(),
+        ))),
+        #[cfg(not(feature = "aws"))]
         Some(ExecMethod::Ssm) => Err(ExecSettingsError::Unavailable { method: "ssm" }.into()),
         None => Err(ExecSettingsError::NoMethod.into()),
     }
