@@ -84,7 +84,7 @@ async fn two_hops_in_place_and_workers_replaced_once() {
     // Workers: replaced exactly once, at the target.
     let now = workers(&h.world);
     assert_eq!(now.len(), 9);
-    for (name, _) in &now {
+    for name in now.keys() {
         assert!(
             !h.original_workers.contains_key(name),
             "{name} is an old worker"
