@@ -327,17 +327,15 @@ pub struct Window {
 }
 
 impl Window {
-    /// Whether `at` falls inside the window.
+    /// Whether `at` falls inside the window, as [`crate::window::position`]
+    /// decides it (daylight-saving gaps and folds included), so that the
+    /// settings and the run never disagree. A window whose position cannot
+    /// be computed (no days, never opens) contains nothing.
     pub fn contains(&self, at: Timestamp) -> bool {
-        let local = at.to_zoned(self.time_zone.clone());
-        let time = local.time();
-        let day = local.weekday();
-        if self.start < self.end {
-            self.days.contains(&day) && self.start <= time && time < self.end
-        } else {
-            (self.days.contains(&day) && time >= self.start)
-                || (self.days.contains(&day.previous()) && time < self.end)
-        }
+        matches!(
+            crate::window::position(self, at),
+            Ok(crate::window::Position::Inside { .. })
+        )
     }
 }
 

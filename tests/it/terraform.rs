@@ -2,7 +2,9 @@
 //! `terraform validate` where the providers can be had offline (null from
 //! PyPI) and python-hcl2 parsing where they cannot (aws); the IAM policy's
 //! grants and conditions; checkov; the scheduled module's manifests and
-//! RBAC; and the upgrade module's behaviour with a stand-in kubesurge.
+//! RBAC; the upgrade module's behaviour with a stand-in kubesurge; and the
+//! upgrade module with the real kubesurge against a `kubesurge sandbox up`
+//! cluster.
 //!
 //! The tools come from `tests/terraform.sh` (run by `tests/run.sh`), which
 //! exports where they are. Terraform never contacts the network here: a
@@ -10,8 +12,11 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -841,7 +846,7 @@ env > "$calls/env.$n"
 echo "kubesurge (stand-in): run $n" >&2
 if [ -e "$calls/../fail" ]; then
   echo "kubesurge (stand-in): injected failure" >&2
-  printf '{"runId":"run-%s","outcome":{"result":"failed","reason":"injected"},"slots":[]}\n' "$n"
+  printf '{"target":"v0.0.0","started":"2026-01-01T00:00:00Z","finished":"2026-01-01T00:00:01Z","outcome":{"result":"failed","reason":"injected"},"hops":[],"rotations":[]}\n'
   exit 1
 fi
 to=""
@@ -850,7 +855,10 @@ for word in "$@"; do
   [ "$prev" = "--to" ] && to=$word
   prev=$word
 done
-printf '{"runId":"run-%s","command":"upgrade","target":"%s","outcome":{"result":"succeeded"},"slots":[{"pool":"general","outcome":{"result":"replaced"}},{"pool":"general","outcome":{"result":"replaced"}},{"pool":"general","outcome":{"result":"skipped","reason":"drain timed out"}}]}\n' "$n" "$to"
+# The shape of `kubesurge upgrade -o json` (src/cli/upgrade.rs UpgradeReport):
+# one hop, one rotation whose run id counts the calls.
+slot='{"pool":"general","oldNode":"old","oldInstance":null,"newNode":null,"newInstance":null,"zone":null,"attempts":1,"timings":{},"drain":null,"outcome":'
+printf '{"target":"%s","started":"2026-01-01T00:00:00Z","finished":"2026-01-01T00:00:01Z","outcome":{"result":"succeeded"},"hops":[{"number":1,"from":"v1.34.0","to":"%s","steps":[]}],"rotations":[{"runId":"run-%s","command":"upgrade --to %s: pool general at %s","target":"%s","started":"2026-01-01T00:00:00Z","finished":"2026-01-01T00:00:01Z","dryRun":false,"outcome":{"result":"succeeded"},"slots":[%s{"result":"replaced"}},%s{"result":"replaced"}},%s{"result":"skipped","reason":"drain timed out"}}]}]}\n' "$to" "$to" "$n" "$to" "$to" "$to" "$slot" "$slot" "$slot"
 "#;
 
 impl UpgradeRoot {
@@ -895,8 +903,16 @@ module "upgrade" {{
   aws_region         = "eu-west-1"
 }}
 
-output "run_id" {{
-  value = module.upgrade.run_id
+output "run_ids" {{
+  value = module.upgrade.run_ids
+}}
+
+output "final_version" {{
+  value = module.upgrade.final_version
+}}
+
+output "control_plane_hops" {{
+  value = module.upgrade.control_plane_hops
 }}
 
 output "outcome" {{
@@ -1022,10 +1038,12 @@ fn upgrade_module_runs_kubesurge_when_a_trigger_changes_and_resumes_after_a_fail
     // kubesurge's logs (stderr) reach Terraform's output.
     assert!(text(&first.stdout).contains("kubesurge (stand-in): run 1"));
     let outputs = tf.outputs();
-    assert_eq!(outputs["run_id"], "run-1");
+    assert_eq!(outputs["run_ids"], serde_json::json!(["run-1"]));
     assert_eq!(outputs["outcome"], "succeeded");
     assert_eq!(outputs["target_version"], "v1.34.2");
+    assert_eq!(outputs["final_version"], "v1.34.2");
     assert_eq!(outputs["nodes_replaced"], 2);
+    assert_eq!(outputs["control_plane_hops"], 1);
 
     // The same inputs again: nothing runs.
     succeeded("unchanged apply", tf.apply(&["kubernetes_version=v1.34.2"]));
@@ -1035,7 +1053,7 @@ fn upgrade_module_runs_kubesurge_when_a_trigger_changes_and_resumes_after_a_fail
     succeeded("new version", tf.apply(&["kubernetes_version=v1.35.0"]));
     assert_eq!(tf.runs(), 2);
     assert_eq!(tf.args(2)[..3], ["upgrade", "--to", "v1.35.0"]);
-    assert_eq!(tf.outputs()["run_id"], "run-2");
+    assert_eq!(tf.outputs()["run_ids"], serde_json::json!(["run-2"]));
     assert_eq!(tf.outputs()["target_version"], "v1.35.0");
 
     // Every other trigger: the config file's content and the epoch.
@@ -1076,8 +1094,9 @@ fn upgrade_module_runs_kubesurge_when_a_trigger_changes_and_resumes_after_a_fail
     assert_eq!(tf.runs(), 6, "the apply after a failure reruns kubesurge");
     assert_eq!(tf.args(6)[..3], ["upgrade", "--to", "v1.35.1"]);
     let outputs = tf.outputs();
-    assert_eq!(outputs["run_id"], "run-6");
+    assert_eq!(outputs["run_ids"], serde_json::json!(["run-6"]));
     assert_eq!(outputs["outcome"], "succeeded");
+    assert_eq!(outputs["final_version"], "v1.35.1");
 
     // Then it is done: nothing more runs.
     succeeded(
@@ -1106,10 +1125,475 @@ fn upgrade_module_refuses_malformed_inputs_before_running() {
 }
 
 // --- The upgrade module against a real world ----------------------------
-//
-// The next test here drives `terraform/modules/upgrade` with the real
-// binary (`env!("CARGO_BIN_EXE_kubesurge")`) against a `kubesurge sandbox
-// up` world: first apply upgrades the cluster, an unchanged apply changes
-// nothing, a new version runs again, an injected failure fails the apply and
-// the next apply completes it. It is written once `kubesurge upgrade`
-// exists.
+
+/// `kubesurge sandbox up` as a child process: a small cluster (one
+/// control-plane node, three workers) with the sim cloud behind it, and
+/// the kubeconfig and RotationConfig it writes. Stopped when dropped.
+struct Sandbox {
+    child: Child,
+    kubeconfig: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+/// How long the sandbox may take to print its ready line.
+const SANDBOX_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Sandbox {
+    fn up(dir: &Path, version: &str) -> Sandbox {
+        fs::create_dir_all(dir).expect("sandbox dir");
+        let log = dir.join("sandbox.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kubesurge"))
+            .args(["sandbox", "up", "--control-planes", "1", "--workers", "3"])
+            .args(["--version", version, "--boot-delay", "200ms"])
+            .args(["--pod-start-delay", "100ms", "--termination-delay", "100ms"])
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&log).expect("sandbox log"))
+            .spawn()
+            .expect("kubesurge sandbox up starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        // From here on the guard stops the child whatever happens.
+        let mut sandbox = Sandbox {
+            child,
+            kubeconfig: PathBuf::new(),
+            config: PathBuf::new(),
+            log,
+        };
+        let (lines, ready) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + SANDBOX_READY_TIMEOUT;
+        loop {
+            let line = ready.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            match line {
+                Ok(Ok(line)) => {
+                    let Some(paths) = line.strip_prefix("ready: kubeconfig=") else {
+                        continue;
+                    };
+                    let (kubeconfig, config) = paths
+                        .split_once(" config=")
+                        .unwrap_or_else(|| panic!("unexpected ready line {line:?}"));
+                    sandbox.kubeconfig = PathBuf::from(kubeconfig);
+                    sandbox.config = PathBuf::from(config);
+                    return sandbox;
+                }
+                Ok(Err(e)) => panic!("reading the sandbox's stdout: {e}"),
+                Err(_) => panic!(
+                    "the sandbox printed no ready line within {SANDBOX_READY_TIMEOUT:?}:\n{}",
+                    fs::read_to_string(&sandbox.log).unwrap_or_default()
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    /// SIGTERM, which the sandbox answers by stopping its world (and
+    /// removing the machines' directories); SIGKILL if it is still there
+    /// after a while.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sandbox's cluster, seen through its kubeconfig.
+struct Cluster {
+    runtime: tokio::runtime::Runtime,
+    client: kube::Client,
+}
+
+/// A node as the test looks at it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct NodeView {
+    name: String,
+    worker: bool,
+    kubelet: String,
+}
+
+impl Cluster {
+    fn connect(kubeconfig: &Path) -> Cluster {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let client = runtime.block_on(async {
+            let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .expect("client config");
+            kube::Client::try_from(config).expect("client")
+        });
+        Cluster { runtime, client }
+    }
+
+    fn apiserver_version(&self) -> String {
+        self.runtime
+            .block_on(self.client.apiserver_version())
+            .expect("/version")
+            .git_version
+    }
+
+    fn nodes(&self) -> Vec<NodeView> {
+        use k8s_openapi::api::core::v1::Node;
+        let api: kube::Api<Node> = kube::Api::all(self.client.clone());
+        let list = self
+            .runtime
+            .block_on(api.list(&Default::default()))
+            .expect("list nodes");
+        let mut nodes: Vec<NodeView> = list
+            .items
+            .iter()
+            .map(|node| NodeView {
+                name: node.metadata.name.clone().unwrap_or_default(),
+                worker: node
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key("kubesurge.io/pool")),
+                kubelet: node
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.node_info.as_ref())
+                    .map(|i| i.kubelet_version.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        nodes.sort();
+        nodes
+    }
+
+    fn workers(&self) -> BTreeSet<String> {
+        self.nodes()
+            .into_iter()
+            .filter(|n| n.worker)
+            .map(|n| n.name)
+            .collect()
+    }
+
+    /// A pod without a controller on `node`: a drain refuses to start on
+    /// it (`drain.unmanagedPods: fail`, the default), so the rotation slot
+    /// of that node fails.
+    fn put_unmanaged_pod(&self, namespace: &str, name: &str, node: &str) {
+        use k8s_openapi::api::core::v1::Pod;
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "nodeName": node,
+                "containers": [{"name": "main", "image": "registry.example/hand-made:1"}]
+            }
+        }))
+        .expect("pod");
+        let api: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), namespace);
+        self.runtime
+            .block_on(api.create(&Default::default(), &pod))
+            .expect("create the unmanaged pod");
+    }
+
+    fn delete_pod(&self, namespace: &str, name: &str) {
+        use k8s_openapi::api::core::v1::Pod;
+        let api: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), namespace);
+        self.runtime
+            .block_on(api.delete(name, &kube::api::DeleteParams::default().grace_period(0)))
+            .expect("delete the unmanaged pod");
+    }
+}
+
+/// The bearer token of a kubeconfig the sandbox wrote (`token: ...`).
+fn kubeconfig_token(kubeconfig: &Path) -> String {
+    let text = fs::read_to_string(kubeconfig).expect("kubeconfig");
+    let token = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token:"))
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default();
+    assert!(
+        token.len() >= 16,
+        "the sandbox's kubeconfig has a bearer token:\n{text}"
+    );
+    token
+}
+
+/// A root module driving `terraform/modules/upgrade` with the real
+/// kubesurge against the sandbox. The kubeconfig path reaches Terraform
+/// only as `TF_VAR_kubeconfig_path` in its environment.
+struct RealRoot {
+    ws: Workspace,
+    root: PathBuf,
+    report: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl RealRoot {
+    fn new(ws: Workspace, sandbox: &Sandbox) -> RealRoot {
+        let root = ws.path("root");
+        fs::create_dir_all(&root).expect("root");
+        // The sandbox's config, with a short settle so that each apply is
+        // quick; the file stays the same for every apply.
+        let config = ws.path("kubesurge.yaml");
+        let mut text = fs::read_to_string(&sandbox.config).expect("sandbox config");
+        text.push_str("health: { newNodeTimeout: 20s, settle: 1s }\n");
+        fs::write(&config, text).expect("config");
+        let report = ws.path("report.json");
+        let mut outputs = String::new();
+        for name in [
+            "outcome",
+            "failure_reason",
+            "target_version",
+            "final_version",
+            "nodes_replaced",
+            "control_plane_hops",
+            "run_ids",
+        ] {
+            outputs.push_str(&format!(
+                "\noutput \"{name}\" {{\n  value = module.upgrade.{name}\n}}\n"
+            ));
+        }
+        fs::write(
+            root.join("main.tf"),
+            format!(
+                r#"
+variable "kubernetes_version" {{
+  type = string
+}}
+
+variable "kubeconfig_path" {{
+  type = string
+}}
+
+module "upgrade" {{
+  source             = "../terraform/modules/upgrade"
+  kubesurge_bin      = "{bin}"
+  kubernetes_version = var.kubernetes_version
+  config_path        = "{config}"
+  kubeconfig_path    = var.kubeconfig_path
+  report_path        = "{report}"
+}}
+{outputs}"#,
+                bin = env!("CARGO_BIN_EXE_kubesurge"),
+                config = config.display(),
+                report = report.display(),
+            ),
+        )
+        .expect("root module");
+        ws.init(&root);
+        RealRoot {
+            ws,
+            root,
+            report,
+            kubeconfig: sandbox.kubeconfig.clone(),
+        }
+    }
+
+    fn apply(&self, version: &str) -> Output {
+        self.ws
+            .command(&terraform_bin(), &self.root)
+            .env("TF_VAR_kubeconfig_path", &self.kubeconfig)
+            .args(["apply", "-auto-approve", "-input=false", "-no-color"])
+            .arg(format!("-var=kubernetes_version={version}"))
+            .output()
+            .expect("terraform runs")
+    }
+
+    fn outputs(&self) -> Value {
+        let output = succeeded(
+            "terraform output -json",
+            self.ws.terraform(&self.root, &["output", "-json"]),
+        );
+        let all: Value = serde_json::from_slice(&output.stdout).expect("outputs json");
+        let mut values = serde_json::Map::new();
+        for (name, output) in all.as_object().expect("outputs object") {
+            values.insert(name.clone(), output["value"].clone());
+        }
+        Value::Object(values)
+    }
+
+    /// kubesurge's report as it wrote it (bytes: a run rewrites them).
+    fn report_bytes(&self) -> Vec<u8> {
+        fs::read(&self.report).expect("report file")
+    }
+
+    fn report(&self) -> Value {
+        serde_json::from_slice(&self.report_bytes()).expect("report json")
+    }
+
+    fn state(&self) -> String {
+        fs::read_to_string(self.root.join("terraform.tfstate")).expect("state")
+    }
+}
+
+fn all_output(output: &Output) -> String {
+    format!("{}{}", text(&output.stdout), text(&output.stderr))
+}
+
+fn run_ids_of(report: &Value) -> Value {
+    Value::Array(
+        report["rotations"]
+            .as_array()
+            .expect("rotations")
+            .iter()
+            .map(|r| r["runId"].clone())
+            .collect(),
+    )
+}
+
+#[test]
+fn upgrade_module_upgrades_a_sandbox_cluster_once_per_version_and_completes_a_failed_run() {
+    let ws = Workspace::new();
+    let sandbox = Sandbox::up(&ws.path("world"), "v1.33.2");
+    let cluster = Cluster::connect(&sandbox.kubeconfig);
+    let token = kubeconfig_token(&sandbox.kubeconfig);
+    let original_workers = cluster.workers();
+    assert_eq!(original_workers.len(), 3, "{:?}", cluster.nodes());
+    let tf = RealRoot::new(ws, &sandbox);
+    let mut applies = Vec::new();
+
+    // (1) The first apply upgrades the cluster: the control plane in place,
+    // then every worker replaced, and the outputs say so.
+    let first = succeeded("first apply", tf.apply("v1.34.0"));
+    assert!(
+        text(&first.stdout).contains("replaced by"),
+        "kubesurge's progress appears in Terraform's output:\n{}",
+        text(&first.stdout)
+    );
+    assert_eq!(cluster.apiserver_version(), "v1.34.0");
+    for node in cluster.nodes() {
+        assert_eq!(node.kubelet, "v1.34.0", "{node:?}");
+    }
+    let upgraded_workers = cluster.workers();
+    assert_eq!(upgraded_workers.len(), 3);
+    assert!(
+        upgraded_workers.is_disjoint(&original_workers),
+        "every worker replaced: {original_workers:?} → {upgraded_workers:?}"
+    );
+    let outputs = tf.outputs();
+    assert_eq!(outputs["outcome"], "succeeded", "{outputs:#}");
+    assert_eq!(outputs["failure_reason"], Value::Null);
+    assert_eq!(outputs["target_version"], "v1.34.0");
+    assert_eq!(outputs["final_version"], "v1.34.0");
+    assert_eq!(outputs["nodes_replaced"], 3);
+    assert_eq!(outputs["control_plane_hops"], 1);
+    assert_eq!(outputs["run_ids"], run_ids_of(&tf.report()));
+    assert_eq!(outputs["run_ids"].as_array().map(Vec::len), Some(1));
+    applies.push(first);
+
+    // (2) The same inputs again change nothing: kubesurge does not run (it
+    // would rewrite its report, even with nothing to do).
+    let report_after_first = tf.report_bytes();
+    let unchanged = succeeded("unchanged apply", tf.apply("v1.34.0"));
+    assert!(
+        text(&unchanged.stdout).contains("0 added, 0 changed, 0 destroyed"),
+        "{}",
+        text(&unchanged.stdout)
+    );
+    assert_eq!(
+        tf.report_bytes(),
+        report_after_first,
+        "an apply with unchanged inputs ran kubesurge"
+    );
+    assert_eq!(cluster.workers(), upgraded_workers);
+    applies.push(unchanged);
+
+    // (3) A new target version runs kubesurge again; (4) a pod without a
+    // controller on a worker makes that worker's drain refuse, so the run
+    // fails after the control plane moved, and so does the apply, with
+    // kubesurge's reason shown.
+    let blocked_node = upgraded_workers.iter().next().expect("a worker").clone();
+    cluster.put_unmanaged_pod("shop", "hand-made", &blocked_node);
+    let failed = tf.apply("v1.35.0");
+    let failed_text = all_output(&failed);
+    assert!(
+        !failed.status.success(),
+        "a failed kubesurge run must fail the apply:\n{failed_text}"
+    );
+    assert!(
+        failed_text.contains("pod shop/hand-made has no controller"),
+        "kubesurge's own reason is shown:\n{failed_text}"
+    );
+    let failed_report = tf.report();
+    assert_eq!(failed_report["target"], "v1.35.0");
+    assert_eq!(
+        failed_report["outcome"]["result"], "failed",
+        "{failed_report:#}"
+    );
+    assert_eq!(failed_report["hops"].as_array().map(Vec::len), Some(1));
+    assert_eq!(cluster.apiserver_version(), "v1.35.0");
+    assert!(
+        cluster.workers().contains(&blocked_node),
+        "the node whose drain was refused still serves"
+    );
+    applies.push(failed);
+
+    // The next apply with the same inputs runs kubesurge again, which
+    // continues the same rotation and completes the upgrade.
+    cluster.delete_pod("shop", "hand-made");
+    let completed = succeeded("apply after the failure", tf.apply("v1.35.0"));
+    for node in cluster.nodes() {
+        assert_eq!(node.kubelet, "v1.35.0", "{node:?}");
+    }
+    let final_workers = cluster.workers();
+    assert_eq!(final_workers.len(), 3);
+    assert!(
+        final_workers.is_disjoint(&upgraded_workers),
+        "{final_workers:?}"
+    );
+    let outputs = tf.outputs();
+    assert_eq!(outputs["outcome"], "succeeded", "{outputs:#}");
+    assert_eq!(outputs["failure_reason"], Value::Null);
+    assert_eq!(outputs["target_version"], "v1.35.0");
+    assert_eq!(outputs["final_version"], "v1.35.0");
+    assert_eq!(
+        outputs["control_plane_hops"], 0,
+        "the control plane was already at v1.35.0"
+    );
+    assert_eq!(outputs["nodes_replaced"], 3);
+    assert_eq!(
+        outputs["run_ids"],
+        run_ids_of(&failed_report),
+        "the completing run continues the failed run's rotation"
+    );
+    applies.push(completed);
+
+    // Then it is settled: nothing runs.
+    let report_after_completion = tf.report_bytes();
+    let settled = succeeded("settled", tf.apply("v1.35.0"));
+    assert_eq!(tf.report_bytes(), report_after_completion);
+    applies.push(settled);
+
+    // The kubeconfig's credentials and path are in neither the state nor
+    // anything Terraform printed.
+    let kubeconfig = sandbox.kubeconfig.display().to_string();
+    let mut places = vec![("terraform.tfstate".to_string(), tf.state())];
+    for (n, apply) in applies.iter().enumerate() {
+        places.push((format!("apply {}", n + 1), all_output(apply)));
+    }
+    for (place, content) in &places {
+        assert!(
+            !content.contains(&token),
+            "the kubeconfig's token leaked into {place}"
+        );
+        assert!(
+            !content.contains(&kubeconfig),
+            "the kubeconfig path leaked into {place}"
+        );
+    }
+}
