@@ -1,17 +1,26 @@
 //! The SSH and local `NodeExec`: scripts through the real OpenSSH client
 //! against a real `sshd` that each test starts on loopback with generated
-//! host and user keys, and through a local `bash`.
+//! host and user keys, and through a local `bash`; and `kubesurge upgrade`
+//! with `controlPlane.exec: ssh` running the real control-plane scripts over
+//! that sshd on the simulated machines.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kubesurge::exec::{ExecSettingsError, LocalExec, SshConfig, SshExec};
 use kubesurge::settings::{ExecMethod, Settings};
 use kubesurge::wiring::{WiringError, node_exec};
 use kubesurge_provider::{ExecError, ExecOutput, ExecRequest, ExecTarget, NodeExec, OutputSink};
+use kubesurge_sim::Timing;
+use kubesurge_sim::observer::{Observer, PoolFloor};
+use kubesurge_sim::resources::{NODES, PODS};
+use kubesurge_sim::world::{POOL_LABEL, PoolSpec, World, WorldConfig};
+use serde_json::Value;
 use tempfile::TempDir;
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -36,8 +45,15 @@ impl Drop for Sshd {
 }
 
 impl Sshd {
-    /// Starts one; a port taken between choosing and binding it is retried.
+    /// Starts one on 127.0.0.1.
     fn start() -> Sshd {
+        Sshd::start_with(&[Ipv4Addr::LOCALHOST], "")
+    }
+
+    /// Starts one listening on each of `addresses` (one port for all), with
+    /// `extra` appended to its config (`Match` blocks); a port taken
+    /// between choosing and binding it is retried.
+    fn start_with(addresses: &[Ipv4Addr], extra: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "sshd is required for these tests and was not found at {SSHD}: \
@@ -60,23 +76,27 @@ impl Sshd {
         let mut last_log = String::new();
         for _ in 0..3 {
             let port = free_port();
+            let listen: String = addresses
+                .iter()
+                .map(|a| format!("ListenAddress {a}\n"))
+                .collect();
             std::fs::write(
                 &config,
                 format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
+                    "Port {port}\n{listen}HostKey {}\nAuthorizedKeysFile {}\n\
                      PidFile {}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n\
-                     KbdInteractiveAuthentication no\n",
+                     KbdInteractiveAuthentication no\nLogLevel VERBOSE\n{extra}",
                     host_key.display(),
                     authorized.display(),
                     dir.path().join("sshd.pid").display(),
                 ),
             )
             .expect("sshd_config");
-            std::fs::write(
-                &known_hosts,
-                format!("[127.0.0.1]:{port} {}\n", public_key(&host_key)),
-            )
-            .expect("known_hosts");
+            let known: String = addresses
+                .iter()
+                .map(|a| format!("[{a}]:{port} {}\n", public_key(&host_key)))
+                .collect();
+            std::fs::write(&known_hosts, known).expect("known_hosts");
             let mut child = Command::new(SSHD)
                 .arg("-D")
                 .arg("-e")
@@ -87,7 +107,10 @@ impl Sshd {
                 .stderr(std::fs::File::create(&log).expect("sshd log"))
                 .spawn()
                 .expect("sshd starts");
-            if wait_listening(&mut child, port) {
+            if addresses
+                .iter()
+                .all(|address| wait_listening(&mut child, *address, port))
+            {
                 return Sshd {
                     dir,
                     port,
@@ -126,14 +149,14 @@ impl Sshd {
     }
 }
 
-/// Until sshd accepts connections on `port`, or it exited.
-fn wait_listening(child: &mut Child, port: u16) -> bool {
+/// Until sshd accepts connections on `address`:`port`, or it exited.
+fn wait_listening(child: &mut Child, address: Ipv4Addr, port: u16) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        if TcpStream::connect((address, port)).is_ok() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -671,4 +694,341 @@ fn node_exec_follows_control_plane_exec() {
 
     settings.control_plane.exec = Some(ExecMethod::Local);
     assert!(node_exec(&settings).is_ok());
+}
+
+// ---------------------------------------------------------------------------
+// The control-plane upgrade over SSH, end to end
+
+const FROM: &str = "v1.34.3";
+const TO: &str = "v1.35.3";
+const POOL: &str = "general";
+
+/// A world whose control-plane machines answer SSH, as real nodes do: each
+/// machine moved to a loopback address of its own, where one sshd serves
+/// it with that machine's script environment (its filesystem as
+/// `KUBESURGE_ROOT`, its stand-ins on `PATH`, its control endpoint), the
+/// way the node's own sshd would. Workers are replaced through the sim
+/// provider; the observer watches the whole run.
+struct SshWorld {
+    world: World,
+    sshd: Sshd,
+    observer: Arc<Observer>,
+    /// Holds the config files and the sudo stand-in.
+    _dir: TempDir,
+    kubeconfig: PathBuf,
+    config: PathBuf,
+    /// Control-plane node name → its address and its instance.
+    control_planes: BTreeMap<String, (Ipv4Addr, String)>,
+    original_workers: BTreeSet<String>,
+}
+
+impl SshWorld {
+    async fn start(control_planes: usize, workers: usize) -> SshWorld {
+        let world = World::start(WorldConfig {
+            cluster_name: "e2e".into(),
+            control_planes,
+            pools: vec![PoolSpec {
+                name: POOL.into(),
+                workers,
+            }],
+            zones: 3,
+            version: FROM.into(),
+            timing: Timing::fast(),
+            workloads: true,
+        })
+        .await
+        .expect("world starts");
+        world
+            .wait_ready(Duration::from_secs(30))
+            .await
+            .expect("world ready");
+        let dir = TempDir::new().expect("temp dir");
+
+        // The login user is the one the scripts run as; one who is not
+        // root goes through `sudo -n`, which the machines lack.
+        let sudo_dir = dir.path().join("sudo");
+        std::fs::create_dir_all(&sudo_dir).expect("sudo dir");
+        let sudo = sudo_dir.join("sudo");
+        std::fs::write(&sudo, "#!/bin/sh\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n")
+            .expect("sudo stand-in");
+        std::fs::set_permissions(&sudo, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+        let mut nodes = BTreeMap::new();
+        let mut matches = String::new();
+        for i in 0..control_planes {
+            let name = format!("cp-{}", i + 1);
+            let machine = world.cloud.machine_of_node(&name).expect("machine");
+            let address = Ipv4Addr::new(127, 0, 86, u8::try_from(i + 1).expect("few nodes"));
+            world
+                .cloud
+                .set_private_ip(&machine.instance_id, IpAddr::V4(address))
+                .expect("readdress");
+            let mut env = world
+                .cloud
+                .script_environment(&machine.instance_id)
+                .expect("the machine runs scripts");
+            if let Some(path) = env.get_mut("PATH") {
+                path.push(':');
+                path.push_str(&sudo_dir.display().to_string());
+            }
+            matches.push_str(&format!("Match LocalAddress {address}\n  SetEnv"));
+            for (name, value) in &env {
+                assert!(!value.contains('"'), "{name}={value}");
+                matches.push_str(&format!(" \"{name}={value}\""));
+            }
+            matches.push('\n');
+            nodes.insert(name, (address, machine.instance_id));
+        }
+        let addresses: Vec<Ipv4Addr> = nodes.values().map(|(a, _)| *a).collect();
+        let sshd = Sshd::start_with(&addresses, &matches);
+
+        // The run reads the addresses from the Nodes: wait until every
+        // kubelet reports its new one.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (name, (address, _)) in &nodes {
+            while internal_ip(&world, name).as_deref() != Some(address.to_string().as_str()) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{name} does not report {address}: {:?}",
+                    internal_ip(&world, name)
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        let (kubeconfig, _) = world.write_config_files(dir.path()).expect("files");
+        let config = dir.path().join("upgrade.yaml");
+        std::fs::write(&config, config_yaml(&world, &sshd)).expect("config");
+        let observer = Observer::attach(&world.store);
+        observer.set_pool_floors(vec![PoolFloor {
+            name: POOL.into(),
+            selector: BTreeMap::from([(POOL_LABEL.to_string(), POOL.to_string())]),
+            floor: workers,
+        }]);
+        let original_workers = worker_names(&world);
+        SshWorld {
+            world,
+            sshd,
+            observer,
+            _dir: dir,
+            kubeconfig,
+            config,
+            control_planes: nodes,
+            original_workers,
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubesurge"));
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBESURGE_CONFIG")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        tokio::time::timeout(Duration::from_secs(180), command.output())
+            .await
+            .expect("kubesurge finishes in time")
+            .expect("kubesurge runs")
+    }
+
+    /// Connections the sshd accepted on `address`.
+    fn connections_to(&self, address: Ipv4Addr) -> usize {
+        let log = std::fs::read_to_string(self.sshd.path("sshd.log")).expect("sshd log");
+        let on = format!(" on {address} port {} ", self.sshd.port);
+        log.lines()
+            .filter(|l| l.starts_with("Connection from ") && l.contains(&on))
+            .count()
+    }
+
+    fn assert_no_violations(&self) {
+        let violations = self.observer.violations();
+        assert!(
+            violations.is_empty(),
+            "invariant violations: {violations:#?}"
+        );
+    }
+}
+
+/// The pools launch through the sim provider; the control plane is reached
+/// over SSH as the sshd's login user, checking its host key.
+fn config_yaml(world: &World, sshd: &Sshd) -> String {
+    format!(
+        "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster:\n  name: e2e\n\
+         controlPlane:\n  exec: ssh\n  ssh:\n    user: \"{user}\"\n    port: {port}\n    \
+         identityFile: \"{identity}\"\n    knownHosts: \"{known_hosts}\"\n\
+         pools:\n  - name: {POOL}\n    selector: {{ {POOL_LABEL}: {POOL} }}\n    provider: sim\n    \
+         sim: {{ endpoint: \"{url}\" }}\n    maxSurge: 1\n    maxUnavailable: 0\n    \
+         nodeLabels: {{ {POOL_LABEL}: {POOL} }}\n\
+         drain: {{ timeout: 60s, onTimeout: fail, unmanagedPods: delete }}\n\
+         join: {{ tokenTTL: 2m }}\nhealth: {{ newNodeTimeout: 20s, settle: 1s }}\n",
+        user = sshd.user,
+        port = sshd.port,
+        identity = sshd.user_key.display(),
+        known_hosts = sshd.known_hosts.display(),
+        url = world.cloud.url(),
+    )
+}
+
+fn internal_ip(world: &World, node: &str) -> Option<String> {
+    let node = world.store.get(&NODES, "", node)?;
+    node.pointer("/status/addresses")?
+        .as_array()?
+        .iter()
+        .find(|a| a["type"] == "InternalIP")?["address"]
+        .as_str()
+        .map(str::to_string)
+}
+
+fn worker_names(world: &World) -> BTreeSet<String> {
+    let (nodes, _) = world.store.list(&NODES, None, |_| true);
+    nodes
+        .iter()
+        .filter(|n| n["metadata"]["labels"].get(POOL_LABEL).is_some())
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Static pod → the version of its image (etcd keeps its own).
+fn control_plane_versions(world: &World) -> Vec<(String, String)> {
+    let (pods, _) = world.store.list(&PODS, Some("kube-system"), |p| {
+        p.pointer("/metadata/labels/tier").and_then(Value::as_str) == Some("control-plane")
+    });
+    pods.iter()
+        .filter_map(|p| {
+            let image = p.pointer("/spec/containers/0/image")?.as_str()?;
+            let component = p.pointer("/metadata/labels/component")?.as_str()?;
+            (component != "etcd").then(|| {
+                (
+                    p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    image.rsplit(':').next().unwrap_or("").to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `controlPlane.exec: ssh`: the rendered upgrade scripts run over SSH on
+/// each control-plane node in turn, against its own machine; the nodes are
+/// upgraded in place (same names, same instances), then the workers are
+/// replaced, with no invariant broken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_upgrades_the_control_plane_in_place_then_replaces_the_workers() {
+    let w = SshWorld::start(3, 2).await;
+    let output = w.run(&["upgrade", "--to", TO, "--yes", "-o", "json"]).await;
+    let all = output_text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["outcome"]["result"], "succeeded", "{report}");
+    assert_eq!(report["hops"].as_array().map(Vec::len), Some(1), "{report}");
+
+    for (pod, version) in control_plane_versions(&w.world) {
+        assert_eq!(version, TO, "{pod}");
+    }
+    let events = w.world.cloud.control_events();
+    for (name, (address, instance)) in &w.control_planes {
+        let node = w
+            .world
+            .store
+            .get(&NODES, "", name)
+            .unwrap_or_else(|| panic!("{name} kept, upgraded in place"));
+        assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], TO, "{name}");
+        assert_eq!(node["spec"].get("unschedulable"), None, "{name} uncordoned");
+        let machine = w.world.cloud.machine_of_node(name).expect("machine");
+        assert_eq!(
+            &machine.instance_id, instance,
+            "{name} on the same instance"
+        );
+        assert_eq!(machine.private_ip, address.to_string(), "{name}'s instance");
+        assert_eq!(
+            internal_ip(&w.world, name),
+            Some(address.to_string()),
+            "{name}'s Node"
+        );
+        assert!(
+            w.connections_to(*address) > 0,
+            "no SSH connection reached {name} at {address}"
+        );
+        // Its own scripts acted on its own machine, once each.
+        for change in ["kube-apiserver", "kubelet restarted"] {
+            let count = events
+                .iter()
+                .filter(|e| &e.node == name && e.change.starts_with(change))
+                .count();
+            assert_eq!(count, 1, "{name}: {change}: {events:?}");
+        }
+    }
+
+    let now = worker_names(&w.world);
+    assert_eq!(
+        now.len(),
+        w.original_workers.len(),
+        "the pool keeps its size"
+    );
+    for name in &now {
+        assert!(
+            !w.original_workers.contains(name),
+            "{name} is an old worker"
+        );
+        let node = w.world.store.get(&NODES, "", name).expect("worker");
+        assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], TO, "{name}");
+    }
+    w.assert_no_violations();
+}
+
+/// A step that fails on the node over SSH stops the run with exit 1,
+/// naming the step and quoting the command's output, with nothing else
+/// touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_failing_kubeadm_apply_stops_with_exit_1_and_its_output() {
+    let w = SshWorld::start(1, 1).await;
+    w.world
+        .cloud
+        .with_faults(|f| f.fail_kubeadm_upgrade(Some("cp-1"), 1));
+    let output = w.run(&["upgrade", "--to", TO, "--yes"]).await;
+    let all = output_text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("kubeadm upgrade apply"),
+        "names the step: {all}"
+    );
+    assert!(
+        all.contains("couldn't upgrade control plane"),
+        "quotes kubeadm: {all}"
+    );
+    let (address, _) = w.control_planes["cp-1"];
+    assert!(w.connections_to(address) > 0, "the step ran over SSH");
+    for (pod, version) in control_plane_versions(&w.world) {
+        assert_eq!(version, FROM, "{pod} untouched");
+    }
+    assert_eq!(
+        worker_names(&w.world),
+        w.original_workers,
+        "workers untouched"
+    );
+    let (nodes, _) = w.world.store.list(&NODES, None, |_| true);
+    for node in nodes.iter() {
+        assert_eq!(
+            node["spec"].get("unschedulable"),
+            None,
+            "{} cordoned",
+            node["metadata"]["name"]
+        );
+    }
+    w.assert_no_violations();
 }

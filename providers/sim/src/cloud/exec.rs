@@ -130,14 +130,7 @@ async fn run(
         .arg(&path)
         .current_dir(&home)
         .env_clear()
-        .env("PATH", layout.path_env(target.manager))
-        .env("HOME", &home)
-        .env("TMPDIR", &run_dir)
-        .env("KUBESURGE_ROOT", layout.root(&target.id))
-        .env(
-            "KUBESURGE_SIM_CONTROL",
-            format!("{}/v1/control/{}", shared.url, target.id),
-        )
+        .envs(environment(&shared.url, layout, &target.id, target.manager))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -180,6 +173,26 @@ async fn run(
     }
     let _ = std::fs::remove_file(&path);
     last
+}
+
+/// The whole environment a script runs with on machine `id`: a `PATH` of
+/// its stand-ins and the host tools, `HOME` and `TMPDIR` in its private
+/// directory, `KUBESURGE_ROOT` at its filesystem and
+/// `KUBESURGE_SIM_CONTROL` at its control endpoint on the cloud at `url`.
+pub(crate) fn environment(
+    url: &str,
+    layout: &Layout,
+    id: &str,
+    manager: PackageManager,
+) -> Vec<(&'static str, String)> {
+    let text = |path: std::path::PathBuf| path.to_string_lossy().into_owned();
+    vec![
+        ("PATH", layout.path_env(manager)),
+        ("HOME", text(layout.home(id))),
+        ("TMPDIR", text(layout.run_dir(id))),
+        ("KUBESURGE_ROOT", text(layout.root(id))),
+        ("KUBESURGE_SIM_CONTROL", format!("{url}/v1/control/{id}")),
+    ]
 }
 
 async fn forward(

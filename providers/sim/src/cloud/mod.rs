@@ -443,6 +443,56 @@ impl SimCloud {
             .flatten()
     }
 
+    /// The environment scripts run with on a machine that runs them
+    /// (`PATH` of its stand-ins, `HOME`, `TMPDIR`, `KUBESURGE_ROOT`,
+    /// `KUBESURGE_SIM_CONTROL`; nothing else), with its directories made,
+    /// for tests that run the machine's scripts another way than `Exec`:
+    /// through an sshd that stands in for the node's own. Such scripts
+    /// skip what `Exec` adds: one script at a time per machine, and the
+    /// machine's package versions read back after each.
+    pub fn script_environment(&self, id: &str) -> Result<BTreeMap<String, String>, CloudError> {
+        let (layout, manager) = {
+            let inner = self.shared.lock();
+            let manager = inner
+                .machines
+                .get(id)
+                .ok_or_else(|| CloudError::UnknownInstance(id.to_string()))?
+                .package_manager;
+            (self.shared.roots.existing(), manager)
+        };
+        let (Some(layout), Some(manager)) = (layout, manager) else {
+            return Err(CloudError::NodeRoot(format!(
+                "machine {id} runs no scripts"
+            )));
+        };
+        for dir in [layout.home(id), layout.run_dir(id)] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| CloudError::NodeRoot(format!("{}: {e}", dir.display())))?;
+        }
+        Ok(exec::environment(&self.shared.url, &layout, id, manager)
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect())
+    }
+
+    /// Move a running machine to another private address, as when its
+    /// network interface changes: its instance reports the address at once,
+    /// its Node's `InternalIP` from the kubelet's next heartbeat. For tests
+    /// that reach machines over the network: a loopback address for an sshd
+    /// that stands in for the node's own.
+    pub fn set_private_ip(&self, id: &str, address: std::net::IpAddr) -> Result<(), CloudError> {
+        let node = {
+            let mut inner = self.shared.lock();
+            inner.cloud.set_private_ip(id, &address.to_string())?;
+            inner.machines.get(id).and_then(|m| m.node_name.clone())
+        };
+        if let (Some(node), Some(kubelets)) = (node, &self.shared.config.kubelets) {
+            kubelets.set_internal_ip(&node, &address.to_string());
+        }
+        self.shared.changed();
+        Ok(())
+    }
+
     /// Every file of a machine's filesystem with its content, by path
     /// under its `/` (empty for a machine without one).
     pub fn node_files(&self, id: &str) -> BTreeMap<String, Vec<u8>> {

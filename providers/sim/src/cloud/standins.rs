@@ -96,10 +96,11 @@ pub fn all(bash: &str) -> Vec<StandIn> {
 
 /// Host programs the scripts and stand-ins use, linked into the machines'
 /// `PATH` (which holds nothing else, so the host's own package managers
-/// stay out of sight).
+/// stay out of sight). `timeout` is what `controlPlane.exec: ssh` runs a
+/// script under on the node.
 pub const HOST_TOOLS: &[&str] = &[
     "bash", "cat", "chmod", "cp", "cut", "date", "env", "grep", "head", "id", "ln", "ls", "mkdir",
-    "mktemp", "mv", "rm", "sed", "sleep", "sort", "tail", "touch", "tr", "uname", "wc",
+    "mktemp", "mv", "rm", "sed", "sleep", "sort", "tail", "timeout", "touch", "tr", "uname", "wc",
 ];
 
 const PRELUDE: &str = r#"#!@BASH@

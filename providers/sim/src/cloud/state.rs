@@ -330,6 +330,15 @@ impl CloudState {
         self.instances.get_mut(&seq)
     }
 
+    /// Give an instance another private address.
+    pub fn set_private_ip(&mut self, id: &str, address: &str) -> Result<(), CloudError> {
+        let record = self
+            .instance_mut(id)
+            .ok_or_else(|| CloudError::UnknownInstance(id.to_string()))?;
+        record.private_ip = address.to_string();
+        Ok(())
+    }
+
     /// Every instance in launch order.
     pub fn instances(&self) -> impl Iterator<Item = &InstanceRecord> {
         self.instances.values()

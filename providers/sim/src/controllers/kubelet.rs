@@ -242,6 +242,16 @@ impl KubeletFleet {
         });
     }
 
+    /// The machine's address changed: the Node reports `address` as its
+    /// `InternalIP` from the next heartbeat on. Only heartbeats write it,
+    /// so once the Node shows it, no report of the old address follows.
+    pub fn set_internal_ip(&self, node: &str, address: &str) {
+        match self.shared.lock().get_mut(node) {
+            Some(k) => k.spec.internal_ip = address.to_string(),
+            None => tracing::warn!("new address for unknown kubelet {node}"),
+        }
+    }
+
     /// Create or replace a static pod on `node` (its mirror pod appears in
     /// the API with the `kubernetes.io/config.mirror` annotation). While the
     /// kubelet is stopped the manifest waits for its next start.
@@ -437,6 +447,20 @@ fn node_status(
 
 fn pod_cidr(index: u32) -> String {
     format!("100.{}.{}.0/24", 64 + (index / 256) % 64, index % 256)
+}
+
+/// Whether `node` reports the address its spec gives (a spec without one
+/// keeps the address it was registered with).
+fn reports_address(node: &Value, spec: &NodeSpec) -> bool {
+    spec.internal_ip.is_empty()
+        || node
+            .pointer("/status/addresses")
+            .and_then(Value::as_array)
+            .is_some_and(|addresses| {
+                addresses.iter().any(|a| {
+                    str_at(a, "/type") == "InternalIP" && str_at(a, "/address") == spec.internal_ip
+                })
+            })
 }
 
 fn internal_ip(spec: &NodeSpec, index: u32) -> String {
@@ -1044,6 +1068,7 @@ impl FleetTask {
                 report_due
                     || !is_ready(n)
                     || str_at(n, "/status/nodeInfo/kubeletVersion") != k.spec.kubelet_version
+                    || !reports_address(n, &k.spec)
             });
             let write = stale.then(|| (k.spec.clone(), k.identity.clone()));
             (write, !k.static_pods.is_empty())
