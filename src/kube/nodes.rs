@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -140,6 +140,27 @@ impl NodeOps {
             .collect();
         self.merge(node, json!({"metadata": {"annotations": map}}))
             .await
+    }
+
+    /// The Node whose `spec.providerID` is `provider_id`, read from the API
+    /// server now (every page), not from a watch that may lag: for the
+    /// decisions that must not rest on a stale view.
+    pub async fn by_provider_id(&self, wanted: &str) -> Result<Option<Node>, kube::Error> {
+        let mut params = ListParams::default().limit(500);
+        loop {
+            let page = with_retry("list nodes", || self.api.list(&params)).await?;
+            if let Some(node) = page
+                .items
+                .into_iter()
+                .find(|n| provider_id(n) == Some(wanted))
+            {
+                return Ok(Some(node));
+            }
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => return Ok(None),
+            }
+        }
     }
 
     /// Delete the Node object (only that node: pinned to its UID). Absent

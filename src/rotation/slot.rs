@@ -376,7 +376,14 @@ async fn launch_and_join(
             .and_then(|d| Duration::try_from(d).ok())
             .unwrap_or(Duration::ZERO);
         let deadline = Instant::now() + config.new_node_timeout.saturating_sub(elapsed);
-        match wait_ready(ctx, &instance, deadline).await {
+        let joined = match wait_ready(ctx, &instance, deadline).await {
+            Some(new_node) => Some(new_node),
+            // The node watch may have been cut off (an API server outage)
+            // while the machine joined: a replacement is given up only on
+            // a fresh read, never on a view that may lag.
+            None => joined_now(ctx, &instance).await?,
+        };
+        match joined {
             Some(new_node) => {
                 report.timings.launch_to_ready = Some(launched_at.elapsed().as_secs_f64());
                 delete_slot_tokens(ctx, old_name).await?;
@@ -564,22 +571,53 @@ async fn wait_ready(ctx: &RunContext, instance: &Instance, deadline: Instant) ->
     }
 }
 
+/// The name of the instance's Node when the API server says, now, that it
+/// is Ready at the target version.
+async fn joined_now(ctx: &RunContext, instance: &Instance) -> Result<Option<String>, SlotError> {
+    let node = ctx.node_ops.by_provider_id(&instance.provider_id).await?;
+    Ok(node
+        .filter(|n| nodes::is_ready(n) && nodes::kubelet_version(n) == Some(ctx.target))
+        .map(|n| nodes::name(&n).to_string()))
+}
+
 /// A replacement that never joined: terminate it and remove any Node it
 /// registered, so the next attempt starts clean and nothing is orphaned.
+/// A Node it did register may have been Ready for a while (a flap, or a
+/// join the run could not see): it is cordoned and drained first, like any
+/// node leaving, so no pod that landed on it is lost.
 async fn discard_replacement(
     ctx: &RunContext,
     input: &SlotInput,
     instance: &Instance,
 ) -> Result<(), SlotError> {
+    let registered = ctx.node_ops.by_provider_id(&instance.provider_id).await?;
+    if let Some(node) = &registered {
+        let name = nodes::name(node);
+        ctx.node_ops.cordon(name).await?;
+        let deadline = Instant::now() + ctx.config.drain_timeout;
+        let left =
+            match drain::drain(&ctx.drain_client, name, deadline, &ctx.config.drain, &()).await {
+                Ok(report) => match report.outcome {
+                    DrainOutcome::Skipped { blockers } => Some(drain::describe_blockers(&blockers)),
+                    DrainOutcome::Drained | DrainOutcome::Forced { .. } => None,
+                },
+                Err(DrainError::Api { source, .. }) => return Err(SlotError::Api(source)),
+                Err(e) => Some(e.to_string()),
+            };
+        if let Some(left) = left {
+            return Err(SlotError::Failed(format!(
+                "replacement {name} did not become Ready and could not be drained before \
+                 being terminated; it is left cordoned: {left}"
+            )));
+        }
+    }
+    // Only now may a Node of this machine be deleted on sight.
     ctx.discarded
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(instance.provider_id.clone());
     delete_until_gone(input, &instance.id).await?;
-    if let Some(node) = ctx
-        .nodes
-        .find(|n| nodes::provider_id(n) == Some(instance.provider_id.as_str()))
-    {
+    if let Some(node) = registered {
         ctx.node_ops
             .delete(nodes::name(&node), node.metadata.uid.as_deref())
             .await?;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use kubesurge_provider::InstanceState;
 use kubesurge_sim::Timing;
+use kubesurge_sim::apiserver::FaultFilter;
 use kubesurge_sim::observer::{Observer, PoolFloor};
 use kubesurge_sim::resources::{NODES, PODS, SECRETS};
 use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
@@ -833,6 +834,58 @@ async fn rides_through_429_and_5xx_bursts_and_an_apiserver_outage() {
     disturb.await.expect("disturbances ran");
     let all = text(&output);
     assert_eq!(output.status.code(), Some(0), "{all}\n{}", world_state(&h));
+    h.assert_converged();
+}
+
+/// A replacement joins while the run's node watch cannot reconnect (an API
+/// server that keeps refusing node watches): the join deadline passes with
+/// the node invisible to the watch. The run must ask the API server before
+/// giving the replacement up — it is Ready, pods may already run on it — and
+/// keep it, not terminate it and delete its Node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_that_joined_while_the_node_watch_was_cut_off_is_kept() {
+    let h = start(Spec {
+        pools: vec![("general", 2)],
+        max_surge: 1,
+        ..Spec::default()
+    })
+    .await;
+    let originals = h.world.cloud.instances().len();
+    let faults = h.world.apiserver.faults();
+    let launched = arm(&h, KillPoint::Launched(1));
+    let cordoned = arm(&h, KillPoint::Cordoned(1));
+    let child = h
+        .command(&["rotate", "--all", "--yes", "--new-node-timeout", "3s"])
+        .spawn()
+        .expect("starts");
+    let disturb = tokio::spawn(async move {
+        launched.notified().await;
+        // Every node watch fails from now on; the open one is cut.
+        faults.fail_next(
+            1_000_000,
+            503,
+            Some(FaultFilter::verb_resource("watch", "nodes")),
+        );
+        faults.unavailable_for(Duration::from_millis(20));
+        cordoned.notified().await;
+        faults.clear();
+    });
+    let output = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+        .await
+        .expect("finishes")
+        .expect("runs");
+    disturb.await.expect("disturbances ran");
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}\n{}", world_state(&h));
+    assert_eq!(
+        h.world.cloud.instances().len(),
+        originals + 2,
+        "one launch per replaced node: the replacement that joined unseen was kept\n{all}"
+    );
+    assert!(
+        !all.contains("did not become a Ready node"),
+        "the joined replacement was given up:\n{all}"
+    );
     h.assert_converged();
 }
 

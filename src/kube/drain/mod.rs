@@ -10,5 +10,5 @@ pub use evict::{EvictionAnswer, PodKey, blocked_reason, classify, evict};
 pub use filter::{Decision, EvictReason, SkipReason, UnmanagedPods, decide};
 pub use runner::{
     Blocker, DEFAULT_EVICTION_CONCURRENCY, DrainError, DrainOutcome, DrainPolicy, DrainProgress,
-    DrainReport, EvictedPod, drain, precheck,
+    DrainReport, EvictedPod, describe_blockers, drain, precheck,
 };

@@ -93,7 +93,7 @@ pub enum DrainError {
     /// `onTimeout: fail` and pods are still there.
     #[error(
         "drain of {node} did not finish in time; still on the node: {}",
-        describe(blockers)
+        describe_blockers(blockers)
     )]
     TimedOut {
         node: String,
@@ -110,7 +110,8 @@ pub enum DrainError {
     },
 }
 
-fn describe(blockers: &[Blocker]) -> String {
+/// `pod (reason), …` for messages.
+pub fn describe_blockers(blockers: &[Blocker]) -> String {
     blockers
         .iter()
         .map(|b| format!("{} ({})", b.pod, b.reason))
