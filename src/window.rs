@@ -532,10 +532,12 @@ mod tests {
     }
 
     #[test]
-    fn agrees_with_the_settings_check_around_every_transition() {
+    fn answers_agree_with_each_other_around_every_transition() {
         // Every 15 minutes across both 2026 DST weekends in Berlin, for
-        // windows that start or end inside the gap and the fold: `position`
-        // and `Window::contains` must never disagree about being inside.
+        // windows that start or end inside the gap and the fold: an inside
+        // answer's end is in the future and is outside; an outside answer's
+        // opening is in the future, is inside, and the second before it is
+        // still outside.
         let windows = [
             window(SUNDAY, "02:30", "06:00", "Europe/Berlin"),
             window(SUNDAY, "01:00", "02:30", "Europe/Berlin"),
@@ -549,14 +551,27 @@ mod tests {
             let mut at = ts(from);
             while at < ts(to) {
                 for w in &windows {
-                    let inside = matches!(position(w, at).unwrap(), Position::Inside { .. });
-                    // Only the second pass through a fold may differ: the
-                    // wall-clock check reopens there, we deliberately do not.
-                    let second_pass = at.to_zoned(w.time_zone.clone()).offset().seconds() == 3600
-                        && at >= ts("2026-10-25T01:00:00Z")
-                        && at < ts("2026-10-25T02:00:00Z");
-                    if !second_pass {
-                        assert_eq!(inside, w.contains(at), "{} at {at}", describe(w));
+                    let name = describe(w);
+                    match position(w, at).unwrap() {
+                        Position::Inside { ends_at } => {
+                            assert!(ends_at > at, "{name} at {at}: ends at {ends_at}");
+                            assert!(
+                                matches!(position(w, ends_at).unwrap(), Position::Outside { .. }),
+                                "{name}: inside at {at}, yet still inside at its end {ends_at}"
+                            );
+                        }
+                        Position::Outside { opens_at } => {
+                            assert!(opens_at > at, "{name} at {at}: opens at {opens_at}");
+                            assert!(
+                                matches!(position(w, opens_at).unwrap(), Position::Inside { .. }),
+                                "{name}: outside at {at}, yet not inside when it opens at {opens_at}"
+                            );
+                            let before = opens_at.checked_sub(1.second()).unwrap();
+                            assert!(
+                                matches!(position(w, before).unwrap(), Position::Outside { .. }),
+                                "{name}: already inside at {before}, before it opens at {opens_at}"
+                            );
+                        }
                     }
                 }
                 at = at.checked_add(15.minutes()).unwrap();

@@ -44,20 +44,22 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> Result<ExitStatus, Comm
 
     let text = match args.output {
         OutputFormat::Table => plan::render_table(&plan),
-        OutputFormat::Json => {
-            let mut json = serde_json::to_string_pretty(&plan).map_err(|error| {
-                CommandError::Failed(format!("cannot write the plan as JSON: {error}"))
-            })?;
-            json.push('\n');
-            json
-        }
+        OutputFormat::Json => plan_json(&plan)?,
     };
     output::print(&text)?;
     Ok(ExitStatus::Success)
 }
 
+/// The plan as `-o json` prints it (the schema in `crate::plan`).
+pub(super) fn plan_json(plan: &plan::Plan) -> Result<String, CommandError> {
+    let mut json = serde_json::to_string_pretty(plan)
+        .map_err(|error| CommandError::Failed(format!("cannot write the plan as JSON: {error}")))?;
+    json.push('\n');
+    Ok(json)
+}
+
 /// What the planner needs of each pool.
-fn pool_inputs(settings: &Settings) -> Vec<PoolInput> {
+pub(super) fn pool_inputs(settings: &Settings) -> Vec<PoolInput> {
     settings
         .pools
         .iter()

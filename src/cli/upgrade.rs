@@ -19,7 +19,7 @@ use super::{CommandError, output, progress};
 use crate::ExitStatus;
 use crate::controlplane::phase::{ControlPlaneDriver, HopReport};
 use crate::kube::client;
-use crate::plan::{self, PlanRequest, PoolInput, Step};
+use crate::plan::{self, PlanRequest, Step};
 use crate::rotation::{Criteria, Engine, RotationRequest, RunOutcome, RunReport, StopReason};
 use crate::settings;
 use crate::version::KubeVersion;
@@ -75,15 +75,7 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
     let options = global.client_options();
     let client = client::client(&options).await?;
     let inventory = super::run::collect_inventory(&client, &settings).await?;
-    let pools: Vec<PoolInput> = settings
-        .pools
-        .iter()
-        .map(|p| PoolInput {
-            name: p.name.clone(),
-            max_surge: p.max_surge,
-            max_unavailable: p.max_unavailable,
-        })
-        .collect();
+    let pools = super::plan::pool_inputs(&settings);
     let plan = plan::plan(&PlanRequest {
         inventory: &inventory,
         target: Some(args.to),
@@ -93,13 +85,30 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
 
     if plan.nothing_to_do {
         output::eprint_line(&format!("nothing to do: the cluster is at {}", args.to));
+        // A report all the same, so that scripts and the Terraform module
+        // read the same document whether or not anything ran.
+        let now = Timestamp::now();
+        print(
+            &UpgradeReport {
+                target: args.to,
+                started: now,
+                finished: now,
+                outcome: UpgradeOutcome::Succeeded,
+                hops: Vec::new(),
+                rotations: Vec::new(),
+            },
+            args.output,
+        )?;
         return Ok(ExitStatus::Success);
     }
     if args.dry_run || !args.yes {
         output::eprint_line(&plan::render_table(&plan));
     }
     if args.dry_run {
-        output::print("DRY RUN: nothing was changed.\n")?;
+        match args.output {
+            OutputFormat::Json => output::print(&super::plan::plan_json(&plan)?)?,
+            OutputFormat::Table => output::print("DRY RUN: nothing was changed.\n")?,
+        }
         return Ok(ExitStatus::Success);
     }
     // Everything a run needs is checked before anything changes.

@@ -116,6 +116,41 @@ async fn plan_of_a_downgrade_is_refused_with_exit_2() {
     assert!(text(&output).contains("refused"), "{}", text(&output));
 }
 
+/// Scripts and the Terraform module read stdout as JSON whatever happened:
+/// a dry run prints the plan, a cluster already at the target a report with
+/// nothing done. Neither changes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_and_nothing_to_do_still_print_json() {
+    let h = start(Spec {
+        pools: vec![("general", 2)],
+        workloads: false,
+        ..Spec::default()
+    })
+    .await;
+    let output = h
+        .run(&["upgrade", "--to", "v1.36.0", "--dry-run", "-o", "json"])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let plan: Value = serde_json::from_slice(&output.stdout).expect("the plan as JSON");
+    assert_eq!(plan["hops"].as_array().map(Vec::len), Some(1), "{plan}");
+    assert_eq!(static_pod_versions(&h).len(), 3, "one CP node's components");
+    for (pod, version) in static_pod_versions(&h) {
+        assert_eq!(version, "v1.35.3", "{pod}: a dry run changes nothing");
+    }
+    assert_eq!(workers(&h.world), h.original_workers);
+
+    let output = h
+        .run(&["upgrade", "--to", "v1.35.3", "--yes", "-o", "json"])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert_eq!(report["target"], "v1.35.3", "{report}");
+    assert_eq!(report["outcome"]["result"], "succeeded", "{report}");
+    assert_eq!(report["hops"], serde_json::json!([]), "{report}");
+    assert_eq!(report["rotations"], serde_json::json!([]), "{report}");
+    assert_eq!(workers(&h.world), h.original_workers);
+}
+
 fn control_plane_spec() -> Spec {
     Spec {
         version: "v1.34.3",
