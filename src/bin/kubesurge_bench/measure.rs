@@ -1,6 +1,6 @@
 //! What a process costs: CPU time and peak memory of the tool (the waited
-//! children of the scenario process, from `getrusage(RUSAGE_CHILDREN)`) and
-//! of the world (this process, from `getrusage(RUSAGE_SELF)` and
+//! children of the launcher, from `getrusage(RUSAGE_CHILDREN)`) and of the
+//! world (the scenario process, from `getrusage(RUSAGE_SELF)` and
 //! `/proc/self/status`).
 
 use nix::sys::resource::{UsageWho, getrusage};
@@ -48,8 +48,8 @@ fn usage(who: UsageWho) -> std::io::Result<Usage> {
 }
 
 /// Every child this process has waited for: the peak is the largest
-/// child's, the CPU their sum. The scenario process waits for no other
-/// child than `kubesurge`.
+/// child's, the CPU their sum. The launcher waits for no other child than
+/// `kubesurge`.
 pub fn children() -> std::io::Result<Usage> {
     usage(UsageWho::RUSAGE_CHILDREN)
 }

@@ -5,11 +5,14 @@
 //! The parent process plans the scenarios and runs each in a process of
 //! its own (`--run-scenario`), so that each world's memory and CPU are its
 //! own. A scenario process starts the test world with scaled delays and
-//! runs the real `kubesurge rotate` as its child: the child's CPU and peak
-//! memory come from `getrusage(RUSAGE_CHILDREN)`, the world's from the
-//! scenario process itself. The parent prints the figures as Markdown and
-//! writes them as JSON.
+//! runs the real `kubesurge rotate` against it. The tool is started by a
+//! launcher process (see `launcher`) the scenario process starts before
+//! the world exists, so the tool's CPU and peak memory, from the
+//! launcher's `getrusage(RUSAGE_CHILDREN)`, are the tool's own; the
+//! world's come from the scenario process itself. The parent prints the
+//! figures as Markdown and writes them as JSON.
 
+mod launcher;
 mod measure;
 mod report;
 mod scenario;
@@ -74,10 +77,17 @@ struct Args {
     /// as JSON: what the parent process runs
     #[arg(long, value_name = "JSON", hide = true)]
     run_scenario: Option<String>,
+
+    /// Spawn the runs a scenario process asks for on stdin (see launcher)
+    #[arg(long, hide = true)]
+    launcher: bool,
 }
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if args.launcher {
+        return launcher::serve();
+    }
     if let Some(spec) = &args.run_scenario {
         return scenario_main(spec);
     }
@@ -177,6 +187,8 @@ struct Document<'a> {
     delays: &'a Delays,
     workload: WorkloadSpec,
     scenarios: Vec<Entry<'a>>,
+    /// S=1 cells not measured, from the reference run's time per node.
+    extrapolated_s1: Vec<report::ExtrapolatedS1>,
     failures: Vec<String>,
 }
 
@@ -288,6 +300,7 @@ fn bench(args: &Args) -> Result<ExitCode, String> {
                 .iter()
                 .map(|(measured, figures)| Entry { measured, figures })
                 .collect(),
+            extrapolated_s1: report::extrapolated_s1(&runs, &delays),
             failures: failures.clone(),
         };
         let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;

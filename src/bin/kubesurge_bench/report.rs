@@ -91,6 +91,61 @@ pub fn sequential(
     }
 }
 
+/// An S=1 cell of the matrix that is not measured (at N=1000 it would take
+/// hours): the one-at-a-time reference run's time per node times N. A
+/// one-at-a-time rotation is a sequence of equal slots, so this is what
+/// the run would measure, without its wall time.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtrapolatedS1 {
+    pub nodes: usize,
+    /// The reference run it comes from.
+    pub from_nodes: usize,
+    /// Seconds, without validation pauses.
+    pub makespan: f64,
+    /// N · (B + D + T).
+    pub bound: f64,
+    pub efficiency: f64,
+    /// With the one-at-a-time tools' validation pause between nodes.
+    pub with_pauses: f64,
+}
+
+/// The S=1 cells for every N of `runs` that has no S=1 run of its own,
+/// from the reference run (none without one).
+pub fn extrapolated_s1(runs: &[(ScenarioResult, Figures)], delays: &Delays) -> Vec<ExtrapolatedS1> {
+    let Some((reference, _)) = runs.iter().find(|(r, _)| r.reference) else {
+        return Vec::new();
+    };
+    let mut sizes: Vec<usize> = runs
+        .iter()
+        .filter(|(r, _)| !r.reference)
+        .map(|(r, _)| r.shape.nodes)
+        .filter(|&n| {
+            !runs
+                .iter()
+                .any(|(r, _)| r.shape.nodes == n && r.shape.surge == 1)
+        })
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let per_node = reference.makespan / reference.replaced.max(1) as f64;
+    sizes
+        .into_iter()
+        .map(|nodes| {
+            let makespan = per_node * nodes as f64;
+            let bound = nodes as f64 * delays.per_slot();
+            ExtrapolatedS1 {
+                nodes,
+                from_nodes: reference.replaced,
+                makespan,
+                bound,
+                efficiency: if bound > 0.0 { makespan / bound } else { 0.0 },
+                with_pauses: makespan + nodes.saturating_sub(1) as f64 * delays.sequential_pause,
+            }
+        })
+        .collect()
+}
+
 /// A target and whether it was met.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Target {
@@ -245,6 +300,22 @@ pub fn markdown(header: &Header<'_>, runs: &[(ScenarioResult, Figures)]) -> Stri
         header.workload.pods_per_node, header.workload.replicas
     );
     out.push_str(&summary(runs));
+    let cells = extrapolated_s1(runs, d);
+    if !cells.is_empty() {
+        out.push_str("\nS=1 at the scenarios' N, from the one-at-a-time reference run's time per node (a one-at-a-time rotation is a sequence of equal slots; measuring it at N=1000 would take hours):\n\n| N | S | makespan | bound N·(B+D+T) | efficiency | with the validation pauses |\n|---:|---:|---:|---:|---:|---:|\n");
+        for c in &cells {
+            let _ = writeln!(
+                out,
+                "| {} | 1 (from {} nodes) | {} | {} | {:.3} | {} |",
+                c.nodes,
+                c.from_nodes,
+                secs(c.makespan),
+                secs(c.bound),
+                c.efficiency,
+                secs(c.with_pauses)
+            );
+        }
+    }
     for (r, f) in runs {
         out.push('\n');
         out.push_str(&scenario(r, f, d));
@@ -587,6 +658,36 @@ mod tests {
         );
         assert!((extrapolated.makespan - (16.0 * 1000.0 + 999.0 * 1.5)).abs() < 1e-9);
         assert!(extrapolated.how.contains("measured on 12 nodes"));
+    }
+
+    #[test]
+    fn s1_cells_without_a_run_come_from_the_reference_per_node() {
+        let d = Delays::scaled(0.1);
+        let mut reference = result("12x1", 192.0);
+        reference.reference = true;
+        let runs: Vec<(ScenarioResult, Figures)> = [
+            result("100x10", 170.0),
+            result("100x1", 1600.0),
+            result("1000x100", 160.0),
+            reference,
+        ]
+        .into_iter()
+        .map(|r| {
+            let f = figures(&r, &d, None);
+            (r, f)
+        })
+        .collect();
+        let cells = extrapolated_s1(&runs, &d);
+        assert_eq!(cells.len(), 1, "100 has a run of its own: {cells:?}");
+        let c = &cells[0];
+        assert_eq!((c.nodes, c.from_nodes), (1000, 12));
+        assert!((c.makespan - 16_000.0).abs() < 1e-9);
+        assert!((c.bound - 15_000.0).abs() < 1e-9);
+        assert!((c.with_pauses - (16_000.0 + 999.0 * 1.5)).abs() < 1e-9);
+        assert!(
+            extrapolated_s1(&runs[..3], &d).is_empty(),
+            "no reference, no cells"
+        );
     }
 
     #[test]

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -15,9 +14,9 @@ use kubesurge_sim::store::{Store, StoreError};
 use kubesurge_sim::world::{POOL_LABEL, PoolSpec, World, WorldConfig, WorldError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::process::Command;
 use tokio::time::Instant;
 
+use super::launcher::{Launch, Launcher};
 use super::measure::{self, Usage};
 use super::spec::{Layout, ScenarioSpec, Shape, WorkloadSpec, ZONES};
 use super::timeline::{self, Breakdown, Invocation, Recorder, SlotNames};
@@ -143,6 +142,8 @@ pub struct ScenarioResult {
 pub async fn run(spec: &ScenarioSpec) -> Result<ScenarioResult, ScenarioError> {
     std::fs::create_dir_all(&spec.workdir)
         .map_err(io(format!("cannot create {}", spec.workdir.display())))?;
+    // Before the world exists: see the launcher for why.
+    let mut launcher = Launcher::start().map_err(io("cannot start the launcher"))?;
     let setup_started = Instant::now();
     let world = World::start(WorldConfig {
         cluster_name: CLUSTER.into(),
@@ -162,7 +163,7 @@ pub async fn run(spec: &ScenarioSpec) -> Result<ScenarioResult, ScenarioError> {
         ..WorldConfig::default()
     })
     .await?;
-    let result = measure_run(spec, &world, setup_started).await;
+    let result = measure_run(spec, &world, &mut launcher, setup_started).await;
     world.stop();
     result
 }
@@ -170,6 +171,7 @@ pub async fn run(spec: &ScenarioSpec) -> Result<ScenarioResult, ScenarioError> {
 async fn measure_run(
     spec: &ScenarioSpec,
     world: &World,
+    launcher: &mut Launcher,
     setup_started: Instant,
 ) -> Result<ScenarioResult, ScenarioError> {
     seed_workloads(&world.store, spec.workload, spec.layout.workers())?;
@@ -195,7 +197,6 @@ async fn measure_run(
     let requests_before = world.apiserver.request_counts();
     let cloud_before = world.cloud.counters();
     let world_before = measure::this_process().map_err(io("getrusage"))?;
-    let tool_before = measure::children().map_err(io("getrusage"))?;
 
     let origin = Instant::now();
     let mut runs = Vec::new();
@@ -218,11 +219,21 @@ async fn measure_run(
             config: &config,
             dir: &spec.workdir,
         };
-        runs.push(run_tool(&tool, pool, index, origin, timeout).await?);
+        match run_tool(launcher, &tool, pool, index, origin, timeout).await {
+            Ok(run) => runs.push(run),
+            Err(e) => {
+                // What the world looked like when the tool gave up, to tell
+                // a stalled world from a tool that stopped seeing it.
+                let path = spec.workdir.join("world-state.txt");
+                let _ = std::fs::write(&path, world_state(world));
+                return Err(e);
+            }
+        }
     }
     let makespan = origin.elapsed().as_secs_f64();
 
-    let tool_after = measure::children().map_err(io("getrusage"))?;
+    // The launcher ran nothing else: its children are the tool's runs.
+    let tool = runs.last().map(|r| r.children).unwrap_or_default();
     let world_after = measure::this_process().map_err(io("getrusage"))?;
     let requests_after = world.apiserver.request_counts();
     let cloud_after = world.cloud.counters();
@@ -310,7 +321,7 @@ async fn measure_run(
             .saturating_sub(requests_before.bytes_sent),
         provider_calls,
         evictions,
-        tool: tool_after.since(&tool_before),
+        tool,
         world: WorldCost {
             run: world_after.since(&world_before),
             setup_cpu_s,
@@ -320,6 +331,48 @@ async fn measure_run(
         load_before,
         load_after,
     })
+}
+
+/// The nodes that are not Ready and the kube-system pods that are not
+/// Ready, as the world has them, with the API server's request counts.
+fn world_state(world: &World) -> String {
+    let ready = |o: &Value| {
+        o.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let mut out = String::new();
+    let (nodes, rv) = world.store.list(&NODES, None, |_| true);
+    out.push_str(&format!("resourceVersion {rv}; {} nodes\n", nodes.len()));
+    for n in nodes.iter().filter(|n| ready(n)["status"] != "True") {
+        out.push_str(&format!(
+            "node {} not Ready: {}\n",
+            n["metadata"]["name"],
+            ready(n)
+        ));
+    }
+    let (pods, _) = world
+        .store
+        .list(&kubesurge_sim::resources::PODS, Some("kube-system"), |_| {
+            true
+        });
+    for p in pods.iter().filter(|p| ready(p)["status"] != "True") {
+        out.push_str(&format!(
+            "pod kube-system/{} on {} phase {} deleting {}: {}\n",
+            p["metadata"]["name"],
+            p["spec"]["nodeName"],
+            p["status"]["phase"],
+            p["metadata"].get("deletionTimestamp").is_some(),
+            ready(p)
+        ));
+    }
+    let counts = world.apiserver.request_counts();
+    for ((verb, resource), n) in &counts.by_verb_resource {
+        out.push_str(&format!("requests {verb} {resource}: {n}\n"));
+    }
+    out
 }
 
 /// The workers of the pools, by name.
@@ -347,9 +400,12 @@ struct ToolRun {
     invocation: Invocation,
     report: Value,
     report_seconds: f64,
+    /// The launcher's children so far.
+    children: Usage,
 }
 
 async fn run_tool(
+    launcher: &mut Launcher,
     tool: &ToolFiles<'_>,
     pool: Option<&str>,
     index: usize,
@@ -363,45 +419,40 @@ async fn run_tool(
     let shown = args.join(" ");
     let report_path = tool.dir.join(format!("report-{index}.json"));
     let log_path = tool.dir.join(format!("kubesurge-{index}.log"));
-    let stdout = std::fs::File::create(&report_path)
-        .map_err(io(format!("cannot create {}", report_path.display())))?;
-    let stderr = std::fs::File::create(&log_path)
-        .map_err(io(format!("cannot create {}", log_path.display())))?;
-    let started = origin.elapsed().as_secs_f64();
-    let mut child = Command::new(tool.binary)
-        .arg("--kubeconfig")
-        .arg(tool.kubeconfig)
-        .arg("--config")
-        .arg(tool.config)
-        .args(&args)
-        .env_remove("KUBECONFIG")
-        .env_remove("KUBESURGE_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(io(format!("cannot start {}", tool.binary.display())))?;
-    let status = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(status) => status.map_err(io("waiting for kubesurge"))?,
-        Err(_) => {
-            let _ = child.kill().await;
-            return Err(ScenarioError::ToolHung {
-                args: shown,
-                after: timeout,
-                log: log_path,
-            });
-        }
+    let mut argv: Vec<String> = vec![
+        "--kubeconfig".into(),
+        tool.kubeconfig.display().to_string(),
+        "--config".into(),
+        tool.config.display().to_string(),
+    ];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let launch = Launch {
+        program: tool.binary.to_path_buf(),
+        args: argv,
+        env: vec![("AWS_EC2_METADATA_DISABLED".into(), "true".into())],
+        env_remove: ["KUBECONFIG", "KUBESURGE_CONFIG", "RUST_LOG"]
+            .map(String::from)
+            .to_vec(),
+        stdout: report_path.clone(),
+        stderr: log_path.clone(),
+        timeout_s: timeout.as_secs_f64(),
     };
+    let started = origin.elapsed().as_secs_f64();
+    let outcome = launcher.run(&launch).await.map_err(io("the launcher"))?;
     let exited = origin.elapsed().as_secs_f64();
-    if !status.success() {
+    if outcome.timed_out {
+        return Err(ScenarioError::ToolHung {
+            args: shown,
+            after: timeout,
+            log: log_path,
+        });
+    }
+    if !outcome.success {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(30).collect();
         return Err(ScenarioError::ToolFailed {
             args: shown,
-            status: status.to_string(),
+            status: outcome.status,
             log: log_path,
             tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         });
@@ -456,6 +507,7 @@ async fn run_tool(
         },
         report,
         report_seconds,
+        children: outcome.children,
     })
 }
 
