@@ -2,7 +2,7 @@
 //! emulated world, with the §8.3 observer attached for the whole run.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -156,27 +156,11 @@ pub fn workers(world: &World) -> BTreeMap<String, String> {
 
 impl Harness {
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubesurge"));
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("KUBECONFIG")
-            .env_remove("KUBESURGE_CONFIG")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        cmd
+        kubesurge(&self.kubeconfig, &self.config, args)
     }
 
     pub async fn run(&self, args: &[&str]) -> Output {
-        tokio::time::timeout(Duration::from_secs(180), self.command(args).output())
-            .await
-            .expect("kubesurge finishes in time")
-            .expect("kubesurge runs")
+        run_to_end(self.command(args)).await
     }
 
     /// Every minted token secret must be absent from `text`.
@@ -249,6 +233,53 @@ impl Harness {
             "invariant violations: {violations:#?}"
         );
     }
+}
+
+/// The real binary with a kubeconfig and a config file, and nothing from
+/// the environment that could point it elsewhere.
+pub fn kubesurge(kubeconfig: &Path, config: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubesurge"));
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBESURGE_CONFIG")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Run `command` to its end (three minutes at most) and collect its output.
+pub async fn run_to_end(mut command: Command) -> Output {
+    tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .expect("kubesurge finishes in time")
+        .expect("kubesurge runs")
+}
+
+/// Each control-plane static pod (etcd keeps its own version) → the
+/// version of its image.
+pub fn control_plane_versions(world: &World) -> Vec<(String, String)> {
+    let (pods, _) = world.store.list(&PODS, Some("kube-system"), |p| {
+        p.pointer("/metadata/labels/tier").and_then(Value::as_str) == Some("control-plane")
+    });
+    pods.iter()
+        .filter_map(|p| {
+            let image = p.pointer("/spec/containers/0/image")?.as_str()?;
+            let component = p.pointer("/metadata/labels/component")?.as_str()?;
+            (component != "etcd").then(|| {
+                (
+                    p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    image.rsplit(':').next().unwrap_or("").to_string(),
+                )
+            })
+        })
+        .collect()
 }
 
 /// The pods and nodes as the store has them, for failure messages.

@@ -18,10 +18,12 @@ use kubesurge::wiring::{WiringError, node_exec};
 use kubesurge_provider::{ExecError, ExecOutput, ExecRequest, ExecTarget, NodeExec, OutputSink};
 use kubesurge_sim::Timing;
 use kubesurge_sim::observer::{Observer, PoolFloor};
-use kubesurge_sim::resources::{NODES, PODS};
+use kubesurge_sim::resources::NODES;
 use kubesurge_sim::world::{POOL_LABEL, PoolSpec, World, WorldConfig};
 use serde_json::Value;
 use tempfile::TempDir;
+
+use super::rotation::{control_plane_versions, kubesurge, run_to_end, text};
 
 const SSHD: &str = "/usr/sbin/sshd";
 const NODE: &str = "cp-1";
@@ -819,24 +821,7 @@ impl SshWorld {
     }
 
     async fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubesurge"));
-        command
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("KUBECONFIG")
-            .env_remove("KUBESURGE_CONFIG")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        tokio::time::timeout(Duration::from_secs(180), command.output())
-            .await
-            .expect("kubesurge finishes in time")
-            .expect("kubesurge runs")
+        run_to_end(kubesurge(&self.kubeconfig, &self.config, args)).await
     }
 
     /// Connections the sshd accepted on `address`.
@@ -896,33 +881,6 @@ fn worker_names(world: &World) -> BTreeSet<String> {
         .collect()
 }
 
-/// Static pod → the version of its image (etcd keeps its own).
-fn control_plane_versions(world: &World) -> Vec<(String, String)> {
-    let (pods, _) = world.store.list(&PODS, Some("kube-system"), |p| {
-        p.pointer("/metadata/labels/tier").and_then(Value::as_str) == Some("control-plane")
-    });
-    pods.iter()
-        .filter_map(|p| {
-            let image = p.pointer("/spec/containers/0/image")?.as_str()?;
-            let component = p.pointer("/metadata/labels/component")?.as_str()?;
-            (component != "etcd").then(|| {
-                (
-                    p["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                    image.rsplit(':').next().unwrap_or("").to_string(),
-                )
-            })
-        })
-        .collect()
-}
-
-fn output_text(output: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// `controlPlane.exec: ssh`: the rendered upgrade scripts run over SSH on
 /// each control-plane node in turn, against its own machine; the nodes are
 /// upgraded in place (same names, same instances), then the workers are
@@ -931,7 +889,7 @@ fn output_text(output: &std::process::Output) -> String {
 async fn ssh_upgrades_the_control_plane_in_place_then_replaces_the_workers() {
     let w = SshWorld::start(3, 2).await;
     let output = w.run(&["upgrade", "--to", TO, "--yes", "-o", "json"]).await;
-    let all = output_text(&output);
+    let all = text(&output);
     assert_eq!(output.status.code(), Some(0), "{all}");
     let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
     assert_eq!(report["outcome"]["result"], "succeeded", "{report}");
@@ -1001,7 +959,7 @@ async fn ssh_failing_kubeadm_apply_stops_with_exit_1_and_its_output() {
         .cloud
         .with_faults(|f| f.fail_kubeadm_upgrade(Some("cp-1"), 1));
     let output = w.run(&["upgrade", "--to", TO, "--yes"]).await;
-    let all = output_text(&output);
+    let all = text(&output);
     assert_eq!(output.status.code(), Some(1), "{all}");
     assert!(
         all.contains("kubeadm upgrade apply"),

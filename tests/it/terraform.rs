@@ -1445,6 +1445,16 @@ fn all_output(output: &Output) -> String {
     format!("{}{}", text(&output.stdout), text(&output.stderr))
 }
 
+/// The module's outputs after a successful upgrade to `version`.
+fn assert_succeeded(outputs: &Value, version: &str, hops: u64, replaced: u64) {
+    assert_eq!(outputs["outcome"], "succeeded", "{outputs:#}");
+    assert_eq!(outputs["failure_reason"], Value::Null, "{outputs:#}");
+    assert_eq!(outputs["target_version"], version, "{outputs:#}");
+    assert_eq!(outputs["final_version"], version, "{outputs:#}");
+    assert_eq!(outputs["control_plane_hops"], hops, "{outputs:#}");
+    assert_eq!(outputs["nodes_replaced"], replaced, "{outputs:#}");
+}
+
 fn run_ids_of(report: &Value) -> Value {
     Value::Array(
         report["rotations"]
@@ -1486,12 +1496,7 @@ fn upgrade_module_upgrades_a_sandbox_cluster_once_per_version_and_completes_a_fa
         "every worker replaced: {original_workers:?} → {upgraded_workers:?}"
     );
     let outputs = tf.outputs();
-    assert_eq!(outputs["outcome"], "succeeded", "{outputs:#}");
-    assert_eq!(outputs["failure_reason"], Value::Null);
-    assert_eq!(outputs["target_version"], "v1.34.0");
-    assert_eq!(outputs["final_version"], "v1.34.0");
-    assert_eq!(outputs["nodes_replaced"], 3);
-    assert_eq!(outputs["control_plane_hops"], 1);
+    assert_succeeded(&outputs, "v1.34.0", 1, 3);
     assert_eq!(outputs["run_ids"], run_ids_of(&tf.report()));
     assert_eq!(outputs["run_ids"].as_array().map(Vec::len), Some(1));
     applies.push(first);
@@ -1557,15 +1562,8 @@ fn upgrade_module_upgrades_a_sandbox_cluster_once_per_version_and_completes_a_fa
         "{final_workers:?}"
     );
     let outputs = tf.outputs();
-    assert_eq!(outputs["outcome"], "succeeded", "{outputs:#}");
-    assert_eq!(outputs["failure_reason"], Value::Null);
-    assert_eq!(outputs["target_version"], "v1.35.0");
-    assert_eq!(outputs["final_version"], "v1.35.0");
-    assert_eq!(
-        outputs["control_plane_hops"], 0,
-        "the control plane was already at v1.35.0"
-    );
-    assert_eq!(outputs["nodes_replaced"], 3);
+    // No hop: the control plane was already at v1.35.0.
+    assert_succeeded(&outputs, "v1.35.0", 0, 3);
     assert_eq!(
         outputs["run_ids"],
         run_ids_of(&failed_report),

@@ -3,28 +3,10 @@
 //! surge at the point the plan chose — with the §8.3 observer attached.
 
 use kubesurge_provider::tags;
-use kubesurge_sim::resources::{NODES, PODS};
+use kubesurge_sim::resources::NODES;
 use serde_json::Value;
 
-use super::rotation::{KillPoint, Spec, arm, start, text, workers};
-
-fn static_pod_versions(h: &super::rotation::Harness) -> Vec<(String, String)> {
-    let (pods, _) = h.world.store.list(&PODS, Some("kube-system"), |p| {
-        p.pointer("/metadata/labels/tier").and_then(Value::as_str) == Some("control-plane")
-    });
-    pods.iter()
-        .filter_map(|p| {
-            let image = p.pointer("/spec/containers/0/image")?.as_str()?;
-            let component = p.pointer("/metadata/labels/component")?.as_str()?;
-            (component != "etcd").then(|| {
-                (
-                    p["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                    image.rsplit(':').next().unwrap_or("").to_string(),
-                )
-            })
-        })
-        .collect()
-}
+use super::rotation::{KillPoint, Spec, arm, control_plane_versions, start, text, workers};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hops_in_place_and_workers_replaced_once() {
@@ -66,7 +48,7 @@ async fn two_hops_in_place_and_workers_replaced_once() {
     );
 
     // Control plane: same nodes, every component and kubelet at the target.
-    for (pod, version) in static_pod_versions(&h) {
+    for (pod, version) in control_plane_versions(&h.world) {
         assert_eq!(version, "v1.35.3", "{pod}");
     }
     for cp in &control_planes {
@@ -133,8 +115,12 @@ async fn dry_run_and_nothing_to_do_still_print_json() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let plan: Value = serde_json::from_slice(&output.stdout).expect("the plan as JSON");
     assert_eq!(plan["hops"].as_array().map(Vec::len), Some(1), "{plan}");
-    assert_eq!(static_pod_versions(&h).len(), 3, "one CP node's components");
-    for (pod, version) in static_pod_versions(&h) {
+    assert_eq!(
+        control_plane_versions(&h.world).len(),
+        3,
+        "one CP node's components"
+    );
+    for (pod, version) in control_plane_versions(&h.world) {
         assert_eq!(version, "v1.35.3", "{pod}: a dry run changes nothing");
     }
     assert_eq!(workers(&h.world), h.original_workers);
@@ -178,7 +164,7 @@ async fn a_failing_kubeadm_apply_stops_with_exit_1_and_its_output_touching_nothi
         all.contains("couldn't upgrade control plane"),
         "quotes kubeadm: {all}"
     );
-    for (pod, version) in static_pod_versions(&h) {
+    for (pod, version) in control_plane_versions(&h.world) {
         assert_eq!(version, "v1.34.3", "{pod} untouched");
     }
     assert_eq!(workers(&h.world), h.original_workers, "workers untouched");
@@ -221,7 +207,7 @@ async fn control_plane_crash(point: KillPoint) {
         Some(0),
         "rerun after {point:?}: {all}"
     );
-    for (pod, version) in static_pod_versions(&h) {
+    for (pod, version) in control_plane_versions(&h.world) {
         assert_eq!(version, "v1.35.3", "{pod}");
     }
     let events = h.world.cloud.control_events();
