@@ -2,11 +2,12 @@
 //! at every change: one watch serves every slot of a run, so waiting for a
 //! node to join or a pod to be Ready costs no request.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures::StreamExt;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
@@ -20,8 +21,53 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone + Default,
 {
     store: Store<K>,
+    /// The namespace of a namespaced cache, for lookups by name.
+    namespace: Option<String>,
+    index: Option<Arc<Index<K>>>,
     changed: watch::Receiver<u64>,
     _task: Arc<AbortOnDrop>,
+}
+
+/// A second key of the cached objects (a Node's providerID) → the name of
+/// the object that has it, kept by the watch task before waiters are woken.
+struct Index<K> {
+    key_of: fn(&K) -> Option<String>,
+    names: RwLock<HashMap<String, String>>,
+    /// The map being rebuilt while the watch relists.
+    relisting: Mutex<HashMap<String, String>>,
+}
+
+impl<K: Resource> Index<K> {
+    fn entry(&self, object: &K) -> Option<(String, String)> {
+        Some(((self.key_of)(object)?, object.meta().name.clone()?))
+    }
+
+    fn apply(&self, event: &watcher::Event<K>) {
+        let names = || self.names.write().unwrap_or_else(|e| e.into_inner());
+        let relisting = || self.relisting.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            watcher::Event::Apply(object) => {
+                if let Some((key, name)) = self.entry(object) {
+                    names().insert(key, name);
+                }
+            }
+            watcher::Event::Delete(object) => {
+                if let Some((key, name)) = self.entry(object) {
+                    let mut names = names();
+                    if names.get(&key) == Some(&name) {
+                        names.remove(&key);
+                    }
+                }
+            }
+            watcher::Event::Init => relisting().clear(),
+            watcher::Event::InitApply(object) => {
+                if let Some((key, name)) = self.entry(object) {
+                    relisting().insert(key, name);
+                }
+            }
+            watcher::Event::InitDone => *names() = std::mem::take(&mut *relisting()),
+        }
+    }
 }
 
 impl<K: Resource + Clone + 'static> Clone for WatchCache<K>
@@ -31,6 +77,8 @@ where
     fn clone(&self) -> Self {
         WatchCache {
             store: self.store.clone(),
+            namespace: self.namespace.clone(),
+            index: self.index.clone(),
             changed: self.changed.clone(),
             _task: self._task.clone(),
         }
@@ -53,16 +101,47 @@ where
     /// Start watching `api` with `config`; returns once the first list is
     /// in. The watch resumes by itself after errors (API server restarts).
     pub async fn start(api: Api<K>, config: watcher::Config) -> Result<WatchCache<K>, kube::Error> {
+        Self::start_with(api, config, None).await
+    }
+
+    /// [`WatchCache::start`] with a second key, looked up by
+    /// [`WatchCache::get_by_key`] without a scan.
+    pub async fn start_indexed(
+        api: Api<K>,
+        config: watcher::Config,
+        key_of: fn(&K) -> Option<String>,
+    ) -> Result<WatchCache<K>, kube::Error> {
+        let index = Index {
+            key_of,
+            names: RwLock::new(HashMap::new()),
+            relisting: Mutex::new(HashMap::new()),
+        };
+        Self::start_with(api, config, Some(Arc::new(index))).await
+    }
+
+    async fn start_with(
+        api: Api<K>,
+        config: watcher::Config,
+        index: Option<Arc<Index<K>>>,
+    ) -> Result<WatchCache<K>, kube::Error> {
+        let namespace = api.namespace().map(str::to_string);
         let (store, writer) = reflector::store();
         let (tx, changed) = watch::channel(0u64);
         let stream = watcher(api, config).default_backoff().reflect(writer);
+        let task_index = index.clone();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut n = 0u64;
             while let Some(event) = stream.next().await {
-                if let Err(e) = event {
-                    tracing::debug!(error = %e, "watch interrupted; resuming");
-                    continue;
+                let event = match event {
+                    Ok(event) => event,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "watch interrupted; resuming");
+                        continue;
+                    }
+                };
+                if let Some(index) = &task_index {
+                    index.apply(&event);
                 }
                 n += 1;
                 let _ = tx.send(n);
@@ -70,6 +149,8 @@ where
         });
         let cache = WatchCache {
             store,
+            namespace,
+            index,
             changed,
             _task: Arc::new(AbortOnDrop(task)),
         };
@@ -84,7 +165,24 @@ where
     /// The object named `name` (cluster-scoped kinds, or a namespaced
     /// cache's namespace).
     pub fn get(&self, name: &str) -> Option<Arc<K>> {
-        self.store.find(|o| o.meta().name.as_deref() == Some(name))
+        // A keyed lookup, not a scan: slots call this on every change.
+        let mut key = ObjectRef::new(name);
+        key.namespace = self.namespace.clone();
+        self.store.get(&key)
+    }
+
+    /// The object whose second key (see [`WatchCache::start_indexed`]) is
+    /// `key`; always `None` for a cache started without one.
+    pub fn get_by_key(&self, key: &str) -> Option<Arc<K>> {
+        let index = self.index.as_ref()?;
+        let name = index
+            .names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()?;
+        self.get(&name)
+            .filter(|object| (index.key_of)(object).as_deref() == Some(key))
     }
 
     pub fn all(&self) -> Vec<Arc<K>> {

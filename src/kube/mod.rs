@@ -8,5 +8,6 @@ pub mod events;
 pub mod join;
 pub mod lock;
 pub mod nodes;
+pub mod pods;
 pub mod retry;
 pub mod volumes;

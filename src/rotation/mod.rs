@@ -101,9 +101,13 @@ impl Engine {
     ) -> Result<RunReport, EngineError> {
         let started = Timestamp::now();
         let records = RecordStore::new(self.client.clone());
-        let node_cache =
-            WatchCache::<Node>::start(Api::all(self.client.clone()), watcher::Config::default())
-                .await?;
+        // Slots find their replacement's Node by providerID on every change.
+        let node_cache = WatchCache::<Node>::start_indexed(
+            Api::all(self.client.clone()),
+            watcher::Config::default(),
+            |node| nodes::provider_id(node).map(str::to_string),
+        )
+        .await?;
         let pools = self.selected_pools(request)?;
 
         let previous = records.load().await?;
@@ -174,6 +178,7 @@ impl Engine {
             client: self.client.clone(),
             drain_client: self.drain_client.clone(),
             nodes: node_cache.clone(),
+            kube_system,
             node_ops: NodeOps::new(self.client.clone()),
             recorder: Recorder::new(self.client.clone(), self.instance.clone()),
             progress: self.progress.clone(),
@@ -257,7 +262,7 @@ impl Engine {
         };
         let runs = works
             .into_iter()
-            .map(|work| pool::run_pool(&ctx, work, &kube_system, stop_rx.clone(), &stop_tx));
+            .map(|work| pool::run_pool(&ctx, work, stop_rx.clone(), &stop_tx));
         let slots: Vec<SlotReport> = join_all(runs).await.into_iter().flatten().collect();
 
         forward.abort();

@@ -13,9 +13,10 @@ use tokio::time::Instant;
 use super::config::PoolConfig;
 use super::report::{SlotOutcome, SlotReport};
 use super::slot::{RunContext, SlotInput, SlotResult, run_slot};
-use crate::kube::cache::WatchCache;
-use crate::kube::nodes;
+use crate::kube::{nodes, pods};
+use jiff::Timestamp;
 use kubesurge_provider::{Image, Instance};
+use std::time::Duration;
 
 /// Why a run stops starting slots.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +47,6 @@ pub struct PoolWork {
 pub async fn run_pool(
     ctx: &RunContext,
     work: PoolWork,
-    kube_system: &WatchCache<Pod>,
     stop: watch::Receiver<Option<StopReason>>,
     stop_tx: &watch::Sender<Option<StopReason>>,
 ) -> Vec<SlotReport> {
@@ -60,7 +60,7 @@ pub async fn run_pool(
             let Some(node) = queue.next() else { break };
             // The gate holds between slots, not before the first one.
             let first = in_flight.is_empty() && reports.is_empty();
-            if !first && let Err(reason) = health_gate(ctx, &pool, kube_system, &stop).await {
+            if !first && let Err(reason) = health_gate(ctx, &pool, &stop).await {
                 if stop.borrow().is_none() {
                     ctx.progress.note(&reason);
                     let _ = stop_tx.send(Some(StopReason::Failure));
@@ -125,13 +125,12 @@ fn not_started(pool: &str, node: &str, reason: Option<String>) -> SlotReport {
 async fn health_gate(
     ctx: &RunContext,
     pool: &PoolConfig,
-    kube_system: &WatchCache<Pod>,
     stop: &watch::Receiver<Option<StopReason>>,
 ) -> Result<(), String> {
     let deadline = Instant::now() + ctx.config.health_gate_timeout;
     let mut last_noted = String::new();
     loop {
-        let problem = unhealthy(ctx, pool, kube_system);
+        let problem = unhealthy(ctx, pool);
         let Some(problem) = problem else {
             return Ok(());
         };
@@ -152,36 +151,31 @@ async fn health_gate(
         // Wake on any node or kube-system pod change.
         tokio::select! {
             _ = ctx.nodes.next_change(deadline) => {}
-            _ = kube_system.next_change(deadline) => {}
+            _ = ctx.kube_system.next_change(deadline) => {}
         }
     }
 }
 
 /// What keeps the gate shut, if anything.
-fn unhealthy(ctx: &RunContext, pool: &PoolConfig, kube_system: &WatchCache<Pod>) -> Option<String> {
-    for node in ctx.nodes.all() {
-        let labels = node.metadata.labels.clone().unwrap_or_default();
-        if pool.selects(&labels)
-            && !nodes::is_unschedulable(&node)
-            && !nodes::is_ready(&node)
-            && !ctx.is_discarded(&node)
-        {
-            return Some(format!("node {} is not Ready", nodes::name(&node)));
-        }
+fn unhealthy(ctx: &RunContext, pool: &PoolConfig) -> Option<String> {
+    // Borrowing, not cloning: this runs on every node and kube-system
+    // change, in every pool, over the whole cluster.
+    if let Some(node) = ctx.nodes.find(|node| {
+        node.metadata
+            .labels
+            .as_ref()
+            .is_some_and(|labels| pool.selects(labels))
+            && !nodes::is_unschedulable(node)
+            && !nodes::is_ready(node)
+            && !ctx.is_discarded(node)
+    }) {
+        return Some(format!("node {} is not Ready", nodes::name(&node)));
     }
-    for pod in kube_system.all() {
-        if pod.metadata.deletion_timestamp.is_some() {
+    for pod in ctx.kube_system.all() {
+        if pod.metadata.deletion_timestamp.is_some() || pods::is_finished(&pod) {
             continue;
         }
-        let status = pod.status.as_ref();
-        let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
-        if phase == "Succeeded" || phase == "Failed" {
-            continue;
-        }
-        let ready = status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        if !ready {
+        if !pods::is_ready(&pod) && !daemon_pod_starting(&pod, ctx.config.new_node_timeout) {
             return Some(format!(
                 "pod kube-system/{} is not Ready",
                 pod.metadata.name.as_deref().unwrap_or("")
@@ -189,4 +183,18 @@ fn unhealthy(ctx: &RunContext, pool: &PoolConfig, kube_system: &WatchCache<Pod>)
         }
     }
     None
+}
+
+/// A DaemonSet pod that has not started yet and is younger than the time a
+/// new node is given to join: every node that joins — another slot's
+/// replacement, in any pool — starts its own (kube-proxy, CNI), and the
+/// gate must not wait for those (the slot that launched the node waits for
+/// them before draining onto it). One still pending after that holds it.
+fn daemon_pod_starting(pod: &Pod, grace: Duration) -> bool {
+    let age = pod
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t.0)).ok());
+    pods::is_daemon_pod(pod) && pods::phase(pod) == "Pending" && age.is_some_and(|age| age < grace)
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use kubesurge_provider::{
@@ -31,6 +31,7 @@ use crate::kube::drain::{self, DrainError, DrainOutcome, DrainProgress};
 use crate::kube::events::{EventType, Recorder};
 use crate::kube::join::{BootstrapToken, ClusterInfo, JoinSpec, render_user_data};
 use crate::kube::nodes::{self, EXCLUDE_LB_LABEL, NodeOps};
+use crate::kube::pods;
 use crate::kube::retry::with_retry;
 use crate::kube::volumes;
 use crate::version::KubeVersion;
@@ -97,6 +98,9 @@ pub struct RunContext {
     /// the drain.
     pub drain_client: Client,
     pub nodes: WatchCache<Node>,
+    /// The kube-system pods: the health gate's and the replacements'
+    /// DaemonSet pods.
+    pub kube_system: WatchCache<Pod>,
     pub node_ops: NodeOps,
     pub recorder: Recorder,
     pub progress: Arc<dyn Progress>,
@@ -131,10 +135,10 @@ pub async fn sweep_discarded(
     loop {
         let ghosts: Vec<(String, Option<String>)> = {
             let discarded = discarded.lock().unwrap_or_else(|e| e.into_inner());
-            nodes_cache
-                .filter(|n| nodes::provider_id(n).is_some_and(|p| discarded.contains(p)))
+            discarded
                 .iter()
-                .map(|n| (nodes::name(n).to_string(), n.metadata.uid.clone()))
+                .filter_map(|provider_id| nodes_cache.get_by_key(provider_id))
+                .map(|n| (nodes::name(&n).to_string(), n.metadata.uid.clone()))
                 .collect()
         };
         for (name, uid) in ghosts {
@@ -385,6 +389,7 @@ async fn launch_and_join(
         };
         match joined {
             Some(new_node) => {
+                wait_daemon_pods(ctx, &new_node, deadline).await;
                 report.timings.launch_to_ready = Some(launched_at.elapsed().as_secs_f64());
                 delete_slot_tokens(ctx, old_name).await?;
                 if let Some(node) = ctx.nodes.get(&new_node) {
@@ -541,11 +546,8 @@ async fn wait_ready(ctx: &RunContext, instance: &Instance, deadline: Instant) ->
             .nodes
             .wait_for(deadline, |cache| {
                 cache
-                    .find(|n| {
-                        nodes::provider_id(n) == Some(provider_id)
-                            && nodes::is_ready(n)
-                            && nodes::kubelet_version(n) == Some(target)
-                    })
+                    .get_by_key(provider_id)
+                    .filter(|n| nodes::is_ready(n) && nodes::kubelet_version(n) == Some(target))
                     .map(|n| nodes::name(&n).to_string())
             })
             .await?;
@@ -568,6 +570,34 @@ async fn wait_ready(ctx: &RunContext, instance: &Instance, deadline: Instant) ->
         if Instant::now() >= deadline {
             return None;
         }
+    }
+}
+
+/// Wait until the kube-system DaemonSet pods on the new node (kube-proxy,
+/// the CNI) run Ready before draining onto it: pods moved to a node whose
+/// networking is not up yet would serve nothing. Past the join deadline the
+/// slot goes on with a warning, and the health gate holds the pool's next
+/// slot until they are Ready.
+async fn wait_daemon_pods(ctx: &RunContext, node: &str, deadline: Instant) {
+    let starting = |cache: &WatchCache<Pod>| {
+        cache
+            .find(|pod| {
+                pods::node_name(pod) == Some(node)
+                    && pod.metadata.deletion_timestamp.is_none()
+                    && pods::is_daemon_pod(pod)
+                    && !pods::is_finished(pod)
+                    && !pods::is_ready(pod)
+            })
+            .map(|pod| pod.metadata.name.clone().unwrap_or_default())
+    };
+    let all_ready = ctx
+        .kube_system
+        .wait_for(deadline, |cache| starting(cache).is_none().then_some(()))
+        .await;
+    if all_ready.is_none()
+        && let Some(pod) = starting(&ctx.kube_system)
+    {
+        tracing::warn!(node, pod = %pod, "DaemonSet pod on the replacement is not Ready yet; draining onto it anyway");
     }
 }
 

@@ -41,6 +41,12 @@ pub const DEFAULT_EVICTION_CONCURRENCY: usize = 16;
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
 /// Longest wait between two evictions of the same pod (kubectl waits 5 s).
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// Longest wait before asking again for a pod a PodDisruptionBudget
+/// protects (unless the server asks for longer): the budget frees the
+/// moment another of its pods becomes Ready, and every second waited past
+/// that is a second the whole wave waits. One request a second per blocked
+/// pod is little next to what the pods' own controllers send.
+const MAX_BLOCKED_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// After `force` deletes the remaining pods, how long beyond their longest
 /// grace period to wait for them to go.
 const FORCE_EXTRA_WAIT: Duration = Duration::from_secs(30);
@@ -307,11 +313,11 @@ pub async fn drain(
                         progress.blocked(node, &key.to_string(), &reason);
                         blocked.insert(key.uid.clone(), reason);
                         let hint = retry_after_secs.map(|s| Duration::from_secs(u64::from(s)));
-                        timers.push(retry_timer(key, attempts, hint));
+                        timers.push(retry_timer(key, attempts, hint, MAX_BLOCKED_RETRY_DELAY));
                     }
                     Ok(EvictionAnswer::Retry { reason }) => {
                         blocked.insert(key.uid.clone(), reason);
-                        timers.push(retry_timer(key, attempts, None));
+                        timers.push(retry_timer(key, attempts, None, MAX_RETRY_DELAY));
                     }
                     Ok(EvictionAnswer::Rejected { reason }) => {
                         return Err(DrainError::Rejected { pod: key.to_string(), reason });
@@ -319,7 +325,7 @@ pub async fn drain(
                     Err(e) => {
                         // The API server may be restarting: retry within the deadline.
                         blocked.insert(key.uid.clone(), format!("API error: {e}"));
-                        timers.push(retry_timer(key, attempts, None));
+                        timers.push(retry_timer(key, attempts, None, MAX_RETRY_DELAY));
                     }
                 }
             }
@@ -438,10 +444,10 @@ fn consider(
     Ok(())
 }
 
-fn retry_timer(key: PodKey, attempts: u32, hint: Option<Duration>) -> TimerFuture {
+fn retry_timer(key: PodKey, attempts: u32, hint: Option<Duration>, cap: Duration) -> TimerFuture {
     let exponential = FIRST_RETRY_DELAY
         .saturating_mul(1u32 << attempts.saturating_sub(1).min(8))
-        .min(MAX_RETRY_DELAY);
+        .min(cap);
     let delay = hint.map_or(exponential, |h| h.min(MAX_RETRY_DELAY).max(exponential));
     // Jitter spreads the retries of many pods blocked by the same budget.
     let jitter = Duration::from_millis(rand::random_range(0..=delay.as_millis() as u64 / 4));
