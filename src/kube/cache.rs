@@ -224,3 +224,58 @@ where
         let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Node;
+    use serde_json::json;
+
+    fn node(name: &str, provider_id: &str) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"providerID": provider_id}
+        }))
+        .unwrap()
+    }
+
+    fn index() -> Index<Node> {
+        Index {
+            key_of: |n: &Node| n.spec.as_ref()?.provider_id.clone(),
+            names: RwLock::new(HashMap::new()),
+            relisting: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn name_of(index: &Index<Node>, key: &str) -> Option<String> {
+        index.names.read().unwrap().get(key).cloned()
+    }
+
+    #[test]
+    fn the_index_follows_changes_and_relists() {
+        let index = index();
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitApply(node("a", "sim://a")));
+        // Not visible before the relist is complete.
+        assert_eq!(name_of(&index, "sim://a"), None);
+        index.apply(&watcher::Event::InitDone);
+        assert_eq!(name_of(&index, "sim://a").as_deref(), Some("a"));
+
+        index.apply(&watcher::Event::Apply(node("b", "sim://b")));
+        assert_eq!(name_of(&index, "sim://b").as_deref(), Some("b"));
+        index.apply(&watcher::Event::Delete(node("b", "sim://b")));
+        assert_eq!(name_of(&index, "sim://b"), None);
+
+        // A relist drops what is gone and keeps what is there.
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitApply(node("c", "sim://c")));
+        index.apply(&watcher::Event::InitDone);
+        assert_eq!(name_of(&index, "sim://a"), None);
+        assert_eq!(name_of(&index, "sim://c").as_deref(), Some("c"));
+
+        // A Node without a providerID yet is not indexed.
+        let bare: Node = serde_json::from_value(json!({"metadata": {"name": "d"}})).unwrap();
+        index.apply(&watcher::Event::Apply(bare));
+        assert_eq!(index.names.read().unwrap().len(), 1);
+    }
+}

@@ -198,3 +198,48 @@ fn daemon_pod_starting(pod: &Pod, grace: Duration) -> bool {
         .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t.0)).ok());
     pods::is_daemon_pod(pod) && pods::phase(pod) == "Pending" && age.is_some_and(|age| age < grace)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn daemon_pod(phase: &str, age: Duration) -> Pod {
+        let created = Timestamp::now() - jiff::SignedDuration::try_from(age).unwrap();
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "kube-proxy-abcde",
+                "namespace": "kube-system",
+                "creationTimestamp": created.to_string(),
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "name": "kube-proxy", "uid": "u", "controller": true}]
+            },
+            "spec": {"nodeName": "new-1", "containers": []},
+            "status": {"phase": phase}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_young_pending_daemon_pod_is_still_starting() {
+        let grace = Duration::from_secs(600);
+        assert!(daemon_pod_starting(
+            &daemon_pod("Pending", Duration::from_secs(5)),
+            grace
+        ));
+        // Pending for longer than a node is given to join: it holds the gate.
+        assert!(!daemon_pod_starting(
+            &daemon_pod("Pending", Duration::from_secs(900)),
+            grace
+        ));
+        // Started but not Ready (crash-looping, failing its probe): it holds.
+        assert!(!daemon_pod_starting(
+            &daemon_pod("Running", Duration::from_secs(5)),
+            grace
+        ));
+        // Not a DaemonSet's: CoreDNS pending is a problem at any age.
+        let mut coredns = daemon_pod("Pending", Duration::from_secs(5));
+        coredns.metadata.owner_references = None;
+        assert!(!daemon_pod_starting(&coredns, grace));
+    }
+}
