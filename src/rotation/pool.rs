@@ -171,18 +171,32 @@ fn unhealthy(ctx: &RunContext, pool: &PoolConfig) -> Option<String> {
     }) {
         return Some(format!("node {} is not Ready", nodes::name(&node)));
     }
-    for pod in ctx.kube_system.all() {
-        if pod.metadata.deletion_timestamp.is_some() || pods::is_finished(&pod) {
-            continue;
-        }
-        if !pods::is_ready(&pod) && !daemon_pod_starting(&pod, ctx.config.new_node_timeout) {
-            return Some(format!(
-                "pod kube-system/{} is not Ready",
-                pod.metadata.name.as_deref().unwrap_or("")
-            ));
-        }
+    let grace = ctx.config.new_node_timeout;
+    if let Some(pod) = ctx.kube_system.find(|pod| {
+        pod.metadata.deletion_timestamp.is_none()
+            && !pods::is_finished(pod)
+            && !pods::is_ready(pod)
+            && !daemon_pod_starting(pod, grace)
+            && !daemon_pod_leaving(ctx, pod)
+    }) {
+        return Some(format!(
+            "pod kube-system/{} is not Ready",
+            pod.metadata.name.as_deref().unwrap_or("")
+        ));
     }
     None
+}
+
+/// A DaemonSet pod on a node that is leaving (cordoned, or already gone):
+/// it stops being Ready when its node is drained and terminated, which is
+/// the rotation itself, not a sign of an unhealthy cluster.
+fn daemon_pod_leaving(ctx: &RunContext, pod: &Pod) -> bool {
+    pods::is_daemon_pod(pod)
+        && pods::node_name(pod).is_some_and(|node| {
+            ctx.nodes
+                .get(node)
+                .is_none_or(|n| nodes::is_unschedulable(&n))
+        })
 }
 
 /// A DaemonSet pod that has not started yet and is younger than the time a
