@@ -70,6 +70,20 @@ pub struct UpgradeReport {
     pub rotations: Vec<RunReport>,
 }
 
+impl UpgradeReport {
+    /// A report with nothing done yet (and nothing failed).
+    fn starting(target: KubeVersion, at: Timestamp) -> UpgradeReport {
+        UpgradeReport {
+            target,
+            started: at,
+            finished: at,
+            outcome: UpgradeOutcome::Succeeded,
+            hops: Vec::new(),
+            rotations: Vec::new(),
+        }
+    }
+}
+
 pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CommandError> {
     let settings = settings::load(global.config.as_deref(), &args.settings.overrides())?;
     let options = global.client_options();
@@ -87,16 +101,8 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
         output::eprint_line(&format!("nothing to do: the cluster is at {}", args.to));
         // A report all the same, so that scripts and the Terraform module
         // read the same document whether or not anything ran.
-        let now = Timestamp::now();
         print(
-            &UpgradeReport {
-                target: args.to,
-                started: now,
-                finished: now,
-                outcome: UpgradeOutcome::Succeeded,
-                hops: Vec::new(),
-                rotations: Vec::new(),
-            },
+            &UpgradeReport::starting(args.to, Timestamp::now()),
             args.output,
         )?;
         return Ok(ExitStatus::Success);
@@ -139,14 +145,7 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
     let progress: Arc<dyn crate::rotation::Progress> =
         Arc::from(progress::for_stderr(global.quiet > 0));
     let started = Timestamp::now();
-    let mut report = UpgradeReport {
-        target: args.to,
-        started,
-        finished: started,
-        outcome: UpgradeOutcome::Succeeded,
-        hops: Vec::new(),
-        rotations: Vec::new(),
-    };
+    let mut report = UpgradeReport::starting(args.to, started);
 
     let driver = match &exec {
         Some(exec) => Some(

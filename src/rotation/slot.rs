@@ -380,15 +380,15 @@ async fn launch_and_join(
             .and_then(|d| Duration::try_from(d).ok())
             .unwrap_or(Duration::ZERO);
         let deadline = Instant::now() + config.new_node_timeout.saturating_sub(elapsed);
-        let joined = match wait_ready(ctx, &instance, deadline).await {
-            Some(new_node) => Some(new_node),
+        let join = match wait_ready(ctx, &instance, deadline).await {
+            Some(new_node) => Join::Ready(new_node),
             // The node watch may have been cut off (an API server outage)
             // while the machine joined: a replacement is given up only on
             // a fresh read, never on a view that may lag.
-            None => joined_now(ctx, &instance).await?,
+            None => join_now(ctx, &instance).await?,
         };
-        match joined {
-            Some(new_node) => {
+        match join {
+            Join::Ready(new_node) => {
                 wait_daemon_pods(ctx, &new_node, deadline).await;
                 report.timings.launch_to_ready = Some(launched_at.elapsed().as_secs_f64());
                 delete_slot_tokens(ctx, old_name).await?;
@@ -418,14 +418,14 @@ async fn launch_and_join(
                     .await;
                 return Ok(new_node);
             }
-            None => {
+            Join::GivenUp { registered } => {
                 last_failure = format!(
                     "instance {} did not become a Ready node at {} within {:?}",
                     instance.id, ctx.target, config.new_node_timeout
                 );
                 tracing::warn!(node = old_name, attempt, "{last_failure}; terminating it");
                 ctx.progress.blocked(&pool.name, old_name, &last_failure);
-                discard_replacement(ctx, input, &instance).await?;
+                discard_replacement(ctx, input, &instance, registered).await?;
             }
         }
     }
@@ -601,13 +601,29 @@ async fn wait_daemon_pods(ctx: &RunContext, node: &str, deadline: Instant) {
     }
 }
 
-/// The name of the instance's Node when the API server says, now, that it
-/// is Ready at the target version.
-async fn joined_now(ctx: &RunContext, instance: &Instance) -> Result<Option<String>, SlotError> {
-    let node = ctx.node_ops.by_provider_id(&instance.provider_id).await?;
-    Ok(node
-        .filter(|n| nodes::is_ready(n) && nodes::kubelet_version(n) == Some(ctx.target))
-        .map(|n| nodes::name(&n).to_string()))
+/// Whether a replacement joined.
+enum Join {
+    /// Its Node, Ready at the target version.
+    Ready(String),
+    /// Past its deadline and not Ready at the target; the Node it
+    /// registered, if any, as the API server has it.
+    GivenUp { registered: Option<Box<Node>> },
+}
+
+/// What the API server says, now, of a replacement past its deadline.
+async fn join_now(ctx: &RunContext, instance: &Instance) -> Result<Join, SlotError> {
+    Ok(
+        match ctx.node_ops.by_provider_id(&instance.provider_id).await? {
+            Some(node)
+                if nodes::is_ready(&node) && nodes::kubelet_version(&node) == Some(ctx.target) =>
+            {
+                Join::Ready(nodes::name(&node).to_string())
+            }
+            registered => Join::GivenUp {
+                registered: registered.map(Box::new),
+            },
+        },
+    )
 }
 
 /// A replacement that never joined: terminate it and remove any Node it
@@ -619,8 +635,8 @@ async fn discard_replacement(
     ctx: &RunContext,
     input: &SlotInput,
     instance: &Instance,
+    registered: Option<Box<Node>>,
 ) -> Result<(), SlotError> {
-    let registered = ctx.node_ops.by_provider_id(&instance.provider_id).await?;
     if let Some(node) = &registered {
         let name = nodes::name(node);
         ctx.node_ops.cordon(name).await?;

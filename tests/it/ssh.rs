@@ -24,6 +24,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use super::rotation::{control_plane_versions, kubesurge, run_to_end, text};
+use super::upgrade::assert_stopped_by_kubeadm_apply;
 
 const SSHD: &str = "/usr/sbin/sshd";
 const NODE: &str = "cp-1";
@@ -959,16 +960,7 @@ async fn ssh_failing_kubeadm_apply_stops_with_exit_1_and_its_output() {
         .cloud
         .with_faults(|f| f.fail_kubeadm_upgrade(Some("cp-1"), 1));
     let output = w.run(&["upgrade", "--to", TO, "--yes"]).await;
-    let all = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{all}");
-    assert!(
-        all.contains("kubeadm upgrade apply"),
-        "names the step: {all}"
-    );
-    assert!(
-        all.contains("couldn't upgrade control plane"),
-        "quotes kubeadm: {all}"
-    );
+    assert_stopped_by_kubeadm_apply(&output);
     let (address, _) = w.control_planes["cp-1"];
     assert!(w.connections_to(address) > 0, "the step ran over SSH");
     for (pod, version) in control_plane_versions(&w.world) {

@@ -147,14 +147,10 @@ fn control_plane_spec() -> Spec {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_kubeadm_apply_stops_with_exit_1_and_its_output_touching_nothing_else() {
-    let h = start(control_plane_spec()).await;
-    h.world
-        .cloud
-        .with_faults(|f| f.fail_kubeadm_upgrade(Some("cp-1"), 1));
-    let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
-    let all = text(&output);
+/// The run of an upgrade whose `kubeadm upgrade apply` failed (injected):
+/// exit 1, naming the step and quoting kubeadm.
+pub fn assert_stopped_by_kubeadm_apply(output: &std::process::Output) {
+    let all = text(output);
     assert_eq!(output.status.code(), Some(1), "{all}");
     assert!(
         all.contains("kubeadm upgrade apply"),
@@ -164,6 +160,16 @@ async fn a_failing_kubeadm_apply_stops_with_exit_1_and_its_output_touching_nothi
         all.contains("couldn't upgrade control plane"),
         "quotes kubeadm: {all}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_kubeadm_apply_stops_with_exit_1_and_its_output_touching_nothing_else() {
+    let h = start(control_plane_spec()).await;
+    h.world
+        .cloud
+        .with_faults(|f| f.fail_kubeadm_upgrade(Some("cp-1"), 1));
+    let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
+    assert_stopped_by_kubeadm_apply(&output);
     for (pod, version) in control_plane_versions(&h.world) {
         assert_eq!(version, "v1.34.3", "{pod} untouched");
     }

@@ -1,6 +1,7 @@
 //! Which pods a drain evicts, skips or refuses: a pure decision per pod,
 //! with the reason, in kubectl's filter order (k8s-mechanics §4).
 
+use crate::kube::pods;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
@@ -62,19 +63,13 @@ pub fn decide(pod: &Pod, unmanaged: UnmanagedPods) -> Decision {
     if pod.metadata.deletion_timestamp.is_some() {
         return Decision::AwaitDeletion;
     }
-    let finished = matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded") | Some("Failed")
-    );
+    let finished = pods::is_finished(pod);
     let controller = pod
         .metadata
         .owner_references
         .as_ref()
         .and_then(|refs| refs.iter().find(|r| r.controller == Some(true)));
-    if let Some(owner) = controller
-        && owner.kind == "DaemonSet"
-        && owner.api_version.starts_with("apps/")
-    {
+    if pods::is_daemon_pod(pod) {
         return if finished {
             Decision::Evict {
                 reason: EvictReason::Finished,
