@@ -4,6 +4,8 @@
 
 pub mod annotations;
 pub mod config;
+pub mod deadlines;
+pub mod machine;
 pub mod pool;
 pub mod progress;
 pub mod record;
@@ -25,11 +27,11 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 pub use config::{Criteria, EngineConfig, PoolConfig};
+pub use machine::Phase;
 pub use pool::StopReason;
 pub use progress::{Progress, Silent};
 pub use record::{RecordError, RecordStore, RecordedNode, RunRecord, RunState};
 pub use report::{RunOutcome, RunReport, SlotOutcome, SlotReport};
-pub use slot::Phase;
 
 use crate::kube::cache::WatchCache;
 use crate::kube::events::Recorder;
@@ -175,6 +177,7 @@ impl Engine {
             run_id: record.id.clone(),
             target: record.target,
             config: self.config.clone(),
+            deadlines: deadlines::Deadlines::from_config(&self.config),
             client: self.client.clone(),
             drain_client: self.drain_client.clone(),
             nodes: node_cache.clone(),
@@ -193,50 +196,9 @@ impl Engine {
 
         let mut works = Vec::new();
         for pool in &pools {
-            let nodes: Vec<String> = record
-                .nodes
-                .iter()
-                .filter(|n| n.pool == pool.name)
-                .map(|n| n.name.clone())
-                .collect();
-            if nodes.is_empty() {
-                continue;
+            if let Some(work) = self.pool_work(pool, &record, &node_cache).await? {
+                works.push(work);
             }
-            let pool_ref = PoolRef {
-                cluster: self.config.cluster.clone(),
-                pool: pool.name.clone(),
-            };
-            let image = pool
-                .provider
-                .resolve_image(&pool_ref, &record.target.to_string())
-                .await
-                .map_err(|source| EngineError::Provider {
-                    pool: pool.name.clone(),
-                    source,
-                })?;
-            let adopted: Vec<Instance> = pool
-                .provider
-                .list(&pool_ref)
-                .await
-                .map_err(|source| EngineError::Provider {
-                    pool: pool.name.clone(),
-                    source,
-                })?
-                .into_iter()
-                .filter(|i| i.tag(tags::RUN) == Some(record.id.as_str()))
-                .collect();
-            let size = node_cache
-                .all()
-                .iter()
-                .filter(|n| pool.selects(&n.metadata.labels.clone().unwrap_or_default()))
-                .count() as u32;
-            works.push(pool::PoolWork {
-                pool: Arc::new(pool.clone()),
-                image,
-                nodes,
-                size,
-                adopted,
-            });
         }
 
         // One stop signal for the run: outside requests, and the first
@@ -322,6 +284,59 @@ impl Engine {
             slots,
             would: Vec::new(),
         })
+    }
+
+    /// What a pool's window works on: its nodes of the run, in order, the
+    /// image for the target, its size, and the instances this run launched
+    /// for it earlier. `None` when the run has no node of the pool.
+    async fn pool_work(
+        &self,
+        pool: &PoolConfig,
+        record: &RunRecord,
+        node_cache: &WatchCache<Node>,
+    ) -> Result<Option<pool::PoolWork>, EngineError> {
+        let nodes: Vec<String> = record
+            .nodes
+            .iter()
+            .filter(|n| n.pool == pool.name)
+            .map(|n| n.name.clone())
+            .collect();
+        if nodes.is_empty() {
+            return Ok(None);
+        }
+        let provider_err = |source| EngineError::Provider {
+            pool: pool.name.clone(),
+            source,
+        };
+        let pool_ref = PoolRef {
+            cluster: self.config.cluster.clone(),
+            pool: pool.name.clone(),
+        };
+        let image = pool
+            .provider
+            .resolve_image(&pool_ref, &record.target.to_string())
+            .await
+            .map_err(provider_err)?;
+        let adopted: Vec<Instance> = pool
+            .provider
+            .list(&pool_ref)
+            .await
+            .map_err(provider_err)?
+            .into_iter()
+            .filter(|i| i.tag(tags::RUN) == Some(record.id.as_str()))
+            .collect();
+        let size = node_cache
+            .all()
+            .iter()
+            .filter(|n| pool.selects(&n.metadata.labels.clone().unwrap_or_default()))
+            .count() as u32;
+        Ok(Some(pool::PoolWork {
+            pool: Arc::new(pool.clone()),
+            image,
+            nodes,
+            size,
+            adopted,
+        }))
     }
 
     fn selected_pools(&self, request: &RotationRequest) -> Result<Vec<PoolConfig>, EngineError> {
@@ -449,7 +464,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Describe every mutation the run would make, making none.
+    /// Describe every mutation the run would make, making none: each slot
+    /// is observed from the world as a real run observes it, and the state
+    /// machine's actions are listed as if each succeeded.
     async fn dry_run(
         &self,
         request: &RotationRequest,
@@ -459,51 +476,46 @@ impl Engine {
         started: Timestamp,
     ) -> Result<RunReport, EngineError> {
         let mut would = Vec::new();
+        let mut slots = Vec::new();
+        let target = record.target.to_string();
+        let on_timeout = format!("{:?}", self.config.drain.on_timeout).to_lowercase();
         for pool in pools {
-            let pool_nodes: Vec<&RecordedNode> = record
-                .nodes
-                .iter()
-                .filter(|n| n.pool == pool.name)
-                .collect();
-            if pool_nodes.is_empty() {
+            let Some(work) = self.pool_work(pool, record, nodes).await? else {
                 continue;
-            }
-            let pool_ref = PoolRef {
-                cluster: self.config.cluster.clone(),
-                pool: pool.name.clone(),
             };
-            let image = pool
-                .provider
-                .resolve_image(&pool_ref, &record.target.to_string())
-                .await
-                .map_err(|source| EngineError::Provider {
-                    pool: pool.name.clone(),
-                    source,
-                })?;
-            for n in pool_nodes {
-                let zone = nodes
-                    .get(&n.name)
-                    .and_then(|node| nodes::label(&node, nodes::ZONE_LABEL).map(str::to_string))
-                    .unwrap_or_else(|| "its zone".into());
-                would.push(format!(
-                    "create a bootstrap token Secret in kube-system for {} (ttl {:?})",
-                    n.name, self.config.token_ttl
-                ));
-                would.push(format!(
-                    "launch an instance for pool {} in {zone} from image {} at {} to replace {}",
-                    pool.name, image.id, record.target, n.name
-                ));
-                would.push(format!(
-                    "label {} {}, cordon it and evict its pods (drain timeout {:?}, on timeout {:?})",
-                    n.name,
-                    nodes::EXCLUDE_LB_LABEL,
-                    self.config.drain_timeout,
-                    self.config.drain.on_timeout
-                ));
-                would.push(format!(
-                    "terminate the instance of {} and delete its Node",
-                    n.name
-                ));
+            for old_node in &work.nodes {
+                let input = slot::SlotInput {
+                    pool: work.pool.clone(),
+                    image: work.image.clone(),
+                    old_node: old_node.clone(),
+                    adopted: pool::adopted_for_node(&work.adopted, old_node),
+                };
+                let observed =
+                    slot::observe(nodes, &record.id, self.config.max_launch_attempts, &input)
+                        .await
+                        .map_err(|source| EngineError::Provider {
+                            pool: pool.name.clone(),
+                            source,
+                        })?;
+                let describe = machine::Describe {
+                    pool: &pool.name,
+                    old_node,
+                    zone: observed.zone.as_deref(),
+                    image: &work.image.id,
+                    target: &target,
+                    token_ttl: self.config.token_ttl,
+                    drain_timeout: self.config.drain_timeout,
+                    on_timeout: &on_timeout,
+                    old_instance: observed.old_instance.as_ref().map(|i| i.id.0.as_str()),
+                };
+                let mut report = SlotReport::not_started(&pool.name, old_node);
+                report.zone = observed.zone.clone();
+                report.old_instance = observed.old_instance.as_ref().map(|i| i.id.0.clone());
+                for action in machine::planned(&observed.state) {
+                    report.actions.push(action.kind().to_string());
+                    would.extend(describe.line(&action));
+                }
+                slots.push(report);
             }
         }
         Ok(RunReport {
@@ -514,22 +526,7 @@ impl Engine {
             finished: Timestamp::now(),
             dry_run: true,
             outcome: RunOutcome::Succeeded,
-            slots: record
-                .nodes
-                .iter()
-                .map(|n| SlotReport {
-                    pool: n.pool.clone(),
-                    old_node: n.name.clone(),
-                    old_instance: None,
-                    new_node: None,
-                    new_instance: None,
-                    zone: None,
-                    attempts: 0,
-                    timings: Default::default(),
-                    drain: None,
-                    outcome: SlotOutcome::NotStarted,
-                })
-                .collect(),
+            slots,
             would,
         })
     }

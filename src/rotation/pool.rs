@@ -70,17 +70,11 @@ pub async fn run_pool(
                 }
                 continue;
             }
-            let adopted: Vec<Instance> = work
-                .adopted
-                .iter()
-                .filter(|i| i.tag(kubesurge_provider::tags::REPLACES) == Some(node.as_str()))
-                .cloned()
-                .collect();
             let input = SlotInput {
                 pool: pool.clone(),
                 image: work.image.clone(),
+                adopted: adopted_for_node(&work.adopted, &node),
                 old_node: node,
-                adopted,
             };
             in_flight.push(run_slot(ctx, input));
         }
@@ -101,21 +95,22 @@ pub async fn run_pool(
     reports
 }
 
+/// The instances a run launched earlier to replace `node`.
+pub fn adopted_for_node(adopted: &[Instance], node: &str) -> Vec<Instance> {
+    adopted
+        .iter()
+        .filter(|i| i.tag(kubesurge_provider::tags::REPLACES) == Some(node))
+        .cloned()
+        .collect()
+}
+
 fn not_started(pool: &str, node: &str, reason: Option<String>) -> SlotReport {
     SlotReport {
-        pool: pool.to_string(),
-        old_node: node.to_string(),
-        old_instance: None,
-        new_node: None,
-        new_instance: None,
-        zone: None,
-        attempts: 0,
-        timings: Default::default(),
-        drain: None,
         outcome: match reason {
             Some(reason) => SlotOutcome::Failed { reason },
             None => SlotOutcome::NotStarted,
         },
+        ..SlotReport::not_started(pool, node)
     }
 }
 

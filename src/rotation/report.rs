@@ -70,6 +70,29 @@ pub struct SlotReport {
     pub timings: PhaseTimings,
     pub drain: Option<DrainReport>,
     pub outcome: SlotOutcome,
+    /// The state machine's actions, in order (`launch`, `await-join`,
+    /// `check-drain`, `drain`, `terminate`, `finish`, …); in a dry run,
+    /// the ones a run would take.
+    pub actions: Vec<String>,
+}
+
+impl SlotReport {
+    /// A slot that has not done anything yet.
+    pub fn not_started(pool: &str, old_node: &str) -> SlotReport {
+        SlotReport {
+            pool: pool.to_string(),
+            old_node: old_node.to_string(),
+            old_instance: None,
+            new_node: None,
+            new_instance: None,
+            zone: None,
+            attempts: 0,
+            timings: PhaseTimings::default(),
+            drain: None,
+            outcome: SlotOutcome::NotStarted,
+            actions: Vec::new(),
+        }
+    }
 }
 
 /// The whole report.

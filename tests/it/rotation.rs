@@ -656,6 +656,102 @@ async fn dry_run_changes_nothing_and_shows_no_token() {
     assert_eq!(workers(&h.world), h.original_workers);
 }
 
+/// A run killed while draining, resumed later than `drain.timeout`: the
+/// resumed drain gets its own deadline. The engine before this test counted
+/// the deadline from the crashed run's `drain-started` annotation, so the
+/// rerun gave up at once and failed with the node left cordoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_resumed_after_its_timeout_gets_a_fresh_deadline() {
+    let h = start(Spec {
+        pools: vec![("general", 2)],
+        max_surge: 1,
+        drain: "{ timeout: 3s, onTimeout: fail, unmanagedPods: delete }",
+        ..Spec::default()
+    })
+    .await;
+    let hit = arm(&h, KillPoint::Cordoned(1));
+    let mut child = h
+        .command(&["rotate", "--all", "--yes"])
+        .spawn()
+        .expect("kubesurge starts");
+    tokio::select! {
+        _ = hit.notified() => {
+            child.start_kill().expect("SIGKILL");
+            let _ = child.wait().await;
+        }
+        status = child.wait() => panic!("the run ended before its first cordon: {status:?}"),
+        _ = tokio::time::sleep(Duration::from_secs(120)) => panic!("no cordon"),
+    }
+    // Longer than drain.timeout before the same command runs again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    h.assert_converged();
+}
+
+/// Each slot's actions, by old node, from a `-o json` report.
+fn actions_by_node(report: &Value) -> BTreeMap<String, Vec<String>> {
+    report["slots"]
+        .as_array()
+        .expect("slots")
+        .iter()
+        .map(|slot| {
+            let actions = slot["actions"]
+                .as_array()
+                .expect("actions")
+                .iter()
+                .map(|a| a.as_str().expect("action").to_string())
+                .collect();
+            (
+                slot["oldNode"].as_str().expect("oldNode").to_string(),
+                actions,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_shows_the_actions_the_real_run_takes() {
+    let h = start(Spec {
+        pools: vec![("general", 3), ("batch", 2)],
+        ..Spec::default()
+    })
+    .await;
+    let dry = h.run(&["rotate", "--all", "--dry-run", "-o", "json"]).await;
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    let dry: Value = serde_json::from_slice(&dry.stdout).expect("dry-run JSON");
+    let planned = actions_by_node(&dry);
+    assert_eq!(planned.len(), 5, "{dry}");
+    for actions in planned.values() {
+        assert_eq!(
+            actions,
+            &[
+                "launch",
+                "await-join",
+                "check-drain",
+                "drain",
+                "terminate",
+                "finish"
+            ],
+            "{dry}"
+        );
+    }
+    // Every line the dry run prints is one of those actions' mutations.
+    let would = dry["would"].as_array().expect("would");
+    assert_eq!(would.len(), 5 * 5, "{dry}");
+
+    let real = h.run(&["rotate", "--all", "--yes", "-o", "json"]).await;
+    assert_eq!(real.status.code(), Some(0), "{}", text(&real));
+    let real: Value = serde_json::from_slice(&real.stdout).expect("JSON report");
+    assert_eq!(
+        actions_by_node(&real),
+        planned,
+        "the real run took other actions than the dry run showed"
+    );
+    h.assert_converged();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_machine_that_never_joins_fails_the_run_and_the_old_node_keeps_serving() {
     let h = start(Spec {
@@ -826,6 +922,70 @@ async fn a_pdb_that_never_allows_leaves_the_node_serving_under_skip() {
         assert!(
             report.to_string().contains("blocked by PDB api"),
             "the skip names the PDB"
+        );
+    }
+    assert!(
+        h.observer.violations().is_empty(),
+        "{:?}",
+        h.observer.violations()
+    );
+}
+
+/// A node an operator cordoned before the run (`kubectl cordon`, as they
+/// type it) stays cordoned when the run gives it back. The engine before
+/// this test uncordoned every node it gave back, putting a node its
+/// operator had taken out of service back into scheduling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_its_operator_cordoned_is_given_back_cordoned() {
+    let h = start(Spec {
+        pools: vec![("general", 3)],
+        max_surge: 1,
+        drain: "{ timeout: 2s, onTimeout: skip, unmanagedPods: delete }",
+        ..Spec::default()
+    })
+    .await;
+    block_everything(&h);
+    // The pool serves with the nodes its operator left schedulable.
+    h.observer.set_pool_floors(vec![PoolFloor {
+        name: "general".into(),
+        selector: BTreeMap::from([("kubesurge.io/pool".to_string(), "general".to_string())]),
+        floor: 2,
+    }]);
+    let cordoned = h.original_workers.keys().next().unwrap().clone();
+    let kubectl = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&h.kubeconfig)
+        .args(["cordon", &cordoned])
+        .env_remove("KUBECONFIG")
+        .output()
+        .await
+        .expect("kubectl runs");
+    assert!(kubectl.status.success(), "{kubectl:?}");
+
+    let output = h.run(&["rotate", "--all", "--yes", "-o", "json"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let skipped: Vec<String> = report["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["outcome"]["result"] == "skipped")
+        .map(|s| s["oldNode"].as_str().unwrap().to_string())
+        .collect();
+    assert!(skipped.contains(&cordoned), "{report}");
+    for node in &skipped {
+        let n = h.world.store.get(&NODES, "", node).expect("node stays");
+        let unschedulable = n["spec"].get("unschedulable") == Some(&json!(true));
+        assert_eq!(
+            unschedulable,
+            node == &cordoned,
+            "{node}: only the operator's cordon is kept"
+        );
+        assert!(
+            n.pointer("/metadata/annotations/kubesurge.io~1cordoned-before")
+                .is_none(),
+            "{node}: the record is removed once the node is given back"
         );
     }
     assert!(

@@ -1,0 +1,424 @@
+//! The join side of a slot: launch (or adopt) the replacement, wait until
+//! it is a Ready node at the target, and discard one that never is.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kubesurge_provider::{Instance, LaunchRequest, PoolRef, SlotKey, tags};
+use tokio::time::Instant;
+
+use super::terminate::{delete_until_gone, provider_retry};
+use super::{Executor, RunContext, SlotError, label_value};
+use crate::kube::cache::WatchCache;
+use crate::kube::drain::{self, DrainError, DrainOutcome};
+use crate::kube::events::EventType;
+use crate::kube::join::{BootstrapToken, JoinSpec, render_user_data};
+use crate::kube::nodes;
+use crate::kube::pods;
+use crate::kube::retry::with_retry;
+use crate::rotation::annotations as ann;
+use crate::rotation::machine::{Phase, Replacement, SlotState};
+use crate::rotation::report::SlotReport;
+
+impl Executor<'_> {
+    /// [`crate::rotation::machine::Action::Launch`]: adopt the instance an
+    /// earlier invocation launched for this attempt, else mint a token and
+    /// launch one.
+    pub(super) async fn launch(
+        &mut self,
+        attempt: u32,
+        state: &mut SlotState,
+        report: &mut SlotReport,
+    ) -> Result<(), SlotError> {
+        let key = SlotKey {
+            run_id: self.ctx.run_id.clone(),
+            old_node: self.old_name().to_string(),
+            attempt,
+        };
+        report.attempts = attempt;
+        let instance = match super::adopted_for(self.input, &key) {
+            Some(adopted) => {
+                self.ctx.progress.phase(
+                    &self.input.pool.name,
+                    self.old_name(),
+                    Phase::Launching,
+                    &format!("adopting {} launched earlier", adopted.id),
+                );
+                adopted.clone()
+            }
+            None => self.launch_new(&key).await?,
+        };
+        self.launched_at = Some(Instant::now());
+        report.new_instance = Some(instance.id.0.clone());
+        state.attempt = attempt;
+        state.replacement = Replacement::Launched {
+            instance: instance.id.0.clone(),
+        };
+        self.replacements.insert(instance.id.0.clone(), instance);
+        Ok(())
+    }
+
+    /// Mint the slot's token and ask the provider for the instance.
+    async fn launch_new(&self, key: &SlotKey) -> Result<Instance, SlotError> {
+        let ctx = self.ctx;
+        let pool = &self.input.pool;
+        let config = &ctx.config;
+        let zone = self.zone.clone().unwrap_or_default();
+        let token = mint_token(ctx, key).await?;
+        let node_name = format!("{}-{}", pool.name, short_random());
+        let comment = format!(
+            "kubesurge: cluster {}, run {}, replaces {} (attempt {})",
+            config.cluster, key.run_id, key.old_node, key.attempt
+        );
+        let user_data = render_user_data(&JoinSpec {
+            token: &token,
+            cluster: &ctx.cluster_info,
+            node_name: &node_name,
+            labels: &pool.node_labels,
+            taints: &pool.node_taints,
+            kubeadm_version: ctx.target,
+            provider_id_script: &pool.provider_id_script,
+            comment: &comment,
+        })
+        .map_err(|e| SlotError::Failed(e.to_string()))?;
+        let request = LaunchRequest {
+            pool: PoolRef {
+                cluster: config.cluster.clone(),
+                pool: pool.name.clone(),
+            },
+            slot: key.clone(),
+            image: self.input.image.id.clone(),
+            zone: zone.clone(),
+            subnet: self.old_instance.as_ref().and_then(|i| i.subnet.clone()),
+            user_data,
+            node_name: node_name.clone(),
+            extra_tags: BTreeMap::new(),
+        };
+        ctx.progress.phase(
+            &pool.name,
+            &key.old_node,
+            Phase::Launching,
+            &format!("launching {node_name} in {zone}"),
+        );
+        let deadline = ctx.deadlines.provider_retry;
+        Ok(provider_retry("launch", deadline, || pool.provider.launch(&request)).await?)
+    }
+
+    /// [`crate::rotation::machine::Action::AwaitJoin`]: wait until the
+    /// replacement is Ready at the target and settled, its DaemonSet pods
+    /// up; past its deadline, ask the API server afresh before giving up.
+    pub(super) async fn await_join(
+        &mut self,
+        instance_id: &str,
+        state: &mut SlotState,
+        report: &mut SlotReport,
+    ) -> Result<(), SlotError> {
+        let ctx = self.ctx;
+        let Some(instance) = self.replacements.get(instance_id).cloned() else {
+            return Err(SlotError::Failed(format!(
+                "replacement {instance_id} is not among the slot's instances"
+            )));
+        };
+        report.attempts = report.attempts.max(state.attempt);
+        report.new_instance = Some(instance.id.0.clone());
+        ctx.progress.phase(
+            &self.input.pool.name,
+            self.old_name(),
+            Phase::Joining,
+            &format!("instance {}", instance.id),
+        );
+        let launched_at = *self.launched_at.get_or_insert_with(Instant::now);
+        // The deadline counts from the launch, also across a crash.
+        let elapsed = instance
+            .launched_at
+            .map(|t| Timestamp::now().duration_since(t))
+            .and_then(|d| Duration::try_from(d).ok())
+            .unwrap_or(Duration::ZERO);
+        let deadline = Instant::now() + ctx.deadlines.join.saturating_sub(elapsed);
+        let ready = match wait_ready(ctx, &instance, deadline).await {
+            Some(node) => Ok(node),
+            // The node watch may have been cut off (an API server outage)
+            // while the machine joined: a replacement is given up only on
+            // a fresh read, never on a view that may lag.
+            None => join_now(ctx, &instance).await?,
+        };
+        match ready {
+            Ok(new_node) => {
+                wait_daemon_pods(ctx, &new_node, deadline).await;
+                report.timings.launch_to_ready = Some(launched_at.elapsed().as_secs_f64());
+                delete_slot_tokens(ctx, self.old_name()).await?;
+                self.record_joined(&new_node).await;
+                report.new_node = Some(new_node.clone());
+                state.replacement = Replacement::Ready { node: new_node };
+            }
+            Err(registered) => {
+                let registered_name = registered.as_ref().map(|n| nodes::name(n).to_string());
+                self.given_up_node = registered;
+                let reason = format!(
+                    "instance {} did not become a Ready node at {} within {:?}",
+                    instance.id, ctx.target, ctx.deadlines.join
+                );
+                tracing::warn!(
+                    node = self.old_name(),
+                    attempt = state.attempt,
+                    "{reason}; terminating it"
+                );
+                ctx.progress
+                    .blocked(&self.input.pool.name, self.old_name(), &reason);
+                state.replacement = Replacement::GivenUp {
+                    instance: instance.id.0.clone(),
+                    registered: registered_name,
+                    reason,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_joined(&self, new_node: &str) {
+        let ctx = self.ctx;
+        let old_name = self.old_name();
+        if let Some(node) = ctx.nodes.get(new_node) {
+            ctx.recorder
+                .node_event(
+                    &node,
+                    EventType::Normal,
+                    "KubesurgeJoined",
+                    &format!(
+                        "Joined as the replacement of {old_name} (run {})",
+                        ctx.run_id
+                    ),
+                )
+                .await;
+        }
+        if let Some(old) = &self.old {
+            ctx.recorder
+                .node_event(
+                    old,
+                    EventType::Normal,
+                    "KubesurgeReplacementReady",
+                    &format!(
+                        "Replacement {new_node} is Ready; draining next (run {})",
+                        ctx.run_id
+                    ),
+                )
+                .await;
+        }
+    }
+
+    /// [`crate::rotation::machine::Action::Discard`]: a replacement that
+    /// never joined is terminated and any Node it registered removed, so the
+    /// next attempt starts clean and nothing is orphaned. A Node it did
+    /// register may have been Ready for a while (a flap, or a join the run
+    /// could not see): it is cordoned and drained first, like any node
+    /// leaving, so no pod that landed on it is lost.
+    pub(super) async fn discard(
+        &mut self,
+        instance_id: &str,
+        registered: Option<String>,
+        state: &mut SlotState,
+    ) -> Result<(), SlotError> {
+        let ctx = self.ctx;
+        let reason = match &state.replacement {
+            Replacement::GivenUp { reason, .. } => reason.clone(),
+            _ => format!("replacement {instance_id} was given up"),
+        };
+        let Some(instance) = self.replacements.get(instance_id).cloned() else {
+            return Err(SlotError::Failed(format!(
+                "replacement {instance_id} is not among the slot's instances"
+            )));
+        };
+        // The Node as the fresh read that gave the replacement up saw it:
+        // the watch cache may lag behind an outage.
+        let registered: Option<Node> = match registered {
+            Some(name) => match self.given_up_node.take() {
+                Some(node) if nodes::name(&node) == name => Some(node),
+                _ => ctx.node_ops.by_provider_id(&instance.provider_id).await?,
+            },
+            None => None,
+        };
+        if let Some(node) = &registered {
+            let name = nodes::name(node);
+            ctx.node_ops.cordon(name).await?;
+            let deadline = Instant::now() + ctx.deadlines.drain;
+            let left = match drain::drain(&ctx.drain_client, name, deadline, &ctx.config.drain, &())
+                .await
+            {
+                Ok(report) => match report.outcome {
+                    DrainOutcome::Skipped { blockers } => Some(drain::describe_blockers(&blockers)),
+                    DrainOutcome::Drained | DrainOutcome::Forced { .. } => None,
+                },
+                Err(DrainError::Api { source, .. }) => return Err(SlotError::Api(source)),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(left) = left {
+                return Err(SlotError::Failed(format!(
+                    "replacement {name} did not become Ready and could not be drained before \
+                     being terminated; it is left cordoned: {left}"
+                )));
+            }
+        }
+        // Only now may a Node of this machine be deleted on sight.
+        ctx.discarded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(instance.provider_id.clone());
+        delete_until_gone(self.provider(), &instance.id, &ctx.deadlines).await?;
+        if let Some(node) = registered {
+            ctx.node_ops
+                .delete(nodes::name(&node), node.metadata.uid.as_deref())
+                .await?;
+        }
+        delete_slot_tokens(ctx, self.old_name()).await?;
+        state.replacement = Replacement::Discarded {
+            reason: format!("{reason}; {} keeps serving", self.old_name()),
+        };
+        Ok(())
+    }
+}
+
+async fn mint_token(ctx: &RunContext, key: &SlotKey) -> Result<BootstrapToken, SlotError> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), "kube-system");
+    let labels = BTreeMap::from([
+        (ann::TOKEN_RUN_LABEL.to_string(), ctx.run_id.clone()),
+        (tags::REPLACES.to_string(), label_value(&key.old_node)),
+    ]);
+    loop {
+        let token = BootstrapToken::generate();
+        let secret = token.to_secret(
+            Timestamp::now(),
+            ctx.config.token_ttl,
+            &format!(
+                "kubesurge run {} slot {} attempt {}",
+                key.run_id, key.old_node, key.attempt
+            ),
+            labels.clone(),
+        );
+        let post = PostParams::default();
+        match with_retry("create bootstrap token", || secrets.create(&post, &secret)).await {
+            Ok(_) => return Ok(token),
+            // A token id collision (1 in 2 billion): draw another.
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Delete the bootstrap tokens minted for this slot.
+async fn delete_slot_tokens(ctx: &RunContext, old_node: &str) -> Result<(), SlotError> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), "kube-system");
+    let selector = format!(
+        "{}={},{}={}",
+        ann::TOKEN_RUN_LABEL,
+        ctx.run_id,
+        tags::REPLACES,
+        label_value(old_node)
+    );
+    let params = ListParams::default().labels(&selector);
+    let list = with_retry("list tokens", || secrets.list(&params)).await?;
+    for secret in list.items {
+        let name = secret.metadata.name.unwrap_or_default();
+        let dp = DeleteParams::default();
+        match with_retry("delete token", || secrets.delete(&name, &dp)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Wait until a Node with the instance's providerID is Ready at the target
+/// kubelet version and stays Ready for `settle`. Returns its name.
+async fn wait_ready(ctx: &RunContext, instance: &Instance, deadline: Instant) -> Option<String> {
+    let target = ctx.target;
+    let provider_id = instance.provider_id.as_str();
+    loop {
+        let name = ctx
+            .nodes
+            .wait_for(deadline, |cache| {
+                cache
+                    .get_by_key(provider_id)
+                    .filter(|n| nodes::is_ready(n) && nodes::kubelet_version(n) == Some(target))
+                    .map(|n| nodes::name(&n).to_string())
+            })
+            .await?;
+        if ctx.config.settle.is_zero() {
+            return Some(name);
+        }
+        // The node must stay Ready through the settle time: a node that
+        // flaps right after joining is not a replacement to drain onto.
+        let settle_end = Instant::now() + ctx.config.settle;
+        let flapped = ctx
+            .nodes
+            .wait_for(settle_end.min(deadline), |cache| {
+                cache.get(&name).filter(|n| !nodes::is_ready(n)).map(|_| ())
+            })
+            .await
+            .is_some();
+        if !flapped && Instant::now() >= settle_end {
+            return Some(name);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+    }
+}
+
+/// Wait until the kube-system DaemonSet pods on the new node (kube-proxy,
+/// the CNI) run Ready before draining onto it: pods moved to a node whose
+/// networking is not up yet would serve nothing. Past the join deadline the
+/// slot goes on with a warning, and the health gate holds the pool's next
+/// slot until they are Ready.
+async fn wait_daemon_pods(ctx: &RunContext, node: &str, deadline: Instant) {
+    let starting = |cache: &WatchCache<Pod>| {
+        cache
+            .find(|pod| {
+                pods::node_name(pod) == Some(node)
+                    && pod.metadata.deletion_timestamp.is_none()
+                    && pods::is_daemon_pod(pod)
+                    && !pods::is_finished(pod)
+                    && !pods::is_ready(pod)
+            })
+            .map(|pod| pod.metadata.name.clone().unwrap_or_default())
+    };
+    let all_ready = ctx
+        .kube_system
+        .wait_for(deadline, |cache| starting(cache).is_none().then_some(()))
+        .await;
+    if all_ready.is_none()
+        && let Some(pod) = starting(&ctx.kube_system)
+    {
+        tracing::warn!(node, pod = %pod, "DaemonSet pod on the replacement is not Ready yet; draining onto it anyway");
+    }
+}
+
+/// What the API server says, now, of a replacement past its deadline:
+/// `Ok(node)` when it is Ready at the target after all, else the Node it
+/// registered, if any.
+async fn join_now(
+    ctx: &RunContext,
+    instance: &Instance,
+) -> Result<Result<String, Option<Node>>, SlotError> {
+    Ok(
+        match ctx.node_ops.by_provider_id(&instance.provider_id).await? {
+            Some(node)
+                if nodes::is_ready(&node) && nodes::kubelet_version(&node) == Some(ctx.target) =>
+            {
+                Ok(nodes::name(&node).to_string())
+            }
+            registered => Err(registered),
+        },
+    )
+}
+
+fn short_random() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}

@@ -1,0 +1,138 @@
+//! The end of a slot: terminate the old instance until the provider
+//! reports it gone, then delete its Node.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use kubesurge_provider::{CloudProvider, DeleteStatus, InstanceId, ProviderError};
+use tokio::time::Instant;
+
+use super::{Executor, SlotError};
+use crate::kube::events::EventType;
+use crate::kube::volumes;
+use crate::rotation::deadlines::Deadlines;
+use crate::rotation::machine::{Phase, SlotState};
+use crate::rotation::report::SlotReport;
+
+impl Executor<'_> {
+    /// [`crate::rotation::machine::Action::Terminate`].
+    pub(super) async fn terminate(
+        &mut self,
+        state: &mut SlotState,
+        report: &mut SlotReport,
+    ) -> Result<(), SlotError> {
+        let ctx = self.ctx;
+        let old_name = self.old_name().to_string();
+        if report.new_node.is_none() {
+            report.new_node = state.old.as_ref().and_then(|o| o.replaced_by.clone());
+        }
+        ctx.progress.phase(
+            &self.input.pool.name,
+            &old_name,
+            Phase::Terminating,
+            &self
+                .old_instance
+                .as_ref()
+                .map(|i| i.id.0.clone())
+                .unwrap_or_default(),
+        );
+        let started = Instant::now();
+        if !volumes::wait_detached(
+            &ctx.client,
+            &old_name,
+            Instant::now() + ctx.deadlines.volume_detach,
+        )
+        .await?
+        {
+            tracing::warn!(node = %old_name, "terminating with volumes still attached");
+        }
+        let old = ctx.nodes.get(&old_name);
+        match &self.old_instance {
+            Some(instance) => {
+                delete_until_gone(self.provider(), &instance.id, &ctx.deadlines).await?
+            }
+            None => tracing::warn!(
+                node = %old_name,
+                "no instance found for the node; deleting the Node object only"
+            ),
+        }
+        if let Some(node) = &old {
+            ctx.recorder
+                .node_event(
+                    node,
+                    EventType::Normal,
+                    "KubesurgeTerminated",
+                    &format!(
+                        "Instance {} terminated (run {})",
+                        self.old_instance
+                            .as_ref()
+                            .map(|i| i.id.0.as_str())
+                            .unwrap_or("unknown"),
+                        ctx.run_id
+                    ),
+                )
+                .await;
+        }
+        ctx.node_ops
+            .delete(
+                &old_name,
+                old.as_ref().and_then(|n| n.metadata.uid.as_deref()),
+            )
+            .await?;
+        report.timings.terminate = Some(started.elapsed().as_secs_f64());
+        state.terminated = true;
+        state.old = None;
+        Ok(())
+    }
+}
+
+/// Delete until the provider reports the instance gone (design §9).
+pub(super) async fn delete_until_gone(
+    provider: &dyn CloudProvider,
+    id: &InstanceId,
+    deadlines: &Deadlines,
+) -> Result<(), SlotError> {
+    let deadline = Instant::now() + deadlines.terminate;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match provider_retry("terminate", deadlines.provider_retry, || {
+            provider.delete(id)
+        })
+        .await?
+        {
+            DeleteStatus::Gone => return Ok(()),
+            DeleteStatus::InProgress => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(SlotError::Failed(format!(
+                "instance {id} still not terminated after {:?}",
+                deadlines.terminate
+            )));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Retry a provider call through throttling and transient failures, for
+/// at most `budget` in all.
+pub(super) async fn provider_retry<T, F, Fut>(
+    what: &str,
+    budget: Duration,
+    call: F,
+) -> Result<T, ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .with_total_delay(Some(budget));
+    call.retry(backoff)
+        .when(ProviderError::is_retryable)
+        .notify(|e, d| tracing::debug!(call = what, error = %e, delay = ?d, "provider call failed; retrying"))
+        .await
+}
