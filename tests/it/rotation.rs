@@ -12,7 +12,7 @@ use kubesurge_provider::InstanceState;
 use kubesurge_sim::Timing;
 use kubesurge_sim::apiserver::FaultFilter;
 use kubesurge_sim::observer::{Observer, PoolFloor};
-use kubesurge_sim::resources::{NODES, PODS, SECRETS};
+use kubesurge_sim::resources::{LEASES, NODES, PODS, SECRETS};
 use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
 use serde_json::{Value, json};
 use tokio::process::Command;
@@ -688,6 +688,84 @@ async fn a_drain_resumed_after_its_timeout_gets_a_fresh_deadline() {
     let all = text(&output);
     assert_eq!(output.status.code(), Some(0), "{all}");
     h.assert_converged();
+}
+
+/// A slot's bootstrap token is deleted as soon as its machine registers a
+/// Node: at most one kubelet heartbeat (a renewal of the node's Lease, as
+/// real kubelets send) passes before the token's Secret is gone. The engine
+/// before this test kept the token until the Node was Ready, settled and
+/// ran its DaemonSet pods — several heartbeats during which a stolen token
+/// still worked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_deleted_as_soon_as_its_node_registers() {
+    let h = start(Spec {
+        pools: vec![("general", 3)],
+        ..Spec::default()
+    })
+    .await;
+    // (kind, name, replaces label of a token) in store order.
+    let events: Arc<Mutex<Vec<(&'static str, String, String)>>> = Arc::default();
+    let seen = events.clone();
+    let originals: BTreeSet<String> = h.original_workers.keys().cloned().collect();
+    h.world.store.observe(move |e| {
+        use kubesurge_sim::store::EventType;
+        let entry = if std::ptr::eq(e.resource, &NODES)
+            && !originals.contains(&e.name)
+            && e.event_type == EventType::Added
+        {
+            Some(("node-added", String::new()))
+        } else if std::ptr::eq(e.resource, &LEASES)
+            && e.namespace == "kube-node-lease"
+            && e.event_type == EventType::Modified
+        {
+            Some(("heartbeat", String::new()))
+        } else if std::ptr::eq(e.resource, &SECRETS)
+            && e.event_type == EventType::Deleted
+            && e.name.starts_with("bootstrap-token-")
+        {
+            let replaces = e
+                .object
+                .pointer("/metadata/labels/kubesurge.io~1replaces")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            Some(("token-deleted", replaces))
+        } else {
+            None
+        };
+        if let Some((kind, extra)) = entry {
+            seen.lock().unwrap().push((kind, e.name.clone(), extra));
+        }
+    });
+    let output = h.run(&["rotate", "--all", "--yes", "-o", "json"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    h.assert_converged();
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let events = events.lock().unwrap().clone();
+    for slot in report["slots"].as_array().unwrap() {
+        let old = slot["oldNode"].as_str().unwrap();
+        let new = slot["newNode"].as_str().unwrap();
+        let added = events
+            .iter()
+            .position(|(k, n, _)| *k == "node-added" && n == new)
+            .unwrap_or_else(|| panic!("{new} was never added"));
+        let deleted = events
+            .iter()
+            .position(|(k, _, replaces)| *k == "token-deleted" && replaces == old)
+            .unwrap_or_else(|| panic!("the token of {old}'s slot was never deleted"));
+        assert!(
+            added < deleted,
+            "the token of {old} went before its node came"
+        );
+        let heartbeats = events[added..deleted]
+            .iter()
+            .filter(|(k, n, _)| *k == "heartbeat" && n == new)
+            .count();
+        assert!(
+            heartbeats <= 1,
+            "{new} sent {heartbeats} heartbeats before its token was deleted"
+        );
+    }
 }
 
 /// Each slot's actions, by old node, from a `-o json` report.

@@ -60,12 +60,14 @@ provider_id() {{
 
 install -d -m 0700 /etc/kubernetes/kubesurge
 umask 077
+# The configuration holds the bootstrap token: it goes however the script
+# ends, a failed join included.
+trap 'rm -f /etc/kubernetes/kubesurge/join.yaml' EXIT
 cat > /etc/kubernetes/kubesurge/join.yaml <<'{marker}'
 {config_yaml}{marker}
 PROVIDER_ID="$(provider_id)"
 sed -i "s|{placeholder}|${{PROVIDER_ID}}|" /etc/kubernetes/kubesurge/join.yaml
 kubeadm join --config /etc/kubernetes/kubesurge/join.yaml
-rm -f /etc/kubernetes/kubesurge/join.yaml
 "#,
         provider_id_script = spec.provider_id_script.trim_end(),
         marker = JOIN_CONFIG_MARKER,
@@ -222,6 +224,45 @@ mod tests {
             .as_array()
             .unwrap();
         assert!(hashes[0].as_str().unwrap().starts_with("sha256:"));
+    }
+
+    /// The script run by bash, with its directory moved into a temporary
+    /// one and a `kubeadm` on PATH that fails as a refused join does: the
+    /// configuration with the token must not stay behind. (Before the
+    /// trap, the script removed it only after a successful join.)
+    #[test]
+    fn a_failed_join_leaves_no_token_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("kubesurge");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let kubeadm = bin.join("kubeadm");
+        std::fs::write(
+            &kubeadm,
+            "#!/bin/sh\necho 'error execution phase preflight: token id not found' >&2\nexit 1\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&kubeadm, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (script, _) = render(KubeVersion::new(1, 34, 0));
+        let script = script.replace("/etc/kubernetes/kubesurge", root.to_str().unwrap());
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the join failed");
+        assert!(root.is_dir(), "the script ran up to the join");
+        assert!(
+            !root.join("join.yaml").exists(),
+            "join.yaml with the token stayed on disk"
+        );
     }
 
     #[test]

@@ -139,6 +139,18 @@ impl Executor<'_> {
             .and_then(|d| Duration::try_from(d).ok())
             .unwrap_or(Duration::ZERO);
         let deadline = Instant::now() + ctx.deadlines.join.saturating_sub(elapsed);
+        // The token has done its work once the machine registered its Node:
+        // delete it at once. Until then anyone who read the user data could
+        // use it to get a node client certificate for any node name.
+        let provider_id = instance.provider_id.as_str();
+        let registered_seen = ctx
+            .nodes
+            .wait_for(deadline, |cache| cache.get_by_key(provider_id).map(|_| ()))
+            .await
+            .is_some();
+        if registered_seen {
+            delete_slot_tokens(ctx, self.old_name()).await?;
+        }
         let ready = match wait_ready(ctx, &instance, deadline).await {
             Some(node) => Ok(node),
             // The node watch may have been cut off (an API server outage)
@@ -148,9 +160,12 @@ impl Executor<'_> {
         };
         match ready {
             Ok(new_node) => {
+                if !registered_seen {
+                    // Seen Ready only on the fresh read (the watch was cut).
+                    delete_slot_tokens(ctx, self.old_name()).await?;
+                }
                 wait_daemon_pods(ctx, &new_node, deadline).await;
                 report.timings.launch_to_ready = Some(launched_at.elapsed().as_secs_f64());
-                delete_slot_tokens(ctx, self.old_name()).await?;
                 self.record_joined(&new_node).await;
                 report.new_node = Some(new_node.clone());
                 state.replacement = Replacement::Ready { node: new_node };
