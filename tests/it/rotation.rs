@@ -704,7 +704,8 @@ async fn a_token_is_deleted_as_soon_as_its_node_registers() {
     })
     .await;
     // (kind, name, replaces label of a token) in store order.
-    let events: Arc<Mutex<Vec<(&'static str, String, String)>>> = Arc::default();
+    type Seen = Vec<(&'static str, String, String)>;
+    let events: Arc<Mutex<Seen>> = Arc::default();
     let seen = events.clone();
     let originals: BTreeSet<String> = h.original_workers.keys().cloned().collect();
     h.world.store.observe(move |e| {
