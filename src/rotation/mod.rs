@@ -264,7 +264,7 @@ impl Engine {
             }
         };
         if state == RunState::Succeeded {
-            self.delete_run_tokens(&record.id).await?;
+            self.delete_run_tokens().await?;
         }
         record.state = state;
         record.finished = Some(Timestamp::now());
@@ -287,8 +287,8 @@ impl Engine {
     }
 
     /// What a pool's window works on: its nodes of the run, in order, the
-    /// image for the target, its size, and the instances this run launched
-    /// for it earlier. `None` when the run has no node of the pool.
+    /// image for the target, its size, and the replacements runs launched
+    /// for it earlier (this run's, and those of runs that never finished). `None` when the run has no node of the pool.
     async fn pool_work(
         &self,
         pool: &PoolConfig,
@@ -323,7 +323,7 @@ impl Engine {
             .await
             .map_err(provider_err)?
             .into_iter()
-            .filter(|i| i.tag(tags::RUN) == Some(record.id.as_str()))
+            .filter(|i| i.tag(tags::REPLACES).is_some())
             .collect();
         let size = node_cache
             .all()
@@ -445,12 +445,13 @@ impl Engine {
         Ok(ClusterInfo::from_config_map(&cm)?)
     }
 
-    /// Delete every bootstrap token this run minted (at its end; slots
-    /// already delete theirs as soon as their node is Ready).
-    async fn delete_run_tokens(&self, run_id: &str) -> Result<(), EngineError> {
+    /// Delete every bootstrap token kubesurge minted, at the end of a run
+    /// that succeeded: this run's (slots already delete theirs as soon as
+    /// their node registers) and those of runs that never finished. The lock
+    /// says no other run is minting any.
+    async fn delete_run_tokens(&self) -> Result<(), EngineError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), "kube-system");
-        let params =
-            ListParams::default().labels(&format!("{}={run_id}", annotations::TOKEN_RUN_LABEL));
+        let params = ListParams::default().labels(annotations::TOKEN_RUN_LABEL);
         let list = with_retry("list tokens", || api.list(&params)).await?;
         for s in list.items {
             let name = s.metadata.name.unwrap_or_default();

@@ -37,7 +37,7 @@ pub struct PoolWork {
     pub nodes: Vec<String>,
     /// Pool size the budgets are computed against.
     pub size: u32,
-    /// Instances this run launched earlier for the pool's slots.
+    /// Live replacements runs launched earlier for the pool's nodes.
     pub adopted: Vec<Instance>,
 }
 

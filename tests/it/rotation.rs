@@ -769,6 +769,63 @@ async fn a_token_is_deleted_as_soon_as_its_node_registers() {
     }
 }
 
+/// A run killed after its first replacement joined, abandoned with
+/// `kubesurge abort`, then a new run: the new run adopts the Ready
+/// replacement instead of launching another. The engine before this test
+/// adopted only its own run's instances, so the first replacement stayed
+/// as a surplus node for ever (the pool one node larger, an instance no run
+/// owns).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_run_adopts_the_replacements_of_an_abandoned_one() {
+    let h = start(Spec::default()).await;
+    let hit = arm(&h, KillPoint::NodeJoined(1));
+    let mut child = h
+        .command(&["rotate", "--all", "--yes"])
+        .spawn()
+        .expect("kubesurge starts");
+    tokio::select! {
+        _ = hit.notified() => {
+            child.start_kill().expect("SIGKILL");
+            let _ = child.wait().await;
+        }
+        status = child.wait() => panic!("the run ended before a node joined: {status:?}"),
+        _ = tokio::time::sleep(Duration::from_secs(120)) => panic!("no node joined"),
+    }
+    // The crashed run's lease expires (30 s later, here at once).
+    let expired = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60)).to_string();
+    h.world
+        .store
+        .modify(&LEASES, "kube-system", "kubesurge", |lease| {
+            lease["spec"]["renewTime"] = json!(expired.clone());
+            lease["spec"]["acquireTime"] = json!(expired.clone());
+            Ok(())
+        })
+        .expect("the run's lease");
+    let abort = h.run(&["abort"]).await;
+    assert_eq!(abort.status.code(), Some(0), "{}", text(&abort));
+    assert!(text(&abort).contains("abandoned"), "{}", text(&abort));
+
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    h.assert_converged();
+    // One replacement per original worker across both runs: none was
+    // launched twice for a node. (`--all` also replaces the nodes the first
+    // run brought up.)
+    let mut per_old: BTreeMap<String, usize> = BTreeMap::new();
+    for instance in h.world.cloud.instances() {
+        if let Some(old) = instance
+            .tag(kubesurge_provider::tags::REPLACES)
+            .filter(|old| h.original_workers.contains_key(*old))
+        {
+            *per_old.entry(old.to_string()).or_default() += 1;
+        }
+    }
+    let expected: BTreeMap<String, usize> =
+        h.original_workers.keys().map(|n| (n.clone(), 1)).collect();
+    assert_eq!(per_old, expected, "replacements launched per old node");
+}
+
 /// Each slot's actions, by old node, from a `-o json` report.
 fn actions_by_node(report: &Value) -> BTreeMap<String, Vec<String>> {
     report["slots"]

@@ -323,13 +323,14 @@ async fn mint_token(ctx: &RunContext, key: &SlotKey) -> Result<BootstrapToken, S
     }
 }
 
-/// Delete the bootstrap tokens minted for this slot.
+/// Delete the bootstrap tokens minted to replace `old_node`: this run's,
+/// and those of a run that never finished (whose replacement this slot may
+/// have adopted).
 async fn delete_slot_tokens(ctx: &RunContext, old_node: &str) -> Result<(), SlotError> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), "kube-system");
     let selector = format!(
-        "{}={},{}={}",
+        "{},{}={}",
         ann::TOKEN_RUN_LABEL,
-        ctx.run_id,
         tags::REPLACES,
         label_value(old_node)
     );

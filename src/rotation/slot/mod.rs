@@ -112,8 +112,9 @@ pub struct SlotInput {
     pub pool: Arc<PoolConfig>,
     pub image: Image,
     pub old_node: String,
-    /// Instances already tagged for this slot by this run (a rerun adopts
-    /// them instead of launching).
+    /// Live replacements of the old node launched earlier: by this run (a
+    /// rerun adopts the one of its attempt instead of launching) or by a run
+    /// that never finished.
     pub adopted: Vec<Instance>,
 }
 
@@ -194,7 +195,8 @@ pub async fn observe(
         old_node: input.old_node.clone(),
         attempt,
     };
-    let replacement = match adopted_for(input, &key) {
+    let replacement = match adopted_for(input, &key).or_else(|| left_by_another_run(input, run_id))
+    {
         Some(instance) => Replacement::Launched {
             instance: instance.id.0.clone(),
         },
@@ -225,6 +227,22 @@ fn adopted_for<'a>(input: &'a SlotInput, key: &SlotKey) -> Option<&'a Instance> 
         .adopted
         .iter()
         .find(|i| i.tag(tags::SLOT) == Some(key.tag_value().as_str()) && !i.state.is_going_away())
+}
+
+/// A live replacement of the old node launched by an earlier run that
+/// never finished (crashed, then abandoned with `kubesurge abort`): it is
+/// adopted rather than left serving as a surplus node for ever. The newest
+/// one when there are several.
+fn left_by_another_run<'a>(input: &'a SlotInput, run_id: &str) -> Option<&'a Instance> {
+    input
+        .adopted
+        .iter()
+        .filter(|i| {
+            i.tag(tags::RUN).is_some_and(|run| run != run_id)
+                && i.tag(tags::REPLACES) == Some(input.old_node.as_str())
+                && !i.state.is_going_away()
+        })
+        .max_by_key(|i| i.launched_at)
 }
 
 /// Drive one slot to its end.
