@@ -6,6 +6,7 @@ pub mod annotations;
 pub mod config;
 pub mod deadlines;
 pub mod machine;
+pub mod mapping;
 pub mod pool;
 pub mod progress;
 pub mod record;
@@ -161,6 +162,9 @@ impl Engine {
                 would: Vec::new(),
             });
         }
+        // Every old node maps to an instance this run may terminate, or
+        // nothing changes.
+        let works = self.pool_works(&pools, &record, &node_cache).await?;
         record.state = RunState::Running;
         record.finished = None;
         record.message = None;
@@ -193,13 +197,6 @@ impl Engine {
             NodeOps::new(self.client.clone()),
             ctx.discarded.clone(),
         ));
-
-        let mut works = Vec::new();
-        for pool in &pools {
-            if let Some(work) = self.pool_work(pool, &record, &node_cache).await? {
-                works.push(work);
-            }
-        }
 
         // One stop signal for the run: outside requests, and the first
         // failing slot, both stop every pool from starting new slots.
@@ -287,14 +284,17 @@ impl Engine {
     }
 
     /// What a pool's window works on: its nodes of the run, in order, the
-    /// image for the target, its size, and the replacements runs launched
-    /// for it earlier (this run's, and those of runs that never finished). `None` when the run has no node of the pool.
+    /// image for the target, its size, each old node's instance, and the
+    /// replacements runs launched for it earlier (this run's, and those of
+    /// runs that never finished). `None` when the run has no node of the
+    /// pool. Old nodes that map to no instance this run may terminate are
+    /// returned as refused, with the reason.
     async fn pool_work(
         &self,
         pool: &PoolConfig,
         record: &RunRecord,
         node_cache: &WatchCache<Node>,
-    ) -> Result<Option<pool::PoolWork>, EngineError> {
+    ) -> Result<Option<(pool::PoolWork, Vec<(String, mapping::Unmappable)>)>, EngineError> {
         let nodes: Vec<String> = record
             .nodes
             .iter()
@@ -317,11 +317,24 @@ impl Engine {
             .resolve_image(&pool_ref, &record.target.to_string())
             .await
             .map_err(provider_err)?;
-        let adopted: Vec<Instance> = pool
-            .provider
-            .list(&pool_ref)
-            .await
-            .map_err(provider_err)?
+        let listed = pool.provider.list(&pool_ref).await.map_err(provider_err)?;
+        let present: Vec<Arc<Node>> = nodes.iter().filter_map(|n| node_cache.get(n)).collect();
+        let resuming_termination = |name: &str| {
+            node_cache.get(name).is_some_and(|n| {
+                nodes::annotation(&n, annotations::RUN) == Some(record.id.as_str())
+                    && nodes::annotation(&n, annotations::PHASE)
+                        == Some(Phase::Terminating.as_str())
+            })
+        };
+        let (old_instances, refused) = mapping::map_old_instances(
+            pool,
+            &self.config.cluster,
+            &present,
+            &listed,
+            resuming_termination,
+        )
+        .await;
+        let adopted: Vec<Instance> = listed
             .into_iter()
             .filter(|i| i.tag(tags::REPLACES).is_some())
             .collect();
@@ -330,13 +343,48 @@ impl Engine {
             .iter()
             .filter(|n| pool.selects(&n.metadata.labels.clone().unwrap_or_default()))
             .count() as u32;
-        Ok(Some(pool::PoolWork {
-            pool: Arc::new(pool.clone()),
-            image,
-            nodes,
-            size,
-            adopted,
-        }))
+        Ok(Some((
+            pool::PoolWork {
+                pool: Arc::new(pool.clone()),
+                image,
+                nodes,
+                size,
+                adopted,
+                old_instances,
+            },
+            refused,
+        )))
+    }
+
+    /// Every pool's work, or the refusal naming each old node that maps to
+    /// no instance this run may terminate (nothing has changed yet).
+    async fn pool_works(
+        &self,
+        pools: &[PoolConfig],
+        record: &RunRecord,
+        node_cache: &WatchCache<Node>,
+    ) -> Result<Vec<pool::PoolWork>, EngineError> {
+        let mut works = Vec::new();
+        let mut refused = Vec::new();
+        for pool in pools {
+            if let Some((work, problems)) = self.pool_work(pool, record, node_cache).await? {
+                works.push(work);
+                refused.extend(
+                    problems
+                        .into_iter()
+                        .map(|(node, why)| format!("{node}: {why}")),
+                );
+            }
+        }
+        if refused.is_empty() {
+            Ok(works)
+        } else {
+            Err(EngineError::Invalid(format!(
+                "refusing to start: {} selected node(s) map to no instance this run may terminate; nothing was changed:\n  {}",
+                refused.len(),
+                refused.join("\n  ")
+            )))
+        }
     }
 
     fn selected_pools(&self, request: &RotationRequest) -> Result<Vec<PoolConfig>, EngineError> {
@@ -480,24 +528,12 @@ impl Engine {
         let mut slots = Vec::new();
         let target = record.target.to_string();
         let on_timeout = format!("{:?}", self.config.drain.on_timeout).to_lowercase();
-        for pool in pools {
-            let Some(work) = self.pool_work(pool, record, nodes).await? else {
-                continue;
-            };
+        for work in self.pool_works(pools, record, nodes).await? {
+            let pool = &work.pool;
             for old_node in &work.nodes {
-                let input = slot::SlotInput {
-                    pool: work.pool.clone(),
-                    image: work.image.clone(),
-                    old_node: old_node.clone(),
-                    adopted: pool::adopted_for_node(&work.adopted, old_node),
-                };
+                let input = work.slot_input(old_node);
                 let observed =
-                    slot::observe(nodes, &record.id, self.config.max_launch_attempts, &input)
-                        .await
-                        .map_err(|source| EngineError::Provider {
-                            pool: pool.name.clone(),
-                            source,
-                        })?;
+                    slot::observe(nodes, &record.id, self.config.max_launch_attempts, &input);
                 let describe = machine::Describe {
                     pool: &pool.name,
                     old_node,

@@ -39,6 +39,21 @@ pub struct PoolWork {
     pub size: u32,
     /// Live replacements runs launched earlier for the pool's nodes.
     pub adopted: Vec<Instance>,
+    /// Each old node's instance (checked: this run may terminate it).
+    pub old_instances: std::collections::BTreeMap<String, Instance>,
+}
+
+impl PoolWork {
+    /// The inputs of the slot that replaces `node`.
+    pub fn slot_input(&self, node: &str) -> SlotInput {
+        SlotInput {
+            pool: self.pool.clone(),
+            image: self.image.clone(),
+            old_node: node.to_string(),
+            old_instance: self.old_instances.get(node).cloned(),
+            adopted: adopted_for_node(&self.adopted, node),
+        }
+    }
 }
 
 /// Run the pool's slots. Stops starting new ones as soon as `stop` carries
@@ -46,12 +61,12 @@ pub struct PoolWork {
 /// deadlines), so nothing is left half-done.
 pub async fn run_pool(
     ctx: &RunContext,
-    work: PoolWork,
+    mut work: PoolWork,
     stop: watch::Receiver<Option<StopReason>>,
     stop_tx: &watch::Sender<Option<StopReason>>,
 ) -> Vec<SlotReport> {
     let window = work.pool.max_surge.surge_for(work.size).max(1) as usize;
-    let mut queue = work.nodes.into_iter();
+    let mut queue = std::mem::take(&mut work.nodes).into_iter();
     let mut in_flight = FuturesUnordered::new();
     let mut reports = Vec::new();
     let pool = work.pool.clone();
@@ -70,12 +85,7 @@ pub async fn run_pool(
                 }
                 continue;
             }
-            let input = SlotInput {
-                pool: pool.clone(),
-                image: work.image.clone(),
-                adopted: adopted_for_node(&work.adopted, &node),
-                old_node: node,
-            };
+            let input = work.slot_input(&node);
             in_flight.push(run_slot(ctx, input));
         }
         let Some(SlotResult { report, fatal }) = in_flight.next().await else {

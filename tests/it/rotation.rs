@@ -826,6 +826,109 @@ async fn a_new_run_adopts_the_replacements_of_an_abandoned_one() {
     assert_eq!(per_old, expected, "replacements launched per old node");
 }
 
+/// Workers made by hand or by Terraform: one whose instance carries no
+/// kubesurge tag, one tagged for another pool, one without a providerID
+/// whose address two instances share. Before any launch the run refuses
+/// (exit 2), naming each with its reason, and changes nothing. The engine
+/// before this test surged and drained them all, then failed at
+/// termination (the provider refuses untagged instances) after the drain,
+/// or for a node it could not map deleted only the Node while the VM ran on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_without_an_instance_the_run_may_terminate_are_refused_before_any_launch() {
+    let h = start(Spec {
+        pools: vec![("general", 4)],
+        ..Spec::default()
+    })
+    .await;
+    let names: Vec<String> = h.original_workers.keys().cloned().collect();
+    let machine = |node: &str| h.world.cloud.machine_of_node(node).expect("machine");
+    let untagged = machine(&names[0]);
+    h.world
+        .cloud
+        .edit_tags(&untagged.instance_id, |tags| {
+            tags.retain(|k, _| !k.starts_with("kubesurge.io/"))
+        })
+        .unwrap();
+    let other_pool = machine(&names[1]);
+    h.world
+        .cloud
+        .edit_tags(&other_pool.instance_id, |tags| {
+            tags.insert("kubesurge.io/pool".into(), "batch".into());
+        })
+        .unwrap();
+    // No providerID yet (as before a cloud controller sets it), and its
+    // address reused by another instance of the cluster.
+    let ambiguous = machine(&names[2]);
+    h.world
+        .store
+        .modify(&NODES, "", &names[2], |node| {
+            node["spec"]["providerID"] = json!("");
+            Ok(())
+        })
+        .unwrap();
+    let twin = machine(&names[3]);
+    h.world
+        .cloud
+        .set_private_ip(&twin.instance_id, ambiguous.private_ip.parse().unwrap())
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let instances_before = h.world.cloud.instances().len();
+
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("map to no instance this run may terminate"),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!(
+            "{}: its instance {} has no kubesurge.io/cluster tag",
+            names[0], untagged.instance_id
+        )),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!(
+            "{}: its instance {} is tagged kubesurge.io/pool=batch, not general",
+            names[1], other_pool.instance_id
+        )),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!(
+            "{}: node {} has no usable providerID and 2 instances",
+            names[2], names[2]
+        )),
+        "{all}"
+    );
+    assert_eq!(
+        h.world.cloud.instances().len(),
+        instances_before,
+        "nothing launched"
+    );
+    assert!(h.tokens.lock().unwrap().is_empty(), "no token minted");
+    let (nodes, _) = h.world.store.list(&NODES, None, |_| true);
+    for node in &nodes {
+        assert_eq!(
+            node["spec"].get("unschedulable"),
+            None,
+            "{} cordoned",
+            node["metadata"]["name"]
+        );
+        assert!(
+            node.pointer("/metadata/annotations/kubesurge.io~1phase")
+                .is_none(),
+            "{} marked",
+            node["metadata"]["name"]
+        );
+    }
+    // The dry run says the same.
+    let dry = h.run(&["rotate", "--all", "--dry-run"]).await;
+    assert_eq!(dry.status.code(), Some(2), "{}", text(&dry));
+    assert!(text(&dry).contains(&names[0]), "{}", text(&dry));
+}
+
 /// Each slot's actions, by old node, from a `-o json` report.
 fn actions_by_node(report: &Value) -> BTreeMap<String, Vec<String>> {
     report["slots"]

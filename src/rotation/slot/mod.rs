@@ -21,7 +21,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
-use kubesurge_provider::{CloudProvider, Image, Instance, NodeRef, ProviderError, SlotKey, tags};
+use kubesurge_provider::{CloudProvider, Image, Instance, ProviderError, SlotKey, tags};
 use tokio::time::Instant;
 
 use super::annotations as ann;
@@ -112,6 +112,9 @@ pub struct SlotInput {
     pub pool: Arc<PoolConfig>,
     pub image: Image,
     pub old_node: String,
+    /// The old node's instance, mapped before the run started (`None`: it
+    /// was terminated by an earlier invocation).
+    pub old_instance: Option<Instance>,
     /// Live replacements of the old node launched earlier: by this run (a
     /// rerun adopts the one of its attempt instead of launching) or by a run
     /// that never finished.
@@ -150,21 +153,21 @@ pub struct Observed {
 /// Observe a slot from the world: the old node (from the watch cache), its
 /// annotations if this run wrote them, its instance, and the instance an
 /// earlier invocation launched for the current attempt. Read-only.
-pub async fn observe(
+pub fn observe(
     nodes_cache: &WatchCache<Node>,
     run_id: &str,
     max_attempts: u32,
     input: &SlotInput,
-) -> Result<Observed, ProviderError> {
+) -> Observed {
     let Some(old) = nodes_cache.get(&input.old_node) else {
-        return Ok(Observed {
+        return Observed {
             state: SlotState {
                 old: None,
                 ..SlotState::fresh(false, max_attempts)
             },
             old_instance: None,
             zone: None,
-        });
+        };
     };
     let ours = nodes::annotation(&old, ann::RUN) == Some(run_id);
     let recorded = |key| {
@@ -174,15 +177,7 @@ pub async fn observe(
             None
         }
     };
-    let old_instance = input
-        .pool
-        .provider
-        .instance_for(&NodeRef {
-            name: input.old_node.clone(),
-            provider_id: nodes::provider_id(&old).map(str::to_string),
-            internal_ip: nodes::internal_ip(&old).map(str::to_string),
-        })
-        .await?;
+    let old_instance = input.old_instance.clone();
     let zone = old_instance
         .as_ref()
         .map(|i| i.zone.clone())
@@ -202,7 +197,7 @@ pub async fn observe(
         },
         None => Replacement::None,
     };
-    Ok(Observed {
+    Observed {
         state: SlotState {
             old: Some(OldNode {
                 ours,
@@ -218,7 +213,7 @@ pub async fn observe(
         },
         old_instance,
         zone,
-    })
+    }
 }
 
 /// The instance an earlier invocation launched for `key`, still running.
@@ -282,8 +277,7 @@ async fn drive(
         &ctx.run_id,
         ctx.config.max_launch_attempts,
         input,
-    )
-    .await?;
+    );
     report.old_instance = observed.old_instance.as_ref().map(|i| i.id.0.clone());
     report.zone = observed.zone.clone();
     let mut slot = Executor {

@@ -493,6 +493,27 @@ impl SimCloud {
         Ok(())
     }
 
+    /// Change an instance's tags in place, as `CreateTags`/`DeleteTags`
+    /// (or a Terraform apply) would: `change` gets the current set.
+    pub fn edit_tags(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut BTreeMap<String, String>),
+    ) -> Result<(), CloudError> {
+        let mut inner = self.shared.lock();
+        let mut tags = inner
+            .cloud
+            .instances()
+            .find(|r| r.id == id)
+            .map(|r| r.tags.clone())
+            .ok_or_else(|| CloudError::UnknownInstance(id.to_string()))?;
+        change(&mut tags);
+        inner.cloud.set_tags(id, tags)?;
+        drop(inner);
+        self.shared.changed();
+        Ok(())
+    }
+
     /// Every file of a machine's filesystem with its content, by path
     /// under its `/` (empty for a machine without one).
     pub fn node_files(&self, id: &str) -> BTreeMap<String, Vec<u8>> {

@@ -286,8 +286,9 @@ impl CloudProvider for SimProvider {
             return Ok(None);
         };
         // Addresses are only unique within one network: look among this
-        // cluster's instances.
-        let found = self
+        // cluster's instances, and refuse to guess between several (as the
+        // aws provider does: two VPCs of one account may reuse a range).
+        let mut found = self
             .describe_all(api::DescribeInstancesRequest {
                 tags: self.cluster_tag(),
                 states: LIVE_STATES.to_vec(),
@@ -295,7 +296,15 @@ impl CloudProvider for SimProvider {
                 ..Default::default()
             })
             .await?;
-        Ok(found.into_iter().next())
+        match found.len() {
+            0 | 1 => Ok(found.pop()),
+            n => Err(ProviderError::InvalidConfig {
+                message: format!(
+                    "node {} has no usable providerID and {n} instances of cluster {} have its address {ip}",
+                    node.name, self.cluster
+                ),
+            }),
+        }
     }
 
     async fn resolve_image(&self, pool: &PoolRef, version: &str) -> Result<Image, ProviderError> {

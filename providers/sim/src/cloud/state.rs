@@ -339,6 +339,15 @@ impl CloudState {
         Ok(())
     }
 
+    /// Replace an instance's tags (`CreateTags`/`DeleteTags`).
+    pub fn set_tags(&mut self, id: &str, tags: BTreeMap<String, String>) -> Result<(), CloudError> {
+        let record = self
+            .instance_mut(id)
+            .ok_or_else(|| CloudError::UnknownInstance(id.to_string()))?;
+        record.tags = tags;
+        Ok(())
+    }
+
     /// Every instance in launch order.
     pub fn instances(&self) -> impl Iterator<Item = &InstanceRecord> {
         self.instances.values()
