@@ -4,12 +4,15 @@
 
 pub mod annotations;
 pub mod config;
+pub mod gc;
+pub mod instances;
 pub mod pool;
 pub mod progress;
 pub mod record;
 pub mod report;
 pub mod select;
 pub mod slot;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
