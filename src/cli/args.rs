@@ -140,8 +140,7 @@ pub(crate) fn parse_version(text: &str) -> Result<KubeVersion, String> {
 /// Flags of the commands that change the cluster (`upgrade`, `rotate`).
 #[derive(Debug, Clone, Default, Args)]
 pub struct MutationFlags {
-    /// Say what the run would do, every change it would make; change
-    /// nothing
+    /// Show every change the run would make; make none
     #[arg(long)]
     pub dry_run: bool,
 

@@ -16,12 +16,10 @@ use super::run::{
 };
 use super::{CommandError, output, progress};
 use crate::ExitStatus;
-use crate::inventory::Inventory;
 use crate::kube::lock;
 use crate::rotation::{Criteria, Engine, RotationRequest};
 use crate::run_control::{StopRequests, WindowGate};
 use crate::settings::{self, HumanDuration, parse_duration};
-use crate::version::KubeVersion;
 use crate::wiring;
 
 /// Arguments of `kubesurge rotate`.
@@ -98,7 +96,10 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
     };
 
     let connection = connect(global).await?;
-    let target = control_plane_version(&read_cluster(&connection, &settings).await?);
+    // Replacements get the control plane's version.
+    let target = read_cluster(&connection, &settings)
+        .await?
+        .control_plane_version();
     let engine = Engine {
         client: connection.client.clone(),
         drain_client: connection.drain_client,
@@ -146,15 +147,4 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
     tracing::debug!(elapsed = %Timestamp::now().duration_since(started), "run finished");
     print_report(&report, flags.output)?;
     Ok(exit_status(&report))
-}
-
-/// The version replacements get: the oldest apiserver's (a kubelet must
-/// never be newer than any apiserver).
-fn control_plane_version(inventory: &Inventory) -> KubeVersion {
-    inventory
-        .control_plane
-        .iter()
-        .filter_map(|cp| cp.apiserver)
-        .min()
-        .unwrap_or(inventory.apiserver_version)
 }

@@ -70,11 +70,11 @@ pub fn is_server_unavailable(error: &kube::Error) -> bool {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     /// An API error answer with `code`, as kube builds it.
-    pub(crate) fn api_error(code: u16) -> kube::Error {
+    fn api_error(code: u16) -> kube::Error {
         kube::Error::Api(Status::failure("x", "y").with_code(code).boxed())
     }
 

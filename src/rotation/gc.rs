@@ -191,7 +191,7 @@ mod tests {
         );
     }
 
-    fn config(provider: Arc<Scripted>) -> EngineConfig {
+    fn engine_config(provider: Arc<Scripted>) -> EngineConfig {
         EngineConfig {
             cluster: "c".into(),
             pools: vec![PoolConfig {
@@ -218,6 +218,57 @@ mod tests {
         }
     }
 
+    /// Against the emulator over HTTPS: the nodes come from the API server,
+    /// the instances from the provider.
+    #[tokio::test]
+    async fn find_reports_only_our_instances_that_are_no_node() {
+        use kube::Config;
+        use kube::config::Kubeconfig;
+        use kubesurge_sim::apiserver::{self, ApiServerConfig, ClusterCa};
+        use kubesurge_sim::resources::NODES;
+        use kubesurge_sim::store::Store;
+
+        let store = Store::new();
+        let ca = Arc::new(ClusterCa::generate().unwrap());
+        let server = apiserver::start(store.clone(), ca, ApiServerConfig::default())
+            .await
+            .unwrap();
+        let node = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "general-1"},
+            "spec": {"providerID": "sim:///z-a/i-node"},
+        });
+        store.create(&NODES, "", node).unwrap();
+        let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig_yaml()).unwrap();
+        let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = Client::try_from(config).unwrap();
+
+        let ours = [(tags::RUN, "r-1"), (tags::REPLACES, "general-0")];
+        let provider = Scripted {
+            instances: vec![
+                instance("i-node", InstanceState::Running, &ours),
+                instance("i-left", InstanceState::Running, &ours),
+                instance("i-foreign", InstanceState::Running, &[]),
+            ],
+            ..Scripted::default()
+        };
+        let found = find(&client, &engine_config(Arc::new(provider)))
+            .await
+            .unwrap();
+        assert_eq!(
+            found,
+            [Leftover {
+                pool: "general".into(),
+                instance: "i-left".into(),
+                run: "r-1".into(),
+                replaces: Some("general-0".into()),
+            }]
+        );
+    }
+
     #[tokio::test]
     async fn a_refused_termination_is_reported_and_the_others_go_on() {
         let provider = Arc::new(Scripted::answering([
@@ -236,7 +287,7 @@ mod tests {
                 replaces: None,
             })
             .to_vec();
-        let collected = terminate(&config(provider.clone()), leftovers).await;
+        let collected = terminate(&engine_config(provider.clone()), leftovers).await;
         assert_eq!(collected.failed.len(), 1);
         assert_eq!(collected.failed[0].0.instance, "i-1".into());
         assert!(

@@ -159,7 +159,11 @@ mod tests {
                     field: String::new(),
                 })
                 .collect(),
-            retry_after_seconds: if code == 429 { 10 } else { 0 },
+            retry_after_seconds: if code == StatusCode::TOO_MANY_REQUESTS.as_u16() {
+                10
+            } else {
+                0
+            },
             name: String::new(),
             group: String::new(),
             kind: "pods".into(),
