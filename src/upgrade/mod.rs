@@ -129,45 +129,14 @@ impl Upgrade {
                 break;
             }
             let ended = match step {
-                Step::Hop { hop } => match (self.hop(*hop), &driver) {
-                    (Some(hop), Some(driver)) => {
-                        progress.note(&format!(
-                            "control plane hop {}: {} → {}",
-                            hop.number, hop.from, hop.to
-                        ));
-                        match driver.run_hop(hop).await {
-                            Ok(done) => {
-                                report.hops.push(done);
-                                None
-                            }
-                            Err(e) => Some(UpgradeOutcome::Failed {
-                                reason: e.to_string(),
-                            }),
-                        }
-                    }
-                    _ => None,
-                },
+                Step::Hop { hop } => {
+                    let Some(driver) = &driver else { continue };
+                    self.run_hop(*hop, driver, &mut report).await
+                }
                 Step::Rotate { pool, rotation } => {
-                    match (self.rotation(pool, *rotation), &engine) {
-                        (Some(rotation), Some(engine)) => {
-                            progress.note(&format!(
-                                "rotating pool {pool} to {} ({})",
-                                rotation.version, rotation.reason
-                            ));
-                            let request = self.rotation_request(pool, rotation);
-                            match engine.run(&request, requests.clone()).await {
-                                Ok(run) => {
-                                    let ended = rotation_ended(&run.outcome);
-                                    report.rotations.push(run);
-                                    ended
-                                }
-                                Err(e) => Some(UpgradeOutcome::Failed {
-                                    reason: e.to_string(),
-                                }),
-                            }
-                        }
-                        _ => None,
-                    }
+                    let Some(engine) = &engine else { continue };
+                    self.run_rotation(pool, *rotation, engine, &requests, &mut report)
+                        .await
                 }
             };
             if let Some(outcome) = ended {
@@ -177,6 +146,56 @@ impl Upgrade {
         }
         report.finished = Timestamp::now();
         Ok(report)
+    }
+
+    /// Hop `number` of the plan, into `report`; `Some`: the upgrade ends.
+    async fn run_hop(
+        &self,
+        number: usize,
+        driver: &ControlPlaneDriver,
+        report: &mut UpgradeReport,
+    ) -> Option<UpgradeOutcome> {
+        let hop = self.hop(number)?;
+        driver.progress.note(&format!(
+            "control plane hop {}: {} → {}",
+            hop.number, hop.from, hop.to
+        ));
+        match driver.run_hop(hop).await {
+            Ok(done) => {
+                report.hops.push(done);
+                None
+            }
+            Err(e) => Some(UpgradeOutcome::Failed {
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Rotation `number` of `pool`, into `report`; `Some`: the upgrade ends.
+    async fn run_rotation(
+        &self,
+        pool: &str,
+        number: usize,
+        engine: &Engine,
+        requests: &watch::Receiver<Option<StopReason>>,
+        report: &mut UpgradeReport,
+    ) -> Option<UpgradeOutcome> {
+        let rotation = self.rotation(pool, number)?;
+        engine.progress.note(&format!(
+            "rotating pool {pool} to {} ({})",
+            rotation.version, rotation.reason
+        ));
+        let request = self.rotation_request(pool, rotation);
+        match engine.run(&request, requests.clone()).await {
+            Ok(run) => {
+                let ended = rotation_ended(&run.outcome);
+                report.rotations.push(run);
+                ended
+            }
+            Err(e) => Some(UpgradeOutcome::Failed {
+                reason: e.to_string(),
+            }),
+        }
     }
 
     /// Hop `number` (1-based) of the plan.
