@@ -68,8 +68,9 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
+    #[default]
     Table,
     Json,
 }
@@ -134,6 +135,25 @@ pub struct PlanArgs {
 pub(crate) fn parse_version(text: &str) -> Result<KubeVersion, String> {
     text.parse::<KubeVersion>()
         .map_err(|error| error.to_string())
+}
+
+/// Flags of the commands that change the cluster (`upgrade`, `rotate`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct MutationFlags {
+    /// Show every change the run would make; make none
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Report format on stdout
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    #[command(flatten)]
+    pub settings: SettingsFlags,
 }
 
 /// Flags that override fields of the config file. `plan` takes the same
@@ -223,6 +243,28 @@ mod tests {
             plan.settings.overrides().drain_timeout.as_deref(),
             Some("30m")
         );
+    }
+
+    #[test]
+    fn rotate_and_upgrade_take_the_same_mutation_flags() {
+        let argv = ["--dry-run", "-y", "-o", "json", "--settle", "1m"];
+        let rotate = Cli::try_parse_from(["kubesurge", "rotate"].into_iter().chain(argv)).unwrap();
+        let upgrade = Cli::try_parse_from(
+            ["kubesurge", "upgrade", "--to", "1.34.2"]
+                .into_iter()
+                .chain(argv),
+        )
+        .unwrap();
+        let (Command::Rotate(rotate), Command::Upgrade(upgrade)) =
+            (rotate.command, upgrade.command)
+        else {
+            panic!("rotate and upgrade")
+        };
+        for flags in [rotate.flags, upgrade.flags] {
+            assert!(flags.dry_run && flags.yes);
+            assert_eq!(flags.output, OutputFormat::Json);
+            assert_eq!(flags.settings.settle.as_deref(), Some("1m"));
+        }
     }
 
     #[test]

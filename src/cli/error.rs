@@ -1,29 +1,43 @@
-//! Errors of commands, each mapped to an exit status.
+//! Errors of commands: each keeps the library's typed error it came from,
+//! and [`CommandError::status`] alone decides the exit code from its kind.
 
 use thiserror::Error;
 
 use crate::ExitStatus;
 use crate::inventory::InventoryError;
 use crate::kube::client::ClientError;
+use crate::kube::lock::LockError;
 use crate::plan::PlanRefusal;
+use crate::rotation::EngineError;
+use crate::rotation::gc::{GcError, Leftover};
+use crate::rotation::instances::DeleteError;
+use crate::rotation::status::StatusError;
+use crate::run_control::AbortError;
 use crate::settings::SettingsError;
+use crate::upgrade::UpgradeError;
+use crate::window::WindowError;
+use crate::wiring::WiringError;
+
+#[cfg(feature = "sandbox")]
+use super::sandbox::SandboxError;
 
 /// A command that could not complete. `status()` says which exit code.
 #[derive(Debug, Error)]
 pub enum CommandError {
-    /// Bad input or a refusal before any change (exit 2).
-    #[error("{0}")]
-    Invalid(String),
-    /// A failure after which the cluster is safe and a rerun resumes (exit 1).
-    #[error("{0}")]
-    Failed(String),
-    /// The settings are unusable (exit 2); nothing was contacted.
+    /// The settings are unusable; nothing was contacted.
     #[error(transparent)]
     Settings(#[from] SettingsError),
-    /// No client could be built from the kubeconfig and flags (exit 2).
+    /// No client could be built from the kubeconfig and flags.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// The cluster could not be read (exit 1).
+    /// The settings cannot drive the command (no cluster name, no pools, no
+    /// way to reach the control plane).
+    #[error(transparent)]
+    Wiring(#[from] WiringError),
+    /// The maintenance window cannot be computed.
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    /// The cluster could not be read.
     #[error("{}", describe_inventory_error(server, source))]
     Inventory {
         /// The API server's URL.
@@ -31,12 +45,47 @@ pub enum CommandError {
         #[source]
         source: InventoryError,
     },
-    /// The planner refused (exit 2): nothing was changed.
+    /// The planner refused: nothing was changed.
     #[error("refused: {0}")]
     Refused(#[from] PlanRefusal),
-    /// Another run holds the lock (exit 3).
-    #[error("{0}")]
-    Locked(String),
+    /// A change was asked for where nobody can confirm it.
+    #[error(
+        "refusing to change the cluster without confirmation: stdin is not a terminal; pass --yes"
+    )]
+    NoTerminal,
+    /// The user answered no.
+    #[error("not confirmed; nothing changed")]
+    NotConfirmed,
+    #[error("cannot read the answer: {0}")]
+    ReadAnswer(#[source] std::io::Error),
+    /// The lock is held by another run, or could not be used.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Upgrade(#[from] UpgradeError),
+    #[error(transparent)]
+    Gc(#[from] GcError),
+    /// Some leftovers could not be terminated (the others were).
+    #[error("could not terminate: {}", describe_gc_failures(.0))]
+    GcIncomplete(Vec<(Leftover, DeleteError)>),
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    #[error(transparent)]
+    Abort(#[from] AbortError),
+    #[cfg(feature = "sandbox")]
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("cannot write {what} as JSON: {source}")]
+    Json {
+        /// `the plan`, `the report`.
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot write to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
 }
 
 fn describe_inventory_error(server: &str, error: &InventoryError) -> String {
@@ -54,15 +103,113 @@ fn describe_inventory_error(server: &str, error: &InventoryError) -> String {
     }
 }
 
+fn describe_gc_failures(failures: &[(Leftover, DeleteError)]) -> String {
+    failures
+        .iter()
+        .map(|(leftover, error)| format!("{leftover}: {error}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl CommandError {
+    /// The exit code for this kind of error: 2 when the input is wrong or
+    /// the command refused before changing anything, 3 when another run
+    /// holds the lock, 1 for any failure after which a rerun resumes.
     pub fn status(&self) -> ExitStatus {
         match self {
-            CommandError::Invalid(_)
-            | CommandError::Settings(_)
+            CommandError::Settings(_)
             | CommandError::Client(_)
-            | CommandError::Refused(_) => ExitStatus::Invalid,
-            CommandError::Failed(_) | CommandError::Inventory { .. } => ExitStatus::Failed,
-            CommandError::Locked(_) => ExitStatus::Locked,
+            | CommandError::Wiring(_)
+            | CommandError::Window(_)
+            | CommandError::Refused(_)
+            | CommandError::NoTerminal
+            | CommandError::NotConfirmed
+            | CommandError::Engine(EngineError::UnfinishedRun { .. } | EngineError::Invalid(_)) => {
+                ExitStatus::Invalid
+            }
+            #[cfg(feature = "sandbox")]
+            CommandError::Sandbox(
+                SandboxError::NoImages { .. }
+                | SandboxError::NoControlPlane
+                | SandboxError::Zones(_),
+            ) => ExitStatus::Invalid,
+            CommandError::Lock(LockError::Held { .. }) => ExitStatus::Locked,
+            CommandError::Inventory { .. }
+            | CommandError::ReadAnswer(_)
+            | CommandError::Lock(_)
+            | CommandError::Engine(_)
+            | CommandError::Upgrade(_)
+            | CommandError::Gc(_)
+            | CommandError::GcIncomplete(_)
+            | CommandError::Status(_)
+            | CommandError::Abort(_)
+            | CommandError::Json { .. }
+            | CommandError::Stdout(_) => ExitStatus::Failed,
+            #[cfg(feature = "sandbox")]
+            CommandError::Sandbox(_) => ExitStatus::Failed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_decides_the_exit_code() {
+        let held = CommandError::from(LockError::Held {
+            holder: "ops-1/42/r-1".into(),
+            since: "now".into(),
+        });
+        assert_eq!(held.status(), ExitStatus::Locked);
+        assert!(held.to_string().contains("another run holds the lock"));
+        assert_eq!(
+            CommandError::from(LockError::NotHeld).status(),
+            ExitStatus::Failed
+        );
+        let unfinished = CommandError::from(EngineError::UnfinishedRun {
+            id: "r-1".into(),
+            command: "rotate --all".into(),
+            state: crate::rotation::RunState::Failed,
+        });
+        assert_eq!(unfinished.status(), ExitStatus::Invalid);
+        let api = CommandError::from(EngineError::Api(kube::Error::Service("down".into())));
+        assert_eq!(api.status(), ExitStatus::Failed);
+        assert_eq!(CommandError::NoTerminal.status(), ExitStatus::Invalid);
+        assert_eq!(
+            CommandError::from(WiringError::NoPools("rotate")).status(),
+            ExitStatus::Invalid
+        );
+    }
+
+    #[test]
+    fn incomplete_gc_names_every_instance_it_could_not_terminate() {
+        let leftover = |id: &str| Leftover {
+            pool: "general".into(),
+            instance: id.into(),
+            run: "r-1".into(),
+            replaces: Some("w-1".into()),
+        };
+        let error = CommandError::GcIncomplete(vec![
+            (
+                leftover("i-1"),
+                DeleteError::Timeout {
+                    id: "i-1".into(),
+                    after: std::time::Duration::from_secs(300),
+                },
+            ),
+            (
+                leftover("i-2"),
+                DeleteError::Provider(kubesurge_provider::ProviderError::Other {
+                    message: "boom".into(),
+                }),
+            ),
+        ]);
+        assert_eq!(error.status(), ExitStatus::Failed);
+        assert_eq!(
+            error.to_string(),
+            "could not terminate: i-1 (pool general, run r-1, replacing w-1): instance i-1 still not terminated after 300s; \
+             i-2 (pool general, run r-1, replacing w-1): provider: provider error: boom"
+        );
     }
 }

@@ -17,7 +17,9 @@ pub mod sandbox;
 pub mod status;
 pub mod upgrade;
 
-pub use args::{Cli, Command, GlobalArgs, LogFormat, OutputFormat, PlanArgs, SettingsFlags};
+pub use args::{
+    Cli, Command, GlobalArgs, LogFormat, MutationFlags, OutputFormat, PlanArgs, SettingsFlags,
+};
 pub use error::CommandError;
 pub use logging::init_logging;
 

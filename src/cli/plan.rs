@@ -10,7 +10,7 @@ use crate::ExitStatus;
 use crate::inventory;
 use crate::kube::client;
 use crate::plan::{self, PlanRequest, PoolInput};
-use crate::settings::{self, Settings};
+use crate::settings;
 
 pub async fn run(global: &GlobalArgs, args: PlanArgs) -> Result<ExitStatus, CommandError> {
     // Settings first: a bad file or flag exits 2 before anything is contacted.
@@ -34,39 +34,17 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> Result<ExitStatus, Comm
         "inventory read"
     );
 
-    let pools = pool_inputs(&settings);
     let plan = plan::plan(&PlanRequest {
         inventory: &inventory,
         target: args.to,
-        pools: &pools,
+        pools: &PoolInput::from_settings(&settings),
         today: Timestamp::now().to_zoned(TimeZone::UTC).date(),
     })?;
 
     let text = match args.output {
         OutputFormat::Table => plan::render_table(&plan),
-        OutputFormat::Json => plan_json(&plan)?,
+        OutputFormat::Json => output::json(&plan, "the plan")?,
     };
     output::print(&text)?;
     Ok(ExitStatus::Success)
-}
-
-/// The plan as `-o json` prints it (the schema in `crate::plan`).
-pub(super) fn plan_json(plan: &plan::Plan) -> Result<String, CommandError> {
-    let mut json = serde_json::to_string_pretty(plan)
-        .map_err(|error| CommandError::Failed(format!("cannot write the plan as JSON: {error}")))?;
-    json.push('\n');
-    Ok(json)
-}
-
-/// What the planner needs of each pool.
-pub(super) fn pool_inputs(settings: &Settings) -> Vec<PoolInput> {
-    settings
-        .pools
-        .iter()
-        .map(|pool| PoolInput {
-            name: pool.name.clone(),
-            max_surge: pool.max_surge,
-            max_unavailable: pool.max_unavailable,
-        })
-        .collect()
 }

@@ -2,19 +2,23 @@
 //! not match the desired state — a kubelet not at the control plane's
 //! version, older than `--max-age`, on a stale image, or `--all`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use jiff::Timestamp;
+use tokio::sync::watch;
 
-use super::args::{GlobalArgs, OutputFormat, SettingsFlags};
-use super::run::{check_window, confirm, exit_status, lock, print_report, stop_requests};
-use super::{CommandError, progress};
+use super::args::{GlobalArgs, MutationFlags};
+use super::run::{
+    self, confirm, connect, exit_status, print_report, read_cluster, release, render_report,
+    window_gate,
+};
+use super::{CommandError, output, progress};
 use crate::ExitStatus;
-use crate::kube::client;
-use crate::rotation::{Criteria, Engine, EngineError, RotationRequest};
+use crate::rotation::{Criteria, Engine, RotationRequest};
+use crate::run_control::{StopRequests, WindowGate};
 use crate::settings::{self, HumanDuration, parse_duration};
-use crate::version::KubeVersion;
 use crate::wiring;
 
 /// Arguments of `kubesurge rotate`.
@@ -36,20 +40,8 @@ pub struct RotateArgs {
     #[arg(long)]
     pub all: bool,
 
-    /// Print every mutation the run would make, and make none
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Do not ask for confirmation
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-
-    /// Report format on stdout
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
-
     #[command(flatten)]
-    pub settings: SettingsFlags,
+    pub flags: MutationFlags,
 }
 
 fn parse_max_age(text: &str) -> Result<Duration, String> {
@@ -90,30 +82,29 @@ impl RotateArgs {
 }
 
 pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, CommandError> {
-    let settings = settings::load(global.config.as_deref(), &args.settings.overrides())?;
-    let engine_config = wiring::engine_config(&settings, "rotate")
-        .map_err(|e| CommandError::Invalid(e.to_string()))?;
-    let window_end = if args.dry_run {
+    let flags = &args.flags;
+    let settings = settings::load(global.config.as_deref(), &flags.settings.overrides())?;
+    let engine_config = wiring::engine_config(&settings, "rotate")?;
+    let window_end = if flags.dry_run {
         None
     } else {
-        match check_window(&settings) {
-            Ok(end) => end,
-            Err(status) => return Ok(status),
-        }
+        let WindowGate::Open { closes_at } = window_gate(&settings)? else {
+            return Ok(ExitStatus::Success);
+        };
+        closes_at
     };
 
-    let options = global.client_options();
-    let client = client::client(&options).await?;
-    let drain_client = client::drain_client(&options).await?;
-    let target = control_plane_version(&client, &settings).await?;
-
-    let engine = Engine {
-        client: client.clone(),
-        drain_client,
-        config: std::sync::Arc::new(engine_config),
-        progress: std::sync::Arc::from(progress::for_stderr(global.quiet > 0)),
-        instance: crate::kube::lock::Holder::this_process("-").host,
-    };
+    let connection = connect(global).await?;
+    // Replacements get the control plane's version.
+    let target = read_cluster(&connection, &settings)
+        .await?
+        .control_plane_version();
+    let engine = Engine::new(
+        connection.client.clone(),
+        connection.drain_client,
+        engine_config,
+        Arc::from(progress::for_stderr(global.quiet > 0)),
+    );
     let request = RotationRequest {
         command: args.canonical(),
         target,
@@ -123,67 +114,35 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
     };
 
     // Show what will happen before anything does.
-    let preview = engine
-        .run(&request, tokio::sync::watch::channel(None).1)
-        .await
-        .map_err(engine_error)?;
-    if args.dry_run {
-        print_report(&preview, args.output)?;
+    let preview = engine.run(&request, watch::channel(None).1).await?;
+    if flags.dry_run {
+        print_report(&preview, flags.output)?;
         return Ok(ExitStatus::Success);
     }
     if preview.slots.is_empty() {
-        super::output::eprint_line(
-            "nothing to replace: every selected worker matches the desired state",
-        );
-        print_report(&preview, args.output)?;
+        output::eprint_line("nothing to replace: every selected worker matches the desired state");
+        print_report(&preview, flags.output)?;
         return Ok(ExitStatus::Success);
     }
-    if !args.yes {
-        super::output::eprint_line(&super::run::render_report(&preview));
+    if !flags.yes {
+        output::eprint_line(&render_report(&preview));
     }
     confirm(
         &format!("Replace {} worker(s) at {target}?", preview.slots.len()),
-        args.yes,
+        flags.yes,
     )?;
 
-    let held = lock(&client, &preview.run_id).await?;
-    let (requests, _watchers) = stop_requests(&held, window_end);
+    let held = run::lock(&connection.client, &preview.run_id).await?;
+    let stops = StopRequests::watch(&held, window_end);
     let real = RotationRequest {
         dry_run: false,
         ..request
     };
     let started = Timestamp::now();
-    let result = engine.run(&real, requests).await;
-    let released = held.release().await;
-    let report = result.map_err(engine_error)?;
-    if let Err(e) = released {
-        tracing::warn!(error = %e, "could not release the run lock; it expires by itself");
-    }
+    let result = engine.run(&real, stops.receiver()).await;
+    release(held).await;
+    let report = result?;
     tracing::debug!(elapsed = %Timestamp::now().duration_since(started), "run finished");
-    print_report(&report, args.output)?;
+    print_report(&report, flags.output)?;
     Ok(exit_status(&report))
-}
-
-/// The version replacements get: the oldest apiserver's (a kubelet must
-/// never be newer than any apiserver).
-async fn control_plane_version(
-    client: &kube::Client,
-    settings: &settings::Settings,
-) -> Result<KubeVersion, CommandError> {
-    let inventory = super::run::collect_inventory(client, settings).await?;
-    Ok(inventory
-        .control_plane
-        .iter()
-        .filter_map(|cp| cp.apiserver)
-        .min()
-        .unwrap_or(inventory.apiserver_version))
-}
-
-pub(super) fn engine_error(e: EngineError) -> CommandError {
-    match e {
-        EngineError::UnfinishedRun { .. } | EngineError::Invalid(_) => {
-            CommandError::Invalid(e.to_string())
-        }
-        other => CommandError::Failed(other.to_string()),
-    }
 }

@@ -1,40 +1,63 @@
-//! What `rotate` and `upgrade` share: the maintenance window, the lock, the
-//! confirmation, turning lock signals into stop requests, and printing the
-//! report.
+//! What `rotate` and `upgrade` share on the command line: connecting, the
+//! maintenance window's verdict, the confirmation, the lock, and printing
+//! the run report.
 
 use std::io::{BufRead, IsTerminal, Write};
 
 use jiff::Timestamp;
 use kube::Client;
-use tokio::sync::watch;
 
-use super::args::OutputFormat;
+use super::args::{GlobalArgs, OutputFormat};
 use super::{CommandError, output};
 use crate::ExitStatus;
-use crate::kube::lock::{Holder, LockError, RunLock};
-use crate::rotation::{RunOutcome, RunReport, SlotOutcome, StopReason};
+use crate::inventory::{self, Inventory};
+use crate::kube::client::{self, Retry};
+use crate::kube::lock::{Holder, RunLock};
+use crate::rotation::{RunOutcome, RunReport, SlotOutcome};
+use crate::run_control::{self, WindowGate};
 use crate::settings::Settings;
-use crate::window::{self, Position};
 
-/// Whether a mutating command may start now. `Ok(Some(end))`: inside the
-/// window, which closes at `end`; `Ok(None)`: no window; `Err(status)`:
-/// outside it — the command says when it opens and ends with that status.
-pub fn check_window(settings: &Settings) -> Result<Option<Timestamp>, ExitStatus> {
-    let Some(w) = &settings.window else {
-        return Ok(None);
-    };
-    let now = Timestamp::now();
-    match window::position(w, now) {
-        Ok(Position::Inside { ends_at }) => Ok(Some(ends_at)),
-        Ok(outside @ Position::Outside { .. }) => {
-            output::eprint_line(&format!("{}; nothing changed", outside.sentence(w, now)));
-            Err(ExitStatus::Success)
-        }
-        Err(e) => {
-            output::eprint_line(&format!("error: {e}"));
-            Err(ExitStatus::Invalid)
-        }
+/// The clients a command talks to the cluster with.
+pub struct Connection {
+    pub client: Client,
+    /// Without kube's own 429 retries: a PDB's 429 must reach the drain.
+    pub drain_client: Client,
+    /// The API server's URL, for messages.
+    pub server: String,
+}
+
+/// Connect as the global flags say. Reads files; contacts nothing.
+pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
+    let config = client::config(&global.client_options()).await?;
+    let server = client::server_url(&config);
+    Ok(Connection {
+        client: client::client_from_config(config.clone(), Retry::Default)?,
+        drain_client: client::client_from_config(config, Retry::Off)?,
+        server,
+    })
+}
+
+/// The inventory, riding through an API server restart.
+pub async fn read_cluster(
+    connection: &Connection,
+    settings: &Settings,
+) -> Result<Inventory, CommandError> {
+    inventory::collect_through_restart(&connection.client, &settings.pool_selectors())
+        .await
+        .map_err(|source| CommandError::Inventory {
+            server: connection.server.clone(),
+            source,
+        })
+}
+
+/// Whether a mutating command may start now; when it may not (outside the
+/// window), says so on stderr. The command then ends with exit 0.
+pub fn window_gate(settings: &Settings) -> Result<WindowGate, CommandError> {
+    let gate = run_control::window_gate(settings.window.as_ref(), Timestamp::now())?;
+    if let WindowGate::Closed { sentence } = &gate {
+        output::eprint_line(&format!("{sentence}; nothing changed"));
     }
+    Ok(gate)
 }
 
 /// Ask on the terminal unless `--yes`. Without a terminal, refuse: a
@@ -45,9 +68,7 @@ pub fn confirm(question: &str, yes: bool) -> Result<(), CommandError> {
     }
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        return Err(CommandError::Invalid(
-            "refusing to change the cluster without confirmation: stdin is not a terminal; pass --yes".into(),
-        ));
+        return Err(CommandError::NoTerminal);
     }
     let mut stderr = std::io::stderr().lock();
     let _ = write!(stderr, "{question} [y/N] ");
@@ -56,74 +77,25 @@ pub fn confirm(question: &str, yes: bool) -> Result<(), CommandError> {
     stdin
         .lock()
         .read_line(&mut answer)
-        .map_err(|e| CommandError::Failed(format!("cannot read the answer: {e}")))?;
+        .map_err(CommandError::ReadAnswer)?;
     if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
         Ok(())
     } else {
-        Err(CommandError::Invalid(
-            "not confirmed; nothing changed".into(),
-        ))
+        Err(CommandError::NotConfirmed)
     }
 }
 
-/// Take the run lock, or end with exit 3 naming the holder.
+/// Take the run lock (held by another run: exit 3, naming the holder).
 pub async fn lock(client: &Client, run_label: &str) -> Result<RunLock, CommandError> {
-    match RunLock::acquire(client.clone(), Holder::this_process(run_label)).await {
-        Ok(lock) => Ok(lock),
-        Err(e @ LockError::Held { .. }) => Err(CommandError::Locked(e.to_string())),
-        Err(e) => Err(CommandError::Failed(e.to_string())),
-    }
+    Ok(RunLock::acquire(client.clone(), Holder::this_process(run_label)).await?)
 }
 
-/// Turn the lock's abort mark and the window's end into stop requests.
-pub fn stop_requests(
-    lock: &RunLock,
-    window_end: Option<Timestamp>,
-) -> (
-    watch::Receiver<Option<StopReason>>,
-    Vec<tokio::task::JoinHandle<()>>,
-) {
-    let (tx, rx) = watch::channel(None);
-    let request = |tx: &watch::Sender<Option<StopReason>>, reason: StopReason| {
-        tx.send_if_modified(|s| {
-            let first = s.is_none();
-            if first {
-                *s = Some(reason);
-            }
-            first
-        });
-    };
-    let mut tasks = Vec::new();
-    let mut state = lock.state();
-    let abort_tx = tx.clone();
-    tasks.push(tokio::spawn(async move {
-        while state.changed().await.is_ok() {
-            let s = *state.borrow();
-            if s.lost {
-                tracing::error!("the run lock was taken over by another run; stopping");
-            } else if s.abort_requested {
-                tracing::warn!(
-                    "abort requested; finishing the slots in flight, starting no new one"
-                );
-            } else {
-                continue;
-            }
-            request(&abort_tx, StopReason::Abort);
-            return;
-        }
-    }));
-    if let Some(end) = window_end {
-        let window_tx = tx.clone();
-        tasks.push(tokio::spawn(async move {
-            let wait = Timestamp::now().duration_until(end);
-            tokio::time::sleep(std::time::Duration::try_from(wait).unwrap_or_default()).await;
-            tracing::warn!(
-                "the maintenance window ends; finishing the slots in flight, starting no new one"
-            );
-            request(&window_tx, StopReason::WindowEnd);
-        }));
+/// Give the lock up at the end of a command. A failure is only a warning:
+/// the lease expires by itself.
+pub async fn release(held: RunLock) {
+    if let Err(e) = held.release().await {
+        tracing::warn!(error = %e, "could not release the run lock; it expires by itself");
     }
-    (rx, tasks)
 }
 
 /// The exit status of a finished run.
@@ -138,13 +110,7 @@ pub fn exit_status(report: &RunReport) -> ExitStatus {
 /// Print the report: a summary table, or JSON.
 pub fn print_report(report: &RunReport, format: OutputFormat) -> Result<(), CommandError> {
     let text = match format {
-        OutputFormat::Json => {
-            let mut json = serde_json::to_string_pretty(report).map_err(|e| {
-                CommandError::Failed(format!("cannot write the report as JSON: {e}"))
-            })?;
-            json.push('\n');
-            json
-        }
+        OutputFormat::Json => output::json(report, "the report")?,
         OutputFormat::Table => render_report(report),
     };
     output::print(&text)
@@ -249,37 +215,4 @@ pub fn render_report(report: &RunReport) -> String {
 
 fn secs(v: Option<f64>) -> String {
     v.map_or("-".into(), |s| format!("{s:.0}s"))
-}
-
-/// How long a mutating command waits for an API server that is restarting
-/// (a control-plane hop in progress) before giving up on reading the
-/// cluster.
-const STARTUP_OUTAGE_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// The inventory, riding through an API server restart: a rerun right
-/// after a crash in the middle of a hop finds the apiserver restarting.
-pub async fn collect_inventory(
-    client: &kube::Client,
-    settings: &Settings,
-) -> Result<crate::inventory::Inventory, CommandError> {
-    let deadline = tokio::time::Instant::now() + STARTUP_OUTAGE_TOLERANCE;
-    let mut delay = std::time::Duration::from_millis(200);
-    loop {
-        match crate::inventory::collect(client, &settings.pool_selectors()).await {
-            Ok(inventory) => return Ok(inventory),
-            Err(source)
-                if source.is_unreachable() && tokio::time::Instant::now() + delay < deadline =>
-            {
-                tracing::warn!(error = %source, "the API server is unreachable; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
-            }
-            Err(source) => {
-                return Err(CommandError::Inventory {
-                    server: String::new(),
-                    source,
-                });
-            }
-        }
-    }
 }

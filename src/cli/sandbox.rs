@@ -12,18 +12,22 @@
 //! same world, prints a summary and the same line, then runs the upgrade
 //! demo on it. Logs go to stderr; stdout has only what is described here.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kubesurge_sim::Timing;
+use kubesurge_sim::moto::MotoWorldError;
 use kubesurge_sim::resources::NODES;
-use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
+use kubesurge_sim::world::{PoolSpec, World, WorldConfig, WorldError};
 use serde_json::Value;
+use thiserror::Error;
 
+use super::CommandError;
+use super::args::{GlobalArgs, LogFormat, MutationFlags};
+use super::output::print;
+use super::upgrade::{self, UpgradeArgs};
 use crate::ExitStatus;
-use crate::cli::CommandError;
-use crate::version::KubeVersion;
+use crate::version::{self, KubeVersion};
 
 /// The version a sandbox cluster starts at: the newest minor the tool knows
 /// (v1.37) minus two, so that there are hops to upgrade through. A named
@@ -39,6 +43,39 @@ pub const SANDBOX_POOL: &str = "general";
 /// How long the world may take to settle before the sandbox gives up:
 /// generous, since boot delays are the user's to choose.
 const READY_TIMEOUT_FLOOR: Duration = Duration::from_secs(120);
+
+/// Why the sandbox could not start or serve.
+#[derive(Debug, Error)]
+pub enum SandboxError {
+    #[error(
+        "--version {version}: the sandbox has node images for v1.{}.x to v1.{}.x",
+        IMAGE_MINORS.start(),
+        IMAGE_MINORS.end()
+    )]
+    NoImages { version: KubeVersion },
+    #[error("--control-planes must be at least 1")]
+    NoControlPlane,
+    #[error("--zones must be between 1 and 26, not {0}")]
+    Zones(usize),
+    #[error("the sandbox did not start: {0}")]
+    Start(#[source] WorldError),
+    #[error("the sandbox did not start on moto: {0}")]
+    StartOnMoto(#[source] MotoWorldError),
+    #[error("the sandbox did not settle: {0}")]
+    Settle(#[source] WorldError),
+    #[error("the sandbox did not settle: {0}")]
+    SettleOnMoto(#[source] MotoWorldError),
+    #[error(transparent)]
+    WriteFiles(WorldError),
+    #[error(transparent)]
+    WriteFilesOnMoto(MotoWorldError),
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// Arguments of `kubesurge sandbox`.
 #[derive(Debug, Clone, clap::Args)]
@@ -134,25 +171,16 @@ pub fn parse_delay(text: &str) -> Result<Duration, String> {
 }
 
 /// The world the arguments ask for. Pure.
-pub fn world_config(args: &SandboxArgs) -> Result<WorldConfig, CommandError> {
-    let version = args.version.unwrap_or(DEFAULT_SANDBOX_VERSION);
+pub fn world_config(args: &SandboxArgs) -> Result<WorldConfig, SandboxError> {
+    let version = sandbox_version(args);
     if !IMAGE_MINORS.contains(&version.minor) || version.major != 1 {
-        return Err(CommandError::Invalid(format!(
-            "--version {version}: the sandbox has node images for v1.{}.x to v1.{}.x",
-            IMAGE_MINORS.start(),
-            IMAGE_MINORS.end()
-        )));
+        return Err(SandboxError::NoImages { version });
     }
     if args.control_planes == 0 {
-        return Err(CommandError::Invalid(
-            "--control-planes must be at least 1".into(),
-        ));
+        return Err(SandboxError::NoControlPlane);
     }
     if !(1..=26).contains(&args.zones) {
-        return Err(CommandError::Invalid(format!(
-            "--zones must be between 1 and 26, not {}",
-            args.zones
-        )));
+        return Err(SandboxError::Zones(args.zones));
     }
     let mut timing = Timing::sandbox();
     if let Some(boot) = args.boot_delay {
@@ -178,6 +206,11 @@ pub fn world_config(args: &SandboxArgs) -> Result<WorldConfig, CommandError> {
     })
 }
 
+/// The version the sandbox cluster starts at.
+fn sandbox_version(args: &SandboxArgs) -> KubeVersion {
+    args.version.unwrap_or(DEFAULT_SANDBOX_VERSION)
+}
+
 /// Run `kubesurge sandbox`.
 pub async fn run(args: SandboxArgs) -> Result<ExitStatus, CommandError> {
     let config = world_config(&args)?;
@@ -193,26 +226,34 @@ pub async fn run(args: SandboxArgs) -> Result<ExitStatus, CommandError> {
         "starting the sandbox world"
     );
     let ready_timeout = READY_TIMEOUT_FLOOR.max(config.timing.boot * 20);
+    let start = Start {
+        version: sandbox_version(&args),
+        dir: &dir,
+        command: args.command.as_ref(),
+        ready_timeout,
+    };
     if let (SandboxCloud::Aws, Some(endpoint)) = (args.cloud, &args.aws_endpoint) {
-        return run_on_moto(config, &dir, endpoint, args.command.as_ref(), ready_timeout).await;
+        return run_on_moto(config, endpoint, start).await;
     }
-    let world = World::start(config)
-        .await
-        .map_err(|e| CommandError::Failed(format!("the sandbox did not start: {e}")))?;
-    let outcome = serve(&world, &dir, args.command.as_ref(), ready_timeout).await;
+    let world = World::start(config).await.map_err(SandboxError::Start)?;
+    let outcome = serve(&world, start).await;
     world.stop();
     outcome
 }
 
-async fn serve(
-    world: &World,
-    dir: &Path,
-    command: Option<&SandboxCommand>,
+/// What serving a started world needs.
+struct Start<'a> {
+    /// The cluster's version.
+    version: KubeVersion,
+    dir: &'a Path,
+    command: Option<&'a SandboxCommand>,
     ready_timeout: Duration,
-) -> Result<ExitStatus, CommandError> {
+}
+
+async fn serve(world: &World, start: Start<'_>) -> Result<ExitStatus, CommandError> {
     tokio::select! {
-        ready = world.wait_ready(ready_timeout) => {
-            ready.map_err(|e| CommandError::Failed(format!("the sandbox did not settle: {e}")))?;
+        ready = world.wait_ready(start.ready_timeout) => {
+            ready.map_err(SandboxError::Settle)?;
         }
         _ = shutdown_signal() => {
             tracing::info!("interrupted before the sandbox was ready");
@@ -220,16 +261,16 @@ async fn serve(
         }
     }
     let (kubeconfig, config) = world
-        .write_config_files(dir)
-        .map_err(|e| CommandError::Failed(e.to_string()))?;
+        .write_config_files(start.dir)
+        .map_err(SandboxError::WriteFiles)?;
     let ready_line = format!(
         "ready: kubeconfig={} config={}",
         kubeconfig.display(),
         config.display()
     );
-    match command {
+    match start.command {
         Some(SandboxCommand::Up) => {
-            print_stdout(&format!("{ready_line}\n"))?;
+            print(&format!("{ready_line}\n"))?;
             tracing::info!(
                 "serving the sandbox; point kubectl at {} (Ctrl-C to stop)",
                 kubeconfig.display()
@@ -239,8 +280,8 @@ async fn serve(
             Ok(ExitStatus::Success)
         }
         None => {
-            print_stdout(&format!("{}{ready_line}\n", summary(world)))?;
-            run_upgrade_demo(world, &kubeconfig, &config).await
+            print(&format!("{}{ready_line}\n", summary(world)))?;
+            run_upgrade_demo(start.version, &kubeconfig, &config).await
         }
     }
 }
@@ -250,40 +291,38 @@ async fn serve(
 /// the AWS environment at moto (`source` it before running kubesurge).
 async fn run_on_moto(
     config: WorldConfig,
-    dir: &Path,
     endpoint: &str,
-    command: Option<&SandboxCommand>,
-    ready_timeout: Duration,
+    start: Start<'_>,
 ) -> Result<ExitStatus, CommandError> {
     use kubesurge_sim::moto::{MotoWorld, MotoWorldConfig};
     let world = MotoWorld::start(endpoint, MotoWorldConfig::new(config))
         .await
-        .map_err(|e| CommandError::Failed(format!("the sandbox did not start on moto: {e}")))?;
+        .map_err(SandboxError::StartOnMoto)?;
     let outcome = async {
         tokio::select! {
-            ready = world.wait_ready(ready_timeout) => {
-                ready.map_err(|e| CommandError::Failed(format!("the sandbox did not settle: {e}")))?;
+            ready = world.wait_ready(start.ready_timeout) => {
+                ready.map_err(SandboxError::SettleOnMoto)?;
             }
             _ = shutdown_signal() => return Ok(ExitStatus::Success),
         }
         let (kubeconfig, config, env) = world
-            .write_config_files(dir, world.endpoint(), 1)
-            .map_err(|e| CommandError::Failed(e.to_string()))?;
+            .write_config_files(start.dir, world.endpoint(), 1)
+            .map_err(SandboxError::WriteFilesOnMoto)?;
         let ready_line = format!(
             "ready: kubeconfig={} config={} env={}",
             kubeconfig.display(),
             config.display(),
             env.display()
         );
-        match command {
+        match start.command {
             Some(SandboxCommand::Up) => {
-                print_stdout(&format!("{ready_line}\n"))?;
+                print(&format!("{ready_line}\n"))?;
                 shutdown_signal().await;
                 Ok(ExitStatus::Success)
             }
             None => {
-                print_stdout(&format!("{}{ready_line}\n", summary(&world.world)))?;
-                run_upgrade_demo(&world.world, &kubeconfig, &config).await
+                print(&format!("{}{ready_line}\n", summary(&world.world)))?;
+                run_upgrade_demo(start.version, &kubeconfig, &config).await
             }
         }
     }
@@ -297,38 +336,32 @@ async fn run_on_moto(
 /// place through kubeadm on the simulated machines, then the workers by
 /// surge — and print its report.
 async fn run_upgrade_demo(
-    world: &World,
+    current: KubeVersion,
     kubeconfig: &Path,
     config: &Path,
 ) -> Result<ExitStatus, CommandError> {
-    let current: crate::version::KubeVersion = world
-        .config()
-        .version
-        .parse()
-        .map_err(|e| CommandError::Invalid(format!("--version: {e}")))?;
     let next_minor = current.minor + 1;
-    let target = crate::version::latest_known_patch(current.major, next_minor).unwrap_or(
-        crate::version::KubeVersion::new(current.major, next_minor, 0),
-    );
-    print_stdout(&format!(
+    let target = version::latest_known_patch(current.major, next_minor)
+        .unwrap_or(KubeVersion::new(current.major, next_minor, 0));
+    print(&format!(
         "\nupgrading the sandbox from {current} to {target}\n\n"
     ))?;
-    let global = crate::cli::args::GlobalArgs {
+    let global = GlobalArgs {
         kubeconfig: Some(kubeconfig.as_os_str().to_owned()),
         context: None,
         config: Some(config.to_path_buf()),
-        log_format: crate::cli::args::LogFormat::Text,
+        log_format: LogFormat::Text,
         verbose: 0,
         quiet: 0,
     };
-    let args = crate::cli::upgrade::UpgradeArgs {
+    let args = UpgradeArgs {
         to: target,
-        dry_run: false,
-        yes: true,
-        output: crate::cli::args::OutputFormat::Table,
-        settings: Default::default(),
+        flags: MutationFlags {
+            yes: true,
+            ..MutationFlags::default()
+        },
     };
-    crate::cli::upgrade::run(&global, args).await
+    upgrade::run(&global, args).await
 }
 
 /// Nodes, versions and pools of the world, for a human.
@@ -405,25 +438,18 @@ fn summary(world: &World) -> String {
     out
 }
 
-fn print_stdout(text: &str) -> Result<(), CommandError> {
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(|e| CommandError::Failed(format!("cannot write to stdout: {e}")))
-}
-
 /// A fresh directory under the system's temp dir, left in place so the
 /// files stay usable after the sandbox stops.
-fn new_kept_temp_dir() -> Result<PathBuf, CommandError> {
+fn new_kept_temp_dir() -> Result<PathBuf, SandboxError> {
     let suffix: u64 = rand::random();
     let dir = std::env::temp_dir().join(format!(
         "kubesurge-sandbox-{}-{suffix:016x}",
         std::process::id()
     ));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CommandError::Failed(format!("cannot create {}: {e}", dir.display())))?;
-    Ok(dir)
+    match std::fs::create_dir_all(&dir) {
+        Ok(()) => Ok(dir),
+        Err(source) => Err(SandboxError::CreateDir { path: dir, source }),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -527,7 +553,7 @@ mod tests {
             vec!["--control-planes", "0"],
             vec!["--zones", "0"],
         ] {
-            let err = world_config(&parse(&args)).expect_err("invalid");
+            let err = CommandError::from(world_config(&parse(&args)).expect_err("invalid"));
             assert_eq!(err.status(), ExitStatus::Invalid, "{args:?}");
         }
         assert!(parse_delay("3").is_err());

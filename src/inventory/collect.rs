@@ -6,16 +6,18 @@
 //! server.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use ::kube::api::{ListParams, ObjectList};
+use ::kube::api::ListParams;
 use ::kube::{Api, Client};
+use backon::{ExponentialBuilder, Retryable};
 use futures::try_join;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
-use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use super::model::{Addons, ControlPlaneNode, Inventory, WorkerNode};
+use crate::kube::list::list_all;
 use crate::version::KubeVersion;
 
 /// Label kubeadm puts on control-plane nodes.
@@ -26,9 +28,6 @@ pub const LEGACY_MASTER_LABEL: &str = "node-role.kubernetes.io/master";
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 const LEGACY_ZONE_LABEL: &str = "failure-domain.beta.kubernetes.io/zone";
 const SYSTEM_NAMESPACE: &str = "kube-system";
-/// Items per list page: big enough that most clusters need one request,
-/// small enough not to load the API server.
-const PAGE_SIZE: u32 = 500;
 
 const APISERVER: &str = "kube-apiserver";
 const CONTROLLER_MANAGER: &str = "kube-controller-manager";
@@ -93,6 +92,32 @@ pub async fn collect(
     assemble(&raw, pools)
 }
 
+/// How long a command about to change the cluster waits for an API server
+/// that is restarting (a control-plane hop in progress) before giving up on
+/// reading the cluster.
+pub const STARTUP_OUTAGE_TOLERANCE: Duration = Duration::from_secs(120);
+
+/// [`collect`], riding through an API server restart: a rerun right after a
+/// crash in the middle of a hop finds the apiserver restarting. Only an
+/// unreachable server is waited for; an answer, even an error, is final.
+pub async fn collect_through_restart(
+    client: &Client,
+    pools: &[(String, BTreeMap<String, String>)],
+) -> Result<Inventory, InventoryError> {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .with_total_delay(Some(STARTUP_OUTAGE_TOLERANCE));
+    (|| collect(client, pools))
+        .retry(backoff)
+        .when(InventoryError::is_unreachable)
+        .notify(|error, _| {
+            tracing::warn!(%error, "the API server is unreachable; retrying");
+        })
+        .await
+}
+
 /// The requests, run concurrently.
 pub async fn fetch(client: &Client) -> Result<RawInventory, InventoryError> {
     let api_error = |what| move |source| InventoryError::Api { what, source };
@@ -140,23 +165,6 @@ pub async fn fetch(client: &Client) -> Result<RawInventory, InventoryError> {
         coredns,
         kube_proxy,
     })
-}
-
-/// Every item of a list, following `continue` tokens page by page.
-async fn list_all<K>(api: &Api<K>, params: ListParams) -> Result<Vec<K>, ::kube::Error>
-where
-    K: Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let mut items = Vec::new();
-    let mut params = params.limit(PAGE_SIZE);
-    loop {
-        let page: ObjectList<K> = api.list(&params).await?;
-        items.extend(page.items);
-        match page.metadata.continue_.filter(|token| !token.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(items),
-        }
-    }
 }
 
 /// The model from what was fetched. Pure.
@@ -428,9 +436,11 @@ pub fn image_tag(image: &str) -> Option<&str> {
 mod tests {
     use ::kube::Config;
     use ::kube::config::Kubeconfig;
+    use serde::de::DeserializeOwned;
     use serde_json::json;
 
     use super::*;
+    use crate::kube::list::PAGE_SIZE;
 
     fn node(name: &str, labels: serde_json::Value, kubelet: &str, ready: &str) -> Node {
         serde_json::from_value(json!({

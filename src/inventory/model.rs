@@ -17,6 +17,19 @@ pub struct Inventory {
     pub addons: Addons,
 }
 
+impl Inventory {
+    /// The control plane's version: the oldest kube-apiserver's, which is
+    /// what new kubelets may run (a kubelet must never be newer than any
+    /// apiserver). The answering apiserver's when no static pod tells.
+    pub fn control_plane_version(&self) -> KubeVersion {
+        self.control_plane
+            .iter()
+            .filter_map(|cp| cp.apiserver)
+            .min()
+            .unwrap_or(self.apiserver_version)
+    }
+}
+
 /// A control-plane node and the versions of its static pods.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -58,4 +71,46 @@ pub struct Addons {
     pub coredns: Option<String>,
     /// kube-proxy version from its DaemonSet image tag.
     pub kube_proxy: Option<KubeVersion>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control_plane_node(name: &str, apiserver: Option<KubeVersion>) -> ControlPlaneNode {
+        ControlPlaneNode {
+            name: name.into(),
+            kubelet: KubeVersion::new(1, 33, 0),
+            apiserver,
+            controller_manager: apiserver,
+            scheduler: apiserver,
+            etcd: None,
+            zone: None,
+            provider_id: None,
+            ready: true,
+        }
+    }
+
+    #[test]
+    fn the_control_plane_is_at_its_oldest_apiserver() {
+        let mut inventory = Inventory {
+            apiserver_version: KubeVersion::new(1, 34, 1),
+            control_plane: vec![
+                control_plane_node("cp-1", Some(KubeVersion::new(1, 34, 1))),
+                control_plane_node("cp-2", Some(KubeVersion::new(1, 33, 4))),
+                control_plane_node("cp-3", None),
+            ],
+            workers: Vec::new(),
+            addons: Addons::default(),
+        };
+        assert_eq!(
+            inventory.control_plane_version(),
+            KubeVersion::new(1, 33, 4)
+        );
+        inventory.control_plane.truncate(0);
+        assert_eq!(
+            inventory.control_plane_version(),
+            KubeVersion::new(1, 34, 1)
+        );
+    }
 }

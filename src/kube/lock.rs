@@ -18,6 +18,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::errors;
 use super::retry::with_retry;
 
 pub const LEASE_NAMESPACE: &str = "kube-system";
@@ -70,7 +71,8 @@ impl Holder {
     }
 }
 
-fn hostname() -> String {
+/// This machine's name, as holders and events name it.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -148,7 +150,7 @@ impl RunLock {
         let post = PostParams::default();
         match with_retry("create lease", || api.create(&post, &fresh)).await {
             Ok(_) => return Ok(RunLock::start(api, holder)),
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) if errors::is_already_exists(&e) => {}
             Err(e) => return Err(e.into()),
         }
         let current = with_retry("get lease", || api.get(LEASE_NAME)).await?;
@@ -180,7 +182,7 @@ impl RunLock {
         // took the lease in between, this fails with 409 and we report it.
         match with_retry("take over lease", || api.replace(LEASE_NAME, &post, &taken)).await {
             Ok(_) => Ok(RunLock::start(api, holder)),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
+            Err(e) if errors::is_conflict(&e) => {
                 let now_held = api.get(LEASE_NAME).await?;
                 let spec = now_held.spec.unwrap_or_default();
                 Err(LockError::Held {
@@ -323,7 +325,7 @@ async fn renew_loop(api: Api<Lease>, identity: String, tx: watch::Sender<LockSta
             .await
         {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {
+            Err(e) if errors::is_conflict(&e) => {
                 // Changed under us (an abort mark, or a takeover): look again
                 // at once on the next round.
                 tracing::debug!("lease changed while renewing");
@@ -344,7 +346,7 @@ pub async fn request_abort(client: Client) -> Result<AbortRequest, LockError> {
     let api: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
     let lease = match with_retry("get lease", || api.get(LEASE_NAME)).await {
         Ok(l) => l,
-        Err(kube::Error::Api(s)) if s.code == 404 => return Err(LockError::NotHeld),
+        Err(e) if errors::is_not_found(&e) => return Err(LockError::NotHeld),
         Err(e) => return Err(e.into()),
     };
     let holder = lease
@@ -367,7 +369,7 @@ pub async fn current_holder(client: Client) -> Result<Option<(Holder, Timestamp)
     let api: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
     let lease = match with_retry("get lease", || api.get(LEASE_NAME)).await {
         Ok(l) => l,
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+        Err(e) if errors::is_not_found(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     if expired(&lease, Timestamp::now()) {

@@ -4,8 +4,10 @@
 pub mod cache;
 pub mod client;
 pub mod drain;
+pub mod errors;
 pub mod events;
 pub mod join;
+pub mod list;
 pub mod lock;
 pub mod nodes;
 pub mod pods;

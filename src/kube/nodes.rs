@@ -7,6 +7,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
+use super::errors;
 use super::retry::with_retry;
 use crate::version::KubeVersion;
 
@@ -175,7 +176,7 @@ impl NodeOps {
         };
         match with_retry("delete node", || self.api.delete(node, &params)).await {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) if errors::is_not_found(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 
+use super::errors;
+
 /// How long a single call keeps retrying through an outage before the run
 /// gives up on it. Long enough for an apiserver static pod restart
 /// (kubeadm waits up to 5 minutes for one), short enough to fail visibly.
@@ -19,7 +21,9 @@ pub const API_OUTAGE_TOLERANCE: Duration = Duration::from_secs(300);
 /// restarting, 429 (outside evictions), 5xx.
 pub fn is_transient(error: &kube::Error) -> bool {
     match error {
-        kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::Api(_) => {
+            errors::is_too_many_requests(error) || errors::is_server_unavailable(error)
+        }
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
         _ => false,
     }

@@ -111,7 +111,7 @@ pub use states::{KUBEADM_LATE_ADDONS_FROM_MINOR, PlanState, plan_states};
 pub use types::*;
 
 use crate::inventory::Inventory;
-use crate::settings::Budget;
+use crate::settings::{Budget, Settings};
 use crate::version::KubeVersion;
 
 /// What the planner needs to know of a pool.
@@ -120,6 +120,21 @@ pub struct PoolInput {
     pub name: String,
     pub max_surge: Budget,
     pub max_unavailable: Budget,
+}
+
+impl PoolInput {
+    /// What the planner needs of each configured pool, in config order.
+    pub fn from_settings(settings: &Settings) -> Vec<PoolInput> {
+        settings
+            .pools
+            .iter()
+            .map(|pool| PoolInput {
+                name: pool.name.clone(),
+                max_surge: pool.max_surge,
+                max_unavailable: pool.max_unavailable,
+            })
+            .collect()
+    }
 }
 
 /// The planner's input.

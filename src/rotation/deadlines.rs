@@ -18,9 +18,9 @@ pub const VOLUME_DETACH_TIMEOUT: Duration = Duration::from_secs(360);
 
 /// The deadlines of one run's slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Each launch and terminate call retries throttling and 5xx for at most
+/// [`PROVIDER_RETRY_BUDGET`] (`instances::provider_retry`).
 pub struct Deadlines {
-    /// Launch and terminate calls, each, through throttling and 5xx.
-    pub provider_retry: Duration,
     /// Each Kubernetes API call through an outage (`kube::retry`).
     pub api_outage: Duration,
     /// A replacement must be a Ready node at the target within this of its
@@ -38,7 +38,6 @@ pub struct Deadlines {
 impl Deadlines {
     pub fn from_config(config: &EngineConfig) -> Deadlines {
         Deadlines {
-            provider_retry: PROVIDER_RETRY_BUDGET,
             api_outage: API_OUTAGE_TOLERANCE,
             join: config.new_node_timeout,
             drain: config.drain_timeout,

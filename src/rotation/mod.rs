@@ -5,6 +5,8 @@
 pub mod annotations;
 pub mod config;
 pub mod deadlines;
+pub mod gc;
+pub mod instances;
 pub mod machine;
 pub mod mapping;
 pub mod pool;
@@ -13,6 +15,7 @@ pub mod record;
 pub mod report;
 pub mod select;
 pub mod slot;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -90,11 +93,28 @@ pub struct Engine {
     pub drain_client: Client,
     pub config: Arc<EngineConfig>,
     pub progress: Arc<dyn Progress>,
-    /// `host/pid`, for events.
+    /// This machine's name, the source of the engine's Events.
     pub instance: String,
 }
 
 impl Engine {
+    /// The engine on `client` (and the drain's `drain_client`, which must
+    /// not retry 429s itself), reporting to `progress`.
+    pub fn new(
+        client: Client,
+        drain_client: Client,
+        config: EngineConfig,
+        progress: Arc<dyn Progress>,
+    ) -> Engine {
+        Engine {
+            client,
+            drain_client,
+            config: Arc::new(config),
+            progress,
+            instance: crate::kube::lock::hostname(),
+        }
+    }
+
     /// Run (or continue) a rotation. `requests` carries abort and
     /// window-end requests; the run stops starting slots when one comes.
     pub async fn run(
@@ -506,7 +526,7 @@ impl Engine {
             let dp = DeleteParams::default();
             match with_retry("delete token", || api.delete(&name, &dp)).await {
                 Ok(_) => {}
-                Err(kube::Error::Api(st)) if st.code == 404 => {}
+                Err(e) if crate::kube::errors::is_not_found(&e) => {}
                 Err(e) => return Err(e.into()),
             }
         }

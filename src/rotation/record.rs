@@ -12,6 +12,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 
+use crate::kube::errors;
 use crate::kube::retry::with_retry;
 use crate::version::KubeVersion;
 
@@ -111,7 +112,7 @@ impl RecordStore {
     pub async fn load(&self) -> Result<Option<RunRecord>, RecordError> {
         let cm = match with_retry("get run record", || self.api.get(RECORD_NAME)).await {
             Ok(cm) => cm,
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+            Err(e) if errors::is_not_found(&e) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         let raw = cm
@@ -144,7 +145,7 @@ impl RecordStore {
         let post = PostParams::default();
         match with_retry("create run record", || self.api.create(&post, &cm)).await {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
+            Err(e) if errors::is_already_exists(&e) => {
                 // Replace without a resourceVersion: the lock makes us the
                 // only writer.
                 with_retry("replace run record", || {

@@ -4,11 +4,13 @@
 //! the server ignores), so the body is built here: the UID precondition is
 //! what pins the eviction to the exact pod the drain decided about.
 
-use http::Request;
+use http::{Request, StatusCode};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use serde::Serialize;
 use serde_json::json;
+
+use crate::kube::errors::code_of;
 
 /// The pod an eviction is about.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -83,23 +85,29 @@ pub fn classify(status: &kube::core::Status) -> EvictionAnswer {
         .as_ref()
         .map(|d| d.causes.iter().map(|c| c.message.as_str()).collect())
         .unwrap_or_default();
-    match status.code {
-        404 => EvictionAnswer::Gone,
+    match code_of(status) {
+        Some(StatusCode::NOT_FOUND) => EvictionAnswer::Gone,
         // A failed UID precondition: the pod we meant is gone (a new one
         // with the same name is another pod, decided about separately).
-        409 if status.message.contains("Precondition failed") => EvictionAnswer::Gone,
-        429 => EvictionAnswer::Blocked {
+        Some(StatusCode::CONFLICT) if status.message.contains("Precondition failed") => {
+            EvictionAnswer::Gone
+        }
+        Some(StatusCode::TOO_MANY_REQUESTS) => EvictionAnswer::Blocked {
             reason: blocked_reason(&status.message, &causes),
             retry_after_secs: status.details.as_ref().map(|d| d.retry_after_seconds),
         },
-        403 if status.reason == "Forbidden" && !status.message.contains("being terminated") => {
+        Some(StatusCode::FORBIDDEN)
+            if status.reason == "Forbidden" && !status.message.contains("being terminated") =>
+        {
             EvictionAnswer::Rejected {
                 reason: status.message.clone(),
             }
         }
-        400 | 422 => EvictionAnswer::Rejected {
-            reason: status.message.clone(),
-        },
+        Some(StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY) => {
+            EvictionAnswer::Rejected {
+                reason: status.message.clone(),
+            }
+        }
         _ => EvictionAnswer::Retry {
             reason: status.message.clone(),
         },
@@ -151,7 +159,11 @@ mod tests {
                     field: String::new(),
                 })
                 .collect(),
-            retry_after_seconds: if code == 429 { 10 } else { 0 },
+            retry_after_seconds: if code == StatusCode::TOO_MANY_REQUESTS.as_u16() {
+                10
+            } else {
+                0
+            },
             name: String::new(),
             group: String::new(),
             kind: "pods".into(),

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::evict::{EvictionAnswer, PodKey, evict};
 use super::filter::{Decision, EvictReason, SkipReason, UnmanagedPods, decide};
+use crate::kube::errors;
 use crate::settings::OnDrainTimeout;
 
 /// How a drain behaves.
@@ -381,7 +382,7 @@ pub async fn drain(
                                         longest_grace = longest_grace.max(Duration::from_secs(grace.max(0) as u64));
                                     }
                                 }
-                                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                                Err(e) if errors::is_not_found(&e) || errors::is_conflict(&e) => {}
                                 Err(source) => return Err(DrainError::Api { node: node.to_string(), source }),
                             }
                             pending.forced = true;

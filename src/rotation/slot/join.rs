@@ -11,16 +11,17 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kubesurge_provider::{Instance, LaunchRequest, PoolRef, SlotKey, tags};
 use tokio::time::Instant;
 
-use super::terminate::{delete_until_gone, provider_retry};
 use super::{Executor, RunContext, SlotError, label_value};
 use crate::kube::cache::WatchCache;
 use crate::kube::drain::{self, DrainError, DrainOutcome};
+use crate::kube::errors::{is_conflict, is_not_found};
 use crate::kube::events::EventType;
 use crate::kube::join::{BootstrapToken, JoinSpec, render_user_data};
 use crate::kube::nodes;
 use crate::kube::pods;
 use crate::kube::retry::with_retry;
 use crate::rotation::annotations as ann;
+use crate::rotation::instances::{delete_until_gone, provider_retry};
 use crate::rotation::machine::{Phase, Replacement, SlotState};
 use crate::rotation::report::SlotReport;
 
@@ -104,8 +105,7 @@ impl Executor<'_> {
             Phase::Launching,
             &format!("launching {node_name} in {zone}"),
         );
-        let deadline = ctx.deadlines.provider_retry;
-        Ok(provider_retry("launch", deadline, || pool.provider.launch(&request)).await?)
+        Ok(provider_retry("launch", || pool.provider.launch(&request)).await?)
     }
 
     /// [`crate::rotation::machine::Action::AwaitJoin`]: wait until the
@@ -282,7 +282,7 @@ impl Executor<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(instance.provider_id.clone());
-        delete_until_gone(self.provider(), &instance.id, &ctx.deadlines).await?;
+        delete_until_gone(self.provider(), &instance.id, ctx.deadlines.terminate).await?;
         if let Some(node) = registered {
             ctx.node_ops
                 .delete(nodes::name(&node), node.metadata.uid.as_deref())
@@ -317,7 +317,7 @@ async fn mint_token(ctx: &RunContext, key: &SlotKey) -> Result<BootstrapToken, S
         match with_retry("create bootstrap token", || secrets.create(&post, &secret)).await {
             Ok(_) => return Ok(token),
             // A token id collision (1 in 2 billion): draw another.
-            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) if is_conflict(&e) => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -341,7 +341,7 @@ async fn delete_slot_tokens(ctx: &RunContext, old_node: &str) -> Result<(), Slot
         let dp = DeleteParams::default();
         match with_retry("delete token", || secrets.delete(&name, &dp)).await {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }

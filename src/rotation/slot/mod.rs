@@ -132,6 +132,16 @@ enum SlotError {
     Provider(#[from] ProviderError),
 }
 
+impl From<crate::rotation::instances::DeleteError> for SlotError {
+    fn from(e: crate::rotation::instances::DeleteError) -> Self {
+        use crate::rotation::instances::DeleteError;
+        match e {
+            DeleteError::Provider(source) => SlotError::Provider(source),
+            timeout @ DeleteError::Timeout { .. } => SlotError::Failed(timeout.to_string()),
+        }
+    }
+}
+
 /// A slot's result: its report, and whether the failure must stop the
 /// whole run at once (a missing permission affects every slot).
 pub struct SlotResult {

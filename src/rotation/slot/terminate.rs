@@ -1,16 +1,12 @@
 //! The end of a slot: terminate the old instance until the provider
 //! reports it gone, then delete its Node.
 
-use std::time::Duration;
-
-use backon::{ExponentialBuilder, Retryable};
-use kubesurge_provider::{CloudProvider, DeleteStatus, InstanceId, ProviderError};
 use tokio::time::Instant;
 
 use super::{Executor, SlotError};
 use crate::kube::events::EventType;
 use crate::kube::volumes;
-use crate::rotation::deadlines::Deadlines;
+use crate::rotation::instances::delete_until_gone;
 use crate::rotation::machine::{Phase, SlotState};
 use crate::rotation::report::SlotReport;
 
@@ -49,7 +45,7 @@ impl Executor<'_> {
         let old = ctx.nodes.get(&old_name);
         match &self.old_instance {
             Some(instance) => {
-                delete_until_gone(self.provider(), &instance.id, &ctx.deadlines).await?
+                delete_until_gone(self.provider(), &instance.id, ctx.deadlines.terminate).await?
             }
             None => tracing::warn!(
                 node = %old_name,
@@ -84,55 +80,4 @@ impl Executor<'_> {
         state.old = None;
         Ok(())
     }
-}
-
-/// Delete until the provider reports the instance gone (design §9).
-pub(super) async fn delete_until_gone(
-    provider: &dyn CloudProvider,
-    id: &InstanceId,
-    deadlines: &Deadlines,
-) -> Result<(), SlotError> {
-    let deadline = Instant::now() + deadlines.terminate;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match provider_retry("terminate", deadlines.provider_retry, || {
-            provider.delete(id)
-        })
-        .await?
-        {
-            DeleteStatus::Gone => return Ok(()),
-            DeleteStatus::InProgress => {}
-        }
-        if Instant::now() >= deadline {
-            return Err(SlotError::Failed(format!(
-                "instance {id} still not terminated after {:?}",
-                deadlines.terminate
-            )));
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Retry a provider call through throttling and transient failures, for
-/// at most `budget` in all.
-pub(super) async fn provider_retry<T, F, Fut>(
-    what: &str,
-    budget: Duration,
-    call: F,
-) -> Result<T, ProviderError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ProviderError>>,
-{
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
-        .with_jitter()
-        .without_max_times()
-        .with_total_delay(Some(budget));
-    call.retry(backoff)
-        .when(ProviderError::is_retryable)
-        .notify(|e, d| tracing::debug!(call = what, error = %e, delay = ?d, "provider call failed; retrying"))
-        .await
 }

@@ -1,0 +1,291 @@
+//! An upgrade, run (design §5 steps 5–7): the plan's steps in order —
+//! control-plane hops in place, worker rotations through the surge engine
+//! at the points the plan chose — into one report.
+//!
+//! Every step starts from what the world reports: a rerun after a failure
+//! or a crash plans again from the versions the nodes report and continues.
+//! The caller holds the run lock and passes its stop requests.
+
+pub mod report;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::Client;
+use kubesurge_provider::NodeExec;
+use thiserror::Error;
+use tokio::sync::watch;
+
+pub use report::{UpgradeOutcome, UpgradeReport};
+
+use crate::controlplane::phase::ControlPlaneDriver;
+use crate::kube::drain::{DEFAULT_EVICTION_CONCURRENCY, DrainPolicy};
+use crate::plan::{Hop, Plan, Rotation, Step};
+use crate::rotation::{
+    Criteria, Engine, EngineConfig, Progress, RotationRequest, RunOutcome, StopReason,
+};
+use crate::settings::Settings;
+use crate::version::KubeVersion;
+use crate::wiring::{self, WiringError};
+
+/// Why an upgrade could not start its steps. Once they run, a failure is
+/// the report's outcome instead: the report says what was done before it.
+#[derive(Debug, Error)]
+pub enum UpgradeError {
+    /// The watches the control-plane steps wait on could not start.
+    #[error("watching the control plane: {0}")]
+    WatchControlPlane(#[source] kube::Error),
+}
+
+/// An upgrade whose every need was checked against the settings before
+/// anything changes: how scripts reach the control-plane nodes when the
+/// plan has hops, the engine's pools and providers when it has rotations.
+pub struct Upgrade {
+    target: KubeVersion,
+    plan: Plan,
+    exec: Option<Arc<dyn NodeExec>>,
+    engine: Option<EngineConfig>,
+    drain: DrainPolicy,
+    drain_timeout: Duration,
+}
+
+/// The clients a run talks to the cluster with.
+pub struct Clients {
+    pub client: Client,
+    /// Without kube's own 429 retries: a PDB's 429 must reach the drain.
+    pub drain_client: Client,
+}
+
+impl Upgrade {
+    /// Wire what `plan`'s steps need from `settings`. Fails, changing
+    /// nothing, when the settings cannot drive them.
+    pub fn prepare(
+        plan: Plan,
+        target: KubeVersion,
+        settings: &Settings,
+    ) -> Result<Upgrade, WiringError> {
+        let exec = if plan.hops.is_empty() {
+            None
+        } else {
+            Some(wiring::node_exec(settings)?)
+        };
+        let engine = if plan.pools.iter().any(|p| !p.rotations.is_empty()) {
+            Some(wiring::engine_config(settings, "upgrade")?)
+        } else {
+            None
+        };
+        Ok(Upgrade {
+            target,
+            plan,
+            exec,
+            engine,
+            drain: DrainPolicy {
+                on_timeout: settings.drain.on_timeout,
+                unmanaged: settings.drain.unmanaged_pods,
+                concurrency: DEFAULT_EVICTION_CONCURRENCY,
+            },
+            drain_timeout: settings.drain.timeout,
+        })
+    }
+
+    /// Run the plan's steps in order until one fails or a stop is
+    /// requested (checked before each step; a rotation also stops starting
+    /// slots when one comes).
+    pub async fn run(
+        self,
+        clients: Clients,
+        progress: Arc<dyn Progress>,
+        requests: watch::Receiver<Option<StopReason>>,
+    ) -> Result<UpgradeReport, UpgradeError> {
+        let driver = match self.exec.clone() {
+            Some(exec) => Some(
+                ControlPlaneDriver::new(
+                    clients.client.clone(),
+                    clients.drain_client.clone(),
+                    exec,
+                    progress.clone(),
+                    self.drain.clone(),
+                    self.drain_timeout,
+                )
+                .await
+                .map_err(UpgradeError::WatchControlPlane)?,
+            ),
+            None => None,
+        };
+        let engine = self.engine.clone().map(|config| {
+            Engine::new(
+                clients.client.clone(),
+                clients.drain_client.clone(),
+                config,
+                progress.clone(),
+            )
+        });
+
+        let mut report = UpgradeReport::starting(self.target, Timestamp::now());
+        for step in &self.plan.sequence {
+            if let Some(reason) = requests.borrow().clone() {
+                report.outcome = stopped(&reason);
+                break;
+            }
+            let ended = match step {
+                Step::Hop { hop } => {
+                    let Some(driver) = &driver else { continue };
+                    self.run_hop(*hop, driver, &mut report).await
+                }
+                Step::Rotate { pool, rotation } => {
+                    let Some(engine) = &engine else { continue };
+                    self.run_rotation(pool, *rotation, engine, &requests, &mut report)
+                        .await
+                }
+            };
+            if let Some(outcome) = ended {
+                report.outcome = outcome;
+                break;
+            }
+        }
+        report.finished = Timestamp::now();
+        Ok(report)
+    }
+
+    /// Hop `number` of the plan, into `report`; `Some`: the upgrade ends.
+    async fn run_hop(
+        &self,
+        number: usize,
+        driver: &ControlPlaneDriver,
+        report: &mut UpgradeReport,
+    ) -> Option<UpgradeOutcome> {
+        let hop = self.hop(number)?;
+        driver.progress.note(&format!(
+            "control plane hop {}: {} → {}",
+            hop.number, hop.from, hop.to
+        ));
+        match driver.run_hop(hop).await {
+            Ok(done) => {
+                report.hops.push(done);
+                None
+            }
+            Err(e) => Some(UpgradeOutcome::Failed {
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Rotation `number` of `pool`, into `report`; `Some`: the upgrade ends.
+    async fn run_rotation(
+        &self,
+        pool: &str,
+        number: usize,
+        engine: &Engine,
+        requests: &watch::Receiver<Option<StopReason>>,
+        report: &mut UpgradeReport,
+    ) -> Option<UpgradeOutcome> {
+        let rotation = self.rotation(pool, number)?;
+        engine.progress.note(&format!(
+            "rotating pool {pool} to {} ({})",
+            rotation.version, rotation.reason
+        ));
+        let request = self.rotation_request(pool, rotation);
+        match engine.run(&request, requests.clone()).await {
+            Ok(run) => {
+                let ended = rotation_ended(&run.outcome);
+                report.rotations.push(run);
+                ended
+            }
+            Err(e) => Some(UpgradeOutcome::Failed {
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Hop `number` (1-based) of the plan.
+    fn hop(&self, number: usize) -> Option<&Hop> {
+        self.plan.hops.get(number.checked_sub(1)?)
+    }
+
+    /// Rotation `number` (1-based) of `pool` in the plan.
+    fn rotation(&self, pool: &str, number: usize) -> Option<&Rotation> {
+        self.plan
+            .pools
+            .iter()
+            .find(|p| p.name == pool)?
+            .rotations
+            .get(number.checked_sub(1)?)
+    }
+
+    fn rotation_request(&self, pool: &str, rotation: &Rotation) -> RotationRequest {
+        RotationRequest {
+            // One record per rotation point: a rerun of the same upgrade
+            // continues exactly this rotation.
+            command: format!(
+                "upgrade --to {}: pool {pool} at {}",
+                self.target, rotation.version
+            ),
+            target: rotation.version,
+            pools: vec![pool.to_string()],
+            criteria: Criteria {
+                outdated: true,
+                ..Criteria::default()
+            },
+            dry_run: false,
+        }
+    }
+}
+
+/// The upgrade's outcome when a stop was requested before a step.
+fn stopped(reason: &StopReason) -> UpgradeOutcome {
+    match reason {
+        StopReason::WindowEnd => UpgradeOutcome::Stopped {
+            reason: "the maintenance window ended; rerun the same command in the next one".into(),
+        },
+        _ => UpgradeOutcome::Aborted,
+    }
+}
+
+/// How a rotation's end ends the upgrade; `None`: it goes on.
+fn rotation_ended(outcome: &RunOutcome) -> Option<UpgradeOutcome> {
+    match outcome {
+        RunOutcome::Succeeded => None,
+        RunOutcome::Failed { reason } => Some(UpgradeOutcome::Failed {
+            reason: reason.clone(),
+        }),
+        RunOutcome::Aborted => Some(UpgradeOutcome::Aborted),
+        RunOutcome::Stopped { reason, .. } => Some(UpgradeOutcome::Stopped {
+            reason: reason.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_before_a_step_says_why() {
+        assert_eq!(stopped(&StopReason::Abort), UpgradeOutcome::Aborted);
+        assert!(matches!(
+            stopped(&StopReason::WindowEnd),
+            UpgradeOutcome::Stopped { reason } if reason.contains("maintenance window ended")
+        ));
+    }
+
+    #[test]
+    fn only_a_successful_rotation_lets_the_upgrade_go_on() {
+        assert_eq!(rotation_ended(&RunOutcome::Succeeded), None);
+        assert_eq!(
+            rotation_ended(&RunOutcome::Failed { reason: "r".into() }),
+            Some(UpgradeOutcome::Failed { reason: "r".into() })
+        );
+        assert_eq!(
+            rotation_ended(&RunOutcome::Aborted),
+            Some(UpgradeOutcome::Aborted)
+        );
+        assert_eq!(
+            rotation_ended(&RunOutcome::Stopped {
+                reason: "w".into(),
+                remaining: 2
+            }),
+            Some(UpgradeOutcome::Stopped { reason: "w".into() })
+        );
+    }
+}
