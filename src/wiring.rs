@@ -131,6 +131,7 @@ fn pool_config(cluster: &str, pool: &Pool) -> Result<PoolConfig, WiringError> {
         max_surge: pool.max_surge,
         max_unavailable: pool.max_unavailable,
         node_labels: pool.node_labels.clone(),
+        kubelet_extra_args: pool.kubelet_extra_args.clone(),
         node_taints: pool
             .node_taints
             .iter()

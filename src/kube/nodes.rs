@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Taint};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -16,6 +16,10 @@ use crate::version::KubeVersion;
 pub const EXCLUDE_LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// Label of control-plane nodes.
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
+/// The taint kubelets with `--cloud-provider=external` register with,
+/// until the cloud controller manager initializes the Node
+/// (k8s.io/cloud-provider `api/well_known_taints.go`).
+pub const UNINITIALIZED_TAINT: &str = "node.cloudprovider.kubernetes.io/uninitialized";
 /// Zone label.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
@@ -25,6 +29,32 @@ pub fn is_ready(node: &Node) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// True when the node may receive the pods drained onto it: Ready at the
+/// `target` kubelet version, carrying its zone label (pods with zone
+/// affinity or zone spread constraints need it), and without a NoSchedule
+/// or NoExecute taint other than the pool's own `allowed` ones — a cloud
+/// controller's `node.cloudprovider.kubernetes.io/uninitialized`, a
+/// `not-ready` or `unreachable` taint keep pods away however Ready the
+/// node says it is.
+pub fn ready_for_pods(node: &Node, target: KubeVersion, allowed: &[Taint]) -> bool {
+    let blocking_taint = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|taints| {
+            taints.iter().any(|t| {
+                matches!(t.effect.as_str(), "NoSchedule" | "NoExecute")
+                    && !allowed
+                        .iter()
+                        .any(|a| a.key == t.key && a.effect == t.effect)
+            })
+        });
+    is_ready(node)
+        && kubelet_version(node) == Some(target)
+        && label(node, ZONE_LABEL).is_some_and(|z| !z.is_empty())
+        && !blocking_taint
 }
 
 /// True when the node is cordoned.
@@ -179,5 +209,69 @@ impl NodeOps {
             Err(e) if errors::is_not_found(&e) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(taints: serde_json::Value, zone: Option<&str>) -> Node {
+        let mut labels = json!({});
+        if let Some(zone) = zone {
+            labels[ZONE_LABEL] = json!(zone);
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": "n", "labels": labels},
+            "spec": {"taints": taints},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "nodeInfo": {"kubeletVersion": "v1.35.3", "machineID": "", "systemUUID": "", "bootID": "",
+                    "kernelVersion": "", "osImage": "", "containerRuntimeVersion": "", "kubeProxyVersion": "",
+                    "operatingSystem": "linux", "architecture": "amd64"},
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_node_receives_pods_only_initialized_untainted_and_in_a_zone() {
+        let target = KubeVersion::new(1, 35, 3);
+        let dedicated = Taint {
+            key: "dedicated".into(),
+            value: Some("batch".into()),
+            effect: "NoSchedule".into(),
+            time_added: None,
+        };
+        assert!(ready_for_pods(
+            &node(json!([]), Some("zone-a")),
+            target,
+            &[]
+        ));
+        assert!(
+            !ready_for_pods(&node(json!([]), None), target, &[]),
+            "no zone label yet"
+        );
+        let uninitialized = json!([{"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"}]);
+        assert!(!ready_for_pods(
+            &node(uninitialized, Some("zone-a")),
+            target,
+            &[]
+        ));
+        let own = json!([{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}]);
+        assert!(ready_for_pods(
+            &node(own.clone(), Some("zone-a")),
+            target,
+            std::slice::from_ref(&dedicated)
+        ));
+        assert!(!ready_for_pods(&node(own, Some("zone-a")), target, &[]));
+        let soft = json!([{"key": "x", "effect": "PreferNoSchedule"}]);
+        assert!(ready_for_pods(&node(soft, Some("zone-a")), target, &[]));
+        assert!(!ready_for_pods(
+            &node(json!([]), Some("zone-a")),
+            KubeVersion::new(1, 34, 0),
+            &[]
+        ));
     }
 }

@@ -44,6 +44,8 @@ pub struct PoolConfig {
     /// Labels and taints new nodes register with.
     pub node_labels: BTreeMap<String, String>,
     pub node_taints: Vec<Taint>,
+    /// Flags of the new nodes' kubelets, into their JoinConfiguration.
+    pub kubelet_extra_args: BTreeMap<String, String>,
     pub provider: Arc<dyn CloudProvider>,
     /// Bash that prints a new machine's providerID (see the join user data).
     pub provider_id_script: String,

@@ -201,6 +201,7 @@ mod tests {
                 max_unavailable: crate::settings::Budget::Count(0),
                 node_labels: BTreeMap::new(),
                 node_taints: Vec::new(),
+                kubelet_extra_args: BTreeMap::new(),
                 provider,
                 provider_id_script: String::new(),
             }],

@@ -44,6 +44,38 @@ use crate::kube::nodes::{self, CONTROL_PLANE_LABEL, NodeOps};
 use crate::kube::retry::with_retry;
 use crate::version::KubeVersion;
 
+/// The cloud controller manager the cluster runs in kube-system (a
+/// DaemonSet or Deployment named after it, as cloud-provider-aws and the
+/// other providers' manifests name them), as `kind/name`.
+async fn cloud_controller(client: &Client) -> Result<Option<String>, kube::Error> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+    let is_ccm = |name: &Option<String>| {
+        name.as_deref()
+            .is_some_and(|n| n.contains("cloud-controller-manager"))
+    };
+    let params = ListParams::default();
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    let list = with_retry("list daemonsets", || daemonsets.list(&params)).await?;
+    if let Some(ds) = list.items.iter().find(|d| is_ccm(&d.metadata.name)) {
+        return Ok(Some(format!(
+            "DaemonSet kube-system/{}",
+            ds.metadata.name.as_deref().unwrap_or("")
+        )));
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "kube-system");
+    let list = with_retry("list deployments", || deployments.list(&params)).await?;
+    Ok(list
+        .items
+        .iter()
+        .find(|d| is_ccm(&d.metadata.name))
+        .map(|d| {
+            format!(
+                "Deployment kube-system/{}",
+                d.metadata.name.as_deref().unwrap_or("")
+            )
+        }))
+}
+
 /// What a run is asked to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RotationRequest {
@@ -132,6 +164,7 @@ impl Engine {
         )
         .await?;
         let pools = self.selected_pools(request)?;
+        self.check_cloud_controller(&pools).await?;
 
         let previous = records.load().await?;
         let mut record = match previous {
@@ -405,6 +438,39 @@ impl Engine {
                 refused.join("\n  ")
             )))
         }
+    }
+
+    /// A cluster that runs an external cloud controller manager needs new
+    /// kubelets with `--cloud-provider=external`: without it the controller
+    /// never initializes their Nodes (no zone label, no instance type, no
+    /// addresses), and pods with zone affinity or zone spread constraints
+    /// could not follow their old node's. Refused before anything changes.
+    async fn check_cloud_controller(&self, pools: &[PoolConfig]) -> Result<(), EngineError> {
+        let Some(controller) = cloud_controller(&self.client).await? else {
+            return Ok(());
+        };
+        let lacking: Vec<&str> = pools
+            .iter()
+            .filter(|p| {
+                p.kubelet_extra_args
+                    .get("cloud-provider")
+                    .map(String::as_str)
+                    != Some("external")
+            })
+            .map(|p| p.name.as_str())
+            .collect();
+        if lacking.is_empty() {
+            return Ok(());
+        }
+        Err(EngineError::Invalid(format!(
+            "the cluster runs an external cloud controller ({controller}), and new nodes of pool(s) {} \
+             would join without --cloud-provider=external: it would never initialize them (no zone \
+             label, no providerID, tainted {}). Add `kubeletExtraArgs: {{ cloud-provider: external }}` \
+             to pools[{}] in the config",
+            lacking.join(", "),
+            nodes::UNINITIALIZED_TAINT,
+            lacking.join("], pools["),
+        )))
     }
 
     fn selected_pools(&self, request: &RotationRequest) -> Result<Vec<PoolConfig>, EngineError> {

@@ -127,6 +127,9 @@ pub struct Pool {
     /// defaults to the selector), so new nodes belong to the pool.
     pub node_labels: BTreeMap<String, String>,
     pub node_taints: Vec<Taint>,
+    /// Flags of the new nodes' kubelets (`cloud-provider: external`), flag
+    /// name without dashes → value, into the JoinConfiguration.
+    pub kubelet_extra_args: BTreeMap<String, String>,
 }
 
 /// How a pool launches instances.

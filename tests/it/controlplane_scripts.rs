@@ -569,6 +569,7 @@ async fn a_dnf_machine_follows_the_rpm_path() {
         0,
         WorldOptions {
             package_manager_mix: true,
+            ..WorldOptions::default()
         },
     )
     .await;

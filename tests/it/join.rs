@@ -512,6 +512,7 @@ async fn user_data_rendered_by_the_rotation_engine_joins() {
         node_name: "engine-1",
         labels: &labels,
         taints: &taints,
+        kubelet_extra_args: &BTreeMap::new(),
         kubeadm_version: KubeVersion::new(1, 35, 3),
         provider_id_script: "echo \"sim:///$(imds placement/availability-zone)/$(imds instance-id)\"",
         comment: "kubesurge: cluster join, run r1",

@@ -13,7 +13,7 @@ use kubesurge_sim::Timing;
 use kubesurge_sim::apiserver::FaultFilter;
 use kubesurge_sim::observer::{Observer, PoolFloor};
 use kubesurge_sim::resources::{LEASES, NODES, PODS, SECRETS};
-use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
+use kubesurge_sim::world::{PoolSpec, World, WorldConfig, WorldOptions};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -27,6 +27,11 @@ pub struct Spec {
     pub workloads: bool,
     /// More top-level YAML for the config (a `window:` section).
     pub extra: String,
+    /// More YAML for every pool (indented as a pool's fields).
+    pub pool_extra: &'static str,
+    /// The cluster runs a cloud controller manager that initializes new
+    /// Nodes this long after they register.
+    pub cloud_controller: Option<Duration>,
 }
 
 impl Default for Spec {
@@ -39,6 +44,8 @@ impl Default for Spec {
             drain: "{ timeout: 60s, onTimeout: fail, unmanagedPods: delete }",
             workloads: true,
             extra: String::new(),
+            pool_extra: "",
+            cloud_controller: None,
         }
     }
 }
@@ -57,22 +64,28 @@ pub struct Harness {
 }
 
 pub async fn start(spec: Spec) -> Harness {
-    let world = World::start(WorldConfig {
-        cluster_name: "e2e".into(),
-        control_planes: spec.control_planes,
-        pools: spec
-            .pools
-            .iter()
-            .map(|(name, workers)| PoolSpec {
-                name: name.to_string(),
-                workers: *workers,
-            })
-            .collect(),
-        zones: 3,
-        version: spec.version.into(),
-        timing: Timing::fast(),
-        workloads: spec.workloads,
-    })
+    let world = World::start_with(
+        WorldConfig {
+            cluster_name: "e2e".into(),
+            control_planes: spec.control_planes,
+            pools: spec
+                .pools
+                .iter()
+                .map(|(name, workers)| PoolSpec {
+                    name: name.to_string(),
+                    workers: *workers,
+                })
+                .collect(),
+            zones: 3,
+            version: spec.version.into(),
+            timing: Timing::fast(),
+            workloads: spec.workloads,
+        },
+        WorldOptions {
+            cloud_controller: spec.cloud_controller,
+            ..WorldOptions::default()
+        },
+    )
     .await
     .expect("world starts");
     world
@@ -127,9 +140,10 @@ fn config_yaml(world: &World, spec: &Spec) -> String {
     let mut pools = String::new();
     for (name, _) in &spec.pools {
         pools.push_str(&format!(
-            "  - name: {name}\n    selector: {{ kubesurge.io/pool: {name} }}\n    provider: sim\n    sim: {{ endpoint: \"{url}\" }}\n    maxSurge: {surge}\n    maxUnavailable: 0\n    nodeLabels: {{ kubesurge.io/pool: {name} }}\n",
+            "  - name: {name}\n    selector: {{ kubesurge.io/pool: {name} }}\n    provider: sim\n    sim: {{ endpoint: \"{url}\" }}\n    maxSurge: {surge}\n    maxUnavailable: 0\n    nodeLabels: {{ kubesurge.io/pool: {name} }}\n{extra}",
             url = world.cloud.url(),
             surge = spec.max_surge,
+            extra = spec.pool_extra,
         ));
     }
     format!(
@@ -929,6 +943,114 @@ async fn nodes_without_an_instance_the_run_may_terminate_are_refused_before_any_
     assert!(text(&dry).contains(&names[0]), "{}", text(&dry));
 }
 
+/// A cluster with an external cloud controller manager: a pool whose new
+/// kubelets would join without `--cloud-provider=external` is refused
+/// before anything changes (the controller would never initialize them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_controller_cluster_refuses_pools_without_external_kubelets() {
+    let h = start(Spec {
+        cloud_controller: Some(Duration::from_millis(300)),
+        ..Spec::default()
+    })
+    .await;
+    let instances_before = h.world.cloud.instances().len();
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("DaemonSet kube-system/cloud-controller-manager"),
+        "{all}"
+    );
+    assert!(
+        all.contains("kubeletExtraArgs: { cloud-provider: external }"),
+        "{all}"
+    );
+    assert!(all.contains("pools[general]"), "{all}");
+    assert_eq!(h.world.cloud.instances().len(), instances_before);
+}
+
+/// With a cloud controller that initializes new Nodes 3 s after they
+/// register (longer than `health.settle`), every old node is cordoned only
+/// once its replacement carries its zone label and no longer the
+/// `uninitialized` taint. The engine before this test counted a node Ready
+/// at the target as ready for pods, and joined kubelets without the pool's
+/// kubelet flags, so it drained onto Nodes no pod with zone affinity could
+/// land on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_nodes_are_drained_only_onto_initialized_replacements() {
+    let h = start(Spec {
+        pools: vec![("general", 3)],
+        cloud_controller: Some(Duration::from_secs(3)),
+        pool_extra: "    kubeletExtraArgs: { cloud-provider: external }\n",
+        ..Spec::default()
+    })
+    .await;
+    // Node events in order: (name, cordoned now, replaced-by, initialized).
+    type Seen = Vec<(String, bool, Option<String>, bool)>;
+    let events: Arc<Mutex<Seen>> = Arc::default();
+    let seen = events.clone();
+    h.world.store.observe(move |e| {
+        if !std::ptr::eq(e.resource, &NODES) {
+            return;
+        }
+        let cordoned_now = e.object.pointer("/spec/unschedulable") == Some(&json!(true))
+            && e.previous
+                .as_ref()
+                .and_then(|p| p.pointer("/spec/unschedulable"))
+                != Some(&json!(true));
+        let replaced_by = e
+            .object
+            .pointer("/metadata/annotations/kubesurge.io~1replaced-by")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let tainted = e
+            .object
+            .pointer("/spec/taints")
+            .and_then(Value::as_array)
+            .is_some_and(|t| {
+                t.iter()
+                    .any(|t| t["key"] == "node.cloudprovider.kubernetes.io/uninitialized")
+            });
+        let zoned = e
+            .object
+            .pointer("/metadata/labels/topology.kubernetes.io~1zone")
+            .is_some();
+        seen.lock()
+            .unwrap()
+            .push((e.name.clone(), cordoned_now, replaced_by, zoned && !tainted));
+    });
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    h.assert_converged();
+    let events = events.lock().unwrap().clone();
+    let mut initialized: BTreeMap<String, bool> = BTreeMap::new();
+    let mut cordons = 0;
+    for (name, cordoned_now, replaced_by, is_initialized) in &events {
+        initialized.insert(name.clone(), *is_initialized);
+        if *cordoned_now && h.original_workers.contains_key(name) {
+            cordons += 1;
+            let replacement = replaced_by
+                .as_deref()
+                .expect("the drain names its replacement");
+            assert_eq!(
+                initialized.get(replacement),
+                Some(&true),
+                "{name} was cordoned while its replacement {replacement} was not initialized"
+            );
+        }
+    }
+    assert_eq!(cordons, 3, "every old node was drained");
+    for name in workers(&h.world).keys() {
+        let node = h.world.store.get(&NODES, "", name).unwrap();
+        assert!(
+            node.pointer("/metadata/labels/topology.kubernetes.io~1zone")
+                .is_some(),
+            "{name} has its zone"
+        );
+    }
+}
+
 /// Each slot's actions, by old node, from a `-o json` report.
 fn actions_by_node(report: &Value) -> BTreeMap<String, Vec<String>> {
     report["slots"]
@@ -1313,7 +1435,7 @@ async fn a_replacement_that_joined_while_the_node_watch_was_cut_off_is_kept() {
         "one launch per replaced node: the replacement that joined unseen was kept\n{all}"
     );
     assert!(
-        !all.contains("did not become a Ready node"),
+        !all.contains("did not become a Ready"),
         "the joined replacement was given up:\n{all}"
     );
     h.assert_converged();

@@ -96,6 +96,11 @@ pub struct WorldOptions {
     /// The last control-plane machine installs packages with dnf from the
     /// rpm repository; the others stay apt machines.
     pub package_manager_mix: bool,
+    /// The cluster runs an external cloud controller manager (a DaemonSet
+    /// `cloud-controller-manager` in kube-system) that initializes new
+    /// Nodes this long after they register; see `cloud::ccm`. `None`: the
+    /// kubelets label their Nodes themselves.
+    pub cloud_controller: Option<std::time::Duration>,
 }
 
 /// Why the world could not start or settle.
@@ -170,6 +175,7 @@ impl World {
         seed_cluster(&store, &config, &apiserver.url(), &endpoint, &ca.cert_pem)?;
         let cloud = SimCloud::start(
             CloudConfig::new(config.zones, config.timing.clone())
+                .with_cloud_controller(options.cloud_controller)
                 .with_kubelets(controllers.kubelets.clone())
                 .with_cluster(ClusterLink {
                     store: store.clone(),
@@ -186,6 +192,14 @@ impl World {
             config,
             options,
         };
+        if world.options.cloud_controller.is_some() {
+            create(
+                &world.store,
+                &DAEMONSETS,
+                "kube-system",
+                cloud_controller_manager(),
+            )?;
+        }
         world.add_machines()?;
         if world.config.workloads {
             seed_workloads(&world.store)?;
@@ -586,6 +600,35 @@ fn kube_proxy(version: &str) -> Value {
     })
 }
 
+/// The cloud controller manager as the cloud-provider-aws manifests run
+/// it: a DaemonSet on the control-plane nodes in kube-system, tolerating
+/// the taint of the Nodes it initializes.
+fn cloud_controller_manager() -> Value {
+    let labels = json!({"k8s-app": "cloud-controller-manager"});
+    json!({
+        "metadata": {"name": "cloud-controller-manager", "namespace": "kube-system", "labels": labels},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+                    "hostNetwork": true,
+                    "tolerations": [
+                        {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"},
+                        {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+                    ],
+                    "containers": [{
+                        "name": "cloud-controller-manager",
+                        "image": "registry.k8s.io/provider-aws/cloud-controller-manager:v1.35.0",
+                        "args": ["--v=2", "--cloud-provider=aws"],
+                    }],
+                }
+            }
+        }
+    })
+}
+
 /// The CoreDNS image kubeadm of a minor deploys (its pinned
 /// `CoreDNSVersion`).
 pub fn coredns_image(minor: u64) -> String {
@@ -844,9 +887,18 @@ fn readiness(store: &Store, expected_nodes: usize) -> Option<String> {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        let selector = ds
+            .pointer("/spec/template/spec/nodeSelector")
+            .and_then(Value::as_object);
+        let selected = |n: &Value| {
+            selector.is_none_or(|sel| {
+                sel.iter()
+                    .all(|(k, v)| n.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v))
+            })
+        };
         let want = nodes
             .iter()
-            .filter(|n| tolerates_node(&tolerations, n))
+            .filter(|n| tolerates_node(&tolerations, n) && selected(n))
             .count();
         let have = matching_pods(&pods, ds).count();
         if have < want {

@@ -50,6 +50,7 @@ fn worker(name: &str, zone: &str) -> NodeSpec {
         taints: vec![],
         max_pods: 0,
         control_plane: false,
+        cloud: Default::default(),
     }
 }
 

@@ -32,6 +32,9 @@ pub struct JoinSpec<'a> {
     pub node_name: &'a str,
     pub labels: &'a BTreeMap<String, String>,
     pub taints: &'a [Taint],
+    /// More kubelet flags (`cloud-provider: external`), as the pool's
+    /// `kubeletExtraArgs` says.
+    pub kubelet_extra_args: &'a BTreeMap<String, String>,
     /// kubeadm on the new machine (the image's Kubernetes version).
     pub kubeadm_version: KubeVersion,
     /// Bash that prints this machine's providerID (provider-specific; for
@@ -89,6 +92,11 @@ fn join_configuration(spec: &JoinSpec<'_>) -> Result<Value, JoinError> {
             .collect();
         extra.push(("node-labels", labels.join(",")));
     }
+    extra.extend(
+        spec.kubelet_extra_args
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone())),
+    );
     let v1beta4 = spec.kubeadm_version >= V1BETA4_SINCE;
     let kubelet_extra_args = if v1beta4 {
         Value::Array(
@@ -164,6 +172,10 @@ mod tests {
             node_name: "general-abcde",
             labels: &labels,
             taints: &taints,
+            kubelet_extra_args: &BTreeMap::from([(
+                "cloud-provider".to_string(),
+                "external".to_string(),
+            )]),
             kubeadm_version: version,
             provider_id_script: "echo aws:///zone/i-1",
             comment: "kubesurge: cluster c1, run r1, replaces w1",
@@ -205,6 +217,7 @@ mod tests {
         assert!(
             args.contains(&json!({"name": "node-labels", "value": "kubesurge.io/pool=general"}))
         );
+        assert!(args.contains(&json!({"name": "cloud-provider", "value": "external"})));
         assert_eq!(config["nodeRegistration"]["taints"][0]["key"], "dedicated");
         assert!(script.starts_with("#!/bin/bash\n"));
         assert!(script.contains("set -euo pipefail"));
@@ -219,6 +232,10 @@ mod tests {
         assert_eq!(
             config["nodeRegistration"]["kubeletExtraArgs"]["provider-id"],
             PROVIDER_ID_PLACEHOLDER
+        );
+        assert_eq!(
+            config["nodeRegistration"]["kubeletExtraArgs"]["cloud-provider"],
+            "external"
         );
         let hashes = config["discovery"]["bootstrapToken"]["caCertHashes"]
             .as_array()
@@ -275,6 +292,7 @@ mod tests {
             node_name: "n",
             labels: &BTreeMap::new(),
             taints: &[],
+            kubelet_extra_args: &BTreeMap::new(),
             kubeadm_version: KubeVersion::new(1, 34, 0),
             provider_id_script: "echo x",
             comment: "c",

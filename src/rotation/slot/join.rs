@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Taint};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kubesurge_provider::{Instance, LaunchRequest, PoolRef, SlotKey, tags};
@@ -81,6 +81,7 @@ impl Executor<'_> {
             node_name: &node_name,
             labels: &pool.node_labels,
             taints: &pool.node_taints,
+            kubelet_extra_args: &pool.kubelet_extra_args,
             kubeadm_version: ctx.target,
             provider_id_script: &pool.provider_id_script,
             comment: &comment,
@@ -151,12 +152,13 @@ impl Executor<'_> {
         if registered_seen {
             delete_slot_tokens(ctx, self.old_name()).await?;
         }
-        let ready = match wait_ready(ctx, &instance, deadline).await {
+        let allowed = &self.input.pool.node_taints;
+        let ready = match wait_ready(ctx, &instance, allowed, deadline).await {
             Some(node) => Ok(node),
             // The node watch may have been cut off (an API server outage)
             // while the machine joined: a replacement is given up only on
             // a fresh read, never on a view that may lag.
-            None => join_now(ctx, &instance).await?,
+            None => join_now(ctx, &instance, allowed).await?,
         };
         match ready {
             Ok(new_node) => {
@@ -174,7 +176,7 @@ impl Executor<'_> {
                 let registered_name = registered.as_ref().map(|n| nodes::name(n).to_string());
                 self.given_up_node = registered;
                 let reason = format!(
-                    "instance {} did not become a Ready node at {} within {:?}",
+                    "instance {} did not become a Ready, initialized, untainted node at {} within {:?}",
                     instance.id, ctx.target, ctx.deadlines.join
                 );
                 tracing::warn!(
@@ -348,9 +350,14 @@ async fn delete_slot_tokens(ctx: &RunContext, old_node: &str) -> Result<(), Slot
     Ok(())
 }
 
-/// Wait until a Node with the instance's providerID is Ready at the target
-/// kubelet version and stays Ready for `settle`. Returns its name.
-async fn wait_ready(ctx: &RunContext, instance: &Instance, deadline: Instant) -> Option<String> {
+/// Wait until a Node with the instance's providerID may receive pods
+/// ([`nodes::ready_for_pods`]) and stays so for `settle`. Returns its name.
+async fn wait_ready(
+    ctx: &RunContext,
+    instance: &Instance,
+    allowed: &[Taint],
+    deadline: Instant,
+) -> Option<String> {
     let target = ctx.target;
     let provider_id = instance.provider_id.as_str();
     loop {
@@ -359,7 +366,7 @@ async fn wait_ready(ctx: &RunContext, instance: &Instance, deadline: Instant) ->
             .wait_for(deadline, |cache| {
                 cache
                     .get_by_key(provider_id)
-                    .filter(|n| nodes::is_ready(n) && nodes::kubelet_version(n) == Some(target))
+                    .filter(|n| nodes::ready_for_pods(n, target, allowed))
                     .map(|n| nodes::name(&n).to_string())
             })
             .await?;
@@ -372,7 +379,10 @@ async fn wait_ready(ctx: &RunContext, instance: &Instance, deadline: Instant) ->
         let flapped = ctx
             .nodes
             .wait_for(settle_end.min(deadline), |cache| {
-                cache.get(&name).filter(|n| !nodes::is_ready(n)).map(|_| ())
+                cache
+                    .get(&name)
+                    .filter(|n| !nodes::ready_for_pods(n, target, allowed))
+                    .map(|_| ())
             })
             .await
             .is_some();
@@ -419,12 +429,11 @@ async fn wait_daemon_pods(ctx: &RunContext, node: &str, deadline: Instant) {
 async fn join_now(
     ctx: &RunContext,
     instance: &Instance,
+    allowed: &[Taint],
 ) -> Result<Result<String, Option<Node>>, SlotError> {
     Ok(
         match ctx.node_ops.by_provider_id(&instance.provider_id).await? {
-            Some(node)
-                if nodes::is_ready(&node) && nodes::kubelet_version(&node) == Some(ctx.target) =>
-            {
+            Some(node) if nodes::ready_for_pods(&node, ctx.target, allowed) => {
                 Ok(nodes::name(&node).to_string())
             }
             registered => Err(registered),

@@ -22,6 +22,7 @@ const POOL_FIELDS: &[&str] = &[
     "maxUnavailable",
     "nodeLabels",
     "nodeTaints",
+    "kubeletExtraArgs",
 ];
 const AWS_FIELDS: &[&str] = &["region", "launchTemplate", "image", "subnets"];
 const LAUNCH_TEMPLATE_FIELDS: &[&str] = &["name", "id", "version"];
@@ -154,6 +155,11 @@ impl Walk {
             Some(value) => self.taints(&path.key("nodeTaints"), value),
         };
 
+        let kubelet_extra_args = match field(pool, "kubeletExtraArgs") {
+            None => Some(BTreeMap::new()),
+            Some(value) => self.kubelet_args(&path.key("kubeletExtraArgs"), value),
+        };
+
         Some(Pool {
             name: name?,
             selector: selector?,
@@ -162,7 +168,72 @@ impl Walk {
             max_unavailable: max_unavailable?,
             node_labels: node_labels?,
             node_taints: node_taints?,
+            kubelet_extra_args: kubelet_extra_args?,
         })
+    }
+
+    /// `kubeletExtraArgs`: kubelet flag names (without dashes) to values.
+    /// The flags kubesurge sets itself are refused with the field to use.
+    fn kubelet_args(&mut self, path: &Path, value: &Value) -> Option<BTreeMap<String, String>> {
+        let Value::Object(map) = value else {
+            self.error(
+                path,
+                format!(
+                    "expected a mapping of kubelet flag names to values (cloud-provider: external), found {}",
+                    kind_of(value)
+                ),
+            );
+            return None;
+        };
+        let mut args = BTreeMap::new();
+        let mut ok = true;
+        for (flag, value) in map {
+            let entry = path.key(flag);
+            let well_formed = !flag.is_empty()
+                && !flag.starts_with('-')
+                && flag
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !well_formed {
+                self.error(
+                    &entry,
+                    "a kubelet flag name in lower case without the leading dashes (cloud-provider, max-pods)",
+                );
+                ok = false;
+                continue;
+            }
+            match flag.as_str() {
+                "provider-id" => {
+                    self.error(&entry, "kubesurge sets the providerID of new nodes from the cloud itself; remove it");
+                    ok = false;
+                    continue;
+                }
+                "node-labels" => {
+                    self.error(
+                        &entry,
+                        "set the labels of new nodes with nodeLabels instead",
+                    );
+                    ok = false;
+                    continue;
+                }
+                _ => {}
+            }
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+                other => {
+                    self.error(
+                        &entry,
+                        format!("expected the flag's value, found {}", kind_of(other)),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            args.insert(flag.clone(), text);
+        }
+        ok.then_some(args)
     }
 
     fn pool_provider(&mut self, path: &Path, pool: &Map<String, Value>) -> Option<PoolProvider> {

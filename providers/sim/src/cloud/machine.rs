@@ -24,6 +24,7 @@ use super::noderoot::{self, PackageManager};
 use super::state::{CloudError, ImageRecord, InstanceRecord, LaunchSpec};
 use super::userdata::parse_user_data;
 use crate::controllers::NodeSpec;
+use crate::controllers::kubelet::NodeCloud;
 
 /// Pods a simulated node has room for, kubelet's default `maxPods`.
 pub const MAX_PODS: u32 = 110;
@@ -233,6 +234,7 @@ async fn join(
         taints: spec.taints.clone().unwrap_or_default(),
         max_pods: MAX_PODS,
         control_plane: false,
+        cloud: spec.node_cloud(shared.config.cloud_controller.is_some()),
     })
 }
 
@@ -327,6 +329,8 @@ pub(crate) fn insert_prejoined(
             taints: machine.taints,
             max_pods: MAX_PODS,
             control_plane: machine.role == MachineRole::ControlPlane,
+            // Already initialized (by the kubelet or the cloud controller).
+            cloud: NodeCloud::InTree,
         };
         state.node_name = Some(node.name.clone());
         state.status = MachineStatus::Joined;

@@ -25,6 +25,7 @@
 //! faults, machine status and the instance table.
 
 pub mod api;
+pub mod ccm;
 pub mod control;
 pub mod discovery;
 mod exec;
@@ -80,6 +81,11 @@ pub struct CloudConfig {
     /// The cluster that `kubeadm` and `kubectl` on control-plane machines
     /// act on; `None` for a cloud without one.
     pub cluster: Option<ClusterLink>,
+    /// The cluster runs an external cloud controller manager that
+    /// initializes new Nodes this long after they register ([`ccm`]).
+    /// `None`: kubelets label their Nodes themselves, as kubelets with the
+    /// in-tree cloud providers did before v1.29.
+    pub cloud_controller: Option<Duration>,
 }
 
 impl CloudConfig {
@@ -99,7 +105,14 @@ impl CloudConfig {
             },
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             cluster: None,
+            cloud_controller: None,
         }
+    }
+
+    /// Run an external cloud controller manager (see [`ccm`]).
+    pub fn with_cloud_controller(mut self, delay: Option<Duration>) -> CloudConfig {
+        self.cloud_controller = delay;
+        self
     }
 
     pub fn with_kubelets(mut self, kubelets: Arc<KubeletFleet>) -> CloudConfig {
@@ -211,6 +224,12 @@ impl SimCloud {
             exec_locks: Mutex::new(HashMap::new()),
         });
         tokio::spawn(server::serve(listener, shared.clone()));
+        if let (Some(delay), Some(cluster)) = (
+            shared.config.cloud_controller,
+            shared.config.cluster.as_ref(),
+        ) {
+            tokio::spawn(ccm::run(shared.clone(), cluster.store.clone(), delay));
+        }
         Ok(SimCloud { shared, url })
     }
 

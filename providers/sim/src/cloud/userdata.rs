@@ -40,6 +40,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::controllers::kubelet::NodeCloud;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -110,6 +111,20 @@ pub struct JoinSpec {
 }
 
 impl JoinSpec {
+    /// How the joining kubelet's Node gets its cloud facts: from the cloud
+    /// controller when it runs with `--cloud-provider=external`; in a
+    /// cluster with a cloud controller, not at all otherwise; by itself in
+    /// a world of in-tree providers.
+    pub fn node_cloud(&self, cluster_has_cloud_controller: bool) -> NodeCloud {
+        if self.kubelet_args.get("cloud-provider").map(String::as_str) == Some("external") {
+            NodeCloud::External
+        } else if cluster_has_cloud_controller {
+            NodeCloud::None
+        } else {
+            NodeCloud::InTree
+        }
+    }
+
     /// The `--provider-id` the kubelet runs with, if any.
     pub fn provider_id(&self) -> Option<&str> {
         self.kubelet_args.get("provider-id").map(String::as_str)

@@ -65,6 +65,25 @@ pub struct NodeSpec {
     pub max_pods: u32,
     /// Marks a control-plane node (kubeadm's labels are added).
     pub control_plane: bool,
+    /// How the node gets its cloud facts (zone, instance type, providerID).
+    pub cloud: NodeCloud,
+}
+
+/// How a kubelet's Node gets its cloud facts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodeCloud {
+    /// The kubelet labels its Node itself (zone, region, instance type), as
+    /// kubelets with an in-tree cloud provider did until v1.29.
+    #[default]
+    InTree,
+    /// `--cloud-provider=external`: the Node registers with the taint
+    /// `node.cloudprovider.kubernetes.io/uninitialized` and without cloud
+    /// labels; the cloud controller manager initializes it (kubelet
+    /// `kubelet_node_status.go` `initialNode`; `crate::cloud::ccm`).
+    External,
+    /// No cloud provider: no cloud labels, no taint, and the cloud
+    /// controller never initializes the Node.
+    None,
 }
 
 /// Machine identity a kubelet reports (`status.nodeInfo`).
@@ -314,8 +333,11 @@ pub fn node_object(
     label("kubernetes.io/arch", "amd64");
     label("beta.kubernetes.io/os", "linux");
     label("beta.kubernetes.io/arch", "amd64");
-    label("node.kubernetes.io/instance-type", "sim.large");
-    if !spec.zone.is_empty() {
+    let in_tree = spec.cloud == NodeCloud::InTree;
+    if in_tree {
+        label("node.kubernetes.io/instance-type", "sim.large");
+    }
+    if in_tree && !spec.zone.is_empty() {
         label("topology.kubernetes.io/zone", &spec.zone);
         if let Some(region) = spec.zone.strip_suffix(|c: char| c.is_ascii_lowercase())
             && region.ends_with(|c: char| c.is_ascii_digit())
@@ -333,6 +355,13 @@ pub fn node_object(
     let mut taints = spec.taints.clone();
     if spec.control_plane && taints.is_empty() {
         taints.push(json!({"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}));
+    }
+    if spec.cloud == NodeCloud::External {
+        taints.push(json!({
+            "key": "node.cloudprovider.kubernetes.io/uninitialized",
+            "value": "true",
+            "effect": "NoSchedule",
+        }));
     }
     let mut node_spec = json!({
         "podCIDR": pod_cidr(index),
@@ -1174,6 +1203,7 @@ mod tests {
             taints: vec![],
             max_pods: 0,
             control_plane: true,
+            cloud: NodeCloud::InTree,
         };
         let n = node_object(&spec, "m", "s", "b", 0);
         let labels = &n["metadata"]["labels"];

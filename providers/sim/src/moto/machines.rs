@@ -361,6 +361,8 @@ async fn join(shared: &Shared, instance: &Ec2Instance) -> Result<NodeSpec, JoinF
         taints: spec.taints.clone().unwrap_or_default(),
         max_pods: MAX_PODS,
         control_plane: false,
+        // The moto world runs no cloud controller.
+        cloud: spec.node_cloud(false),
     })
 }
 

@@ -178,6 +178,7 @@ impl MotoWorld {
                         taints: Vec::new(),
                         max_pods: MAX_PODS,
                         control_plane: false,
+                        cloud: Default::default(),
                     },
                 );
                 workers.insert(name, instance);
