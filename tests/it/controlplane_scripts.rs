@@ -775,7 +775,10 @@ async fn node_exec_streams_output_reports_exit_codes_and_honours_timeouts() {
 }
 
 /// shellcheck on every golden copy of the rendered scripts and on the
-/// stand-ins (tests/run.sh installs shellcheck from apt).
+/// stand-ins' files, as they are in the tree (tests/run.sh installs
+/// shellcheck from apt). A stand-in's file sources `prelude.sh` for
+/// shellcheck, which follows it (`--external-sources`), so each file is
+/// checked with the prelude's variables and functions in view.
 #[test]
 fn golden_scripts_and_stand_ins_pass_shellcheck() {
     let version = Command::new("shellcheck").arg("--version").output();
@@ -784,32 +787,39 @@ fn golden_scripts_and_stand_ins_pass_shellcheck() {
         "shellcheck is missing: install it (apt-get install shellcheck; tests/run.sh does) \
          to check the control-plane scripts"
     );
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/controlplane/testdata");
-    let mut checked = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("testdata") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "sh") {
-            checked.push(path);
-        }
-    }
+    let shell_files = |dir: &Path| -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "sh"))
+            .collect();
+        files.sort();
+        files
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let golden_dir = root.join("src/controlplane/testdata");
+    let golden = shell_files(&golden_dir);
     assert!(
-        checked.len() >= 3,
+        golden.len() >= 3,
         "expected a golden copy of every variant in {}",
-        dir.display()
+        golden_dir.display()
     );
-    let stand_ins = tempfile::tempdir().expect("tempdir");
-    for stand_in in standins::all("/usr/bin/bash") {
-        let path =
-            stand_ins
-                .path()
-                .join(format!("{}-{}", stand_in.family.dir_name(), stand_in.name));
-        std::fs::write(&path, &stand_in.text).expect("write stand-in");
-        checked.push(path);
+    let stand_ins_dir = root.join("providers/sim/src/cloud/standins");
+    let stand_ins = shell_files(&stand_ins_dir);
+    for file in
+        std::iter::once("prelude.sh").chain(standins::all("/usr/bin/bash").iter().map(|s| s.file))
+    {
+        assert!(
+            stand_ins.contains(&stand_ins_dir.join(file)),
+            "{file} is not among the stand-ins checked in {}",
+            stand_ins_dir.display()
+        );
     }
+    let checked: Vec<_> = golden.into_iter().chain(stand_ins).collect();
     let mut failures = Vec::new();
     for path in &checked {
         let out = Command::new("shellcheck")
-            .args(["--shell=bash", "--severity=style"])
+            .args(["--shell=bash", "--severity=style", "--external-sources"])
             .arg(path)
             .output()
             .expect("shellcheck runs");
