@@ -34,7 +34,11 @@ pub struct GcArgs {
 const TERMINATE_WAIT: Duration = Duration::from_secs(300);
 
 pub async fn run(global: &GlobalArgs, args: GcArgs) -> Result<ExitStatus, CommandError> {
-    let settings = settings::load(global.config.as_deref(), &args.settings.overrides())?;
+    let settings = settings::load(
+        global.config.as_deref(),
+        &args.settings.overrides(),
+        wiring::PROVIDERS,
+    )?;
     let config = wiring::engine_config(&settings, "collect")
         .map_err(|e| CommandError::Invalid(e.to_string()))?;
     let client = client::client(&global.client_options()).await?;

@@ -11,10 +11,15 @@ use crate::inventory;
 use crate::kube::client;
 use crate::plan::{self, PlanRequest, PoolInput};
 use crate::settings::{self, Settings};
+use crate::wiring;
 
 pub async fn run(global: &GlobalArgs, args: PlanArgs) -> Result<ExitStatus, CommandError> {
     // Settings first: a bad file or flag exits 2 before anything is contacted.
-    let settings = settings::load(global.config.as_deref(), &args.settings.overrides())?;
+    let settings = settings::load(
+        global.config.as_deref(),
+        &args.settings.overrides(),
+        wiring::PROVIDERS,
+    )?;
     tracing::debug!(pools = settings.pools.len(), "settings loaded");
 
     let config = client::config(&global.client_options()).await?;

@@ -90,7 +90,11 @@ impl RotateArgs {
 }
 
 pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, CommandError> {
-    let settings = settings::load(global.config.as_deref(), &args.settings.overrides())?;
+    let settings = settings::load(
+        global.config.as_deref(),
+        &args.settings.overrides(),
+        wiring::PROVIDERS,
+    )?;
     let engine_config = wiring::engine_config(&settings, "rotate")
         .map_err(|e| CommandError::Invalid(e.to_string()))?;
     let window_end = if args.dry_run {

@@ -85,7 +85,11 @@ impl UpgradeReport {
 }
 
 pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CommandError> {
-    let settings = settings::load(global.config.as_deref(), &args.settings.overrides())?;
+    let settings = settings::load(
+        global.config.as_deref(),
+        &args.settings.overrides(),
+        wiring::PROVIDERS,
+    )?;
     let options = global.client_options();
     let client = client::client(&options).await?;
     let inventory = super::run::collect_inventory(&client, &settings).await?;

@@ -99,6 +99,7 @@
 //!                                "control-plane-not-ready"
 //! ```
 
+mod budget;
 mod build;
 pub mod estimate;
 mod order;
@@ -106,12 +107,12 @@ mod render;
 mod states;
 mod types;
 
+pub use budget::Budget;
 pub use order::{replacement_order, spread_oldest_first};
 pub use states::{KUBEADM_LATE_ADDONS_FROM_MINOR, PlanState, plan_states};
 pub use types::*;
 
 use crate::inventory::Inventory;
-use crate::settings::Budget;
 use crate::version::KubeVersion;
 
 /// What the planner needs to know of a pool.

@@ -20,8 +20,8 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use super::evict::{EvictionAnswer, PodKey, evict};
-use super::filter::{Decision, EvictReason, SkipReason, UnmanagedPods, decide};
-use crate::settings::OnDrainTimeout;
+use super::filter::{Decision, EvictReason, SkipReason, decide};
+use super::policy::{OnDrainTimeout, UnmanagedPods};
 
 /// How a drain behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
