@@ -8,6 +8,7 @@ mod controlplane_scripts;
 mod emulator;
 mod join;
 mod kubectl;
+mod modules;
 mod plan;
 mod rotation;
 mod ssh;
