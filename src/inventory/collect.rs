@@ -7,15 +7,15 @@
 
 use std::collections::BTreeMap;
 
-use ::kube::api::{ListParams, ObjectList};
+use ::kube::api::ListParams;
 use ::kube::{Api, Client};
 use futures::try_join;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
-use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use super::model::{Addons, ControlPlaneNode, Inventory, WorkerNode};
+use crate::kube::pages::list_all;
 use crate::version::KubeVersion;
 
 /// Label kubeadm puts on control-plane nodes.
@@ -26,9 +26,6 @@ pub const LEGACY_MASTER_LABEL: &str = "node-role.kubernetes.io/master";
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 const LEGACY_ZONE_LABEL: &str = "failure-domain.beta.kubernetes.io/zone";
 const SYSTEM_NAMESPACE: &str = "kube-system";
-/// Items per list page: big enough that most clusters need one request,
-/// small enough not to load the API server.
-const PAGE_SIZE: u32 = 500;
 
 const APISERVER: &str = "kube-apiserver";
 const CONTROLLER_MANAGER: &str = "kube-controller-manager";
@@ -111,12 +108,12 @@ pub async fn fetch(client: &Client) -> Result<RawInventory, InventoryError> {
                 .map_err(api_error("the API server version (/version)"))
         },
         async {
-            list_all(&nodes, ListParams::default())
+            list_all(&nodes, &ListParams::default())
                 .await
                 .map_err(api_error("nodes"))
         },
         async {
-            list_all(&pods, ListParams::default().labels(&static_pod_selector))
+            list_all(&pods, &ListParams::default().labels(&static_pod_selector))
                 .await
                 .map_err(api_error("control-plane static pods in kube-system"))
         },
@@ -140,23 +137,6 @@ pub async fn fetch(client: &Client) -> Result<RawInventory, InventoryError> {
         coredns,
         kube_proxy,
     })
-}
-
-/// Every item of a list, following `continue` tokens page by page.
-async fn list_all<K>(api: &Api<K>, params: ListParams) -> Result<Vec<K>, ::kube::Error>
-where
-    K: Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let mut items = Vec::new();
-    let mut params = params.limit(PAGE_SIZE);
-    loop {
-        let page: ObjectList<K> = api.list(&params).await?;
-        items.extend(page.items);
-        match page.metadata.continue_.filter(|token| !token.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(items),
-        }
-    }
 }
 
 /// The model from what was fetched. Pure.
@@ -428,9 +408,11 @@ pub fn image_tag(image: &str) -> Option<&str> {
 mod tests {
     use ::kube::Config;
     use ::kube::config::Kubeconfig;
+    use serde::de::DeserializeOwned;
     use serde_json::json;
 
     use super::*;
+    use crate::kube::pages::PAGE_SIZE;
 
     fn node(name: &str, labels: serde_json::Value, kubelet: &str, ready: &str) -> Node {
         serde_json::from_value(json!({

@@ -8,6 +8,7 @@ pub mod events;
 pub mod join;
 pub mod lock;
 pub mod nodes;
+pub mod pages;
 pub mod pods;
 pub mod retry;
 pub mod volumes;

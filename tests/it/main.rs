@@ -2,7 +2,6 @@
 //! binary, the emulator over real HTTP, and real kubectl.
 
 mod aws;
-mod bench_smoke;
 mod cli;
 mod controlplane_scripts;
 mod emulator;
