@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Taint;
 use kubesurge_provider::config::FieldError;
-use kubesurge_provider::{CloudProvider, NodeExec, ProviderKind};
+use kubesurge_provider::{CloudProvider, NodeExec, ProviderIdRule, ProviderKind};
 use thiserror::Error;
 
 use crate::exec::{ExecSettingsError, LocalExec, SshConfig, SshExec};
@@ -161,7 +161,7 @@ pub fn engine_config(
 }
 
 fn pool_config(cluster: &str, pool: &Pool) -> Result<PoolConfig, WiringError> {
-    let (provider, provider_id_script) = provider_for(cluster, pool)?;
+    let (provider, provider_id) = provider_for(cluster, pool)?;
     Ok(PoolConfig {
         name: pool.name.clone(),
         selector: pool.selector.clone(),
@@ -179,16 +179,16 @@ fn pool_config(cluster: &str, pool: &Pool) -> Result<PoolConfig, WiringError> {
             })
             .collect(),
         provider,
-        provider_id_script,
+        provider_id_script: provider_id.script.to_string(),
+        instance_id_of: provider_id.instance_id,
     })
 }
 
-/// The pool's provider, handed its section, and the script its new
-/// machines print their providerID with.
+/// The pool's provider, handed its section, and its providerID rule.
 fn provider_for(
     cluster: &str,
     pool: &Pool,
-) -> Result<(Arc<dyn CloudProvider>, String), WiringError> {
+) -> Result<(Arc<dyn CloudProvider>, ProviderIdRule), WiringError> {
     let section = &pool.provider;
     let kind = PROVIDERS
         .iter()
@@ -199,7 +199,7 @@ fn provider_for(
         })?;
     let provider = (kind.pool_provider)(cluster, &section.config, &section.path)
         .map_err(WiringError::InvalidSection)?;
-    Ok((provider, kind.provider_id.script.to_string()))
+    Ok((provider, kind.provider_id))
 }
 
 #[cfg(all(test, feature = "aws", feature = "sandbox"))]
@@ -237,6 +237,12 @@ mod tests {
                 ("b", "sim", kubesurge_sim::cloud::KIND.provider_id.script),
             ]
         );
+        let ids: Vec<Option<&str>> = config
+            .pools
+            .iter()
+            .map(|p| (p.instance_id_of)("aws:////i-0abc"))
+            .collect();
+        assert_eq!(ids, [Some("i-0abc"), None]);
     }
 
     #[test]

@@ -45,8 +45,13 @@ pub struct PoolConfig {
     pub node_labels: BTreeMap<String, String>,
     pub node_taints: Vec<Taint>,
     pub provider: Arc<dyn CloudProvider>,
-    /// Bash that prints a new machine's providerID (see the join user data).
+    /// Bash that prints a new machine's providerID (see the join user data),
+    /// from the provider's `ProviderIdRule`.
     pub provider_id_script: String,
+    /// The instance id in a node's providerID, in every form the pool's
+    /// provider knows (`aws:///<zone>/<id>`, `aws:////<id>`), from the same
+    /// rule: to match nodes and instances by id rather than by the text.
+    pub instance_id_of: fn(&str) -> Option<&str>,
 }
 
 impl PoolConfig {
