@@ -354,7 +354,7 @@ fn parse_budget(value: &Value) -> Result<Budget, String> {
     }
 }
 
-/// `aws or sim`, `a, b or c`: the providers a pool may name.
+/// `a or b`, `a, b or c`: the providers a pool may name.
 fn either_of(names: &[&str]) -> String {
     match names.split_last() {
         None => "no provider is available in this build".to_string(),
