@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod controlplane;
+pub mod duration;
 pub mod exec;
 pub mod exit;
 pub mod inventory;

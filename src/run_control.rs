@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::kube::lock::{self, LockError, RunLock};
 use crate::rotation::{RecordError, RecordStore, RunState, StopReason};
-use crate::settings::Window;
+use crate::window::Window;
 use crate::window::{self, Position, WindowError};
 
 /// Whether a mutating command may start now.

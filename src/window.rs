@@ -20,8 +20,7 @@
 //!     the first valid instant after the gap. (jiff's `compatible`
 //!     disambiguation would instead shift it by the gap's length, to 03:30;
 //!     we do not use it for gaps, so that a window never opens later than
-//!     the wall clock says it should, and this module agrees with
-//!     `settings::Window::contains`, which compares wall-clock times.)
+//!     the wall clock says it should.)
 //!   - a time repeated by a fall-back fold is taken at its first
 //!     occurrence (what `compatible` does for folds), so the window's length
 //!     follows the wall clock: `02:00–06:00` on 2026-10-25 in Europe/Berlin
@@ -35,7 +34,28 @@ use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{Timestamp, ToSpan, Zoned};
 
-use crate::settings::Window;
+/// `window`: a weekly maintenance window in a time zone. The window opens
+/// at `start` on each of `days`; when `end` is not after `start` it closes
+/// at `end` the next day (`22:00`–`04:00`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    /// Sorted Monday first, no duplicates, never empty.
+    pub days: Vec<Weekday>,
+    pub start: Time,
+    pub end: Time,
+    pub time_zone: TimeZone,
+    /// The IANA name as written (`Europe/Berlin`).
+    pub time_zone_name: String,
+}
+
+impl Window {
+    /// Whether `at` falls inside the window, as [`position`] decides it
+    /// (daylight-saving gaps and folds included). A window whose position
+    /// cannot be computed (no days, never opens) contains nothing.
+    pub fn contains(&self, at: Timestamp) -> bool {
+        matches!(position(self, at), Ok(Position::Inside { .. }))
+    }
+}
 
 /// How many local days past the instant's own date are searched for the
 /// next opening: a week, plus a week for an occurrence emptied by a
@@ -664,5 +684,55 @@ mod tests {
     #[test]
     fn clock_shows_hours_and_minutes() {
         assert_eq!(clock(Time::constant(2, 5, 0, 0)), "02:05");
+    }
+
+    /// A window in Europe/Berlin, for the tests of [`Window::contains`].
+    fn berlin(days: &[Weekday], start: Time, end: Time) -> Window {
+        Window {
+            days: days.to_vec(),
+            start,
+            end,
+            time_zone: TimeZone::get("Europe/Berlin").unwrap(),
+            time_zone_name: "Europe/Berlin".into(),
+        }
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn window_is_read_in_its_time_zone() {
+        let w = berlin(
+            &[Weekday::Saturday, Weekday::Sunday],
+            Time::constant(2, 0, 0, 0),
+            Time::constant(6, 0, 0, 0),
+        );
+        // 2025-06-07 is a Saturday; Berlin is UTC+2 in summer.
+        assert!(w.contains(at("2025-06-07T00:00:00Z")), "02:00 Berlin");
+        assert!(w.contains(at("2025-06-07T03:59:59Z")), "05:59:59 Berlin");
+        assert!(
+            !w.contains(at("2025-06-07T04:00:00Z")),
+            "06:00 Berlin is the end"
+        );
+        assert!(!w.contains(at("2025-06-06T23:59:59Z")), "01:59:59 Berlin");
+        assert!(!w.contains(at("2025-06-09T01:00:00Z")), "Monday 03:00");
+    }
+
+    #[test]
+    fn overnight_window_closes_the_next_day() {
+        let w = berlin(
+            &[Weekday::Friday],
+            Time::constant(22, 0, 0, 0),
+            Time::constant(4, 0, 0, 0),
+        );
+        // 2025-01-10 is a Friday; Berlin is UTC+1 in winter.
+        assert!(w.contains(at("2025-01-10T21:30:00Z")), "Friday 22:30");
+        assert!(w.contains(at("2025-01-11T02:00:00Z")), "Saturday 03:00");
+        assert!(!w.contains(at("2025-01-11T03:00:00Z")), "Saturday 04:00");
+        assert!(
+            !w.contains(at("2025-01-10T02:00:00Z")),
+            "Friday 03:00: Thursday did not open"
+        );
     }
 }

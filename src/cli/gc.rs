@@ -26,7 +26,11 @@ pub struct GcArgs {
 }
 
 pub async fn run(global: &GlobalArgs, args: GcArgs) -> Result<ExitStatus, CommandError> {
-    let settings = settings::load(global.config.as_deref(), &args.settings.overrides())?;
+    let settings = settings::load(
+        global.config.as_deref(),
+        &args.settings.overrides(),
+        wiring::PROVIDERS,
+    )?;
     let config = wiring::engine_config(&settings, "collect")?;
     let client = client::client(&global.client_options()).await?;
     if args.dry_run {

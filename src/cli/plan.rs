@@ -9,12 +9,17 @@ use super::{CommandError, output};
 use crate::ExitStatus;
 use crate::inventory;
 use crate::kube::client;
-use crate::plan::{self, PlanRequest, PoolInput};
+use crate::plan::{self, PlanRequest};
 use crate::settings;
+use crate::wiring;
 
 pub async fn run(global: &GlobalArgs, args: PlanArgs) -> Result<ExitStatus, CommandError> {
     // Settings first: a bad file or flag exits 2 before anything is contacted.
-    let settings = settings::load(global.config.as_deref(), &args.settings.overrides())?;
+    let settings = settings::load(
+        global.config.as_deref(),
+        &args.settings.overrides(),
+        wiring::PROVIDERS,
+    )?;
     tracing::debug!(pools = settings.pools.len(), "settings loaded");
 
     let config = client::config(&global.client_options()).await?;
@@ -37,7 +42,7 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> Result<ExitStatus, Comm
     let plan = plan::plan(&PlanRequest {
         inventory: &inventory,
         target: args.to,
-        pools: &PoolInput::from_settings(&settings),
+        pools: &settings.pool_inputs(),
         today: Timestamp::now().to_zoned(TimeZone::UTC).date(),
     })?;
 

@@ -83,7 +83,11 @@ impl RotateArgs {
 
 pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, CommandError> {
     let flags = &args.flags;
-    let settings = settings::load(global.config.as_deref(), &flags.settings.overrides())?;
+    let settings = settings::load(
+        global.config.as_deref(),
+        &flags.settings.overrides(),
+        wiring::PROVIDERS,
+    )?;
     let engine_config = wiring::engine_config(&settings, "rotate")?;
     let window_end = if flags.dry_run {
         None

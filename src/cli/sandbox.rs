@@ -146,28 +146,9 @@ pub enum SandboxCommand {
     Up,
 }
 
-/// A delay: a whole number with unit `ms`, `s`, `m` or `h` (`200ms`, `3s`).
+/// A delay in the one duration grammar (`200ms`, `3s`, `0s`).
 pub fn parse_delay(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (expected e.g. 200ms, 3s, 1m)"))?;
-    let millis = match unit {
-        "ms" => Some(value),
-        "s" => value.checked_mul(1_000),
-        "m" => value.checked_mul(60_000),
-        "h" => value.checked_mul(3_600_000),
-        _ => {
-            return Err(format!(
-                "{text:?} has no unit (expected ms, s, m or h, e.g. 200ms, 3s)"
-            ));
-        }
-    };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is too long"))
+    crate::duration::parse_delay(text).map_err(|e| e.to_string())
 }
 
 /// The world the arguments ask for. Pure.

@@ -12,11 +12,12 @@ use super::args::{GlobalArgs, MutationFlags, OutputFormat, parse_version};
 use super::run::{self, confirm, connect, read_cluster, release, render_report, window_gate};
 use super::{CommandError, output, progress};
 use crate::ExitStatus;
-use crate::plan::{self, PlanRequest, PoolInput};
+use crate::plan::{self, PlanRequest};
 use crate::run_control::{StopRequests, WindowGate};
 use crate::settings;
 use crate::upgrade::{Clients, Upgrade, UpgradeOutcome, UpgradeReport};
 use crate::version::KubeVersion;
+use crate::wiring;
 
 /// Arguments of `kubesurge upgrade`.
 #[derive(Debug, Clone, Args)]
@@ -31,13 +32,17 @@ pub struct UpgradeArgs {
 
 pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CommandError> {
     let flags = &args.flags;
-    let settings = settings::load(global.config.as_deref(), &flags.settings.overrides())?;
+    let settings = settings::load(
+        global.config.as_deref(),
+        &flags.settings.overrides(),
+        wiring::PROVIDERS,
+    )?;
     let connection = connect(global).await?;
     let inventory = read_cluster(&connection, &settings).await?;
     let plan = plan::plan(&PlanRequest {
         inventory: &inventory,
         target: Some(args.to),
-        pools: &PoolInput::from_settings(&settings),
+        pools: &settings.pool_inputs(),
         today: Timestamp::now().to_zoned(TimeZone::UTC).date(),
     })?;
 

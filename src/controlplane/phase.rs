@@ -115,7 +115,6 @@ pub struct ControlPlaneDriver {
 
 impl ControlPlaneDriver {
     /// Start the watches the driver waits on.
-    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         client: Client,
         drain_client: Client,

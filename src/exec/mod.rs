@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use local::LocalExec;
-pub use ssh::{SshConfig, SshExec};
+pub use ssh::{DEFAULT_SSH_PORT, SshConfig, SshExec, SshSettings};
 
 /// Why the settings give no way to run scripts on control-plane nodes.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

@@ -29,7 +29,30 @@ use kubesurge_provider::{ExecError, ExecOutput, ExecRequest, ExecTarget, NodeExe
 use tokio::process::Command;
 
 use super::{ExecSettingsError, Finished, run_process, wrap_script_after};
-use crate::settings;
+
+/// Default `controlPlane.ssh.port`.
+pub const DEFAULT_SSH_PORT: u16 = 22;
+
+/// `controlPlane.ssh` as configured. Paths are kept as written (`~` is
+/// expanded where the connection is made: settings do no I/O).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SshSettings {
+    pub user: Option<String>,
+    pub identity_file: Option<String>,
+    pub known_hosts: Option<String>,
+    pub port: u16,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        SshSettings {
+            user: None,
+            identity_file: None,
+            known_hosts: None,
+            port: DEFAULT_SSH_PORT,
+        }
+    }
+}
 
 /// Default for [`SshConfig::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,7 +100,7 @@ impl SshConfig {
         SshConfig {
             sudo: user != "root",
             user,
-            port: settings::DEFAULT_SSH_PORT,
+            port: DEFAULT_SSH_PORT,
             identity_file: None,
             known_hosts: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -86,7 +109,7 @@ impl SshConfig {
     }
 
     /// From `controlPlane.ssh`.
-    pub fn from_settings(ssh: &settings::Ssh) -> Result<Self, ExecSettingsError> {
+    pub fn from_settings(ssh: &SshSettings) -> Result<Self, ExecSettingsError> {
         let user = ssh.user.clone().ok_or(ExecSettingsError::NoSshUser)?;
         Ok(SshConfig {
             port: ssh.port,
@@ -605,7 +628,7 @@ mod tests {
 
     #[test]
     fn settings_without_a_user_name_the_field() {
-        let ssh = settings::Ssh::default();
+        let ssh = SshSettings::default();
         let error = SshConfig::from_settings(&ssh).err();
         assert_eq!(error, Some(ExecSettingsError::NoSshUser));
         assert!(
@@ -613,7 +636,7 @@ mod tests {
                 .to_string()
                 .contains("controlPlane.ssh.user")
         );
-        let ssh = settings::Ssh {
+        let ssh = SshSettings {
             user: Some("ubuntu".into()),
             identity_file: Some("~/.ssh/id_ed25519".into()),
             known_hosts: None,

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use thiserror::Error;
 
 use super::model::{Addons, ControlPlaneNode, Inventory, WorkerNode};
-use crate::kube::list::list_all;
+use crate::kube::pages::list_all;
 use crate::version::KubeVersion;
 
 /// Label kubeadm puts on control-plane nodes.
@@ -136,12 +136,12 @@ pub async fn fetch(client: &Client) -> Result<RawInventory, InventoryError> {
                 .map_err(api_error("the API server version (/version)"))
         },
         async {
-            list_all(&nodes, ListParams::default())
+            list_all(&nodes, &ListParams::default())
                 .await
                 .map_err(api_error("nodes"))
         },
         async {
-            list_all(&pods, ListParams::default().labels(&static_pod_selector))
+            list_all(&pods, &ListParams::default().labels(&static_pod_selector))
                 .await
                 .map_err(api_error("control-plane static pods in kube-system"))
         },
@@ -440,7 +440,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::kube::list::PAGE_SIZE;
+    use crate::kube::pages::PAGE_SIZE;
 
     fn node(name: &str, labels: serde_json::Value, kubelet: &str, ready: &str) -> Node {
         serde_json::from_value(json!({

@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::version::KubeVersion;
+use crate::version::{ClusterVersions, ControlPlaneMember, KubeVersion, NodeVersions};
 
 /// A snapshot of the cluster, as the planner sees it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -71,6 +71,40 @@ pub struct Addons {
     pub coredns: Option<String>,
     /// kube-proxy version from its DaemonSet image tag.
     pub kube_proxy: Option<KubeVersion>,
+}
+
+impl Inventory {
+    /// The versions the skew policy speaks of, as this inventory shows
+    /// them. kube-proxy is a DaemonSet, so every node gets its version.
+    pub fn versions(&self) -> ClusterVersions {
+        let kube_proxy = self.addons.kube_proxy;
+        let control_plane = self
+            .control_plane
+            .iter()
+            .map(|n| ControlPlaneMember {
+                node: n.name.clone(),
+                apiserver: n.apiserver,
+                controller_manager: n.controller_manager,
+                scheduler: n.scheduler,
+            })
+            .collect();
+        let nodes = self
+            .control_plane
+            .iter()
+            .map(|n| (n.name.clone(), n.kubelet))
+            .chain(self.workers.iter().map(|w| (w.name.clone(), w.kubelet)))
+            .map(|(node, kubelet)| NodeVersions {
+                node,
+                kubelet,
+                kube_proxy,
+            })
+            .collect();
+        ClusterVersions {
+            control_plane,
+            nodes,
+            kubectl: None,
+        }
+    }
 }
 
 #[cfg(test)]

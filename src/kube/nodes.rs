@@ -1,6 +1,7 @@
 //! Nodes: reading their state and the changes the engine makes to them.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 use k8s_openapi::api::core::v1::{Node, Taint};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -8,6 +9,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use super::errors;
+use super::pages::visit_pages;
 use super::retry::with_retry;
 use crate::version::KubeVersion;
 
@@ -177,21 +179,18 @@ impl NodeOps {
     /// server now (every page), not from a watch that may lag: for the
     /// decisions that must not rest on a stale view.
     pub async fn by_provider_id(&self, wanted: &str) -> Result<Option<Node>, kube::Error> {
-        let mut params = ListParams::default().limit(500);
-        loop {
-            let page = with_retry("list nodes", || self.api.list(&params)).await?;
-            if let Some(node) = page
-                .items
-                .into_iter()
-                .find(|n| provider_id(n) == Some(wanted))
-            {
-                return Ok(Some(node));
-            }
-            match page.metadata.continue_ {
-                Some(token) if !token.is_empty() => params = params.continue_token(&token),
-                _ => return Ok(None),
-            }
-        }
+        let params = ListParams::default();
+        // A transient failure lists again from the first page: a continue
+        // token need not survive the API server restart that caused it.
+        with_retry("list nodes", || {
+            visit_pages(&self.api, &params, |page: Vec<Node>| {
+                match page.into_iter().find(|n| provider_id(n) == Some(wanted)) {
+                    Some(node) => ControlFlow::Break(node),
+                    None => ControlFlow::Continue(()),
+                }
+            })
+        })
+        .await
     }
 
     /// Delete the Node object (only that node: pinned to its UID). Absent

@@ -10,8 +10,8 @@ use super::types::*;
 use super::{PlanRequest, PoolInput};
 use crate::inventory::{Inventory, WorkerNode};
 use crate::version::{
-    ClusterVersions, Component, KubeVersion, LEGACY_KUBELET_MAX_LAG, Rule, Violation, check,
-    kubelet_max_lag, latest_known_patch, newest_apiserver_minor_for_kubelet, support_warnings,
+    Component, KubeVersion, LEGACY_KUBELET_MAX_LAG, Rule, Violation, check, kubelet_max_lag,
+    latest_known_patch, newest_apiserver_minor_for_kubelet, support_warnings,
 };
 
 /// Violations of the current cluster that no plan repairs: the planner only
@@ -57,7 +57,7 @@ pub(super) fn build(req: &PlanRequest<'_>) -> Result<Plan, PlanRefusal> {
         }
     }
 
-    let current_violations = check(&ClusterVersions::from_inventory(inv));
+    let current_violations = check(&inv.versions());
     let irreparable: Vec<String> = current_violations
         .iter()
         .filter(|v| is_irreparable(v))

@@ -99,6 +99,7 @@
 //!                                "control-plane-not-ready"
 //! ```
 
+mod budget;
 mod build;
 pub mod estimate;
 mod order;
@@ -106,12 +107,12 @@ mod render;
 mod states;
 mod types;
 
+pub use budget::Budget;
 pub use order::{replacement_order, spread_oldest_first};
 pub use states::{KUBEADM_LATE_ADDONS_FROM_MINOR, PlanState, plan_states};
 pub use types::*;
 
 use crate::inventory::Inventory;
-use crate::settings::{Budget, Settings};
 use crate::version::KubeVersion;
 
 /// What the planner needs to know of a pool.
@@ -120,21 +121,6 @@ pub struct PoolInput {
     pub name: String,
     pub max_surge: Budget,
     pub max_unavailable: Budget,
-}
-
-impl PoolInput {
-    /// What the planner needs of each configured pool, in config order.
-    pub fn from_settings(settings: &Settings) -> Vec<PoolInput> {
-        settings
-            .pools
-            .iter()
-            .map(|pool| PoolInput {
-                name: pool.name.clone(),
-                max_surge: pool.max_surge,
-                max_unavailable: pool.max_unavailable,
-            })
-            .collect()
-    }
 }
 
 /// The planner's input.

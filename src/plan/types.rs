@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::settings::Budget;
+use super::Budget;
 use crate::version::{Component, KubeVersion};
 
 /// The plan: control-plane hops, worker-pool rotations and the order they

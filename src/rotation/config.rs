@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Taint;
 use kubesurge_provider::CloudProvider;
 
 use crate::kube::drain::DrainPolicy;
-use crate::settings::Budget;
+use crate::plan::Budget;
 
 /// How the engine behaves, from validated settings.
 #[derive(Clone)]
@@ -47,8 +47,13 @@ pub struct PoolConfig {
     /// Flags of the new nodes' kubelets, into their JoinConfiguration.
     pub kubelet_extra_args: BTreeMap<String, String>,
     pub provider: Arc<dyn CloudProvider>,
-    /// Bash that prints a new machine's providerID (see the join user data).
+    /// Bash that prints a new machine's providerID (see the join user data),
+    /// from the provider's `ProviderIdRule`.
     pub provider_id_script: String,
+    /// The instance id in a node's providerID, in every form the pool's
+    /// provider knows (`aws:///<zone>/<id>`, `aws:////<id>`), from the same
+    /// rule: to match nodes and instances by id rather than by the text.
+    pub instance_id_of: fn(&str) -> Option<&str>,
 }
 
 impl PoolConfig {
@@ -75,10 +80,3 @@ pub struct Criteria {
     /// Replace every worker of the selected pools.
     pub all: bool,
 }
-
-/// The bash that reads an EC2 instance's providerID from IMDSv2.
-pub const AWS_PROVIDER_ID_SCRIPT: &str = r#"  local token
-  token="$(curl -sS --retry 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' http://169.254.169.254/latest/api/token)"
-  printf 'aws:///%s/%s' \
-    "$(curl -sS --retry 5 -H "X-aws-ec2-metadata-token: ${token}" http://169.254.169.254/latest/meta-data/placement/availability-zone)" \
-    "$(curl -sS --retry 5 -H "X-aws-ec2-metadata-token: ${token}" http://169.254.169.254/latest/meta-data/instance-id)""#;

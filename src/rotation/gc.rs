@@ -15,8 +15,8 @@ use thiserror::Error;
 
 use super::config::EngineConfig;
 use super::instances::{DeleteError, delete_until_gone, provider_retry};
-use crate::kube::list::list_all;
 use crate::kube::nodes;
+use crate::kube::pages::list_all;
 use crate::kube::retry::with_retry;
 
 /// How long gc waits for one instance to report gone.
@@ -89,13 +89,13 @@ pub fn leftover(
 /// Every leftover of every pool in `config`, pool by pool.
 pub async fn find(client: &Client, config: &EngineConfig) -> Result<Vec<Leftover>, GcError> {
     let api: Api<Node> = Api::all(client.clone());
-    let node_provider_ids: BTreeSet<String> =
-        with_retry("list nodes", || list_all(&api, ListParams::default()))
-            .await
-            .map_err(GcError::ListNodes)?
-            .iter()
-            .filter_map(|n| nodes::provider_id(n).map(str::to_string))
-            .collect();
+    let params = ListParams::default();
+    let node_provider_ids: BTreeSet<String> = with_retry("list nodes", || list_all(&api, &params))
+        .await
+        .map_err(GcError::ListNodes)?
+        .iter()
+        .filter_map(|n| nodes::provider_id(n).map(str::to_string))
+        .collect();
     let mut found = Vec::new();
     for pool in &config.pools {
         let pool_ref = PoolRef {
@@ -197,17 +197,18 @@ mod tests {
             pools: vec![PoolConfig {
                 name: "general".into(),
                 selector: BTreeMap::new(),
-                max_surge: crate::settings::Budget::Count(1),
-                max_unavailable: crate::settings::Budget::Count(0),
+                max_surge: crate::plan::Budget::Count(1),
+                max_unavailable: crate::plan::Budget::Count(0),
                 node_labels: BTreeMap::new(),
                 node_taints: Vec::new(),
                 kubelet_extra_args: BTreeMap::new(),
                 provider,
                 provider_id_script: String::new(),
+                instance_id_of: |p| p.rsplit('/').next(),
             }],
             drain: crate::kube::drain::DrainPolicy {
-                on_timeout: crate::settings::OnDrainTimeout::Fail,
-                unmanaged: crate::settings::UnmanagedPods::Fail,
+                on_timeout: crate::kube::drain::OnDrainTimeout::Fail,
+                unmanaged: crate::kube::drain::UnmanagedPods::Fail,
                 concurrency: 1,
             },
             drain_timeout: Duration::from_secs(1),

@@ -6,35 +6,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-/// One problem at one place of the configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    /// Where, as a user would write it: `pools[1].maxSurge`,
-    /// `pools[0].selector["kubesurge.io/pool"]`. Empty for the document as a
-    /// whole. A field set by a flag reads `drain.timeout (--drain-timeout)`.
-    pub path: String,
-    /// What is wrong and what was expected.
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
+pub use kubesurge_provider::config::FieldError;
 
 /// Where the settings came from, for messages.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,9 +5,14 @@
 //! ([`Overrides`]), and a hand-written schema walks it, collecting every
 //! problem with its field path. Typed [`Settings`] exist only when there is
 //! none. Reading the file is the only I/O here.
+//!
+//! Settings know no provider: each pool's provider section is checked by
+//! the provider it names, from the [`ProviderKind`]s the caller hands in
+//! (`src/wiring.rs` lists the ones this build has), and kept as data.
+//! The domain types the settings are made of live in their own modules
+//! (`plan::Budget`, `kube::drain`'s policies, `window::Window`,
+//! `exec::SshSettings`).
 
-mod budget;
-mod duration;
 mod error;
 mod model;
 mod names;
@@ -16,10 +21,10 @@ mod schema;
 
 use std::path::Path;
 
+use kubesurge_provider::ProviderKind;
 use serde_json::Value;
 
-pub use budget::Budget;
-pub use duration::{DurationError, HumanDuration, parse_duration};
+pub use crate::duration::{DurationError, HumanDuration, parse_duration};
 pub use error::{FieldError, SettingsError, SettingsSource};
 pub use model::*;
 pub use overrides::Overrides;
@@ -28,8 +33,12 @@ pub use schema::{API_VERSION, KIND};
 use schema::Mode;
 
 /// Settings from the config file at `config`, or from defaults when there
-/// is none, with `overrides` applied.
-pub fn load(config: Option<&Path>, overrides: &Overrides) -> Result<Settings, SettingsError> {
+/// is none, with `overrides` applied; pools may use `providers`.
+pub fn load(
+    config: Option<&Path>,
+    overrides: &Overrides,
+    providers: &[ProviderKind],
+) -> Result<Settings, SettingsError> {
     match config {
         None => defaults(overrides),
         Some(path) => {
@@ -37,7 +46,12 @@ pub fn load(config: Option<&Path>, overrides: &Overrides) -> Result<Settings, Se
                 path: path.to_path_buf(),
                 source,
             })?;
-            parse(&text, SettingsSource::File(path.to_path_buf()), overrides)
+            parse(
+                &text,
+                SettingsSource::File(path.to_path_buf()),
+                overrides,
+                providers,
+            )
         }
     }
 }
@@ -46,23 +60,27 @@ pub fn load(config: Option<&Path>, overrides: &Overrides) -> Result<Settings, Se
 pub fn defaults(overrides: &Overrides) -> Result<Settings, SettingsError> {
     let mut document = Value::Null;
     overrides.apply(&mut document);
+    // No file, no pools: no provider is asked anything.
     finish(
         &document,
         Mode::Defaults,
         SettingsSource::Defaults,
         overrides,
+        &[],
     )
 }
 
-/// Settings from the text of a `RotationConfig`. Pure.
+/// Settings from the text of a `RotationConfig`; pools may use
+/// `providers`. Pure.
 pub fn parse(
     yaml: &str,
     source: SettingsSource,
     overrides: &Overrides,
+    providers: &[ProviderKind],
 ) -> Result<Settings, SettingsError> {
     let mut document = parse_yaml(yaml, &source)?;
     overrides.apply(&mut document);
-    finish(&document, Mode::File, source, overrides)
+    finish(&document, Mode::File, source, overrides, providers)
 }
 
 fn finish(
@@ -70,8 +88,9 @@ fn finish(
     mode: Mode,
     source: SettingsSource,
     overrides: &Overrides,
+    providers: &[ProviderKind],
 ) -> Result<Settings, SettingsError> {
-    schema::validate(document, mode).map_err(|mut errors| {
+    schema::validate(document, mode, providers).map_err(|mut errors| {
         overrides.attribute(&mut errors);
         SettingsError::Invalid {
             origin: source,
@@ -98,6 +117,3 @@ fn parse_yaml(yaml: &str, source: &SettingsSource) -> Result<Value, SettingsErro
         }
     })
 }
-
-#[cfg(test)]
-mod tests;

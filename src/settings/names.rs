@@ -1,5 +1,5 @@
-//! Syntax of names the configuration hands to Kubernetes and the cloud, and
-//! "did you mean" suggestions. Messages complete "`<path>`: ".
+//! Syntax of names the configuration hands to Kubernetes and the cloud.
+//! Messages complete "`<path>`: ".
 
 /// Kubernetes DNS label (RFC 1123): what a cluster or pool name must be,
 /// since both end up in tags, label values and object names.
@@ -108,43 +108,6 @@ pub fn check_kubelet_may_set(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The closest of `candidates` to `input`, if close enough to be a typo:
-/// the same letters ignoring case, `-` and `_`, or at most two edits away.
-pub fn did_you_mean<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let normalize = |s: &str| {
-        s.chars()
-            .filter(|c| *c != '_' && *c != '-')
-            .flat_map(char::to_lowercase)
-            .collect::<String>()
-    };
-    let wanted = normalize(input);
-    if let Some(exact) = candidates.iter().find(|c| normalize(c) == wanted) {
-        return Some(exact);
-    }
-    let limit = if input.chars().count() <= 3 { 1 } else { 2 };
-    candidates
-        .iter()
-        .map(|c| (edit_distance(&wanted, &normalize(c)), *c))
-        .filter(|(distance, _)| *distance <= limit)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate)
-}
-
-/// Levenshtein distance.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,16 +166,5 @@ mod tests {
         ] {
             assert!(check_kubelet_may_set(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn suggestions_catch_typos_only() {
-        let fields = ["maxSurge", "maxUnavailable", "nodeLabels", "name"];
-        assert_eq!(did_you_mean("maxsurge", &fields), Some("maxSurge"));
-        assert_eq!(did_you_mean("max_surge", &fields), Some("maxSurge"));
-        assert_eq!(did_you_mean("maxSurg", &fields), Some("maxSurge"));
-        assert_eq!(did_you_mean("nodeLabel", &fields), Some("nodeLabels"));
-        assert_eq!(did_you_mean("nmae", &fields), Some("name"));
-        assert_eq!(did_you_mean("region", &fields), None);
     }
 }

@@ -16,7 +16,6 @@ use std::fmt;
 use serde::Serialize;
 
 use super::KubeVersion;
-use crate::inventory::Inventory;
 
 /// Minors a kubelet at v1.25 or later may trail the newest kube-apiserver
 /// (N-3 since v1.28, KEP-3935).
@@ -207,43 +206,6 @@ pub struct ClusterVersions {
 }
 
 impl ClusterVersions {
-    /// The versions an inventory shows. kube-proxy is a DaemonSet, so every
-    /// node gets its version.
-    pub fn from_inventory(inventory: &Inventory) -> Self {
-        let kube_proxy = inventory.addons.kube_proxy;
-        let control_plane = inventory
-            .control_plane
-            .iter()
-            .map(|n| ControlPlaneMember {
-                node: n.name.clone(),
-                apiserver: n.apiserver,
-                controller_manager: n.controller_manager,
-                scheduler: n.scheduler,
-            })
-            .collect();
-        let nodes = inventory
-            .control_plane
-            .iter()
-            .map(|n| (n.name.clone(), n.kubelet))
-            .chain(
-                inventory
-                    .workers
-                    .iter()
-                    .map(|w| (w.name.clone(), w.kubelet)),
-            )
-            .map(|(node, kubelet)| NodeVersions {
-                node,
-                kubelet,
-                kube_proxy,
-            })
-            .collect();
-        ClusterVersions {
-            control_plane,
-            nodes,
-            kubectl: None,
-        }
-    }
-
     /// The oldest and the newest kube-apiserver, if any is known.
     pub fn apiserver_range(&self) -> Option<(KubeVersion, KubeVersion)> {
         let mut versions = self.control_plane.iter().filter_map(|m| m.apiserver);

@@ -2,13 +2,13 @@
 //! binary, the emulator over real HTTP, and real kubectl.
 
 mod aws;
-mod bench_smoke;
 mod cli;
 mod controlplane_scripts;
 mod emulator;
 mod join;
 mod kubectl;
 mod layering;
+mod modules;
 mod plan;
 mod rotation;
 mod ssh;

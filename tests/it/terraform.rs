@@ -1124,6 +1124,81 @@ fn upgrade_module_refuses_malformed_inputs_before_running() {
     assert_eq!(tf.runs(), 0, "a refused input never runs kubesurge");
 }
 
+/// The `condition` of `variable "max_age"`'s validation in a module.
+fn max_age_condition(module: &str) -> String {
+    let text = fs::read_to_string(repo().join(format!("terraform/modules/{module}/variables.tf")))
+        .expect("variables.tf");
+    let block = text
+        .split("variable \"")
+        .find(|block| block.starts_with("max_age\""))
+        .unwrap_or_else(|| panic!("{module}: no variable max_age"));
+    block
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("condition"))
+        .and_then(|rest| rest.trim().strip_prefix('='))
+        .unwrap_or_else(|| panic!("{module}: max_age has no validation condition"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn max_age_is_validated_with_kubesurges_duration_grammar() {
+    // The same examples through kubesurge's parser and through each
+    // module's validation, evaluated by Terraform itself. (A number too
+    // large for kubesurge is beyond what a regex can refuse: kubesurge
+    // refuses it with exit 2 before doing anything.)
+    let examples = [
+        "30s", "15m", "2h", "30d", "1h30m", "2d12h", "1d1h1m1s", "90s", "200ms", "1s500ms", " 5m ",
+        "0h5m", "007s", "", "0", "0s", "0h0m", "-5m", "30", "1h30", "15x", "m", "ms", "1.5h",
+        "1h 30m", "30m1h", "1m1m", "5ms1s", "1H",
+    ];
+    let ws = Workspace::new();
+    let empty = ws.path("console");
+    fs::create_dir_all(&empty).expect("dir");
+    for module in ["scheduled", "upgrade"] {
+        let condition = max_age_condition(module);
+        // One expression: the console evaluates its input as one.
+        let verdicts: Vec<String> = examples
+            .iter()
+            .map(|example| condition.replace("var.max_age", &format!("{example:?}")))
+            .collect();
+        let input = format!("jsonencode([{}])\n", verdicts.join(", "));
+        let mut console = ws
+            .command(&terraform_bin(), &empty)
+            .args(["console", "-no-color"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("terraform console starts");
+        {
+            use std::io::Write;
+            let mut stdin = console.stdin.take().expect("stdin");
+            stdin
+                .write_all(input.as_bytes())
+                .expect("expression written");
+        }
+        let output = succeeded(
+            "terraform console",
+            console.wait_with_output().expect("runs"),
+        );
+        // The console prints the JSON as a quoted string: "[true,false]".
+        let printed = text(&output.stdout);
+        let json = printed.trim().trim_matches('"');
+        let verdicts: Vec<bool> = serde_json::from_str(json)
+            .unwrap_or_else(|e| panic!("{module}: console printed {printed:?}: {e}"));
+        assert_eq!(verdicts.len(), examples.len(), "{module}: {verdicts:?}");
+        for (example, terraform) in examples.iter().zip(verdicts) {
+            let kubesurge = kubesurge::duration::parse_duration(example);
+            assert_eq!(
+                terraform,
+                kubesurge.is_ok(),
+                "{module}: max_age = {example:?}: kubesurge says {kubesurge:?}, Terraform {terraform}"
+            );
+        }
+    }
+}
+
 // --- The upgrade module against a real world ----------------------------
 
 /// `kubesurge sandbox up` as a child process: a small cluster (one

@@ -502,13 +502,18 @@ async fn world_config_files_are_a_valid_rotation_config() {
         std::fs::read_to_string(&kubeconfig).expect("kubeconfig"),
         world.kubeconfig_yaml()
     );
-    let settings = kubesurge::settings::load(Some(&config), &Default::default())
-        .unwrap_or_else(|e| panic!("the world's config does not validate: {e}"));
+    let settings = kubesurge::settings::load(
+        Some(&config),
+        &Default::default(),
+        kubesurge::wiring::PROVIDERS,
+    )
+    .unwrap_or_else(|e| panic!("the world's config does not validate: {e}"));
     assert_eq!(settings.cluster_name.as_deref(), Some("it"));
     let general = settings.pool("general").expect("pool general");
+    assert_eq!(general.provider.kind, "sim");
     assert_eq!(
-        general.provider,
-        kubesurge::settings::PoolProvider::Sim(kubesurge::settings::SimPool {
+        kubesurge_sim::cloud::parse_pool_config(&general.provider.config, &general.provider.path),
+        Ok(kubesurge_sim::cloud::SimPoolConfig {
             endpoint: world.cloud.url().to_string()
         })
     );

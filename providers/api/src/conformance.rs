@@ -360,15 +360,8 @@ pub async fn tags_present(p: &dyn CloudProvider, fx: &Fixture) -> Result<(), Vio
         .launch(&req)
         .await
         .map_err(|e| call_failed(C, "launch", &e))?;
-    let expected = [
-        (tags::CLUSTER, fx.pool.cluster.clone()),
-        (tags::POOL, fx.pool.pool.clone()),
-        (tags::RUN, req.slot.run_id.clone()),
-        (tags::SLOT, req.slot.tag_value()),
-        (tags::REPLACES, req.slot.old_node.clone()),
-        (tags::NAME, req.node_name.clone()),
-        ("kubesurge.io/conformance", "extra".to_string()),
-    ];
+    // The request's tag set: the derived tags and the extra one.
+    let expected = req.tags();
     let check = |source: &str, i: &Instance| -> Result<(), Violation> {
         for (key, value) in &expected {
             if i.tag(key) != Some(value.as_str()) {

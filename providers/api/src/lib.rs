@@ -1,22 +1,27 @@
 //! Contracts between kubesurge and the clouds it launches nodes in.
 //!
 //! The core depends on this crate only; every provider (`aws`, `sim`)
-//! implements [`CloudProvider`] and, where it can reach nodes, [`NodeExec`].
-//! Nothing in the core names a concrete provider: the binary wires them.
+//! implements [`CloudProvider`] and, where it can reach nodes, [`NodeExec`],
+//! and exports a [`ProviderKind`]: its pool configuration (read with
+//! [`config`]), its providerID rule. Nothing in the core names a concrete
+//! provider: the binary wires them.
 //!
 //! Every method documents its contract. The conformance kit (feature
 //! `conformance`) checks those contracts against a live provider.
 
+pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
 mod exec;
+mod kind;
 mod sensitive;
 pub mod tags;
 mod types;
 
 pub use error::{ExecError, ProviderError};
 pub use exec::{ExecOutput, ExecRequest, ExecTarget, NodeExec, OutputSink};
+pub use kind::{PoolProviderFn, ProviderIdRule, ProviderKind};
 pub use sensitive::Sensitive;
 pub use types::{
     DeleteStatus, Image, Instance, InstanceId, InstanceState, LaunchRequest, NodeRef, PoolRef,

@@ -6,7 +6,7 @@ use std::fmt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::Sensitive;
+use crate::{Sensitive, tags};
 
 /// A provider's instance id (`i-0abc…` on AWS).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -66,9 +66,28 @@ pub struct LaunchRequest {
     pub user_data: Sensitive<String>,
     /// Name the instance carries (`Name` tag) and the node will register as.
     pub node_name: String,
-    /// Extra tags beyond the ones the provider derives from `pool` and
-    /// `slot` (cluster, pool, run, slot, replaces).
+    /// Extra tags beyond the ones derived from `pool` and `slot` (see
+    /// [`LaunchRequest::tags`]).
     pub extra_tags: BTreeMap<String, String>,
+}
+
+impl LaunchRequest {
+    /// Every tag the launched instance (and its volumes) carries: the extra
+    /// tags, then the ones resuming and `gc` rely on, which win over an
+    /// extra tag of the same key: cluster, pool, run, slot, the node it
+    /// replaces, and its `Name`.
+    pub fn tags(&self) -> BTreeMap<String, String> {
+        let mut all = self.extra_tags.clone();
+        all.extend([
+            (tags::CLUSTER.to_string(), self.pool.cluster.clone()),
+            (tags::POOL.to_string(), self.pool.pool.clone()),
+            (tags::RUN.to_string(), self.slot.run_id.clone()),
+            (tags::SLOT.to_string(), self.slot.tag_value()),
+            (tags::REPLACES.to_string(), self.slot.old_node.clone()),
+            (tags::NAME.to_string(), self.node_name.clone()),
+        ]);
+        all
+    }
 }
 
 /// Lifecycle state, reduced to what callers branch on.
@@ -138,4 +157,45 @@ pub struct NodeRef {
     pub name: String,
     pub provider_id: Option<String>,
     pub internal_ip: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(cluster: &str, slot: &str) -> LaunchRequest {
+        LaunchRequest {
+            pool: PoolRef {
+                cluster: cluster.into(),
+                pool: "general".into(),
+            },
+            slot: SlotKey {
+                run_id: "run-1".into(),
+                old_node: slot.into(),
+                attempt: 1,
+            },
+            image: "ami-1".into(),
+            zone: "us-east-1a".into(),
+            subnet: None,
+            user_data: Sensitive::new(String::new()),
+            node_name: "general-x".into(),
+            extra_tags: BTreeMap::from([
+                (tags::CLUSTER.to_string(), "spoofed".to_string()),
+                ("team".to_string(), "a".to_string()),
+            ]),
+        }
+    }
+
+    #[test]
+    fn derived_tags_win_over_extra_tags() {
+        let t = request("prod", "node-1").tags();
+        assert_eq!(t[tags::CLUSTER], "prod");
+        assert_eq!(t[tags::POOL], "general");
+        assert_eq!(t[tags::RUN], "run-1");
+        assert_eq!(t[tags::SLOT], "run-1.node-1.1");
+        assert_eq!(t[tags::REPLACES], "node-1");
+        assert_eq!(t[tags::NAME], "general-x");
+        assert_eq!(t["team"], "a");
+        assert_eq!(t.len(), 7);
+    }
 }

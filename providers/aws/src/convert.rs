@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{self as ec2, InstanceStateName};
 use jiff::Timestamp;
-use kubesurge_provider::{Image, Instance, InstanceId, InstanceState, LaunchRequest, tags};
+use kubesurge_provider::{Image, Instance, InstanceId, InstanceState, LaunchRequest};
 use sha2::{Digest, Sha256};
+
+use crate::provider_id::provider_id;
 
 /// EC2 states `list` asks for: every one but `terminated`.
 pub const LIVE_STATES: [&str; 5] = ["pending", "running", "stopping", "stopped", "shutting-down"];
@@ -22,25 +24,6 @@ pub fn state(name: Option<&InstanceStateName>) -> InstanceState {
         Some(InstanceStateName::Terminated) => InstanceState::Terminated,
         _ => InstanceState::Pending,
     }
-}
-
-/// `aws:///<zone>/<id>`: what the kubelet of an EC2 node reports.
-pub fn provider_id(zone: &str, id: &str) -> String {
-    format!("aws:///{zone}/{id}")
-}
-
-/// The instance id in a node's `spec.providerID`: `aws:///<az>/<id>`,
-/// `aws:////<id>` (no zone) or a bare `i-…`.
-pub fn instance_id_of(provider_id: &str) -> Option<&str> {
-    let p = provider_id.trim();
-    let id = match p.strip_prefix("aws://") {
-        Some(rest) => rest.rsplit('/').next()?,
-        None => p,
-    };
-    let valid = id
-        .strip_prefix("i-")
-        .is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_alphanumeric()));
-    valid.then_some(id)
 }
 
 fn timestamp(t: &aws_sdk_ec2::primitives::DateTime) -> Option<Timestamp> {
@@ -75,21 +58,6 @@ pub fn instance(i: &ec2::Instance) -> Option<Instance> {
             })
             .collect(),
     })
-}
-
-/// Every tag a launch puts on the instance and its volumes: the extra tags,
-/// then the ones the contract derives (which win).
-pub fn launch_tags(request: &LaunchRequest) -> BTreeMap<String, String> {
-    let mut all = request.extra_tags.clone();
-    all.extend([
-        (tags::CLUSTER.to_string(), request.pool.cluster.clone()),
-        (tags::POOL.to_string(), request.pool.pool.clone()),
-        (tags::RUN.to_string(), request.slot.run_id.clone()),
-        (tags::SLOT.to_string(), request.slot.tag_value()),
-        (tags::REPLACES.to_string(), request.slot.old_node.clone()),
-        (tags::NAME.to_string(), request.node_name.clone()),
-    ]);
-    all
 }
 
 /// EC2's idempotency token of a launch: the same for the same slot of the
@@ -156,21 +124,7 @@ pub fn choose_subnet(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kubesurge_provider::{PoolRef, Sensitive, SlotKey};
-
-    #[test]
-    fn provider_ids_in_every_form_kubelets_write() {
-        assert_eq!(
-            instance_id_of("aws:///us-east-1a/i-0abc123"),
-            Some("i-0abc123")
-        );
-        assert_eq!(instance_id_of("aws:////i-0abc123"), Some("i-0abc123"));
-        assert_eq!(instance_id_of("i-0abc123"), Some("i-0abc123"));
-        assert_eq!(instance_id_of("aws:///us-east-1a/"), None);
-        assert_eq!(instance_id_of("gce://p/z/vm-1"), None);
-        assert_eq!(instance_id_of("sim:///zone-a/i-1"), None);
-        assert_eq!(instance_id_of(""), None);
-    }
+    use kubesurge_provider::{PoolRef, Sensitive, SlotKey, tags};
 
     fn request(cluster: &str, slot: &str) -> LaunchRequest {
         LaunchRequest {
@@ -203,16 +157,6 @@ mod tests {
         assert_eq!(a, client_token(&request("prod", "node-1")));
         assert_ne!(a, client_token(&request("prod", "node-2")));
         assert_ne!(a, client_token(&request("staging", "node-1")));
-    }
-
-    #[test]
-    fn derived_tags_win_over_extra_tags() {
-        let t = launch_tags(&request("prod", "node-1"));
-        assert_eq!(t[tags::CLUSTER], "prod");
-        assert_eq!(t[tags::SLOT], "run-1.node-1.1");
-        assert_eq!(t[tags::REPLACES], "node-1");
-        assert_eq!(t[tags::NAME], "general-x");
-        assert_eq!(t["team"], "a");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //!
 //! - [`config`]: what a pool says about its launch template, images and
 //!   subnets, and how the clients connect (region, endpoint, retries).
+//! - [`pool_config`]: `pools[].aws` of the configuration, checked and read.
+//! - [`provider_id`]: the providerID rule (`aws:///<zone>/<id>`).
 //! - [`client`]: SDK clients over rustls with ring, the standard retry.
 //! - [`errors`]: the one allow-list from EC2 error codes to typed errors.
 //! - [`convert`]: EC2 shapes to the provider contract's types (pure).
@@ -20,9 +22,32 @@ pub mod client;
 pub mod config;
 pub mod convert;
 pub mod errors;
+pub mod pool_config;
 pub mod provider;
+pub mod provider_id;
 pub mod ssm;
 
+use std::sync::Arc;
+
+use kubesurge_provider::ProviderKind;
+
 pub use config::{AwsPoolConfig, ClientOptions, ImageSource, TemplateRef};
+pub use pool_config::parse_pool_config;
 pub use provider::AwsProvider;
 pub use ssm::SsmExec;
+
+/// The `aws` provider as the core is handed it.
+pub const KIND: ProviderKind = ProviderKind {
+    name: "aws",
+    section_summary: pool_config::SECTION_SUMMARY,
+    check_pool: |section, path| parse_pool_config(section, path).err().unwrap_or_default(),
+    pool_provider: |cluster, section, path| {
+        let config = parse_pool_config(section, path)?;
+        Ok(Arc::new(AwsProvider::new(
+            cluster,
+            config,
+            ClientOptions::from_env(),
+        )))
+    },
+    provider_id: provider_id::RULE,
+};

@@ -28,6 +28,7 @@ use crate::client::load_sdk_config;
 use crate::config::{AwsPoolConfig, ClientOptions, ImageSource, TemplateRef, filters_for};
 use crate::convert::{self, LIVE_STATES};
 use crate::errors::{Call, from_sdk};
+use crate::provider_id;
 
 const INSTANCE_NOT_FOUND: &str = "InvalidInstanceID.NotFound";
 
@@ -222,7 +223,7 @@ impl AwsProvider {
         request: &LaunchRequest,
         subnet: Option<String>,
     ) -> Result<Instance, ProviderError> {
-        let wanted = convert::launch_tags(request);
+        let wanted = request.tags();
         let tag_list: Vec<ec2::Tag> = wanted
             .iter()
             .map(|(k, v)| ec2::Tag::builder().key(k).value(v).build())
@@ -406,7 +407,7 @@ impl CloudProvider for AwsProvider {
         if let Some(id) = node
             .provider_id
             .as_deref()
-            .and_then(convert::instance_id_of)
+            .and_then(provider_id::instance_id_of)
         {
             return self.get(&InstanceId(id.to_string())).await;
         }

@@ -5,7 +5,7 @@ use crate::kube::pods;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
-pub use crate::settings::UnmanagedPods;
+use super::policy::UnmanagedPods;
 
 /// Why a pod is evicted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -20,9 +20,10 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use super::evict::{EvictionAnswer, PodKey, evict};
-use super::filter::{Decision, EvictReason, SkipReason, UnmanagedPods, decide};
+use super::filter::{Decision, EvictReason, SkipReason, decide};
+use super::policy::{OnDrainTimeout, UnmanagedPods};
 use crate::kube::errors;
-use crate::settings::OnDrainTimeout;
+use crate::kube::pages::list_all;
 
 /// How a drain behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,18 +176,8 @@ pub async fn precheck(
 
 async fn list_pods_on(client: &Client, node: &str) -> Result<Vec<Pod>, kube::Error> {
     let api: Api<Pod> = Api::all(client.clone());
-    let mut params = kube::api::ListParams::default()
-        .fields(&format!("spec.nodeName={node}"))
-        .limit(500);
-    let mut out = Vec::new();
-    loop {
-        let page = api.list(&params).await?;
-        out.extend(page.items);
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => return Ok(out),
-        }
-    }
+    let params = kube::api::ListParams::default().fields(&format!("spec.nodeName={node}"));
+    list_all(&api, &params).await
 }
 
 type EvictionFuture =

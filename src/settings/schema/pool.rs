@@ -1,37 +1,38 @@
-//! `pools[]`: identity, selector, provider blocks, budgets, and what new
-//! nodes register with.
+//! `pools[]`: identity, selector, the provider and its section, budgets,
+//! and what new nodes register with. A provider's section is checked by
+//! the provider (see [`kubesurge_provider::ProviderKind`]) and kept as
+//! written.
 
 use std::collections::BTreeMap;
 
+use kubesurge_provider::config::{FieldPath, field, kind_of, show};
 use serde_json::{Map, Value};
 
-use super::{Path, Walk, field, kind_of, show};
-use crate::settings::Budget;
+use super::Walk;
+use crate::plan::Budget;
 use crate::settings::model::*;
 use crate::settings::names::{
     check_dns_label, check_kubelet_may_set, check_label_key, check_label_value,
 };
 
-const POOL_FIELDS: &[&str] = &[
-    "name",
-    "selector",
-    "provider",
-    "aws",
-    "sim",
+/// The fields of a pool before the providers' sections.
+const POOL_FIELDS_BEFORE_PROVIDERS: &[&str] = &["name", "selector", "provider"];
+/// The fields of a pool after the providers' sections.
+const POOL_FIELDS_AFTER_PROVIDERS: &[&str] = &[
     "maxSurge",
     "maxUnavailable",
     "nodeLabels",
     "nodeTaints",
     "kubeletExtraArgs",
 ];
-const AWS_FIELDS: &[&str] = &["region", "launchTemplate", "image", "subnets"];
-const LAUNCH_TEMPLATE_FIELDS: &[&str] = &["name", "id", "version"];
-const IMAGE_FIELDS: &[&str] = &["owners", "filters", "id"];
-const SIM_FIELDS: &[&str] = &["endpoint"];
 const TAINT_FIELDS: &[&str] = &["key", "value", "effect"];
 
-impl Walk {
-    pub(super) fn pools(&mut self, root: &Path, map: &Map<String, Value>) -> Option<Vec<Pool>> {
+impl Walk<'_> {
+    pub(super) fn pools(
+        &mut self,
+        root: &FieldPath,
+        map: &Map<String, Value>,
+    ) -> Option<Vec<Pool>> {
         let path = root.key("pools");
         let Some(value) = field(map, "pools") else {
             return Some(Vec::new());
@@ -71,8 +72,14 @@ impl Walk {
         ok.then_some(pools)
     }
 
-    fn pool(&mut self, path: &Path, value: &Value) -> Option<Pool> {
-        let pool = self.mapping(path, value, POOL_FIELDS)?;
+    fn pool(&mut self, path: &FieldPath, value: &Value) -> Option<Pool> {
+        let fields: Vec<&str> = POOL_FIELDS_BEFORE_PROVIDERS
+            .iter()
+            .copied()
+            .chain(self.providers.iter().map(|p| p.name))
+            .chain(POOL_FIELDS_AFTER_PROVIDERS.iter().copied())
+            .collect();
+        let pool = self.mapping(path, value, &fields)?;
 
         let name = self
             .required_string(path, pool, "name", "a DNS label such as general")
@@ -174,7 +181,11 @@ impl Walk {
 
     /// `kubeletExtraArgs`: kubelet flag names (without dashes) to values.
     /// The flags kubesurge sets itself are refused with the field to use.
-    fn kubelet_args(&mut self, path: &Path, value: &Value) -> Option<BTreeMap<String, String>> {
+    fn kubelet_args(
+        &mut self,
+        path: &FieldPath,
+        value: &Value,
+    ) -> Option<BTreeMap<String, String>> {
         let Value::Object(map) = value else {
             self.error(
                 path,
@@ -236,293 +247,51 @@ impl Walk {
         ok.then_some(args)
     }
 
-    fn pool_provider(&mut self, path: &Path, pool: &Map<String, Value>) -> Option<PoolProvider> {
-        let kind = self
-            .required(path, pool, "provider", "aws or sim")
-            .and_then(|value| self.choice(&path.key("provider"), value, &["aws", "sim"]));
-        let aws = field(pool, "aws");
-        let sim = field(pool, "sim");
-        match kind? {
-            "aws" => {
-                if sim.is_some() {
-                    self.error(&path.key("sim"), "only allowed with provider: sim");
-                }
-                let Some(aws) = aws else {
-                    self.error(
-                        &path.key("aws"),
-                        "required with provider: aws (region, launchTemplate, image)",
-                    );
-                    return None;
-                };
-                let aws = self.aws(&path.key("aws"), aws);
-                if sim.is_some() {
-                    return None;
-                }
-                aws.map(PoolProvider::Aws)
-            }
-            _ => {
-                if aws.is_some() {
-                    self.error(&path.key("aws"), "only allowed with provider: aws");
-                }
-                let Some(sim) = sim else {
-                    self.error(&path.key("sim"), "required with provider: sim (endpoint)");
-                    return None;
-                };
-                let sim = self.sim(&path.key("sim"), sim);
-                if aws.is_some() {
-                    return None;
-                }
-                sim.map(PoolProvider::Sim)
-            }
-        }
-    }
-
-    fn aws(&mut self, path: &Path, value: &Value) -> Option<AwsPool> {
-        let aws = self.mapping(path, value, AWS_FIELDS)?;
-        let region = self
-            .required_string(path, aws, "region", "an AWS region such as eu-west-1")
-            .and_then(|region| {
-                if is_aws_region(region) {
-                    Some(region.to_string())
-                } else {
-                    self.error(
-                        &path.key("region"),
-                        format!("{region:?} is not an AWS region (such as eu-west-1)"),
-                    );
-                    None
-                }
-            });
-        let launch_template = self
-            .required(path, aws, "launchTemplate", "{ name: … } or { id: lt-… }")
-            .and_then(|value| self.launch_template(&path.key("launchTemplate"), value));
-        let image = self
-            .required(
-                path,
-                aws,
-                "image",
-                "{ owners: […], filters: {…} } or { id: ami-… }",
-            )
-            .and_then(|value| self.image(&path.key("image"), value));
-        let subnets = match field(aws, "subnets") {
-            None => Some(None),
-            Some(value) => {
-                let subnets = self.string_list(&path.key("subnets"), value);
-                if subnets.as_ref().is_some_and(Vec::is_empty) {
-                    self.error(
-                        &path.key("subnets"),
-                        "must not be empty (leave it out to use the old node's subnet)",
-                    );
-                    None
-                } else {
-                    subnets.map(Some)
-                }
-            }
-        };
-        Some(AwsPool {
-            region: region?,
-            launch_template: launch_template?,
-            image: image?,
-            subnets: subnets?,
-        })
-    }
-
-    fn launch_template(&mut self, path: &Path, value: &Value) -> Option<LaunchTemplate> {
-        let lt = self.mapping(path, value, LAUNCH_TEMPLATE_FIELDS)?;
-        let template = match (field(lt, "name"), field(lt, "id")) {
-            (Some(_), Some(_)) => {
-                self.error(path, "set either name or id, not both");
-                None
-            }
-            (None, None) => {
-                self.error(path, "required: name or id of the launch template");
-                None
-            }
-            (Some(name), None) => self
-                .string(&path.key("name"), name)
-                .map(|name| LaunchTemplateRef::Name(name.to_string())),
-            (None, Some(id)) => self.string(&path.key("id"), id).and_then(|id| {
-                if id.starts_with("lt-") {
-                    Some(LaunchTemplateRef::Id(id.to_string()))
-                } else {
-                    self.error(
-                        &path.key("id"),
-                        format!("{id:?} is not a launch template id (lt-…)"),
-                    );
-                    None
-                }
-            }),
-        };
-        let version = match field(lt, "version") {
-            None => Some(LaunchTemplateVersion::Default),
-            Some(value) => {
-                let parsed = match value {
-                    Value::String(s) if s == "$Default" => Some(LaunchTemplateVersion::Default),
-                    Value::String(s) if s == "$Latest" => Some(LaunchTemplateVersion::Latest),
-                    Value::String(s) => s.parse::<u64>().ok().map(LaunchTemplateVersion::Number),
-                    Value::Number(n) => n.as_u64().map(LaunchTemplateVersion::Number),
-                    _ => None,
-                };
-                match parsed {
-                    Some(LaunchTemplateVersion::Number(0)) | None => {
-                        self.error(
-                            &path.key("version"),
-                            format!(
-                                "{} is not a launch template version (expected $Default, \
-                                 $Latest or a version number from 1)",
-                                show(value)
-                            ),
-                        );
-                        None
-                    }
-                    Some(version) => Some(version),
-                }
-            }
-        };
-        Some(LaunchTemplate {
-            template: template?,
-            version: version?,
-        })
-    }
-
-    fn image(&mut self, path: &Path, value: &Value) -> Option<ImageSource> {
-        let image = self.mapping(path, value, IMAGE_FIELDS)?;
-        let id = field(image, "id");
-        let owners = field(image, "owners");
-        let filters = field(image, "filters");
-        if let Some(id) = id {
-            if owners.is_some() || filters.is_some() {
-                self.error(
-                    path,
-                    "set either id (one fixed image) or owners and filters (a lookup per \
-                     Kubernetes version), not both",
-                );
-                return None;
-            }
-            let id = self.string(&path.key("id"), id)?;
-            if !id.starts_with("ami-") {
-                self.error(
-                    &path.key("id"),
-                    format!("{id:?} is not an image id (ami-…)"),
-                );
-                return None;
-            }
-            return Some(ImageSource::Id(id.to_string()));
-        }
-
-        let owners = match owners {
-            None => {
-                self.error(
-                    &path.key("owners"),
-                    "required with filters (account ids, self or amazon): a lookup without \
-                     owners could pick anyone's public image",
-                );
-                None
-            }
-            Some(value) => self
-                .string_list(&path.key("owners"), value)
-                .and_then(|owners| {
-                    if owners.is_empty() {
-                        self.error(&path.key("owners"), "must not be empty");
-                        None
-                    } else {
-                        Some(owners)
-                    }
-                }),
-        };
-        let filters = match filters {
-            None => {
-                self.error(
-                    &path.key("filters"),
-                    "required with owners (such as { \"tag:kubernetes-version\": \"{version}\" }), \
-                     or set id",
-                );
-                None
-            }
-            Some(value) => self.image_filters(&path.key("filters"), value),
-        };
-        Some(ImageSource::Lookup {
-            owners: owners?,
-            filters: filters?,
-        })
-    }
-
-    fn image_filters(
+    /// `provider`, and the section of that name checked by the provider.
+    /// A section of another provider is refused: it would be ignored.
+    fn pool_provider(
         &mut self,
-        path: &Path,
-        value: &Value,
-    ) -> Option<BTreeMap<String, Vec<String>>> {
-        let Value::Object(map) = value else {
+        path: &FieldPath,
+        pool: &Map<String, Value>,
+    ) -> Option<ProviderSection> {
+        let providers = self.providers;
+        let names: Vec<&str> = providers.iter().map(|p| p.name).collect();
+        let kind = self
+            .required(path, pool, "provider", &either_of(&names))
+            .and_then(|value| self.choice(&path.key("provider"), value, &names))
+            .and_then(|name| providers.iter().find(|p| p.name == name))?;
+        let mut others = false;
+        for other in providers.iter().filter(|p| p.name != kind.name) {
+            if field(pool, other.name).is_some() {
+                self.error(
+                    &path.key(other.name),
+                    format!("only allowed with provider: {}", other.name),
+                );
+                others = true;
+            }
+        }
+        let section_path = path.key(kind.name);
+        let Some(section) = field(pool, kind.name) else {
             self.error(
-                path,
+                &section_path,
                 format!(
-                    "expected a mapping of filter names to values, found {}",
-                    kind_of(value)
+                    "required with provider: {} ({})",
+                    kind.name, kind.section_summary
                 ),
             );
             return None;
         };
-        if map.is_empty() {
-            self.error(path, "must not be empty");
-            return None;
-        }
-        let mut out = BTreeMap::new();
-        let mut ok = true;
-        for (name, value) in map {
-            let entry = path.key(name);
-            let values = match value {
-                Value::Array(_) => self.string_list(&entry, value),
-                _ => self.string(&entry, value).map(|s| vec![s.to_string()]),
-            };
-            let Some(values) = values else {
-                ok = false;
-                continue;
-            };
-            if values.is_empty() {
-                self.error(&entry, "must not be empty");
-                ok = false;
-                continue;
-            }
-            for text in &values {
-                if let Some(unknown) = unknown_placeholder(text) {
-                    self.error(
-                        &entry,
-                        format!(
-                            "{text:?} contains {unknown}, which is not a placeholder \
-                             (only {VERSION_PLACEHOLDER} is replaced)"
-                        ),
-                    );
-                    ok = false;
-                }
-            }
-            out.insert(name.clone(), values);
-        }
-        ok.then_some(out)
+        let problems = (kind.check_pool)(section, &section_path);
+        let valid = problems.is_empty();
+        self.extend(problems);
+        (valid && !others).then(|| ProviderSection {
+            kind: kind.name.to_string(),
+            config: section.clone(),
+            path: section_path,
+        })
     }
 
-    fn sim(&mut self, path: &Path, value: &Value) -> Option<SimPool> {
-        let sim = self.mapping(path, value, SIM_FIELDS)?;
-        let endpoint =
-            self.required_string(path, sim, "endpoint", "a URL such as http://127.0.0.1:8080")?;
-        match endpoint.parse::<http::Uri>() {
-            Ok(uri)
-                if matches!(uri.scheme_str(), Some("http" | "https"))
-                    && uri.host().is_some_and(|h| !h.is_empty()) =>
-            {
-                Some(SimPool {
-                    endpoint: endpoint.to_string(),
-                })
-            }
-            _ => {
-                self.error(
-                    &path.key("endpoint"),
-                    format!("{endpoint:?} is not an http(s) URL (such as http://127.0.0.1:8080)"),
-                );
-                None
-            }
-        }
-    }
-
-    fn taints(&mut self, path: &Path, value: &Value) -> Option<Vec<Taint>> {
+    fn taints(&mut self, path: &FieldPath, value: &Value) -> Option<Vec<Taint>> {
         let Value::Array(items) = value else {
             self.error(
                 path,
@@ -607,7 +376,7 @@ impl Walk {
         ok.then_some(taints)
     }
 
-    fn budget(&mut self, path: &Path, value: &Value) -> Option<Budget> {
+    fn budget(&mut self, path: &FieldPath, value: &Value) -> Option<Budget> {
         match parse_budget(value) {
             Ok(budget) => Some(budget),
             Err(message) => {
@@ -664,28 +433,11 @@ fn parse_budget(value: &Value) -> Result<Budget, String> {
     }
 }
 
-/// The first `{…}` in `text` that is not `{version}`.
-fn unknown_placeholder(text: &str) -> Option<String> {
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open..];
-        let close = after.find('}')?;
-        let placeholder = &after[..=close];
-        if placeholder != VERSION_PLACEHOLDER {
-            return Some(placeholder.to_string());
-        }
-        rest = &after[close + 1..];
+/// `a or b`, `a, b or c`: the providers a pool may name.
+fn either_of(names: &[&str]) -> String {
+    match names.split_last() {
+        None => "no provider is available in this build".to_string(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
     }
-    None
-}
-
-/// `eu-west-1`, `us-gov-west-1`, `ap-southeast-4`, `cn-north-1`.
-fn is_aws_region(region: &str) -> bool {
-    let parts: Vec<&str> = region.split('-').collect();
-    parts.len() >= 3
-        && parts[..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
-        && !parts[parts.len() - 1].is_empty()
 }

@@ -7,10 +7,15 @@ use jiff::civil::{Time, Weekday};
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value};
 
-use super::{API_VERSION, KIND, Mode, Path, Walk, field, show};
-use crate::settings::duration::HumanDuration;
+use kubesurge_provider::config::{FieldPath, field, show};
+
+use super::{API_VERSION, KIND, Mode, Walk};
+use crate::duration::HumanDuration;
+use crate::exec::{DEFAULT_SSH_PORT, SshSettings};
+use crate::kube::drain::{OnDrainTimeout, UnmanagedPods};
 use crate::settings::model::*;
 use crate::settings::names::check_dns_label;
+use crate::window::Window;
 
 const CLUSTER_FIELDS: &[&str] = &["name"];
 const CONTROL_PLANE_FIELDS: &[&str] = &["exec", "ssh"];
@@ -20,8 +25,8 @@ const JOIN_FIELDS: &[&str] = &["tokenTTL"];
 const HEALTH_FIELDS: &[&str] = &["newNodeTimeout", "settle"];
 const WINDOW_FIELDS: &[&str] = &["days", "start", "end", "timeZone"];
 
-impl Walk {
-    pub(super) fn header(&mut self, root: &Path, map: &Map<String, Value>) {
+impl Walk<'_> {
+    pub(super) fn header(&mut self, root: &FieldPath, map: &Map<String, Value>) {
         let expected_api = format!("expected {API_VERSION}");
         if let Some(value) = self.required(root, map, "apiVersion", &expected_api)
             && value.as_str() != Some(API_VERSION)
@@ -48,7 +53,7 @@ impl Walk {
     /// `Some(None)`: valid and not set.
     pub(super) fn cluster(
         &mut self,
-        root: &Path,
+        root: &FieldPath,
         map: &Map<String, Value>,
         mode: Mode,
     ) -> Option<Option<String>> {
@@ -81,7 +86,7 @@ impl Walk {
 
     pub(super) fn control_plane(
         &mut self,
-        root: &Path,
+        root: &FieldPath,
         map: &Map<String, Value>,
     ) -> Option<ControlPlane> {
         let path = root.key("controlPlane");
@@ -109,14 +114,14 @@ impl Walk {
         })
     }
 
-    fn ssh(&mut self, parent: &Path, map: &Map<String, Value>) -> Option<Ssh> {
+    fn ssh(&mut self, parent: &FieldPath, map: &Map<String, Value>) -> Option<SshSettings> {
         let path = parent.key("ssh");
         let Some(value) = field(map, "ssh") else {
-            return Some(Ssh::default());
+            return Some(SshSettings::default());
         };
         let ssh = self.mapping(&path, value, SSH_FIELDS)?;
         let mut ok = true;
-        let mut text = |walk: &mut Walk, key: &str| match field(ssh, key) {
+        let mut text = |walk: &mut Walk<'_>, key: &str| match field(ssh, key) {
             None => None,
             Some(value) => {
                 let s = walk.string(&path.key(key), value).map(str::to_string);
@@ -149,7 +154,7 @@ impl Walk {
             );
             ok = false;
         }
-        (ok && port.is_some()).then(|| Ssh {
+        (ok && port.is_some()).then(|| SshSettings {
             user,
             identity_file,
             known_hosts,
@@ -157,7 +162,7 @@ impl Walk {
         })
     }
 
-    pub(super) fn drain(&mut self, root: &Path, map: &Map<String, Value>) -> Option<Drain> {
+    pub(super) fn drain(&mut self, root: &FieldPath, map: &Map<String, Value>) -> Option<Drain> {
         let path = root.key("drain");
         let section = match field(map, "drain") {
             None => None,
@@ -191,7 +196,7 @@ impl Walk {
         })
     }
 
-    pub(super) fn health(&mut self, root: &Path, map: &Map<String, Value>) -> Option<Health> {
+    pub(super) fn health(&mut self, root: &FieldPath, map: &Map<String, Value>) -> Option<Health> {
         let path = root.key("health");
         let section = match field(map, "health") {
             None => None,
@@ -210,7 +215,7 @@ impl Walk {
     /// `health` is needed: the token must outlive the wait for the join.
     pub(super) fn join(
         &mut self,
-        root: &Path,
+        root: &FieldPath,
         map: &Map<String, Value>,
         health: Option<&Health>,
     ) -> Option<Join> {
@@ -243,7 +248,7 @@ impl Walk {
     /// `Some(None)`: valid and not set.
     pub(super) fn window(
         &mut self,
-        root: &Path,
+        root: &FieldPath,
         map: &Map<String, Value>,
     ) -> Option<Option<Window>> {
         let path = root.key("window");
@@ -302,7 +307,7 @@ impl Walk {
         }))
     }
 
-    fn days(&mut self, path: &Path, value: &Value) -> Option<Vec<Weekday>> {
+    fn days(&mut self, path: &FieldPath, value: &Value) -> Option<Vec<Weekday>> {
         let names = self.string_list(path, value)?;
         if names.is_empty() {
             self.error(path, "must not be empty (such as [Sat, Sun])");
@@ -335,7 +340,7 @@ impl Walk {
         })
     }
 
-    fn time_of_day(&mut self, path: &Path, value: &Value) -> Option<Time> {
+    fn time_of_day(&mut self, path: &FieldPath, value: &Value) -> Option<Time> {
         let parsed = value.as_str().and_then(parse_hh_mm);
         if parsed.is_none() {
             self.error(

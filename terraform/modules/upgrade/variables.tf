@@ -38,13 +38,13 @@ variable "rotation_epoch" {
 }
 
 variable "max_age" {
-  description = "For mode = \"rotate\": replace nodes older than this (30s, 15m, 2h, 30d). Null replaces every node of the selected pools."
+  description = "For mode = \"rotate\": replace nodes older than this (30d, 12h, 1h30m: kubesurge's duration grammar). Null replaces every node of the selected pools."
   type        = string
   default     = null
 
   validation {
-    condition     = var.max_age == null || can(regex("^[0-9]+(s|m|h|d)$", var.max_age))
-    error_message = "The max_age must be a duration such as 30s, 15m, 2h or 30d."
+    condition     = var.max_age == null || (can(regex("^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$", trimspace(var.max_age))) && can(regex("[1-9]", trimspace(var.max_age))))
+    error_message = "The max_age must be a duration longer than zero: whole numbers of d, h, m, s or ms, largest unit first, each once (such as 30d, 12h or 1h30m), as kubesurge reads it."
   }
 }
 

@@ -20,6 +20,8 @@
 //!   decisions.
 //! - [`provider`]: [`SimProvider`], the `CloudProvider` and `NodeExec`
 //!   over the HTTP API.
+//! - [`pool_config`]: what the core is handed: `pools[].sim`, the
+//!   providerID rule, [`KIND`].
 //!
 //! [`SimCloud`] is the Rust handle tests and the world hold: the URL, the
 //! faults, machine status and the instance table.
@@ -33,6 +35,7 @@ pub mod faults;
 pub mod kubeadm;
 pub mod machine;
 pub mod noderoot;
+pub mod pool_config;
 pub mod provider;
 mod server;
 pub mod standins;
@@ -45,6 +48,7 @@ pub use exec::MAX_TIMEOUT as MAX_EXEC_TIMEOUT;
 pub use faults::{Faults, Times};
 pub use machine::{Machine, MachineInfo, MachineRole, MachineStatus, PrejoinedMachine};
 pub use noderoot::PackageManager;
+pub use pool_config::{KIND, SimPoolConfig, parse_pool_config};
 pub use provider::SimProvider;
 pub use state::CloudError;
 

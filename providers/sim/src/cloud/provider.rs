@@ -22,7 +22,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::api::{self, Action, ErrorResponse, code};
-use super::state::{VERSION_TAG, parse_provider_id};
+use super::pool_config::PROVIDER_ID;
+use super::state::VERSION_TAG;
 
 /// Attempts per call, as the AWS SDK's standard retry mode makes.
 pub const ATTEMPTS: u32 = 3;
@@ -211,21 +212,12 @@ impl CloudProvider for SimProvider {
     }
 
     async fn launch(&self, request: &LaunchRequest) -> Result<Instance, ProviderError> {
-        let mut instance_tags = request.extra_tags.clone();
-        instance_tags.extend([
-            (tags::CLUSTER.to_string(), request.pool.cluster.clone()),
-            (tags::POOL.to_string(), request.pool.pool.clone()),
-            (tags::RUN.to_string(), request.slot.run_id.clone()),
-            (tags::SLOT.to_string(), request.slot.tag_value()),
-            (tags::REPLACES.to_string(), request.slot.old_node.clone()),
-            (tags::NAME.to_string(), request.node_name.clone()),
-        ]);
         let body = api::RunInstancesRequest {
             image_id: request.image.clone(),
             zone: request.zone.clone(),
             subnet_id: request.subnet.clone(),
             user_data: request.user_data.expose().clone(),
-            tags: instance_tags,
+            tags: request.tags(),
         };
         let view: api::InstanceView =
             self.call(Action::RunInstances, &body)
@@ -279,7 +271,11 @@ impl CloudProvider for SimProvider {
     }
 
     async fn instance_for(&self, node: &NodeRef) -> Result<Option<Instance>, ProviderError> {
-        if let Some((_, id)) = node.provider_id.as_deref().and_then(parse_provider_id) {
+        if let Some(id) = node
+            .provider_id
+            .as_deref()
+            .and_then(PROVIDER_ID.instance_id)
+        {
             return self.get(&InstanceId(id.to_string())).await;
         }
         let Some(ip) = node.internal_ip.as_ref().filter(|ip| !ip.is_empty()) else {

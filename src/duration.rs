@@ -1,5 +1,14 @@
-//! Durations as the config file writes them: `30s`, `15m`, `2h`, `30d`, and
-//! combinations from the largest unit to the smallest (`1h30m`, `2d12h`).
+//! Durations as users write them, in one grammar for the config file, the
+//! command line and the Terraform modules' variables (their validation
+//! regex mirrors it, and a test checks both on the same examples):
+//!
+//! - numbers of whole units, from the largest unit to the smallest, each
+//!   unit at most once: `d`, `h`, `m`, `s`, `ms` — `30s`, `15m`, `2h`,
+//!   `30d`, `1h30m`, `200ms`;
+//! - no sign, no fraction, no space inside; space around is ignored.
+//!
+//! A duration that bounds a wait ([`parse_duration`]) must be longer than
+//! zero; a delay ([`parse_delay`]) may be zero.
 
 use std::fmt;
 use std::time::Duration;
@@ -17,7 +26,7 @@ pub enum DurationError {
     #[error("{0:?} has no unit (expected a duration such as 30s, 15m, 2h or 30d)")]
     MissingUnit(String),
     #[error(
-        "{0:?} is not a duration (expected a number followed by s, m, h or d, \
+        "{0:?} is not a duration (expected a number followed by d, h, m, s or ms, \
          such as 30s, 15m, 2h, 30d or 1h30m)"
     )]
     Malformed(String),
@@ -29,13 +38,34 @@ pub enum DurationError {
     Overflow(String),
 }
 
-/// Seconds per unit, largest first: the order units must appear in.
-const UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
+/// Milliseconds per unit, largest first: the order units must appear in.
+/// `ms` comes before `m` where a unit is matched, so `5ms` is not `5m`
+/// followed by garbage.
+const UNITS: [(&str, u64); 5] = [
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
 
-/// Parse `30s`, `15m`, `2h`, `30d`, `1h30m`. Zero, negative, unit-less and
-/// overflowing durations are errors: every duration in the config bounds a
-/// wait, and a zero wait is always a mistake.
+/// A duration that bounds a wait: `30s`, `15m`, `2h`, `30d`, `1h30m`. Zero
+/// is an error, since a zero wait is always a mistake.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let duration = parse(text)?;
+    if duration.is_zero() {
+        return Err(DurationError::Zero(text.trim().to_string()));
+    }
+    Ok(duration)
+}
+
+/// A delay, which may be zero (`0s`, or a bare `0`): `200ms`, `3s`.
+pub fn parse_delay(text: &str) -> Result<Duration, DurationError> {
+    parse(text)
+}
+
+/// The grammar, zero included.
+fn parse(text: &str) -> Result<Duration, DurationError> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(DurationError::Empty);
@@ -45,8 +75,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         return Err(DurationError::Negative(owned()));
     }
     if trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        // A bare number has no unit, except zero, which is zero in any.
         return if trimmed.bytes().all(|b| b == b'0') {
-            Err(DurationError::Zero(owned()))
+            Ok(Duration::ZERO)
         } else {
             Err(DurationError::MissingUnit(owned()))
         };
@@ -62,10 +93,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             return Err(DurationError::Malformed(owned()));
         }
         let (number, after) = rest.split_at(digits);
-        let mut chars = after.chars();
-        let Some(unit) = chars.next() else {
+        if after.is_empty() {
             return Err(DurationError::MissingUnit(owned()));
-        };
+        }
+        let unit_len = after.bytes().take_while(|b| !b.is_ascii_digit()).count();
+        let (unit, remainder) = after.split_at(unit_len);
         let Some(position) = UNITS.iter().position(|(u, _)| *u == unit) else {
             return Err(DurationError::Malformed(owned()));
         };
@@ -76,34 +108,31 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         let value: u64 = number
             .parse()
             .map_err(|_| DurationError::Overflow(owned()))?;
-        let seconds = value
+        let millis = value
             .checked_mul(UNITS[position].1)
             .ok_or_else(|| DurationError::Overflow(owned()))?;
         total = total
-            .checked_add(seconds)
+            .checked_add(millis)
             .ok_or_else(|| DurationError::Overflow(owned()))?;
-        rest = chars.as_str();
+        rest = remainder;
     }
-    if total == 0 {
-        return Err(DurationError::Zero(owned()));
-    }
-    Ok(Duration::from_secs(total))
+    Ok(Duration::from_millis(total))
 }
 
-/// A duration in the config's own notation (`1h30m`, `20m`, `0s`), whole
-/// seconds.
+/// A duration in the same notation (`1h30m`, `20m`, `1s500ms`, `0s`),
+/// whole milliseconds.
 pub struct HumanDuration(pub Duration);
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut seconds = self.0.as_secs();
-        if seconds == 0 {
+        let mut millis = u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX);
+        if millis == 0 {
             return f.write_str("0s");
         }
         for (unit, size) in UNITS {
-            if seconds >= size {
-                write!(f, "{}{unit}", seconds / size)?;
-                seconds %= size;
+            if millis >= size {
+                write!(f, "{}{unit}", millis / size)?;
+                millis %= size;
             }
         }
         Ok(())
@@ -135,6 +164,9 @@ mod tests {
                 "{text}"
             );
         }
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("1s500ms"), Ok(Duration::from_millis(1_500)));
+        assert_eq!(parse_duration("1m5ms"), Ok(Duration::from_millis(60_005)));
     }
 
     #[test]
@@ -154,6 +186,7 @@ mod tests {
             ("1h 30m", Malformed("1h 30m".into())),
             ("30m1h", UnitOrder("30m1h".into())),
             ("1m1m", UnitOrder("1m1m".into())),
+            ("5ms1s", UnitOrder("5ms1s".into())),
             (
                 "99999999999999999999s",
                 Overflow("99999999999999999999s".into()),
@@ -169,6 +202,26 @@ mod tests {
     }
 
     #[test]
+    fn delays_may_be_zero_and_follow_the_same_grammar() {
+        assert_eq!(parse_delay("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_delay("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_delay("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_delay("2m"), Ok(Duration::from_secs(120)));
+        assert!(matches!(
+            parse_delay("3"),
+            Err(DurationError::MissingUnit(_))
+        ));
+        assert!(matches!(
+            parse_delay("3x"),
+            Err(DurationError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_delay("ms"),
+            Err(DurationError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn formats_in_config_notation() {
         assert_eq!(
             HumanDuration(Duration::from_secs(5_400)).to_string(),
@@ -180,5 +233,13 @@ mod tests {
             "1d1h1m1s"
         );
         assert_eq!(HumanDuration(Duration::ZERO).to_string(), "0s");
+        assert_eq!(
+            HumanDuration(Duration::from_millis(1_500)).to_string(),
+            "1s500ms"
+        );
+        for text in ["1h30m", "200ms", "2d12h", "1m5ms"] {
+            let parsed = parse_duration(text).expect(text);
+            assert_eq!(HumanDuration(parsed).to_string(), text);
+        }
     }
 }

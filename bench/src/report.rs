@@ -560,10 +560,10 @@ fn scenario(r: &ScenarioResult, f: &Figures, d: &Delays) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubesurge_bench::measure::Usage;
-    use crate::kubesurge_bench::scenario::{Evictions, RequestCount, WorldCost};
-    use crate::kubesurge_bench::spec::Layout;
-    use crate::kubesurge_bench::timeline::Breakdown;
+    use crate::measure::Usage;
+    use crate::scenario::{Evictions, RequestCount, WorldCost};
+    use crate::spec::Layout;
+    use crate::timeline::Breakdown;
 
     fn result(shape: &str, makespan: f64) -> ScenarioResult {
         let shape: Shape = shape.parse().unwrap();

@@ -11,6 +11,10 @@
 //! launcher's `getrusage(RUSAGE_CHILDREN)`, are the tool's own; the
 //! world's come from the scenario process itself. The parent prints the
 //! figures as Markdown and writes them as JSON.
+//!
+//! Run as `cargo run --release -p kubesurge-bench -- [--scenario NxS]…`.
+//! A crate of its own, so that what only measuring needs (`getrusage`
+//! through nix) stays out of kubesurge's dependencies.
 
 mod launcher;
 mod measure;
@@ -83,7 +87,7 @@ struct Args {
     launcher: bool,
 }
 
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
     if args.launcher {
         return launcher::serve();
@@ -368,7 +372,8 @@ fn kubesurge_binary(given: Option<PathBuf>) -> Result<PathBuf, String> {
 }
 
 fn build_kubesurge(cargo: &Path) -> Result<(), String> {
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    // The workspace root's manifest: kubesurge is the root package.
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
     let mut command = Command::new(cargo);
     command.args([
         "build",

@@ -1,12 +1,20 @@
-//! The configuration as a user writes it: the full example, every default,
-//! and every kind of mistake with the path and message it must produce.
+//! The configuration as a user writes it, read with this build's
+//! providers: the full example, every default, and every kind of mistake
+//! with the path and message it must produce. (Each provider's own section
+//! is tested in its crate as well: `kubesurge_aws::pool_config`.)
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::civil::{Time, Weekday};
+use kubesurge_aws::{AwsPoolConfig, ImageSource, TemplateRef};
+use kubesurge_sim::cloud::SimPoolConfig;
 
-use super::*;
+use super::PROVIDERS;
+use crate::exec::SshSettings;
+use crate::kube::drain::{OnDrainTimeout, UnmanagedPods};
+use crate::plan::Budget;
+use crate::settings::*;
 
 /// The example of the design, verbatim.
 const FULL_EXAMPLE: &str = r#"
@@ -51,7 +59,20 @@ const HEADER: &str =
     "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster: {name: test}\n";
 
 fn parse_text(yaml: &str) -> Result<Settings, SettingsError> {
-    parse(yaml, SettingsSource::Text, &Overrides::default())
+    parse(yaml, SettingsSource::Text, &Overrides::default(), PROVIDERS)
+}
+
+/// The pool's `aws` section as the aws provider reads it when wired.
+fn aws_config(pool: &Pool) -> AwsPoolConfig {
+    assert_eq!(pool.provider.kind, "aws");
+    kubesurge_aws::parse_pool_config(&pool.provider.config, &pool.provider.path).expect("aws")
+}
+
+/// The pool's `sim` section as the sim provider reads it when wired.
+fn sim_config(pool: &Pool) -> SimPoolConfig {
+    assert_eq!(pool.provider.kind, "sim");
+    kubesurge_sim::cloud::parse_pool_config(&pool.provider.config, &pool.provider.path)
+        .expect("sim")
 }
 
 /// A valid sim pool in flow style with `extra` fields appended.
@@ -60,11 +81,6 @@ fn sim_pool(extra: &str) -> String {
     format!(
         "{{name: a, selector: {{pool: a}}, provider: sim, sim: {{endpoint: \"http://127.0.0.1:9\"}}{sep}{extra}}}"
     )
-}
-
-/// An aws pool in flow style with the given `aws` block and extra fields.
-fn aws_pool(aws: &str) -> String {
-    format!("{{name: a, selector: {{pool: a}}, provider: aws, aws: {aws}}}")
 }
 
 const GOOD_AWS: &str = "{region: eu-west-1, launchTemplate: {name: lt}, image: {owners: [self], filters: {\"tag:k8s\": \"{version}\"}}}";
@@ -83,7 +99,7 @@ fn the_design_example_is_valid_and_fully_read() {
     assert_eq!(settings.control_plane.exec, Some(ExecMethod::Ssm));
     assert_eq!(
         settings.control_plane.ssh,
-        Ssh {
+        SshSettings {
             user: Some("ubuntu".into()),
             identity_file: Some("~/.ssh/id_ed25519".into()),
             known_hosts: None,
@@ -94,14 +110,13 @@ fn the_design_example_is_valid_and_fully_read() {
     let pool = &settings.pools[0];
     assert_eq!(pool.name, "general");
     assert_eq!(pool.selector, map(&[("kubesurge.io/pool", "general")]));
+    assert_eq!(pool.provider.path.as_str(), "pools[0].aws");
     assert_eq!(
-        pool.provider,
-        PoolProvider::Aws(AwsPool {
-            region: "eu-west-1".into(),
-            launch_template: LaunchTemplate {
-                template: LaunchTemplateRef::Name("workers-general".into()),
-                version: LaunchTemplateVersion::Default,
-            },
+        aws_config(pool),
+        AwsPoolConfig {
+            region: Some("eu-west-1".into()),
+            launch_template: TemplateRef::Name("workers-general".into()),
+            template_version: "$Default".into(),
             image: ImageSource::Lookup {
                 owners: vec!["self".into()],
                 filters: BTreeMap::from([(
@@ -110,7 +125,7 @@ fn the_design_example_is_valid_and_fully_read() {
                 )]),
             },
             subnets: None,
-        })
+        }
     );
     assert_eq!(pool.max_surge, Budget::Percent(25));
     assert_eq!(pool.max_unavailable, Budget::Count(0));
@@ -192,25 +207,17 @@ fn pool_defaults_and_optional_forms() {
         "nodeLabels default to the selector"
     );
     assert_eq!(
-        a.provider,
-        PoolProvider::Sim(SimPool {
+        sim_config(a),
+        SimPoolConfig {
             endpoint: "http://127.0.0.1:9".into()
-        })
+        }
     );
     let b = &settings.pools[1];
     assert_eq!(b.max_surge, Budget::Count(2));
     assert_eq!(b.max_unavailable, Budget::Percent(10));
-    let PoolProvider::Aws(aws) = &b.provider else {
-        panic!("aws pool")
-    };
-    assert_eq!(
-        aws.launch_template.template,
-        LaunchTemplateRef::Id("lt-0abc".into())
-    );
-    assert_eq!(
-        aws.launch_template.version,
-        LaunchTemplateVersion::Number(3)
-    );
+    let aws = aws_config(b);
+    assert_eq!(aws.launch_template, TemplateRef::Id("lt-0abc".into()));
+    assert_eq!(aws.template_version, "3");
     assert_eq!(aws.image, ImageSource::Id("ami-0123".into()));
     assert_eq!(
         aws.subnets,
@@ -244,30 +251,6 @@ fn yaml_1_1_booleans_and_leading_zeros_stay_strings() {
         settings.pools[0].selector,
         map(&[("enabled", "yes"), ("short", "y"), ("zone", "007")])
     );
-}
-
-#[test]
-fn launch_template_versions() {
-    for (written, expected) in [
-        ("$Default", LaunchTemplateVersion::Default),
-        ("$Latest", LaunchTemplateVersion::Latest),
-        ("\"7\"", LaunchTemplateVersion::Number(7)),
-        ("7", LaunchTemplateVersion::Number(7)),
-    ] {
-        let aws = format!(
-            "{{region: eu-west-1, launchTemplate: {{name: lt, version: {written}}}, image: {{id: ami-1}}}}"
-        );
-        let yaml = format!("{HEADER}pools: [{}]\n", aws_pool(&aws));
-        let settings = parse_text(&yaml).expect(written);
-        let PoolProvider::Aws(aws) = &settings.pools[0].provider else {
-            panic!("aws")
-        };
-        assert_eq!(aws.launch_template.version, expected, "{written}");
-        assert_eq!(
-            expected.as_ec2(),
-            written.trim_matches('"').replace("\"", "")
-        );
-    }
 }
 
 /// Each case: the YAML, the path of the problem, a part of its message.
@@ -308,19 +291,6 @@ fn invalid_cases() -> Vec<(String, &'static str, &'static str)> {
         (pools(format!("{{name: a, selector: {{pool: a}}, provider: aws, aws: {GOOD_AWS}, sim: {{endpoint: \"http://h:1\"}}}}")), "pools[0].sim", "only allowed with provider: sim"),
         (pools(sim_pool("aws: {region: eu-west-1}")), "pools[0].aws", "only allowed with provider: aws"),
         (pools("{name: a, selector: {pool: a}, provider: sim, sim: {endpoint: not-a-url}}".into()), "pools[0].sim.endpoint", "\"not-a-url\" is not an http(s) URL"),
-        (pools(aws_pool("{region: europe, launchTemplate: {name: lt}, image: {id: ami-1}}")), "pools[0].aws.region", "\"europe\" is not an AWS region"),
-        (pools(aws_pool("{region: eu-west-1, image: {id: ami-1}}")), "pools[0].aws.launchTemplate", "required"),
-        (pools(aws_pool("{region: eu-west-1, launchTemplate: {name: lt, id: lt-1}, image: {id: ami-1}}")), "pools[0].aws.launchTemplate", "set either name or id, not both"),
-        (pools(aws_pool("{region: eu-west-1, launchTemplate: {id: template}, image: {id: ami-1}}")), "pools[0].aws.launchTemplate.id", "is not a launch template id (lt-…)"),
-        (pools(aws_pool("{region: eu-west-1, launchTemplate: {name: lt, version: latest}, image: {id: ami-1}}")), "pools[0].aws.launchTemplate.version", "\"latest\" is not a launch template version (expected $Default, $Latest"),
-        (pools(aws_pool("{region: eu-west-1, launchTemplate: {name: lt, version: 0}, image: {id: ami-1}}")), "pools[0].aws.launchTemplate.version", "0 is not a launch template version"),
-        (pools(aws_pool("{region: eu-west-1, launchTemplate: {name: lt}, image: {id: ami-1, owners: [self]}}")), "pools[0].aws.image", "set either id (one fixed image) or owners and filters"),
-        (pools(aws_pool("{region: eu-west-1, launchTemplate: {name: lt}, image: {id: img-1}}")), "pools[0].aws.image.id", "is not an image id (ami-…)"),
-        (pools(aws_pool("{region: eu-west-1, launchTemplate: {name: lt}, image: {filters: {name: x}}}")), "pools[0].aws.image.owners", "required with filters"),
-        (pools(aws_pool("{region: eu-west-1, launchTemplate: {name: lt}, image: {owners: [self]}}")), "pools[0].aws.image.filters", "required with owners"),
-        (pools(aws_pool("{region: eu-west-1, launchTemplate: {name: lt}, image: {owners: [self], filters: {name: \"k8s-{minor}\"}}}")), "pools[0].aws.image.filters.name", "contains {minor}, which is not a placeholder"),
-        (pools(aws_pool("{region: eu-west-1, launchTemplate: {name: lt}, image: {owners: [self], filters: {}}}")), "pools[0].aws.image.filters", "must not be empty"),
-        (pools(aws_pool("{region: eu-west-1, launchTemplate: {name: lt}, image: {id: ami-1}, subnets: []}")), "pools[0].aws.subnets", "must not be empty"),
         // Pools: budgets.
         (pools(sim_pool("maxSurge: abc")), "pools[0].maxSurge", "\"abc\" is neither an integer nor a percentage"),
         (pools(sim_pool("maxSurge: 150%")), "pools[0].maxSurge", "\"150%\" is more than 100%"),
@@ -418,6 +388,33 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
+fn a_providers_problems_come_with_every_other_problem() {
+    let yaml = format!(
+        "{HEADER}pools:\n  - {{name: a, selector: {{pool: a}}, provider: aws, maxSurge: abc, \
+         aws: {{region: europe, launchTemplate: {{id: template}}, image: {{id: ami-1}}}}}}\n  \
+         - {{name: b, selector: {{pool: b}}, provider: sim, sim: {{endpoint: not-a-url}}}}\n\
+         drain: {{timeout: 15}}\n"
+    );
+    let error = parse_text(&yaml).expect_err("invalid");
+    let paths: Vec<&str> = error
+        .field_errors()
+        .iter()
+        .map(|e| e.path.as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "pools[0].aws.region",
+            "pools[0].aws.launchTemplate.id",
+            "pools[0].maxSurge",
+            "pools[1].sim.endpoint",
+            "drain.timeout",
+        ],
+        "{error}"
+    );
+}
+
+#[test]
 fn yaml_syntax_errors_say_where() {
     let yaml = "apiVersion: kubesurge.io/v1alpha1\ncluster:\n  name: a\n nope: 2\n";
     match parse_text(yaml) {
@@ -457,7 +454,7 @@ fn flags_override_the_file_and_are_validated_like_it() {
         cluster_name: Some("other".into()),
         ..Overrides::default()
     };
-    let settings = parse(FULL_EXAMPLE, SettingsSource::Text, &overrides).expect("valid");
+    let settings = parse(FULL_EXAMPLE, SettingsSource::Text, &overrides, PROVIDERS).expect("valid");
     assert_eq!(settings.drain.timeout, Duration::from_secs(1800));
     assert_eq!(settings.drain.on_timeout, OnDrainTimeout::Skip);
     assert_eq!(
@@ -472,7 +469,7 @@ fn flags_override_the_file_and_are_validated_like_it() {
         new_node_timeout: Some("1h".into()),
         ..Overrides::default()
     };
-    let error = parse(FULL_EXAMPLE, SettingsSource::Text, &bad).expect_err("invalid");
+    let error = parse(FULL_EXAMPLE, SettingsSource::Text, &bad, PROVIDERS).expect_err("invalid");
     let errors = error.field_errors();
     assert!(
         errors
@@ -518,11 +515,11 @@ fn load_reads_the_file_and_names_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("rotation.yaml");
     std::fs::write(&path, FULL_EXAMPLE).expect("write");
-    let settings = load(Some(&path), &Overrides::default()).expect("valid");
+    let settings = load(Some(&path), &Overrides::default(), PROVIDERS).expect("valid");
     assert_eq!(settings.pools[0].name, "general");
 
     std::fs::write(&path, format!("{HEADER}drain: {{timeout: 1}}\n")).expect("write");
-    let text = load(Some(&path), &Overrides::default())
+    let text = load(Some(&path), &Overrides::default(), PROVIDERS)
         .expect_err("invalid")
         .to_string();
     assert!(
@@ -531,12 +528,12 @@ fn load_reads_the_file_and_names_it() {
     );
 
     let missing = dir.path().join("missing.yaml");
-    let error = load(Some(&missing), &Overrides::default()).expect_err("missing");
+    let error = load(Some(&missing), &Overrides::default(), PROVIDERS).expect_err("missing");
     assert!(matches!(error, SettingsError::Read { .. }), "{error:?}");
     assert!(error.to_string().contains("missing.yaml"), "{error}");
 
     assert_eq!(
-        load(None, &Overrides::default()).expect("defaults"),
+        load(None, &Overrides::default(), PROVIDERS).expect("defaults"),
         Settings::default()
     );
 }

@@ -2,27 +2,40 @@
 //! one-at-a-time reference on 3 nodes), with delays scaled to 1/100: CI
 //! checks that the benchmark runs and reports, not how fast the run is.
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::process::Command;
 
+/// The `kubesurge` binary in the same target directory, where `cargo test
+/// --workspace` has just built it (the root package's tests need it).
+/// Without one, the benchmark builds it itself: cargo runs this test, and
+/// the benchmark builds kubesurge first when cargo runs it.
+fn kubesurge_next_to_the_bench() -> Option<PathBuf> {
+    let sibling = PathBuf::from(env!("CARGO_BIN_EXE_kubesurge-bench"))
+        .with_file_name(format!("kubesurge{}", std::env::consts::EXE_SUFFIX));
+    sibling.is_file().then_some(sibling)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_benchmark_rotates_a_small_world_and_reports_every_figure() {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("bench.json");
-    let run = Command::new(env!("CARGO_BIN_EXE_kubesurge-bench"))
-        .args([
-            "--scenario",
-            "50x10",
-            "--sequential-nodes",
-            "3",
-            "--scale",
-            "0.01",
-        ])
-        .arg("--kubesurge")
-        .arg(env!("CARGO_BIN_EXE_kubesurge"))
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_kubesurge-bench"));
+    bench.args([
+        "--scenario",
+        "50x10",
+        "--sequential-nodes",
+        "3",
+        "--scale",
+        "0.01",
+    ]);
+    if let Some(kubesurge) = kubesurge_next_to_the_bench() {
+        bench.arg("--kubesurge").arg(kubesurge);
+    }
+    let run = bench
         .arg("--json")
         .arg(&json)
         .arg("--workdir")
