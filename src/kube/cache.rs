@@ -30,8 +30,11 @@ where
 
 /// A second key of the cached objects (a Node's providerID) → the name of
 /// the object that has it, kept by the watch task before waiters are woken.
+/// The key function of an index.
+pub type KeyOf<K> = Arc<dyn Fn(&K) -> Option<String> + Send + Sync>;
+
 struct Index<K> {
-    key_of: fn(&K) -> Option<String>,
+    key_of: KeyOf<K>,
     names: RwLock<HashMap<String, String>>,
     /// The map being rebuilt while the watch relists.
     relisting: Mutex<HashMap<String, String>>,
@@ -109,7 +112,7 @@ where
     pub async fn start_indexed(
         api: Api<K>,
         config: watcher::Config,
-        key_of: fn(&K) -> Option<String>,
+        key_of: KeyOf<K>,
     ) -> Result<WatchCache<K>, kube::Error> {
         let index = Index {
             key_of,
@@ -241,7 +244,7 @@ mod tests {
 
     fn index() -> Index<Node> {
         Index {
-            key_of: |n: &Node| n.spec.as_ref()?.provider_id.clone(),
+            key_of: Arc::new(|n: &Node| n.spec.as_ref()?.provider_id.clone()),
             names: RwLock::new(HashMap::new()),
             relisting: Mutex::new(HashMap::new()),
         }

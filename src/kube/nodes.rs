@@ -175,16 +175,19 @@ impl NodeOps {
             .await
     }
 
-    /// The Node whose `spec.providerID` is `provider_id`, read from the API
-    /// server now (every page), not from a watch that may lag: for the
-    /// decisions that must not rest on a stale view.
-    pub async fn by_provider_id(&self, wanted: &str) -> Result<Option<Node>, kube::Error> {
+    /// The first Node `wanted` accepts, read from the API server now (every
+    /// page), not from a watch that may lag: for the decisions that must not
+    /// rest on a stale view.
+    pub async fn find_now(
+        &self,
+        wanted: impl Fn(&Node) -> bool,
+    ) -> Result<Option<Node>, kube::Error> {
         let params = ListParams::default();
         // A transient failure lists again from the first page: a continue
         // token need not survive the API server restart that caused it.
         with_retry("list nodes", || {
             visit_pages(&self.api, &params, |page: Vec<Node>| {
-                match page.into_iter().find(|n| provider_id(n) == Some(wanted)) {
+                match page.into_iter().find(|n| wanted(n)) {
                     Some(node) => ControlFlow::Break(node),
                     None => ControlFlow::Continue(()),
                 }

@@ -66,16 +66,30 @@ pub struct Collected {
     pub failed: Vec<(Leftover, DeleteError)>,
 }
 
+/// The Nodes of the cluster as gc needs them: the instance ids their
+/// providerIDs name (in any form the pools' providers know), and the names
+/// of those without a providerID yet (matched by the instance's Name).
+#[derive(Debug, Default)]
+pub struct NodesSeen {
+    pub instance_ids: BTreeSet<String>,
+    pub unidentified_names: BTreeSet<String>,
+}
+
+impl NodesSeen {
+    fn is_node(&self, instance: &Instance) -> bool {
+        self.instance_ids.contains(&instance.id.0)
+            || instance
+                .tag(tags::NAME)
+                .is_some_and(|name| self.unidentified_names.contains(name))
+    }
+}
+
 /// The leftover among `pool`'s instances, or `None`: one that was not
-/// launched by kubesurge (no run tag), is already going away, or is a node
-/// (its providerID is in `node_provider_ids`). Pure.
-pub fn leftover(
-    pool: &str,
-    instance: &Instance,
-    node_provider_ids: &BTreeSet<String>,
-) -> Option<Leftover> {
+/// launched by kubesurge (no run tag), is already going away, or is a node.
+/// Pure.
+pub fn leftover(pool: &str, instance: &Instance, nodes: &NodesSeen) -> Option<Leftover> {
     let run = instance.tag(tags::RUN)?;
-    if instance.state.is_going_away() || node_provider_ids.contains(&instance.provider_id) {
+    if instance.state.is_going_away() || nodes.is_node(instance) {
         return None;
     }
     Some(Leftover {
@@ -90,12 +104,27 @@ pub fn leftover(
 pub async fn find(client: &Client, config: &EngineConfig) -> Result<Vec<Leftover>, GcError> {
     let api: Api<Node> = Api::all(client.clone());
     let params = ListParams::default();
-    let node_provider_ids: BTreeSet<String> = with_retry("list nodes", || list_all(&api, &params))
+    let mut seen = NodesSeen::default();
+    for node in with_retry("list nodes", || list_all(&api, &params))
         .await
         .map_err(GcError::ListNodes)?
-        .iter()
-        .filter_map(|n| nodes::provider_id(n).map(str::to_string))
-        .collect();
+    {
+        match nodes::provider_id(&node).filter(|p| !p.is_empty()) {
+            Some(provider_id) => {
+                if let Some(id) = config
+                    .pools
+                    .iter()
+                    .find_map(|pool| (pool.instance_id_of)(provider_id))
+                {
+                    seen.instance_ids.insert(id.to_string());
+                }
+            }
+            None => {
+                seen.unidentified_names
+                    .insert(nodes::name(&node).to_string());
+            }
+        }
+    }
     let mut found = Vec::new();
     for pool in &config.pools {
         let pool_ref = PoolRef {
@@ -111,7 +140,7 @@ pub async fn find(client: &Client, config: &EngineConfig) -> Result<Vec<Leftover
         found.extend(
             instances
                 .iter()
-                .filter_map(|i| leftover(&pool.name, i, &node_provider_ids)),
+                .filter_map(|i| leftover(&pool.name, i, &seen)),
         );
     }
     Ok(found)
@@ -164,7 +193,12 @@ mod tests {
     #[test]
     fn only_running_instances_of_ours_that_are_no_node_are_leftovers() {
         let ours = [(tags::RUN, "r-1"), (tags::REPLACES, "w-1")];
-        let nodes = BTreeSet::from(["sim:///z-a/i-node".to_string()]);
+        // A Node for i-node (whatever the form of its providerID), and one
+        // without a providerID yet, named as instance i-5.
+        let nodes = NodesSeen {
+            instance_ids: BTreeSet::from(["i-node".to_string()]),
+            unidentified_names: BTreeSet::from(["general-abcde".to_string()]),
+        };
         let found = leftover(
             "general",
             &instance("i-1", InstanceState::Running, &ours),
@@ -181,6 +215,14 @@ mod tests {
                 instance("i-3", InstanceState::ShuttingDown, &ours),
             ),
             ("a node", instance("i-node", InstanceState::Running, &ours)),
+            (
+                "a node without a providerID yet",
+                instance(
+                    "i-5",
+                    InstanceState::Running,
+                    &[(tags::RUN, "r-1"), (tags::NAME, "general-abcde")],
+                ),
+            ),
         ] {
             assert_eq!(leftover("general", &i, &nodes), None, "{name}");
         }

@@ -84,17 +84,6 @@ pub fn may_terminate(instance: &Instance, cluster: &str, pool: &str) -> Result<(
     Ok(())
 }
 
-/// True when `provider_id` names `instance`: every form a provider writes
-/// ends with the instance id (`aws:///zone/i-…`, `aws:////i-…`,
-/// `sim:///zone/i-…`).
-fn names(provider_id: &str, instance: &Instance) -> bool {
-    provider_id == instance.provider_id
-        || provider_id
-            .rsplit('/')
-            .next()
-            .is_some_and(|id| !id.is_empty() && id == instance.id.0)
-}
-
 /// The instance of each of `old` nodes, found among the pool's tagged
 /// instances (`listed`, one paged list) or, for a node not among them, by
 /// asking the provider — whose answer then says why the node cannot be
@@ -113,10 +102,13 @@ pub async fn map_old_instances(
     for node in old {
         let name = nodes::name(node).to_string();
         let provider_id = nodes::provider_id(node).filter(|p| !p.is_empty());
-        if let Some(instance) = provider_id.and_then(|p| {
+        // The pool's provider reads the instance id from every providerID
+        // form it knows.
+        let instance_id = provider_id.and_then(pool.instance_id_of);
+        if let Some(instance) = instance_id.and_then(|id| {
             listed
                 .iter()
-                .find(|i| names(p, i) && !i.state.is_going_away())
+                .find(|i| i.id.0 == id && !i.state.is_going_away())
         }) {
             mapped.insert(name, instance.clone());
             continue;
@@ -197,14 +189,5 @@ mod tests {
                 .contains("is tagged kubesurge.io/pool=gpu, not general"),
             "{problem}"
         );
-    }
-
-    #[test]
-    fn every_provider_id_form_names_its_instance() {
-        let i = instance(&[]);
-        assert!(names("aws:///eu-west-1a/i-0abc", &i));
-        assert!(names("aws:////i-0abc", &i));
-        assert!(!names("aws:///eu-west-1a/i-0abcd", &i));
-        assert!(!names("", &i));
     }
 }

@@ -156,11 +156,15 @@ impl Engine {
     ) -> Result<RunReport, EngineError> {
         let started = Timestamp::now();
         let records = RecordStore::new(self.client.clone());
-        // Slots find their replacement's Node by providerID on every change.
+        // Slots find their replacement's Node by the instance id its
+        // providerID names (in any form) on every change.
+        let instance_id =
+            slot::InstanceIdOf(self.config.pools.iter().map(|p| p.instance_id_of).collect());
+        let index_key = instance_id.clone();
         let node_cache = WatchCache::<Node>::start_indexed(
             Api::all(self.client.clone()),
             watcher::Config::default(),
-            |node| nodes::provider_id(node).map(str::to_string),
+            Arc::new(move |node: &Node| index_key.of(node)),
         )
         .await?;
         let pools = self.selected_pools(request)?;
@@ -244,6 +248,7 @@ impl Engine {
             progress: self.progress.clone(),
             cluster_info,
             discarded: Arc::new(std::sync::Mutex::new(Default::default())),
+            instance_id,
         };
         let sweeper = tokio::spawn(slot::sweep_discarded(
             node_cache.clone(),

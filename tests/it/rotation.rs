@@ -1051,6 +1051,66 @@ async fn old_nodes_are_drained_only_onto_initialized_replacements() {
     }
 }
 
+/// Replacements whose kubelets register the zone-less providerID form, or
+/// none at all (as a kubelet whose `--provider-id` was not computed, before
+/// any cloud controller sets it), are found by the instance id in any form
+/// or by the name the slot gave them. The engine before this test matched
+/// only the exact providerID string: such a replacement, Ready and
+/// schedulable, was given up at `newNodeTimeout`, drained and terminated,
+/// and another launched in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacements_registering_other_provider_id_forms_are_recognised() {
+    use kubesurge_sim::cloud::faults::ProviderIdForm;
+    let h = start(Spec {
+        pools: vec![("general", 3)],
+        max_surge: 1,
+        ..Spec::default()
+    })
+    .await;
+    h.world.cloud.with_faults(|f| {
+        f.register_provider_ids([
+            ProviderIdForm::ZoneLess,
+            ProviderIdForm::Empty,
+            ProviderIdForm::ZoneLess,
+        ])
+    });
+    let instances_before = h.world.cloud.instances().len();
+    let output = h
+        .run(&["rotate", "--all", "--yes", "--new-node-timeout", "5s"])
+        .await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    assert!(!all.contains("did not become a Ready"), "{all}");
+    assert_eq!(
+        h.world.cloud.instances().len() - instances_before,
+        3,
+        "one launch per old node"
+    );
+    h.assert_converged();
+    let forms: BTreeSet<String> = workers(&h.world)
+        .keys()
+        .map(|n| {
+            let node = h.world.store.get(&NODES, "", n).unwrap();
+            let id = node
+                .pointer("/spec/providerID")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if id.is_empty() {
+                "empty".to_string()
+            } else if id.starts_with("sim:////") {
+                "zone-less".to_string()
+            } else {
+                "zoned".to_string()
+            }
+        })
+        .collect();
+    assert_eq!(
+        forms,
+        BTreeSet::from(["empty".to_string(), "zone-less".to_string()]),
+        "the replacements registered the forms asked for"
+    );
+}
+
 /// Each slot's actions, by old node, from a `-o json` report.
 fn actions_by_node(report: &Value) -> BTreeMap<String, Vec<String>> {
     report["slots"]

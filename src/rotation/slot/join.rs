@@ -143,10 +143,11 @@ impl Executor<'_> {
         // The token has done its work once the machine registered its Node:
         // delete it at once. Until then anyone who read the user data could
         // use it to get a node client certificate for any node name.
-        let provider_id = instance.provider_id.as_str();
         let registered_seen = ctx
             .nodes
-            .wait_for(deadline, |cache| cache.get_by_key(provider_id).map(|_| ()))
+            .wait_for(deadline, |cache| {
+                ctx.cached_node_of(cache, &instance).map(|_| ())
+            })
             .await
             .is_some();
         if registered_seen {
@@ -254,7 +255,11 @@ impl Executor<'_> {
         let registered: Option<Node> = match registered {
             Some(name) => match self.given_up_node.take() {
                 Some(node) if nodes::name(&node) == name => Some(node),
-                _ => ctx.node_ops.by_provider_id(&instance.provider_id).await?,
+                _ => {
+                    ctx.node_ops
+                        .find_now(|n| ctx.is_node_of(n, &instance))
+                        .await?
+                }
             },
             None => None,
         };
@@ -283,7 +288,7 @@ impl Executor<'_> {
         ctx.discarded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(instance.provider_id.clone());
+            .insert(instance.id.0.clone());
         delete_until_gone(self.provider(), &instance.id, ctx.deadlines.terminate).await?;
         if let Some(node) = registered {
             ctx.node_ops
@@ -359,13 +364,11 @@ async fn wait_ready(
     deadline: Instant,
 ) -> Option<String> {
     let target = ctx.target;
-    let provider_id = instance.provider_id.as_str();
     loop {
         let name = ctx
             .nodes
             .wait_for(deadline, |cache| {
-                cache
-                    .get_by_key(provider_id)
+                ctx.cached_node_of(cache, instance)
                     .filter(|n| nodes::ready_for_pods(n, target, allowed))
                     .map(|n| nodes::name(&n).to_string())
             })
@@ -432,7 +435,11 @@ async fn join_now(
     allowed: &[Taint],
 ) -> Result<Result<String, Option<Node>>, SlotError> {
     Ok(
-        match ctx.node_ops.by_provider_id(&instance.provider_id).await? {
+        match ctx
+            .node_ops
+            .find_now(|n| ctx.is_node_of(n, instance))
+            .await?
+        {
             Some(node) if nodes::ready_for_pods(&node, ctx.target, allowed) => {
                 Ok(nodes::name(&node).to_string())
             }

@@ -56,22 +56,66 @@ pub struct RunContext {
     pub recorder: Recorder,
     pub progress: Arc<dyn Progress>,
     pub cluster_info: ClusterInfo,
-    /// providerIDs of replacements this run terminated because they never
+    /// Instance ids of replacements this run terminated because they never
     /// became Ready. A machine can still register its Node while it shuts
     /// down; such Nodes are deleted on sight (see [`sweep_discarded`]) and
     /// never hold the health gate.
     pub discarded: Arc<Mutex<BTreeSet<String>>>,
+    /// Reads the instance id from a Node's providerID, in every form the
+    /// pools' providers know; also the key of the node cache's index.
+    pub instance_id: InstanceIdOf,
+}
+
+/// The instance id a Node's providerID names, by the first of the pools'
+/// providers that recognises its form.
+#[derive(Clone)]
+pub struct InstanceIdOf(pub Vec<fn(&str) -> Option<&str>>);
+
+impl InstanceIdOf {
+    pub fn of(&self, node: &Node) -> Option<String> {
+        let provider_id = nodes::provider_id(node).filter(|p| !p.is_empty())?;
+        self.0
+            .iter()
+            .find_map(|parse| parse(provider_id))
+            .map(str::to_string)
+    }
 }
 
 impl RunContext {
     /// True when `node` belongs to a replacement this run gave up on.
     pub fn is_discarded(&self, node: &Node) -> bool {
-        nodes::provider_id(node).is_some_and(|p| {
+        self.instance_id.of(node).is_some_and(|id| {
             self.discarded
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .contains(p)
+                .contains(&id)
         })
+    }
+
+    /// True when `node` is the Node of `instance`: its providerID names the
+    /// instance (in any form), or — while it has no providerID yet, as
+    /// before a cloud controller sets it — it carries the name the slot
+    /// gave the machine. A Node whose providerID names another instance is
+    /// never taken for this one by its name.
+    pub fn is_node_of(&self, node: &Node, instance: &Instance) -> bool {
+        match nodes::provider_id(node).filter(|p| !p.is_empty()) {
+            Some(_) => self.instance_id.of(node).as_deref() == Some(instance.id.0.as_str()),
+            None => instance
+                .tag(tags::NAME)
+                .is_some_and(|name| name == nodes::name(node)),
+        }
+    }
+
+    /// The Node of `instance` in the watch cache (see [`Self::is_node_of`]).
+    pub fn cached_node_of(
+        &self,
+        cache: &WatchCache<Node>,
+        instance: &Instance,
+    ) -> Option<Arc<Node>> {
+        cache
+            .get_by_key(&instance.id.0)
+            .or_else(|| instance.tag(tags::NAME).and_then(|name| cache.get(name)))
+            .filter(|node| self.is_node_of(node, instance))
     }
 }
 
@@ -88,7 +132,7 @@ pub async fn sweep_discarded(
             let discarded = discarded.lock().unwrap_or_else(|e| e.into_inner());
             discarded
                 .iter()
-                .filter_map(|provider_id| nodes_cache.get_by_key(provider_id))
+                .filter_map(|instance_id| nodes_cache.get_by_key(instance_id))
                 .map(|n| (nodes::name(&n).to_string(), n.metadata.uid.clone()))
                 .collect()
         };

@@ -30,6 +30,25 @@ pub struct JoinFault {
     pub never: bool,
     /// Extra time before the machine starts its join.
     pub delay: Duration,
+    /// The form of providerID its kubelet registers with.
+    pub provider_id_form: ProviderIdForm,
+}
+
+/// The providerID a joining machine's kubelet registers with. Real nodes
+/// carry more than one form: cloud-provider-aws accepts `aws:///<zone>/<id>`
+/// and the zone-less `aws:////<id>` (`KubernetesInstanceID.MapToAWSInstanceID`,
+/// kubernetes/cloud-provider-aws `pkg/providers/v1/instances.go`), and a
+/// kubelet whose `--provider-id` could not be computed registers none until
+/// a cloud controller sets it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProviderIdForm {
+    /// What the join configuration says (`sim:///<zone>/<id>`).
+    #[default]
+    AsConfigured,
+    /// `sim:////<id>`: the same instance, without the zone.
+    ZoneLess,
+    /// None at all.
+    Empty,
 }
 
 /// The fault settings of one cloud.
@@ -45,6 +64,8 @@ pub struct Faults {
     late_join_next: Vec<Duration>,
     /// Failing `kubeadm upgrade` runs, by node (`None`: any node).
     kubeadm_failures: BTreeMap<Option<String>, u32>,
+    /// The providerID forms the next launched machines register with.
+    provider_id_forms: std::collections::VecDeque<ProviderIdForm>,
 }
 
 impl Faults {
@@ -110,6 +131,12 @@ impl Faults {
         self.never_join_next = launches;
     }
 
+    /// The next launched machines' kubelets register with these providerID
+    /// forms, one each, in order.
+    pub fn register_provider_ids(&mut self, forms: impl IntoIterator<Item = ProviderIdForm>) {
+        self.provider_id_forms.extend(forms);
+    }
+
     pub fn late_join_pool(&mut self, pool: &str, delay: Duration) {
         self.late_join_pools.insert(pool.to_string(), delay);
     }
@@ -159,6 +186,9 @@ impl Faults {
         }
         if let Some(delay) = self.late_join_next.pop() {
             fault.delay = delay;
+        }
+        if let Some(form) = self.provider_id_forms.pop_front() {
+            fault.provider_id_form = form;
         }
         if let Some(pool) = pool {
             fault.never |= self.never_join_pools.contains(pool);

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::Shared;
 use super::discovery::{JoinFailure, check_kubelet_version, discover};
-use super::faults::JoinFault;
+use super::faults::{JoinFault, ProviderIdForm};
 use super::noderoot::{self, PackageManager};
 use super::state::{CloudError, ImageRecord, InstanceRecord, LaunchSpec};
 use super::userdata::parse_user_data;
@@ -167,7 +167,7 @@ async fn boot_and_join(shared: &Arc<Shared>, id: &str, fault: JoinFault) {
         return;
     }
     tokio::time::sleep(fault.delay).await;
-    let outcome = join(shared, &record, image.as_ref()).await;
+    let outcome = join(shared, &record, image.as_ref(), fault.provider_id_form).await;
     {
         let mut inner = shared.lock();
         // A machine terminated while it joined never starts its kubelet.
@@ -206,6 +206,7 @@ async fn join(
     shared: &Shared,
     record: &InstanceRecord,
     image: Option<&ImageRecord>,
+    form: ProviderIdForm,
 ) -> Result<NodeSpec, JoinFailure> {
     let kubelet_version = image
         .and_then(|i| i.kubernetes_version())
@@ -223,7 +224,11 @@ async fn join(
             .clone()
             .unwrap_or_else(|| hostname(&record.private_ip)),
         kubelet_version,
-        provider_id: spec.provider_id().unwrap_or_default().to_string(),
+        provider_id: match form {
+            ProviderIdForm::AsConfigured => spec.provider_id().unwrap_or_default().to_string(),
+            ProviderIdForm::ZoneLess => format!("sim:////{}", record.id),
+            ProviderIdForm::Empty => String::new(),
+        },
         zone: record.zone.clone(),
         internal_ip: spec
             .kubelet_args

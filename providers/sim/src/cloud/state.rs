@@ -217,11 +217,13 @@ pub fn provider_id(zone: &str, id: &str) -> String {
     format!("sim:///{zone}/{id}")
 }
 
-/// The zone and instance id of a `sim:///<zone>/<id>` provider id.
+/// The zone and instance id of a `sim:///<zone>/<id>` provider id; the
+/// zone-less `sim:////<id>` gives an empty zone (as cloud-provider-aws
+/// reads `aws:////<id>`).
 pub fn parse_provider_id(provider_id: &str) -> Option<(&str, &str)> {
     let rest = provider_id.strip_prefix("sim:///")?;
     let (zone, id) = rest.split_once('/')?;
-    (!zone.is_empty() && id.starts_with("i-") && !id.contains('/')).then_some((zone, id))
+    (id.starts_with("i-") && id.len() > 2 && !id.contains('/')).then_some((zone, id))
 }
 
 /// The image name of a version (`kubesurge-sim-node-v1.35.3`).
@@ -673,5 +675,6 @@ mod tests {
         );
         assert_eq!(parse_provider_id("aws:///zone-a/i-1"), None);
         assert_eq!(parse_provider_id("sim:///zone-a/"), None);
+        assert_eq!(parse_provider_id("sim:////i-0abc"), Some(("", "i-0abc")));
     }
 }
