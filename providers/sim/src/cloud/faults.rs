@@ -251,7 +251,8 @@ mod tests {
             first,
             JoinFault {
                 never: false,
-                delay: Duration::from_secs(2)
+                delay: Duration::from_secs(2),
+                provider_id_form: ProviderIdForm::AsConfigured,
             }
         );
         assert_eq!(f.take_join_fault(Some("general")), JoinFault::default());
