@@ -322,6 +322,7 @@ fn invalid_cases() -> Vec<(String, &'static str, &'static str)> {
         (top("join: {tokenTTL: 5m}"), "join.tokenTTL", "5m must be longer than health.newNodeTimeout (10m)"),
         (top("health: {newNodeTimeout: 30m}"), "join.tokenTTL", "20m (the default) must be longer than health.newNodeTimeout (30m)"),
         (top("join: {tokenTtl: 1h}"), "join.tokenTtl", "did you mean \"tokenTTL\"?"),
+        (top("join: {tokenTTL: 100000d}"), "join.tokenTTL", "100000d is longer than 1d, kubeadm's own token lifetime"),
         // Window.
         (top("window: {days: [Sat], start: \"02:00\", end: \"06:00\", timeZone: Mars/Olympus}"), "window.timeZone", "\"Mars/Olympus\" is not a time zone in the IANA database"),
         (top("window: {days: [Sat], start: \"02:00\", end: \"06:00\"}"), "window.timeZone", "required (an IANA time zone"),

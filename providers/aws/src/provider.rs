@@ -258,6 +258,12 @@ impl AwsProvider {
                 InstanceMetadataOptionsRequest::builder()
                     .http_tokens(HttpTokensState::Required)
                     .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                    // An IMDSv2 answer travels one hop: the machine's own
+                    // processes get it, pods behind the node's network
+                    // namespace do not — they could otherwise read the user
+                    // data and its bootstrap token ("Configure the instance
+                    // metadata options", EC2 User Guide).
+                    .http_put_response_hop_limit(1)
                     .build(),
             )
             .tag_specifications(tagged(ResourceType::Instance))

@@ -102,6 +102,11 @@ async fn launch_goes_to_the_old_nodes_subnet_with_imdsv2_tags_and_user_data() {
         .expect("in moto");
     assert_eq!(seen.subnet.as_deref(), Some(e.subnet(&zone).as_str()));
     assert_eq!(seen.http_tokens.as_deref(), Some("required"), "IMDSv2 only");
+    assert_eq!(
+        seen.hop_limit.as_deref(),
+        Some("1"),
+        "no pod reaches the metadata service"
+    );
     assert_eq!(seen.image_id.as_deref(), Some(e.images[VERSION].as_str()));
     for (k, v) in [
         (tags::CLUSTER, CLUSTER),

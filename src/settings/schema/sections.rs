@@ -22,6 +22,9 @@ const CONTROL_PLANE_FIELDS: &[&str] = &["exec", "ssh"];
 const SSH_FIELDS: &[&str] = &["user", "identityFile", "knownHosts", "port"];
 const DRAIN_FIELDS: &[&str] = &["timeout", "onTimeout", "unmanagedPods"];
 const JOIN_FIELDS: &[&str] = &["tokenTTL"];
+/// The longest `join.tokenTTL`: kubeadm's default token lifetime (24h,
+/// `kubeadm token create --ttl`).
+const MAX_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 const HEALTH_FIELDS: &[&str] = &["newNodeTimeout", "settle"];
 const WINDOW_FIELDS: &[&str] = &["days", "start", "end", "timeZone"];
 
@@ -238,6 +241,19 @@ impl Walk<'_> {
                     HumanDuration(token_ttl),
                     if set { "" } else { " (the default)" },
                     HumanDuration(health.new_node_timeout),
+                ),
+            );
+            return None;
+        }
+        if token_ttl > MAX_TOKEN_TTL {
+            self.error(
+                &path.key("tokenTTL"),
+                format!(
+                    "{} is longer than {}, kubeadm's own token lifetime: a bootstrap token gets an \
+                     automatically approved node certificate for any node name, so it lives no \
+                     longer than a join needs (set health.newNodeTimeout and tokenTTL a little above it)",
+                    HumanDuration(token_ttl),
+                    HumanDuration(MAX_TOKEN_TTL),
                 ),
             );
             return None;

@@ -56,6 +56,8 @@ pub struct Ec2Instance {
     pub tags: BTreeMap<String, String>,
     /// `metadataOptions.httpTokens` (`required` = IMDSv2 only).
     pub http_tokens: Option<String>,
+    /// `metadataOptions.httpPutResponseHopLimit`.
+    pub hop_limit: Option<String>,
     pub launch_time: Option<String>,
 }
 
@@ -86,6 +88,9 @@ impl Ec2Instance {
             tags: tags_of(item),
             http_tokens: item
                 .text_at("metadataOptions/httpTokens")
+                .map(str::to_string),
+            hop_limit: item
+                .text_at("metadataOptions/httpPutResponseHopLimit")
                 .map(str::to_string),
             launch_time: item.text_at("launchTime").map(str::to_string),
         })
