@@ -62,13 +62,83 @@ impl Holder {
         Some(Holder { host, pid, run_id })
     }
 
-    /// A holder on this host whose process is gone (a crashed earlier run):
-    /// its lease may be taken over without waiting for expiry.
-    fn is_dead_local_process(&self) -> bool {
+    /// A holder whose process is provably gone (a crashed earlier run on
+    /// this very machine and PID namespace): its lease may be taken over
+    /// without waiting for expiry. A hostname is not enough: two
+    /// hostNetwork pods, or two containers, share one but not their PID
+    /// namespace, and the other's process is invisible here. So the lease
+    /// must record the holder's process (boot id, PID namespace, start
+    /// time) and match this machine's boot and namespace.
+    fn is_dead_local_process(&self, recorded: Option<&str>) -> bool {
+        let Some(recorded) = recorded.and_then(ProcessIdentity::parse) else {
+            return false;
+        };
+        let Some(here) = ProcessIdentity::of(std::process::id()) else {
+            return false;
+        };
         self.host == hostname()
             && self.pid != std::process::id()
-            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+            && recorded.boot_id == here.boot_id
+            && recorded.pid_namespace == here.pid_namespace
+            // Gone, or the number reused by a later process.
+            && ProcessIdentity::of(self.pid).is_none_or(|now| now.start_time != recorded.start_time)
     }
+}
+
+/// Annotation on the lease: the holder's [`ProcessIdentity`].
+pub const PROCESS_ANNOTATION: &str = "kubesurge.io/holder-process";
+
+/// What makes a process the same one: the machine's boot, its PID
+/// namespace and its start time (proc(5): `/proc/sys/kernel/random/boot_id`,
+/// `/proc/<pid>/ns/pid`, field 22 of `/proc/<pid>/stat`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProcessIdentity {
+    boot_id: String,
+    pid_namespace: String,
+    start_time: String,
+}
+
+impl ProcessIdentity {
+    fn of(pid: u32) -> Option<ProcessIdentity> {
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let pid_namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) may hold spaces: count after its ')'.
+        let start_time = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?;
+        Some(ProcessIdentity {
+            boot_id: boot_id.trim().to_string(),
+            pid_namespace: pid_namespace.to_string_lossy().into_owned(),
+            start_time: start_time.to_string(),
+        })
+    }
+
+    fn render(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.boot_id, self.pid_namespace, self.start_time
+        )
+    }
+
+    fn parse(text: &str) -> Option<ProcessIdentity> {
+        let mut parts = text.split(' ');
+        Some(ProcessIdentity {
+            boot_id: parts.next()?.to_string(),
+            pid_namespace: parts.next()?.to_string(),
+            start_time: parts.next()?.to_string(),
+        })
+    }
+}
+
+/// This process's clock for the lease's timestamps. Tests shift it
+/// (`KUBESURGE_TEST_CLOCK_OFFSET`, in seconds) to run two tools whose
+/// clocks disagree; nothing judges expiry by comparing it with another
+/// machine's.
+fn lease_clock() -> Timestamp {
+    let offset = std::env::var("KUBESURGE_TEST_CLOCK_OFFSET")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(0);
+    Timestamp::now() + SignedDuration::from_secs(offset)
 }
 
 /// This machine's name, as holders and events name it.
@@ -114,6 +184,44 @@ pub struct RunLock {
     renewer: JoinHandle<()>,
 }
 
+/// Whether the lease looks expired by `now` (this process's clock). Only a
+/// hint: a takeover also needs [`renewed_within_its_duration`] to say no.
+fn looks_expired(lease: &Lease, now: Timestamp) -> bool {
+    expired(lease, now)
+}
+
+/// Watch the lease for its own duration, by this process's monotonic
+/// clock: true when its record changed (renewed, released, taken) in that
+/// time, false when it stayed exactly as `observed`.
+async fn renewed_within_its_duration(
+    api: &Api<Lease>,
+    observed: &Lease,
+) -> Result<bool, LockError> {
+    let version = observed.metadata.resource_version.clone();
+    let duration = observed
+        .spec
+        .as_ref()
+        .and_then(|s| s.lease_duration_seconds)
+        .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)))
+        .unwrap_or(LEASE_DURATION);
+    tracing::info!(
+        "the run lock's lease looks expired by this machine's clock; watching it for {duration:?} before taking it over"
+    );
+    let changed = kube::runtime::wait::await_condition(
+        api.clone(),
+        LEASE_NAME,
+        move |lease: Option<&Lease>| lease.is_none_or(|l| l.metadata.resource_version != version),
+    );
+    match tokio::time::timeout(duration, changed).await {
+        Ok(Ok(_)) => Ok(true),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not watch the run lock's lease");
+            Ok(true)
+        }
+        Err(_) => Ok(false),
+    }
+}
+
 fn expired(lease: &Lease, now: Timestamp) -> bool {
     let Some(spec) = &lease.spec else { return true };
     let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
@@ -136,13 +244,26 @@ fn lease_for(holder: &Holder, now: Timestamp, transitions: i32) -> LeaseSpec {
 
 impl RunLock {
     /// Take the lock for `holder`, or say who has it.
+    ///
+    /// Expiry is judged as client-go's leader election judges it: by this
+    /// process's own observation of an unchanged lease record for the lease
+    /// duration, never by comparing the holder's `renewTime` with this
+    /// machine's clock (two machines' clocks may be minutes apart). A lease
+    /// that looks current by this clock is held (a clock behind the
+    /// holder's only makes this more cautious); one that looks stale is
+    /// watched for a lease duration, and taken over only if nobody renewed
+    /// it meanwhile.
     pub async fn acquire(client: Client, holder: Holder) -> Result<RunLock, LockError> {
         let api: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
-        let now = Timestamp::now();
+        let now = lease_clock();
+        let process = ProcessIdentity::of(std::process::id()).map(|p| p.render());
         let fresh = Lease {
             metadata: ObjectMeta {
                 name: Some(LEASE_NAME.into()),
                 namespace: Some(LEASE_NAMESPACE.into()),
+                annotations: process
+                    .clone()
+                    .map(|p| BTreeMap::from([(PROCESS_ANNOTATION.to_string(), p)])),
                 ..ObjectMeta::default()
             },
             spec: Some(lease_for(&holder, now, 0)),
@@ -150,48 +271,58 @@ impl RunLock {
         let post = PostParams::default();
         match with_retry("create lease", || api.create(&post, &fresh)).await {
             Ok(_) => return Ok(RunLock::start(api, holder)),
-            Err(e) if errors::is_already_exists(&e) => {}
+            Err(e) if errors::is_conflict(&e) || errors::is_already_exists(&e) => {}
             Err(e) => return Err(e.into()),
         }
         let current = with_retry("get lease", || api.get(LEASE_NAME)).await?;
         let spec = current.spec.clone().unwrap_or_default();
         let current_holder = spec.holder_identity.clone().unwrap_or_default();
+        let held = |spec: &LeaseSpec| LockError::Held {
+            holder: spec.holder_identity.clone().unwrap_or_default(),
+            since: spec
+                .acquire_time
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_else(|| "an unknown time".into()),
+        };
         let ours = current_holder == holder.identity();
+        let recorded_process = current
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PROCESS_ANNOTATION))
+            .map(String::as_str);
         let vacant = current_holder.is_empty()
-            || expired(&current, now)
-            || Holder::parse(&current_holder).is_some_and(|h| h.is_dead_local_process());
+            || Holder::parse(&current_holder)
+                .is_some_and(|h| h.is_dead_local_process(recorded_process));
         if !ours && !vacant {
-            return Err(LockError::Held {
-                holder: current_holder,
-                since: spec
-                    .acquire_time
-                    .map(|t| t.0.to_string())
-                    .unwrap_or_else(|| "an unknown time".into()),
-            });
+            if !looks_expired(&current, now) {
+                return Err(held(&spec));
+            }
+            if renewed_within_its_duration(&api, &current).await? {
+                let now_held = with_retry("get lease", || api.get(LEASE_NAME)).await?;
+                return Err(held(&now_held.spec.unwrap_or_default()));
+            }
         }
         let mut taken = current.clone();
         taken.spec = Some(lease_for(
             &holder,
-            now,
+            lease_clock(),
             spec.lease_transitions.unwrap_or(0) + i32::from(!ours),
         ));
-        if let Some(annotations) = taken.metadata.annotations.as_mut() {
-            annotations.remove(ABORT_ANNOTATION);
-        }
+        let annotations = taken.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        annotations.remove(ABORT_ANNOTATION);
+        match &process {
+            Some(p) => annotations.insert(PROCESS_ANNOTATION.to_string(), p.clone()),
+            None => annotations.remove(PROCESS_ANNOTATION),
+        };
         // The replace carries the resourceVersion we read: if another run
         // took the lease in between, this fails with 409 and we report it.
         match with_retry("take over lease", || api.replace(LEASE_NAME, &post, &taken)).await {
             Ok(_) => Ok(RunLock::start(api, holder)),
             Err(e) if errors::is_conflict(&e) => {
                 let now_held = api.get(LEASE_NAME).await?;
-                let spec = now_held.spec.unwrap_or_default();
-                Err(LockError::Held {
-                    holder: spec.holder_identity.unwrap_or_default(),
-                    since: spec
-                        .acquire_time
-                        .map(|t| t.0.to_string())
-                        .unwrap_or_default(),
-                })
+                Err(held(&now_held.spec.unwrap_or_default()))
             }
             Err(e) => Err(e.into()),
         }
@@ -318,7 +449,7 @@ async fn renew_loop(api: Api<Lease>, identity: String, tx: watch::Sender<LockSta
             tx.send_modify(|s| s.abort_requested = true);
         }
         if let Some(spec) = lease.spec.as_mut() {
-            spec.renew_time = Some(MicroTime(Timestamp::now()));
+            spec.renew_time = Some(MicroTime(lease_clock()));
         }
         match api
             .replace(LEASE_NAME, &PostParams::default(), &lease)
@@ -354,7 +485,7 @@ pub async fn request_abort(client: Client) -> Result<AbortRequest, LockError> {
         .as_ref()
         .and_then(|s| s.holder_identity.clone())
         .unwrap_or_default();
-    if holder.is_empty() || expired(&lease, Timestamp::now()) {
+    if holder.is_empty() || expired(&lease, lease_clock()) {
         return Err(LockError::NotHeld);
     }
     let patch = json!({"metadata": {"annotations": BTreeMap::from([(ABORT_ANNOTATION, Timestamp::now().to_string())])}});
@@ -372,7 +503,7 @@ pub async fn current_holder(client: Client) -> Result<Option<(Holder, Timestamp)
         Err(e) if errors::is_not_found(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    if expired(&lease, Timestamp::now()) {
+    if expired(&lease, lease_clock()) {
         return Ok(None);
     }
     let spec = lease.spec.unwrap_or_default();
@@ -415,14 +546,37 @@ mod tests {
     }
 
     #[test]
-    fn a_live_process_is_not_dead() {
+    fn only_a_gone_process_of_this_boot_and_pid_namespace_is_dead() {
         let me = Holder::this_process("r");
-        assert!(!me.is_dead_local_process());
+        let mine = ProcessIdentity::of(std::process::id()).unwrap().render();
+        assert!(!me.is_dead_local_process(Some(&mine)), "this process lives");
+
+        // A process of this machine and namespace that has exited.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let recorded = ProcessIdentity::of(pid).unwrap().render();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let gone = Holder {
+            pid,
+            ..Holder::this_process("r")
+        };
+        assert!(gone.is_dead_local_process(Some(&recorded)));
+        assert!(
+            !gone.is_dead_local_process(None),
+            "no recorded process: wait for expiry"
+        );
+        // The same PID number seen from another PID namespace proves nothing.
+        let elsewhere = recorded.replace("pid:[", "pid:[9");
+        assert!(!gone.is_dead_local_process(Some(&elsewhere)));
+        // Another host.
         let other_host = Holder {
             host: "elsewhere".into(),
-            pid: 1,
-            run_id: "r".into(),
+            ..gone
         };
-        assert!(!other_host.is_dead_local_process());
+        assert!(!other_host.is_dead_local_process(Some(&recorded)));
     }
 }

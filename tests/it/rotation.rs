@@ -1501,6 +1501,105 @@ async fn a_replacement_that_joined_while_the_node_watch_was_cut_off_is_kept() {
     h.assert_converged();
 }
 
+/// The lock lease as the store has it: its holder identity.
+fn lock_holder(h: &Harness) -> Option<String> {
+    h.world
+        .store
+        .get(&LEASES, "kube-system", "kubesurge")
+        .and_then(|l| {
+            l.pointer("/spec/holderIdentity")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|holder| !holder.is_empty())
+}
+
+/// A run whose machine's clock is 60 s behind holds the lock; a second run
+/// on a correct clock reads a `renewTime` a minute old. It must not take
+/// the lock over: it watches the lease, sees it renewed, and exits 3. The
+/// engine before this test compared the holder's `renewTime` with its own
+/// clock, found the lease expired and took it at once — two runs draining
+/// the same cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_with_a_clock_behind_keeps_the_lock() {
+    let h = start(Spec {
+        max_surge: 1,
+        drain: "{ timeout: 60s, onTimeout: fail, unmanagedPods: delete }",
+        ..Spec::default()
+    })
+    .await;
+    block_everything(&h);
+    let mut behind = h.command(&["rotate", "--all", "--yes"]);
+    behind.env("KUBESURGE_TEST_CLOCK_OFFSET", "-60");
+    let mut first = behind.spawn().expect("first run");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let holder = loop {
+        if let Some(holder) = lock_holder(&h) {
+            break holder;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first run never took the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let second = h.run(&["rotate", "--all", "--yes"]).await;
+    let second_text = text(&second);
+    assert_eq!(second.status.code(), Some(3), "{second_text}");
+    assert!(
+        second_text.contains("another run holds the lock"),
+        "{second_text}"
+    );
+    assert_eq!(
+        lock_holder(&h),
+        Some(holder),
+        "the first run still holds the lock"
+    );
+    first.start_kill().expect("stop the first run");
+    let _ = first.wait().await;
+}
+
+/// A lease held, and renewed, by a process on a host of the same name but
+/// in another PID namespace (a second hostNetwork pod, another container):
+/// its PID does not exist here, yet it is alive. The engine before this
+/// test took such a lease over at once ("a crashed holder on the same
+/// host"); now only a holder proven to be this machine's boot and PID
+/// namespace is taken over before expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_in_another_pid_namespace_is_not_taken_for_dead() {
+    let h = start(Spec::default()).await;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let now = jiff::Timestamp::now().to_string();
+    h.world
+        .store
+        .create(
+            &LEASES,
+            "kube-system",
+            json!({
+                "metadata": {
+                    "name": "kubesurge",
+                    "namespace": "kube-system",
+                    "annotations": {"kubesurge.io/holder-process": "0f0f0f0f-boot pid:[4026599999] 12345"},
+                },
+                "spec": {
+                    "holderIdentity": format!("{host}/999999/r-elsewhere"),
+                    "leaseDurationSeconds": 30,
+                    "acquireTime": now.clone(),
+                    "renewTime": now,
+                },
+            }),
+        )
+        .expect("the other run's lease");
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{all}");
+    assert!(all.contains("r-elsewhere"), "the holder is named: {all}");
+    assert_eq!(workers(&h.world), h.original_workers, "nothing changed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_runs_one_proceeds_the_other_exits_3() {
     let h = start(Spec::default()).await;
