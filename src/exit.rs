@@ -16,6 +16,10 @@ pub enum ExitStatus {
     Locked,
     /// 4: aborted on request.
     Aborted,
+    /// 5: deferred or not finished, with nothing wrong: outside the
+    /// maintenance window, or stopped at its end with work left. Never 0,
+    /// so that a scheduler or Terraform runs the command again.
+    Deferred,
 }
 
 impl ExitStatus {
@@ -26,6 +30,7 @@ impl ExitStatus {
             ExitStatus::Invalid => 2,
             ExitStatus::Locked => 3,
             ExitStatus::Aborted => 4,
+            ExitStatus::Deferred => 5,
         }
     }
 }
@@ -43,4 +48,6 @@ Exit codes:
   1  failed; the cluster was left safe and a rerun resumes
   2  invalid input, or refused before any change
   3  another run holds the lock
-  4  aborted on request";
+  4  aborted on request
+  5  deferred or not finished, nothing wrong: outside the maintenance window,
+     or stopped at its end with work left; rerun the same command in the window";

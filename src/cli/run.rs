@@ -13,9 +13,10 @@ use crate::ExitStatus;
 use crate::inventory::{self, Inventory};
 use crate::kube::client::{self, Retry};
 use crate::kube::lock::{Holder, RunLock};
-use crate::rotation::{RunOutcome, RunReport, SlotOutcome};
+use crate::rotation::{RunOutcome, RunReport, SlotOutcome, SlotReport};
 use crate::run_control::{self, WindowGate};
 use crate::settings::Settings;
+use crate::window::Position;
 
 /// The clients a command talks to the cluster with.
 pub struct Connection {
@@ -50,14 +51,57 @@ pub async fn read_cluster(
         })
 }
 
-/// Whether a mutating command may start now; when it may not (outside the
-/// window), says so on stderr. The command then ends with exit 0.
+/// Whether a mutating command may start now (outside the maintenance
+/// window it may not; the command then reports what is left and ends with
+/// exit 5).
 pub fn window_gate(settings: &Settings) -> Result<WindowGate, CommandError> {
-    let gate = run_control::window_gate(settings.window.as_ref(), Timestamp::now())?;
-    if let WindowGate::Closed { sentence } = &gate {
-        output::eprint_line(&format!("{sentence}; nothing changed"));
+    Ok(run_control::window_gate(
+        settings.window.as_ref(),
+        Timestamp::now(),
+    )?)
+}
+
+/// When the window opens again after a run stopped at its end: the
+/// sentence naming the window and the opening, for stderr.
+pub fn reopening(settings: &Settings, opens_at: Timestamp) -> String {
+    match settings.window.as_ref() {
+        Some(window) => Position::Outside { opens_at }.sentence(window, Timestamp::now()),
+        None => format!("it opens at {opens_at}"),
     }
-    Ok(gate)
+}
+
+/// Say on stderr why a command ends with exit 5 and when to rerun it:
+/// the line a scheduler's or Terraform's log shows.
+pub fn announce_unfinished(what: &str) {
+    output::eprint_line(&format!(
+        "not finished (exit 5): {what}; rerun the same command in the maintenance window to continue"
+    ));
+}
+
+/// The report of a rotation that did not start because the window is
+/// closed: the preview's slots, none started, with the opening.
+pub fn deferred_report(preview: RunReport, sentence: &str, opens_at: Timestamp) -> RunReport {
+    let slots: Vec<SlotReport> = preview
+        .slots
+        .into_iter()
+        .map(|slot| SlotReport {
+            actions: Vec::new(),
+            outcome: SlotOutcome::NotStarted,
+            ..slot
+        })
+        .collect();
+    RunReport {
+        dry_run: false,
+        outcome: RunOutcome::Deferred {
+            reason: sentence.to_string(),
+            opens_at,
+            remaining: slots.len(),
+        },
+        slots,
+        would: Vec::new(),
+        finished: Timestamp::now(),
+        ..preview
+    }
 }
 
 /// Ask on the terminal unless `--yes`. Without a terminal, refuse: a
@@ -101,9 +145,10 @@ pub async fn release(held: RunLock) {
 /// The exit status of a finished run.
 pub fn exit_status(report: &RunReport) -> ExitStatus {
     match report.outcome {
-        RunOutcome::Succeeded | RunOutcome::Stopped { .. } => ExitStatus::Success,
+        RunOutcome::Succeeded => ExitStatus::Success,
         RunOutcome::Failed { .. } => ExitStatus::Failed,
         RunOutcome::Aborted => ExitStatus::Aborted,
+        RunOutcome::Stopped { .. } | RunOutcome::Deferred { .. } => ExitStatus::Deferred,
     }
 }
 
@@ -203,9 +248,19 @@ pub fn render_report(report: &RunReport) -> String {
             "aborted after replacing {} node(s); rerun the same command to resume",
             report.replaced()
         ),
-        RunOutcome::Stopped { reason, remaining } => format!(
-            "stopped: {reason}; {} node(s) replaced, {remaining} left for the next window (rerun the same command)",
-            report.replaced()
+        RunOutcome::Stopped {
+            reason,
+            remaining,
+            opens_at,
+        } => format!(
+            "partial: {reason}; {} node(s) replaced, {remaining} left for the next window{} (rerun the same command then)",
+            report.replaced(),
+            opens_at.map_or(String::new(), |at| format!(", which opens at {at}"))
+        ),
+        RunOutcome::Deferred {
+            reason, remaining, ..
+        } => format!(
+            "deferred: {reason}; nothing changed; {remaining} node(s) left (rerun the same command then)"
         ),
     };
     out.push_str(&summary);

@@ -9,13 +9,16 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use super::args::{GlobalArgs, MutationFlags, OutputFormat, parse_version};
-use super::run::{self, confirm, connect, read_cluster, release, render_report, window_gate};
+use super::run::{
+    self, announce_unfinished, confirm, connect, read_cluster, release, render_report, reopening,
+    window_gate,
+};
 use super::{CommandError, output, progress};
 use crate::ExitStatus;
 use crate::plan::{self, PlanRequest, PoolInput};
 use crate::run_control::{StopRequests, WindowGate};
 use crate::settings;
-use crate::upgrade::{Clients, Upgrade, UpgradeOutcome, UpgradeReport};
+use crate::upgrade::{Clients, Remaining, Upgrade, UpgradeOutcome, UpgradeReport};
 use crate::version::KubeVersion;
 
 /// Arguments of `kubesurge upgrade`.
@@ -62,9 +65,25 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
         return Ok(ExitStatus::Success);
     }
     // Everything a run needs is checked before anything changes.
+    let remaining = Remaining::of_steps(&plan, &plan.sequence);
     let upgrade = Upgrade::prepare(plan, args.to, &settings)?;
-    let WindowGate::Open { closes_at } = window_gate(&settings)? else {
-        return Ok(ExitStatus::Success);
+    let (closes_at, reopens_at) = match window_gate(&settings)? {
+        WindowGate::Closed { sentence, opens_at } => {
+            // Outside the window: say what is left and when it opens.
+            let mut report = UpgradeReport::starting(args.to, Timestamp::now());
+            report.outcome = UpgradeOutcome::Deferred {
+                reason: sentence.clone(),
+                opens_at,
+                remaining,
+            };
+            print(&report, flags.output)?;
+            announce_unfinished(&format!("{sentence}; nothing changed; {remaining}"));
+            return Ok(exit_status(&report.outcome));
+        }
+        WindowGate::Open {
+            closes_at,
+            reopens_at,
+        } => (closes_at, reopens_at),
     };
     confirm(&format!("Upgrade the cluster to {}?", args.to), flags.yes)?;
 
@@ -77,13 +96,31 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
     let progress = Arc::from(progress::for_stderr(global.quiet > 0));
     let result = upgrade.run(clients, progress, stops.receiver()).await;
     release(held).await;
-    let report = result?;
+    let mut report = result?;
+    if let UpgradeOutcome::Partial { opens_at, .. } = &mut report.outcome {
+        *opens_at = reopens_at;
+    }
     print(&report, flags.output)?;
-    Ok(match report.outcome {
-        UpgradeOutcome::Succeeded | UpgradeOutcome::Stopped { .. } => ExitStatus::Success,
+    if let UpgradeOutcome::Partial {
+        reason, remaining, ..
+    } = &report.outcome
+    {
+        let next = reopens_at.map_or(String::new(), |at| {
+            format!("; {}", reopening(&settings, at))
+        });
+        announce_unfinished(&format!("{reason} with {remaining}{next}"));
+    }
+    Ok(exit_status(&report.outcome))
+}
+
+/// The exit status of a finished (or deferred) upgrade.
+fn exit_status(outcome: &UpgradeOutcome) -> ExitStatus {
+    match outcome {
+        UpgradeOutcome::Succeeded => ExitStatus::Success,
         UpgradeOutcome::Failed { .. } => ExitStatus::Failed,
         UpgradeOutcome::Aborted => ExitStatus::Aborted,
-    })
+        UpgradeOutcome::Partial { .. } | UpgradeOutcome::Deferred { .. } => ExitStatus::Deferred,
+    }
 }
 
 fn print(report: &UpgradeReport, format: OutputFormat) -> Result<(), CommandError> {
@@ -119,7 +156,21 @@ fn render(report: &UpgradeReport) -> String {
             "FAILED: {reason}\nthe cluster was left safe; rerun the same command to resume\n"
         ),
         UpgradeOutcome::Aborted => "aborted; rerun the same command to resume\n".to_string(),
-        UpgradeOutcome::Stopped { reason } => format!("stopped: {reason}\n"),
+        UpgradeOutcome::Partial {
+            reason,
+            remaining,
+            opens_at,
+        } => format!(
+            "partial: {reason}; {remaining}{} (rerun the same command then)\n",
+            opens_at.map_or(String::new(), |at| format!(
+                " for the next window, which opens at {at}"
+            ))
+        ),
+        UpgradeOutcome::Deferred {
+            reason, remaining, ..
+        } => format!(
+            "deferred: {reason}; nothing changed; {remaining} (rerun the same command then)\n"
+        ),
     });
     out
 }

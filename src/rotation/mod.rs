@@ -274,6 +274,7 @@ impl Engine {
                     RunOutcome::Stopped {
                         reason: "the maintenance window ended".into(),
                         remaining,
+                        opens_at: None,
                     },
                     RunState::Stopped,
                 ),

@@ -76,12 +76,13 @@ fn closed_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-const EXIT_CODE_LINES: [&str; 5] = [
+const EXIT_CODE_LINES: [&str; 6] = [
     "0  done",
     "1  failed; the cluster was left safe and a rerun resumes",
     "2  invalid input, or refused before any change",
     "3  another run holds the lock",
     "4  aborted on request",
+    "5  deferred or not finished, nothing wrong: outside the maintenance window,",
 ];
 
 /// The commands `--help` lists (without clap's own `help`).

@@ -5,6 +5,7 @@ mod aws;
 mod bench_smoke;
 mod cli;
 mod controlplane_scripts;
+mod deferred;
 mod emulator;
 mod join;
 mod kubectl;
