@@ -7,6 +7,7 @@ mod cli;
 mod controlplane_scripts;
 mod deferred;
 mod emulator;
+mod gc;
 mod join;
 mod kubectl;
 mod layering;
