@@ -6,6 +6,7 @@ use thiserror::Error;
 use crate::ExitStatus;
 use crate::inventory::InventoryError;
 use crate::kube::client::ClientError;
+use crate::kube::errors;
 use crate::kube::lock::LockError;
 use crate::plan::PlanRefusal;
 use crate::rotation::EngineError;
@@ -89,15 +90,23 @@ pub enum CommandError {
 }
 
 fn describe_inventory_error(server: &str, error: &InventoryError) -> String {
-    if error.is_unreachable() {
-        // kube's error wraps hyper's, which wraps the OS or TLS error: the
-        // innermost one ("Connection refused", "invalid peer certificate")
-        // is what the user can act on.
-        let mut innermost: &dyn std::error::Error = error;
-        while let Some(inner) = innermost.source() {
-            innermost = inner;
+    if let InventoryError::Api { what, source } = error {
+        if let Some(refusal) = errors::connect_refusal(source) {
+            return format!("cannot connect to the Kubernetes API server at {server}: {refusal}");
         }
-        format!("cannot reach the Kubernetes API server at {server}: {innermost}")
+        if let Some(answer) = errors::answer_sentence(source) {
+            return format!(
+                "cannot read {what} from the Kubernetes API server at {server}: {answer}"
+            );
+        }
+    }
+    if error.is_unreachable() {
+        // The innermost error ("Connection refused") is what the user can
+        // act on.
+        format!(
+            "cannot reach the Kubernetes API server at {server}: {}",
+            errors::innermost(error)
+        )
     } else {
         format!("reading the cluster at {server} failed: {error}")
     }

@@ -15,6 +15,7 @@ pub mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod status;
+mod table;
 pub mod upgrade;
 
 pub use args::{

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use kube::Client;
 
 use super::args::{GlobalArgs, OutputFormat};
-use super::{CommandError, output};
+use super::{CommandError, output, table};
 use crate::ExitStatus;
 use crate::inventory::{self, Inventory};
 use crate::kube::client::{self, Retry};
@@ -171,20 +171,18 @@ pub fn render_report(report: &RunReport) -> String {
             report.target,
             report.slots.len()
         ));
-        for (i, line) in report.would.iter().enumerate() {
-            out.push_str(&format!("{:>4}. would {line}\n", i + 1));
-        }
+        out.push_str(&numbered_would(&report.would));
         return out;
     }
     out.push_str(&format!(
         "run {}: {} (target {})\n\n",
         report.run_id, report.command, report.target
     ));
-    let rows: Vec<[String; 6]> = report
+    let rows: Vec<Vec<String>> = report
         .slots
         .iter()
         .map(|s| {
-            [
+            vec![
                 s.pool.clone(),
                 s.old_node.clone(),
                 s.new_node.clone().unwrap_or_else(|| "-".into()),
@@ -206,37 +204,17 @@ pub fn render_report(report: &RunReport) -> String {
             ]
         })
         .collect();
-    let header = [
-        "POOL",
-        "OLD NODE",
-        "NEW NODE",
-        "ZONE",
-        "READY/DRAIN/TERM",
-        "RESULT",
-    ];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row.iter()).take(5) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let line = |cells: [&str; 6]| {
-        let mut l = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i < 5 {
-                l.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            } else {
-                l.push_str(cell);
-            }
-        }
-        l.trim_end().to_string() + "\n"
-    };
-    out.push_str(&line(header));
-    for row in &rows {
-        out.push_str(&line([
-            &row[0], &row[1], &row[2], &row[3], &row[4], &row[5],
-        ]));
-    }
+    out.push_str(&table::render(
+        &[
+            "POOL",
+            "OLD NODE",
+            "NEW NODE",
+            "ZONE",
+            "READY/DRAIN/TERM",
+            "RESULT",
+        ],
+        &rows,
+    ));
     out.push('\n');
     let summary = match &report.outcome {
         RunOutcome::Succeeded => format!("done: {} node(s) replaced", report.replaced()),
@@ -266,6 +244,15 @@ pub fn render_report(report: &RunReport) -> String {
     out.push_str(&summary);
     out.push('\n');
     out
+}
+
+/// A dry run's mutations, numbered: `   1. would launch …`.
+pub fn numbered_would(lines: &[String]) -> String {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| format!("{:>4}. would {line}\n", i + 1))
+        .collect()
 }
 
 fn secs(v: Option<f64>) -> String {

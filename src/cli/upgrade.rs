@@ -7,18 +7,19 @@ use std::sync::Arc;
 use clap::Args;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use serde::Serialize;
 
 use super::args::{GlobalArgs, MutationFlags, OutputFormat, parse_version};
 use super::run::{
-    self, announce_unfinished, confirm, connect, read_cluster, release, render_report, reopening,
-    window_gate,
+    self, announce_unfinished, confirm, connect, numbered_would, read_cluster, release,
+    render_report, reopening, window_gate,
 };
-use super::{CommandError, output, progress};
+use super::{CommandError, output, progress, table};
 use crate::ExitStatus;
-use crate::plan::{self, PlanRequest, PoolInput};
+use crate::plan::{self, Plan, PlanRequest, PoolInput};
 use crate::run_control::{StopRequests, WindowGate};
 use crate::settings;
-use crate::upgrade::{Clients, Remaining, Upgrade, UpgradeOutcome, UpgradeReport};
+use crate::upgrade::{Clients, DryRun, Remaining, Upgrade, UpgradeOutcome, UpgradeReport};
 use crate::version::KubeVersion;
 
 /// Arguments of `kubesurge upgrade`.
@@ -57,16 +58,34 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
     if flags.dry_run || !flags.yes {
         output::eprint_line(&plan::render_table(&plan));
     }
-    if flags.dry_run {
-        match flags.output {
-            OutputFormat::Json => output::print(&output::json(&plan, "the plan")?)?,
-            OutputFormat::Table => output::print("DRY RUN: nothing was changed.\n")?,
-        }
-        return Ok(ExitStatus::Success);
-    }
-    // Everything a run needs is checked before anything changes.
+    // Everything a run needs is checked before anything changes, and
+    // before a dry run, which shows what the run would do.
     let remaining = Remaining::of_steps(&plan, &plan.sequence);
     let upgrade = Upgrade::prepare(plan, args.to, &settings)?;
+    if flags.dry_run {
+        let clients = Clients {
+            client: connection.client.clone(),
+            drain_client: connection.drain_client.clone(),
+        };
+        let progress = Arc::from(progress::for_stderr(global.quiet > 0));
+        let dry = upgrade.dry_run(clients, progress).await?;
+        let text = match flags.output {
+            OutputFormat::Json => output::json(
+                &DryRunDocument {
+                    plan: upgrade.plan(),
+                    dry_run: &dry,
+                },
+                "the plan",
+            )?,
+            OutputFormat::Table => format!(
+                "DRY RUN of upgrade to {}: {remaining} to do; nothing was changed.\n{}",
+                args.to,
+                numbered_would(&dry.would)
+            ),
+        };
+        output::print(&text)?;
+        return Ok(ExitStatus::Success);
+    }
     let (closes_at, reopens_at) = match window_gate(&settings)? {
         WindowGate::Closed { sentence, opens_at } => {
             // Outside the window: say what is left and when it opens.
@@ -113,6 +132,16 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
     Ok(exit_status(&report.outcome))
 }
 
+/// `upgrade --dry-run -o json`: the plan, with every mutation the run
+/// would make (`would`) and each rotation's dry run (`rotations`).
+#[derive(Serialize)]
+struct DryRunDocument<'a> {
+    #[serde(flatten)]
+    plan: &'a Plan,
+    #[serde(flatten)]
+    dry_run: &'a DryRun,
+}
+
 /// The exit status of a finished (or deferred) upgrade.
 fn exit_status(outcome: &UpgradeOutcome) -> ExitStatus {
     match outcome {
@@ -133,22 +162,33 @@ fn print(report: &UpgradeReport, format: OutputFormat) -> Result<(), CommandErro
 
 /// The summary table.
 fn render(report: &UpgradeReport) -> String {
-    let mut out = format!("upgrade to {}\n\n", report.target);
+    // Sections, one blank line apart: the title, each hop, each rotation,
+    // the outcome.
+    let mut sections = vec![format!("upgrade to {}\n", report.target)];
     for hop in &report.hops {
-        out.push_str(&format!("hop {}: {} → {}\n", hop.number, hop.from, hop.to));
-        for step in &hop.steps {
-            out.push_str(&format!(
-                "  {:<24} {:<28} {}\n",
-                step.node,
-                step.step,
-                if step.ran { "done" } else { "already done" }
-            ));
-        }
+        let rows: Vec<Vec<String>> = hop
+            .steps
+            .iter()
+            .map(|step| {
+                vec![
+                    step.node.clone(),
+                    step.step.clone(),
+                    if step.ran { "done" } else { "already done" }.to_string(),
+                ]
+            })
+            .collect();
+        sections.push(format!(
+            "hop {}: {} → {}\n{}",
+            hop.number,
+            hop.from,
+            hop.to,
+            table::render(&["NODE", "STEP", "RESULT"], &rows)
+        ));
     }
     for run in &report.rotations {
-        out.push('\n');
-        out.push_str(&render_report(run));
+        sections.push(render_report(run));
     }
+    let mut out = sections.join("\n");
     out.push('\n');
     out.push_str(&match &report.outcome {
         UpgradeOutcome::Succeeded => format!("done: the cluster is at {}\n", report.target),

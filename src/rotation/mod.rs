@@ -285,6 +285,7 @@ impl Engine {
             self.delete_run_tokens().await?;
         }
         record.state = state;
+        record.note_replacements(&slots);
         record.finished = Some(Timestamp::now());
         record.message = match &outcome {
             RunOutcome::Failed { reason } => Some(reason.clone()),
@@ -503,6 +504,7 @@ impl Engine {
             chosen.extend(select::order(candidates).into_iter().map(|c| RecordedNode {
                 name: c.name,
                 pool: c.pool,
+                replaced_by: None,
             }));
         }
         Ok(chosen)

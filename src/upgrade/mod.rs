@@ -6,6 +6,7 @@
 //! or a crash plans again from the versions the nodes report and continues.
 //! The caller holds the run lock and passes its stop requests.
 
+pub mod dry_run;
 pub mod report;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use kubesurge_provider::NodeExec;
 use thiserror::Error;
 use tokio::sync::watch;
 
+pub use dry_run::DryRun;
 pub use report::{Remaining, UpgradeOutcome, UpgradeReport};
 
 use crate::controlplane::phase::ControlPlaneDriver;
@@ -36,6 +38,13 @@ pub enum UpgradeError {
     /// The watches the control-plane steps wait on could not start.
     #[error("watching the control plane: {0}")]
     WatchControlPlane(#[source] kube::Error),
+    /// A dry run could not preview a rotation.
+    #[error("previewing the rotation of pool {pool}: {source}")]
+    Preview {
+        pool: String,
+        #[source]
+        source: crate::rotation::EngineError,
+    },
 }
 
 /// An upgrade whose every need was checked against the settings before
@@ -87,6 +96,11 @@ impl Upgrade {
             },
             drain_timeout: settings.drain.timeout,
         })
+    }
+
+    /// The plan this upgrade runs.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// Run the plan's steps in order until one fails or a stop is

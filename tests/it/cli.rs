@@ -647,3 +647,90 @@ async fn a_closed_stdout_is_not_a_crash() {
     let run = Run::new(output);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
 }
+
+/// A TLS failure or rejected credentials never pass by waiting: a command
+/// that rides through API server restarts (`rotate`, `upgrade`) fails at
+/// once with exit 1 and a sentence about the kubeconfig, not after minutes
+/// of retries, and no library's wording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_credential_failures_fail_at_once_naming_the_kubeconfig() {
+    use base64::Engine as _;
+    let cluster = emulated_cluster().await;
+    let good = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
+    let other_ca = ClusterCa::generate().expect("CA");
+    let other_ca_data = base64::engine::general_purpose::STANDARD.encode(&other_ca.cert_pem);
+    let replace_line = |prefix: &str, value: &str| {
+        good.lines()
+            .map(|l| match l.split_once(prefix) {
+                Some((indent, _)) if indent.trim().is_empty() => {
+                    format!("{indent}{prefix} {value}")
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let cases = [
+        (
+            "wrong-ca",
+            replace_line("certificate-authority-data:", &other_ca_data),
+            "cannot connect to the Kubernetes API server at ",
+            "the API server's certificate is not signed by the certificate authority the kubeconfig trusts",
+        ),
+        (
+            "wrong-token",
+            replace_line("token:", "not-the-admin-token"),
+            "from the Kubernetes API server at ",
+            "the API server rejected the kubeconfig's credentials (401 Unauthorized)",
+        ),
+    ];
+    for (name, kubeconfig, context, sentence) in cases {
+        assert_ne!(kubeconfig, good, "{name}: the kubeconfig was changed");
+        let path = cluster.dir.path().join(name);
+        std::fs::write(&path, kubeconfig).unwrap();
+        for command in [
+            &["rotate", "--all", "--yes"][..],
+            &["upgrade", "--to", "v1.35.2", "--yes"],
+        ] {
+            let started = std::time::Instant::now();
+            let run = Run::new(
+                tokio::process::Command::from(kubesurge(cluster.dir.path()))
+                    .args(command)
+                    .arg("--kubeconfig")
+                    .arg(&path)
+                    .arg("--config")
+                    .arg(&cluster.config)
+                    .output()
+                    .await
+                    .unwrap(),
+            );
+            let took = started.elapsed();
+            assert_eq!(run.code, Some(1), "{name} {command:?}: {}", run.stderr);
+            assert!(
+                took < std::time::Duration::from_secs(20),
+                "{name} {command:?} took {took:?}: {}",
+                run.stderr
+            );
+            for expected in [context, sentence] {
+                assert!(
+                    run.stderr.contains(expected),
+                    "{name} {command:?}: {expected:?} in {}",
+                    run.stderr
+                );
+            }
+            for internal in [
+                "ApiError",
+                "Status {",
+                "ServiceError",
+                "UnknownIssuer",
+                "retrying",
+            ] {
+                assert!(
+                    !run.stderr.contains(internal),
+                    "{name} {command:?}: {internal:?} in {}",
+                    run.stderr
+                );
+            }
+        }
+    }
+}
