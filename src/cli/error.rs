@@ -87,6 +87,8 @@ pub enum CommandError {
     },
     #[error("cannot write to stdout: {0}")]
     Stdout(#[source] std::io::Error),
+    #[error(transparent)]
+    Man(#[from] super::completion::ManError),
 }
 
 fn describe_inventory_error(server: &str, error: &InventoryError) -> String {
@@ -153,7 +155,8 @@ impl CommandError {
             | CommandError::Status(_)
             | CommandError::Abort(_)
             | CommandError::Json { .. }
-            | CommandError::Stdout(_) => ExitStatus::Failed,
+            | CommandError::Stdout(_)
+            | CommandError::Man(_) => ExitStatus::Failed,
             #[cfg(feature = "sandbox")]
             CommandError::Sandbox(_) => ExitStatus::Failed,
         }

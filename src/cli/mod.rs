@@ -4,6 +4,7 @@
 
 pub mod abort;
 pub mod args;
+pub mod completion;
 mod error;
 pub mod gc;
 mod logging;
@@ -38,6 +39,8 @@ pub async fn run(cli: Cli) -> ExitStatus {
         Command::Gc(args) => gc::run(&cli.global, args).await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Completion(args) => completion::run(args),
+        Command::Man(args) => completion::run_man(args),
     };
     match result {
         Ok(status) => status,

@@ -114,6 +114,18 @@ fn help_documents_every_exit_code_for_every_command() {
     }
     for (command, help) in helps {
         assert!(help.contains("Exit codes:"), "{command}:\n{help}");
+        // Examples come first, and show the command itself.
+        let examples = help
+            .split_once("Examples:\n")
+            .map(|(_, rest)| rest)
+            .unwrap_or_else(|| panic!("{command} has no Examples:\n{help}"));
+        let examples = examples.split("Exit codes:").next().unwrap_or_default();
+        let shown = if command == "kubesurge" {
+            "kubesurge ".to_string()
+        } else {
+            format!("kubesurge {command}")
+        };
+        assert!(examples.contains(&shown), "{command}:\n{help}");
         for line in EXIT_CODE_LINES {
             assert!(help.contains(line), "{command} lacks {line:?}:\n{help}");
         }
@@ -733,4 +745,60 @@ async fn tls_and_credential_failures_fail_at_once_naming_the_kubeconfig() {
             }
         }
     }
+}
+
+#[test]
+fn the_bash_completion_script_loads_in_bash_and_every_shell_gets_one() {
+    let home = TempDir::new().unwrap();
+    let bin = env!("CARGO_BIN_EXE_kubesurge");
+    let loaded = Run::of(
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source <('{bin}' completion bash) && complete -p kubesurge"
+            ))
+            .env("HOME", home.path())
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(loaded.code, Some(0), "{}", loaded.stderr);
+    assert!(
+        loaded.stdout.contains("-F _kubesurge kubesurge"),
+        "{}",
+        loaded.stdout
+    );
+    for shell in ["zsh", "fish", "powershell"] {
+        let run = Run::of(kubesurge(home.path()).args(["completion", shell]));
+        assert_eq!(run.code, Some(0), "{shell}: {}", run.stderr);
+        for command in ["upgrade", "rotate", "dry-run"] {
+            assert!(run.stdout.contains(command), "{shell} lacks {command}");
+        }
+    }
+    let bad = Run::of(kubesurge(home.path()).args(["completion", "tcsh"]));
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(bad.stderr.contains("possible values"), "{}", bad.stderr);
+}
+
+#[test]
+fn manual_pages_are_written_for_every_command() {
+    let home = TempDir::new().unwrap();
+    let top = Run::of(kubesurge(home.path()).arg("--help"));
+    let dir = home.path().join("man1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = Run::of(kubesurge(home.path()).arg("man").arg("--dir").arg(&dir));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let main = std::fs::read_to_string(dir.join("kubesurge.1")).expect("kubesurge.1");
+    assert!(
+        main.starts_with(".ie") || main.contains(".TH kubesurge"),
+        "{main}"
+    );
+    assert!(main.contains("Exit codes:"), "{main}");
+    for command in listed_commands(&top.stdout) {
+        let page = dir.join(format!("kubesurge-{command}.1"));
+        let text =
+            std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        assert!(text.contains("Examples:"), "{command}:\n{text}");
+    }
+    // The hidden command has no page and is not listed.
+    assert!(!dir.join("kubesurge-man.1").exists());
+    assert!(!listed_commands(&top.stdout).contains(&"man".to_string()));
 }
