@@ -3,12 +3,13 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::exit::exit_codes_help;
 use crate::kube::client::ClientOptions;
-use crate::settings::Overrides;
+use crate::settings::{Overrides, parse_duration};
 use crate::version::KubeVersion;
 
 /// Upgrade and rotate self-managed (kubeadm) Kubernetes clusters on cloud
@@ -57,6 +58,13 @@ pub struct GlobalArgs {
     #[arg(long, env = "KUBESURGE_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// How long to wait for the API server to accept a connection, and
+    /// then for each answer to make progress, before the call fails (and is
+    /// retried where a retry may help): 30s, 2m; 0 for no limit. A watch
+    /// quiet for longer is reopened [default: connect 30s, no read limit]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_request_timeout)]
+    pub request_timeout: Option<Duration>,
+
     /// Format of the logs on stderr: text for people, json (one object per
     /// line) for log collectors
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -76,8 +84,17 @@ impl GlobalArgs {
         ClientOptions {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
+            request_timeout: self.request_timeout,
         }
     }
+}
+
+/// A duration (30s, 2m), or 0 for no limit, as kubectl takes it.
+fn parse_request_timeout(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text).map_err(|error| error.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -88,13 +105,32 @@ pub enum LogFormat {
     Json,
 }
 
+/// How `plan` and `status` print their result.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// A table for people
     #[default]
     Table,
-    /// One JSON document
+    /// One JSON document (apiVersion kubesurge.io/v1alpha1, with its kind)
     Json,
+    /// The same document as YAML
+    Yaml,
+}
+
+/// How `upgrade` and `rotate` print their report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// A table for people
+    #[default]
+    Table,
+    /// One JSON document (apiVersion kubesurge.io/v1alpha1, with its kind)
+    Json,
+    /// The same document as YAML
+    Yaml,
+    /// node/NAME per line: the new nodes the run made; with --dry-run (and
+    /// for a rotate outside the maintenance window), the nodes it would
+    /// replace
+    Name,
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,8 +300,8 @@ pub struct MutationFlags {
     pub yes: bool,
 
     /// Format of the report on stdout
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Table)]
+    pub output: ReportFormat,
 
     #[command(flatten)]
     pub settings: SettingsFlags,
@@ -385,7 +421,7 @@ mod tests {
         };
         for flags in [rotate.flags, upgrade.flags] {
             assert!(flags.dry_run && flags.yes);
-            assert_eq!(flags.output, OutputFormat::Json);
+            assert_eq!(flags.output, ReportFormat::Json);
             assert_eq!(flags.settings.settle.as_deref(), Some("1m"));
         }
     }

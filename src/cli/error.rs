@@ -85,6 +85,8 @@ pub enum CommandError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("cannot write {what} as YAML: {message}")]
+    Yaml { what: &'static str, message: String },
     #[error("cannot write to stdout: {0}")]
     Stdout(#[source] std::io::Error),
     #[error(transparent)]
@@ -105,10 +107,12 @@ fn describe_inventory_error(server: &str, error: &InventoryError) -> String {
     if error.is_unreachable() {
         // The innermost error ("Connection refused") is what the user can
         // act on.
-        format!(
-            "cannot reach the Kubernetes API server at {server}: {}",
+        let cause = if errors::is_timeout(error) {
+            "it did not answer in time (see --request-timeout)".to_string()
+        } else {
             errors::innermost(error)
-        )
+        };
+        format!("cannot reach the Kubernetes API server at {server}: {cause}")
     } else {
         format!("reading the cluster at {server} failed: {error}")
     }
@@ -155,6 +159,7 @@ impl CommandError {
             | CommandError::Status(_)
             | CommandError::Abort(_)
             | CommandError::Json { .. }
+            | CommandError::Yaml { .. }
             | CommandError::Stdout(_)
             | CommandError::Man(_) => ExitStatus::Failed,
             #[cfg(feature = "sandbox")]

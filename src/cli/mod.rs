@@ -20,7 +20,8 @@ mod table;
 pub mod upgrade;
 
 pub use args::{
-    Cli, Command, GlobalArgs, LogFormat, MutationFlags, OutputFormat, PlanArgs, SettingsFlags,
+    Cli, Command, GlobalArgs, LogFormat, MutationFlags, OutputFormat, PlanArgs, ReportFormat,
+    SettingsFlags,
 };
 pub use error::CommandError;
 pub use logging::init_logging;

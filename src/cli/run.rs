@@ -7,7 +7,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use jiff::Timestamp;
 use kube::Client;
 
-use super::args::{GlobalArgs, OutputFormat};
+use super::args::{GlobalArgs, ReportFormat};
+use super::output::{Encoding, Kind};
 use super::{CommandError, output, table};
 use crate::ExitStatus;
 use crate::inventory::{self, Inventory};
@@ -153,12 +154,29 @@ pub fn exit_status(report: &RunReport) -> ExitStatus {
 }
 
 /// Print the report: a summary table, or JSON.
-pub fn print_report(report: &RunReport, format: OutputFormat) -> Result<(), CommandError> {
+pub fn print_report(report: &RunReport, format: ReportFormat) -> Result<(), CommandError> {
     let text = match format {
-        OutputFormat::Json => output::json(report, "the report")?,
-        OutputFormat::Table => render_report(report),
+        ReportFormat::Json => output::document(Kind::RotationReport, report, Encoding::Json)?,
+        ReportFormat::Yaml => output::document(Kind::RotationReport, report, Encoding::Yaml)?,
+        ReportFormat::Name => output::names(report_nodes(report)),
+        ReportFormat::Table => render_report(report),
     };
     output::print(&text)
+}
+
+/// The nodes `-o name` lists for a report: the new nodes the run made; for
+/// a dry run or a deferred run, the old nodes it would replace.
+pub fn report_nodes(report: &RunReport) -> Vec<&str> {
+    if report.dry_run || matches!(report.outcome, RunOutcome::Deferred { .. }) {
+        report.slots.iter().map(|s| s.old_node.as_str()).collect()
+    } else {
+        report
+            .slots
+            .iter()
+            .filter(|s| s.outcome == SlotOutcome::Replaced)
+            .filter_map(|s| s.new_node.as_deref())
+            .collect()
+    }
 }
 
 /// The summary table.

@@ -4,6 +4,7 @@
 use clap::Args;
 
 use super::args::{GlobalArgs, OutputFormat};
+use super::output::{Encoding, Kind};
 use super::{CommandError, output, table};
 use crate::ExitStatus;
 use crate::kube::client;
@@ -21,7 +22,8 @@ pub async fn run(global: &GlobalArgs, args: StatusArgs) -> Result<ExitStatus, Co
     let client = client::client(&global.client_options()).await?;
     let status = status::read(&client).await?;
     let text = match args.output {
-        OutputFormat::Json => output::json(&status, "the status")?,
+        OutputFormat::Json => output::document(Kind::RunStatus, &status, Encoding::Json)?,
+        OutputFormat::Yaml => output::document(Kind::RunStatus, &status, Encoding::Yaml)?,
         OutputFormat::Table => render(&status),
     };
     output::print(&text)?;

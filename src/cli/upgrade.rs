@@ -9,7 +9,8 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use super::args::{GlobalArgs, MutationFlags, OutputFormat, parse_version};
+use super::args::{GlobalArgs, MutationFlags, ReportFormat, parse_version};
+use super::output::{Encoding, Kind};
 use super::run::{
     self, announce_unfinished, confirm, connect, numbered_would, read_cluster, release,
     render_report, reopening, window_gate,
@@ -69,15 +70,15 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
         };
         let progress = Arc::from(progress::for_stderr(global.quiet > 0));
         let dry = upgrade.dry_run(clients, progress).await?;
+        let document = DryRunDocument {
+            plan: upgrade.plan(),
+            dry_run: &dry,
+        };
         let text = match flags.output {
-            OutputFormat::Json => output::json(
-                &DryRunDocument {
-                    plan: upgrade.plan(),
-                    dry_run: &dry,
-                },
-                "the plan",
-            )?,
-            OutputFormat::Table => format!(
+            ReportFormat::Json => output::document(Kind::UpgradePlan, &document, Encoding::Json)?,
+            ReportFormat::Yaml => output::document(Kind::UpgradePlan, &document, Encoding::Yaml)?,
+            ReportFormat::Name => output::names(dry.rotations.iter().flat_map(run::report_nodes)),
+            ReportFormat::Table => format!(
                 "DRY RUN of upgrade to {}: {remaining} to do; nothing was changed.\n{}",
                 args.to,
                 numbered_would(&dry.would)
@@ -152,10 +153,12 @@ fn exit_status(outcome: &UpgradeOutcome) -> ExitStatus {
     }
 }
 
-fn print(report: &UpgradeReport, format: OutputFormat) -> Result<(), CommandError> {
+fn print(report: &UpgradeReport, format: ReportFormat) -> Result<(), CommandError> {
     let text = match format {
-        OutputFormat::Json => output::json(report, "the report")?,
-        OutputFormat::Table => render(report),
+        ReportFormat::Json => output::document(Kind::UpgradeReport, report, Encoding::Json)?,
+        ReportFormat::Yaml => output::document(Kind::UpgradeReport, report, Encoding::Yaml)?,
+        ReportFormat::Name => output::names(report.rotations.iter().flat_map(run::report_nodes)),
+        ReportFormat::Table => render(report),
     };
     output::print(&text)
 }

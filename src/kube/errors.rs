@@ -188,6 +188,28 @@ pub fn answer_sentence(error: &kube::Error) -> Option<String> {
     })
 }
 
+/// Whether `error` is a request that took too long: the connection or an
+/// answer did not come within the client's timeouts.
+pub fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(current) = next {
+        if current.is::<tokio::time::error::Elapsed>() {
+            return true;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+            if let Some(payload) = io.get_ref() {
+                next = Some(payload as &(dyn std::error::Error + 'static));
+                continue;
+            }
+        }
+        next = current.source();
+    }
+    false
+}
+
 /// The innermost cause of `error`, which is what a user can act on: kube's
 /// error wraps hyper's, which wraps the OS error ("Connection refused").
 pub fn innermost(error: &(dyn std::error::Error + 'static)) -> String {

@@ -295,8 +295,8 @@ fn bad_flags_exit_2_naming_the_flag() {
             &["--to", "garbage", "not a Kubernetes version"],
         ),
         (
-            &["plan", "-o", "yaml"],
-            &["--output", "yaml", "table, json"],
+            &["plan", "-o", "xml"],
+            &["--output", "xml", "table, json, yaml"],
         ),
         (&["plan", "--log-format", "xml"], &["--log-format", "xml"]),
         (
@@ -801,4 +801,63 @@ fn manual_pages_are_written_for_every_command() {
     // The hidden command has no page and is not listed.
     assert!(!dir.join("kubesurge-man.1").exists());
     assert!(!listed_commands(&top.stdout).contains(&"man".to_string()));
+}
+
+/// `-o json` and `-o yaml` print the same document, which names its
+/// apiVersion and kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_documents_carry_api_version_and_kind_as_json_or_yaml() {
+    let cluster = emulated_cluster().await;
+    let json = Run::new(cluster.plan().args(["-o", "json"]).output().await.unwrap());
+    assert_eq!(json.code, Some(0), "{}", json.stderr);
+    let json: Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(json["apiVersion"], "kubesurge.io/v1alpha1", "{json:#}");
+    assert_eq!(json["kind"], "UpgradePlan", "{json:#}");
+    let yaml = Run::new(cluster.plan().args(["-o", "yaml"]).output().await.unwrap());
+    assert_eq!(yaml.code, Some(0), "{}", yaml.stderr);
+    assert!(
+        yaml.stdout
+            .starts_with("apiVersion: kubesurge.io/v1alpha1\nkind: UpgradePlan\n"),
+        "{}",
+        yaml.stdout
+    );
+    let from_yaml: Value = serde_saphyr::from_str(&yaml.stdout).expect("YAML");
+    assert_eq!(from_yaml, json, "the YAML and the JSON say the same");
+}
+
+/// `--request-timeout` bounds how long a silent API server is waited for.
+#[test]
+fn request_timeout_bounds_the_wait_for_a_silent_api_server() {
+    let dir = TempDir::new().unwrap();
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let server = format!("https://{}", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut connections = Vec::new();
+        for stream in listener.incoming().take(8) {
+            connections.push(stream);
+        }
+    });
+    let kubeconfig = kubeconfig_for(dir.path(), &server);
+    let started = std::time::Instant::now();
+    let run = Run::of(
+        kubesurge(dir.path())
+            .args(["plan", "--request-timeout", "1s", "--kubeconfig"])
+            .arg(&kubeconfig),
+    );
+    let took = started.elapsed();
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot reach the Kubernetes API server at {server}: it did not answer in time"
+        )),
+        "{}",
+        run.stderr
+    );
+    drop(held);
+
+    let bad = Run::of(kubesurge(dir.path()).args(["plan", "--request-timeout", "soon"]));
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(bad.stderr.contains("--request-timeout"), "{}", bad.stderr);
 }

@@ -39,6 +39,7 @@ async fn upgrade_outside_the_window_exits_5_with_what_is_left_and_the_opening() 
         "stderr names the reason and the opening: {stderr}"
     );
     let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert_eq!(report["kind"], "UpgradeReport", "{report:#}");
     assert_eq!(report["target"], "v1.36.0", "{report:#}");
     let outcome = &report["outcome"];
     assert_eq!(outcome["result"], "deferred", "{report:#}");

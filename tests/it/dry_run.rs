@@ -56,6 +56,11 @@ async fn upgrade_dry_run_lists_every_mutation_and_makes_none() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let document: Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(
+        document["apiVersion"], "kubesurge.io/v1alpha1",
+        "{document:#}"
+    );
+    assert_eq!(document["kind"], "UpgradePlan", "{document:#}");
+    assert_eq!(
         document["hops"].as_array().map(Vec::len),
         Some(1),
         "{document:#}"
@@ -79,6 +84,23 @@ async fn upgrade_dry_run_lists_every_mutation_and_makes_none() {
             "{slot:#}"
         );
     }
+
+    // -o name: the workers the upgrade would replace.
+    let output = h
+        .run(&["upgrade", "--to", "v1.36.0", "--dry-run", "-o", "name"])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let mut names: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    let expected: Vec<String> = h
+        .original_workers
+        .keys()
+        .map(|w| format!("node/{w}"))
+        .collect();
+    assert_eq!(names, expected);
 
     // Nothing changed.
     assert_eq!(mutations(&h), before, "a dry run changed the cluster");

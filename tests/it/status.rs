@@ -16,6 +16,8 @@ async fn status_names_each_replacement_of_a_finished_run_in_plain_words() {
     let run = h.run(&["rotate", "--all", "--yes", "-o", "json"]).await;
     assert_eq!(run.status.code(), Some(0), "{}", text(&run));
     let report: Value = serde_json::from_slice(&run.stdout).expect("JSON report");
+    assert_eq!(report["apiVersion"], "kubesurge.io/v1alpha1", "{report:#}");
+    assert_eq!(report["kind"], "RotationReport", "{report:#}");
     let replaced: Vec<(String, String)> = report["slots"]
         .as_array()
         .expect("slots")
@@ -54,6 +56,12 @@ async fn status_names_each_replacement_of_a_finished_run_in_plain_words() {
     let status = h.run(&["status", "-o", "json"]).await;
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
     let json: Value = serde_json::from_slice(&status.stdout).expect("JSON status");
+    assert_eq!(json["kind"], "RunStatus", "{json:#}");
+    let yaml = h.run(&["status", "-o", "yaml"]).await;
+    assert_eq!(yaml.status.code(), Some(0), "{}", text(&yaml));
+    let from_yaml: Value =
+        serde_saphyr::from_str(&String::from_utf8_lossy(&yaml.stdout)).expect("YAML status");
+    assert_eq!(from_yaml, json);
     for (old, new) in &replaced {
         let slot = json["slots"]
             .as_array()
@@ -64,4 +72,19 @@ async fn status_names_each_replacement_of_a_finished_run_in_plain_words() {
         assert_eq!(slot["phase"], "done", "{json:#}");
         assert_eq!(slot["replacedBy"], new.as_str(), "{json:#}");
     }
+
+    // -o name: the nodes a dry run would replace are the new ones.
+    let names = h.run(&["rotate", "--all", "--dry-run", "-o", "name"]).await;
+    assert_eq!(names.status.code(), Some(0), "{}", text(&names));
+    let mut listed: Vec<String> = String::from_utf8_lossy(&names.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = replaced
+        .iter()
+        .map(|(_, new)| format!("node/{new}"))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
 }
