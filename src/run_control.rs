@@ -16,27 +16,48 @@ use crate::window::{self, Position, WindowError};
 /// Whether a mutating command may start now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WindowGate {
-    /// It may; with a window, that occurrence closes at `closes_at` and the
-    /// run stops starting work then.
-    Open { closes_at: Option<Timestamp> },
-    /// Outside the window: nothing may change. `sentence` says when it
-    /// opens.
-    Closed { sentence: String },
+    /// It may. With a window, this occurrence closes at `closes_at` (the
+    /// run stops starting work then) and the next one opens at
+    /// `reopens_at`, which a run stopped at the close reports.
+    Open {
+        closes_at: Option<Timestamp>,
+        reopens_at: Option<Timestamp>,
+    },
+    /// Outside the window: nothing may change until `opens_at`. `sentence`
+    /// says so, naming the window and the opening.
+    Closed {
+        sentence: String,
+        opens_at: Timestamp,
+    },
 }
 
 /// Decide from the configured window (if any) whether a mutating command
 /// may start at `now`. Pure.
 pub fn window_gate(window: Option<&Window>, now: Timestamp) -> Result<WindowGate, WindowError> {
     let Some(w) = window else {
-        return Ok(WindowGate::Open { closes_at: None });
+        return Ok(WindowGate::Open {
+            closes_at: None,
+            reopens_at: None,
+        });
     };
     Ok(match window::position(w, now)? {
         Position::Inside { ends_at } => WindowGate::Open {
             closes_at: Some(ends_at),
+            reopens_at: Some(next_opening(w, ends_at)?),
         },
-        outside @ Position::Outside { .. } => WindowGate::Closed {
+        outside @ Position::Outside { opens_at } => WindowGate::Closed {
             sentence: outside.sentence(w, now),
+            opens_at,
         },
+    })
+}
+
+/// The first opening of `window` at or after `at`: `at` itself when it is
+/// inside an occurrence (back-to-back occurrences).
+fn next_opening(window: &Window, at: Timestamp) -> Result<Timestamp, WindowError> {
+    Ok(match window::position(window, at)? {
+        Position::Inside { .. } => at,
+        Position::Outside { opens_at } => opens_at,
     })
 }
 
@@ -169,7 +190,10 @@ mod tests {
     fn no_window_is_always_open() {
         assert_eq!(
             window_gate(None, Timestamp::now()).unwrap(),
-            WindowGate::Open { closes_at: None }
+            WindowGate::Open {
+                closes_at: None,
+                reopens_at: None
+            }
         );
     }
 
@@ -193,12 +217,13 @@ mod tests {
     }
 
     #[test]
-    fn inside_the_window_it_is_open_until_its_end() {
+    fn inside_the_window_it_is_open_until_its_end_and_names_the_next_opening() {
         let now: Timestamp = "2026-03-04T03:00:00Z".parse().unwrap();
         assert_eq!(
             window_gate(Some(&nightly()), now).unwrap(),
             WindowGate::Open {
-                closes_at: Some("2026-03-04T06:00:00Z".parse().unwrap())
+                closes_at: Some("2026-03-04T06:00:00Z".parse().unwrap()),
+                reopens_at: Some("2026-03-05T02:00:00Z".parse().unwrap()),
             }
         );
     }
@@ -206,9 +231,14 @@ mod tests {
     #[test]
     fn outside_the_window_it_is_closed_naming_the_opening() {
         let now: Timestamp = "2026-03-04T07:00:00Z".parse().unwrap();
-        let WindowGate::Closed { sentence } = window_gate(Some(&nightly()), now).unwrap() else {
+        let WindowGate::Closed { sentence, opens_at } = window_gate(Some(&nightly()), now).unwrap()
+        else {
             panic!("closed at 07:00")
         };
+        assert_eq!(
+            opens_at,
+            "2026-03-05T02:00:00Z".parse::<Timestamp>().unwrap()
+        );
         assert!(
             sentence.starts_with("outside the maintenance window"),
             "{sentence}"
@@ -216,6 +246,20 @@ mod tests {
         assert!(
             sentence.contains("it opens at 2026-03-05T02:00:00"),
             "{sentence}"
+        );
+    }
+
+    #[test]
+    fn back_to_back_occurrences_reopen_as_they_close() {
+        let mut always = nightly();
+        always.end = always.start;
+        let now: Timestamp = "2026-03-04T03:00:00Z".parse().unwrap();
+        assert_eq!(
+            window_gate(Some(&always), now).unwrap(),
+            WindowGate::Open {
+                closes_at: Some("2026-03-05T02:00:00Z".parse().unwrap()),
+                reopens_at: Some("2026-03-05T02:00:00Z".parse().unwrap()),
+            }
         );
     }
 

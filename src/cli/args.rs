@@ -3,19 +3,36 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
-use crate::exit::EXIT_CODES_HELP;
+use crate::exit::exit_codes_help;
 use crate::kube::client::ClientOptions;
-use crate::settings::Overrides;
+use crate::settings::{Overrides, parse_duration};
 use crate::version::KubeVersion;
 
 /// Upgrade and rotate self-managed (kubeadm) Kubernetes clusters on cloud
 /// VMs: the control plane in place, one minor at a time, then workers
 /// replaced by surge.
 #[derive(Debug, Parser)]
-#[command(name = "kubesurge", version, after_help = EXIT_CODES_HELP)]
+#[command(
+    name = "kubesurge",
+    version,
+    after_help = concat!(
+        "Examples:
+  # Try it on an emulated cluster first
+  kubesurge sandbox
+  # What an upgrade would do, then do it
+  kubesurge plan --to v1.35.2 --config kubesurge.yaml
+  kubesurge upgrade --to v1.35.2 --config kubesurge.yaml
+  # Replace workers older than 30 days
+  kubesurge rotate --max-age 30d --config kubesurge.yaml
+
+",
+        exit_codes_help!()
+    )
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -27,7 +44,7 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Kubeconfig file(s), joined like PATH [default: ~/.kube/config, else
-    /// in-cluster]
+    /// the in-cluster service account]
     #[arg(long, env = "KUBECONFIG", global = true, value_name = "FILE")]
     pub kubeconfig: Option<OsString>,
 
@@ -36,19 +53,28 @@ pub struct GlobalArgs {
     pub context: Option<String>,
 
     /// The RotationConfig file (kind RotationConfig, apiVersion
-    /// kubesurge.io/v1alpha1) [default: none; no pools]
+    /// kubesurge.io/v1alpha1): cluster name, pools, drain, window [default:
+    /// none; no pools]
     #[arg(long, env = "KUBESURGE_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Format of the logs on stderr
+    /// How long to wait for the API server to accept a connection, and
+    /// then for each answer to make progress, before the call fails (and is
+    /// retried where a retry may help): 30s, 2m; 0 for no limit. A watch
+    /// quiet for longer is reopened [default: connect 30s, no read limit]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_request_timeout)]
+    pub request_timeout: Option<Duration>,
+
+    /// Format of the logs on stderr: text for people, json (one object per
+    /// line) for log collectors
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// More logs (-v debug, -vv trace); RUST_LOG overrides
+    /// More logs: -v debug, -vv trace (RUST_LOG overrides both)
     #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
-    /// Fewer logs (-q warnings only, -qq errors only)
+    /// Fewer logs: -q warnings only, -qq errors only
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub quiet: u8,
 }
@@ -58,73 +84,196 @@ impl GlobalArgs {
         ClientOptions {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
+            request_timeout: self.request_timeout,
         }
     }
 }
 
+/// A duration (30s, 2m), or 0 for no limit, as kubectl takes it.
+fn parse_request_timeout(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text).map_err(|error| error.to_string())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// Lines for people
     Text,
+    /// One JSON object per line
     Json,
 }
 
+/// How `plan` and `status` print their result.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
+    /// A table for people
     #[default]
     Table,
+    /// One JSON document (apiVersion kubesurge.io/v1alpha1, with its kind)
     Json,
+    /// The same document as YAML
+    Yaml,
+}
+
+/// How `upgrade` and `rotate` print their report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// A table for people
+    #[default]
+    Table,
+    /// One JSON document (apiVersion kubesurge.io/v1alpha1, with its kind)
+    Json,
+    /// The same document as YAML
+    Yaml,
+    /// node/NAME per line: the new nodes the run made; with --dry-run (and
+    /// for a rotate outside the maintenance window), the nodes it would
+    /// replace
+    Name,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what an upgrade would do, changing nothing: inventory, version
     /// skew, control-plane hops, which pools rotate and when, budgets.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = concat!(
+        "Examples:
+  # What upgrading to v1.35.2 would do, as a table
+  kubesurge plan --to v1.35.2 --config kubesurge.yaml
+  # The same plan as JSON, for a script
+  kubesurge plan --to v1.35.2 --config kubesurge.yaml -o json
+
+",
+        exit_codes_help!()
+    ))]
     Plan(PlanArgs),
 
     /// Upgrade the cluster to a version: the control plane in place, one
     /// minor at a time, then the workers by surge, as few times as the skew
     /// policy allows.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = concat!(
+        "Examples:
+  # Every change the upgrade would make, making none
+  kubesurge upgrade --to v1.35.2 --config kubesurge.yaml --dry-run
+  # Show the plan, ask, then upgrade
+  kubesurge upgrade --to v1.35.2 --config kubesurge.yaml
+  # Without a terminal (CI, Terraform): no question, the report as JSON
+  kubesurge upgrade --to v1.35.2 --config kubesurge.yaml --yes -o json > report.json
+
+",
+        exit_codes_help!()
+    ))]
     Upgrade(crate::cli::upgrade::UpgradeArgs),
 
     /// Replace the workers that do not match the desired state (a kubelet
     /// not at the control plane's version, --max-age, --stale-image, --all)
     /// by surge: new nodes first, then drain and terminate the old ones.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = concat!(
+        "Examples:
+  # Which workers are older than 30 days, and what replacing them would do
+  kubesurge rotate --max-age 30d --config kubesurge.yaml --dry-run
+  # Replace the workers of pool general that run a stale image
+  kubesurge rotate --pool general --stale-image --config kubesurge.yaml
+  # From a scheduler: no question; exit 5 outside the maintenance window
+  kubesurge rotate --max-age 30d --config kubesurge.yaml --yes
+
+",
+        exit_codes_help!()
+    ))]
     Rotate(crate::cli::rotate::RotateArgs),
 
     /// What the run in progress, or the last one, is doing: per node its
-    /// phase and what blocks it.
-    #[command(after_help = EXIT_CODES_HELP)]
+    /// phase, its replacement and what blocks it.
+    #[command(after_help = concat!(
+        "Examples:
+  kubesurge status
+  kubesurge status -o json
+
+",
+        exit_codes_help!()
+    ))]
     Status(crate::cli::status::StatusArgs),
 
     /// Ask the run holding the lock to stop at its next safe point; with no
     /// run holding it, abandon an unfinished run.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = concat!(
+        "Examples:
+  # The running upgrade or rotation finishes its slots in flight and exits 4
+  kubesurge abort
+
+",
+        exit_codes_help!()
+    ))]
     Abort(crate::cli::abort::AbortArgs),
 
     /// Terminate instances kubesurge launched for this cluster that are no
     /// node (a crashed run's leftovers).
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = concat!(
+        "Examples:
+  # What would be terminated
+  kubesurge gc --config kubesurge.yaml --dry-run
+  # Terminate it, without a question
+  kubesurge gc --config kubesurge.yaml --yes
+
+",
+        exit_codes_help!()
+    ))]
     Gc(crate::cli::gc::GcArgs),
 
     /// Start an emulated cluster and cloud in this process and run a real
     /// upgrade on it.
     #[cfg(feature = "sandbox")]
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = concat!(
+        "Examples:
+  # Upgrade an emulated cluster, printing each step
+  kubesurge sandbox
+  # Serve one with six workers until interrupted, for kubectl and kubesurge
+  kubesurge sandbox up --workers 6 --dir /tmp/sandbox
+
+",
+        exit_codes_help!()
+    ))]
     Sandbox(crate::cli::sandbox::SandboxArgs),
+
+    /// Print a shell completion script for kubesurge on stdout.
+    #[command(after_help = concat!(
+        "Examples:
+  # bash, for this shell
+  source <(kubesurge completion bash)
+  # zsh, for every new shell
+  kubesurge completion zsh > \"${fpath[1]}/_kubesurge\"
+  # fish
+  kubesurge completion fish > ~/.config/fish/completions/kubesurge.fish
+  # PowerShell
+  kubesurge completion powershell | Out-String | Invoke-Expression
+
+",
+        exit_codes_help!()
+    ))]
+    Completion(crate::cli::completion::CompletionArgs),
+
+    /// Write kubesurge's manual pages (kubesurge.1, kubesurge-plan.1, …)
+    /// into a directory.
+    #[command(hide = true, after_help = concat!(
+        "Examples:
+  kubesurge man --dir /usr/local/share/man/man1
+
+",
+        exit_codes_help!()
+    ))]
+    Man(crate::cli::completion::ManArgs),
 }
 
 /// `kubesurge plan`.
 #[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
-    /// Target Kubernetes version (v1.34.2) [default: stay at the current
-    /// control-plane version]
+    /// Target Kubernetes version, vMAJOR.MINOR.PATCH (v1.34.2; the v is
+    /// optional) [default: stay at the current control-plane version]
     #[arg(long, value_name = "VERSION", value_parser = parse_version)]
     pub to: Option<KubeVersion>,
 
-    /// Output format
+    /// Format of the plan on stdout
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 
@@ -140,17 +289,19 @@ pub(crate) fn parse_version(text: &str) -> Result<KubeVersion, String> {
 /// Flags of the commands that change the cluster (`upgrade`, `rotate`).
 #[derive(Debug, Clone, Default, Args)]
 pub struct MutationFlags {
-    /// Show every change the run would make; make none
+    /// Show every change the run would make; make none (the maintenance
+    /// window does not apply)
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Do not ask for confirmation
+    /// Do not ask for confirmation (without a terminal, a change is made
+    /// only with --yes)
     #[arg(long, short = 'y')]
     pub yes: bool,
 
-    /// Report format on stdout
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
+    /// Format of the report on stdout
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Table)]
+    pub output: ReportFormat,
 
     #[command(flatten)]
     pub settings: SettingsFlags,
@@ -161,31 +312,39 @@ pub struct MutationFlags {
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Settings (override the config file)")]
 pub struct SettingsFlags {
-    /// cluster.name
+    /// Override cluster.name: the name in tags, the lock and events
     #[arg(long, value_name = "NAME")]
     pub cluster_name: Option<String>,
 
-    /// drain.timeout (30s, 15m, 2h)
+    /// Override drain.timeout: how long one node's drain may take (30s,
+    /// 15m, 2h)
     #[arg(long, value_name = "DURATION")]
     pub drain_timeout: Option<String>,
 
-    /// drain.onTimeout (fail, force, skip)
-    #[arg(long, value_name = "POLICY")]
+    /// Override drain.onTimeout: what a drain that times out does: fail
+    /// (leave the node cordoned, fail the slot), force (delete the pods
+    /// left, ignoring PodDisruptionBudgets) or skip (uncordon, keep the
+    /// node)
+    #[arg(long, value_name = "fail|force|skip")]
     pub on_drain_timeout: Option<String>,
 
-    /// drain.unmanagedPods (fail, delete)
-    #[arg(long, value_name = "POLICY")]
+    /// Override drain.unmanagedPods: what the drain does with pods no
+    /// controller recreates: fail (refuse to drain) or delete
+    #[arg(long, value_name = "fail|delete")]
     pub unmanaged_pods: Option<String>,
 
-    /// join.tokenTTL
+    /// Override join.tokenTTL: how long a new node's bootstrap token is
+    /// valid (20m)
     #[arg(long, value_name = "DURATION")]
     pub token_ttl: Option<String>,
 
-    /// health.newNodeTimeout
+    /// Override health.newNodeTimeout: how long a new node may take to
+    /// join and become Ready (10m)
     #[arg(long, value_name = "DURATION")]
     pub new_node_timeout: Option<String>,
 
-    /// health.settle
+    /// Override health.settle: how long a new node must stay Ready before
+    /// the old one is drained (30s)
     #[arg(long, value_name = "DURATION")]
     pub settle: Option<String>,
 }
@@ -262,7 +421,7 @@ mod tests {
         };
         for flags in [rotate.flags, upgrade.flags] {
             assert!(flags.dry_run && flags.yes);
-            assert_eq!(flags.output, OutputFormat::Json);
+            assert_eq!(flags.output, ReportFormat::Json);
             assert_eq!(flags.settings.settle.as_deref(), Some("1m"));
         }
     }

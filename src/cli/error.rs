@@ -6,6 +6,7 @@ use thiserror::Error;
 use crate::ExitStatus;
 use crate::inventory::InventoryError;
 use crate::kube::client::ClientError;
+use crate::kube::errors;
 use crate::kube::lock::LockError;
 use crate::plan::PlanRefusal;
 use crate::rotation::EngineError;
@@ -84,20 +85,34 @@ pub enum CommandError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("cannot write {what} as YAML: {message}")]
+    Yaml { what: &'static str, message: String },
     #[error("cannot write to stdout: {0}")]
     Stdout(#[source] std::io::Error),
+    #[error(transparent)]
+    Man(#[from] super::completion::ManError),
 }
 
 fn describe_inventory_error(server: &str, error: &InventoryError) -> String {
-    if error.is_unreachable() {
-        // kube's error wraps hyper's, which wraps the OS or TLS error: the
-        // innermost one ("Connection refused", "invalid peer certificate")
-        // is what the user can act on.
-        let mut innermost: &dyn std::error::Error = error;
-        while let Some(inner) = innermost.source() {
-            innermost = inner;
+    if let InventoryError::Api { what, source } = error {
+        if let Some(refusal) = errors::connect_refusal(source) {
+            return format!("cannot connect to the Kubernetes API server at {server}: {refusal}");
         }
-        format!("cannot reach the Kubernetes API server at {server}: {innermost}")
+        if let Some(answer) = errors::answer_sentence(source) {
+            return format!(
+                "cannot read {what} from the Kubernetes API server at {server}: {answer}"
+            );
+        }
+    }
+    if error.is_unreachable() {
+        // The innermost error ("Connection refused") is what the user can
+        // act on.
+        let cause = if errors::is_timeout(error) {
+            "it did not answer in time (see --request-timeout)".to_string()
+        } else {
+            errors::innermost(error)
+        };
+        format!("cannot reach the Kubernetes API server at {server}: {cause}")
     } else {
         format!("reading the cluster at {server} failed: {error}")
     }
@@ -144,7 +159,9 @@ impl CommandError {
             | CommandError::Status(_)
             | CommandError::Abort(_)
             | CommandError::Json { .. }
-            | CommandError::Stdout(_) => ExitStatus::Failed,
+            | CommandError::Yaml { .. }
+            | CommandError::Stdout(_)
+            | CommandError::Man(_) => ExitStatus::Failed,
             #[cfg(feature = "sandbox")]
             CommandError::Sandbox(_) => ExitStatus::Failed,
         }

@@ -6,7 +6,7 @@
 use clap::Args;
 
 use super::args::{GlobalArgs, SettingsFlags};
-use super::run::{lock, release};
+use super::run::{confirm, lock, release};
 use super::{CommandError, output};
 use crate::ExitStatus;
 use crate::kube::client;
@@ -21,6 +21,10 @@ pub struct GcArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Do not ask for confirmation (required without a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
     #[command(flatten)]
     pub settings: SettingsFlags,
 }
@@ -33,14 +37,20 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> Result<ExitStatus, Comman
     )?;
     let config = wiring::engine_config(&settings, "collect")?;
     let client = client::client(&global.client_options()).await?;
-    if args.dry_run {
-        let leftovers = gc::find(&client, &config).await?;
-        print(&lines("would terminate", &leftovers))?;
+    let found = gc::find(&client, &config).await?;
+    if args.dry_run || found.is_empty() {
+        print(&lines("would terminate", &found))?;
         return Ok(ExitStatus::Success);
     }
+    if !args.yes {
+        output::eprint_line(&lines("would terminate", &found).join("\n"));
+    }
+    confirm(&format!("Terminate {} instance(s)?", found.len()), args.yes)?;
     let held = lock(&client, "gc").await?;
+    // Under the lock, only what was confirmed and is still a leftover: an
+    // instance that became a node meanwhile is no leftover any more.
     let collected = match gc::find(&client, &config).await {
-        Ok(leftovers) => Ok(gc::terminate(&config, leftovers).await),
+        Ok(now) => Ok(gc::terminate(&config, confirmed(&found, now)).await),
         Err(e) => Err(e),
     };
     release(held).await;
@@ -57,6 +67,13 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> Result<ExitStatus, Comman
     }
 }
 
+/// The leftovers found `now` that were among those `confirmed`. Pure.
+fn confirmed(confirmed: &[Leftover], now: Vec<Leftover>) -> Vec<Leftover> {
+    now.into_iter()
+        .filter(|l| confirmed.iter().any(|c| c.instance == l.instance))
+        .collect()
+}
+
 fn lines(verb: &str, leftovers: &[Leftover]) -> Vec<String> {
     leftovers.iter().map(|l| format!("{verb} {l}")).collect()
 }
@@ -67,5 +84,26 @@ fn print(lines: &[String]) -> Result<(), CommandError> {
         output::print("nothing to collect: every instance kubesurge launched is a node\n")
     } else {
         output::print(&(lines.join("\n") + "\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leftover(id: &str) -> Leftover {
+        Leftover {
+            pool: "general".into(),
+            instance: id.into(),
+            run: "r-1".into(),
+            replaces: None,
+        }
+    }
+
+    #[test]
+    fn only_what_was_confirmed_is_terminated() {
+        let shown = [leftover("i-1"), leftover("i-2")];
+        let now = vec![leftover("i-2"), leftover("i-3")];
+        assert_eq!(confirmed(&shown, now), [leftover("i-2")]);
     }
 }

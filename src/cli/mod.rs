@@ -4,6 +4,7 @@
 
 pub mod abort;
 pub mod args;
+pub mod completion;
 mod error;
 pub mod gc;
 mod logging;
@@ -15,10 +16,12 @@ pub mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod status;
+mod table;
 pub mod upgrade;
 
 pub use args::{
-    Cli, Command, GlobalArgs, LogFormat, MutationFlags, OutputFormat, PlanArgs, SettingsFlags,
+    Cli, Command, GlobalArgs, LogFormat, MutationFlags, OutputFormat, PlanArgs, ReportFormat,
+    SettingsFlags,
 };
 pub use error::CommandError;
 pub use logging::init_logging;
@@ -37,6 +40,8 @@ pub async fn run(cli: Cli) -> ExitStatus {
         Command::Gc(args) => gc::run(&cli.global, args).await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Completion(args) => completion::run(args),
+        Command::Man(args) => completion::run_man(args),
     };
     match result {
         Ok(status) => status,

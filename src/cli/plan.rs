@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use super::args::{GlobalArgs, OutputFormat, PlanArgs};
+use super::output::{Encoding, Kind};
 use super::{CommandError, output};
 use crate::ExitStatus;
 use crate::inventory;
@@ -48,7 +49,8 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> Result<ExitStatus, Comm
 
     let text = match args.output {
         OutputFormat::Table => plan::render_table(&plan),
-        OutputFormat::Json => output::json(&plan, "the plan")?,
+        OutputFormat::Json => output::document(Kind::UpgradePlan, &plan, Encoding::Json)?,
+        OutputFormat::Yaml => output::document(Kind::UpgradePlan, &plan, Encoding::Yaml)?,
     };
     output::print(&text)?;
     Ok(ExitStatus::Success)

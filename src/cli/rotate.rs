@@ -11,12 +11,12 @@ use tokio::sync::watch;
 
 use super::args::{GlobalArgs, MutationFlags};
 use super::run::{
-    self, confirm, connect, exit_status, print_report, read_cluster, release, render_report,
-    window_gate,
+    self, announce_unfinished, confirm, connect, deferred_report, exit_status, print_report,
+    read_cluster, release, render_report, reopening, window_gate,
 };
 use super::{CommandError, output, progress};
 use crate::ExitStatus;
-use crate::rotation::{Criteria, Engine, RotationRequest};
+use crate::rotation::{Criteria, Engine, RotationRequest, RunOutcome};
 use crate::run_control::{StopRequests, WindowGate};
 use crate::settings::{self, HumanDuration, parse_duration};
 use crate::wiring;
@@ -89,13 +89,11 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
         wiring::PROVIDERS,
     )?;
     let engine_config = wiring::engine_config(&settings, "rotate")?;
-    let window_end = if flags.dry_run {
+    // A dry run changes nothing, so the window does not confine it.
+    let gate = if flags.dry_run {
         None
     } else {
-        let WindowGate::Open { closes_at } = window_gate(&settings)? else {
-            return Ok(ExitStatus::Success);
-        };
-        closes_at
+        Some(window_gate(&settings)?)
     };
 
     let connection = connect(global).await?;
@@ -128,6 +126,23 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
         print_report(&preview, flags.output)?;
         return Ok(ExitStatus::Success);
     }
+    let (window_end, reopens_at) = match gate {
+        Some(WindowGate::Closed { sentence, opens_at }) => {
+            // Outside the window: say what is left and when it opens.
+            let report = deferred_report(preview, &sentence, opens_at);
+            print_report(&report, flags.output)?;
+            announce_unfinished(&format!(
+                "{sentence}; nothing changed; {} worker(s) left",
+                report.slots.len()
+            ));
+            return Ok(exit_status(&report));
+        }
+        Some(WindowGate::Open {
+            closes_at,
+            reopens_at,
+        }) => (closes_at, reopens_at),
+        None => (None, None),
+    };
     if !flags.yes {
         output::eprint_line(&render_report(&preview));
     }
@@ -145,8 +160,20 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
     let started = Timestamp::now();
     let result = engine.run(&real, stops.receiver()).await;
     release(held).await;
-    let report = result?;
+    let mut report = result?;
     tracing::debug!(elapsed = %Timestamp::now().duration_since(started), "run finished");
+    if let RunOutcome::Stopped { opens_at, .. } = &mut report.outcome {
+        *opens_at = reopens_at;
+    }
     print_report(&report, flags.output)?;
+    if let RunOutcome::Stopped {
+        reason, remaining, ..
+    } = &report.outcome
+    {
+        let next = reopens_at.map_or(String::new(), |at| {
+            format!("; {}", reopening(&settings, at))
+        });
+        announce_unfinished(&format!("{reason} with {remaining} worker(s) left{next}"));
+    }
     Ok(exit_status(&report))
 }

@@ -7,15 +7,17 @@ use std::io::{BufRead, IsTerminal, Write};
 use jiff::Timestamp;
 use kube::Client;
 
-use super::args::{GlobalArgs, OutputFormat};
-use super::{CommandError, output};
+use super::args::{GlobalArgs, ReportFormat};
+use super::output::{Encoding, Kind};
+use super::{CommandError, output, table};
 use crate::ExitStatus;
 use crate::inventory::{self, Inventory};
 use crate::kube::client::{self, Retry};
 use crate::kube::lock::{Holder, RunLock};
-use crate::rotation::{RunOutcome, RunReport, SlotOutcome};
+use crate::rotation::{RunOutcome, RunReport, SlotOutcome, SlotReport};
 use crate::run_control::{self, WindowGate};
 use crate::settings::Settings;
+use crate::window::Position;
 
 /// The clients a command talks to the cluster with.
 pub struct Connection {
@@ -50,14 +52,57 @@ pub async fn read_cluster(
         })
 }
 
-/// Whether a mutating command may start now; when it may not (outside the
-/// window), says so on stderr. The command then ends with exit 0.
+/// Whether a mutating command may start now (outside the maintenance
+/// window it may not; the command then reports what is left and ends with
+/// exit 5).
 pub fn window_gate(settings: &Settings) -> Result<WindowGate, CommandError> {
-    let gate = run_control::window_gate(settings.window.as_ref(), Timestamp::now())?;
-    if let WindowGate::Closed { sentence } = &gate {
-        output::eprint_line(&format!("{sentence}; nothing changed"));
+    Ok(run_control::window_gate(
+        settings.window.as_ref(),
+        Timestamp::now(),
+    )?)
+}
+
+/// When the window opens again after a run stopped at its end: the
+/// sentence naming the window and the opening, for stderr.
+pub fn reopening(settings: &Settings, opens_at: Timestamp) -> String {
+    match settings.window.as_ref() {
+        Some(window) => Position::Outside { opens_at }.sentence(window, Timestamp::now()),
+        None => format!("it opens at {opens_at}"),
     }
-    Ok(gate)
+}
+
+/// Say on stderr why a command ends with exit 5 and when to rerun it:
+/// the line a scheduler's or Terraform's log shows.
+pub fn announce_unfinished(what: &str) {
+    output::eprint_line(&format!(
+        "not finished (exit 5): {what}; rerun the same command in the maintenance window to continue"
+    ));
+}
+
+/// The report of a rotation that did not start because the window is
+/// closed: the preview's slots, none started, with the opening.
+pub fn deferred_report(preview: RunReport, sentence: &str, opens_at: Timestamp) -> RunReport {
+    let slots: Vec<SlotReport> = preview
+        .slots
+        .into_iter()
+        .map(|slot| SlotReport {
+            actions: Vec::new(),
+            outcome: SlotOutcome::NotStarted,
+            ..slot
+        })
+        .collect();
+    RunReport {
+        dry_run: false,
+        outcome: RunOutcome::Deferred {
+            reason: sentence.to_string(),
+            opens_at,
+            remaining: slots.len(),
+        },
+        slots,
+        would: Vec::new(),
+        finished: Timestamp::now(),
+        ..preview
+    }
 }
 
 /// Ask on the terminal unless `--yes`. Without a terminal, refuse: a
@@ -101,19 +146,37 @@ pub async fn release(held: RunLock) {
 /// The exit status of a finished run.
 pub fn exit_status(report: &RunReport) -> ExitStatus {
     match report.outcome {
-        RunOutcome::Succeeded | RunOutcome::Stopped { .. } => ExitStatus::Success,
+        RunOutcome::Succeeded => ExitStatus::Success,
         RunOutcome::Failed { .. } => ExitStatus::Failed,
         RunOutcome::Aborted => ExitStatus::Aborted,
+        RunOutcome::Stopped { .. } | RunOutcome::Deferred { .. } => ExitStatus::Deferred,
     }
 }
 
 /// Print the report: a summary table, or JSON.
-pub fn print_report(report: &RunReport, format: OutputFormat) -> Result<(), CommandError> {
+pub fn print_report(report: &RunReport, format: ReportFormat) -> Result<(), CommandError> {
     let text = match format {
-        OutputFormat::Json => output::json(report, "the report")?,
-        OutputFormat::Table => render_report(report),
+        ReportFormat::Json => output::document(Kind::RotationReport, report, Encoding::Json)?,
+        ReportFormat::Yaml => output::document(Kind::RotationReport, report, Encoding::Yaml)?,
+        ReportFormat::Name => output::names(report_nodes(report)),
+        ReportFormat::Table => render_report(report),
     };
     output::print(&text)
+}
+
+/// The nodes `-o name` lists for a report: the new nodes the run made; for
+/// a dry run or a deferred run, the old nodes it would replace.
+pub fn report_nodes(report: &RunReport) -> Vec<&str> {
+    if report.dry_run || matches!(report.outcome, RunOutcome::Deferred { .. }) {
+        report.slots.iter().map(|s| s.old_node.as_str()).collect()
+    } else {
+        report
+            .slots
+            .iter()
+            .filter(|s| s.outcome == SlotOutcome::Replaced)
+            .filter_map(|s| s.new_node.as_deref())
+            .collect()
+    }
 }
 
 /// The summary table.
@@ -126,20 +189,18 @@ pub fn render_report(report: &RunReport) -> String {
             report.target,
             report.slots.len()
         ));
-        for (i, line) in report.would.iter().enumerate() {
-            out.push_str(&format!("{:>4}. would {line}\n", i + 1));
-        }
+        out.push_str(&numbered_would(&report.would));
         return out;
     }
     out.push_str(&format!(
         "run {}: {} (target {})\n\n",
         report.run_id, report.command, report.target
     ));
-    let rows: Vec<[String; 6]> = report
+    let rows: Vec<Vec<String>> = report
         .slots
         .iter()
         .map(|s| {
-            [
+            vec![
                 s.pool.clone(),
                 s.old_node.clone(),
                 s.new_node.clone().unwrap_or_else(|| "-".into()),
@@ -161,37 +222,17 @@ pub fn render_report(report: &RunReport) -> String {
             ]
         })
         .collect();
-    let header = [
-        "POOL",
-        "OLD NODE",
-        "NEW NODE",
-        "ZONE",
-        "READY/DRAIN/TERM",
-        "RESULT",
-    ];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row.iter()).take(5) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let line = |cells: [&str; 6]| {
-        let mut l = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i < 5 {
-                l.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            } else {
-                l.push_str(cell);
-            }
-        }
-        l.trim_end().to_string() + "\n"
-    };
-    out.push_str(&line(header));
-    for row in &rows {
-        out.push_str(&line([
-            &row[0], &row[1], &row[2], &row[3], &row[4], &row[5],
-        ]));
-    }
+    out.push_str(&table::render(
+        &[
+            "POOL",
+            "OLD NODE",
+            "NEW NODE",
+            "ZONE",
+            "READY/DRAIN/TERM",
+            "RESULT",
+        ],
+        &rows,
+    ));
     out.push('\n');
     let summary = match &report.outcome {
         RunOutcome::Succeeded => format!("done: {} node(s) replaced", report.replaced()),
@@ -203,14 +244,33 @@ pub fn render_report(report: &RunReport) -> String {
             "aborted after replacing {} node(s); rerun the same command to resume",
             report.replaced()
         ),
-        RunOutcome::Stopped { reason, remaining } => format!(
-            "stopped: {reason}; {} node(s) replaced, {remaining} left for the next window (rerun the same command)",
-            report.replaced()
+        RunOutcome::Stopped {
+            reason,
+            remaining,
+            opens_at,
+        } => format!(
+            "partial: {reason}; {} node(s) replaced, {remaining} left for the next window{} (rerun the same command then)",
+            report.replaced(),
+            opens_at.map_or(String::new(), |at| format!(", which opens at {at}"))
+        ),
+        RunOutcome::Deferred {
+            reason, remaining, ..
+        } => format!(
+            "deferred: {reason}; nothing changed; {remaining} node(s) left (rerun the same command then)"
         ),
     };
     out.push_str(&summary);
     out.push('\n');
     out
+}
+
+/// A dry run's mutations, numbered: `   1. would launch …`.
+pub fn numbered_would(lines: &[String]) -> String {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| format!("{:>4}. would {line}\n", i + 1))
+        .collect()
 }
 
 fn secs(v: Option<f64>) -> String {

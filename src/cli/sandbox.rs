@@ -331,6 +331,7 @@ async fn run_upgrade_demo(
         kubeconfig: Some(kubeconfig.as_os_str().to_owned()),
         context: None,
         config: Some(config.to_path_buf()),
+        request_timeout: None,
         log_format: LogFormat::Text,
         verbose: 0,
         quiet: 0,

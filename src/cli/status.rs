@@ -4,7 +4,8 @@
 use clap::Args;
 
 use super::args::{GlobalArgs, OutputFormat};
-use super::{CommandError, output};
+use super::output::{Encoding, Kind};
+use super::{CommandError, output, table};
 use crate::ExitStatus;
 use crate::kube::client;
 use crate::rotation::status::{self, RunStatus};
@@ -21,7 +22,8 @@ pub async fn run(global: &GlobalArgs, args: StatusArgs) -> Result<ExitStatus, Co
     let client = client::client(&global.client_options()).await?;
     let status = status::read(&client).await?;
     let text = match args.output {
-        OutputFormat::Json => output::json(&status, "the status")?,
+        OutputFormat::Json => output::document(Kind::RunStatus, &status, Encoding::Json)?,
+        OutputFormat::Yaml => output::document(Kind::RunStatus, &status, Encoding::Yaml)?,
         OutputFormat::Table => render(&status),
     };
     output::print(&text)?;
@@ -39,32 +41,34 @@ fn render(status: &RunStatus) -> String {
         return out;
     };
     out.push_str(&format!(
-        "run {}: {} (target {}), {:?}, started {}\n",
-        run.id, run.command, run.target, run.state, run.started
+        "run {}: {} (target {}), {}, started {}{}\n",
+        run.id,
+        run.command,
+        run.target,
+        run.state,
+        run.started,
+        run.finished
+            .map_or(String::new(), |at| format!(", finished {at}"))
     ));
     if let Some(message) = &run.message {
         out.push_str(&format!("  {message}\n"));
     }
     out.push('\n');
-    let width = status
+    let rows: Vec<Vec<String>> = status
         .slots
         .iter()
-        .map(|s| s.pool.len() + s.node.len() + 1)
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    out.push_str(&format!(
-        "{:<width$}  {:<12} {:<24} BLOCKED BY\n",
-        "SLOT", "PHASE", "REPLACED BY"
+        .map(|s| {
+            vec![
+                format!("{}/{}", s.pool, s.node),
+                s.phase.clone(),
+                s.replaced_by.clone().unwrap_or_else(|| "-".into()),
+                s.blocked.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    out.push_str(&table::render(
+        &["SLOT", "PHASE", "REPLACED BY", "BLOCKED BY"],
+        &rows,
     ));
-    for s in &status.slots {
-        out.push_str(&format!(
-            "{:<width$}  {:<12} {:<24} {}\n",
-            format!("{}/{}", s.pool, s.node),
-            s.phase,
-            s.replaced_by.as_deref().unwrap_or("-"),
-            s.blocked.as_deref().unwrap_or("-"),
-        ));
-    }
     out
 }

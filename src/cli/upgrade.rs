@@ -7,15 +7,20 @@ use std::sync::Arc;
 use clap::Args;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use serde::Serialize;
 
-use super::args::{GlobalArgs, MutationFlags, OutputFormat, parse_version};
-use super::run::{self, confirm, connect, read_cluster, release, render_report, window_gate};
-use super::{CommandError, output, progress};
+use super::args::{GlobalArgs, MutationFlags, ReportFormat, parse_version};
+use super::output::{Encoding, Kind};
+use super::run::{
+    self, announce_unfinished, confirm, connect, numbered_would, read_cluster, release,
+    render_report, reopening, window_gate,
+};
+use super::{CommandError, output, progress, table};
 use crate::ExitStatus;
-use crate::plan::{self, PlanRequest};
+use crate::plan::{self, Plan, PlanRequest};
 use crate::run_control::{StopRequests, WindowGate};
 use crate::settings;
-use crate::upgrade::{Clients, Upgrade, UpgradeOutcome, UpgradeReport};
+use crate::upgrade::{Clients, DryRun, Remaining, Upgrade, UpgradeOutcome, UpgradeReport};
 use crate::version::KubeVersion;
 use crate::wiring;
 
@@ -59,17 +64,51 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
     if flags.dry_run || !flags.yes {
         output::eprint_line(&plan::render_table(&plan));
     }
+    // Everything a run needs is checked before anything changes, and
+    // before a dry run, which shows what the run would do.
+    let remaining = Remaining::of_steps(&plan, &plan.sequence);
+    let upgrade = Upgrade::prepare(plan, args.to, &settings)?;
     if flags.dry_run {
-        match flags.output {
-            OutputFormat::Json => output::print(&output::json(&plan, "the plan")?)?,
-            OutputFormat::Table => output::print("DRY RUN: nothing was changed.\n")?,
-        }
+        let clients = Clients {
+            client: connection.client.clone(),
+            drain_client: connection.drain_client.clone(),
+        };
+        let progress = Arc::from(progress::for_stderr(global.quiet > 0));
+        let dry = upgrade.dry_run(clients, progress).await?;
+        let document = DryRunDocument {
+            plan: upgrade.plan(),
+            dry_run: &dry,
+        };
+        let text = match flags.output {
+            ReportFormat::Json => output::document(Kind::UpgradePlan, &document, Encoding::Json)?,
+            ReportFormat::Yaml => output::document(Kind::UpgradePlan, &document, Encoding::Yaml)?,
+            ReportFormat::Name => output::names(dry.rotations.iter().flat_map(run::report_nodes)),
+            ReportFormat::Table => format!(
+                "DRY RUN of upgrade to {}: {remaining} to do; nothing was changed.\n{}",
+                args.to,
+                numbered_would(&dry.would)
+            ),
+        };
+        output::print(&text)?;
         return Ok(ExitStatus::Success);
     }
-    // Everything a run needs is checked before anything changes.
-    let upgrade = Upgrade::prepare(plan, args.to, &settings)?;
-    let WindowGate::Open { closes_at } = window_gate(&settings)? else {
-        return Ok(ExitStatus::Success);
+    let (closes_at, reopens_at) = match window_gate(&settings)? {
+        WindowGate::Closed { sentence, opens_at } => {
+            // Outside the window: say what is left and when it opens.
+            let mut report = UpgradeReport::starting(args.to, Timestamp::now());
+            report.outcome = UpgradeOutcome::Deferred {
+                reason: sentence.clone(),
+                opens_at,
+                remaining,
+            };
+            print(&report, flags.output)?;
+            announce_unfinished(&format!("{sentence}; nothing changed; {remaining}"));
+            return Ok(exit_status(&report.outcome));
+        }
+        WindowGate::Open {
+            closes_at,
+            reopens_at,
+        } => (closes_at, reopens_at),
     };
     confirm(&format!("Upgrade the cluster to {}?", args.to), flags.yes)?;
 
@@ -82,41 +121,82 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
     let progress = Arc::from(progress::for_stderr(global.quiet > 0));
     let result = upgrade.run(clients, progress, stops.receiver()).await;
     release(held).await;
-    let report = result?;
+    let mut report = result?;
+    if let UpgradeOutcome::Partial { opens_at, .. } = &mut report.outcome {
+        *opens_at = reopens_at;
+    }
     print(&report, flags.output)?;
-    Ok(match report.outcome {
-        UpgradeOutcome::Succeeded | UpgradeOutcome::Stopped { .. } => ExitStatus::Success,
-        UpgradeOutcome::Failed { .. } => ExitStatus::Failed,
-        UpgradeOutcome::Aborted => ExitStatus::Aborted,
-    })
+    if let UpgradeOutcome::Partial {
+        reason, remaining, ..
+    } = &report.outcome
+    {
+        let next = reopens_at.map_or(String::new(), |at| {
+            format!("; {}", reopening(&settings, at))
+        });
+        announce_unfinished(&format!("{reason} with {remaining}{next}"));
+    }
+    Ok(exit_status(&report.outcome))
 }
 
-fn print(report: &UpgradeReport, format: OutputFormat) -> Result<(), CommandError> {
+/// `upgrade --dry-run -o json`: the plan, with every mutation the run
+/// would make (`would`) and each rotation's dry run (`rotations`).
+#[derive(Serialize)]
+struct DryRunDocument<'a> {
+    #[serde(flatten)]
+    plan: &'a Plan,
+    #[serde(flatten)]
+    dry_run: &'a DryRun,
+}
+
+/// The exit status of a finished (or deferred) upgrade.
+fn exit_status(outcome: &UpgradeOutcome) -> ExitStatus {
+    match outcome {
+        UpgradeOutcome::Succeeded => ExitStatus::Success,
+        UpgradeOutcome::Failed { .. } => ExitStatus::Failed,
+        UpgradeOutcome::Aborted => ExitStatus::Aborted,
+        UpgradeOutcome::Partial { .. } | UpgradeOutcome::Deferred { .. } => ExitStatus::Deferred,
+    }
+}
+
+fn print(report: &UpgradeReport, format: ReportFormat) -> Result<(), CommandError> {
     let text = match format {
-        OutputFormat::Json => output::json(report, "the report")?,
-        OutputFormat::Table => render(report),
+        ReportFormat::Json => output::document(Kind::UpgradeReport, report, Encoding::Json)?,
+        ReportFormat::Yaml => output::document(Kind::UpgradeReport, report, Encoding::Yaml)?,
+        ReportFormat::Name => output::names(report.rotations.iter().flat_map(run::report_nodes)),
+        ReportFormat::Table => render(report),
     };
     output::print(&text)
 }
 
 /// The summary table.
 fn render(report: &UpgradeReport) -> String {
-    let mut out = format!("upgrade to {}\n\n", report.target);
+    // Sections, one blank line apart: the title, each hop, each rotation,
+    // the outcome.
+    let mut sections = vec![format!("upgrade to {}\n", report.target)];
     for hop in &report.hops {
-        out.push_str(&format!("hop {}: {} → {}\n", hop.number, hop.from, hop.to));
-        for step in &hop.steps {
-            out.push_str(&format!(
-                "  {:<24} {:<28} {}\n",
-                step.node,
-                step.step,
-                if step.ran { "done" } else { "already done" }
-            ));
-        }
+        let rows: Vec<Vec<String>> = hop
+            .steps
+            .iter()
+            .map(|step| {
+                vec![
+                    step.node.clone(),
+                    step.step.clone(),
+                    if step.ran { "done" } else { "already done" }.to_string(),
+                ]
+            })
+            .collect();
+        sections.push(format!(
+            "hop {}: {} → {}\n{}",
+            hop.number,
+            hop.from,
+            hop.to,
+            table::render(&["NODE", "STEP", "RESULT"], &rows)
+        ));
     }
     for run in &report.rotations {
-        out.push('\n');
-        out.push_str(&render_report(run));
+        sections.push(render_report(run));
     }
+    let mut out = sections.join("\n");
     out.push('\n');
     out.push_str(&match &report.outcome {
         UpgradeOutcome::Succeeded => format!("done: the cluster is at {}\n", report.target),
@@ -124,7 +204,21 @@ fn render(report: &UpgradeReport) -> String {
             "FAILED: {reason}\nthe cluster was left safe; rerun the same command to resume\n"
         ),
         UpgradeOutcome::Aborted => "aborted; rerun the same command to resume\n".to_string(),
-        UpgradeOutcome::Stopped { reason } => format!("stopped: {reason}\n"),
+        UpgradeOutcome::Partial {
+            reason,
+            remaining,
+            opens_at,
+        } => format!(
+            "partial: {reason}; {remaining}{} (rerun the same command then)\n",
+            opens_at.map_or(String::new(), |at| format!(
+                " for the next window, which opens at {at}"
+            ))
+        ),
+        UpgradeOutcome::Deferred {
+            reason, remaining, ..
+        } => format!(
+            "deferred: {reason}; nothing changed; {remaining} (rerun the same command then)\n"
+        ),
     });
     out
 }

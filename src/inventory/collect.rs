@@ -62,9 +62,12 @@ pub enum InventoryError {
 
 impl InventoryError {
     /// Whether the API server could not be reached at all (as opposed to
-    /// answering with an error, or answering nonsense).
+    /// answering with an error, or answering nonsense), for a reason that
+    /// may pass (not a TLS failure, nor credentials that cannot be made).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, InventoryError::Api { source, .. } if !matches!(source, ::kube::Error::Api(_)))
+        matches!(self, InventoryError::Api { source, .. }
+            if !matches!(source, ::kube::Error::Api(_))
+                && crate::kube::errors::connect_refusal(source).is_none())
     }
 }
 
@@ -113,7 +116,8 @@ pub async fn collect_through_restart(
         .retry(backoff)
         .when(InventoryError::is_unreachable)
         .notify(|error, _| {
-            tracing::warn!(%error, "the API server is unreachable; retrying");
+            let cause = crate::kube::errors::innermost(error);
+            tracing::warn!("the API server is unreachable ({cause}); retrying");
         })
         .await
 }

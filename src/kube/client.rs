@@ -23,6 +23,10 @@ pub struct ClientOptions {
     pub kubeconfig: Option<OsString>,
     /// `--context`; `None` = the kubeconfig's current-context.
     pub context: Option<String>,
+    /// `--request-timeout`: how long connecting, and each wait for the
+    /// server to send or accept more, may take; zero for no limit. `None`:
+    /// kube's defaults.
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// Whether the client retries 429/503/504 by itself.
@@ -145,6 +149,25 @@ pub fn server_url(config: &Config) -> String {
 /// The client configuration `options` point at. Reads files; contacts
 /// nothing.
 pub async fn config(options: &ClientOptions) -> Result<Config, ClientError> {
+    let mut config = located_config(options).await?;
+    if let Some(timeout) = options.request_timeout {
+        apply_request_timeout(&mut config, timeout);
+    }
+    Ok(config)
+}
+
+/// Bound connecting, writing and each read by `timeout` (zero: no bound).
+/// The read bound is one of inactivity, counted from each request sent: a
+/// watch quiet for longer is closed, and its watcher reopens it.
+fn apply_request_timeout(config: &mut Config, timeout: std::time::Duration) {
+    let bound = (!timeout.is_zero()).then_some(timeout);
+    config.connect_timeout = bound;
+    config.write_timeout = bound;
+    config.read_timeout = bound;
+    config.reset_reader_on_write = bound.is_some();
+}
+
+async fn located_config(options: &ClientOptions) -> Result<Config, ClientError> {
     let from_env = || std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty());
     let paths: Vec<PathBuf> = match options.kubeconfig.clone().or_else(from_env) {
         Some(value) => std::env::split_paths(&value)
@@ -260,6 +283,7 @@ mod tests {
         ClientOptions {
             kubeconfig: Some(path.as_os_str().to_owned()),
             context: context.map(str::to_string),
+            request_timeout: None,
         }
     }
 
@@ -325,6 +349,7 @@ mod tests {
         let options = ClientOptions {
             kubeconfig: Some(list),
             context: None,
+            request_timeout: None,
         };
         assert_eq!(
             server_url(&config(&options).await.unwrap()),

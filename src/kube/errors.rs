@@ -69,6 +69,157 @@ pub fn is_server_unavailable(error: &kube::Error) -> bool {
     )
 }
 
+/// Why requests can never reach the API server as configured, whatever
+/// the wait: a retry cannot fix these, so nothing retries them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectRefusal {
+    /// The TLS handshake failed; the sentence says which side is at fault.
+    Tls(String),
+    /// The kubeconfig's credentials could not be produced (an exec plugin
+    /// failed, a token file is missing).
+    Credentials(String),
+}
+
+impl std::fmt::Display for ConnectRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectRefusal::Tls(sentence) => f.write_str(sentence),
+            ConnectRefusal::Credentials(reason) => {
+                write!(f, "the kubeconfig's credentials cannot be used: {reason}")
+            }
+        }
+    }
+}
+
+/// The refusal behind `error`, if the request failed for a reason no retry
+/// fixes: a TLS failure (certificate, handshake) or credentials that
+/// cannot be produced. Looks through the whole chain of sources, into the
+/// payloads of I/O errors, which carry the TLS failures.
+pub fn connect_refusal(error: &kube::Error) -> Option<ConnectRefusal> {
+    if let kube::Error::Auth(auth) = error {
+        return Some(ConnectRefusal::Credentials(auth.to_string()));
+    }
+    if matches!(error, kube::Error::Api(_)) {
+        return None;
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = next {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(ConnectRefusal::Tls(tls_sentence(tls)));
+        }
+        if let Some(auth) = current.downcast_ref::<kube::client::AuthError>() {
+            return Some(ConnectRefusal::Credentials(auth.to_string()));
+        }
+        next = match current.downcast_ref::<std::io::Error>() {
+            // An I/O error's `source()` is its payload's source, skipping
+            // the payload: hyper-rustls wraps tokio-rustls's I/O error,
+            // which wraps the rustls error.
+            Some(io) => match io.get_ref() {
+                Some(payload) => Some(payload as &(dyn std::error::Error + 'static)),
+                None => current.source(),
+            },
+            None => current.source(),
+        };
+    }
+    None
+}
+
+/// A TLS failure as a sentence about the kubeconfig or the API server.
+fn tls_sentence(error: &rustls::Error) -> String {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert};
+    match error {
+        rustls::Error::InvalidCertificate(problem) => match problem {
+            Cert::UnknownIssuer | Cert::BadSignature => "the API server's certificate is not \
+                 signed by the certificate authority the kubeconfig trusts for this cluster \
+                 (certificate-authority-data or certificate-authority)"
+                .into(),
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
+                "the API server's certificate is not valid for the host in the kubeconfig's \
+                 server URL"
+                    .into()
+            }
+            Cert::Expired | Cert::ExpiredContext { .. } => {
+                "the API server's certificate has expired".into()
+            }
+            Cert::NotValidYet | Cert::NotValidYetContext { .. } => {
+                "the API server's certificate is not valid yet (is this machine's clock right?)"
+                    .into()
+            }
+            Cert::Revoked => "the API server's certificate has been revoked".into(),
+            other => format!("the API server's certificate was refused ({other})"),
+        },
+        rustls::Error::AlertReceived(
+            Alert::BadCertificate
+            | Alert::CertificateRequired
+            | Alert::CertificateUnknown
+            | Alert::UnknownCA
+            | Alert::CertificateExpired
+            | Alert::CertificateRevoked,
+        ) => "the API server refused the kubeconfig's client certificate (client-certificate-data)"
+            .into(),
+        rustls::Error::InvalidMessage(_) => {
+            "the server at the kubeconfig's server URL does not speak TLS (is it an http:// \
+             address, or another service?)"
+                .into()
+        }
+        other => format!("the TLS handshake with the API server failed ({other})"),
+    }
+}
+
+/// An error answer of the API server as a sentence: `401 Unauthorized`
+/// names the credentials, `403` the server's own explanation, others the
+/// code, reason and message; `None` for errors that are no answer.
+pub fn answer_sentence(error: &kube::Error) -> Option<String> {
+    let kube::Error::Api(status) = error else {
+        return None;
+    };
+    Some(match code_of(status) {
+        Some(StatusCode::UNAUTHORIZED) => "the API server rejected the kubeconfig's credentials \
+             (401 Unauthorized): the user's token or client certificate is wrong or has expired"
+            .into(),
+        Some(StatusCode::FORBIDDEN) => format!(
+            "the kubeconfig's user is not allowed to do this (403 Forbidden): {}",
+            status.message
+        ),
+        _ => format!(
+            "the API server answered {} {}: {}",
+            status.code, status.reason, status.message
+        ),
+    })
+}
+
+/// Whether `error` is a request that took too long: the connection or an
+/// answer did not come within the client's timeouts.
+pub fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(current) = next {
+        if current.is::<tokio::time::error::Elapsed>() {
+            return true;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+            if let Some(payload) = io.get_ref() {
+                next = Some(payload as &(dyn std::error::Error + 'static));
+                continue;
+            }
+        }
+        next = current.source();
+    }
+    false
+}
+
+/// The innermost cause of `error`, which is what a user can act on: kube's
+/// error wraps hyper's, which wraps the OS error ("Connection refused").
+pub fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = error;
+    while let Some(inner) = innermost.source() {
+        innermost = inner;
+    }
+    innermost.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +277,47 @@ mod tests {
         assert_eq!(status_code(&error), None);
         assert!(!is_not_found(&error));
         assert_eq!(code_of(&Status::failure("x", "y").with_code(0)), None);
+    }
+
+    #[test]
+    fn a_tls_failure_is_found_inside_nested_io_errors() {
+        // hyper-rustls wraps tokio-rustls's I/O error, which wraps rustls's.
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested =
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        let error = kube::Error::Service(Box::new(nested));
+        let Some(ConnectRefusal::Tls(sentence)) = connect_refusal(&error) else {
+            panic!("not recognised as TLS")
+        };
+        assert!(
+            sentence.contains("not signed by the certificate authority the kubeconfig trusts"),
+            "{sentence}"
+        );
+        let refused = kube::Error::Service(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(connect_refusal(&refused), None);
+        assert_eq!(connect_refusal(&api_error(401)), None);
+    }
+
+    #[test]
+    fn answers_read_as_sentences() {
+        assert!(
+            answer_sentence(&api_error(401))
+                .unwrap()
+                .contains("rejected the kubeconfig's credentials (401 Unauthorized)")
+        );
+        assert!(
+            answer_sentence(&api_error(403))
+                .unwrap()
+                .starts_with("the kubeconfig's user is not allowed to do this (403 Forbidden)")
+        );
+        let other = answer_sentence(&api_error(500)).unwrap();
+        assert!(other.starts_with("the API server answered 500"), "{other}");
+        assert!(!other.contains("Status {"), "{other}");
+        assert_eq!(
+            answer_sentence(&kube::Error::LinesCodecMaxLineLengthExceeded),
+            None
+        );
     }
 }

@@ -18,13 +18,16 @@ use super::errors;
 pub const API_OUTAGE_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// True for errors that may go away on their own: the server unreachable or
-/// restarting, 429 (outside evictions), 5xx.
+/// restarting, 429 (outside evictions), 5xx. A TLS failure or credentials
+/// that cannot be produced never go away by waiting: not transient.
 pub fn is_transient(error: &kube::Error) -> bool {
     match error {
         kube::Error::Api(_) => {
             errors::is_too_many_requests(error) || errors::is_server_unavailable(error)
         }
-        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
+            errors::connect_refusal(error).is_none()
+        }
         _ => false,
     }
 }

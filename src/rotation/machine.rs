@@ -410,12 +410,12 @@ impl Describe<'_> {
         Some(match action {
             Action::Launch { attempt } => format!(
                 "launch an instance for pool {} in {} from image {} at {} to replace {old} \
-                 (attempt {attempt}), joining with a new bootstrap token Secret in kube-system (ttl {:?})",
+                 (attempt {attempt}), joining with a new bootstrap token Secret in kube-system (ttl {})",
                 self.pool,
                 self.zone.unwrap_or("its zone"),
                 self.image,
                 self.target,
-                self.token_ttl
+                crate::duration::HumanDuration(self.token_ttl)
             ),
             Action::AwaitJoin { .. } => format!(
                 "wait until the replacement of {old} is a Ready node at {}, then delete its bootstrap token",
@@ -426,9 +426,9 @@ impl Describe<'_> {
             }
             Action::CheckDrain => format!("check that every pod on {old} may be evicted"),
             Action::Drain { .. } => format!(
-                "label {old} {}, cordon it and evict its pods (drain timeout {:?}, on timeout {})",
+                "label {old} {}, cordon it and evict its pods (drain timeout {}, on timeout {})",
                 crate::kube::nodes::EXCLUDE_LB_LABEL,
-                self.drain_timeout,
+                crate::duration::HumanDuration(self.drain_timeout),
                 self.on_timeout
             ),
             Action::Terminate => format!(

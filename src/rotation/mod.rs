@@ -312,6 +312,7 @@ impl Engine {
                     RunOutcome::Stopped {
                         reason: "the maintenance window ended".into(),
                         remaining,
+                        opens_at: None,
                     },
                     RunState::Stopped,
                 ),
@@ -322,6 +323,7 @@ impl Engine {
             self.delete_run_tokens().await?;
         }
         record.state = state;
+        record.note_replacements(&slots);
         record.finished = Some(Timestamp::now());
         record.message = match &outcome {
             RunOutcome::Failed { reason } => Some(reason.clone()),
@@ -573,6 +575,7 @@ impl Engine {
             chosen.extend(select::order(candidates).into_iter().map(|c| RecordedNode {
                 name: c.name,
                 pool: c.pool,
+                replaced_by: None,
             }));
         }
         Ok(chosen)

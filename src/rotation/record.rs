@@ -4,6 +4,7 @@
 //! it made — and a different command is refused while it is unfinished.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -12,6 +13,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 
+use super::report::{SlotOutcome, SlotReport};
 use crate::kube::errors;
 use crate::kube::retry::with_retry;
 use crate::version::KubeVersion;
@@ -52,6 +54,47 @@ impl RunState {
 pub struct RecordedNode {
     pub name: String,
     pub pool: String,
+    /// The node that replaced it, once the run has ended: the old Node is
+    /// gone by then, and with it the `replaced-by` annotation `status`
+    /// reads while the slot runs.
+    #[serde(
+        default,
+        rename = "replacedBy",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub replaced_by: Option<String>,
+}
+
+impl RunRecord {
+    /// Note the replacement of every node a slot of `slots` replaced.
+    pub fn note_replacements(&mut self, slots: &[SlotReport]) {
+        for slot in slots {
+            if slot.outcome != SlotOutcome::Replaced {
+                continue;
+            }
+            let recorded = self
+                .nodes
+                .iter_mut()
+                .find(|n| n.name == slot.old_node && n.pool == slot.pool);
+            if let (Some(recorded), Some(new_node)) = (recorded, &slot.new_node) {
+                recorded.replaced_by = Some(new_node.clone());
+            }
+        }
+    }
+}
+
+impl fmt::Display for RunState {
+    /// As in the JSON: `running`, `succeeded`, …
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Aborted => "aborted",
+            RunState::Stopped => "stopped",
+            RunState::Abandoned => "abandoned",
+        })
+    }
 }
 
 /// The record.
@@ -196,11 +239,41 @@ mod tests {
             nodes: vec![RecordedNode {
                 name: "w1".into(),
                 pool: "general".into(),
+                replaced_by: Some("general-x1".into()),
             }],
             finished: None,
             message: None,
         };
         let back: RunRecord = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn replacements_are_noted_for_replaced_slots_only() {
+        let recorded = |name: &str| RecordedNode {
+            name: name.into(),
+            pool: "general".into(),
+            replaced_by: None,
+        };
+        let mut record = RunRecord {
+            id: "r-1".into(),
+            command: "rotate --all".into(),
+            target: KubeVersion::new(1, 34, 2),
+            started: "2026-01-01T00:00:00Z".parse().unwrap(),
+            state: RunState::Running,
+            nodes: vec![recorded("w1"), recorded("w2")],
+            finished: None,
+            message: None,
+        };
+        let mut replaced = SlotReport::not_started("general", "w1");
+        replaced.new_node = Some("general-a".into());
+        replaced.outcome = SlotOutcome::Replaced;
+        let mut failed = SlotReport::not_started("general", "w2");
+        failed.new_node = Some("general-b".into());
+        failed.outcome = SlotOutcome::Failed { reason: "x".into() };
+        record.note_replacements(&[replaced, failed]);
+        assert_eq!(record.nodes[0].replaced_by.as_deref(), Some("general-a"));
+        assert_eq!(record.nodes[1].replaced_by, None);
+        assert_eq!(RunState::Stopped.to_string(), "stopped");
     }
 }

@@ -8,7 +8,8 @@ use serde::Serialize;
 use crate::kube::drain::DrainReport;
 use crate::version::KubeVersion;
 
-/// How a run ended.
+/// How a run ended. In the JSON, `result` names the variant: `succeeded`,
+/// `failed`, `aborted`, `partial` or `deferred`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "result")]
 pub enum RunOutcome {
@@ -19,11 +20,35 @@ pub enum RunOutcome {
     },
     /// `kubesurge abort`.
     Aborted,
-    /// The maintenance window ended; `remaining` slots were not started.
+    /// `partial`: not finished, nothing wrong. The maintenance window ended
+    /// with `remaining` slots not started; the window opens again at
+    /// `opens_at` (when known) and a rerun then continues.
+    #[serde(rename = "partial", rename_all = "camelCase")]
     Stopped {
         reason: String,
         remaining: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        opens_at: Option<Timestamp>,
     },
+    /// Outside the maintenance window: nothing started. `remaining` slots
+    /// wait for the window to open at `opens_at`.
+    #[serde(rename_all = "camelCase")]
+    Deferred {
+        reason: String,
+        opens_at: Timestamp,
+        remaining: usize,
+    },
+}
+
+impl RunOutcome {
+    /// Not finished with nothing wrong: a rerun in the maintenance window
+    /// continues.
+    pub fn is_unfinished(&self) -> bool {
+        matches!(
+            self,
+            RunOutcome::Stopped { .. } | RunOutcome::Deferred { .. }
+        )
+    }
 }
 
 /// What one slot did.
@@ -118,5 +143,57 @@ impl RunReport {
             .iter()
             .filter(|s| s.outcome == SlotOutcome::Replaced)
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The outcome's JSON is read by scripts and the Terraform module.
+    #[test]
+    fn unfinished_outcomes_say_what_is_left_and_when_the_window_opens() {
+        let opens: Timestamp = "2026-01-03T02:00:00Z".parse().unwrap();
+        for (outcome, expected) in [
+            (
+                RunOutcome::Stopped {
+                    reason: "the maintenance window ended".into(),
+                    remaining: 2,
+                    opens_at: Some(opens),
+                },
+                serde_json::json!({
+                    "result": "partial",
+                    "reason": "the maintenance window ended",
+                    "remaining": 2,
+                    "opensAt": "2026-01-03T02:00:00Z",
+                }),
+            ),
+            (
+                RunOutcome::Stopped {
+                    reason: "w".into(),
+                    remaining: 1,
+                    opens_at: None,
+                },
+                serde_json::json!({"result": "partial", "reason": "w", "remaining": 1}),
+            ),
+            (
+                RunOutcome::Deferred {
+                    reason: "outside the maintenance window".into(),
+                    opens_at: opens,
+                    remaining: 3,
+                },
+                serde_json::json!({
+                    "result": "deferred",
+                    "reason": "outside the maintenance window",
+                    "opensAt": "2026-01-03T02:00:00Z",
+                    "remaining": 3,
+                }),
+            ),
+        ] {
+            assert!(outcome.is_unfinished());
+            assert_eq!(serde_json::to_value(&outcome).unwrap(), expected);
+        }
+        assert!(!RunOutcome::Succeeded.is_unfinished());
+        assert!(!RunOutcome::Aborted.is_unfinished());
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::annotations as ann;
-use super::record::{RecordError, RecordStore, RunRecord};
+use super::record::{RecordError, RecordStore, RecordedNode, RunRecord};
 use crate::kube::lock::{self, Holder, LockError};
 use crate::kube::nodes;
 use crate::kube::retry::with_retry;
@@ -66,12 +66,7 @@ pub async fn read(client: &Client) -> Result<RunStatus, StatusError> {
                     node: recorded.name.clone(),
                     source,
                 })?;
-            slots.push(slot_status(
-                record,
-                &recorded.pool,
-                &recorded.name,
-                node.as_ref(),
-            ));
+            slots.push(slot_status(record, recorded, node.as_ref()));
         }
     }
     Ok(assemble(holder, record, slots))
@@ -91,8 +86,9 @@ fn assemble(
 }
 
 /// One recorded node's slot, from its Node (`None`: gone, so replaced).
-/// Annotations of another run are not this run's. Pure.
-fn slot_status(record: &RunRecord, pool: &str, name: &str, node: Option<&Node>) -> SlotStatus {
+/// Annotations of another run are not this run's; a finished slot's
+/// replacement is in the record once the run has ended. Pure.
+fn slot_status(record: &RunRecord, recorded: &RecordedNode, node: Option<&Node>) -> SlotStatus {
     let ours = node.is_some_and(|n| nodes::annotation(n, ann::RUN) == Some(record.id.as_str()));
     let get = |key: &str| {
         node.filter(|_| ours)
@@ -100,13 +96,13 @@ fn slot_status(record: &RunRecord, pool: &str, name: &str, node: Option<&Node>) 
             .map(str::to_string)
     };
     SlotStatus {
-        pool: pool.to_string(),
-        node: name.to_string(),
+        pool: recorded.pool.clone(),
+        node: recorded.name.clone(),
         phase: match node {
             None => "done".into(),
             Some(_) => get(ann::PHASE).unwrap_or_else(|| "pending".into()),
         },
-        replaced_by: get(ann::REPLACED_BY),
+        replaced_by: get(ann::REPLACED_BY).or_else(|| recorded.replaced_by.clone()),
         blocked: get(ann::BLOCKED),
     }
 }
@@ -158,8 +154,13 @@ mod tests {
             (ann::REPLACED_BY, "w-9"),
             (ann::BLOCKED, "blocked by PDB web"),
         ]);
+        let w1 = RecordedNode {
+            name: "w-1".into(),
+            pool: "general".into(),
+            replaced_by: None,
+        };
         assert_eq!(
-            slot_status(&record, "general", "w-1", Some(&ours)),
+            slot_status(&record, &w1, Some(&ours)),
             SlotStatus {
                 pool: "general".into(),
                 node: "w-1".into(),
@@ -169,9 +170,23 @@ mod tests {
             }
         );
         let other_run = node(&[(ann::RUN, "r-0"), (ann::PHASE, "failed")]);
-        let slot = slot_status(&record, "general", "w-1", Some(&other_run));
+        let slot = slot_status(&record, &w1, Some(&other_run));
         assert_eq!((slot.phase.as_str(), slot.blocked), ("pending", None));
-        assert_eq!(slot_status(&record, "general", "w-1", None).phase, "done");
+        assert_eq!(slot_status(&record, &w1, None).phase, "done");
+    }
+
+    #[test]
+    fn a_finished_slot_names_its_replacement_from_the_record() {
+        let w1 = RecordedNode {
+            name: "w-1".into(),
+            pool: "general".into(),
+            replaced_by: Some("general-a1".into()),
+        };
+        let slot = slot_status(&record(), &w1, None);
+        assert_eq!(
+            (slot.phase.as_str(), slot.replaced_by.as_deref()),
+            ("done", Some("general-a1"))
+        );
     }
 
     #[test]

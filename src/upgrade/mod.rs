@@ -6,6 +6,7 @@
 //! or a crash plans again from the versions the nodes report and continues.
 //! The caller holds the run lock and passes its stop requests.
 
+pub mod dry_run;
 pub mod report;
 
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use kubesurge_provider::NodeExec;
 use thiserror::Error;
 use tokio::sync::watch;
 
-pub use report::{UpgradeOutcome, UpgradeReport};
+pub use dry_run::DryRun;
+pub use report::{Remaining, UpgradeOutcome, UpgradeReport};
 
 use crate::controlplane::phase::ControlPlaneDriver;
 use crate::kube::drain::{DEFAULT_EVICTION_CONCURRENCY, DrainPolicy};
@@ -36,6 +38,13 @@ pub enum UpgradeError {
     /// The watches the control-plane steps wait on could not start.
     #[error("watching the control plane: {0}")]
     WatchControlPlane(#[source] kube::Error),
+    /// A dry run could not preview a rotation.
+    #[error("previewing the rotation of pool {pool}: {source}")]
+    Preview {
+        pool: String,
+        #[source]
+        source: crate::rotation::EngineError,
+    },
 }
 
 /// An upgrade whose every need was checked against the settings before
@@ -89,6 +98,11 @@ impl Upgrade {
         })
     }
 
+    /// The plan this upgrade runs.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     /// Run the plan's steps in order until one fails or a stop is
     /// requested (checked before each step; a rotation also stops starting
     /// slots when one comes).
@@ -123,9 +137,9 @@ impl Upgrade {
         });
 
         let mut report = UpgradeReport::starting(self.target, Timestamp::now());
-        for step in &self.plan.sequence {
+        for (index, step) in self.plan.sequence.iter().enumerate() {
             if let Some(reason) = requests.borrow().clone() {
-                report.outcome = stopped(&reason);
+                report.outcome = stopped(&reason, self.remaining(index));
                 break;
             }
             let ended = match step {
@@ -135,7 +149,8 @@ impl Upgrade {
                 }
                 Step::Rotate { pool, rotation } => {
                     let Some(engine) = &engine else { continue };
-                    self.run_rotation(pool, *rotation, engine, &requests, &mut report)
+                    let later = self.remaining(index + 1);
+                    self.run_rotation(pool, *rotation, engine, &requests, later, &mut report)
                         .await
                 }
             };
@@ -171,13 +186,21 @@ impl Upgrade {
         }
     }
 
+    /// What the plan's steps from `index` (in `sequence`) have to do.
+    fn remaining(&self, index: usize) -> Remaining {
+        let steps = self.plan.sequence.get(index..).unwrap_or_default();
+        Remaining::of_steps(&self.plan, steps)
+    }
+
     /// Rotation `number` of `pool`, into `report`; `Some`: the upgrade ends.
+    /// `later` is what the steps after it have to do.
     async fn run_rotation(
         &self,
         pool: &str,
         number: usize,
         engine: &Engine,
         requests: &watch::Receiver<Option<StopReason>>,
+        later: Remaining,
         report: &mut UpgradeReport,
     ) -> Option<UpgradeOutcome> {
         let rotation = self.rotation(pool, number)?;
@@ -188,7 +211,7 @@ impl Upgrade {
         let request = self.rotation_request(pool, rotation);
         match engine.run(&request, requests.clone()).await {
             Ok(run) => {
-                let ended = rotation_ended(&run.outcome);
+                let ended = rotation_ended(&run.outcome, later);
                 report.rotations.push(run);
                 ended
             }
@@ -232,26 +255,51 @@ impl Upgrade {
     }
 }
 
-/// The upgrade's outcome when a stop was requested before a step.
-fn stopped(reason: &StopReason) -> UpgradeOutcome {
+/// The upgrade's outcome when a stop was requested before a step, with
+/// `remaining` left to do.
+fn stopped(reason: &StopReason, remaining: Remaining) -> UpgradeOutcome {
     match reason {
-        StopReason::WindowEnd => UpgradeOutcome::Stopped {
-            reason: "the maintenance window ended; rerun the same command in the next one".into(),
+        StopReason::WindowEnd => UpgradeOutcome::Partial {
+            reason: "the maintenance window ended".into(),
+            remaining,
+            opens_at: None,
         },
         _ => UpgradeOutcome::Aborted,
     }
 }
 
-/// How a rotation's end ends the upgrade; `None`: it goes on.
-fn rotation_ended(outcome: &RunOutcome) -> Option<UpgradeOutcome> {
+/// How a rotation's end ends the upgrade; `None`: it goes on. `later` is
+/// what the steps after the rotation have to do.
+fn rotation_ended(outcome: &RunOutcome, later: Remaining) -> Option<UpgradeOutcome> {
     match outcome {
         RunOutcome::Succeeded => None,
         RunOutcome::Failed { reason } => Some(UpgradeOutcome::Failed {
             reason: reason.clone(),
         }),
         RunOutcome::Aborted => Some(UpgradeOutcome::Aborted),
-        RunOutcome::Stopped { reason, .. } => Some(UpgradeOutcome::Stopped {
+        RunOutcome::Stopped {
+            reason,
+            remaining,
+            opens_at,
+        } => Some(UpgradeOutcome::Partial {
             reason: reason.clone(),
+            remaining: Remaining {
+                nodes: later.nodes + remaining,
+                ..later
+            },
+            opens_at: *opens_at,
+        }),
+        RunOutcome::Deferred {
+            reason,
+            opens_at,
+            remaining,
+        } => Some(UpgradeOutcome::Deferred {
+            reason: reason.clone(),
+            opens_at: *opens_at,
+            remaining: Remaining {
+                nodes: later.nodes + remaining,
+                ..later
+            },
         }),
     }
 }
@@ -261,31 +309,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_stop_before_a_step_says_why() {
-        assert_eq!(stopped(&StopReason::Abort), UpgradeOutcome::Aborted);
+    fn a_stop_before_a_step_says_why_and_what_is_left() {
+        let left = Remaining { hops: 1, nodes: 3 };
+        assert_eq!(stopped(&StopReason::Abort, left), UpgradeOutcome::Aborted);
         assert!(matches!(
-            stopped(&StopReason::WindowEnd),
-            UpgradeOutcome::Stopped { reason } if reason.contains("maintenance window ended")
+            stopped(&StopReason::WindowEnd, left),
+            UpgradeOutcome::Partial { reason, remaining, opens_at: None }
+                if reason.contains("maintenance window ended") && remaining == left
         ));
     }
 
     #[test]
     fn only_a_successful_rotation_lets_the_upgrade_go_on() {
-        assert_eq!(rotation_ended(&RunOutcome::Succeeded), None);
+        let later = Remaining { hops: 1, nodes: 4 };
+        assert_eq!(rotation_ended(&RunOutcome::Succeeded, later), None);
         assert_eq!(
-            rotation_ended(&RunOutcome::Failed { reason: "r".into() }),
+            rotation_ended(&RunOutcome::Failed { reason: "r".into() }, later),
             Some(UpgradeOutcome::Failed { reason: "r".into() })
         );
         assert_eq!(
-            rotation_ended(&RunOutcome::Aborted),
+            rotation_ended(&RunOutcome::Aborted, later),
             Some(UpgradeOutcome::Aborted)
         );
+        // The rotation's own slots left count with the later steps'.
         assert_eq!(
-            rotation_ended(&RunOutcome::Stopped {
+            rotation_ended(
+                &RunOutcome::Stopped {
+                    reason: "w".into(),
+                    remaining: 2,
+                    opens_at: None,
+                },
+                later
+            ),
+            Some(UpgradeOutcome::Partial {
                 reason: "w".into(),
-                remaining: 2
-            }),
-            Some(UpgradeOutcome::Stopped { reason: "w".into() })
+                remaining: Remaining { hops: 1, nodes: 6 },
+                opens_at: None,
+            })
         );
     }
 }

@@ -76,12 +76,13 @@ fn closed_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-const EXIT_CODE_LINES: [&str; 5] = [
+const EXIT_CODE_LINES: [&str; 6] = [
     "0  done",
     "1  failed; the cluster was left safe and a rerun resumes",
     "2  invalid input, or refused before any change",
     "3  another run holds the lock",
     "4  aborted on request",
+    "5  deferred or not finished, nothing wrong: outside the maintenance window,",
 ];
 
 /// The commands `--help` lists (without clap's own `help`).
@@ -113,6 +114,18 @@ fn help_documents_every_exit_code_for_every_command() {
     }
     for (command, help) in helps {
         assert!(help.contains("Exit codes:"), "{command}:\n{help}");
+        // Examples come first, and show the command itself.
+        let examples = help
+            .split_once("Examples:\n")
+            .map(|(_, rest)| rest)
+            .unwrap_or_else(|| panic!("{command} has no Examples:\n{help}"));
+        let examples = examples.split("Exit codes:").next().unwrap_or_default();
+        let shown = if command == "kubesurge" {
+            "kubesurge ".to_string()
+        } else {
+            format!("kubesurge {command}")
+        };
+        assert!(examples.contains(&shown), "{command}:\n{help}");
         for line in EXIT_CODE_LINES {
             assert!(help.contains(line), "{command} lacks {line:?}:\n{help}");
         }
@@ -282,8 +295,8 @@ fn bad_flags_exit_2_naming_the_flag() {
             &["--to", "garbage", "not a Kubernetes version"],
         ),
         (
-            &["plan", "-o", "yaml"],
-            &["--output", "yaml", "table, json"],
+            &["plan", "-o", "xml"],
+            &["--output", "xml", "table, json, yaml"],
         ),
         (&["plan", "--log-format", "xml"], &["--log-format", "xml"]),
         (
@@ -645,4 +658,206 @@ async fn a_closed_stdout_is_not_a_crash() {
     let output = child.wait_with_output().await.unwrap();
     let run = Run::new(output);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
+}
+
+/// A TLS failure or rejected credentials never pass by waiting: a command
+/// that rides through API server restarts (`rotate`, `upgrade`) fails at
+/// once with exit 1 and a sentence about the kubeconfig, not after minutes
+/// of retries, and no library's wording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_credential_failures_fail_at_once_naming_the_kubeconfig() {
+    use base64::Engine as _;
+    let cluster = emulated_cluster().await;
+    let good = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
+    let other_ca = ClusterCa::generate().expect("CA");
+    let other_ca_data = base64::engine::general_purpose::STANDARD.encode(&other_ca.cert_pem);
+    let replace_line = |prefix: &str, value: &str| {
+        good.lines()
+            .map(|l| match l.split_once(prefix) {
+                Some((indent, _)) if indent.trim().is_empty() => {
+                    format!("{indent}{prefix} {value}")
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let cases = [
+        (
+            "wrong-ca",
+            replace_line("certificate-authority-data:", &other_ca_data),
+            "cannot connect to the Kubernetes API server at ",
+            "the API server's certificate is not signed by the certificate authority the kubeconfig trusts",
+        ),
+        (
+            "wrong-token",
+            replace_line("token:", "not-the-admin-token"),
+            "from the Kubernetes API server at ",
+            "the API server rejected the kubeconfig's credentials (401 Unauthorized)",
+        ),
+    ];
+    for (name, kubeconfig, context, sentence) in cases {
+        assert_ne!(kubeconfig, good, "{name}: the kubeconfig was changed");
+        let path = cluster.dir.path().join(name);
+        std::fs::write(&path, kubeconfig).unwrap();
+        for command in [
+            &["rotate", "--all", "--yes"][..],
+            &["upgrade", "--to", "v1.35.2", "--yes"],
+        ] {
+            let started = std::time::Instant::now();
+            let run = Run::new(
+                tokio::process::Command::from(kubesurge(cluster.dir.path()))
+                    .args(command)
+                    .arg("--kubeconfig")
+                    .arg(&path)
+                    .arg("--config")
+                    .arg(&cluster.config)
+                    .output()
+                    .await
+                    .unwrap(),
+            );
+            let took = started.elapsed();
+            assert_eq!(run.code, Some(1), "{name} {command:?}: {}", run.stderr);
+            assert!(
+                took < std::time::Duration::from_secs(20),
+                "{name} {command:?} took {took:?}: {}",
+                run.stderr
+            );
+            for expected in [context, sentence] {
+                assert!(
+                    run.stderr.contains(expected),
+                    "{name} {command:?}: {expected:?} in {}",
+                    run.stderr
+                );
+            }
+            for internal in [
+                "ApiError",
+                "Status {",
+                "ServiceError",
+                "UnknownIssuer",
+                "retrying",
+            ] {
+                assert!(
+                    !run.stderr.contains(internal),
+                    "{name} {command:?}: {internal:?} in {}",
+                    run.stderr
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_bash_completion_script_loads_in_bash_and_every_shell_gets_one() {
+    let home = TempDir::new().unwrap();
+    let bin = env!("CARGO_BIN_EXE_kubesurge");
+    let loaded = Run::of(
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source <('{bin}' completion bash) && complete -p kubesurge"
+            ))
+            .env("HOME", home.path())
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(loaded.code, Some(0), "{}", loaded.stderr);
+    assert!(
+        loaded.stdout.contains("-F _kubesurge kubesurge"),
+        "{}",
+        loaded.stdout
+    );
+    for shell in ["zsh", "fish", "powershell"] {
+        let run = Run::of(kubesurge(home.path()).args(["completion", shell]));
+        assert_eq!(run.code, Some(0), "{shell}: {}", run.stderr);
+        for command in ["upgrade", "rotate", "dry-run"] {
+            assert!(run.stdout.contains(command), "{shell} lacks {command}");
+        }
+    }
+    let bad = Run::of(kubesurge(home.path()).args(["completion", "tcsh"]));
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(bad.stderr.contains("possible values"), "{}", bad.stderr);
+}
+
+#[test]
+fn manual_pages_are_written_for_every_command() {
+    let home = TempDir::new().unwrap();
+    let top = Run::of(kubesurge(home.path()).arg("--help"));
+    let dir = home.path().join("man1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = Run::of(kubesurge(home.path()).arg("man").arg("--dir").arg(&dir));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let main = std::fs::read_to_string(dir.join("kubesurge.1")).expect("kubesurge.1");
+    assert!(
+        main.starts_with(".ie") || main.contains(".TH kubesurge"),
+        "{main}"
+    );
+    assert!(main.contains("Exit codes:"), "{main}");
+    for command in listed_commands(&top.stdout) {
+        let page = dir.join(format!("kubesurge-{command}.1"));
+        let text =
+            std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        assert!(text.contains("Examples:"), "{command}:\n{text}");
+    }
+    // The hidden command has no page and is not listed.
+    assert!(!dir.join("kubesurge-man.1").exists());
+    assert!(!listed_commands(&top.stdout).contains(&"man".to_string()));
+}
+
+/// `-o json` and `-o yaml` print the same document, which names its
+/// apiVersion and kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_documents_carry_api_version_and_kind_as_json_or_yaml() {
+    let cluster = emulated_cluster().await;
+    let json = Run::new(cluster.plan().args(["-o", "json"]).output().await.unwrap());
+    assert_eq!(json.code, Some(0), "{}", json.stderr);
+    let json: Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(json["apiVersion"], "kubesurge.io/v1alpha1", "{json:#}");
+    assert_eq!(json["kind"], "UpgradePlan", "{json:#}");
+    let yaml = Run::new(cluster.plan().args(["-o", "yaml"]).output().await.unwrap());
+    assert_eq!(yaml.code, Some(0), "{}", yaml.stderr);
+    assert!(
+        yaml.stdout
+            .starts_with("apiVersion: kubesurge.io/v1alpha1\nkind: UpgradePlan\n"),
+        "{}",
+        yaml.stdout
+    );
+    let from_yaml: Value = serde_saphyr::from_str(&yaml.stdout).expect("YAML");
+    assert_eq!(from_yaml, json, "the YAML and the JSON say the same");
+}
+
+/// `--request-timeout` bounds how long a silent API server is waited for.
+#[test]
+fn request_timeout_bounds_the_wait_for_a_silent_api_server() {
+    let dir = TempDir::new().unwrap();
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let server = format!("https://{}", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut connections = Vec::new();
+        for stream in listener.incoming().take(8) {
+            connections.push(stream);
+        }
+    });
+    let kubeconfig = kubeconfig_for(dir.path(), &server);
+    let started = std::time::Instant::now();
+    let run = Run::of(
+        kubesurge(dir.path())
+            .args(["plan", "--request-timeout", "1s", "--kubeconfig"])
+            .arg(&kubeconfig),
+    );
+    let took = started.elapsed();
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot reach the Kubernetes API server at {server}: it did not answer in time"
+        )),
+        "{}",
+        run.stderr
+    );
+    drop(held);
+
+    let bad = Run::of(kubesurge(dir.path()).args(["plan", "--request-timeout", "soon"]));
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(bad.stderr.contains("--request-timeout"), "{}", bad.stderr);
 }

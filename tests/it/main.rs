@@ -4,7 +4,10 @@
 mod aws;
 mod cli;
 mod controlplane_scripts;
+mod deferred;
+mod dry_run;
 mod emulator;
+mod gc;
 mod join;
 mod kubectl;
 mod layering;
@@ -12,6 +15,7 @@ mod modules;
 mod plan;
 mod rotation;
 mod ssh;
+mod status;
 mod terraform;
 mod upgrade;
 mod world;

@@ -640,7 +640,7 @@ crash_tests! {
 }
 
 /// Requests that change something, as the emulator counted them.
-fn mutations(h: &Harness) -> u64 {
+pub fn mutations(h: &Harness) -> u64 {
     let counts = h.world.apiserver.request_counts();
     ["create", "update", "patch", "delete", "deletecollection"]
         .iter()
@@ -1695,7 +1695,7 @@ async fn a_different_command_is_refused_while_a_run_is_unfinished() {
 }
 
 /// A window on today's weekday (UTC) from `start` to `end`, `HH:MM`.
-fn window(start: jiff::Timestamp, end: jiff::Timestamp) -> String {
+pub fn window(start: jiff::Timestamp, end: jiff::Timestamp) -> String {
     let day = start
         .to_zoned(jiff::tz::TimeZone::UTC)
         .strftime("%a")
@@ -1724,11 +1724,39 @@ async fn outside_the_window_nothing_changes_and_the_opening_is_named() {
     let before = mutations(&h);
     let output = h.run(&["rotate", "--all", "--yes"]).await;
     let all = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{all}");
+    // Deferred, nothing wrong: exit 5, never 0, so a scheduler runs it again.
+    assert_eq!(output.status.code(), Some(5), "{all}");
     assert!(all.contains("outside the maintenance window"), "{all}");
     assert!(all.contains("it opens at"), "{all}");
     assert_eq!(mutations(&h), before, "nothing changed outside the window");
     assert_eq!(workers(&h.world), h.original_workers);
+
+    // With -o json, the report says what is left and when the window opens.
+    let output = h.run(&["rotate", "--all", "--yes", "-o", "json"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(5), "{all}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert_eq!(report["outcome"]["result"], "deferred", "{report:#}");
+    assert_eq!(report["outcome"]["remaining"], 2, "{report:#}");
+    assert_eq!(report["dryRun"], false, "{report:#}");
+    let opens_at: jiff::Timestamp = report["outcome"]["opensAt"]
+        .as_str()
+        .expect("opensAt")
+        .parse()
+        .expect("an RFC 3339 instant");
+    assert!(opens_at > now, "{report:#}");
+    assert!(
+        report["outcome"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("outside the maintenance window")),
+        "{report:#}"
+    );
+    let slots = report["slots"].as_array().expect("slots");
+    assert_eq!(slots.len(), 2, "{report:#}");
+    for slot in slots {
+        assert_eq!(slot["outcome"]["result"], "notStarted", "{report:#}");
+    }
+    assert_eq!(mutations(&h), before, "nothing changed outside the window");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1771,11 +1799,20 @@ async fn the_window_ending_mid_run_finishes_slots_in_flight_and_stops() {
         ])
         .await;
     let all = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{all}");
+    // Not finished, nothing wrong: exit 5, never 0.
+    assert_eq!(output.status.code(), Some(5), "{all}");
     let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    assert_eq!(report["outcome"]["result"], "stopped", "{report}");
+    assert_eq!(report["outcome"]["result"], "partial", "{report}");
     let remaining = report["outcome"]["remaining"].as_u64().unwrap();
     assert!(remaining > 0, "{report}");
+    // When the window opens again: the same time tomorrow.
+    let opens_at: jiff::Timestamp = report["outcome"]["opensAt"]
+        .as_str()
+        .expect("opensAt")
+        .parse()
+        .expect("an RFC 3339 instant");
+    assert!(opens_at > end, "{report}");
+    assert!(all.contains("it opens at"), "{all}");
     // Slots in flight finished: every node is either replaced or untouched.
     let (nodes, _) = h.world.store.list(&NODES, None, |_| true);
     for node in nodes.iter() {

@@ -1414,6 +1414,8 @@ fn kubeconfig_token(kubeconfig: &Path) -> String {
 struct RealRoot {
     ws: Workspace,
     root: PathBuf,
+    /// The RotationConfig file the module passes to kubesurge.
+    config: PathBuf,
     report: PathBuf,
     kubeconfig: PathBuf,
 }
@@ -1474,6 +1476,7 @@ module "upgrade" {{
         RealRoot {
             ws,
             root,
+            config,
             report,
             kubeconfig: sandbox.kubeconfig.clone(),
         }
@@ -1513,6 +1516,50 @@ module "upgrade" {{
 
     fn state(&self) -> String {
         fs::read_to_string(self.root.join("terraform.tfstate")).expect("state")
+    }
+
+    /// `terraform plan -detailed-exitcode` for `version`: its exit code (0
+    /// nothing to do, 2 changes) and what it printed.
+    fn plan(&self, version: &str) -> (Option<i32>, String) {
+        let output = self
+            .ws
+            .command(&terraform_bin(), &self.root)
+            .env("TF_VAR_kubeconfig_path", &self.kubeconfig)
+            .args(["plan", "-detailed-exitcode", "-input=false", "-no-color"])
+            .arg(format!("-var=kubernetes_version={version}"))
+            .output()
+            .expect("terraform runs");
+        (output.status.code(), all_output(&output))
+    }
+
+    /// The instances of the module's run resource in the state file:
+    /// their `kubernetes_version` trigger and whether they are tainted.
+    fn run_instances(&self) -> Vec<(String, bool)> {
+        let state: Value = serde_json::from_str(&self.state()).expect("state json");
+        let mut found = Vec::new();
+        for resource in state["resources"].as_array().into_iter().flatten() {
+            if resource["type"] != "null_resource" || resource["name"] != "run" {
+                continue;
+            }
+            for instance in resource["instances"].as_array().into_iter().flatten() {
+                found.push((
+                    instance["attributes"]["triggers"]["kubernetes_version"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    instance["status"] == "tainted",
+                ));
+            }
+        }
+        found
+    }
+
+    /// Replace the config's `window:` line (or add one).
+    fn set_window(&self, window: &str) {
+        let text = fs::read_to_string(&self.config).expect("config");
+        let mut lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("window:")).collect();
+        lines.push(window.trim_end());
+        fs::write(&self.config, lines.join("\n") + "\n").expect("config");
     }
 }
 
@@ -1669,4 +1716,125 @@ fn upgrade_module_upgrades_a_sandbox_cluster_once_per_version_and_completes_a_fa
             "the kubeconfig path leaked into {place}"
         );
     }
+}
+
+/// Design §10: a deferred run (exit 5) fails `terraform apply`, naming why
+/// and when the window opens; the state records no run that did not
+/// happen (the resource is tainted, so the next apply runs kubesurge
+/// again); the next apply inside the window completes the upgrade.
+#[test]
+fn upgrade_module_fails_the_apply_outside_the_window_and_completes_inside_it() {
+    let ws = Workspace::new();
+    let sandbox = Sandbox::up(&ws.path("world"), "v1.33.2");
+    let cluster = Cluster::connect(&sandbox.kubeconfig);
+    let original_workers = cluster.workers();
+    assert_eq!(original_workers.len(), 3, "{:?}", cluster.nodes());
+    let tf = RealRoot::new(ws, &sandbox);
+    let now = jiff::Timestamp::now();
+    // Opened two hours ago, closed an hour ago (near midnight, on another
+    // day): either way, closed now.
+    tf.set_window(&super::rotation::window(
+        now - jiff::SignedDuration::from_hours(2),
+        now - jiff::SignedDuration::from_hours(1),
+    ));
+
+    // (1) Outside the window the apply fails, and its error says why and
+    // when the window opens.
+    let deferred = tf.apply("v1.34.0");
+    let deferred_text = all_output(&deferred);
+    assert!(
+        !deferred.status.success(),
+        "a deferred run must fail the apply:\n{deferred_text}"
+    );
+    let error = deferred_text
+        .split("Error: local-exec provisioner error")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no provisioner error:\n{deferred_text}"))
+        .replace('\n', " ");
+    for expected in [
+        "exit status 5",
+        "outside the maintenance window",
+        "it opens at",
+        "1 control-plane hop and 3 worker(s) left",
+    ] {
+        assert!(
+            error.contains(expected),
+            "the apply's error names {expected:?}:\n{error}"
+        );
+    }
+    let report = tf.report();
+    assert_eq!(report["target"], "v1.34.0", "{report:#}");
+    assert_eq!(report["outcome"]["result"], "deferred", "{report:#}");
+    assert_eq!(
+        report["outcome"]["remaining"],
+        serde_json::json!({"hops": 1, "nodes": 3}),
+        "{report:#}"
+    );
+    let opens_at: jiff::Timestamp = report["outcome"]["opensAt"]
+        .as_str()
+        .expect("opensAt")
+        .parse()
+        .expect("an RFC 3339 instant");
+    assert!(opens_at > now, "{report:#}");
+    // Nothing changed in the cluster.
+    assert_eq!(cluster.apiserver_version(), "v1.33.2");
+    assert_eq!(cluster.workers(), original_workers);
+
+    // (2) The state records no run that did not happen: the resource with
+    // the new trigger is absent or tainted, and the next plan runs it.
+    for (version, tainted) in tf.run_instances() {
+        assert!(
+            tainted || version != "v1.34.0",
+            "the state records a run to {version} that did not happen:\n{}",
+            tf.state()
+        );
+    }
+    let (code, plan) = tf.plan("v1.34.0");
+    assert_eq!(code, Some(2), "the next apply must run kubesurge:\n{plan}");
+    assert!(
+        plan.contains("module.upgrade.null_resource.run is tainted, so must be replaced")
+            || plan.contains("module.upgrade.null_resource.run will be created"),
+        "the next apply must run kubesurge:\n{plan}"
+    );
+
+    // (3) Still outside the window: the next apply runs kubesurge again
+    // and fails again.
+    let first_report = tf.report_bytes();
+    let again = tf.apply("v1.34.0");
+    assert!(!again.status.success(), "{}", all_output(&again));
+    assert!(
+        all_output(&again).contains("outside the maintenance window"),
+        "{}",
+        all_output(&again)
+    );
+    assert_ne!(tf.report_bytes(), first_report, "kubesurge ran again");
+    assert_eq!(cluster.workers(), original_workers);
+
+    // (4) Inside the window the apply completes the upgrade.
+    let now = jiff::Timestamp::now();
+    tf.set_window(&super::rotation::window(
+        now - jiff::SignedDuration::from_hours(1),
+        now + jiff::SignedDuration::from_hours(1),
+    ));
+    succeeded("apply inside the window", tf.apply("v1.34.0"));
+    assert_eq!(cluster.apiserver_version(), "v1.34.0");
+    for node in cluster.nodes() {
+        assert_eq!(node.kubelet, "v1.34.0", "{node:?}");
+    }
+    assert!(
+        cluster.workers().is_disjoint(&original_workers),
+        "every worker replaced"
+    );
+    assert_succeeded(&tf.outputs(), "v1.34.0", 1, 3);
+    assert_eq!(
+        tf.run_instances(),
+        [("v1.34.0".to_string(), false)],
+        "the state records the run that happened:\n{}",
+        tf.state()
+    );
+
+    // (5) Then it is settled: nothing runs.
+    let report_after_completion = tf.report_bytes();
+    succeeded("settled", tf.apply("v1.34.0"));
+    assert_eq!(tf.report_bytes(), report_after_completion);
 }

@@ -301,7 +301,9 @@ fn the_dry_run_describes_each_mutation_and_never_a_token() {
         .collect();
     assert_eq!(lines.len(), 5, "{lines:?}");
     assert!(lines[0].starts_with("launch an instance for pool general in zone-a"));
+    assert!(lines[0].contains("(ttl 20m)"), "{}", lines[0]);
     assert!(lines[3].contains("cordon it and evict its pods"));
+    assert!(lines[3].contains("drain timeout 15m"), "{}", lines[3]);
     assert!(lines[4].contains("terminate the instance of w-1 (i-old)"));
 }
 

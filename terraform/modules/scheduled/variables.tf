@@ -31,7 +31,7 @@ variable "image" {
 }
 
 variable "config_yaml" {
-  description = "The kubesurge RotationConfig (YAML), stored in a ConfigMap and mounted at /etc/kubesurge/config.yaml. Put the maintenance window here: a run outside it exits 0 changing nothing, and a run reaching its end stops at the next safe point."
+  description = "The kubesurge RotationConfig (YAML), stored in a ConfigMap and mounted at /etc/kubesurge/config.yaml. Put the maintenance window here: a run outside it changes nothing, and a run reaching its end stops at the next safe point; both exit 5 (deferred or not finished, nothing wrong), and the next scheduled run tries again."
   type        = string
 
   validation {

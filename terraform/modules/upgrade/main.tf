@@ -41,6 +41,9 @@ locals {
 # (kubesurge exits non-zero) fails `terraform apply` and leaves this
 # resource tainted, so the next apply runs kubesurge again: kubesurge
 # resumes from the run record and instance tags, finishing what was left.
+# A run that is not finished with nothing wrong (exit 5: outside the
+# maintenance window, or stopped at its end with work left) fails the apply
+# the same way, or the resource would record a run that never happened.
 resource "null_resource" "run" {
   triggers = {
     mode               = var.mode
@@ -52,13 +55,18 @@ resource "null_resource" "run" {
   }
 
   provisioner "local-exec" {
-    # stdout is the JSON report; logs go to stderr, which Terraform shows.
+    # stdout is the JSON report; logs go to stderr, which Terraform shows
+    # (and repeats in its error when the run fails: kubesurge's last line
+    # there names the reason and, for exit 5, when the window opens).
     # The report is written beside its final path and moved there, so a
     # reader never sees half of it; kubesurge's exit status is kept.
     command     = <<-EOT
       ${local.command_line} > ${local.report_quoted}.partial
       status=$?
       mv -f ${local.report_quoted}.partial ${local.report_quoted}
+      if [ "$status" -eq 5 ]; then
+        echo "kubesurge did not finish (exit 5, nothing wrong): this apply fails so that the next one, inside the maintenance window, runs it again; the report: "${local.report_quoted} >&2
+      fi
       exit $status
     EOT
     environment = local.environment

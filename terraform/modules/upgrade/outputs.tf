@@ -8,7 +8,7 @@ locals {
   report      = try(jsondecode(local.report_text), null)
 
   # The two report shapes. `kubesurge upgrade -o json` writes
-  #   {target, started, finished, outcome: {result, reason?}, hops: [...], rotations: [<rotation>...]}
+  #   {target, started, finished, outcome: {result, reason?, opensAt?, remaining?}, hops: [...], rotations: [<rotation>...]}
   # and `kubesurge rotate -o json` writes one rotation:
   #   {runId, command, target, started, finished, dryRun, outcome, slots: [...]}
   # Both are read as a list of rotations: an upgrade's own, or the rotate
@@ -40,12 +40,12 @@ output "report" {
 }
 
 output "outcome" {
-  description = "How the last run ended: succeeded, failed, aborted or stopped (the maintenance window ended)."
+  description = "How the last run ended: succeeded, failed, aborted, deferred (outside the maintenance window) or partial (stopped at the window's end with work left). Every outcome but succeeded fails the apply, which does not refresh outputs: after a failed apply, read the report at report_path."
   value       = local.outcome
 }
 
 output "failure_reason" {
-  description = "Why the last run failed or stopped, in kubesurge's words; null when it succeeded."
+  description = "Why the last run failed, was deferred or stopped partway, in kubesurge's words; null when it succeeded."
   value       = try(local.report.outcome.reason, null)
 }
 
