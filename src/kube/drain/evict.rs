@@ -89,7 +89,15 @@ pub fn classify(status: &kube::core::Status) -> EvictionAnswer {
         Some(StatusCode::NOT_FOUND) => EvictionAnswer::Gone,
         // A failed UID precondition: the pod we meant is gone (a new one
         // with the same name is another pod, decided about separately).
-        Some(StatusCode::CONFLICT) if status.message.contains("Precondition failed") => {
+        // The pod the eviction was pinned to is gone (its name may already
+        // be a new pod's): the real API server says so from
+        // `rest.BeforeDelete` ("the UID in the precondition … does not
+        // match the UID in record …"), or from the storage layer in a race
+        // ("Precondition failed: UID in precondition …").
+        Some(StatusCode::CONFLICT)
+            if status.message.contains("does not match the UID in record")
+                || status.message.contains("Precondition failed: UID") =>
+        {
             EvictionAnswer::Gone
         }
         Some(StatusCode::TOO_MANY_REQUESTS) => EvictionAnswer::Blocked {
@@ -200,6 +208,15 @@ mod tests {
                 409,
                 "Conflict",
                 "Precondition failed: UID in precondition: a, UID in object meta: b",
+                &[]
+            )),
+            EvictionAnswer::Gone
+        );
+        assert_eq!(
+            classify(&status(
+                409,
+                "Conflict",
+                "Operation cannot be fulfilled on Pod \"web-0\": the UID in the precondition (a) does not match the UID in record (b). The object might have been deleted and then recreated",
                 &[]
             )),
             EvictionAnswer::Gone

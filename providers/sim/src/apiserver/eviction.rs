@@ -187,8 +187,12 @@ fn add_condition_and_delete(
     Ok(json_response(ctx.shared, 201, &created_success()))
 }
 
-/// The caller's uid/resourceVersion preconditions, checked before any
-/// budget is spent on a pod that is not the one meant.
+/// The caller's resourceVersion precondition, checked before any budget
+/// is spent. A uid precondition is not checked here: the real eviction
+/// path (`pkg/registry/core/pod/storage/eviction.go`) decrements the
+/// budget first (`checkAndDecrement`) and only then deletes the pod, where
+/// `rest.BeforeDelete` refuses a stale uid — so a stale-uid eviction spends
+/// budget until the disruption controller gives it back.
 fn check_preconditions(pod: &Value, name: &str, opts: &DeleteOptions) -> Result<(), ApiError> {
     let field = |f: &str| {
         pod.pointer(&format!("/metadata/{f}"))
@@ -196,18 +200,6 @@ fn check_preconditions(pod: &Value, name: &str, opts: &DeleteOptions) -> Result<
             .unwrap_or("")
             .to_string()
     };
-    if let Some(uid) = &opts.preconditions.uid
-        && *uid != field("uid")
-    {
-        return Err(ApiError::conflict(
-            &PODS,
-            name,
-            &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                field("uid")
-            ),
-        ));
-    }
     if let Some(rv) = &opts.preconditions.resource_version
         && *rv != field("resourceVersion")
     {

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::handler::{Body, Ctx, json as json_response, json_bytes};
 use super::paging::{ContinueToken, EXPIRED_CONTINUE, key_of};
 use super::selector::{FieldSelector, LabelSelector};
-use super::status::{ApiError, delete_success};
+use super::status::{ApiError, Details, delete_success};
 use super::table;
 use super::{eviction, patch, watch};
 use crate::resources::{self, LEASES, NAMESPACES, NODES, PODS, Resource, SECRETS};
@@ -916,16 +916,24 @@ pub(crate) fn delete_object(
         0
     };
     let map = |e| ApiError::from_store(e, resource);
+    // Checked before anything else, with its own words, as
+    // k8s.io/apiserver `pkg/registry/rest/delete.go` `BeforeDelete` does
+    // ("to fail early"); the storage checks again at the write.
+    if let Some(uid) = &opts.preconditions.uid
+        && meta_str(&current, "uid") != Some(uid.as_str())
+    {
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} {name:?}: the UID in the precondition ({uid}) does not match the UID in record ({}). The object might have been deleted and then recreated",
+                resource.kind,
+                meta_str(&current, "uid").unwrap_or("")
+            ),
+        )
+        .with_details(Details::of(resource, name)));
+    }
     if opts.dry_run {
-        if let Some(uid) = &opts.preconditions.uid
-            && meta_str(&current, "uid") != Some(uid.as_str())
-        {
-            return Err(ApiError::conflict(
-                resource,
-                name,
-                "Precondition failed: UID in precondition does not match",
-            ));
-        }
         return Ok(if grace > 0 || has_finalizers(&current) {
             Deleted::Pending(current)
         } else {
