@@ -498,3 +498,112 @@ async fn create_and_delete_namespaces_configmaps_and_secrets() {
             .is_none()
     );
 }
+
+const DEPLOYMENT_YAML: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+";
+
+fn write_manifest(env: &Env, name: &str, text: &str) -> String {
+    let path = env.home.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// `kubectl apply -f` with kubectl's default validation: the server
+/// advertises field validation in /openapi/v3, so kubectl leaves it to
+/// the server, which accepts a valid object and refuses an unknown field
+/// with a real server's wording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_validates_fields_on_the_server() {
+    let env = env().await;
+    let manifest = write_manifest(&env, "deployment.yaml", DEPLOYMENT_YAML);
+    let out = kubectl_ok(&env, &["apply", "-f", &manifest]).await;
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    let stored = env
+        .store
+        .get(&kubesurge_sim::resources::DEPLOYMENTS, "default", "web")
+        .unwrap();
+    assert_eq!(stored["spec"]["replicas"], 3);
+    let out = kubectl_ok(&env, &["apply", "-f", &manifest]).await;
+    assert!(out.contains("deployment.apps/web unchanged"), "{out}");
+    // A changed image is patched in, the container list merged by name.
+    let changed = DEPLOYMENT_YAML.replace("nginx:1.27", "nginx:1.28");
+    let manifest2 = write_manifest(&env, "deployment2.yaml", &changed);
+    let out = kubectl_ok(&env, &["apply", "-f", &manifest2]).await;
+    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    let stored = env
+        .store
+        .get(&kubesurge_sim::resources::DEPLOYMENTS, "default", "web")
+        .unwrap();
+    let containers = stored["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers.len(), 1, "{stored}");
+    assert_eq!(containers[0]["image"], "nginx:1.28");
+
+    let typo = DEPLOYMENT_YAML
+        .replace("name: web\n  labels", "name: typo\n  labels")
+        .replace("replicas: 3", "replicaz: 3");
+    let bad = write_manifest(&env, "typo.yaml", &typo);
+    let out = kubectl(&env, &["apply", "-f", &bad]).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "Error from server (BadRequest): error when creating \"{bad}\": Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.replicaz\""
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        env.store
+            .get(&kubesurge_sim::resources::DEPLOYMENTS, "default", "typo")
+            .is_none()
+    );
+    // The same typo in a change of an existing object.
+    let typo_update = changed.replace("replicas: 3", "replicaz: 3");
+    let bad_update = write_manifest(&env, "typo2.yaml", &typo_update);
+    let out = kubectl(&env, &["apply", "-f", &bad_update]).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("strict decoding error: unknown field \"spec.replicaz\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_reads_the_openapi_documents() {
+    let env = env().await;
+    let out = kubectl_ok(&env, &["explain", "deployment.spec"]).await;
+    assert!(out.contains("GROUP:      apps"), "{out}");
+    assert!(out.contains("KIND:       Deployment"), "{out}");
+    assert!(out.contains("FIELD: spec <DeploymentSpec>"), "{out}");
+    assert!(out.contains("replicas\t<integer>"), "{out}");
+    assert!(
+        out.contains("template\t<PodTemplateSpec> -required-"),
+        "{out}"
+    );
+    let out = kubectl_ok(&env, &["explain", "pods.spec.containers.image"]).await;
+    assert!(out.contains("FIELD: image <string>"), "{out}");
+    let out = kubectl_ok(&env, &["explain", "nodes", "--recursive"]).await;
+    assert!(out.contains("unschedulable"), "{out}");
+}

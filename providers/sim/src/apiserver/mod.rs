@@ -10,6 +10,8 @@
 //!   `patch` and `apply` (server-side apply), `eviction`;
 //! - `selector`, `paging`, `route`, `status`, `discovery`, `table`,
 //!   `auth`: pure pieces the handlers use;
+//! - `openapi`: `/openapi/v2` and `/openapi/v3`, and the field validation
+//!   they make possible; `kinds`: the Rust types of each served kind;
 //! - `faults`, `metrics`: what tests and benchmarks drive and read.
 
 mod apply;
@@ -18,8 +20,10 @@ mod discovery;
 mod eviction;
 mod faults;
 mod handler;
+mod kinds;
 mod metrics;
 mod objects;
+mod openapi;
 mod paging;
 mod patch;
 mod protobuf;

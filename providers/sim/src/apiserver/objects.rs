@@ -13,6 +13,10 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::handler::{Body, Ctx, json as json_response, json_bytes};
+use super::openapi::{
+    self,
+    fields::{self, Directive},
+};
 use super::paging::{ContinueToken, EXPIRED_CONTINUE, key_of};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{ApiError, delete_success};
@@ -198,6 +202,41 @@ fn serialize_partial_list(meta: &Map<String, Value>, items: &[Arc<Value>]) -> Ve
         "items": items,
     }))
     .unwrap_or_default()
+}
+
+/// The body of a create or update of the resource's own kind, with
+/// server-side field validation (`fieldValidation`) applied to JSON and
+/// YAML bodies: `options` names the verb's options for its errors
+/// (`CreateOptions`, `UpdateOptions`). Protobuf bodies carry no unknown
+/// fields (the decoder skips what the message does not declare).
+fn kind_body(ctx: &Ctx<'_>, options: &str) -> Result<Value, ApiError> {
+    let directive = Directive::parse(ctx.query.get("fieldValidation"), options)?;
+    let mut body = body_object(ctx)?;
+    if ctx.content_type() != PROTOBUF {
+        check_fields(ctx, &mut body, directive)?;
+    }
+    Ok(body)
+}
+
+/// Drop the fields the kind does not declare, as decoding into the typed
+/// object does; `Strict` refuses them and `Warn` names them.
+fn check_fields(ctx: &Ctx<'_>, body: &mut Value, directive: Directive) -> Result<(), ApiError> {
+    let resource = ctx.req.resource;
+    let Some(definition) = openapi::kind_definition(resource) else {
+        return Ok(());
+    };
+    let unknown = fields::prune_unknown(definition, body);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    match directive {
+        Directive::Strict => Err(fields::strict_body_error(resource.kind, body, &unknown)),
+        Directive::Warn => {
+            ctx.warn(fields::warnings(&unknown));
+            Ok(())
+        }
+        Directive::Ignore => Ok(()),
+    }
 }
 
 /// The request body as a JSON object; YAML is accepted too (kubectl
@@ -512,7 +551,7 @@ pub(crate) fn prepare_create(resource: &Resource, object: &mut Value) {
 
 fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let resource = ctx.req.resource;
-    let mut object = body_object(ctx)?;
+    let mut object = kind_body(ctx, "CreateOptions")?;
     check_type_meta(resource, &object)?;
     check_namespace(ctx, &object)?;
     ensure_namespace(ctx.store(), resource, ctx.namespace())?;
@@ -720,7 +759,7 @@ fn update(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let resource = ctx.req.resource;
     let name = ctx.name().to_string();
     let status_sub = ctx.req.subresource.as_deref() == Some("status");
-    let mut body = body_object(ctx)?;
+    let mut body = kind_body(ctx, "UpdateOptions")?;
     check_type_meta(resource, &body)?;
     check_namespace(ctx, &body)?;
     match meta_str(&body, "name") {

@@ -13,6 +13,7 @@ use super::handler::{Body, Ctx};
 use super::objects::{
     finish_if_finalized, merge_for_update, modify_object, respond_object, validate_update,
 };
+use super::openapi::fields::{self, Directive};
 use super::status::ApiError;
 use crate::resources::{PDBS, Resource};
 
@@ -303,6 +304,8 @@ pub(crate) fn patch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     }
     let resource = ctx.req.resource;
     let name = ctx.name().to_string();
+    let directive = Directive::parse(ctx.query.get("fieldValidation"), "PatchOptions")?;
+    let definition = super::openapi::kind_definition(resource);
     let patch_doc: Value =
         serde_json::from_slice(&ctx.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     match kind {
@@ -321,6 +324,18 @@ pub(crate) fn patch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let change = |current: &Value| -> Result<Value, ApiError> {
         let mut patched = current.clone();
         apply_patch(kind, resource, &mut patched, &patch_doc)?;
+        // Fields the kind does not declare are dropped, as decoding the
+        // patched object does (`handlers/patch.go`).
+        let unknown = definition
+            .map(|d| fields::prune_unknown(d, &mut patched))
+            .unwrap_or_default();
+        if !unknown.is_empty() {
+            match directive {
+                Directive::Strict => return Err(fields::strict_patch_error(&patch_doc, &unknown)),
+                Directive::Warn => ctx.warn(fields::warnings(&unknown)),
+                Directive::Ignore => {}
+            }
+        }
         for (field, expected) in [("name", name.as_str()), ("namespace", ctx.namespace())] {
             let got = patched
                 .pointer(&format!("/metadata/{field}"))

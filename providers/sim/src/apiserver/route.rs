@@ -21,6 +21,10 @@ pub enum Special {
     Group(String),
     /// `/apis/<group>/<version>`.
     GroupResources(String, String),
+    /// `/openapi/v2`.
+    OpenApiV2,
+    /// `/openapi/v3` (`""`) and `/openapi/v3/<api/v1|apis/<g>/<v>>`.
+    OpenApiV3(String),
 }
 
 /// A request on a resource type.
@@ -138,6 +142,8 @@ pub fn route(path: &str) -> Route {
     match segs.as_slice() {
         ["version"] => Route::Special(Special::Version),
         ["healthz" | "livez" | "readyz", ..] => Route::Special(Special::Health),
+        ["openapi", "v2"] => Route::Special(Special::OpenApiV2),
+        ["openapi", "v3", rest @ ..] => Route::Special(Special::OpenApiV3(rest.join("/"))),
         ["api"] => Route::Special(Special::CoreVersions),
         ["api", "v1"] => Route::Special(Special::CoreResources),
         ["api", "v1", rest @ ..] => resource_route("", "v1", rest),
@@ -283,6 +289,11 @@ mod tests {
         assert_eq!(route("/apis/nope.io/v1"), Route::NotFound);
         assert_eq!(route("/version"), Route::Special(Special::Version));
         assert_eq!(route("/readyz"), Route::Special(Special::Health));
+        assert_eq!(route("/openapi/v2"), Route::Special(Special::OpenApiV2));
+        assert_eq!(
+            route("/openapi/v3/apis/apps/v1"),
+            Route::Special(Special::OpenApiV3("apis/apps/v1".into()))
+        );
         assert_eq!(
             route("/apis/policy/v1"),
             Route::Special(Special::GroupResources("policy".into(), "v1".into()))
