@@ -38,6 +38,8 @@ pub(crate) struct Ctx<'a> {
     pub table: Option<TableRequest>,
     /// Answer with `PartialObjectMetadata` instead of whole objects.
     pub partial: bool,
+    /// Answer objects and lists in protobuf (the client prefers it).
+    pub protobuf: bool,
     /// `Warning` headers for the answer (unknown fields under
     /// `fieldValidation=Warn`).
     pub warnings: Mutex<Vec<String>>,
@@ -172,6 +174,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
                 body,
                 table: TableRequest::from_headers(&parts.headers, &query),
                 partial: super::table::wants_partial_metadata(&parts.headers),
+                protobuf: super::protobuf::preferred(accept(&parts.headers)),
                 warnings: Mutex::new(Vec::new()),
             };
             let mut response = objects::dispatch(&ctx)
@@ -182,6 +185,14 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             response
         }
     }
+}
+
+/// The `Accept` header, `""` when absent.
+pub(crate) fn accept(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// `Warning: 299 - "<text>"` headers (RFC 7234 §5.5, as
@@ -205,10 +216,7 @@ fn special_response(
     if *method != Method::GET && *method != Method::HEAD {
         return Err(ApiError::method_not_allowed(method.as_str()));
     }
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let accept = accept(headers);
     let doc = match special {
         Special::OpenApiV2 => return Ok(openapi_response(shared, openapi::serve_v2(accept))),
         Special::OpenApiV3(key) => {
@@ -287,6 +295,11 @@ fn build(
 /// A JSON document.
 pub(crate) fn json(shared: &Shared, code: u16, value: &Value) -> Response<Body> {
     json_bytes(shared, code, serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// A protobuf body (`k8s\0` + `runtime.Unknown`).
+pub(crate) fn protobuf_bytes(shared: &Shared, code: u16, bytes: Vec<u8>) -> Response<Body> {
+    build(shared, code, super::protobuf::MEDIA_TYPE, bytes)
 }
 
 /// Bytes already serialized as JSON.

@@ -12,7 +12,7 @@ use http::Response;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::handler::{Body, Ctx, json as json_response, json_bytes};
+use super::handler::{Body, Ctx, json as json_response, json_bytes, protobuf_bytes};
 use super::openapi::{
     self,
     fields::{self, Directive},
@@ -32,6 +32,15 @@ pub(crate) async fn dispatch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> 
     let named = r.name.is_some();
     let collection_needs_namespace = r.resource.namespaced && r.namespace.is_none();
     match (ctx.method.clone(), named, sub) {
+        (Method::GET | Method::HEAD, _, None)
+            if watching && !super::protobuf::accepts_json(super::handler::accept(ctx.headers)) =>
+        {
+            Err(ApiError::new(
+                406,
+                "NotAcceptable",
+                "only the following media types are accepted for watches: application/json",
+            ))
+        }
         (Method::GET | Method::HEAD, _, None) if watching => watch::serve(ctx),
         (Method::GET | Method::HEAD, false, None) => list(ctx),
         (Method::GET | Method::HEAD, true, None | Some("status")) => get(ctx),
@@ -56,7 +65,24 @@ pub(crate) fn respond_object(ctx: &Ctx<'_>, code: u16, object: &Arc<Value>) -> R
             &table::table(ctx.req.resource, std::iter::once(object), None, t),
         ),
         None if ctx.partial => json_response(ctx.shared, code, &table::partial_metadata(object)),
+        None if ctx.protobuf => protobuf_object(ctx, code, object),
         None => json_response(ctx.shared, code, object),
+    }
+}
+
+/// An object answered in protobuf, its type taken from the resource.
+fn protobuf_object(ctx: &Ctx<'_>, code: u16, object: &Value) -> Response<Body> {
+    let resource = ctx.req.resource;
+    let mut typed = object.clone();
+    if let Some(map) = typed.as_object_mut() {
+        map.insert("apiVersion".into(), json!(resource.api_version()));
+        map.insert("kind".into(), json!(resource.kind));
+    }
+    match super::protobuf::encode(&typed) {
+        Ok(bytes) => protobuf_bytes(ctx.shared, code, bytes),
+        // Every served kind has a message; should one not encode, JSON is
+        // what every client also accepts.
+        Err(_) => json_response(ctx.shared, code, object),
     }
 }
 
@@ -155,6 +181,12 @@ fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         let doc = table::table(resource, page.iter(), Some(Value::Object(meta)), t);
         return Ok(json_response(ctx.shared, 200, &doc));
     }
+    if ctx.protobuf
+        && !ctx.partial
+        && let Ok(bytes) = super::protobuf::encode_list(resource, &meta, page)
+    {
+        return Ok(protobuf_bytes(ctx.shared, 200, bytes));
+    }
     Ok(json_bytes(
         ctx.shared,
         200,
@@ -239,28 +271,36 @@ fn check_fields(ctx: &Ctx<'_>, body: &mut Value, directive: Directive) -> Result
     }
 }
 
-/// The request body as a JSON object; YAML is accepted too (kubectl
-/// sends JSON, hand-written clients sometimes YAML).
+/// The request body as a JSON object: JSON, YAML (hand-written clients
+/// sometimes send it) or protobuf (kubectl's typed clients send it for
+/// `create deployment`, `create pdb`, …). A protobuf body names its own
+/// kind; one that does not is taken as the resource's.
 pub(crate) fn body_object(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
-    if ctx.content_type() == PROTOBUF && super::protobuf::supported(ctx.req.resource) {
-        return super::protobuf::decode(ctx.req.resource, &ctx.body).map_err(ApiError::bad_request);
+    let resource = ctx.req.resource;
+    body_as(ctx, (&resource.api_version(), resource.kind))
+}
+
+/// The request body, `expected` being the `(apiVersion, kind)` a protobuf
+/// body without type information holds.
+pub(crate) fn body_as(ctx: &Ctx<'_>, expected: (&str, &str)) -> Result<Value, ApiError> {
+    if ctx.content_type() == PROTOBUF {
+        return super::protobuf::decode(&ctx.body, expected).map_err(ApiError::bad_request);
     }
     check_body_type(ctx)?;
     parse_object(&ctx.body)
 }
 
-const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+const PROTOBUF: &str = super::protobuf::MEDIA_TYPE;
 
-/// Bodies are JSON or YAML; protobuf only for the few types `protobuf`
-/// decodes (what kubectl's typed `create` commands send). Others: 415.
+/// Bodies are JSON, YAML or protobuf; anything else is 415.
 pub(crate) fn check_body_type(ctx: &Ctx<'_>) -> Result<(), ApiError> {
     match ctx.content_type().as_str() {
-        "" | "application/json" | "application/yaml" | "*/*" => Ok(()),
+        "" | "application/json" | "application/yaml" | "*/*" | PROTOBUF => Ok(()),
         other => Err(ApiError::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other:?})"
             ),
         )
         .with_details(super::status::Details::default())),
@@ -878,7 +918,7 @@ impl DeleteOptions {
         let body = if ctx.body.iter().all(u8::is_ascii_whitespace) {
             None
         } else {
-            Some(parse_object(&ctx.body)?)
+            Some(body_as(ctx, ("v1", "DeleteOptions"))?)
         };
         let mut opts = DeleteOptions::from_value(body.as_ref())?;
         if let Some(g) = ctx.query.get("gracePeriodSeconds") {

@@ -83,6 +83,7 @@ pub(crate) fn generate() -> Map<String, Value> {
             resource.version,
             kind,
         );
+        unrequire_metadata(&mut definitions, &name);
         let list = format!("{name}List");
         definitions.insert(list.clone(), list_schema(&name, resource));
         add_gvk(
@@ -120,6 +121,28 @@ pub(crate) fn generate() -> Map<String, Value> {
         add_patch_strategies(schema);
     }
     definitions
+}
+
+/// k8s-openapi makes every kind's `metadata` required (its Rust field is
+/// not optional); upstream only core/v1 Event requires it
+/// (`api/openapi-spec/swagger.json`), and `kubectl explain` shows which.
+fn unrequire_metadata(definitions: &mut Map<String, Value>, name: &str) {
+    if name == "io.k8s.api.core.v1.Event" {
+        return;
+    }
+    let Some(Value::Object(schema)) = definitions.get_mut(name) else {
+        return;
+    };
+    let empty = match schema.get_mut("required").and_then(Value::as_array_mut) {
+        Some(required) => {
+            required.retain(|r| r != "metadata");
+            required.is_empty()
+        }
+        None => false,
+    };
+    if empty {
+        schema.remove("required");
+    }
 }
 
 /// The `<Kind>List` definition: k8s-openapi has one generic `List<T>`
@@ -272,6 +295,15 @@ mod tests {
             .unwrap()
             .len();
         assert_eq!(delete_options, group_versions().len());
+        assert!(
+            defs["io.k8s.api.apps.v1.Deployment"]
+                .get("required")
+                .is_none()
+        );
+        assert_eq!(
+            defs["io.k8s.api.core.v1.Event"]["required"],
+            json!(["involvedObject", "metadata"])
+        );
         // Types below the kinds carry no GVK.
         assert!(
             defs["io.k8s.api.apps.v1.DeploymentSpec"]
