@@ -9,6 +9,7 @@ mod emulator;
 mod join;
 mod kubectl;
 mod plan;
+mod python_client;
 mod rotation;
 mod ssh;
 mod terraform;

@@ -439,6 +439,12 @@ fn node_status(
             "osImage": "Ubuntu 24.04.2 LTS",
             "containerRuntimeVersion": "containerd://1.7.27",
             "kubeletVersion": spec.kubelet_version,
+            // Kubelets no longer report kube-proxy's version (feature
+            // DisableNodeKubeProxyVersion, on since v1.31), but the field
+            // has no `omitempty` (`k8s.io/api/core/v1/types.go`
+            // NodeSystemInfo), so a real server sends it empty; clients
+            // that check required fields (the Python client) need it.
+            "kubeProxyVersion": "",
             "operatingSystem": "linux",
             "architecture": "amd64",
         },
@@ -1190,7 +1196,7 @@ mod tests {
         assert_eq!(n["spec"]["providerID"], "aws:///us-east-1a/i-0abc");
         assert_eq!(n["status"]["allocatable"]["pods"], "110");
         assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], "v1.33.4");
-        assert!(n["status"]["nodeInfo"].get("kubeProxyVersion").is_none());
+        assert_eq!(n["status"]["nodeInfo"]["kubeProxyVersion"], "");
         let ready = n["status"]["conditions"]
             .as_array()
             .unwrap()
