@@ -696,3 +696,169 @@ async fn typed_creates_send_and_receive_protobuf() {
         stderr(&out)
     );
 }
+
+/// A running world (controllers and kubelets) and kubectl pointed at it.
+async fn world_env() -> (kubesurge_sim::world::World, Env) {
+    use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
+    let world = World::start(WorldConfig {
+        cluster_name: "kubectl".into(),
+        control_planes: 1,
+        pools: vec![PoolSpec {
+            name: "general".into(),
+            workers: 2,
+        }],
+        zones: 2,
+        version: "v1.33.4".into(),
+        timing: kubesurge_sim::Timing::fast(),
+        workloads: false,
+    })
+    .await
+    .expect("world starts");
+    world
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .expect("world settles");
+    let home = TempDir::new().unwrap();
+    let kubeconfig = home.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, world.kubeconfig_yaml()).unwrap();
+    let (store, server) = (world.store.clone(), world.apiserver.clone());
+    (
+        world,
+        Env {
+            store,
+            _server: server,
+            home,
+            kubeconfig,
+        },
+    )
+}
+
+/// What an operator types while watching an upgrade, against a running
+/// world: rollouts, scaling, waits, labels, annotations, health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_operator_types_during_an_upgrade() {
+    use kubesurge_sim::resources::DEPLOYMENTS;
+    let (world, env) = world_env().await;
+    kubectl_ok(&env, &["create", "deployment", "web", "--image=nginx:1.27"]).await;
+    let out = kubectl_ok(
+        &env,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
+    assert!(
+        out.contains("deployment \"web\" successfully rolled out"),
+        "{out}"
+    );
+    let out = kubectl_ok(&env, &["scale", "deployment/web", "--replicas=3"]).await;
+    assert!(out.contains("deployment.apps/web scaled"), "{out}");
+    assert_eq!(
+        env.store.get(&DEPLOYMENTS, "default", "web").unwrap()["spec"]["replicas"],
+        3
+    );
+    let out = kubectl_ok(
+        &env,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let out = kubectl_ok(&env, &["get", "deployment", "web"]).await;
+    assert!(out.contains("3/3"), "{out}");
+    let out = kubectl_ok(&env, &["rollout", "restart", "deployment/web"]).await;
+    assert!(out.contains("deployment.apps/web restarted"), "{out}");
+    let d = env.store.get(&DEPLOYMENTS, "default", "web").unwrap();
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string(),
+        "{d}"
+    );
+    let out = kubectl_ok(
+        &env,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+
+    // Nodes: wait for Ready, label, annotate.
+    let nodes = kubectl_ok(&env, &["get", "nodes", "-o", "name"]).await;
+    let node = nodes.lines().next().unwrap().to_string();
+    let out = kubectl_ok(
+        &env,
+        &["wait", "--for=condition=Ready", &node, "--timeout=30s"],
+    )
+    .await;
+    assert!(out.contains("condition met"), "{out}");
+    kubectl_ok(&env, &["label", &node, "phase=old"]).await;
+    let out = kubectl(&env, &["label", &node, "phase=new"]).await;
+    assert!(
+        stderr(&out).contains("already has a value (old), and --overwrite is false"),
+        "{}",
+        stderr(&out)
+    );
+    let out = kubectl_ok(&env, &["label", "--overwrite", &node, "phase=new"]).await;
+    assert!(out.contains("labeled"), "{out}");
+    let out = kubectl_ok(&env, &["annotate", &node, "upgrade/note=rotating"]).await;
+    assert!(out.contains("annotated"), "{out}");
+    let name = node.trim_start_matches("node/");
+    let stored = env.store.get(&NODES, "", name).unwrap();
+    assert_eq!(stored["metadata"]["labels"]["phase"], "new");
+    assert_eq!(
+        stored["metadata"]["annotations"]["upgrade/note"],
+        "rotating"
+    );
+
+    // Deleting a pod waits until the kubelet has stopped it.
+    let pods = kubectl_ok(&env, &["get", "pods", "-l", "app=web", "-o", "name"]).await;
+    let pod = pods.lines().next().unwrap().to_string();
+    let out = kubectl_ok(&env, &["delete", &pod, "--timeout=60s"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    let out = kubectl_ok(&env, &["get", &pod, "--ignore-not-found"]).await;
+    assert!(out.trim().is_empty(), "{out}");
+    let other = kubectl_ok(&env, &["get", "pods", "-l", "app=web", "-o", "name"]).await;
+    let other = other.lines().next().unwrap().to_string();
+    let delete_args = ["delete", other.as_str(), "--wait=false"];
+    let wait_args = ["wait", "--for=delete", other.as_str(), "--timeout=60s"];
+    let (deleted, waited) = tokio::join!(kubectl(&env, &delete_args), kubectl(&env, &wait_args));
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert!(
+        waited.status.success() || stderr(&waited).contains("not found"),
+        "{}",
+        stderr(&waited)
+    );
+
+    let out = kubectl_ok(&env, &["get", "--raw", "/readyz?verbose"]).await;
+    assert!(out.contains("[+]etcd ok"), "{out}");
+    assert!(out.trim_end().ends_with("readyz check passed"), "{out}");
+
+    // Typos are refused, by kubectl or by the server, in their words.
+    let out = kubectl(&env, &["scale", "deployment/web", "--replicaz=2"]).await;
+    assert!(
+        stderr(&out).contains("unknown flag: --replicaz"),
+        "{}",
+        stderr(&out)
+    );
+    // kubectl patch leaves field validation to the server's default
+    // (Warn): the unknown field is dropped and named in a warning.
+    let out = kubectl(
+        &env,
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "-p",
+            r#"{"spec":{"replicaz":2}}"#,
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Warning: unknown field \"spec.replicaz\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("deployment.apps/web patched (no change)"),
+        "{}",
+        stdout(&out)
+    );
+    world.stop();
+}

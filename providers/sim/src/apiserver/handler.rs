@@ -225,7 +225,12 @@ fn special_response(
                 openapi::serve_v3(key, query.get("hash"), accept),
             ));
         }
-        Special::Health => return Ok(text(shared, 200, "ok")),
+        Special::Health(endpoint, check) => {
+            return match super::health::answer(endpoint, check, query.get("verbose").is_some()) {
+                Some(body) => Ok(text(shared, 200, &body)),
+                None => Err(ApiError::no_such_path()),
+            };
+        }
         Special::Version => {
             let version = shared
                 .version

@@ -51,7 +51,9 @@ pub(crate) async fn dispatch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> 
         (Method::PATCH, true, None | Some("status")) => patch::patch(ctx),
         (Method::DELETE, true, None) => delete(ctx),
         (Method::DELETE, false, None) if !collection_needs_namespace => delete_collection(ctx),
-        (_, true, Some("scale")) => Err(ApiError::no_such_path()),
+        (Method::GET | Method::HEAD | Method::PUT | Method::PATCH, true, Some("scale")) => {
+            super::scale::scale(ctx)
+        }
         (m, _, _) => Err(ApiError::method_not_allowed(m.as_str())),
     }
 }

@@ -18,14 +18,14 @@ use super::status::ApiError;
 use crate::resources::{PDBS, Resource};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PatchKind {
+pub(crate) enum PatchKind {
     Merge,
     Json,
     Strategic,
     Apply,
 }
 
-fn patch_kind(content_type: &str) -> Option<PatchKind> {
+pub(crate) fn patch_kind(content_type: &str) -> Option<PatchKind> {
     match content_type {
         "application/merge-patch+json" => Some(PatchKind::Merge),
         "application/json-patch+json" => Some(PatchKind::Json),
@@ -264,7 +264,7 @@ pub(crate) fn strategic_merge(
     Ok(())
 }
 
-fn apply_patch(
+pub(crate) fn apply_patch(
     kind: PatchKind,
     resource: &Resource,
     object: &mut Value,

@@ -9,8 +9,9 @@ use crate::resources::{self, NAMESPACES, Resource};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Special {
     Version,
-    /// `/healthz`, `/livez`, `/readyz` (and their `/…/<check>` children).
-    Health,
+    /// `/healthz`, `/livez`, `/readyz` (endpoint), and their `/…/<check>`
+    /// children (check, `""` for the endpoint itself).
+    Health(String, String),
     /// `/api`.
     CoreVersions,
     /// `/api/v1`.
@@ -141,7 +142,9 @@ pub fn route(path: &str) -> Route {
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["version"] => Route::Special(Special::Version),
-        ["healthz" | "livez" | "readyz", ..] => Route::Special(Special::Health),
+        [endpoint @ ("healthz" | "livez" | "readyz"), check @ ..] => {
+            Route::Special(Special::Health(endpoint.to_string(), check.join("/")))
+        }
         ["openapi", "v2"] => Route::Special(Special::OpenApiV2),
         ["openapi", "v3", rest @ ..] => Route::Special(Special::OpenApiV3(rest.join("/"))),
         ["api"] => Route::Special(Special::CoreVersions),
@@ -288,7 +291,17 @@ mod tests {
         assert_eq!(route("/api/v1/namespaces/default/nodes"), Route::NotFound);
         assert_eq!(route("/apis/nope.io/v1"), Route::NotFound);
         assert_eq!(route("/version"), Route::Special(Special::Version));
-        assert_eq!(route("/readyz"), Route::Special(Special::Health));
+        assert_eq!(
+            route("/readyz"),
+            Route::Special(Special::Health("readyz".into(), String::new()))
+        );
+        assert_eq!(
+            route("/livez/poststarthook/rbac/bootstrap-roles"),
+            Route::Special(Special::Health(
+                "livez".into(),
+                "poststarthook/rbac/bootstrap-roles".into()
+            ))
+        );
         assert_eq!(route("/openapi/v2"), Route::Special(Special::OpenApiV2));
         assert_eq!(
             route("/openapi/v3/apis/apps/v1"),
