@@ -862,3 +862,153 @@ async fn what_an_operator_types_during_an_upgrade() {
     );
     world.stop();
 }
+
+/// Run a never-ending kubectl (a watch) until its output holds every one
+/// of `needles`, or `deadline` passes; returns the output so far.
+async fn watch_until(env: &Env, args: &[&str], needles: &[&str], deadline: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut child = tokio::process::Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args(args)
+        .env("HOME", env.home.path())
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl runs");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(deadline, async {
+        while !needles.iter().all(|n| seen.contains(n)) {
+            match stdout.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    })
+    .await;
+    let _ = child.kill().await;
+    let mut errors = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut errors).await;
+    }
+    if !errors.is_empty() {
+        seen.push_str("\nstderr:\n");
+        seen.push_str(&errors);
+    }
+    seen
+}
+
+/// Events from the scheduler, the kubelets and the node lifecycle
+/// controller, with their real reasons, as `kubectl get events --watch`
+/// and `kubectl describe node` show them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tell_what_happened() {
+    let (world, env) = world_env().await;
+    let nodes = kubectl_ok(&env, &["get", "nodes", "-o", "name"]).await;
+    let node = nodes
+        .lines()
+        .map(|l| l.trim_start_matches("node/").to_string())
+        .find(|n| !n.contains("cp"))
+        .unwrap_or_else(|| {
+            nodes
+                .lines()
+                .last()
+                .unwrap()
+                .trim_start_matches("node/")
+                .to_string()
+        });
+    let not_schedulable = format!("Node {node} status is now: NodeNotSchedulable");
+    let needles = [
+        not_schedulable.as_str(),
+        "Successfully assigned default/web-",
+        "Started container nginx",
+    ];
+    let watch = watch_until(
+        &env,
+        &["get", "events", "-A", "--watch"],
+        &needles,
+        Duration::from_secs(30),
+    );
+    let act = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        kubectl_ok(&env, &["cordon", &node]).await;
+        kubectl_ok(&env, &["create", "deployment", "web", "--image=nginx:1.27"]).await;
+    };
+    let (seen, ()) = tokio::join!(watch, act);
+    for reason in ["NodeNotSchedulable", "Scheduled", "Started"] {
+        assert!(seen.contains(reason), "no {reason} in:\n{seen}");
+    }
+    let header = seen.lines().next().unwrap_or("");
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        [
+            "NAMESPACE",
+            "LAST",
+            "SEEN",
+            "TYPE",
+            "REASON",
+            "OBJECT",
+            "MESSAGE"
+        ],
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!("Node {node} status is now: NodeNotSchedulable")),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("Successfully assigned default/web-"),
+        "{seen}"
+    );
+
+    let out = kubectl_ok(&env, &["describe", "node", &node]).await;
+    let events = out.split("Events:").nth(1).unwrap_or("");
+    for reason in [
+        "Starting",
+        "NodeReady",
+        "RegisteredNode",
+        "NodeNotSchedulable",
+    ] {
+        assert!(events.contains(reason), "no {reason} in:\n{out}");
+    }
+    assert!(
+        events.contains("kubelet") && events.contains("node-controller"),
+        "{out}"
+    );
+
+    let out = kubectl_ok(
+        &env,
+        &["get", "events", "--field-selector", "reason=Pulled"],
+    )
+    .await;
+    assert!(
+        out.contains("Container image \"nginx:1.27\" already present on machine"),
+        "{out}"
+    );
+    let pods = kubectl_ok(&env, &["get", "pods", "-l", "app=web", "-o", "name"]).await;
+    let pod = pods.lines().next().unwrap().to_string();
+    kubectl_ok(&env, &["delete", &pod]).await;
+    let out = kubectl_ok(
+        &env,
+        &["get", "events", "--field-selector", "reason=Killing"],
+    )
+    .await;
+    assert!(out.contains("Stopping container nginx"), "{out}");
+    kubectl_ok(&env, &["delete", "node", &node]).await;
+    let out = kubectl_ok(
+        &env,
+        &["get", "events", "--field-selector", "reason=RemovingNode"],
+    )
+    .await;
+    assert!(
+        out.contains(&format!(
+            "Node {node} event: Removing Node {node} from Controller"
+        )),
+        "{out}"
+    );
+    world.stop();
+}
