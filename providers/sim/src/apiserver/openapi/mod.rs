@@ -17,7 +17,7 @@ pub(crate) mod fields;
 mod paths;
 mod schemas;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
@@ -39,37 +39,44 @@ pub(crate) fn definitions() -> &'static Map<String, Value> {
     &DEFINITIONS
 }
 
+/// The definition name of each `(group, version, kind)` the documents
+/// carry, looked up on every write.
+fn definitions_by_kind() -> &'static HashMap<(String, String, String), String> {
+    static BY_KIND: LazyLock<HashMap<(String, String, String), String>> = LazyLock::new(|| {
+        let mut out = HashMap::new();
+        for (name, schema) in definitions() {
+            let gvks = schema
+                .get("x-kubernetes-group-version-kind")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten();
+            for g in gvks {
+                let text = |k: &str| g[k].as_str().unwrap_or("").to_string();
+                out.entry((text("group"), text("version"), text("kind")))
+                    .or_insert_with(|| name.clone());
+            }
+        }
+        out
+    });
+    &BY_KIND
+}
+
+fn definition_of(group: &str, version: &str, kind: &str) -> Option<&'static str> {
+    definitions_by_kind()
+        .get(&(group.to_string(), version.to_string(), kind.to_string()))
+        .map(String::as_str)
+}
+
 /// The definition name of a served resource's kind.
 pub(crate) fn kind_definition(resource: &Resource) -> Option<&'static str> {
-    definitions().iter().find_map(|(name, schema)| {
-        let gvks = schema.get("x-kubernetes-group-version-kind")?.as_array()?;
-        gvks.iter()
-            .any(|g| {
-                g["group"] == resource.group
-                    && g["version"] == resource.version
-                    && g["kind"] == resource.kind
-            })
-            .then_some(name.as_str())
-    })
+    definition_of(resource.group, resource.version, resource.kind)
 }
 
 fn bodies_of(resource: &Resource) -> Bodies {
-    let defs = definitions();
     let by_kind = |kind: &str| {
-        defs.iter()
-            .find(|(_, s)| {
-                s.get("x-kubernetes-group-version-kind")
-                    .and_then(Value::as_array)
-                    .is_some_and(|g| {
-                        g.iter().any(|g| {
-                            g["group"] == resource.group
-                                && g["version"] == resource.version
-                                && g["kind"] == kind
-                        })
-                    })
-            })
-            .map(|(n, _)| n.clone())
+        definition_of(resource.group, resource.version, kind)
             .unwrap_or_default()
+            .to_string()
     };
     let mut subresources = Vec::new();
     macro_rules! add {
