@@ -778,6 +778,41 @@ async fn what_an_operator_types_during_an_upgrade() {
     .await;
     assert!(out.contains("successfully rolled out"), "{out}");
 
+    // Typed clients read lists and objects back in protobuf.
+    let out = kubectl_ok(&env, &["rollout", "history", "deployment/web"]).await;
+    assert!(out.contains("REVISION"), "{out}");
+    let out = kubectl_ok(&env, &["rollout", "undo", "deployment/web"]).await;
+    assert!(out.contains("deployment.apps/web rolled back"), "{out}");
+    let d = env.store.get(&DEPLOYMENTS, "default", "web").unwrap();
+    assert!(
+        d.pointer("/spec/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt")
+            .is_none(),
+        "the template before the restart is back: {d}"
+    );
+
+    let out = kubectl_ok(
+        &env,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    // The revision rolled back to is the newest one.
+    let out = kubectl_ok(&env, &["rollout", "history", "deployment/web"]).await;
+    let revisions: Vec<&str> = out
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["2", "3"], "{out}");
+    let out = kubectl_ok(&env, &["describe", "deployment", "web"]).await;
+    assert!(
+        out.contains("Replicas:") && out.contains("NewReplicaSet:"),
+        "{out}"
+    );
+    let pods = kubectl_ok(&env, &["get", "pods", "-l", "app=web", "-o", "name"]).await;
+    let out = kubectl_ok(&env, &["describe", pods.lines().next().unwrap()]).await;
+    assert!(out.contains("Status:") && out.contains("Running"), "{out}");
+
     // Nodes: wait for Ready, label, annotate.
     let nodes = kubectl_ok(&env, &["get", "nodes", "-o", "name"]).await;
     let node = nodes.lines().next().unwrap().to_string();
