@@ -1047,3 +1047,28 @@ async fn events_tell_what_happened() {
     );
     world.stop();
 }
+
+/// Server-side apply: a valid manifest is applied, an unknown field is
+/// refused as the API server refuses it (the configuration cannot be
+/// typed against the schema).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_refuses_unknown_fields() {
+    let env = env().await;
+    let manifest = write_manifest(&env, "deployment.yaml", DEPLOYMENT_YAML);
+    let out = kubectl_ok(&env, &["apply", "--server-side", "-f", &manifest]).await;
+    assert!(
+        out.contains("deployment.apps/web serverside-applied"),
+        "{out}"
+    );
+    let typo = DEPLOYMENT_YAML.replace("image: nginx:1.27", "imagez: nginx:1.27");
+    let bad = write_manifest(&env, "typo.yaml", &typo);
+    let out = kubectl(&env, &["apply", "--server-side", "-f", &bad]).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(
+            "failed to create typed patch object (default/web; apps/v1, Kind=Deployment): .spec.template.spec.containers[name=\"nginx\"].imagez: field not declared in schema"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -202,6 +202,72 @@ pub(crate) fn strict_patch_error(patch: &Value, unknown: &[String]) -> ApiError 
     })
 }
 
+/// A strict-decoding path (`spec.template.spec.containers[0].imagez`) in
+/// structured-merge-diff's form (`.spec.template.spec.containers[name="nginx"].imagez`):
+/// list items named by their merge key where the list has one.
+fn smd_path(object: &Value, path: &str) -> String {
+    let mut out = String::new();
+    let mut current = Some(object);
+    for segment in path.split('.') {
+        let (field, indexes) = match segment.find('[') {
+            Some(i) => (&segment[..i], &segment[i..]),
+            None => (segment, ""),
+        };
+        out.push('.');
+        out.push_str(field);
+        current = current.and_then(|c| c.get(field));
+        for index in indexes
+            .split(['[', ']'])
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| s.parse::<usize>().ok())
+        {
+            let item = current.and_then(|c| c.get(index));
+            let key = match crate::apiserver::patch::list_strategy(field) {
+                crate::apiserver::patch::ListStrategy::MergeKey(k) => {
+                    item.and_then(|i| i.get(k)).map(|v| format!("[{k}={v}]"))
+                }
+                _ => None,
+            };
+            out.push_str(&key.unwrap_or_else(|| format!("[{index}]")));
+            current = item;
+        }
+    }
+    out
+}
+
+/// The error server-side apply gives for a field the schema does not
+/// declare, whatever `fieldValidation` says: the applied configuration
+/// cannot be typed (`apimachinery/pkg/util/managedfields/internal/structuredmerge.go`,
+/// `structured-merge-diff` `typed/validate.go`); it reaches clients as an
+/// internal error.
+pub(crate) fn apply_error(
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    config: &Value,
+    unknown: &str,
+) -> ApiError {
+    let gv = if api_version.contains('/') {
+        api_version.to_string()
+    } else {
+        format!("/{api_version}")
+    };
+    let object = if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
+    };
+    ApiError::new(
+        500,
+        "InternalError",
+        format!(
+            "failed to create typed patch object ({object}; {gv}, Kind={kind}): {}: field not declared in schema",
+            smd_path(config, unknown)
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
