@@ -64,6 +64,8 @@ print("replicasets", len(apps.list_replica_set_for_all_namespaces().items))
 print("daemonsets", len(apps.list_daemon_set_for_all_namespaces().items))
 print("pdbs", len(client.PolicyV1Api().list_pod_disruption_budget_for_all_namespaces().items))
 print("leases", len(client.CoordinationV1Api().list_lease_for_all_namespaces().items))
+reasons = sorted({e.reason for e in core.list_event_for_all_namespaces().items})
+print("event reasons", " ".join(reasons))
 name = nodes.items[0].metadata.name
 core.patch_node(name, {"metadata": {"labels": {"checked-by": "python"}}})
 print("label", core.read_node(name).metadata.labels["checked-by"])
@@ -117,4 +119,11 @@ async fn the_python_client_reads_every_kind() {
         "{stdout}"
     );
     assert!(stdout.contains("label python"), "{stdout}");
+    let reasons = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("event reasons "))
+        .unwrap_or_default();
+    for reason in ["RegisteredNode", "NodeReady", "Scheduled", "Started"] {
+        assert!(reasons.split(' ').any(|r| r == reason), "{stdout}");
+    }
 }
