@@ -1072,3 +1072,47 @@ async fn server_side_apply_refuses_unknown_fields() {
         stderr(&out)
     );
 }
+
+/// `kubectl create service` (protobuf): the server allocates the cluster
+/// IP and node ports and `get` shows them as a cluster does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_get_cluster_ips_and_node_ports() {
+    use kubesurge_sim::resources::SERVICES;
+    let env = env().await;
+    let out = kubectl_ok(
+        &env,
+        &["create", "service", "clusterip", "web", "--tcp=80:8080"],
+    )
+    .await;
+    assert!(out.contains("service/web created"), "{out}");
+    let out = kubectl_ok(
+        &env,
+        &["create", "service", "nodeport", "edge", "--tcp=443"],
+    )
+    .await;
+    assert!(out.contains("service/edge created"), "{out}");
+    let web = env.store.get(&SERVICES, "default", "web").unwrap();
+    assert_eq!(web["spec"]["clusterIP"], "10.96.0.10", "{web}");
+    assert_eq!(web["spec"]["ports"][0]["targetPort"], 8080);
+    let out = kubectl_ok(&env, &["get", "services"]).await;
+    let rows = rows(&out);
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ],
+        "{out}"
+    );
+    let web = rows.iter().find(|r| r[0] == "web").unwrap();
+    assert_eq!(&web[1..5], ["ClusterIP", "10.96.0.10", "<none>", "80/TCP"]);
+    let edge = rows.iter().find(|r| r[0] == "edge").unwrap();
+    assert_eq!(&edge[1..3], ["NodePort", "10.96.0.11"]);
+    assert_eq!(edge[4], "443:30000/TCP");
+    let out = kubectl_ok(&env, &["delete", "service", "web"]).await;
+    assert!(out.contains("service \"web\" deleted"), "{out}");
+}

@@ -543,6 +543,9 @@ pub(crate) fn apply(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         validate_name(resource, &config)?;
         let mut object = config.clone();
         prepare_create(resource, &mut object);
+        if resource == &crate::resources::SERVICES {
+            super::service::prepare(store, &mut object)?;
+        }
         let mut entries = Vec::new();
         let entry = entry_mut(&mut entries, &manager, "Apply", "", &api_version);
         entry.fields = applied;

@@ -15,6 +15,7 @@ macro_rules! served_kinds {
             (CONFIGMAPS, core, ConfigMap, ConfigMapList),
             (EVENTS, core, Event, EventList),
             (SERVICEACCOUNTS, core, ServiceAccount, ServiceAccountList),
+            (SERVICES, core, Service, ServiceList),
             (EVENTS_V1, events, Event, EventList),
             (LEASES, coordination, Lease, LeaseList),
             (PDBS, policy, PodDisruptionBudget, PodDisruptionBudgetList),

@@ -7,7 +7,8 @@
 //! - `server`: listener and connections; `handler`: one request, from
 //!   faults and authentication to the route;
 //! - `objects` (get, list, create, update, delete, binding), `watch`,
-//!   `patch` and `apply` (server-side apply), `eviction`, `scale`;
+//!   `patch` and `apply` (server-side apply), `eviction`, `scale`,
+//!   `service` (what creating a Service allocates);
 //! - `selector`, `paging`, `route`, `status`, `discovery`, `table`,
 //!   `auth`, `health`: pure pieces the handlers use;
 //! - `openapi`: `/openapi/v2` and `/openapi/v3`, and the field validation
@@ -32,6 +33,7 @@ mod route;
 mod scale;
 mod selector;
 mod server;
+mod service;
 mod status;
 mod table;
 mod tls;

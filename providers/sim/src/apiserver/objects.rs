@@ -22,7 +22,7 @@ use super::selector::{FieldSelector, LabelSelector};
 use super::status::{ApiError, delete_success};
 use super::table;
 use super::{eviction, patch, watch};
-use crate::resources::{self, LEASES, NAMESPACES, NODES, PODS, Resource, SECRETS};
+use crate::resources::{self, LEASES, NAMESPACES, NODES, PODS, Resource, SECRETS, SERVICES};
 use crate::store::{Preconditions, Store, StoreError, metadata_mut, rfc3339};
 
 pub(crate) async fn dispatch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
@@ -604,6 +604,9 @@ fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     }
     validate_name(resource, &object)?;
     prepare_create(resource, &mut object);
+    if resource == &SERVICES {
+        super::service::prepare(ctx.store(), &mut object)?;
+    }
     super::apply::record_update(&mut object, None, &ctx.field_manager(), resource, "");
     if ctx.query.dry_run() {
         return dry_run_create(ctx, object);

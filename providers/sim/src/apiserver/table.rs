@@ -452,6 +452,27 @@ fn columns(resource: &Resource) -> Vec<Value> {
             c.extend(workload_wide_columns());
             c
         }
+        ("", "services") => vec![
+            name,
+            column("Type", "string", "", 0, "The type of service."),
+            column("Cluster-IP", "string", "", 0, "The IP of the service."),
+            column(
+                "External-IP",
+                "string",
+                "",
+                0,
+                "The external IP of the service.",
+            ),
+            column("Port(s)", "string", "", 0, "The ports the service exposes."),
+            age,
+            column(
+                "Selector",
+                "string",
+                "",
+                1,
+                "Route service traffic to pods with label keys and values matching this selector.",
+            ),
+        ],
         ("", "events") => vec![
             column(
                 "Last Seen",
@@ -574,6 +595,71 @@ fn workload_wide_cells(object: &Value) -> Vec<Value> {
     vec![
         json!(names.join(",")),
         json!(images.join(",")),
+        json!(or_none(&selector)),
+    ]
+}
+
+/// `printService`: external IPs by type, ports as `port[:nodePort]/proto`.
+fn service_cells(service: &Value, now: Timestamp) -> Vec<Value> {
+    let kind = s(service, "/spec/type");
+    let external = match kind {
+        "ExternalName" => s(service, "/spec/externalName").to_string(),
+        "LoadBalancer" => {
+            let ingress: Vec<&str> = service
+                .pointer("/status/loadBalancer/ingress")
+                .and_then(Value::as_array)
+                .map(|i| {
+                    i.iter()
+                        .map(|x| {
+                            let ip = s(x, "/ip");
+                            if ip.is_empty() { s(x, "/hostname") } else { ip }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if ingress.is_empty() {
+                "<pending>".into()
+            } else {
+                ingress.join(",")
+            }
+        }
+        _ => "<none>".into(),
+    };
+    let ports: Vec<String> = service
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+            let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+            match p.get("nodePort").and_then(Value::as_i64) {
+                Some(node_port) if node_port > 0 => format!("{port}:{node_port}/{protocol}"),
+                _ => format!("{port}/{protocol}"),
+            }
+        })
+        .collect();
+    let selector = service
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    vec![
+        json!(s(service, "/metadata/name")),
+        json!(kind),
+        json!(or_none(s(service, "/spec/clusterIP"))),
+        json!(external),
+        json!(if ports.is_empty() {
+            "<none>".to_string()
+        } else {
+            ports.join(",")
+        }),
+        json!(age(service, now)),
         json!(or_none(&selector)),
     ]
 }
@@ -928,6 +1014,7 @@ fn cells(resource: &Resource, object: &Value, now: Timestamp) -> Vec<Value> {
             c
         }
         ("", "events") => event_cells(object, now),
+        ("", "services") => service_cells(object, now),
         _ => vec![name, json!(age(object, now))],
     }
 }

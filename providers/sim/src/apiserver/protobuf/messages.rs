@@ -257,6 +257,9 @@ super::json::messages! {
         read_only: "readOnly",
         secret_ref: "secretRef",
     }
+    api::core::v1::ClientIpConfig {
+        timeout_seconds: "timeoutSeconds",
+    }
     api::core::v1::ClusterTrustBundleProjection {
         name: "name",
         signer_name: "signerName",
@@ -630,6 +633,15 @@ super::json::messages! {
         gid: "gid" required,
         supplemental_groups: "supplementalGroups",
     }
+    api::core::v1::LoadBalancerIngress {
+        ip: "ip",
+        hostname: "hostname",
+        ip_mode: "ipMode",
+        ports: "ports",
+    }
+    api::core::v1::LoadBalancerStatus {
+        ingress: "ingress",
+    }
     api::core::v1::LocalObjectReference {
         name: "name" required,
     }
@@ -1000,6 +1012,11 @@ super::json::messages! {
         metadata: "metadata",
         spec: "spec",
     }
+    api::core::v1::PortStatus {
+        port: "port" required,
+        protocol: "protocol" required,
+        error: "error",
+    }
     api::core::v1::PortworxVolumeSource {
         volume_id: "volumeID" required,
         fs_type: "fsType",
@@ -1161,6 +1178,11 @@ super::json::messages! {
         seccomp_profile: "seccompProfile",
         app_armor_profile: "appArmorProfile",
     }
+    api::core::v1::Service {
+        metadata: "metadata",
+        spec: "spec",
+        status: "status",
+    }
     api::core::v1::ServiceAccount {
         metadata: "metadata",
         secrets: "secrets",
@@ -1175,6 +1197,47 @@ super::json::messages! {
         audience: "audience",
         expiration_seconds: "expirationSeconds",
         path: "path" required,
+    }
+    api::core::v1::ServiceList {
+        metadata: "metadata",
+        items: "items" required,
+    }
+    api::core::v1::ServicePort {
+        name: "name",
+        protocol: "protocol",
+        app_protocol: "appProtocol",
+        port: "port" required,
+        target_port: "targetPort",
+        node_port: "nodePort",
+    }
+    api::core::v1::ServiceSpec {
+        ports: "ports",
+        selector: "selector",
+        cluster_ip: "clusterIP",
+        cluster_ips: "clusterIPs",
+        r#type: "type",
+        external_ips: "externalIPs",
+        session_affinity: "sessionAffinity",
+        load_balancer_ip: "loadBalancerIP",
+        load_balancer_source_ranges: "loadBalancerSourceRanges",
+        external_name: "externalName",
+        external_traffic_policy: "externalTrafficPolicy",
+        health_check_node_port: "healthCheckNodePort",
+        publish_not_ready_addresses: "publishNotReadyAddresses",
+        session_affinity_config: "sessionAffinityConfig",
+        ip_families: "ipFamilies",
+        ip_family_policy: "ipFamilyPolicy",
+        allocate_load_balancer_node_ports: "allocateLoadBalancerNodePorts",
+        load_balancer_class: "loadBalancerClass",
+        internal_traffic_policy: "internalTrafficPolicy",
+        traffic_distribution: "trafficDistribution",
+    }
+    api::core::v1::ServiceStatus {
+        load_balancer: "loadBalancer",
+        conditions: "conditions",
+    }
+    api::core::v1::SessionAffinityConfig {
+        client_ip: "clientIP",
     }
     api::core::v1::SleepAction {
         seconds: "seconds" required,
