@@ -195,6 +195,18 @@ pub(crate) fn accept(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
+/// Does an `Accept` header take JSON (`application/json`, `application/*`,
+/// `*/*`, or no header at all)?
+pub(crate) fn accepts_json(accept: &str) -> bool {
+    accept.trim().is_empty()
+        || accept.split(',').any(|clause| {
+            matches!(
+                clause.split(';').next().unwrap_or("").trim(),
+                "application/json" | "application/*" | "*/*"
+            )
+        })
+}
+
 /// `Warning: 299 - "<text>"` headers (RFC 7234 §5.5, as
 /// `apiserver/pkg/warning` writes them).
 fn add_warnings(response: &mut Response<Body>, texts: &[String]) {

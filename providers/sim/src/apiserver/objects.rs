@@ -33,7 +33,7 @@ pub(crate) async fn dispatch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> 
     let collection_needs_namespace = r.resource.namespaced && r.namespace.is_none();
     match (ctx.method.clone(), named, sub) {
         (Method::GET | Method::HEAD, _, None)
-            if watching && !super::protobuf::accepts_json(super::handler::accept(ctx.headers)) =>
+            if watching && !super::handler::accepts_json(super::handler::accept(ctx.headers)) =>
         {
             Err(ApiError::new(
                 406,

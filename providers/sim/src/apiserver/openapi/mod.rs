@@ -25,6 +25,7 @@ use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha512};
 
+use super::handler::accepts_json;
 use super::kinds::subresource_kinds;
 use crate::resources::{self, Resource};
 use paths::{Bodies, PathItem};
@@ -238,17 +239,6 @@ fn v3() -> &'static V3 {
 fn v2() -> &'static [u8] {
     static V2: LazyLock<Vec<u8>> = LazyLock::new(build_v2);
     &V2
-}
-
-/// Does `accept` take JSON? Clauses are tried in order, as kube-openapi's
-/// negotiation does; the protobuf forms are not served, so they never
-/// match.
-fn accepts_json(accept: &str) -> bool {
-    accept.trim().is_empty()
-        || accept.split(',').any(|clause| {
-            let media = clause.split(';').next().unwrap_or("").trim();
-            matches!(media, "application/json" | "application/*" | "*/*")
-        })
 }
 
 /// An OpenAPI answer, or what to say instead.

@@ -175,17 +175,6 @@ pub(crate) fn preferred(accept: &str) -> bool {
     false
 }
 
-/// Does the `Accept` header take JSON at all?
-pub(crate) fn accepts_json(accept: &str) -> bool {
-    accept.trim().is_empty()
-        || accept.split(',').any(|clause| {
-            matches!(
-                clause.split(';').next().unwrap_or("").trim(),
-                "application/json" | "application/*" | "*/*"
-            )
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +257,7 @@ mod tests {
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
         ));
         assert!(!preferred(""));
+        use crate::apiserver::handler::accepts_json;
         assert!(accepts_json("application/vnd.kubernetes.protobuf, */*"));
         assert!(!accepts_json("application/vnd.kubernetes.protobuf"));
     }
