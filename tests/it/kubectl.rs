@@ -1115,4 +1115,19 @@ async fn services_get_cluster_ips_and_node_ports() {
     assert_eq!(edge[4], "443:30000/TCP");
     let out = kubectl_ok(&env, &["delete", "service", "web"]).await;
     assert!(out.contains("service \"web\" deleted"), "{out}");
+
+    // kubectl apply merges a Service's ports by port number.
+    let manifest = "apiVersion: v1\nkind: Service\nmetadata:\n  name: api\nspec:\n  selector:\n    app: api\n  ports:\n  - port: 80\n    targetPort: 8080\n";
+    let first = write_manifest(&env, "svc.yaml", manifest);
+    let out = kubectl_ok(&env, &["apply", "-f", &first]).await;
+    assert!(out.contains("service/api created"), "{out}");
+    let second = write_manifest(&env, "svc2.yaml", &manifest.replace("8080", "9090"));
+    let out = kubectl_ok(&env, &["apply", "-f", &second]).await;
+    assert!(out.contains("service/api configured"), "{out}");
+    let api = env.store.get(&SERVICES, "default", "api").unwrap();
+    assert_eq!(
+        api["spec"]["ports"],
+        json!([{"port": 80, "protocol": "TCP", "targetPort": 9090}]),
+        "{api}"
+    );
 }

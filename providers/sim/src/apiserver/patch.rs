@@ -15,7 +15,7 @@ use super::objects::{
 };
 use super::openapi::fields::{self, Directive};
 use super::status::ApiError;
-use crate::resources::{PDBS, Resource};
+use crate::resources::{PDBS, Resource, SERVICES};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PatchKind {
@@ -67,6 +67,40 @@ pub(crate) fn list_strategy(field: &str) -> ListStrategy {
         "finalizers" => ListStrategy::Set,
         _ => ListStrategy::Atomic,
     }
+}
+
+/// Lists whose merge key is not the one their field name has elsewhere:
+/// `(resource, path to the list's parent, definition of the parent, field,
+/// key)`. A Service's `spec.ports` merge by `port` (`k8s.io/api/core/v1`
+/// `ServiceSpec.Ports`, `patchMergeKey:"port"`), not `containerPort`.
+const MERGE_KEYS_IN_CONTEXT: &[(&Resource, &[&str], &str, &str, &str)] = &[(
+    &SERVICES,
+    &["spec"],
+    "io.k8s.api.core.v1.ServiceSpec",
+    "ports",
+    "port",
+)];
+
+/// [`list_strategy`] of `field` in the object at `path` of `resource`.
+fn list_strategy_at(resource: &Resource, path: &[String], field: &str) -> ListStrategy {
+    MERGE_KEYS_IN_CONTEXT
+        .iter()
+        .find(|(r, p, _, f, _)| *r == resource && *f == field && p.iter().eq(path.iter()))
+        .map_or_else(
+            || list_strategy(field),
+            |(.., key)| ListStrategy::MergeKey(key),
+        )
+}
+
+/// [`list_strategy`] of `field` in the OpenAPI definition `definition`.
+pub(crate) fn list_strategy_in(definition: &str, field: &str) -> ListStrategy {
+    MERGE_KEYS_IN_CONTEXT
+        .iter()
+        .find(|(_, _, d, f, _)| *d == definition && *f == field)
+        .map_or_else(
+            || list_strategy(field),
+            |(.., key)| ListStrategy::MergeKey(key),
+        )
 }
 
 /// Map fields a strategic merge replaces instead of merging (the PDB
@@ -158,7 +192,7 @@ pub(crate) fn strategic_merge_map(
                 path.pop();
             }
             Value::Array(pa) => {
-                let merged = match list_strategy(k) {
+                let merged = match list_strategy_at(resource, path, k) {
                     ListStrategy::Atomic => without_directives(v),
                     ListStrategy::Set => {
                         let mut list = orig
@@ -392,6 +426,28 @@ mod tests {
     fn smp(resource: &Resource, mut object: Value, patch: Value) -> Value {
         strategic_merge(resource, &mut object, &patch).unwrap();
         object
+    }
+
+    #[test]
+    fn service_ports_merge_by_port() {
+        let svc = json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 443}]}});
+        let patched = smp(
+            &SERVICES,
+            svc,
+            json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}]}}),
+        );
+        assert_eq!(
+            patched["spec"]["ports"],
+            json!([{"port": 80, "targetPort": 9090}, {"port": 443}])
+        );
+        assert_eq!(
+            list_strategy_in("io.k8s.api.core.v1.ServiceSpec", "ports"),
+            ListStrategy::MergeKey("port")
+        );
+        assert_eq!(
+            list_strategy_in("io.k8s.api.core.v1.Container", "ports"),
+            ListStrategy::MergeKey("containerPort")
+        );
     }
 
     #[test]

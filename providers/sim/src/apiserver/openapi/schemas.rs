@@ -9,7 +9,7 @@
 //! - `x-kubernetes-patch-strategy` / `x-kubernetes-patch-merge-key` on the
 //!   lists a strategic merge patch merges (kubectl computes `apply` patches
 //!   from them: `kubectl/pkg/cmd/apply/patcher.go`), from the same table the
-//!   emulator's own strategic merge uses (`patch::list_strategy`).
+//!   emulator's own strategic merge uses (`patch::list_strategy_in`).
 //!
 //! References point into `#/definitions/` (the v2 form); the v3 documents
 //! rewrite them.
@@ -20,7 +20,7 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
 
 use super::super::kinds::{served_kinds, subresource_kinds};
-use super::super::patch::{ListStrategy, list_strategy};
+use super::super::patch::{ListStrategy, list_strategy_in};
 use crate::resources::{self, Resource};
 
 /// Where `$ref`s point in the generated definitions.
@@ -117,8 +117,8 @@ pub(crate) fn generate() -> Map<String, Value> {
             add_gvk(&mut definitions, &name, group, version, kind);
         }
     }
-    for schema in definitions.values_mut() {
-        add_patch_strategies(schema);
+    for (name, schema) in definitions.iter_mut() {
+        add_patch_strategies(name, schema);
     }
     definitions
 }
@@ -211,7 +211,7 @@ fn add_gvk(
 
 /// Mark the lists of `schema` (a definition) that strategic merge patches
 /// merge, as the `patchStrategy`/`patchMergeKey` struct tags do upstream.
-fn add_patch_strategies(schema: &mut Value) {
+fn add_patch_strategies(definition: &str, schema: &mut Value) {
     let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
         return;
     };
@@ -222,7 +222,7 @@ fn add_patch_strategies(schema: &mut Value) {
         if property.get("type").and_then(Value::as_str) != Some("array") {
             continue;
         }
-        match list_strategy(field) {
+        match list_strategy_in(definition, field) {
             ListStrategy::MergeKey(key) => {
                 property.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
                 property.insert("x-kubernetes-patch-merge-key".into(), json!(key));
