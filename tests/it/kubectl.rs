@@ -498,3 +498,636 @@ async fn create_and_delete_namespaces_configmaps_and_secrets() {
             .is_none()
     );
 }
+
+const DEPLOYMENT_YAML: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+";
+
+fn write_manifest(env: &Env, name: &str, text: &str) -> String {
+    let path = env.home.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// `kubectl apply -f` with kubectl's default validation: the server
+/// advertises field validation in /openapi/v3, so kubectl leaves it to
+/// the server, which accepts a valid object and refuses an unknown field
+/// with a real server's wording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_validates_fields_on_the_server() {
+    let env = env().await;
+    let manifest = write_manifest(&env, "deployment.yaml", DEPLOYMENT_YAML);
+    let out = kubectl_ok(&env, &["apply", "-f", &manifest]).await;
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    let stored = env
+        .store
+        .get(&kubesurge_sim::resources::DEPLOYMENTS, "default", "web")
+        .unwrap();
+    assert_eq!(stored["spec"]["replicas"], 3);
+    let out = kubectl_ok(&env, &["apply", "-f", &manifest]).await;
+    assert!(out.contains("deployment.apps/web unchanged"), "{out}");
+    // A changed image is patched in, the container list merged by name.
+    let changed = DEPLOYMENT_YAML.replace("nginx:1.27", "nginx:1.28");
+    let manifest2 = write_manifest(&env, "deployment2.yaml", &changed);
+    let out = kubectl_ok(&env, &["apply", "-f", &manifest2]).await;
+    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    let stored = env
+        .store
+        .get(&kubesurge_sim::resources::DEPLOYMENTS, "default", "web")
+        .unwrap();
+    let containers = stored["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers.len(), 1, "{stored}");
+    assert_eq!(containers[0]["image"], "nginx:1.28");
+
+    let typo = DEPLOYMENT_YAML
+        .replace("name: web\n  labels", "name: typo\n  labels")
+        .replace("replicas: 3", "replicaz: 3");
+    let bad = write_manifest(&env, "typo.yaml", &typo);
+    let out = kubectl(&env, &["apply", "-f", &bad]).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "Error from server (BadRequest): error when creating \"{bad}\": Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.replicaz\""
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        env.store
+            .get(&kubesurge_sim::resources::DEPLOYMENTS, "default", "typo")
+            .is_none()
+    );
+    // The same typo in a change of an existing object.
+    let typo_update = changed.replace("replicas: 3", "replicaz: 3");
+    let bad_update = write_manifest(&env, "typo2.yaml", &typo_update);
+    let out = kubectl(&env, &["apply", "-f", &bad_update]).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("strict decoding error: unknown field \"spec.replicaz\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_reads_the_openapi_documents() {
+    let env = env().await;
+    let out = kubectl_ok(&env, &["explain", "deployment.spec"]).await;
+    assert!(out.contains("GROUP:      apps"), "{out}");
+    assert!(out.contains("KIND:       Deployment"), "{out}");
+    assert!(out.contains("FIELD: spec <DeploymentSpec>"), "{out}");
+    assert!(out.contains("replicas\t<integer>"), "{out}");
+    assert!(
+        out.contains("template\t<PodTemplateSpec> -required-"),
+        "{out}"
+    );
+    let out = kubectl_ok(&env, &["explain", "pods.spec.containers.image"]).await;
+    assert!(out.contains("FIELD: image <string>"), "{out}");
+    let out = kubectl_ok(&env, &["explain", "nodes", "--recursive"]).await;
+    assert!(out.contains("unschedulable"), "{out}");
+}
+
+/// kubectl's typed `create` commands send protobuf bodies and ask for
+/// protobuf answers; each works as against a real cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_creates_send_and_receive_protobuf() {
+    use kubesurge_sim::resources::DEPLOYMENTS;
+    let env = env().await;
+    let out = kubectl_ok(&env, &["create", "deployment", "web", "--image=nginx"]).await;
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    let d = env.store.get(&DEPLOYMENTS, "default", "web").unwrap();
+    assert_eq!(d["spec"]["replicas"], 1, "{d}");
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx"
+    );
+    assert!(d["metadata"].get("generateName").is_none(), "{d}");
+    let out = kubectl_ok(
+        &env,
+        &[
+            "create",
+            "deployment",
+            "zero",
+            "--image=nginx",
+            "--replicas=0",
+            "--port=80",
+        ],
+    )
+    .await;
+    assert!(out.contains("deployment.apps/zero created"), "{out}");
+    let z = env.store.get(&DEPLOYMENTS, "default", "zero").unwrap();
+    assert_eq!(z["spec"]["replicas"], 0, "{z}");
+    assert_eq!(
+        z["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
+
+    let out = kubectl_ok(
+        &env,
+        &[
+            "create",
+            "pdb",
+            "web",
+            "--selector=app=web",
+            "--min-available=3",
+        ],
+    )
+    .await;
+    assert!(
+        out.contains("poddisruptionbudget.policy/web created"),
+        "{out}"
+    );
+    let p = env.store.get(&PDBS, "default", "web").unwrap();
+    assert_eq!(p["spec"]["minAvailable"], 3, "{p}");
+    assert_eq!(p["spec"]["selector"]["matchLabels"]["app"], "web");
+    let out = kubectl_ok(
+        &env,
+        &[
+            "create",
+            "pdb",
+            "half",
+            "--selector=app=web",
+            "--max-unavailable=50%",
+        ],
+    )
+    .await;
+    assert!(out.contains("created"), "{out}");
+    let p = env.store.get(&PDBS, "default", "half").unwrap();
+    assert_eq!(p["spec"]["maxUnavailable"], "50%", "{p}");
+
+    // Reading them back through kubectl (tables, JSON) still works.
+    let out = kubectl_ok(&env, &["get", "deployment", "web", "-o", "json"]).await;
+    let back: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        back["spec"]["template"]["spec"]["containers"][0]["name"],
+        "nginx"
+    );
+    let out = kubectl_ok(&env, &["get", "pdb"]).await;
+    assert!(out.contains("web") && out.contains("half"), "{out}");
+    // An already existing name is refused as a cluster refuses it.
+    let out = kubectl(&env, &["create", "deployment", "web", "--image=nginx"]).await;
+    assert!(
+        stderr(&out).contains(
+            "error: failed to create deployment: deployments.apps \"web\" already exists"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A running world (controllers and kubelets) and kubectl pointed at it.
+async fn world_env() -> (kubesurge_sim::world::World, Env) {
+    use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
+    let world = World::start(WorldConfig {
+        cluster_name: "kubectl".into(),
+        control_planes: 1,
+        pools: vec![PoolSpec {
+            name: "general".into(),
+            workers: 2,
+        }],
+        zones: 2,
+        version: "v1.33.4".into(),
+        timing: kubesurge_sim::Timing::fast(),
+        workloads: false,
+    })
+    .await
+    .expect("world starts");
+    world
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .expect("world settles");
+    let home = TempDir::new().unwrap();
+    let kubeconfig = home.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, world.kubeconfig_yaml()).unwrap();
+    let (store, server) = (world.store.clone(), world.apiserver.clone());
+    (
+        world,
+        Env {
+            store,
+            _server: server,
+            home,
+            kubeconfig,
+        },
+    )
+}
+
+/// What an operator types while watching an upgrade, against a running
+/// world: rollouts, scaling, waits, labels, annotations, health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_operator_types_during_an_upgrade() {
+    use kubesurge_sim::resources::DEPLOYMENTS;
+    let (world, env) = world_env().await;
+    kubectl_ok(&env, &["create", "deployment", "web", "--image=nginx:1.27"]).await;
+    let out = kubectl_ok(
+        &env,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
+    assert!(
+        out.contains("deployment \"web\" successfully rolled out"),
+        "{out}"
+    );
+    let out = kubectl_ok(&env, &["scale", "deployment/web", "--replicas=3"]).await;
+    assert!(out.contains("deployment.apps/web scaled"), "{out}");
+    assert_eq!(
+        env.store.get(&DEPLOYMENTS, "default", "web").unwrap()["spec"]["replicas"],
+        3
+    );
+    let out = kubectl_ok(
+        &env,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let out = kubectl_ok(&env, &["get", "deployment", "web"]).await;
+    assert!(out.contains("3/3"), "{out}");
+    let out = kubectl_ok(&env, &["rollout", "restart", "deployment/web"]).await;
+    assert!(out.contains("deployment.apps/web restarted"), "{out}");
+    let d = env.store.get(&DEPLOYMENTS, "default", "web").unwrap();
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string(),
+        "{d}"
+    );
+    let out = kubectl_ok(
+        &env,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+
+    // Typed clients read lists and objects back in protobuf.
+    let out = kubectl_ok(&env, &["rollout", "history", "deployment/web"]).await;
+    assert!(out.contains("REVISION"), "{out}");
+    let out = kubectl_ok(&env, &["rollout", "undo", "deployment/web"]).await;
+    assert!(out.contains("deployment.apps/web rolled back"), "{out}");
+    let d = env.store.get(&DEPLOYMENTS, "default", "web").unwrap();
+    assert!(
+        d.pointer("/spec/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt")
+            .is_none(),
+        "the template before the restart is back: {d}"
+    );
+
+    let out = kubectl_ok(
+        &env,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    // The revision rolled back to is the newest one.
+    let out = kubectl_ok(&env, &["rollout", "history", "deployment/web"]).await;
+    let revisions: Vec<&str> = out
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["2", "3"], "{out}");
+    let out = kubectl_ok(&env, &["describe", "deployment", "web"]).await;
+    assert!(
+        out.contains("Replicas:") && out.contains("NewReplicaSet:"),
+        "{out}"
+    );
+    let pods = kubectl_ok(&env, &["get", "pods", "-l", "app=web", "-o", "name"]).await;
+    let out = kubectl_ok(&env, &["describe", pods.lines().next().unwrap()]).await;
+    assert!(out.contains("Status:") && out.contains("Running"), "{out}");
+
+    // Nodes: wait for Ready, label, annotate.
+    let nodes = kubectl_ok(&env, &["get", "nodes", "-o", "name"]).await;
+    let node = nodes.lines().next().unwrap().to_string();
+    let out = kubectl_ok(
+        &env,
+        &["wait", "--for=condition=Ready", &node, "--timeout=30s"],
+    )
+    .await;
+    assert!(out.contains("condition met"), "{out}");
+    kubectl_ok(&env, &["label", &node, "phase=old"]).await;
+    let out = kubectl(&env, &["label", &node, "phase=new"]).await;
+    assert!(
+        stderr(&out).contains("already has a value (old), and --overwrite is false"),
+        "{}",
+        stderr(&out)
+    );
+    let out = kubectl_ok(&env, &["label", "--overwrite", &node, "phase=new"]).await;
+    assert!(out.contains("labeled"), "{out}");
+    let out = kubectl_ok(&env, &["annotate", &node, "upgrade/note=rotating"]).await;
+    assert!(out.contains("annotated"), "{out}");
+    let name = node.trim_start_matches("node/");
+    let stored = env.store.get(&NODES, "", name).unwrap();
+    assert_eq!(stored["metadata"]["labels"]["phase"], "new");
+    assert_eq!(
+        stored["metadata"]["annotations"]["upgrade/note"],
+        "rotating"
+    );
+
+    // Deleting a pod waits until the kubelet has stopped it.
+    let pods = kubectl_ok(&env, &["get", "pods", "-l", "app=web", "-o", "name"]).await;
+    let pod = pods.lines().next().unwrap().to_string();
+    let out = kubectl_ok(&env, &["delete", &pod, "--timeout=60s"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    let out = kubectl_ok(&env, &["get", &pod, "--ignore-not-found"]).await;
+    assert!(out.trim().is_empty(), "{out}");
+    let other = kubectl_ok(&env, &["get", "pods", "-l", "app=web", "-o", "name"]).await;
+    let other = other.lines().next().unwrap().to_string();
+    let delete_args = ["delete", other.as_str(), "--wait=false"];
+    let wait_args = ["wait", "--for=delete", other.as_str(), "--timeout=60s"];
+    let (deleted, waited) = tokio::join!(kubectl(&env, &delete_args), kubectl(&env, &wait_args));
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert!(
+        waited.status.success() || stderr(&waited).contains("not found"),
+        "{}",
+        stderr(&waited)
+    );
+
+    let out = kubectl_ok(&env, &["get", "--raw", "/readyz?verbose"]).await;
+    assert!(out.contains("[+]etcd ok"), "{out}");
+    assert!(out.trim_end().ends_with("readyz check passed"), "{out}");
+
+    // Typos are refused, by kubectl or by the server, in their words.
+    let out = kubectl(&env, &["scale", "deployment/web", "--replicaz=2"]).await;
+    assert!(
+        stderr(&out).contains("unknown flag: --replicaz"),
+        "{}",
+        stderr(&out)
+    );
+    // kubectl patch leaves field validation to the server's default
+    // (Warn): the unknown field is dropped and named in a warning.
+    let out = kubectl(
+        &env,
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "-p",
+            r#"{"spec":{"replicaz":2}}"#,
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Warning: unknown field \"spec.replicaz\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("deployment.apps/web patched (no change)"),
+        "{}",
+        stdout(&out)
+    );
+    world.stop();
+}
+
+/// Run a never-ending kubectl (a watch) until its output holds every one
+/// of `needles`, or `deadline` passes; returns the output so far.
+async fn watch_until(env: &Env, args: &[&str], needles: &[&str], deadline: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut child = tokio::process::Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args(args)
+        .env("HOME", env.home.path())
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl runs");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(deadline, async {
+        while !needles.iter().all(|n| seen.contains(n)) {
+            match stdout.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    })
+    .await;
+    let _ = child.kill().await;
+    let mut errors = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut errors).await;
+    }
+    if !errors.is_empty() {
+        seen.push_str("\nstderr:\n");
+        seen.push_str(&errors);
+    }
+    seen
+}
+
+/// Events from the scheduler, the kubelets and the node lifecycle
+/// controller, with their real reasons, as `kubectl get events --watch`
+/// and `kubectl describe node` show them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tell_what_happened() {
+    let (world, env) = world_env().await;
+    let nodes = kubectl_ok(&env, &["get", "nodes", "-o", "name"]).await;
+    let node = nodes
+        .lines()
+        .map(|l| l.trim_start_matches("node/").to_string())
+        .find(|n| !n.contains("cp"))
+        .unwrap_or_else(|| {
+            nodes
+                .lines()
+                .last()
+                .unwrap()
+                .trim_start_matches("node/")
+                .to_string()
+        });
+    let not_schedulable = format!("Node {node} status is now: NodeNotSchedulable");
+    let needles = [
+        not_schedulable.as_str(),
+        "Successfully assigned default/web-",
+        "Started container nginx",
+    ];
+    let watch = watch_until(
+        &env,
+        &["get", "events", "-A", "--watch"],
+        &needles,
+        Duration::from_secs(30),
+    );
+    let act = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        kubectl_ok(&env, &["cordon", &node]).await;
+        kubectl_ok(&env, &["create", "deployment", "web", "--image=nginx:1.27"]).await;
+    };
+    let (seen, ()) = tokio::join!(watch, act);
+    for reason in ["NodeNotSchedulable", "Scheduled", "Started"] {
+        assert!(seen.contains(reason), "no {reason} in:\n{seen}");
+    }
+    let header = seen.lines().next().unwrap_or("");
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        [
+            "NAMESPACE",
+            "LAST",
+            "SEEN",
+            "TYPE",
+            "REASON",
+            "OBJECT",
+            "MESSAGE"
+        ],
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!("Node {node} status is now: NodeNotSchedulable")),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("Successfully assigned default/web-"),
+        "{seen}"
+    );
+
+    let out = kubectl_ok(&env, &["describe", "node", &node]).await;
+    let events = out.split("Events:").nth(1).unwrap_or("");
+    for reason in [
+        "Starting",
+        "NodeReady",
+        "RegisteredNode",
+        "NodeNotSchedulable",
+    ] {
+        assert!(events.contains(reason), "no {reason} in:\n{out}");
+    }
+    assert!(
+        events.contains("kubelet") && events.contains("node-controller"),
+        "{out}"
+    );
+
+    let out = kubectl_ok(
+        &env,
+        &["get", "events", "--field-selector", "reason=Pulled"],
+    )
+    .await;
+    assert!(
+        out.contains("Container image \"nginx:1.27\" already present on machine"),
+        "{out}"
+    );
+    let pods = kubectl_ok(&env, &["get", "pods", "-l", "app=web", "-o", "name"]).await;
+    let pod = pods.lines().next().unwrap().to_string();
+    kubectl_ok(&env, &["delete", &pod]).await;
+    let out = kubectl_ok(
+        &env,
+        &["get", "events", "--field-selector", "reason=Killing"],
+    )
+    .await;
+    assert!(out.contains("Stopping container nginx"), "{out}");
+    kubectl_ok(&env, &["delete", "node", &node]).await;
+    let out = kubectl_ok(
+        &env,
+        &["get", "events", "--field-selector", "reason=RemovingNode"],
+    )
+    .await;
+    assert!(
+        out.contains(&format!(
+            "Node {node} event: Removing Node {node} from Controller"
+        )),
+        "{out}"
+    );
+    world.stop();
+}
+
+/// Server-side apply: a valid manifest is applied, an unknown field is
+/// refused as the API server refuses it (the configuration cannot be
+/// typed against the schema).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_refuses_unknown_fields() {
+    let env = env().await;
+    let manifest = write_manifest(&env, "deployment.yaml", DEPLOYMENT_YAML);
+    let out = kubectl_ok(&env, &["apply", "--server-side", "-f", &manifest]).await;
+    assert!(
+        out.contains("deployment.apps/web serverside-applied"),
+        "{out}"
+    );
+    let typo = DEPLOYMENT_YAML.replace("image: nginx:1.27", "imagez: nginx:1.27");
+    let bad = write_manifest(&env, "typo.yaml", &typo);
+    let out = kubectl(&env, &["apply", "--server-side", "-f", &bad]).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(
+            "failed to create typed patch object (default/web; apps/v1, Kind=Deployment): .spec.template.spec.containers[name=\"nginx\"].imagez: field not declared in schema"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `kubectl create service` (protobuf): the server allocates the cluster
+/// IP and node ports and `get` shows them as a cluster does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_get_cluster_ips_and_node_ports() {
+    use kubesurge_sim::resources::SERVICES;
+    let env = env().await;
+    let out = kubectl_ok(
+        &env,
+        &["create", "service", "clusterip", "web", "--tcp=80:8080"],
+    )
+    .await;
+    assert!(out.contains("service/web created"), "{out}");
+    let out = kubectl_ok(
+        &env,
+        &["create", "service", "nodeport", "edge", "--tcp=443"],
+    )
+    .await;
+    assert!(out.contains("service/edge created"), "{out}");
+    let web = env.store.get(&SERVICES, "default", "web").unwrap();
+    assert_eq!(web["spec"]["clusterIP"], "10.96.0.10", "{web}");
+    assert_eq!(web["spec"]["ports"][0]["targetPort"], 8080);
+    let out = kubectl_ok(&env, &["get", "services"]).await;
+    let rows = rows(&out);
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ],
+        "{out}"
+    );
+    let web = rows.iter().find(|r| r[0] == "web").unwrap();
+    assert_eq!(&web[1..5], ["ClusterIP", "10.96.0.10", "<none>", "80/TCP"]);
+    let edge = rows.iter().find(|r| r[0] == "edge").unwrap();
+    assert_eq!(&edge[1..3], ["NodePort", "10.96.0.11"]);
+    assert_eq!(edge[4], "443:30000/TCP");
+    let out = kubectl_ok(&env, &["delete", "service", "web"]).await;
+    assert!(out.contains("service \"web\" deleted"), "{out}");
+
+    // kubectl apply merges a Service's ports by port number.
+    let manifest = "apiVersion: v1\nkind: Service\nmetadata:\n  name: api\nspec:\n  selector:\n    app: api\n  ports:\n  - port: 80\n    targetPort: 8080\n";
+    let first = write_manifest(&env, "svc.yaml", manifest);
+    let out = kubectl_ok(&env, &["apply", "-f", &first]).await;
+    assert!(out.contains("service/api created"), "{out}");
+    let second = write_manifest(&env, "svc2.yaml", &manifest.replace("8080", "9090"));
+    let out = kubectl_ok(&env, &["apply", "-f", &second]).await;
+    assert!(out.contains("service/api configured"), "{out}");
+    let api = env.store.get(&SERVICES, "default", "api").unwrap();
+    assert_eq!(
+        api["spec"]["ports"],
+        json!([{"port": 80, "protocol": "TCP", "targetPort": 9090}]),
+        "{api}"
+    );
+}

@@ -13,6 +13,7 @@ mod kubectl;
 mod layering;
 mod modules;
 mod plan;
+mod python_client;
 mod rotation;
 mod ssh;
 mod status;

@@ -145,6 +145,17 @@ resource!(
     &["sa"]
 );
 resource!(
+    SERVICES,
+    "",
+    "v1",
+    "services",
+    "service",
+    "Service",
+    true,
+    &["status"],
+    &["svc"]
+);
+resource!(
     EVENTS_V1,
     "events.k8s.io",
     "v1",
@@ -242,6 +253,7 @@ pub static ALL: &[&Resource] = &[
     &CONFIGMAPS,
     &EVENTS,
     &SERVICEACCOUNTS,
+    &SERVICES,
     &EVENTS_V1,
     &LEASES,
     &PDBS,

@@ -26,6 +26,7 @@ use super::objects::{
     check_type_meta, ensure_namespace, finish_if_finalized, merge_for_update, modify_object,
     parse_object, prepare_create, respond_object, validate_name, validate_update,
 };
+use super::openapi::fields::{self, Directive};
 use super::patch::{ListStrategy, list_strategy, strategic_merge};
 use super::status::{ApiError, Cause, Details};
 use crate::resources::Resource;
@@ -494,6 +495,21 @@ pub(crate) fn apply(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let scope = scope(resource, &subresource);
     let mut config = parse_object(&ctx.body)?;
     check_type_meta(resource, &config)?;
+    Directive::parse(ctx.query.get("fieldValidation"), "PatchOptions")?;
+    if let Some(definition) = super::openapi::kind_definition(resource) {
+        let mut typed = config.clone();
+        let unknown = fields::prune_unknown(definition, &mut typed);
+        if let Some(first) = unknown.first() {
+            return Err(fields::apply_error(
+                &resource.api_version(),
+                resource.kind,
+                ctx.namespace(),
+                &name,
+                &config,
+                first,
+            ));
+        }
+    }
     match config.pointer("/metadata/name").and_then(Value::as_str) {
         Some(n) if n != name => {
             return Err(ApiError::bad_request(format!(
@@ -527,6 +543,9 @@ pub(crate) fn apply(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         validate_name(resource, &config)?;
         let mut object = config.clone();
         prepare_create(resource, &mut object);
+        if resource == &crate::resources::SERVICES {
+            super::service::prepare(store, &mut object)?;
+        }
         let mut entries = Vec::new();
         let entry = entry_mut(&mut entries, &manager, "Apply", "", &api_version);
         entry.fields = applied;

@@ -171,7 +171,7 @@ pub fn authenticate(
 }
 
 fn public_path(special: &Special) -> bool {
-    matches!(special, Special::Version | Special::Health)
+    matches!(special, Special::Version | Special::Health(..))
 }
 
 /// May `user` do `verb` on `route`?

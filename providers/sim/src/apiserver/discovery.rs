@@ -59,7 +59,7 @@ pub fn group(group: &str) -> Value {
 
 fn categories(r: &Resource) -> Option<Vec<&'static str>> {
     match r.plural {
-        "pods" | "deployments" | "replicasets" | "daemonsets" => Some(vec!["all"]),
+        "pods" | "deployments" | "replicasets" | "daemonsets" | "services" => Some(vec!["all"]),
         _ => None,
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::handler::{Body, Ctx, json as json_response};
 use super::objects::{
-    DeleteOptions, check_body_type, delete_object, modify_object, parse_object, set_condition,
+    DeleteOptions, body_as, check_body_type, delete_object, modify_object, set_condition,
 };
 use super::selector::selector_object_matches;
 use super::status::{ApiError, Cause, Details, created_success};
@@ -217,11 +217,11 @@ fn check_preconditions(pod: &Value, name: &str, opts: &DeleteOptions) -> Result<
 
 pub(crate) fn evict(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let name = ctx.name().to_string();
-    check_body_type(ctx)?;
     let body = if ctx.body.iter().all(u8::is_ascii_whitespace) {
+        check_body_type(ctx)?;
         json!({})
     } else {
-        parse_object(&ctx.body)?
+        body_as(ctx, ("policy/v1", "Eviction"))?
     };
     // A missing GVK defaults to policy/v1 Eviction; v1beta1 is served too.
     let api_version = body.get("apiVersion").and_then(Value::as_str).unwrap_or("");

@@ -2,7 +2,7 @@
 //! authorize, then route. Also the response helpers every handler uses.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::auth;
 use super::discovery;
 use super::objects;
+use super::openapi;
 use super::route::{self, Query, ResourceRequest, Route, Special};
 use super::server::Shared;
 use super::status::ApiError;
@@ -37,6 +38,11 @@ pub(crate) struct Ctx<'a> {
     pub table: Option<TableRequest>,
     /// Answer with `PartialObjectMetadata` instead of whole objects.
     pub partial: bool,
+    /// Answer objects and lists in protobuf (the client prefers it).
+    pub protobuf: bool,
+    /// `Warning` headers for the answer (unknown fields under
+    /// `fieldValidation=Warn`).
+    pub warnings: Mutex<Vec<String>>,
 }
 
 impl Ctx<'_> {
@@ -52,6 +58,14 @@ impl Ctx<'_> {
     /// The object name of the URL, `""` for collections.
     pub fn name(&self) -> &str {
         self.req.name.as_deref().unwrap_or("")
+    }
+
+    /// Add `Warning` headers to the answer.
+    pub fn warn(&self, texts: Vec<String>) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(texts);
     }
 
     /// The `Content-Type` without parameters.
@@ -144,9 +158,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             );
         }
     };
-    let result = match &route {
-        Route::Special(special) => special_response(&shared, special, &parts.method, &path),
-        Route::NotFound => Err(ApiError::no_such_path()),
+    match &route {
+        Route::Special(special) => {
+            special_response(&shared, special, &parts.method, &query, &parts.headers)
+                .unwrap_or_else(|e| error_response(&shared, &e))
+        }
+        Route::NotFound => error_response(&shared, &ApiError::no_such_path()),
         Route::Resource(r) => {
             let ctx = Ctx {
                 shared: &shared,
@@ -157,13 +174,47 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
                 body,
                 table: TableRequest::from_headers(&parts.headers, &query),
                 partial: super::table::wants_partial_metadata(&parts.headers),
+                protobuf: super::protobuf::preferred(accept(&parts.headers)),
+                warnings: Mutex::new(Vec::new()),
             };
-            objects::dispatch(&ctx).await
+            let mut response = objects::dispatch(&ctx)
+                .await
+                .unwrap_or_else(|e| error_response(&shared, &e));
+            let warnings = ctx.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
+            add_warnings(&mut response, &warnings);
+            response
         }
-    };
-    match result {
-        Ok(response) => response,
-        Err(e) => error_response(&shared, &e),
+    }
+}
+
+/// The `Accept` header, `""` when absent.
+pub(crate) fn accept(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Does an `Accept` header take JSON (`application/json`, `application/*`,
+/// `*/*`, or no header at all)?
+pub(crate) fn accepts_json(accept: &str) -> bool {
+    accept.trim().is_empty()
+        || accept.split(',').any(|clause| {
+            matches!(
+                clause.split(';').next().unwrap_or("").trim(),
+                "application/json" | "application/*" | "*/*"
+            )
+        })
+}
+
+/// `Warning: 299 - "<text>"` headers (RFC 7234 §5.5, as
+/// `apiserver/pkg/warning` writes them).
+fn add_warnings(response: &mut Response<Body>, texts: &[String]) {
+    for text in texts {
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            response.headers_mut().append(header::WARNING, value);
+        }
     }
 }
 
@@ -171,13 +222,27 @@ fn special_response(
     shared: &Arc<Shared>,
     special: &Special,
     method: &Method,
-    path: &str,
+    query: &Query,
+    headers: &HeaderMap,
 ) -> Result<Response<Body>, ApiError> {
     if *method != Method::GET && *method != Method::HEAD {
         return Err(ApiError::method_not_allowed(method.as_str()));
     }
+    let accept = accept(headers);
     let doc = match special {
-        Special::Health => return Ok(text(shared, 200, "ok")),
+        Special::OpenApiV2 => return Ok(openapi_response(shared, openapi::serve_v2(accept))),
+        Special::OpenApiV3(key) => {
+            return Ok(openapi_response(
+                shared,
+                openapi::serve_v3(key, query.get("hash"), accept),
+            ));
+        }
+        Special::Health(endpoint, check) => {
+            return match super::health::answer(endpoint, check, query.get("verbose").is_some()) {
+                Some(body) => Ok(text(shared, 200, &body)),
+                None => Err(ApiError::no_such_path()),
+            };
+        }
         Special::Version => {
             let version = shared
                 .version
@@ -192,13 +257,50 @@ fn special_response(
         Special::Group(g) => discovery::group(g),
         Special::GroupResources(g, v) => discovery::resource_list(g, v),
     };
-    let _ = path;
     Ok(json(shared, 200, &doc))
 }
 
-fn build(shared: &Shared, code: u16, content_type: &'static str, bytes: Vec<u8>) -> Response<Body> {
+fn openapi_response(shared: &Shared, answer: openapi::Answer) -> Response<Body> {
+    match answer {
+        openapi::Answer::Document {
+            bytes,
+            etag,
+            cache_control,
+        } => {
+            let mut response = build(shared, 200, "application/json", Bytes::from_static(bytes));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(cache_control),
+            );
+            if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(&format!("\"{e}\"")).ok()) {
+                headers.insert(header::ETAG, etag);
+            }
+            response
+        }
+        openapi::Answer::Redirect(location) => {
+            let mut response = build(shared, 301, "text/plain; charset=utf-8", Vec::new());
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
+        openapi::Answer::NotAcceptable => {
+            build(shared, 406, "text/plain; charset=utf-8", Vec::new())
+        }
+        openapi::Answer::NotFound => error_response(shared, &ApiError::no_such_path()),
+    }
+}
+
+fn build(
+    shared: &Shared,
+    code: u16,
+    content_type: &'static str,
+    bytes: impl Into<Bytes>,
+) -> Response<Body> {
+    let bytes: Bytes = bytes.into();
     shared.metrics.sent(bytes.len());
-    let mut response = Response::new(Full::new(Bytes::from(bytes)).boxed());
+    let mut response = Response::new(Full::new(bytes).boxed());
     *response.status_mut() =
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
@@ -210,6 +312,11 @@ fn build(shared: &Shared, code: u16, content_type: &'static str, bytes: Vec<u8>)
 /// A JSON document.
 pub(crate) fn json(shared: &Shared, code: u16, value: &Value) -> Response<Body> {
     json_bytes(shared, code, serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// A protobuf body (`k8s\0` + `runtime.Unknown`).
+pub(crate) fn protobuf_bytes(shared: &Shared, code: u16, bytes: Vec<u8>) -> Response<Body> {
+    build(shared, code, super::protobuf::MEDIA_TYPE, bytes)
 }
 
 /// Bytes already serialized as JSON.

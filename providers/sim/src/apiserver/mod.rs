@@ -7,9 +7,12 @@
 //! - `server`: listener and connections; `handler`: one request, from
 //!   faults and authentication to the route;
 //! - `objects` (get, list, create, update, delete, binding), `watch`,
-//!   `patch` and `apply` (server-side apply), `eviction`;
+//!   `patch` and `apply` (server-side apply), `eviction`, `scale`,
+//!   `service` (what creating a Service allocates);
 //! - `selector`, `paging`, `route`, `status`, `discovery`, `table`,
-//!   `auth`: pure pieces the handlers use;
+//!   `auth`, `health`: pure pieces the handlers use;
+//! - `openapi`: `/openapi/v2` and `/openapi/v3`, and the field validation
+//!   they make possible; `kinds`: the Rust types of each served kind;
 //! - `faults`, `metrics`: what tests and benchmarks drive and read.
 
 mod apply;
@@ -18,14 +21,19 @@ mod discovery;
 mod eviction;
 mod faults;
 mod handler;
+mod health;
+mod kinds;
 mod metrics;
 mod objects;
+mod openapi;
 mod paging;
 mod patch;
 mod protobuf;
 mod route;
+mod scale;
 mod selector;
 mod server;
+mod service;
 mod status;
 mod table;
 mod tls;

@@ -12,13 +12,17 @@ use http::Response;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::handler::{Body, Ctx, json as json_response, json_bytes};
+use super::handler::{Body, Ctx, json as json_response, json_bytes, protobuf_bytes};
+use super::openapi::{
+    self,
+    fields::{self, Directive},
+};
 use super::paging::{ContinueToken, EXPIRED_CONTINUE, key_of};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{ApiError, Details, delete_success};
 use super::table;
 use super::{eviction, patch, watch};
-use crate::resources::{self, LEASES, NAMESPACES, NODES, PODS, Resource, SECRETS};
+use crate::resources::{self, LEASES, NAMESPACES, NODES, PODS, Resource, SECRETS, SERVICES};
 use crate::store::{Preconditions, Store, StoreError, metadata_mut, rfc3339};
 
 pub(crate) async fn dispatch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
@@ -28,6 +32,15 @@ pub(crate) async fn dispatch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> 
     let named = r.name.is_some();
     let collection_needs_namespace = r.resource.namespaced && r.namespace.is_none();
     match (ctx.method.clone(), named, sub) {
+        (Method::GET | Method::HEAD, _, None)
+            if watching && !super::handler::accepts_json(super::handler::accept(ctx.headers)) =>
+        {
+            Err(ApiError::new(
+                406,
+                "NotAcceptable",
+                "only the following media types are accepted for watches: application/json",
+            ))
+        }
         (Method::GET | Method::HEAD, _, None) if watching => watch::serve(ctx),
         (Method::GET | Method::HEAD, false, None) => list(ctx),
         (Method::GET | Method::HEAD, true, None | Some("status")) => get(ctx),
@@ -38,7 +51,9 @@ pub(crate) async fn dispatch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> 
         (Method::PATCH, true, None | Some("status")) => patch::patch(ctx),
         (Method::DELETE, true, None) => delete(ctx),
         (Method::DELETE, false, None) if !collection_needs_namespace => delete_collection(ctx),
-        (_, true, Some("scale")) => Err(ApiError::no_such_path()),
+        (Method::GET | Method::HEAD | Method::PUT | Method::PATCH, true, Some("scale")) => {
+            super::scale::scale(ctx)
+        }
         (m, _, _) => Err(ApiError::method_not_allowed(m.as_str())),
     }
 }
@@ -52,7 +67,24 @@ pub(crate) fn respond_object(ctx: &Ctx<'_>, code: u16, object: &Arc<Value>) -> R
             &table::table(ctx.req.resource, std::iter::once(object), None, t),
         ),
         None if ctx.partial => json_response(ctx.shared, code, &table::partial_metadata(object)),
+        None if ctx.protobuf => protobuf_object(ctx, code, object),
         None => json_response(ctx.shared, code, object),
+    }
+}
+
+/// An object answered in protobuf, its type taken from the resource.
+fn protobuf_object(ctx: &Ctx<'_>, code: u16, object: &Value) -> Response<Body> {
+    let resource = ctx.req.resource;
+    let mut typed = object.clone();
+    if let Some(map) = typed.as_object_mut() {
+        map.insert("apiVersion".into(), json!(resource.api_version()));
+        map.insert("kind".into(), json!(resource.kind));
+    }
+    match super::protobuf::encode(&typed) {
+        Ok(bytes) => protobuf_bytes(ctx.shared, code, bytes),
+        // Every served kind has a message; should one not encode, JSON is
+        // what every client also accepts.
+        Err(_) => json_response(ctx.shared, code, object),
     }
 }
 
@@ -151,6 +183,12 @@ fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         let doc = table::table(resource, page.iter(), Some(Value::Object(meta)), t);
         return Ok(json_response(ctx.shared, 200, &doc));
     }
+    if ctx.protobuf
+        && !ctx.partial
+        && let Ok(bytes) = super::protobuf::encode_list(resource, &meta, page)
+    {
+        return Ok(protobuf_bytes(ctx.shared, 200, bytes));
+    }
     Ok(json_bytes(
         ctx.shared,
         200,
@@ -200,28 +238,71 @@ fn serialize_partial_list(meta: &Map<String, Value>, items: &[Arc<Value>]) -> Ve
     .unwrap_or_default()
 }
 
-/// The request body as a JSON object; YAML is accepted too (kubectl
-/// sends JSON, hand-written clients sometimes YAML).
+/// The body of a create or update of the resource's own kind, with
+/// server-side field validation (`fieldValidation`) applied to JSON and
+/// YAML bodies: `options` names the verb's options for its errors
+/// (`CreateOptions`, `UpdateOptions`). Protobuf bodies carry no unknown
+/// fields (the decoder skips what the message does not declare).
+fn kind_body(ctx: &Ctx<'_>, options: &str) -> Result<Value, ApiError> {
+    let directive = Directive::parse(ctx.query.get("fieldValidation"), options)?;
+    let mut body = body_object(ctx)?;
+    if ctx.content_type() != PROTOBUF {
+        check_fields(ctx, &mut body, directive)?;
+    }
+    Ok(body)
+}
+
+/// Drop the fields the kind does not declare, as decoding into the typed
+/// object does; `Strict` refuses them and `Warn` names them.
+fn check_fields(ctx: &Ctx<'_>, body: &mut Value, directive: Directive) -> Result<(), ApiError> {
+    let resource = ctx.req.resource;
+    let Some(definition) = openapi::kind_definition(resource) else {
+        return Ok(());
+    };
+    let unknown = fields::prune_unknown(definition, body);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    match directive {
+        Directive::Strict => Err(fields::strict_body_error(resource.kind, body, &unknown)),
+        Directive::Warn => {
+            ctx.warn(fields::warnings(&unknown));
+            Ok(())
+        }
+        Directive::Ignore => Ok(()),
+    }
+}
+
+/// The request body as a JSON object: JSON, YAML (hand-written clients
+/// sometimes send it) or protobuf (kubectl's typed clients send it for
+/// `create deployment`, `create pdb`, …). A protobuf body names its own
+/// kind; one that does not is taken as the resource's.
 pub(crate) fn body_object(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
-    if ctx.content_type() == PROTOBUF && super::protobuf::supported(ctx.req.resource) {
-        return super::protobuf::decode(ctx.req.resource, &ctx.body).map_err(ApiError::bad_request);
+    let resource = ctx.req.resource;
+    body_as(ctx, (&resource.api_version(), resource.kind))
+}
+
+/// The request body, `expected` being the `(apiVersion, kind)` a protobuf
+/// body without type information holds.
+pub(crate) fn body_as(ctx: &Ctx<'_>, expected: (&str, &str)) -> Result<Value, ApiError> {
+    if ctx.content_type() == PROTOBUF {
+        return super::protobuf::decode(&ctx.body, expected).map_err(ApiError::bad_request);
     }
     check_body_type(ctx)?;
     parse_object(&ctx.body)
 }
 
-const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+const PROTOBUF: &str = super::protobuf::MEDIA_TYPE;
 
-/// Bodies are JSON or YAML; protobuf only for the few types `protobuf`
-/// decodes (what kubectl's typed `create` commands send). Others: 415.
+/// Bodies are JSON, YAML or protobuf; anything else is 415.
 pub(crate) fn check_body_type(ctx: &Ctx<'_>) -> Result<(), ApiError> {
     match ctx.content_type().as_str() {
-        "" | "application/json" | "application/yaml" | "*/*" => Ok(()),
+        "" | "application/json" | "application/yaml" | "*/*" | PROTOBUF => Ok(()),
         other => Err(ApiError::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other:?})"
             ),
         )
         .with_details(super::status::Details::default())),
@@ -512,7 +593,7 @@ pub(crate) fn prepare_create(resource: &Resource, object: &mut Value) {
 
 fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let resource = ctx.req.resource;
-    let mut object = body_object(ctx)?;
+    let mut object = kind_body(ctx, "CreateOptions")?;
     check_type_meta(resource, &object)?;
     check_namespace(ctx, &object)?;
     ensure_namespace(ctx.store(), resource, ctx.namespace())?;
@@ -523,6 +604,9 @@ fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     }
     validate_name(resource, &object)?;
     prepare_create(resource, &mut object);
+    if resource == &SERVICES {
+        super::service::prepare(ctx.store(), &mut object)?;
+    }
     super::apply::record_update(&mut object, None, &ctx.field_manager(), resource, "");
     if ctx.query.dry_run() {
         return dry_run_create(ctx, object);
@@ -720,7 +804,7 @@ fn update(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let resource = ctx.req.resource;
     let name = ctx.name().to_string();
     let status_sub = ctx.req.subresource.as_deref() == Some("status");
-    let mut body = body_object(ctx)?;
+    let mut body = kind_body(ctx, "UpdateOptions")?;
     check_type_meta(resource, &body)?;
     check_namespace(ctx, &body)?;
     match meta_str(&body, "name") {
@@ -839,7 +923,7 @@ impl DeleteOptions {
         let body = if ctx.body.iter().all(u8::is_ascii_whitespace) {
             None
         } else {
-            Some(parse_object(&ctx.body)?)
+            Some(body_as(ctx, ("v1", "DeleteOptions"))?)
         };
         let mut opts = DeleteOptions::from_value(body.as_ref())?;
         if let Some(g) = ctx.query.get("gracePeriodSeconds") {

@@ -13,18 +13,19 @@ use super::handler::{Body, Ctx};
 use super::objects::{
     finish_if_finalized, merge_for_update, modify_object, respond_object, validate_update,
 };
+use super::openapi::fields::{self, Directive};
 use super::status::ApiError;
-use crate::resources::{PDBS, Resource};
+use crate::resources::{PDBS, Resource, SERVICES};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PatchKind {
+pub(crate) enum PatchKind {
     Merge,
     Json,
     Strategic,
     Apply,
 }
 
-fn patch_kind(content_type: &str) -> Option<PatchKind> {
+pub(crate) fn patch_kind(content_type: &str) -> Option<PatchKind> {
     match content_type {
         "application/merge-patch+json" => Some(PatchKind::Merge),
         "application/json-patch+json" => Some(PatchKind::Json),
@@ -66,6 +67,40 @@ pub(crate) fn list_strategy(field: &str) -> ListStrategy {
         "finalizers" => ListStrategy::Set,
         _ => ListStrategy::Atomic,
     }
+}
+
+/// Lists whose merge key is not the one their field name has elsewhere:
+/// `(resource, path to the list's parent, definition of the parent, field,
+/// key)`. A Service's `spec.ports` merge by `port` (`k8s.io/api/core/v1`
+/// `ServiceSpec.Ports`, `patchMergeKey:"port"`), not `containerPort`.
+const MERGE_KEYS_IN_CONTEXT: &[(&Resource, &[&str], &str, &str, &str)] = &[(
+    &SERVICES,
+    &["spec"],
+    "io.k8s.api.core.v1.ServiceSpec",
+    "ports",
+    "port",
+)];
+
+/// [`list_strategy`] of `field` in the object at `path` of `resource`.
+fn list_strategy_at(resource: &Resource, path: &[String], field: &str) -> ListStrategy {
+    MERGE_KEYS_IN_CONTEXT
+        .iter()
+        .find(|(r, p, _, f, _)| *r == resource && *f == field && p.iter().eq(path.iter()))
+        .map_or_else(
+            || list_strategy(field),
+            |(.., key)| ListStrategy::MergeKey(key),
+        )
+}
+
+/// [`list_strategy`] of `field` in the OpenAPI definition `definition`.
+pub(crate) fn list_strategy_in(definition: &str, field: &str) -> ListStrategy {
+    MERGE_KEYS_IN_CONTEXT
+        .iter()
+        .find(|(_, _, d, f, _)| *d == definition && *f == field)
+        .map_or_else(
+            || list_strategy(field),
+            |(.., key)| ListStrategy::MergeKey(key),
+        )
 }
 
 /// Map fields a strategic merge replaces instead of merging (the PDB
@@ -157,7 +192,7 @@ pub(crate) fn strategic_merge_map(
                 path.pop();
             }
             Value::Array(pa) => {
-                let merged = match list_strategy(k) {
+                let merged = match list_strategy_at(resource, path, k) {
                     ListStrategy::Atomic => without_directives(v),
                     ListStrategy::Set => {
                         let mut list = orig
@@ -263,7 +298,7 @@ pub(crate) fn strategic_merge(
     Ok(())
 }
 
-fn apply_patch(
+pub(crate) fn apply_patch(
     kind: PatchKind,
     resource: &Resource,
     object: &mut Value,
@@ -303,6 +338,8 @@ pub(crate) fn patch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     }
     let resource = ctx.req.resource;
     let name = ctx.name().to_string();
+    let directive = Directive::parse(ctx.query.get("fieldValidation"), "PatchOptions")?;
+    let definition = super::openapi::kind_definition(resource);
     let patch_doc: Value =
         serde_json::from_slice(&ctx.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     match kind {
@@ -321,6 +358,18 @@ pub(crate) fn patch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let change = |current: &Value| -> Result<Value, ApiError> {
         let mut patched = current.clone();
         apply_patch(kind, resource, &mut patched, &patch_doc)?;
+        // Fields the kind does not declare are dropped, as decoding the
+        // patched object does (`handlers/patch.go`).
+        let unknown = definition
+            .map(|d| fields::prune_unknown(d, &mut patched))
+            .unwrap_or_default();
+        if !unknown.is_empty() {
+            match directive {
+                Directive::Strict => return Err(fields::strict_patch_error(&patch_doc, &unknown)),
+                Directive::Warn => ctx.warn(fields::warnings(&unknown)),
+                Directive::Ignore => {}
+            }
+        }
         for (field, expected) in [("name", name.as_str()), ("namespace", ctx.namespace())] {
             let got = patched
                 .pointer(&format!("/metadata/{field}"))
@@ -377,6 +426,28 @@ mod tests {
     fn smp(resource: &Resource, mut object: Value, patch: Value) -> Value {
         strategic_merge(resource, &mut object, &patch).unwrap();
         object
+    }
+
+    #[test]
+    fn service_ports_merge_by_port() {
+        let svc = json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 443}]}});
+        let patched = smp(
+            &SERVICES,
+            svc,
+            json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}]}}),
+        );
+        assert_eq!(
+            patched["spec"]["ports"],
+            json!([{"port": 80, "targetPort": 9090}, {"port": 443}])
+        );
+        assert_eq!(
+            list_strategy_in("io.k8s.api.core.v1.ServiceSpec", "ports"),
+            ListStrategy::MergeKey("port")
+        );
+        assert_eq!(
+            list_strategy_in("io.k8s.api.core.v1.Container", "ports"),
+            ListStrategy::MergeKey("containerPort")
+        );
     }
 
     #[test]

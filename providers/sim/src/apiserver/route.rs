@@ -9,8 +9,9 @@ use crate::resources::{self, NAMESPACES, Resource};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Special {
     Version,
-    /// `/healthz`, `/livez`, `/readyz` (and their `/…/<check>` children).
-    Health,
+    /// `/healthz`, `/livez`, `/readyz` (endpoint), and their `/…/<check>`
+    /// children (check, `""` for the endpoint itself).
+    Health(String, String),
     /// `/api`.
     CoreVersions,
     /// `/api/v1`.
@@ -21,6 +22,10 @@ pub enum Special {
     Group(String),
     /// `/apis/<group>/<version>`.
     GroupResources(String, String),
+    /// `/openapi/v2`.
+    OpenApiV2,
+    /// `/openapi/v3` (`""`) and `/openapi/v3/<api/v1|apis/<g>/<v>>`.
+    OpenApiV3(String),
 }
 
 /// A request on a resource type.
@@ -137,7 +142,11 @@ pub fn route(path: &str) -> Route {
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["version"] => Route::Special(Special::Version),
-        ["healthz" | "livez" | "readyz", ..] => Route::Special(Special::Health),
+        [endpoint @ ("healthz" | "livez" | "readyz"), check @ ..] => {
+            Route::Special(Special::Health(endpoint.to_string(), check.join("/")))
+        }
+        ["openapi", "v2"] => Route::Special(Special::OpenApiV2),
+        ["openapi", "v3", rest @ ..] => Route::Special(Special::OpenApiV3(rest.join("/"))),
         ["api"] => Route::Special(Special::CoreVersions),
         ["api", "v1"] => Route::Special(Special::CoreResources),
         ["api", "v1", rest @ ..] => resource_route("", "v1", rest),
@@ -282,7 +291,22 @@ mod tests {
         assert_eq!(route("/api/v1/namespaces/default/nodes"), Route::NotFound);
         assert_eq!(route("/apis/nope.io/v1"), Route::NotFound);
         assert_eq!(route("/version"), Route::Special(Special::Version));
-        assert_eq!(route("/readyz"), Route::Special(Special::Health));
+        assert_eq!(
+            route("/readyz"),
+            Route::Special(Special::Health("readyz".into(), String::new()))
+        );
+        assert_eq!(
+            route("/livez/poststarthook/rbac/bootstrap-roles"),
+            Route::Special(Special::Health(
+                "livez".into(),
+                "poststarthook/rbac/bootstrap-roles".into()
+            ))
+        );
+        assert_eq!(route("/openapi/v2"), Route::Special(Special::OpenApiV2));
+        assert_eq!(
+            route("/openapi/v3/apis/apps/v1"),
+            Route::Special(Special::OpenApiV3("apis/apps/v1".into()))
+        );
         assert_eq!(
             route("/apis/policy/v1"),
             Route::Special(Special::GroupResources("policy".into(), "v1".into()))

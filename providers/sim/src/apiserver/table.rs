@@ -343,8 +343,383 @@ fn columns(resource: &Resource) -> Vec<Value> {
             column("Holder", "string", "", 0, "The holder of the lease"),
             age,
         ],
+        // `pkg/printers/internalversion/printers.go` column definitions.
+        ("apps", "deployments") => {
+            let mut c = vec![
+                name,
+                column(
+                    "Ready",
+                    "string",
+                    "",
+                    0,
+                    "Number of the pod with ready state",
+                ),
+                column(
+                    "Up-to-date",
+                    "string",
+                    "",
+                    0,
+                    "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+                ),
+                column(
+                    "Available",
+                    "string",
+                    "",
+                    0,
+                    "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+                ),
+                age,
+            ];
+            c.extend(workload_wide_columns());
+            c
+        }
+        ("apps", "replicasets") => {
+            let mut c = vec![
+                name,
+                column(
+                    "Desired",
+                    "integer",
+                    "",
+                    0,
+                    "Replicas is the number of desired replicas.",
+                ),
+                column(
+                    "Current",
+                    "integer",
+                    "",
+                    0,
+                    "Replicas is the most recently observed number of replicas.",
+                ),
+                column(
+                    "Ready",
+                    "integer",
+                    "",
+                    0,
+                    "The number of ready replicas for this replica set.",
+                ),
+                age,
+            ];
+            c.extend(workload_wide_columns());
+            c
+        }
+        ("apps", "daemonsets") => {
+            let mut c = vec![
+                name,
+                column(
+                    "Desired",
+                    "integer",
+                    "",
+                    0,
+                    "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod).",
+                ),
+                column(
+                    "Current",
+                    "integer",
+                    "",
+                    0,
+                    "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod.",
+                ),
+                column(
+                    "Ready",
+                    "integer",
+                    "",
+                    0,
+                    "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.",
+                ),
+                column(
+                    "Up-to-date",
+                    "integer",
+                    "",
+                    0,
+                    "The total number of nodes that are running updated daemon pod",
+                ),
+                column(
+                    "Available",
+                    "integer",
+                    "",
+                    0,
+                    "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)",
+                ),
+                column(
+                    "Node Selector",
+                    "string",
+                    "",
+                    0,
+                    "NodeSelector is a selector which must be true for the pod to fit on a node.",
+                ),
+                age,
+            ];
+            c.extend(workload_wide_columns());
+            c
+        }
+        ("", "services") => vec![
+            name,
+            column("Type", "string", "", 0, "The type of service."),
+            column("Cluster-IP", "string", "", 0, "The IP of the service."),
+            column(
+                "External-IP",
+                "string",
+                "",
+                0,
+                "The external IP of the service.",
+            ),
+            column("Port(s)", "string", "", 0, "The ports the service exposes."),
+            age,
+            column(
+                "Selector",
+                "string",
+                "",
+                1,
+                "Route service traffic to pods with label keys and values matching this selector.",
+            ),
+        ],
+        ("", "events") => vec![
+            column(
+                "Last Seen",
+                "string",
+                "",
+                0,
+                "Time when this Event was last seen",
+            ),
+            column(
+                "Type",
+                "string",
+                "",
+                0,
+                "Type of this event (Normal, Warning), new types could be added in the future.",
+            ),
+            column(
+                "Reason",
+                "string",
+                "",
+                0,
+                "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+            ),
+            column(
+                "Object",
+                "string",
+                "",
+                0,
+                "The object that this event is about.",
+            ),
+            column(
+                "Subobject",
+                "string",
+                "",
+                1,
+                "The subobject that this event is about.",
+            ),
+            column(
+                "Source",
+                "string",
+                "",
+                1,
+                "The component reporting this event. Should be a short machine understandable string.",
+            ),
+            column(
+                "Message",
+                "string",
+                "",
+                0,
+                "A human-readable description of the status of this operation.",
+            ),
+            column(
+                "First Seen",
+                "string",
+                "",
+                1,
+                "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)",
+            ),
+            column(
+                "Count",
+                "string",
+                "",
+                1,
+                "The number of times this event has occurred.",
+            ),
+            column("Name", "string", "name", 1, NAME_DESCRIPTION),
+        ],
         _ => vec![name, age],
     }
+}
+
+fn workload_wide_columns() -> Vec<Value> {
+    vec![
+        column(
+            "Containers",
+            "string",
+            "",
+            1,
+            "Names of each container in the template.",
+        ),
+        column(
+            "Images",
+            "string",
+            "",
+            1,
+            "Images referenced by each container in the template.",
+        ),
+        column(
+            "Selector",
+            "string",
+            "",
+            1,
+            "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.",
+        ),
+    ]
+}
+
+fn int_at(object: &Value, pointer: &str) -> i64 {
+    object.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// Containers, images and selector text of a workload's template.
+fn workload_wide_cells(object: &Value) -> Vec<Value> {
+    let containers: Vec<&Value> = object
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().collect())
+        .unwrap_or_default();
+    let names: Vec<&str> = containers.iter().map(|c| s(c, "/name")).collect();
+    let images: Vec<&str> = containers.iter().map(|c| s(c, "/image")).collect();
+    let selector = object
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    vec![
+        json!(names.join(",")),
+        json!(images.join(",")),
+        json!(or_none(&selector)),
+    ]
+}
+
+/// `printService`: external IPs by type, ports as `port[:nodePort]/proto`.
+fn service_cells(service: &Value, now: Timestamp) -> Vec<Value> {
+    let kind = s(service, "/spec/type");
+    let external = match kind {
+        "ExternalName" => s(service, "/spec/externalName").to_string(),
+        "LoadBalancer" => {
+            let ingress: Vec<&str> = service
+                .pointer("/status/loadBalancer/ingress")
+                .and_then(Value::as_array)
+                .map(|i| {
+                    i.iter()
+                        .map(|x| {
+                            let ip = s(x, "/ip");
+                            if ip.is_empty() { s(x, "/hostname") } else { ip }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if ingress.is_empty() {
+                "<pending>".into()
+            } else {
+                ingress.join(",")
+            }
+        }
+        _ => "<none>".into(),
+    };
+    let ports: Vec<String> = service
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+            let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+            match p.get("nodePort").and_then(Value::as_i64) {
+                Some(node_port) if node_port > 0 => format!("{port}:{node_port}/{protocol}"),
+                _ => format!("{port}/{protocol}"),
+            }
+        })
+        .collect();
+    let selector = service
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    vec![
+        json!(s(service, "/metadata/name")),
+        json!(kind),
+        json!(or_none(s(service, "/spec/clusterIP"))),
+        json!(external),
+        json!(if ports.is_empty() {
+            "<none>".to_string()
+        } else {
+            ports.join(",")
+        }),
+        json!(age(service, now)),
+        json!(or_none(&selector)),
+    ]
+}
+
+/// A time stamp as kubectl's "ago" text, `<unknown>` when absent.
+fn since(stamp: &str, now: Timestamp) -> String {
+    match stamp.parse::<Timestamp>() {
+        Ok(t) => human_duration(now.as_second() - t.as_second()),
+        Err(_) => "<unknown>".into(),
+    }
+}
+
+/// `printEvent`: last seen from the series, the last time stamp or the
+/// event time; object as `kind/name`.
+fn event_cells(event: &Value, now: Timestamp) -> Vec<Value> {
+    let last = ["/series/lastObservedTime", "/lastTimestamp", "/eventTime"]
+        .iter()
+        .map(|p| s(event, p))
+        .find(|t| !t.is_empty())
+        .unwrap_or("");
+    let first = ["/firstTimestamp", "/eventTime"]
+        .iter()
+        .map(|p| s(event, p))
+        .find(|t| !t.is_empty())
+        .unwrap_or("");
+    let object = format!(
+        "{}/{}",
+        s(event, "/involvedObject/kind").to_lowercase(),
+        s(event, "/involvedObject/name")
+    );
+    let component = [
+        s(event, "/source/component"),
+        s(event, "/reportingComponent"),
+    ]
+    .into_iter()
+    .find(|c| !c.is_empty())
+    .unwrap_or("");
+    let host = s(event, "/source/host");
+    let source = if host.is_empty() {
+        component.to_string()
+    } else {
+        format!("{component}, {host}")
+    };
+    let count = event
+        .pointer("/series/count")
+        .or_else(|| event.pointer("/count"))
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    vec![
+        json!(since(last, now)),
+        json!(s(event, "/type")),
+        json!(s(event, "/reason")),
+        json!(object),
+        json!(s(event, "/involvedObject/fieldPath")),
+        json!(source),
+        json!(s(event, "/message").trim()),
+        json!(since(first, now)),
+        json!(count.to_string()),
+        json!(s(event, "/metadata/name")),
+    ]
 }
 
 fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
@@ -580,6 +955,66 @@ fn cells(resource: &Resource, object: &Value, now: Timestamp) -> Vec<Value> {
             json!(s(object, "/spec/holderIdentity")),
             json!(age(object, now)),
         ],
+        ("apps", "deployments") => {
+            let mut c = vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    int_at(object, "/status/readyReplicas"),
+                    object
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                )),
+                json!(int_at(object, "/status/updatedReplicas")),
+                json!(int_at(object, "/status/availableReplicas")),
+                json!(age(object, now)),
+            ];
+            c.extend(workload_wide_cells(object));
+            c
+        }
+        ("apps", "replicasets") => {
+            let mut c = vec![
+                name,
+                json!(
+                    object
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                ),
+                json!(int_at(object, "/status/replicas")),
+                json!(int_at(object, "/status/readyReplicas")),
+                json!(age(object, now)),
+            ];
+            c.extend(workload_wide_cells(object));
+            c
+        }
+        ("apps", "daemonsets") => {
+            let selector = object
+                .pointer("/spec/template/spec/nodeSelector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            let mut c = vec![
+                name,
+                json!(int_at(object, "/status/desiredNumberScheduled")),
+                json!(int_at(object, "/status/currentNumberScheduled")),
+                json!(int_at(object, "/status/numberReady")),
+                json!(int_at(object, "/status/updatedNumberScheduled")),
+                json!(int_at(object, "/status/numberAvailable")),
+                json!(or_none(&selector)),
+                json!(age(object, now)),
+            ];
+            c.extend(workload_wide_cells(object));
+            c
+        }
+        ("", "events") => event_cells(object, now),
+        ("", "services") => service_cells(object, now),
         _ => vec![name, json!(age(object, now))],
     }
 }

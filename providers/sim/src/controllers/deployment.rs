@@ -20,6 +20,16 @@ use crate::store::{Preconditions, Store, StoreError, rfc3339};
 const HASH_LABEL: &str = "pod-template-hash";
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
+/// The revision annotation of a Deployment or ReplicaSet, 0 when absent.
+fn revision_of(object: &Value) -> i64 {
+    object
+        .at("/metadata/annotations")
+        .and_then(|a| a.get(REVISION))
+        .and_then(Value::as_str)
+        .and_then(|r| r.parse::<i64>().ok())
+        .unwrap_or(0)
+}
+
 pub(crate) struct Deployments {
     store: Arc<Store>,
     deployments: HashMap<Key, Arc<Value>>,
@@ -150,6 +160,31 @@ impl Deployments {
         }
     }
 
+    /// Set the revision annotation of `object`; the stored object after,
+    /// or `object` when the write failed (the next change retries).
+    fn set_revision(
+        &self,
+        resource: &'static crate::resources::Resource,
+        namespace: &str,
+        object: &Arc<Value>,
+        revision: i64,
+    ) -> Arc<Value> {
+        let uid = uid_of(object).to_string();
+        let result =
+            self.store
+                .modify(resource, namespace, str_at(object, "/metadata/name"), |o| {
+                    if uid_of(o) != uid {
+                        return Ok(());
+                    }
+                    if !o.at("/metadata/annotations").is_some_and(Value::is_object) {
+                        o["metadata"]["annotations"] = json!({});
+                    }
+                    o["metadata"]["annotations"][REVISION] = json!(revision.to_string());
+                    Ok(())
+                });
+        result.unwrap_or_else(|_| object.clone())
+    }
+
     fn sync(&mut self, key: &Key) {
         let Some(d) = self.deployments.get(key).cloned() else {
             return;
@@ -172,18 +207,16 @@ impl Deployments {
             .iter()
             .find(|rs| str_at(rs, &format!("/metadata/labels/{HASH_LABEL}")) == hash)
             .cloned();
-        let max_revision = owned
-            .iter()
-            .filter_map(|rs| {
-                rs.at("/metadata/annotations")
-                    .and_then(|a| a.get(REVISION))
-                    .and_then(Value::as_str)
-                    .and_then(|r| r.parse::<i64>().ok())
-            })
-            .max()
-            .unwrap_or(0);
+        let max_revision = owned.iter().map(|rs| revision_of(rs)).max().unwrap_or(0);
         let current = match current {
             Some(rs) => {
+                // A template rolled back to is the newest revision again
+                // (`deploymentutil.SetNewReplicaSetAnnotations`).
+                let rs = if revision_of(&rs) < max_revision {
+                    self.set_revision(&REPLICASETS, &key.0, &rs, max_revision + 1)
+                } else {
+                    rs
+                };
                 self.scale(&rs, replicas);
                 Some(rs)
             }
@@ -203,6 +236,14 @@ impl Deployments {
             if current.as_ref().is_none_or(|c| uid_of(c) != uid_of(rs)) {
                 self.scale(rs, 0);
             }
+        }
+        // The Deployment carries its current revision
+        // (`deploymentutil.SetDeploymentRevision`); `kubectl rollout undo`
+        // patches this annotation.
+        if let Some(rs) = &current
+            && revision_of(rs) != revision_of(&d)
+        {
+            self.set_revision(&DEPLOYMENTS, &key.0, &d, revision_of(rs));
         }
         self.write_status(key, &d, current.as_deref(), &owned, replicas);
     }

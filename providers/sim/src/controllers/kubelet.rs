@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::events::{EventRecorder, Source, node_ref, pod_ref};
 use super::informer::{At, Change, Feed, Key, Slice, earliest, scale, sleep_until, str_at};
 use super::objects::{
     DEFAULT_GRACE_SECONDS, default_pod_spec, is_ready, is_terminal, is_terminating, node_name_of,
@@ -110,6 +111,7 @@ struct Kubelet {
 
 struct Shared {
     store: Arc<Store>,
+    events: Arc<EventRecorder>,
     timing: Timing,
     kubelets: Mutex<HashMap<String, Kubelet>>,
 }
@@ -144,9 +146,14 @@ pub struct KubeletFleet {
 impl KubeletFleet {
     /// Must be called within a Tokio runtime: the kubelets run as a task
     /// on it.
-    pub fn new(store: Arc<Store>, timing: Timing) -> Arc<KubeletFleet> {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        timing: Timing,
+        events: Arc<EventRecorder>,
+    ) -> Arc<KubeletFleet> {
         let shared = Arc::new(Shared {
             store: store.clone(),
+            events,
             timing,
             kubelets: Mutex::new(HashMap::new()),
         });
@@ -166,6 +173,7 @@ impl KubeletFleet {
             seq: 0,
             pending: HashMap::new(),
             heartbeats: HashMap::new(),
+            reported: HashMap::new(),
         };
         tokio::spawn(task.run(feed, initial, rx, cancel.clone()));
         Arc::new(KubeletFleet {
@@ -203,7 +211,23 @@ impl KubeletFleet {
         };
         let spec = self.spec_of(&name);
         if let Some(spec) = spec {
+            record_start(&self.shared, &name);
             register(&self.shared.store, &spec, &identity);
+            // `pkg/kubelet/nodestatus/setters.go`: a starting kubelet
+            // reports its conditions' first states.
+            for (reason, condition) in [
+                ("NodeHasSufficientMemory", "NodeHasSufficientMemory"),
+                ("NodeHasNoDiskPressure", "NodeHasNoDiskPressure"),
+                ("NodeHasSufficientPID", "NodeHasSufficientPID"),
+                ("NodeReady", "NodeReady"),
+            ] {
+                record_node(
+                    &self.shared,
+                    &name,
+                    reason,
+                    &format!("Node {name} status is now: {condition}"),
+                );
+            }
         }
         self.ensure_static_pods(&name, true);
         // The task is gone only when the fleet is shutting down.
@@ -238,6 +262,7 @@ impl KubeletFleet {
             k.epoch += 1;
             k.epoch
         };
+        record_start(&self.shared, node);
         let stamp = json!(rfc3339(Timestamp::now()));
         let result = self.shared.store.modify(&NODES, "", node, |n| {
             n["status"]["nodeInfo"]["kubeletVersion"] = json!(kubelet_version);
@@ -313,6 +338,56 @@ impl KubeletFleet {
 impl Drop for KubeletFleet {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+/// Who a kubelet's Events come from.
+fn source(node: &str) -> Source<'_> {
+    Source {
+        component: "kubelet",
+        host: node,
+    }
+}
+
+/// An Event about the kubelet's own Node (kubelets use the node's name as
+/// its uid: `pkg/kubelet/kubelet.go` `nodeRef`).
+fn record_node(shared: &Shared, node: &str, reason: &str, message: &str) {
+    shared.events.record(
+        source(node),
+        node_ref(node, node),
+        "Normal",
+        reason,
+        message,
+    );
+}
+
+fn record_start(shared: &Shared, node: &str) {
+    record_node(shared, node, "Starting", "Starting kubelet.");
+}
+
+/// One Event per container of `pod` (`pkg/kubelet/events`).
+fn record_containers(
+    shared: &Shared,
+    pod: &Value,
+    reason: &str,
+    message: impl Fn(&Value) -> String,
+) {
+    let node = node_name_of(pod);
+    for container in pod
+        .at("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let mut involved = pod_ref(pod);
+        involved["fieldPath"] = json!(format!("spec.containers{{{}}}", str_at(container, "/name")));
+        shared.events.record(
+            source(node),
+            involved,
+            "Normal",
+            reason,
+            &message(container),
+        );
     }
 }
 
@@ -468,6 +543,12 @@ fn node_status(
             "osImage": "Ubuntu 24.04.2 LTS",
             "containerRuntimeVersion": "containerd://1.7.27",
             "kubeletVersion": spec.kubelet_version,
+            // Kubelets no longer report kube-proxy's version (feature
+            // DisableNodeKubeProxyVersion, on since v1.31), but the field
+            // has no `omitempty` (`k8s.io/api/core/v1/types.go`
+            // NodeSystemInfo), so a real server sends it empty; clients
+            // that check required fields (the Python client) need it.
+            "kubeProxyVersion": "",
             "operatingSystem": "linux",
             "architecture": "amd64",
         },
@@ -812,6 +893,9 @@ struct FleetTask {
     pending: HashMap<Key, (PodWork, u64)>,
     /// Per node, the sequence number of its live heartbeat chain.
     heartbeats: HashMap<String, u64>,
+    /// Per node, what its kubelet last reported in Events: Ready, and
+    /// whether the node was schedulable.
+    reported: HashMap<String, (bool, bool)>,
 }
 
 impl FleetTask {
@@ -937,6 +1021,9 @@ impl FleetTask {
             }
             match termination_delay(&pod, &self.shared.timing) {
                 Some(delay) => {
+                    record_containers(&self.shared, &pod, "Killing", |c| {
+                        format!("Stopping container {}", str_at(c, "/name"))
+                    });
                     let seq = self.schedule(
                         now + delay,
                         Action::Finish {
@@ -1049,13 +1136,29 @@ impl FleetTask {
             return;
         };
         // A pod that changed meanwhile (deleted, rebound) is left alone.
+        let mut started = false;
         let _ = self.shared.store.modify(&PODS, &key.0, &key.1, |p| {
             if uid_of(p) != uid || node_name_of(p) != node || is_terminating(p) || is_terminal(p) {
                 return Ok(());
             }
             mark_running(p, &host_ip, &pod_ip);
+            started = true;
             Ok(())
         });
+        if started {
+            record_containers(&self.shared, &pod, "Pulled", |c| {
+                format!(
+                    "Container image {:?} already present on machine",
+                    str_at(c, "/image")
+                )
+            });
+            record_containers(&self.shared, &pod, "Created", |c| {
+                format!("Created container: {}", str_at(c, "/name"))
+            });
+            record_containers(&self.shared, &pod, "Started", |c| {
+                format!("Started container {}", str_at(c, "/name"))
+            });
+        }
     }
 
     fn finish_pod(&mut self, key: &Key, uid: &str, epoch: u64) {
@@ -1074,6 +1177,41 @@ impl FleetTask {
             Err(e) => {
                 tracing::warn!(error = %e, "kubelet could not delete pod {}/{}", key.0, key.1)
             }
+        }
+    }
+
+    /// The Events a kubelet records when its node's state changes
+    /// (`pkg/kubelet/nodestatus/setters.go`: `NodeReady` when Ready turns
+    /// True, `NodeNotSchedulable`/`NodeSchedulable` when a cordon comes or
+    /// goes). A kubelet starts out having reported a Ready, schedulable
+    /// node.
+    fn report_changes(&mut self, node: &str, before: &Value, current: &Value) {
+        let ready = is_ready(current);
+        let schedulable = current.at("/spec/unschedulable").and_then(Value::as_bool) != Some(true);
+        let (was_ready, was_schedulable) = self
+            .reported
+            .insert(node.to_string(), (ready, schedulable))
+            .unwrap_or((true, true));
+        if ready && !(was_ready && is_ready(before)) {
+            record_node(
+                &self.shared,
+                node,
+                "NodeReady",
+                &format!("Node {node} status is now: NodeReady"),
+            );
+        }
+        if schedulable != was_schedulable {
+            let state = if schedulable {
+                "NodeSchedulable"
+            } else {
+                "NodeNotSchedulable"
+            };
+            record_node(
+                &self.shared,
+                node,
+                state,
+                &format!("Node {node} status is now: {state}"),
+            );
         }
     }
 
@@ -1107,8 +1245,9 @@ impl FleetTask {
             (None, Some((spec, identity))) => register(&store, &spec, &identity),
             (Some(current), write) => {
                 renew_lease(&store, node, uid_of(&current));
+                let mut latest = current.clone();
                 if let Some((spec, id)) = write {
-                    let _ = store.modify(&NODES, "", node, |n| {
+                    let written = store.modify(&NODES, "", node, |n| {
                         let previous = n.clone();
                         n["status"] = node_status(
                             &spec,
@@ -1120,7 +1259,11 @@ impl FleetTask {
                         );
                         Ok(())
                     });
+                    if let Ok(n) = written {
+                        latest = n;
+                    }
                 }
+                self.report_changes(node, &current, &latest);
             }
             (None, None) => {}
         }
@@ -1220,7 +1363,7 @@ mod tests {
         assert_eq!(n["spec"]["providerID"], "aws:///us-east-1a/i-0abc");
         assert_eq!(n["status"]["allocatable"]["pods"], "110");
         assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], "v1.33.4");
-        assert!(n["status"]["nodeInfo"].get("kubeProxyVersion").is_none());
+        assert_eq!(n["status"]["nodeInfo"]["kubeProxyVersion"], "");
         let ready = n["status"]["conditions"]
             .as_array()
             .unwrap()

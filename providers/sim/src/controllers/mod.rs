@@ -5,11 +5,14 @@
 //! each keeps its own cache fed by store changes ([`informer`]), reacts to
 //! changes in batches, and uses timers only where time matters (kubelet
 //! delays and heartbeats, node monitoring, token expiry, PDB rechecks).
+//! The scheduler, the kubelets and the node lifecycle controller record
+//! Events with their real reasons ([`events`]).
 
 mod bootstrap;
 mod daemonset;
 mod deployment;
 mod disruption;
+mod events;
 mod informer;
 pub mod jws;
 pub mod kubelet;
@@ -47,8 +50,9 @@ impl Controllers {
     /// runs as a task on it.
     pub fn start(store: Arc<Store>, timing: Timing) -> Controllers {
         let cancel = CancellationToken::new();
+        let events = events::EventRecorder::new(store.clone());
         start_one(
-            scheduler::Scheduler::new(store.clone()),
+            scheduler::Scheduler::new(store.clone(), events.clone()),
             Feed::all(&store, &[&NODES, &PODS]),
             &cancel,
         );
@@ -73,7 +77,7 @@ impl Controllers {
             &cancel,
         );
         start_one(
-            nodelifecycle::NodeLifecycle::new(store.clone(), &timing),
+            nodelifecycle::NodeLifecycle::new(store.clone(), &timing, events.clone()),
             Feed::start(
                 &store,
                 &[&NODES, &LEASES, &PODS],
@@ -96,7 +100,7 @@ impl Controllers {
             &cancel,
         );
         Controllers {
-            kubelets: KubeletFleet::new(store, timing),
+            kubelets: KubeletFleet::new(store, timing, events),
             cancel,
         }
     }

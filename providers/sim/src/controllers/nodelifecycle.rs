@@ -19,10 +19,11 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::events::{EventRecorder, Source, node_ref};
 use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, str_at};
 use super::objects::{condition_status, node_name_of, uid_of};
 use crate::Timing;
-use crate::resources::{EVENTS, LEASES, NODES, PODS};
+use crate::resources::{LEASES, NODES, PODS};
 use crate::store::{Store, StoreError, rfc3339};
 
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -115,6 +116,7 @@ struct Health {
 
 pub(crate) struct NodeLifecycle {
     store: Arc<Store>,
+    events: Arc<EventRecorder>,
     grace: Duration,
     period: Duration,
     nodes: HashMap<String, Arc<Value>>,
@@ -128,9 +130,10 @@ pub(crate) struct NodeLifecycle {
 }
 
 impl NodeLifecycle {
-    pub fn new(store: Arc<Store>, timing: &Timing) -> Self {
+    pub fn new(store: Arc<Store>, timing: &Timing, events: Arc<EventRecorder>) -> Self {
         NodeLifecycle {
             store,
+            events,
             grace: timing.node_monitor_grace,
             // The real monitor period is a tenth of the grace (5 s of 50 s).
             period: (timing.node_monitor_grace / 10).max(Duration::from_millis(5)),
@@ -159,7 +162,14 @@ impl NodeLifecycle {
         match change.current() {
             None => {
                 self.nodes.remove(&name);
-                self.health.remove(&name);
+                if let Some(h) = self.health.remove(&name) {
+                    self.record(
+                        &name,
+                        &h.uid,
+                        "RemovingNode",
+                        &format!("Removing Node {name} from Controller"),
+                    );
+                }
                 self.early_renewals.remove(&name);
             }
             Some(node) => {
@@ -180,6 +190,12 @@ impl NodeLifecycle {
                             .early_renewals
                             .remove(&name)
                             .map_or(now, |t| t.max(now));
+                        self.record(
+                            &name,
+                            &uid,
+                            "RegisteredNode",
+                            &format!("Registered Node {name} in Controller"),
+                        );
                         self.health.insert(name.clone(), Health { last_seen, uid });
                     }
                 }
@@ -264,7 +280,7 @@ impl NodeLifecycle {
                 return;
             }
         };
-        self.record_not_ready(&node, &stamp);
+        self.record_not_ready(&node);
         for (ns, pod) in self.pods_on.get(name).into_iter().flatten() {
             // Pods that changed or vanished meanwhile are left alone.
             let _ = self.store.modify(&PODS, ns, pod, |p| {
@@ -288,25 +304,35 @@ impl NodeLifecycle {
         }
     }
 
-    fn record_not_ready(&self, node: &Value, stamp: &str) {
+    fn record_not_ready(&self, node: &Value) {
         let name = str_at(node, "/metadata/name");
-        let event = json!({
-            "metadata": {"generateName": format!("{name}.")},
-            "involvedObject": {"kind": "Node", "name": name, "uid": uid_of(node), "apiVersion": "v1"},
-            "reason": "NodeNotReady",
-            "message": format!("Node {name} status is now: NodeNotReady"),
-            "type": "Normal",
-            "source": {"component": "node-controller"},
-            "reportingComponent": "node-controller",
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        });
-        if let Err(e) = self.store.create(&EVENTS, "default", event) {
-            tracing::debug!(error = %e, "could not record NodeNotReady for {name}");
-        }
+        // `pkg/controller/nodelifecycle`: `RecordNodeStatusChange`.
+        self.events.record(
+            CONTROLLER,
+            node_ref(name, uid_of(node)),
+            "Normal",
+            "NodeNotReady",
+            &format!("Node {name} status is now: NodeNotReady"),
+        );
+    }
+
+    /// `controller/util/node.RecordNodeEvent`: "Node <name> event: <what>".
+    fn record(&self, name: &str, uid: &str, reason: &str, what: &str) {
+        self.events.record(
+            CONTROLLER,
+            node_ref(name, uid),
+            "Normal",
+            reason,
+            &format!("Node {name} event: {what}"),
+        );
     }
 }
+
+/// Who the node lifecycle controller's Events come from.
+const CONTROLLER: Source<'static> = Source {
+    component: "node-controller",
+    host: "",
+};
 
 /// The Ready condition's `lastHeartbeatTime`.
 fn ready_heartbeat(node: &Value) -> Option<&str> {

@@ -210,7 +210,24 @@ pub fn default_pod_spec(spec: &mut Value) {
 /// 32-bit FNV-1a over the canonical form (sorted keys) of a JSON value,
 /// encoded the way Kubernetes encodes `pod-template-hash` and
 /// `controller-revision-hash` (decimal digits mapped onto a safe alphabet).
+/// Fields holding a zero value (null, `""`, `0`, `false`, empty lists
+/// and objects) count as absent: upstream hashes the Go struct, where an
+/// absent field is its zero value, so a template that went through a Go
+/// client keeps its hash (`kubectl rollout undo` sends back what it read,
+/// `"creationTimestamp": null` and `"resources": {}` included, without the
+/// `"stdin": false` its protobuf `create` wrote). Unlike upstream, an
+/// explicit zero in a pointer field hashes as its absence.
 pub fn template_hash(template: &Value) -> String {
+    fn empty(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Bool(b) => !b,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(m) => m.values().all(empty),
+        }
+    }
     fn feed(h: &mut u32, bytes: &[u8]) {
         for b in bytes {
             *h ^= u32::from(*b);
@@ -220,7 +237,11 @@ pub fn template_hash(template: &Value) -> String {
     fn walk(h: &mut u32, v: &Value) {
         match v {
             Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
+                let mut keys: Vec<&String> = m
+                    .iter()
+                    .filter(|(_, v)| !empty(v))
+                    .map(|(k, _)| k)
+                    .collect();
                 keys.sort();
                 feed(h, b"{");
                 for k in keys {
@@ -262,6 +283,9 @@ mod tests {
         let c = json!({"spec": {"x": 2}, "metadata": {"labels": {"b": "2", "a": "1"}}});
         assert_eq!(template_hash(&a), template_hash(&b));
         assert_ne!(template_hash(&a), template_hash(&c));
+        let through_go = json!({"spec": {"x": 1, "resources": {}, "stdin": false},
+            "metadata": {"labels": {"b": "2", "a": "1"}, "creationTimestamp": null, "generation": 0}});
+        assert_eq!(template_hash(&a), template_hash(&through_go));
         assert!(
             template_hash(&a)
                 .chars()

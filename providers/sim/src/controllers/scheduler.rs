@@ -19,6 +19,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
+use super::events::{EventRecorder, pod_ref};
 use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, str_at};
 use super::matching::{SCHEDULING_EFFECTS, node_admits, pinned_node, tolerations_of, untolerated};
 use super::objects::{
@@ -102,6 +103,7 @@ impl Misfit {
 
 pub(crate) struct Scheduler {
     store: Arc<Store>,
+    events: Arc<EventRecorder>,
     nodes: HashMap<String, NodeEntry>,
     /// Pods counted per node name (bound, not finished), whether or not the
     /// node exists.
@@ -119,9 +121,10 @@ pub(crate) struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(store: Arc<Store>) -> Self {
+    pub fn new(store: Arc<Store>, events: Arc<EventRecorder>) -> Self {
         Scheduler {
             store,
+            events,
             nodes: HashMap::new(),
             counts: HashMap::new(),
             open: BTreeSet::new(),
@@ -343,6 +346,16 @@ impl Scheduler {
             Ok(bound) if node_name_of(&bound) == node => {
                 self.forget_waiting(key);
                 self.assign(key, node);
+                // `pkg/scheduler/schedule_one.go` (events.k8s.io, action Binding).
+                self.events.record_v1(
+                    SCHEDULER_NAME,
+                    SCHEDULER_NAME,
+                    pod_ref(&bound),
+                    "Normal",
+                    "Binding",
+                    "Scheduled",
+                    &format!("Successfully assigned {}/{} to {node}", key.0, key.1),
+                );
             }
             // Changed under us (deleted, bound elsewhere): its change event
             // tells the rest.
@@ -365,8 +378,9 @@ impl Scheduler {
             }
         );
         let uid = uid_of(pod).to_string();
+        let mut failed = false;
         // Failures mean the pod changed; its change event requeues it.
-        let _ = self.store.modify(&PODS, &key.0, &key.1, |p| {
+        let marked = self.store.modify(&PODS, &key.0, &key.1, |p| {
             if uid_of(p) != uid || !node_name_of(p).is_empty() {
                 return Ok(());
             }
@@ -376,6 +390,7 @@ impl Scheduler {
                 .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"))
                 .is_some_and(|c| c["status"] == "False" && c["message"] == json!(message));
             if !same {
+                failed = true;
                 set_condition(
                     p,
                     "PodScheduled",
@@ -388,9 +403,23 @@ impl Scheduler {
             }
             Ok(())
         });
+        if failed && let Ok(pod) = marked {
+            self.events.record_v1(
+                SCHEDULER_NAME,
+                SCHEDULER_NAME,
+                pod_ref(&pod),
+                "Warning",
+                "Scheduling",
+                "FailedScheduling",
+                &message,
+            );
+        }
         self.parked.insert(key.clone());
     }
 }
+
+/// The scheduler's name, as its Events report it.
+const SCHEDULER_NAME: &str = "default-scheduler";
 
 impl Reconciler for Scheduler {
     fn apply(&mut self, change: Change) {

@@ -1,0 +1,129 @@
+//! The official Python client (`kubernetes` on PyPI) against a running
+//! world: its models refuse an object that lacks a field the API
+//! reference marks required (`ValueError: Invalid value for ... must not
+//! be None`), so reading every served kind through it checks that the
+//! emulator's objects carry them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use kubesurge_sim::Timing;
+use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
+
+/// A Python with the `kubernetes` package: a venv under the test target
+/// directory, made once (from PyPI) and reused.
+fn python_with_kubernetes() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-kubernetes");
+    let python = venv.join("bin/python");
+    let has_client = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import kubernetes"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_client(&python) {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 runs");
+        assert!(
+            made.success(),
+            "python3 -m venv failed (python3-venv is needed)"
+        );
+        let installed = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "kubernetes"])
+            .status()
+            .expect("pip runs");
+        assert!(installed.success(), "pip install kubernetes failed");
+    }
+    assert!(
+        has_client(&python),
+        "the kubernetes package is not importable"
+    );
+    python
+}
+
+const SCRIPT: &str = r#"
+import sys
+from kubernetes import client, config
+
+config.load_kube_config(sys.argv[1])
+core = client.CoreV1Api()
+apps = client.AppsV1Api()
+
+nodes = core.list_node()
+for n in nodes.items:
+    ready = [c.status for c in n.status.conditions if c.type == "Ready"]
+    print("node", n.metadata.name, n.status.node_info.kubelet_version, ready[0])
+print("pods", len(core.list_pod_for_all_namespaces().items))
+print("namespaces", len(core.list_namespace().items))
+print("deployments", len(apps.list_deployment_for_all_namespaces().items))
+print("replicasets", len(apps.list_replica_set_for_all_namespaces().items))
+print("daemonsets", len(apps.list_daemon_set_for_all_namespaces().items))
+print("pdbs", len(client.PolicyV1Api().list_pod_disruption_budget_for_all_namespaces().items))
+print("leases", len(client.CoordinationV1Api().list_lease_for_all_namespaces().items))
+reasons = sorted({e.reason for e in core.list_event_for_all_namespaces().items})
+print("event reasons", " ".join(reasons))
+name = nodes.items[0].metadata.name
+core.patch_node(name, {"metadata": {"labels": {"checked-by": "python"}}})
+print("label", core.read_node(name).metadata.labels["checked-by"])
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_reads_every_kind() {
+    let python = python_with_kubernetes();
+    let world = World::start(WorldConfig {
+        cluster_name: "py".into(),
+        control_planes: 1,
+        pools: vec![PoolSpec {
+            name: "general".into(),
+            workers: 2,
+        }],
+        zones: 2,
+        version: "v1.33.4".into(),
+        timing: Timing::fast(),
+        workloads: true,
+    })
+    .await
+    .expect("world starts");
+    world
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .expect("world settles");
+    let dir = tempfile::TempDir::new().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, world.kubeconfig_yaml()).unwrap();
+    let script = dir.path().join("check.py");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(&script)
+            .arg(&kubeconfig)
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .unwrap();
+    world.stop();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let nodes: Vec<&str> = stdout.lines().filter(|l| l.starts_with("node ")).collect();
+    assert_eq!(nodes.len(), 3, "{stdout}");
+    assert!(
+        nodes.iter().all(|l| l.ends_with(" v1.33.4 True")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("label python"), "{stdout}");
+    let reasons = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("event reasons "))
+        .unwrap_or_default();
+    for reason in ["RegisteredNode", "NodeReady", "Scheduled", "Started"] {
+        assert!(reasons.split(' ').any(|r| r == reason), "{stdout}");
+    }
+}
