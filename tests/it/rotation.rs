@@ -578,13 +578,11 @@ pub fn arm(h: &Harness, point: KillPoint) -> Arc<tokio::sync::Notify> {
     hit
 }
 
-async fn crash_then_resume(point: KillPoint) {
-    let h = start(Spec::default()).await;
-    let hit = arm(&h, point);
-    let mut child = h
-        .command(&["rotate", "--all", "--yes"])
-        .spawn()
-        .expect("kubesurge starts");
+/// Run kubesurge with `args` and kill it (SIGKILL) the moment `point` is
+/// reached; fails if it ends before, or the point never comes.
+pub async fn kill_at(h: &Harness, point: KillPoint, args: &[&str]) {
+    let hit = arm(h, point);
+    let mut child = h.command(args).spawn().expect("kubesurge starts");
     tokio::select! {
         _ = hit.notified() => {
             child.start_kill().expect("SIGKILL");
@@ -595,6 +593,11 @@ async fn crash_then_resume(point: KillPoint) {
         }
         _ = tokio::time::sleep(Duration::from_secs(120)) => panic!("{point:?} never reached"),
     }
+}
+
+async fn crash_then_resume(point: KillPoint) {
+    let h = start(Spec::default()).await;
+    kill_at(&h, point, &["rotate", "--all", "--yes"]).await;
     // The same command again continues the run and converges.
     let output = h.run(&["rotate", "--all", "--yes"]).await;
     let all = text(&output);
@@ -683,19 +686,7 @@ async fn a_drain_resumed_after_its_timeout_gets_a_fresh_deadline() {
         ..Spec::default()
     })
     .await;
-    let hit = arm(&h, KillPoint::Cordoned(1));
-    let mut child = h
-        .command(&["rotate", "--all", "--yes"])
-        .spawn()
-        .expect("kubesurge starts");
-    tokio::select! {
-        _ = hit.notified() => {
-            child.start_kill().expect("SIGKILL");
-            let _ = child.wait().await;
-        }
-        status = child.wait() => panic!("the run ended before its first cordon: {status:?}"),
-        _ = tokio::time::sleep(Duration::from_secs(120)) => panic!("no cordon"),
-    }
+    kill_at(&h, KillPoint::Cordoned(1), &["rotate", "--all", "--yes"]).await;
     // Longer than drain.timeout before the same command runs again.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let output = h.run(&["rotate", "--all", "--yes"]).await;
@@ -792,19 +783,7 @@ async fn a_token_is_deleted_as_soon_as_its_node_registers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_run_adopts_the_replacements_of_an_abandoned_one() {
     let h = start(Spec::default()).await;
-    let hit = arm(&h, KillPoint::NodeJoined(1));
-    let mut child = h
-        .command(&["rotate", "--all", "--yes"])
-        .spawn()
-        .expect("kubesurge starts");
-    tokio::select! {
-        _ = hit.notified() => {
-            child.start_kill().expect("SIGKILL");
-            let _ = child.wait().await;
-        }
-        status = child.wait() => panic!("the run ended before a node joined: {status:?}"),
-        _ = tokio::time::sleep(Duration::from_secs(120)) => panic!("no node joined"),
-    }
+    kill_at(&h, KillPoint::NodeJoined(1), &["rotate", "--all", "--yes"]).await;
     // The crashed run's lease expires (30 s later, here at once).
     let expired = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60)).to_string();
     h.world

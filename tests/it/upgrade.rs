@@ -6,7 +6,7 @@ use kubesurge_provider::tags;
 use kubesurge_sim::resources::NODES;
 use serde_json::Value;
 
-use super::rotation::{KillPoint, Spec, arm, control_plane_versions, start, text, workers};
+use super::rotation::{KillPoint, Spec, control_plane_versions, kill_at, start, text, workers};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hops_in_place_and_workers_replaced_once() {
@@ -199,18 +199,7 @@ async fn a_failing_kubeadm_apply_stops_with_exit_1_and_its_output_touching_nothi
 /// finishes it with every CP component and kubelet upgraded exactly once.
 async fn control_plane_crash(point: KillPoint) {
     let h = start(control_plane_spec()).await;
-    let hit = arm(&h, point);
-    let mut child = h
-        .command(&["upgrade", "--to", "v1.35.3", "--yes"])
-        .spawn()
-        .expect("starts");
-    tokio::select! {
-        _ = hit.notified() => {
-            child.start_kill().expect("SIGKILL");
-            let _ = child.wait().await;
-        }
-        status = child.wait() => panic!("ended before {point:?}: {status:?}"),
-    }
+    kill_at(&h, point, &["upgrade", "--to", "v1.35.3", "--yes"]).await;
     let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
     let all = text(&output);
     assert_eq!(
