@@ -1480,6 +1480,73 @@ async fn a_replacement_that_joined_while_the_node_watch_was_cut_off_is_kept() {
     h.assert_converged();
 }
 
+/// An admission webhook on `pods/eviction` refuses one pod's eviction (403,
+/// "admission webhook … denied the request"). Under `onTimeout: skip` its
+/// node is given back schedulable and the run goes on. The engine before
+/// this test failed the slot at the refusal and left the node cordoned,
+/// whatever `onTimeout` said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_refused_by_admission_gives_the_node_back_under_skip() {
+    let h = start(Spec {
+        pools: vec![("general", 3)],
+        max_surge: 1,
+        drain: "{ timeout: 10s, onTimeout: skip, unmanagedPods: delete }",
+        ..Spec::default()
+    })
+    .await;
+    let (pods, _) = h.world.store.list(&PODS, Some("shop"), |p| {
+        p.pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| h.original_workers.contains_key(n))
+    });
+    let guarded = pods.first().expect("a workload pod on a worker");
+    let pod = guarded["metadata"]["name"].as_str().unwrap().to_string();
+    let node = guarded["spec"]["nodeName"].as_str().unwrap().to_string();
+    h.world.apiserver.faults().deny_evictions(
+        "shop",
+        &pod,
+        "eviction-guard.example.com",
+        "this pod is pinned by its owner",
+    );
+    let output = h.run(&["rotate", "--all", "--yes", "-o", "json"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let slot = report["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["oldNode"] == node.as_str())
+        .expect("the guarded node's slot");
+    assert_eq!(slot["outcome"]["result"], "skipped", "{slot}");
+    assert!(
+        slot["outcome"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("admission webhook \"eviction-guard.example.com\" denied the request"),
+        "{slot}"
+    );
+    let n = h
+        .world
+        .store
+        .get(&NODES, "", &node)
+        .expect("the node stays");
+    assert_eq!(
+        n["spec"].get("unschedulable"),
+        None,
+        "{node} was given back"
+    );
+    assert!(
+        h.world.store.get(&PODS, "shop", &pod).is_some(),
+        "the guarded pod stays"
+    );
+    assert!(
+        h.observer.violations().is_empty(),
+        "{:?}",
+        h.observer.violations()
+    );
+}
+
 /// The lock lease as the store has it: its holder identity.
 fn lock_holder(h: &Harness) -> Option<String> {
     h.world

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use tokio::time::Instant;
 
 use super::{Executor, RunContext, SlotError, set};
-use crate::kube::drain::{self, DrainError, DrainOutcome, DrainProgress};
+use crate::kube::drain::{self, DrainError, DrainOutcome, DrainProgress, OnDrainTimeout};
 use crate::kube::events::EventType;
 use crate::kube::nodes::EXCLUDE_LB_LABEL;
 use crate::rotation::annotations as ann;
@@ -97,6 +97,22 @@ impl Executor<'_> {
                 return Err(SlotError::Failed(format!("{e}; {old_name} left cordoned")));
             }
             Err(DrainError::Api { source, .. }) => return Err(source.into()),
+            // An eviction refused for good (admission, a validation): the
+            // drain can never finish. Under `onTimeout: skip` the node is
+            // given back as it would be at the timeout; otherwise the slot
+            // fails, the node left cordoned, naming the pod and the refusal.
+            Err(DrainError::Rejected { pod, reason })
+                if ctx.config.drain.on_timeout == OnDrainTimeout::Skip =>
+            {
+                let given_back =
+                    restore_schedulable(ctx, &old_name, self.cordoned_before()).await?;
+                state.drain = Drain::Skipped {
+                    reason: format!(
+                        "an eviction was refused and drain.onTimeout is skip: {old_name} {given_back} and left in place; {pod}: {reason}"
+                    ),
+                };
+                return Ok(());
+            }
             Err(e) => return Err(SlotError::Failed(e.to_string())),
         };
         let outcome = drained.outcome.clone();

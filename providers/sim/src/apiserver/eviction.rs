@@ -242,6 +242,17 @@ pub(crate) fn evict(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             "name in URL does not match name in Eviction object",
         ));
     }
+    // Admission runs before the eviction's own logic spends any budget; a
+    // webhook's denial reads as k8s.io/apiserver
+    // `pkg/admission/plugin/webhook/errors` `ToStatusErr` makes it (its
+    // code, 403 here, and `admission webhook "<name>" denied the request:`).
+    if let Some((webhook, message)) = ctx.shared.faults.eviction_denial(ctx.namespace(), &name) {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!("admission webhook {webhook:?} denied the request: {message}"),
+        ));
+    }
     // kube-rs sends `delete_options` (snake case): an unknown field, dropped.
     let mut opts = DeleteOptions::from_value(body.get("deleteOptions"))?;
     opts.dry_run |= ctx.query.dry_run();

@@ -59,6 +59,9 @@ struct FaultState {
     kill: watch::Sender<u64>,
     rules: Mutex<Vec<FailRule>>,
     served: AtomicU64,
+    /// Evictions a validating admission webhook denies, by
+    /// `namespace/pod`: (webhook name, its message).
+    denied_evictions: Mutex<std::collections::BTreeMap<String, (String, String)>>,
 }
 
 /// A cheap shared handle on the server's faults.
@@ -75,6 +78,7 @@ impl Default for Faults {
                 kill: watch::Sender::new(0),
                 rules: Mutex::new(Vec::new()),
                 served: AtomicU64::new(0),
+                denied_evictions: Mutex::new(std::collections::BTreeMap::new()),
             }),
         }
     }
@@ -115,6 +119,23 @@ impl Faults {
             status,
             filter,
         });
+    }
+
+    /// A validating admission webhook `webhook` (a policy on
+    /// `pods/eviction`, as PDB-less guards like Gatekeeper rules are
+    /// written) denies every eviction of `namespace/pod` with `message`.
+    pub fn deny_evictions(&self, namespace: &str, pod: &str, webhook: &str, message: &str) {
+        lock(&self.inner.denied_evictions).insert(
+            format!("{namespace}/{pod}"),
+            (webhook.to_string(), message.to_string()),
+        );
+    }
+
+    /// The webhook and message that deny evicting `namespace/pod`, if any.
+    pub(crate) fn eviction_denial(&self, namespace: &str, pod: &str) -> Option<(String, String)> {
+        lock(&self.inner.denied_evictions)
+            .get(&format!("{namespace}/{pod}"))
+            .cloned()
     }
 
     /// Forget pending `fail_next` bursts and end an unavailability.
