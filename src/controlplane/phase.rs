@@ -207,14 +207,18 @@ impl ControlPlaneDriver {
         node: &HopNode,
     ) -> Result<bool, ControlPlaneError> {
         let name = node.node.as_str();
-        if self.components_at(name, hop.to) {
+        let apply = node.kubeadm == Some(KubeadmCommand::Apply);
+        // The plan gives `upgrade apply` to a node whose components run the
+        // target only to finish an apply that never recorded its version:
+        // that node runs it (its script skips what is done).
+        if !apply && self.components_at(name, hop.to) {
             self.progress
                 .note(&format!("{name}: control plane already at {}", hop.to));
             return Ok(false);
         }
         let step = script::Step::UpgradeControlPlane {
             version: hop.to,
-            first: node.kubeadm == Some(KubeadmCommand::Apply),
+            first: apply,
         };
         self.progress
             .note(&format!("{name}: {}", step.description()));

@@ -13,7 +13,7 @@ use ::kube::{Api, Client};
 use backon::{ExponentialBuilder, Retryable};
 use futures::try_join;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod};
 use thiserror::Error;
 
 use super::model::{Addons, ControlPlaneNode, Inventory, WorkerNode};
@@ -33,6 +33,9 @@ const APISERVER: &str = "kube-apiserver";
 const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 const SCHEDULER: &str = "kube-scheduler";
 const ETCD: &str = "etcd";
+/// Where kubeadm records the cluster's configuration; `kubeadm upgrade
+/// apply` uploads it last (cmd/kubeadm/app/phases/uploadconfig).
+const KUBEADM_CONFIG: &str = "kubeadm-config";
 
 /// The inventory could not be read, or says something unusable.
 #[derive(Debug, Error)]
@@ -83,6 +86,8 @@ pub struct RawInventory {
     pub coredns: Option<Deployment>,
     /// DaemonSet `kube-system/kube-proxy`, if any.
     pub kube_proxy: Option<DaemonSet>,
+    /// ConfigMap `kube-system/kubeadm-config`, if any and readable.
+    pub kubeadm_config: Option<ConfigMap>,
 }
 
 /// Read the inventory. `pools` are (name, selector) in config order; a node
@@ -132,7 +137,8 @@ pub async fn fetch(client: &Client) -> Result<RawInventory, InventoryError> {
     let static_pod_selector =
         format!("component in ({APISERVER},{CONTROLLER_MANAGER},{SCHEDULER},{ETCD})");
 
-    let (version, nodes, static_pods, coredns, kube_proxy) = try_join!(
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let (version, nodes, static_pods, coredns, kube_proxy, kubeadm_config) = try_join!(
         async {
             client
                 .apiserver_version()
@@ -161,6 +167,20 @@ pub async fn fetch(client: &Client) -> Result<RawInventory, InventoryError> {
                 .await
                 .map_err(api_error("daemonset kube-system/kube-proxy"))
         },
+        async {
+            // A client allowed to rotate workers but not to read kubeadm's
+            // configuration (the scheduled module's role) plans no hops
+            // from it: hops then fall back to the static pods alone.
+            match configmaps.get_opt(KUBEADM_CONFIG).await {
+                Err(e)
+                    if crate::kube::errors::status_code(&e)
+                        == Some(http::StatusCode::FORBIDDEN) =>
+                {
+                    Ok(None)
+                }
+                other => other.map_err(api_error("configmap kube-system/kubeadm-config")),
+            }
+        },
     )?;
     Ok(RawInventory {
         git_version: version.git_version,
@@ -168,6 +188,7 @@ pub async fn fetch(client: &Client) -> Result<RawInventory, InventoryError> {
         static_pods,
         coredns,
         kube_proxy,
+        kubeadm_config,
     })
 }
 
@@ -217,7 +238,43 @@ pub fn assemble(
         control_plane,
         workers,
         addons: addons(raw)?,
+        kubeadm_version: raw
+            .kubeadm_config
+            .as_ref()
+            .map(recorded_kubernetes_version)
+            .transpose()?
+            .flatten(),
     })
+}
+
+/// The `kubernetesVersion` of the ClusterConfiguration kubeadm stored in
+/// `kube-system/kubeadm-config`: what `kubeadm upgrade node` writes on every
+/// other control-plane node (cmd/kubeadm/app/util/config/cluster.go
+/// `FetchInitConfigurationFromCluster`). `None` when absent.
+fn recorded_kubernetes_version(config: &ConfigMap) -> Result<Option<KubeVersion>, InventoryError> {
+    #[derive(serde::Deserialize)]
+    struct ClusterConfiguration {
+        #[serde(rename = "kubernetesVersion")]
+        kubernetes_version: Option<String>,
+    }
+    const OBJECT: &str = "configmap kube-system/kubeadm-config";
+    const FIELD: &str = "data.ClusterConfiguration.kubernetesVersion";
+    let Some(text) = config
+        .data
+        .as_ref()
+        .and_then(|d| d.get("ClusterConfiguration"))
+    else {
+        return Ok(None);
+    };
+    let parsed: ClusterConfiguration =
+        serde_saphyr::from_str(text).map_err(|e| InventoryError::Missing {
+            object: OBJECT.to_string(),
+            field: format!("data.ClusterConfiguration (not YAML: {e})"),
+        })?;
+    parsed
+        .kubernetes_version
+        .map(|v| parse_version(&v, OBJECT, FIELD))
+        .transpose()
 }
 
 fn parse_version(value: &str, object: &str, field: &str) -> Result<KubeVersion, InventoryError> {
@@ -548,7 +605,40 @@ mod tests {
                 "registry.k8s.io/coredns/coredns:v1.12.0",
             )),
             kube_proxy: Some(workload("kube-proxy", "registry.k8s.io/kube-proxy:v1.33.4")),
+            kubeadm_config: Some(kubeadm_config("v1.33.4")),
         }
+    }
+
+    fn kubeadm_config(version: &str) -> ConfigMap {
+        serde_json::from_value(json!({
+            "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+            "data": {"ClusterConfiguration": format!(
+                "apiServer: {{}}\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: {version}\n"
+            )},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_version_kubeadm_recorded_is_read_from_its_configuration() {
+        let inventory = assemble(&cluster(), &pools()).unwrap();
+        assert_eq!(inventory.kubeadm_version, Some(KubeVersion::new(1, 33, 4)));
+
+        let raw = RawInventory {
+            kubeadm_config: None,
+            ..cluster()
+        };
+        assert_eq!(assemble(&raw, &pools()).unwrap().kubeadm_version, None);
+
+        let raw = RawInventory {
+            kubeadm_config: Some(kubeadm_config("1.x")),
+            ..cluster()
+        };
+        let error = assemble(&raw, &pools()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "configmap kube-system/kubeadm-config: data.ClusterConfiguration.kubernetesVersion is \"1.x\", which is not a Kubernetes version (vMAJOR.MINOR.PATCH)"
+        );
     }
 
     #[test]

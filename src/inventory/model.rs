@@ -15,6 +15,11 @@ pub struct Inventory {
     /// Every node that is not a control-plane node.
     pub workers: Vec<WorkerNode>,
     pub addons: Addons,
+    /// The `kubernetesVersion` kubeadm recorded in `kube-system/kubeadm-config`
+    /// (`None` when it cannot be read). `kubeadm upgrade apply` records it
+    /// last: a kube-apiserver at a version this does not say yet means an
+    /// apply that did not finish.
+    pub kubeadm_version: Option<KubeVersion>,
 }
 
 impl Inventory {
@@ -136,6 +141,7 @@ mod tests {
             ],
             workers: Vec::new(),
             addons: Addons::default(),
+            kubeadm_version: None,
         };
         assert_eq!(
             inventory.control_plane_version(),

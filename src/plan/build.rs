@@ -70,7 +70,14 @@ pub(super) fn build(req: &PlanRequest<'_>) -> Result<Plan, PlanRefusal> {
     }
 
     let mut warnings = Vec::new();
-    let hop_versions = hop_versions(&cp, oldest, newest, req.target, &mut warnings);
+    let hop_versions = hop_versions(
+        &cp,
+        oldest,
+        newest,
+        inv.kubeadm_version,
+        req.target,
+        &mut warnings,
+    );
     let final_version = req.target.unwrap_or(oldest);
     // The newest kube-apiserver minor at any moment of the plan.
     let peak_minor = newest.minor.max(final_version.minor);
@@ -159,6 +166,7 @@ pub(super) fn build(req: &PlanRequest<'_>) -> Result<Plan, PlanRefusal> {
     // Hops.
     let hops = plan_hops(
         &cp,
+        inv.kubeadm_version,
         inv.addons.kube_proxy,
         &inv.addons.coredns,
         &hop_versions,
@@ -410,6 +418,7 @@ fn hop_versions(
     cp: &[ControlPlaneNodeVersions],
     oldest: KubeVersion,
     newest: KubeVersion,
+    recorded: Option<KubeVersion>,
     target: Option<KubeVersion>,
     warnings: &mut Vec<Warning>,
 ) -> Vec<KubeVersion> {
@@ -419,7 +428,9 @@ fn hop_versions(
     if t.minor <= newest.minor {
         // Same minor as the newest kube-apiserver (older targets were
         // refused): one hop brings every straggler to the target.
-        return if running_versions(cp).any(|v| v < t) {
+        // An apply that stopped before recording the version (kubeadm-config
+        // behind the newest kube-apiserver) is finished by a hop too.
+        return if running_versions(cp).any(|v| v < t) || recorded.is_some_and(|r| r < t) {
             vec![t]
         } else {
             Vec::new()
@@ -430,6 +441,7 @@ fn hop_versions(
     // or scheduler a minor behind its kube-apiserver, or a kubelet that
     // could not stay within policy through the next minor.
     let lagging = newest.minor > oldest.minor
+        || recorded.is_some_and(|r| r < newest)
         || cp
             .iter()
             .any(|n| n.controller_manager.minor < newest.minor || n.scheduler.minor < newest.minor)
@@ -489,6 +501,7 @@ fn intermediate_version(
 
 fn plan_hops(
     cp: &[ControlPlaneNodeVersions],
+    mut recorded: Option<KubeVersion>,
     kube_proxy: Option<KubeVersion>,
     coredns: &Option<String>,
     hop_versions: &[KubeVersion],
@@ -507,15 +520,36 @@ fn plan_hops(
             HopKind::Completion
         };
         // `kubeadm upgrade apply` runs once per hop, on the first node to
-        // change; if a kube-apiserver is already at `to`, an earlier run did
-        // it and the others take `kubeadm upgrade node`.
-        let mut applied = sim.iter().any(|n| n.apiserver == to);
+        // change, and records the version in kubeadm-config last; the other
+        // nodes take `kubeadm upgrade node`, which writes the *recorded*
+        // version. So the apply is done when kubeadm-config says so — a
+        // kube-apiserver at `to` alone may be an apply that died before
+        // recording it, and `upgrade node` would then write the old version
+        // back. Without a readable kubeadm-config, a kube-apiserver at `to`
+        // is the only sign.
+        let mut applied = match recorded {
+            Some(r) => r >= to,
+            None => sim.iter().any(|n| n.apiserver == to),
+        };
+        // An unfinished apply whose every node already runs `to` (a single
+        // control-plane node, or every node done by hand) is finished by an
+        // apply on the first node: kubeadm skips the equal manifests
+        // ("Current and new manifests … are equal, skipping upgrade") and
+        // records the version.
+        let finish_apply_on = (!applied
+            && sim
+                .iter()
+                .all(|n| n.apiserver == to && n.controller_manager == to && n.scheduler == to))
+        .then(|| sim.first().map(|n| n.name.clone()))
+        .flatten();
         let mut apply_node = None;
         let nodes: Vec<HopNode> = sim
             .iter()
             .map(|n| {
-                let upgrade_components =
-                    n.apiserver != to || n.controller_manager != to || n.scheduler != to;
+                let upgrade_components = n.apiserver != to
+                    || n.controller_manager != to
+                    || n.scheduler != to
+                    || finish_apply_on.as_deref() == Some(n.name.as_str());
                 let kubeadm = upgrade_components.then(|| {
                     if applied {
                         KubeadmCommand::Node
@@ -611,6 +645,7 @@ fn plan_hops(
             n.kubelet = to;
         }
         kube_proxy = kube_proxy_change.map(|c| c.to);
+        recorded = recorded.map(|_| to);
         hops.push(Hop {
             number: i + 1,
             kind,

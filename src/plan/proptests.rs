@@ -243,6 +243,7 @@ fn build_case(raw: &Raw) -> Case {
                 coredns: Some("v1.11.3".to_string()),
                 kube_proxy: raw.kube_proxy.then_some(oldest),
             },
+            kubeadm_version: None,
         },
         pools,
         target,

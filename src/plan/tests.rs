@@ -59,6 +59,7 @@ fn inventory(control_plane: Vec<ControlPlaneNode>, workers: Vec<WorkerNode>) -> 
             coredns: Some("v1.11.3".to_string()),
             kube_proxy: Some(oldest),
         },
+        kubeadm_version: None,
     }
 }
 
@@ -321,6 +322,71 @@ fn mixed_ha_apiservers_resume_the_hop_in_progress() {
     let plan = run(&inv, Some("1.36.0"), &[pool("general")]).unwrap();
     assert_eq!(hop_targets(&plan), [v("1.34.4"), v("1.35.1"), v("1.36.0")]);
     assert_eq!(plan.hops[0].from, v("1.33.5"));
+    assert_every_state_legal(&plan);
+}
+
+/// `kubeadm upgrade apply` on cp-1 wrote its manifests and died before
+/// uploading kubeadm-config: the cluster still records v1.33.5.
+fn apply_died_before_recording(nodes: usize) -> Inventory {
+    let mut cp = three_cp("1.33.5");
+    cp.truncate(nodes);
+    cp[0].apiserver = Some(v("1.34.2"));
+    cp[0].controller_manager = Some(v("1.34.2"));
+    cp[0].scheduler = Some(v("1.34.2"));
+    let mut inv = inventory(cp, workers("general", "1.33.5", 3));
+    inv.kubeadm_version = Some(v("1.33.5"));
+    inv
+}
+
+#[test]
+fn an_apply_that_never_recorded_its_version_is_run_again() {
+    // `kubeadm upgrade node` writes the version kubeadm-config records:
+    // sending it to cp-2 now would write v1.33.5 manifests back.
+    let inv = apply_died_before_recording(3);
+    let plan = run(&inv, Some("1.34.2"), &[pool("general")]).unwrap();
+    let parts: Vec<_> = plan.hops[0]
+        .nodes
+        .iter()
+        .map(|n| (n.node.as_str(), n.kubeadm))
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            ("cp-1", None),
+            ("cp-2", Some(KubeadmCommand::Apply)),
+            ("cp-3", Some(KubeadmCommand::Node))
+        ]
+    );
+    assert_every_state_legal(&plan);
+
+    // Once kubeadm-config records v1.34.2, the apply is done.
+    let mut recorded = inv.clone();
+    recorded.kubeadm_version = Some(v("1.34.2"));
+    let plan = run(&recorded, Some("1.34.2"), &[pool("general")]).unwrap();
+    let kubeadm: Vec<_> = plan.hops[0].nodes.iter().map(|n| n.kubeadm).collect();
+    assert_eq!(
+        kubeadm,
+        [None, Some(KubeadmCommand::Node), Some(KubeadmCommand::Node)]
+    );
+}
+
+#[test]
+fn a_single_control_plane_whose_apply_never_recorded_its_version_runs_it_again() {
+    // Every kube-apiserver runs v1.34.2, so the static pods alone say the
+    // hop is done; kubeadm-config says it is not, and the next hop's apply
+    // would refuse to jump from v1.33.5 to v1.35.
+    let inv = apply_died_before_recording(1);
+    let plan = run(&inv, Some("1.34.2"), &[pool("general")]).unwrap();
+    assert_eq!(hop_targets(&plan), [v("1.34.2")]);
+    let node = &plan.hops[0].nodes[0];
+    assert_eq!(
+        (node.node.as_str(), node.kubeadm, node.upgrade_components),
+        ("cp-1", Some(KubeadmCommand::Apply), true)
+    );
+
+    let plan = run(&inv, Some("1.35.1"), &[pool("general")]).unwrap();
+    assert_eq!(hop_targets(&plan), [v("1.34.4"), v("1.35.1")]);
+    assert_eq!(plan.hops[0].nodes[0].kubeadm, Some(KubeadmCommand::Apply));
     assert_every_state_legal(&plan);
 }
 

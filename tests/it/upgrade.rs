@@ -251,3 +251,72 @@ async fn crash_while_draining_the_first_control_plane_node() {
 async fn crash_while_draining_the_third_control_plane_node() {
     control_plane_crash(KillPoint::Cordoned(3)).await;
 }
+
+/// The `kubernetesVersion` kubeadm recorded in `kube-system/kubeadm-config`.
+fn recorded_version(world: &kubesurge_sim::world::World) -> String {
+    let config = world
+        .store
+        .get(
+            &kubesurge_sim::resources::CONFIGMAPS,
+            "kube-system",
+            "kubeadm-config",
+        )
+        .expect("kubeadm-config");
+    let text = config["data"]["ClusterConfiguration"]
+        .as_str()
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("kubernetesVersion:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `kubeadm upgrade apply` on cp-1 wrote the new manifests and died before
+/// recording the version in kubeadm-config; the rerun must finish the apply
+/// instead of sending `kubeadm upgrade node` (which writes the recorded,
+/// old version) or calling the hop done.
+async fn rerun_after_an_apply_that_never_recorded(control_planes: usize) {
+    let h = start(Spec {
+        control_planes,
+        ..control_plane_spec()
+    })
+    .await;
+    h.world.cloud.with_faults(|f| f.fail_kubeadm_upload("cp-1"));
+    let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("[upload-config] FATAL"),
+        "quotes kubeadm: {all}"
+    );
+    assert_eq!(recorded_version(&h.world), "v1.34.3");
+
+    let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "rerun: {all}");
+    for (pod, version) in control_plane_versions(&h.world) {
+        assert_eq!(version, "v1.35.3", "{pod}");
+    }
+    assert_eq!(
+        recorded_version(&h.world),
+        "v1.35.3",
+        "the rerun finished the apply: {all}"
+    );
+    h.assert_converged();
+}
+
+// Before kubesurge read kubeadm-config, the rerun sent `kubeadm upgrade
+// node` to cp-2, which (writing the recorded v1.34.3) the world refuses:
+// every rerun failed the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_that_died_before_recording_its_version_is_finished_by_the_rerun() {
+    rerun_after_an_apply_that_never_recorded(3).await;
+}
+
+// Before kubesurge read kubeadm-config, the rerun saw the only apiserver at
+// the target, upgraded the kubelet and reported success with the cluster
+// still recording v1.34.3, so the next minor's apply would refuse the jump.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_control_plane_whose_apply_died_before_recording_is_finished() {
+    rerun_after_an_apply_that_never_recorded(1).await;
+}

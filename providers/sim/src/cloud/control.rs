@@ -365,6 +365,16 @@ async fn upgrade(shared: &Arc<Shared>, node: &Node, mode: Mode) -> Reply {
         return r.fail(1, failure);
     }
     if matches!(mode, Mode::Apply { .. }) {
+        if shared.lock().faults.take_kubeadm_upload_failure(&node.name) {
+            set_oldest_apiserver_version(shared, &link);
+            let addr = link.apiserver.addr();
+            return r.fail(
+                1,
+                format!(
+                    "[upload-config] FATAL: error uploading the kubeadm ClusterConfiguration: Put \"https://{addr}/api/v1/namespaces/kube-system/configmaps/kubeadm-config?timeout=10s\": context deadline exceeded\nTo see the stack trace of this error execute with --v=5 or higher"
+                ),
+            );
+        }
         r.out("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace");
         match upload_configuration(&link.store, target) {
             Ok(true) => record(

@@ -64,6 +64,9 @@ pub struct Faults {
     late_join_next: Vec<Duration>,
     /// Failing `kubeadm upgrade` runs, by node (`None`: any node).
     kubeadm_failures: BTreeMap<Option<String>, u32>,
+    /// Nodes whose next `kubeadm upgrade apply` dies after writing the
+    /// static pod manifests and before recording the version.
+    kubeadm_upload_failures: BTreeSet<String>,
     /// The providerID forms the next launched machines register with.
     provider_id_forms: std::collections::VecDeque<ProviderIdForm>,
 }
@@ -166,6 +169,22 @@ impl Faults {
             }
         }
         false
+    }
+
+    /// Make the next `kubeadm upgrade apply` on `node` die between its
+    /// phases: after the new static pod manifests are in place and before
+    /// the version is recorded in kubeadm-config (apply's `upload-config`
+    /// phase runs after `control-plane`:
+    /// cmd/kubeadm/app/cmd/upgrade/apply.go, its phase list), as when the
+    /// process is killed or the API server is unreachable then.
+    pub fn fail_kubeadm_upload(&mut self, node: &str) {
+        self.kubeadm_upload_failures.insert(node.to_string());
+    }
+
+    /// Whether this apply on `node` must die before recording; consumes
+    /// the fault.
+    pub fn take_kubeadm_upload_failure(&mut self, node: &str) -> bool {
+        self.kubeadm_upload_failures.remove(node)
     }
 
     /// Remove every machine fault (join faults of pools and launches).
