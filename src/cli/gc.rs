@@ -9,7 +9,6 @@ use super::args::{GlobalArgs, SettingsFlags};
 use super::run::{confirm, lock, release};
 use super::{CommandError, output};
 use crate::ExitStatus;
-use crate::kube::client;
 use crate::rotation::gc::{self, Collected, Leftover};
 use crate::settings;
 use crate::wiring;
@@ -36,7 +35,8 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> Result<ExitStatus, Comman
         wiring::PROVIDERS,
     )?;
     let config = wiring::engine_config(&settings, "collect")?;
-    let client = client::client(&global.client_options()).await?;
+    let connection = super::run::connect(global).await?;
+    let client = connection.client.clone();
     let found = gc::find(&client, &config).await?;
     if args.dry_run || found.is_empty() {
         print(&lines("would terminate", &found))?;
@@ -46,11 +46,11 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> Result<ExitStatus, Comman
         output::eprint_line(&lines("would terminate", &found).join("\n"));
     }
     confirm(&format!("Terminate {} instance(s)?", found.len()), args.yes)?;
-    let held = lock(&client, "gc").await?;
+    let held = lock(&connection, "gc").await?;
     // Under the lock, only what was confirmed and is still a leftover: an
     // instance that became a node meanwhile is no leftover any more.
     let collected = match gc::find(&client, &config).await {
-        Ok(now) => Ok(gc::terminate(&config, confirmed(&found, now)).await),
+        Ok(now) => Ok(gc::terminate(&config, confirmed(&found, now), &connection.fence).await),
         Err(e) => Err(e),
     };
     release(held).await;

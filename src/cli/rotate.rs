@@ -103,7 +103,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
         .control_plane_version();
     let engine = Engine::new(
         connection.client.clone(),
-        connection.drain_client,
+        connection.drain_client.clone(),
         engine_config,
         Arc::from(progress::for_stderr(global.quiet > 0)),
     );
@@ -151,7 +151,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
         flags.yes,
     )?;
 
-    let held = run::lock(&connection.client, &preview.run_id).await?;
+    let held = run::lock(&connection, &preview.run_id).await?;
     let stops = StopRequests::watch(&held, window_end);
     let real = RotationRequest {
         dry_run: false,

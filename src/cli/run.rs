@@ -13,7 +13,8 @@ use super::{CommandError, output, table};
 use crate::ExitStatus;
 use crate::inventory::{self, Inventory};
 use crate::kube::client::{self, Retry};
-use crate::kube::lock::{Holder, RunLock};
+use crate::kube::fence::Fence;
+use crate::kube::lock::{Holder, LockError, RunLock};
 use crate::rotation::{RunOutcome, RunReport, SlotOutcome, SlotReport};
 use crate::run_control::{self, WindowGate};
 use crate::settings::Settings;
@@ -26,16 +27,21 @@ pub struct Connection {
     pub drain_client: Client,
     /// The API server's URL, for messages.
     pub server: String,
+    /// Raised by the run lock when this run can no longer prove it holds
+    /// it; both clients then refuse every mutation.
+    pub fence: Fence,
 }
 
 /// Connect as the global flags say. Reads files; contacts nothing.
 pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
     let config = client::config(&global.client_options()).await?;
     let server = client::server_url(&config);
+    let fence = Fence::new();
     Ok(Connection {
-        client: client::client_from_config(config.clone(), Retry::Default)?,
-        drain_client: client::client_from_config(config, Retry::Off)?,
+        client: client::fenced_client_from_config(config.clone(), Retry::Default, &fence)?,
+        drain_client: client::fenced_client_from_config(config, Retry::Off, &fence)?,
         server,
+        fence,
     })
 }
 
@@ -131,15 +137,25 @@ pub fn confirm(question: &str, yes: bool) -> Result<(), CommandError> {
 }
 
 /// Take the run lock (held by another run: exit 3, naming the holder).
-pub async fn lock(client: &Client, run_label: &str) -> Result<RunLock, CommandError> {
-    Ok(RunLock::acquire(client.clone(), Holder::this_process(run_label)).await?)
+pub async fn lock(connection: &Connection, run_label: &str) -> Result<RunLock, CommandError> {
+    Ok(RunLock::acquire(
+        connection.client.clone(),
+        Holder::this_process(run_label),
+        connection.fence.clone(),
+    )
+    .await?)
 }
 
 /// Give the lock up at the end of a command. A failure is only a warning:
 /// the lease expires by itself.
 pub async fn release(held: RunLock) {
-    if let Err(e) = held.release().await {
-        tracing::warn!(error = %e, "could not release the run lock; it expires by itself");
+    match held.release().await {
+        Ok(()) => {}
+        // Said when it was raised; the lease is not this run's to touch.
+        Err(LockError::Fenced(_)) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "could not release the run lock; it expires by itself")
+        }
     }
 }
 

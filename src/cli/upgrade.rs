@@ -72,6 +72,7 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
         let clients = Clients {
             client: connection.client.clone(),
             drain_client: connection.drain_client.clone(),
+            lease: None,
         };
         let progress = Arc::from(progress::for_stderr(global.quiet > 0));
         let dry = upgrade.dry_run(clients, progress).await?;
@@ -112,11 +113,12 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
     };
     confirm(&format!("Upgrade the cluster to {}?", args.to), flags.yes)?;
 
-    let held = run::lock(&connection.client, &format!("upgrade-{}", args.to)).await?;
+    let held = run::lock(&connection, &format!("upgrade-{}", args.to)).await?;
     let stops = StopRequests::watch(&held, closes_at);
     let clients = Clients {
         client: connection.client,
         drain_client: connection.drain_client,
+        lease: Some(held.hold()),
     };
     let progress = Arc::from(progress::for_stderr(global.quiet > 0));
     let result = upgrade.run(clients, progress, stops.receiver()).await;

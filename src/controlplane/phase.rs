@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use super::script::{self, NodeFacts};
 use crate::kube::cache::WatchCache;
 use crate::kube::drain::{self, DrainOutcome, DrainPolicy};
+use crate::kube::lock::LeaseHold;
 use crate::kube::nodes::{self, NodeOps};
 use crate::kube::retry::with_retry;
 use crate::plan::{Hop, HopNode, KubeadmCommand};
@@ -78,6 +79,9 @@ pub enum ControlPlaneError {
     Drain { node: String, message: String },
     #[error("Kubernetes API: {0}")]
     Api(#[from] kube::Error),
+    /// The run lost its lock: no further command is sent to a node.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 /// What happened to one node in a hop.
@@ -111,9 +115,18 @@ pub struct ControlPlaneDriver {
     pub progress: Arc<dyn Progress>,
     pub drain: DrainPolicy,
     pub drain_timeout: Duration,
+    /// The run lock: held through each component upgrade (the node's
+    /// kube-apiserver restarts), and its fence checked before every script.
+    pub lease: Option<LeaseHold>,
 }
 
 impl ControlPlaneDriver {
+    /// The driver of a run that holds `lease`.
+    pub fn holding(mut self, lease: Option<LeaseHold>) -> ControlPlaneDriver {
+        self.lease = lease;
+        self
+    }
+
     /// Start the watches the driver waits on.
     pub async fn new(
         client: Client,
@@ -139,6 +152,7 @@ impl ControlPlaneDriver {
             progress,
             drain,
             drain_timeout,
+            lease: None,
         })
     }
 
@@ -386,15 +400,40 @@ impl ControlPlaneDriver {
                 .and_then(|n| nodes::internal_ip(n))
                 .map(str::to_string),
         };
-        let output = self
-            .exec
-            .run(&target, &request, &LogSink)
-            .await
-            .map_err(|source| ControlPlaneError::Exec {
-                node: name.to_string(),
-                description: request.description.clone(),
-                source,
-            })?;
+        // No new command on a node once the run lost its lock; a command
+        // that makes the API server go away runs with the lease held
+        // through the outage (kubeadm waits up to 5 minutes per
+        // component), so that neither this run fences itself nor another
+        // takes over while the API cannot be reached.
+        let restarts_apiserver = matches!(step, script::Step::UpgradeControlPlane { .. });
+        if let Some(lease) = &self.lease {
+            lease
+                .fence()
+                .check()
+                .map_err(|f| ControlPlaneError::Fenced(f.to_string()))?;
+            if restarts_apiserver {
+                lease
+                    .hold_through(
+                        &format!("{} on {name}", request.description),
+                        SCRIPT_TIMEOUT,
+                    )
+                    .await
+                    .map_err(|e| ControlPlaneError::Fenced(e.to_string()))?;
+            }
+        }
+        let ran = self.exec.run(&target, &request, &LogSink).await;
+        if restarts_apiserver && let Some(lease) = &self.lease {
+            // Back to the usual duration; a failure here leaves the longer
+            // one, which only makes a contender wait longer.
+            if let Err(e) = lease.end_hold().await {
+                tracing::warn!(error = %e, "could not shorten the run lock's lease after {}", request.description);
+            }
+        }
+        let output = ran.map_err(|source| ControlPlaneError::Exec {
+            node: name.to_string(),
+            description: request.description.clone(),
+            source,
+        })?;
         if output.success() {
             Ok(())
         } else {

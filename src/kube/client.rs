@@ -14,6 +14,8 @@ use ::kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use ::kube::{Client, Config};
 use thiserror::Error;
 
+use super::fence::{Fence, FenceLayer};
+
 /// Where to find the cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientOptions {
@@ -135,6 +137,21 @@ pub fn client_from_config(mut config: Config, retry: Retry) -> Result<Client, Cl
     config.default_retry = retry == Retry::Default;
     let server = server_url(&config);
     Client::try_from(config).map_err(|source| ClientError::Build { server, source })
+}
+
+/// A client that makes no change to the cluster once `fence` is raised
+/// (the run lost, or could not prove, its lock): mutating requests fail
+/// before they leave the process; reads go on.
+pub fn fenced_client_from_config(
+    mut config: Config,
+    retry: Retry,
+    fence: &Fence,
+) -> Result<Client, ClientError> {
+    config.default_retry = retry == Retry::Default;
+    let server = server_url(&config);
+    let builder = ::kube::client::ClientBuilder::try_from(config)
+        .map_err(|source| ClientError::Build { server, source })?;
+    Ok(builder.with_layer(&FenceLayer::new(fence.clone())).build())
 }
 
 /// The API server's URL, for messages.

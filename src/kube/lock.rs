@@ -5,7 +5,8 @@
 //! renews and stops at its next safe point.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::errors;
+use super::fence::Fence;
 use super::retry::with_retry;
 
 pub const LEASE_NAMESPACE: &str = "kube-system";
@@ -31,6 +33,14 @@ pub const LEASE_DURATION: Duration = Duration::from_secs(30);
 /// How often the holder renews (a third of the duration, like leader
 /// election, so two missed renewals still keep it).
 pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// A holder that has not renewed for this share of its lease duration
+/// fences itself: two thirds, as client-go's defaults (renew deadline 10 s
+/// of a 15 s lease), leaving a third of the duration for requests already
+/// on their way before a contender can take over.
+fn renew_deadline(lease_duration: Duration) -> Duration {
+    lease_duration * 2 / 3
+}
 
 /// Who holds the lock: `<host>/<pid>/<run id>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -164,6 +174,9 @@ pub enum LockError {
     NotHeld,
     #[error("lock lease {LEASE_NAMESPACE}/{LEASE_NAME}: {0}")]
     Api(#[from] kube::Error),
+    /// This run no longer holds the lock.
+    #[error("this run no longer holds the run lock (lease {LEASE_NAMESPACE}/{LEASE_NAME}): {0}")]
+    Fenced(String),
 }
 
 /// Signals from the lock to the run.
@@ -182,6 +195,97 @@ pub struct RunLock {
     holder: Holder,
     state: watch::Receiver<LockState>,
     renewer: JoinHandle<()>,
+    hold: LeaseHold,
+}
+
+/// What the holder last proved: when it renewed (by its monotonic clock)
+/// and for how long the lease it wrote lives.
+#[derive(Debug)]
+struct Tenure {
+    renewed: Instant,
+    duration: Duration,
+}
+
+/// A handle on the held lease for work that makes the API server go away
+/// on purpose (a control-plane node's kube-apiserver restart): before it,
+/// the lease is made to outlive the outage, so neither does this run fence
+/// itself nor a contender take over while the API cannot be reached; after
+/// it, the lease returns to its usual duration. Also the fence a caller
+/// checks before a mutation that no fenced client carries (a script on a
+/// node).
+#[derive(Clone, Debug)]
+pub struct LeaseHold {
+    api: Api<Lease>,
+    identity: String,
+    tenure: Arc<Mutex<Tenure>>,
+    fence: Fence,
+}
+
+/// The annotation on the lease while a run holds it through an outage it
+/// causes, naming what it does: a contender's refusal says why it waits.
+pub const OUTAGE_ANNOTATION: &str = "kubesurge.io/holding-through";
+
+impl LeaseHold {
+    fn tenure(&self) -> std::sync::MutexGuard<'_, Tenure> {
+        self.tenure.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The fence this lock raises.
+    pub fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    /// Make the lease last `outage` plus its usual duration from now,
+    /// saying `what` is going on. Fails when this run no longer holds it.
+    pub async fn hold_through(&self, what: &str, outage: Duration) -> Result<(), LockError> {
+        self.write(LEASE_DURATION + outage, Some(what)).await
+    }
+
+    /// Back to the usual duration once the outage is over.
+    pub async fn end_hold(&self) -> Result<(), LockError> {
+        self.write(LEASE_DURATION, None).await
+    }
+
+    async fn write(&self, duration: Duration, what: Option<&str>) -> Result<(), LockError> {
+        self.fence
+            .check()
+            .map_err(|f| LockError::Fenced(f.to_string()))?;
+        let mut lease = with_retry("get lease", || self.api.get(LEASE_NAME)).await?;
+        let holder = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.clone())
+            .unwrap_or_default();
+        if holder != self.identity {
+            self.fence
+                .raise(format!("another run took the lease over ({holder})"));
+            return Err(LockError::Fenced(holder));
+        }
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.renew_time = Some(MicroTime(lease_clock()));
+            spec.lease_duration_seconds =
+                Some(i32::try_from(duration.as_secs()).unwrap_or(i32::MAX));
+        }
+        let annotations = lease.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        match what {
+            Some(what) => {
+                annotations.insert(OUTAGE_ANNOTATION.to_string(), what.to_string());
+            }
+            None => {
+                annotations.remove(OUTAGE_ANNOTATION);
+            }
+        }
+        // Guarded by the resourceVersion just read: a takeover in between
+        // fails this write with 409.
+        let sent = Instant::now();
+        self.api
+            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .await?;
+        let mut tenure = self.tenure();
+        tenure.renewed = sent;
+        tenure.duration = duration;
+        Ok(())
+    }
 }
 
 /// Whether the lease looks expired by `now` (this process's clock). Only a
@@ -253,8 +357,18 @@ impl RunLock {
     /// holder's only makes this more cautious); one that looks stale is
     /// watched for a lease duration, and taken over only if nobody renewed
     /// it meanwhile.
-    pub async fn acquire(client: Client, holder: Holder) -> Result<RunLock, LockError> {
+    ///
+    /// Once held, `fence` is raised the moment this run can no longer prove
+    /// it holds the lease (taken over, or not renewed within the renew
+    /// deadline): the clients built with it then refuse every mutation.
+    pub async fn acquire(
+        client: Client,
+        holder: Holder,
+        fence: Fence,
+    ) -> Result<RunLock, LockError> {
         let api: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
+        // The tenure counts from before the write that takes the lease.
+        let sent = Instant::now();
         let now = lease_clock();
         let process = ProcessIdentity::of(std::process::id()).map(|p| p.render());
         let fresh = Lease {
@@ -270,7 +384,7 @@ impl RunLock {
         };
         let post = PostParams::default();
         match with_retry("create lease", || api.create(&post, &fresh)).await {
-            Ok(_) => return Ok(RunLock::start(api, holder)),
+            Ok(_) => return Ok(RunLock::start(api, holder, fence, sent)),
             Err(e) if errors::is_conflict(&e) || errors::is_already_exists(&e) => {}
             Err(e) => return Err(e.into()),
         }
@@ -319,7 +433,7 @@ impl RunLock {
         // The replace carries the resourceVersion we read: if another run
         // took the lease in between, this fails with 409 and we report it.
         match with_retry("take over lease", || api.replace(LEASE_NAME, &post, &taken)).await {
-            Ok(_) => Ok(RunLock::start(api, holder)),
+            Ok(_) => Ok(RunLock::start(api, holder, fence, sent)),
             Err(e) if errors::is_conflict(&e) => {
                 let now_held = api.get(LEASE_NAME).await?;
                 Err(held(&now_held.spec.unwrap_or_default()))
@@ -328,21 +442,42 @@ impl RunLock {
         }
     }
 
-    fn start(api: Api<Lease>, holder: Holder) -> RunLock {
+    fn start(api: Api<Lease>, holder: Holder, fence: Fence, sent: Instant) -> RunLock {
         let (tx, state) = watch::channel(LockState::default());
         let identity = holder.identity();
-        let renew = renew_loop(api.clone(), identity.clone(), tx.clone());
-        let marks = watch_marks(api.clone(), identity, tx);
-        // One task: dropping or releasing the lock stops both.
+        let hold = LeaseHold {
+            api: api.clone(),
+            identity: identity.clone(),
+            tenure: Arc::new(Mutex::new(Tenure {
+                renewed: sent,
+                duration: LEASE_DURATION,
+            })),
+            fence,
+        };
+        let renew = renew_loop(hold.clone(), tx.clone());
+        let marks = watch_marks(api.clone(), hold.clone(), tx.clone());
+        let deadline = fence_at_renew_deadline(hold.clone(), tx);
+        // One task: dropping or releasing the lock stops them all; the
+        // first to end (the lease lost, or not renewed in time) ends it.
         let renewer = tokio::spawn(async move {
-            tokio::join!(renew, marks);
+            tokio::select! {
+                () = renew => {}
+                () = marks => {}
+                () = deadline => {}
+            }
         });
         RunLock {
             api,
             holder,
             state,
             renewer,
+            hold,
         }
+    }
+
+    /// The handle for holding the lease through an outage, and the fence.
+    pub fn hold(&self) -> LeaseHold {
+        self.hold.clone()
     }
 
     pub fn holder(&self) -> &Holder {
@@ -357,6 +492,10 @@ impl RunLock {
     /// Give the lock up (the run is over).
     pub async fn release(self) -> Result<(), LockError> {
         self.renewer.abort();
+        if let Err(fenced) = self.hold.fence.check() {
+            // The lease may be another run's by now: leave it alone.
+            return Err(LockError::Fenced(fenced.0));
+        }
         let current = with_retry("get lease", || self.api.get(LEASE_NAME)).await?;
         let held_by_us = current
             .spec
@@ -395,7 +534,7 @@ impl Drop for RunLock {
 /// See an abort mark or a takeover the moment it is written: one watch on
 /// the lease, so `kubesurge abort` takes effect at the next safe point, not
 /// at the next renewal.
-async fn watch_marks(api: Api<Lease>, identity: String, tx: watch::Sender<LockState>) {
+async fn watch_marks(api: Api<Lease>, hold: LeaseHold, tx: watch::Sender<LockState>) {
     use futures::StreamExt;
     use kube::runtime::{WatchStreamExt, watcher};
     let config = watcher::Config::default().fields(&format!("metadata.name={LEASE_NAME}"));
@@ -405,57 +544,98 @@ async fn watch_marks(api: Api<Lease>, identity: String, tx: watch::Sender<LockSt
         .boxed();
     while let Some(lease) = leases.next().await {
         let Ok(lease) = lease else { continue };
-        let holder = lease
-            .spec
-            .as_ref()
-            .and_then(|s| s.holder_identity.as_deref())
-            .unwrap_or_default();
-        if holder != identity {
-            tx.send_modify(|s| s.lost = true);
+        if !still_ours(&lease, &hold, &tx) {
             return;
-        }
-        let abort = lease
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(ABORT_ANNOTATION));
-        if abort && !tx.borrow().abort_requested {
-            tx.send_modify(|s| s.abort_requested = true);
         }
     }
 }
 
-async fn renew_loop(api: Api<Lease>, identity: String, tx: watch::Sender<LockState>) {
+/// Whether `lease` is still held by this run; raises the fence and says
+/// so when not, and passes on an abort mark.
+fn still_ours(lease: &Lease, hold: &LeaseHold, tx: &watch::Sender<LockState>) -> bool {
+    let holder = lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        .unwrap_or_default();
+    if holder != hold.identity {
+        hold.fence
+            .raise(format!("another run took the lease over ({holder})"));
+        tx.send_modify(|s| s.lost = true);
+        return false;
+    }
+    let abort = lease
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(ABORT_ANNOTATION));
+    if abort && !tx.borrow().abort_requested {
+        tx.send_modify(|s| s.abort_requested = true);
+    }
+    true
+}
+
+/// Raise the fence when the last renewal is older than the renew deadline
+/// of the duration it wrote, by this process's monotonic clock.
+async fn fence_at_renew_deadline(hold: LeaseHold, tx: watch::Sender<LockState>) {
     loop {
-        tokio::time::sleep(RENEW_EVERY).await;
-        let Ok(mut lease) = with_retry("get lease", || api.get(LEASE_NAME)).await else {
-            continue;
+        let (renewed, duration) = {
+            let tenure = hold.tenure();
+            (tenure.renewed, tenure.duration)
         };
-        let holder = lease
-            .spec
-            .as_ref()
-            .and_then(|s| s.holder_identity.clone())
-            .unwrap_or_default();
-        if holder != identity {
+        let deadline = renewed + renew_deadline(duration);
+        if Instant::now() >= deadline {
+            let since = renewed.elapsed().as_secs();
+            hold.fence.raise(format!(
+                "the lease was last renewed {since}s ago and lives {}s: another run may take it over",
+                duration.as_secs()
+            ));
             tx.send_modify(|s| s.lost = true);
             return;
         }
-        let abort = lease
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(ABORT_ANNOTATION));
-        if abort {
-            tx.send_modify(|s| s.abort_requested = true);
+        // Look again at the deadline, or sooner if a renewal moved it.
+        tokio::time::sleep((deadline - Instant::now()).min(Duration::from_secs(1))).await;
+    }
+}
+
+async fn renew_loop(hold: LeaseHold, tx: watch::Sender<LockState>) {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        if hold.fence.is_raised() {
+            return;
         }
+        let Ok(mut lease) = with_retry("get lease", || hold.api.get(LEASE_NAME)).await else {
+            continue;
+        };
+        if !still_ours(&lease, &hold, &tx) {
+            return;
+        }
+        // The duration stays what the lease says (a hold through an outage
+        // wrote it); the write is guarded by the resourceVersion just read.
+        let written = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.lease_duration_seconds)
+            .map_or(LEASE_DURATION, |s| {
+                Duration::from_secs(u64::try_from(s).unwrap_or(0))
+            });
         if let Some(spec) = lease.spec.as_mut() {
             spec.renew_time = Some(MicroTime(lease_clock()));
         }
-        match api
+        let sent = Instant::now();
+        match hold
+            .api
             .replace(LEASE_NAME, &PostParams::default(), &lease)
             .await
         {
-            Ok(_) => {}
+            Ok(_) => {
+                let mut tenure = hold.tenure();
+                // A hold written meanwhile counts from its own write.
+                if sent >= tenure.renewed {
+                    tenure.renewed = sent;
+                    tenure.duration = written;
+                }
+            }
             Err(e) if errors::is_conflict(&e) => {
                 // Changed under us (an abort mark, or a takeover): look again
                 // at once on the next round.

@@ -6,6 +6,7 @@ pub mod client;
 pub mod drain;
 pub mod errors;
 pub mod events;
+pub mod fence;
 pub mod join;
 pub mod lock;
 pub mod nodes;

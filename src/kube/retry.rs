@@ -26,7 +26,8 @@ pub fn is_transient(error: &kube::Error) -> bool {
             errors::is_too_many_requests(error) || errors::is_server_unavailable(error)
         }
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
-            errors::connect_refusal(error).is_none()
+            // A fenced run's refusal never passes: it holds no lock any more.
+            errors::connect_refusal(error).is_none() && super::fence::fenced_by(error).is_none()
         }
         _ => false,
     }

@@ -3,6 +3,7 @@
 //! The caller holds the run lock while terminating, so no live run's
 //! instance is touched.
 
+use crate::kube::fence::Fence;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
@@ -148,9 +149,19 @@ pub async fn find(client: &Client, config: &EngineConfig) -> Result<Vec<Leftover
 
 /// Terminate `leftovers`, each until gone or [`TERMINATE_WAIT`]; one that
 /// fails does not stop the others.
-pub async fn terminate(config: &EngineConfig, leftovers: Vec<Leftover>) -> Collected {
+///
+/// Stops at once when `fence` is raised (this command no longer holds the
+/// run lock): what is left stays for the next collection.
+pub async fn terminate(
+    config: &EngineConfig,
+    leftovers: Vec<Leftover>,
+    fence: &Fence,
+) -> Collected {
     let mut collected = Collected::default();
     for leftover in leftovers {
+        if fence.is_raised() {
+            break;
+        }
         let Some(pool) = config.pools.iter().find(|p| p.name == leftover.pool) else {
             continue;
         };
@@ -331,7 +342,7 @@ mod tests {
                 replaces: None,
             })
             .to_vec();
-        let collected = terminate(&engine_config(provider.clone()), leftovers).await;
+        let collected = terminate(&engine_config(provider.clone()), leftovers, &Fence::new()).await;
         assert_eq!(collected.failed.len(), 1);
         assert_eq!(collected.failed[0].0.instance, "i-1".into());
         assert!(

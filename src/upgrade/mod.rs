@@ -23,6 +23,7 @@ pub use report::{Remaining, UpgradeOutcome, UpgradeReport};
 
 use crate::controlplane::phase::ControlPlaneDriver;
 use crate::kube::drain::{DEFAULT_EVICTION_CONCURRENCY, DrainPolicy};
+use crate::kube::lock::LeaseHold;
 use crate::plan::{Hop, Plan, Rotation, Step};
 use crate::rotation::{
     Criteria, Engine, EngineConfig, Progress, RotationRequest, RunOutcome, StopReason,
@@ -64,6 +65,9 @@ pub struct Clients {
     pub client: Client,
     /// Without kube's own 429 retries: a PDB's 429 must reach the drain.
     pub drain_client: Client,
+    /// The held run lock, for control-plane steps that make the API server
+    /// go away on purpose (`None` for a dry run, which holds no lock).
+    pub lease: Option<LeaseHold>,
 }
 
 impl Upgrade {
@@ -123,7 +127,8 @@ impl Upgrade {
                     self.drain_timeout,
                 )
                 .await
-                .map_err(UpgradeError::WatchControlPlane)?,
+                .map_err(UpgradeError::WatchControlPlane)?
+                .holding(clients.lease.clone()),
             ),
             None => None,
         };

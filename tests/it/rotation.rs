@@ -1886,3 +1886,107 @@ async fn the_window_ending_mid_run_finishes_slots_in_flight_and_stops() {
     assert_eq!(rest.status.code(), Some(0), "{}", text(&rest));
     h.assert_converged();
 }
+
+/// Kubernetes mutations only kubesurge makes: a pod evicted, a node
+/// cordoned or uncordoned or its `kubesurge.io/` annotations changed, a
+/// Node deleted, a bootstrap token or the run record written.
+fn is_kubesurge_mutation(e: &kubesurge_sim::store::Event) -> bool {
+    let field = |v: &Value, pointer: &str| v.pointer(pointer).cloned();
+    let before = e.previous.as_deref().cloned().unwrap_or(Value::Null);
+    if std::ptr::eq(e.resource, &PODS) {
+        return e.event_type == kubesurge_sim::store::EventType::Deleted
+            || (field(&e.object, "/metadata/deletionTimestamp").is_some()
+                && field(&before, "/metadata/deletionTimestamp").is_none());
+    }
+    if std::ptr::eq(e.resource, &NODES) {
+        let ours = |v: &Value| {
+            v.pointer("/metadata/annotations")
+                .and_then(Value::as_object)
+                .map(|a| {
+                    a.iter()
+                        .filter(|(k, _)| k.starts_with("kubesurge.io/"))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<BTreeMap<_, _>>()
+                })
+                .unwrap_or_default()
+        };
+        return e.event_type == kubesurge_sim::store::EventType::Deleted
+            || field(&e.object, "/spec/unschedulable") != field(&before, "/spec/unschedulable")
+            || ours(&e.object) != ours(&before);
+    }
+    (std::ptr::eq(e.resource, &SECRETS) && e.name.starts_with("bootstrap-token-"))
+        || (e.resource.plural == "configmaps" && e.name == "kubesurge-run")
+}
+
+// Before self-fencing, a run whose lease renewals failed only logged a
+// warning and went on: once the PDB allowed it, it evicted the pods and
+// finished (exit 0) although any other run could have taken the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_cannot_renew_its_lease_stops_every_mutation() {
+    let h = start(Spec {
+        pools: vec![("general", 2)],
+        max_surge: 1,
+        drain: "{ timeout: 5m, onTimeout: fail, unmanagedPods: delete }",
+        ..Spec::default()
+    })
+    .await;
+    let original_pdb = h
+        .world
+        .store
+        .get(&kubesurge_sim::resources::PDBS, "shop", "api")
+        .expect("PDB api exists");
+    block_everything(&h);
+    let cordoned = arm(&h, KillPoint::Cordoned(1));
+    let child = h
+        .command(&["rotate", "--all", "--yes"])
+        .spawn()
+        .expect("starts");
+    cordoned.notified().await;
+    // Every renewal fails from now on: the lease is last renewed at most
+    // RENEW_EVERY ago, so the run must fence itself within its renew
+    // deadline (20 s) after that.
+    h.world.apiserver.faults().fail_next(
+        usize::MAX,
+        500,
+        Some(FaultFilter::verb_resource("update", "leases")),
+    );
+    tokio::time::sleep(Duration::from_secs(32)).await;
+    let after_fence = Arc::new(Mutex::new(Vec::new()));
+    let seen = after_fence.clone();
+    h.world.store.observe(move |e| {
+        if is_kubesurge_mutation(e) {
+            seen.lock().unwrap().push(format!(
+                "{:?} {} {}/{}",
+                e.event_type, e.resource.plural, e.namespace, e.name
+            ));
+        }
+    });
+    // The drain would go through now.
+    h.world
+        .store
+        .modify(&kubesurge_sim::resources::PDBS, "shop", "api", |pdb| {
+            pdb["spec"] = original_pdb["spec"].clone();
+            Ok(())
+        })
+        .expect("PDB api exists");
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("stops")
+        .expect("runs");
+    let all = text(&output);
+    assert_ne!(output.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("no longer holds the run lock"),
+        "says why it stopped: {all}"
+    );
+    assert_eq!(
+        after_fence.lock().unwrap().clone(),
+        Vec::<String>::new(),
+        "mutations after the fence: {all}"
+    );
+
+    h.world.apiserver.faults().clear();
+    let rerun = h.run(&["rotate", "--all", "--yes"]).await;
+    assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun));
+    h.assert_converged();
+}

@@ -314,6 +314,10 @@ pub async fn drain(
                     Ok(EvictionAnswer::Rejected { reason }) => {
                         return Err(DrainError::Rejected { pod: key.to_string(), reason });
                     }
+                    Err(e) if crate::kube::fence::fenced_by(&e).is_some() => {
+                        // This run lost its lock: no further eviction.
+                        return Err(DrainError::Api { node: node.to_string(), source: e });
+                    }
                     Err(e) => {
                         // The API server may be restarting: retry within the deadline.
                         blocked.insert(key.uid.clone(), format!("API error: {e}"));
