@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -136,19 +137,35 @@ pub enum RecordError {
         "run record {RECORD_NAMESPACE}/{RECORD_NAME} is unreadable ({0}); delete it to start afresh"
     )]
     Corrupt(String),
+    /// Someone wrote the record since this run last read or wrote it: only
+    /// a run that lost its lock can be in that position, and its write
+    /// must not replace the winner's.
+    #[error(
+        "run record {RECORD_NAMESPACE}/{RECORD_NAME} was changed by another run since this one wrote it; this run no longer owns it"
+    )]
+    Superseded,
 }
 
-/// Read and write the record.
+/// Read and write the record. Every write is guarded by the
+/// resourceVersion this store last read or wrote (optimistic concurrency,
+/// k8s-mechanics §6): a write over someone else's fails instead of
+/// replacing it.
 #[derive(Clone)]
 pub struct RecordStore {
     api: Api<ConfigMap>,
+    version: Arc<Mutex<Option<String>>>,
 }
 
 impl RecordStore {
     pub fn new(client: Client) -> RecordStore {
         RecordStore {
             api: Api::namespaced(client, RECORD_NAMESPACE),
+            version: Arc::new(Mutex::new(None)),
         }
+    }
+
+    fn version(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.version.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The last run's record, if any.
@@ -158,6 +175,7 @@ impl RecordStore {
             Err(e) if errors::is_not_found(&e) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        *self.version() = cm.metadata.resource_version.clone();
         let raw = cm
             .data
             .as_ref()
@@ -186,18 +204,40 @@ impl RecordStore {
             ..ConfigMap::default()
         };
         let post = PostParams::default();
-        match with_retry("create run record", || self.api.create(&post, &cm)).await {
-            Ok(_) => Ok(()),
-            Err(e) if errors::is_already_exists(&e) => {
-                // Replace without a resourceVersion: the lock makes us the
-                // only writer.
-                with_retry("replace run record", || {
-                    self.api.replace(RECORD_NAME, &post, &cm)
-                })
-                .await
-                .map(|_| ())
-                .map_err(Into::into)
-            }
+        let known = self.version().clone();
+        let written = match known {
+            Some(version) => self.replace(&post, cm, version).await?,
+            None => match with_retry("create run record", || self.api.create(&post, &cm)).await {
+                Ok(created) => created,
+                Err(e) if errors::is_already_exists(&e) => {
+                    // A record this store never read (a previous run's):
+                    // replace the version just read, no other.
+                    let current =
+                        with_retry("get run record", || self.api.get(RECORD_NAME)).await?;
+                    let version = current.metadata.resource_version.unwrap_or_default();
+                    self.replace(&post, cm, version).await?
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        *self.version() = written.metadata.resource_version;
+        Ok(())
+    }
+
+    async fn replace(
+        &self,
+        post: &PostParams,
+        mut cm: ConfigMap,
+        version: String,
+    ) -> Result<ConfigMap, RecordError> {
+        cm.metadata.resource_version = Some(version);
+        match with_retry("replace run record", || {
+            self.api.replace(RECORD_NAME, post, &cm)
+        })
+        .await
+        {
+            Ok(written) => Ok(written),
+            Err(e) if errors::is_conflict(&e) => Err(RecordError::Superseded),
             Err(e) => Err(e.into()),
         }
     }

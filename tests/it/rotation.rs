@@ -1990,3 +1990,39 @@ async fn a_run_that_cannot_renew_its_lease_stops_every_mutation() {
     assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun));
     h.assert_converged();
 }
+
+// Before the guard, a save replaced the record without a resourceVersion:
+// a run that had lost its lock overwrote the winner's record with its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_record_written_by_another_run_is_never_overwritten() {
+    use kubesurge::rotation::{RecordError, RecordStore};
+    let h = start(Spec {
+        pools: vec![("general", 1)],
+        max_surge: 1,
+        ..Spec::default()
+    })
+    .await;
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let kubeconfig = kube::config::Kubeconfig::read_from(&h.kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("client config");
+    let client = kube::Client::try_from(config).expect("client");
+
+    let loser = RecordStore::new(client.clone());
+    let winner = RecordStore::new(client);
+    let mut record = loser.load().await.expect("loads").expect("a record");
+    winner.load().await.expect("loads");
+    record.message = Some("the winner's".into());
+    winner.save(&record).await.expect("the winner writes");
+
+    record.message = Some("the loser's".into());
+    let refused = loser
+        .save(&record)
+        .await
+        .expect_err("the loser may not write");
+    assert!(matches!(refused, RecordError::Superseded), "{refused}");
+    let kept = winner.load().await.expect("loads").expect("a record");
+    assert_eq!(kept.message.as_deref(), Some("the winner's"));
+}
