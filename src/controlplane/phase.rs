@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use super::script::{self, NodeFacts};
 use crate::kube::cache::WatchCache;
 use crate::kube::drain::{self, DrainOutcome, DrainPolicy};
+use crate::kube::events::{EventType, Recorder};
 use crate::kube::lock::LeaseHold;
 use crate::kube::nodes::{self, NodeOps};
 use crate::kube::retry::with_retry;
@@ -92,6 +93,19 @@ pub struct NodeStep {
     pub step: String,
     /// `false`: the node already reported the target (an earlier run did it).
     pub ran: bool,
+    /// The scripts this step ran on the node, in order.
+    pub commands: Vec<CommandRecord>,
+}
+
+/// One script run on a control-plane node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandRecord {
+    /// What it did (`kubeadm upgrade apply v1.35.3`).
+    pub description: String,
+    pub started: jiff::Timestamp,
+    pub exit_code: i32,
+    pub duration_ms: u64,
 }
 
 /// What a hop did.
@@ -118,9 +132,23 @@ pub struct ControlPlaneDriver {
     /// The run lock: held through each component upgrade (the node's
     /// kube-apiserver restarts), and its fence checked before every script.
     pub lease: Option<LeaseHold>,
+    /// Events on the control-plane nodes, as workers get them.
+    pub recorder: Recorder,
+    /// The scripts run since the last step was reported.
+    commands: std::sync::Mutex<Vec<CommandRecord>>,
 }
 
 impl ControlPlaneDriver {
+    fn take_commands(&self) -> Vec<CommandRecord> {
+        std::mem::take(&mut *self.commands.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    async fn node_event(&self, name: &str, kind: EventType, reason: &str, message: &str) {
+        if let Some(node) = self.nodes.get(name) {
+            self.recorder.node_event(&node, kind, reason, message).await;
+        }
+    }
+
     /// The driver of a run that holds `lease`.
     pub fn holding(mut self, lease: Option<LeaseHold>) -> ControlPlaneDriver {
         self.lease = lease;
@@ -142,6 +170,7 @@ impl ControlPlaneDriver {
             kube::runtime::watcher::Config::default().labels("tier=control-plane"),
         )
         .await?;
+        let client_for_events = client.clone();
         Ok(ControlPlaneDriver {
             node_ops: NodeOps::new(client.clone()),
             client,
@@ -153,6 +182,8 @@ impl ControlPlaneDriver {
             drain,
             drain_timeout,
             lease: None,
+            recorder: Recorder::new(client_for_events, crate::kube::lock::hostname()),
+            commands: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -171,6 +202,7 @@ impl ControlPlaneDriver {
                 node: node.node.clone(),
                 step: format!("control plane to {}", hop.to),
                 ran,
+                commands: self.take_commands(),
             });
         }
         for node in hop.nodes.iter().filter(|n| n.upgrade_kubelet) {
@@ -179,6 +211,7 @@ impl ControlPlaneDriver {
                 node: node.node.clone(),
                 step: format!("kubelet to {}", hop.to),
                 ran,
+                commands: self.take_commands(),
             });
         }
         Ok(report)
@@ -421,7 +454,50 @@ impl ControlPlaneDriver {
                     .map_err(|e| ControlPlaneError::Fenced(e.to_string()))?;
             }
         }
+        self.node_event(
+            name,
+            EventType::Normal,
+            "KubesurgeCommandStarted",
+            &format!("Running {}", request.description),
+        )
+        .await;
+        let started = jiff::Timestamp::now();
+        let clock = Instant::now();
         let ran = self.exec.run(&target, &request, &LogSink).await;
+        let exit_code = ran.as_ref().map_or(-1, |o| o.exit_code);
+        self.commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(CommandRecord {
+                description: request.description.clone(),
+                started,
+                exit_code,
+                duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+        let (kind, reason, outcome) = if exit_code == 0 {
+            (
+                EventType::Normal,
+                "KubesurgeCommandSucceeded",
+                "finished".to_string(),
+            )
+        } else {
+            (
+                EventType::Warning,
+                "KubesurgeCommandFailed",
+                format!("failed (exit {exit_code})"),
+            )
+        };
+        self.node_event(
+            name,
+            kind,
+            reason,
+            &format!(
+                "{} {outcome} after {}s",
+                request.description,
+                clock.elapsed().as_secs()
+            ),
+        )
+        .await;
         if restarts_apiserver && let Some(lease) = &self.lease {
             // Back to the usual duration; a failure here leaves the longer
             // one, which only makes a contender wait longer.

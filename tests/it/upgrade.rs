@@ -52,6 +52,41 @@ async fn two_hops_in_place_and_workers_replaced_once() {
         "one rotation per pool, after the last hop: {report}"
     );
 
+    // Per node, the scripts each step ran, with their exit status and
+    // duration; and on each node the Events a `kubectl describe` shows.
+    for hop in report["hops"].as_array().unwrap() {
+        for step in hop["steps"].as_array().unwrap() {
+            let commands = step["commands"].as_array().expect("commands");
+            assert_eq!(
+                commands.len(),
+                usize::from(step["ran"] == true),
+                "one script per step that ran: {step}"
+            );
+            for command in commands {
+                assert_eq!(command["exitCode"], 0, "{command}");
+                assert!(command["durationMs"].is_u64(), "{command}");
+                assert!(
+                    command["description"].as_str().unwrap().contains("v1.3"),
+                    "{command}"
+                );
+            }
+        }
+    }
+    let (events, _) = h
+        .world
+        .store
+        .list(&kubesurge_sim::resources::EVENTS, None, |_| true);
+    for cp in &control_planes {
+        let reasons: Vec<&str> = events
+            .iter()
+            .filter(|e| e["involvedObject"]["name"] == cp.as_str())
+            .filter_map(|e| e["reason"].as_str())
+            .collect();
+        for reason in ["KubesurgeCommandStarted", "KubesurgeCommandSucceeded"] {
+            assert!(reasons.contains(&reason), "{cp}: {reason} in {reasons:?}");
+        }
+    }
+
     // Control plane: same nodes, every component and kubelet at the target.
     for (pod, version) in control_plane_versions(&h.world) {
         assert_eq!(version, "v1.35.3", "{pod}");
