@@ -120,7 +120,9 @@ pub trait Discovery: Send + Sync {
 
     /// The provider's section for a pool of `machines` (all of one group,
     /// or sharing labels): where to launch more of them and the rule that
-    /// finds their image for any Kubernetes version.
+    /// finds their image for any Kubernetes version. `InvalidConfig` when
+    /// no pool can launch more of them (its message says why): their nodes
+    /// are then left out, with that reason.
     async fn propose(&self, machines: &[PoolMachine]) -> Result<SectionProposal, ProviderError>;
 
     /// Add `changes`' tags. Callers list the changes to the user first.

@@ -492,8 +492,11 @@ impl Discovery for AwsDiscovery {
             (None, Some(id)) => {
                 lt.insert("id".into(), json!(id));
             }
-            (None, None) => warnings
-                .push("no launch template found for these machines: set aws.launchTemplate".into()),
+            (None, None) => {
+                return Err(ProviderError::InvalidConfig {
+                    message: "no launch template: the instances were not launched from one, so kubesurge cannot launch more like them (create a launch template and set aws.launchTemplate)".into(),
+                });
+            }
         }
         if let Some(version) = template.version.as_deref().filter(|v| *v != "$Default") {
             lt.insert(
