@@ -157,7 +157,7 @@ async fn start() -> Harness {
             &world.seeded.images[VERSION],
             &subnets[0],
             1,
-            &BTreeMap::new(),
+            &BTreeMap::from([("Name".to_string(), "ghost-1".to_string())]),
         )
         .await
         .expect("ghost instance")

@@ -88,34 +88,35 @@ impl AwsDiscovery {
             })
     }
 
-    /// Every instance (in any state but terminated) matching one filter
-    /// whose values are `values`, in batches EC2 accepts.
+    /// Every instance matching one filter whose values are `values`, in
+    /// batches EC2 accepts; terminated ones too unless `live_only` (so that
+    /// a stale node's reason can say its instance is terminated).
     async fn instances_by(
         &self,
         filter: &str,
         values: &[String],
+        live_only: bool,
     ) -> Result<Vec<Instance>, ProviderError> {
         let client = self.ec2().await;
         let mut found = Vec::new();
         for batch in values.chunks(FILTER_VALUES) {
-            let mut pages = client
-                .describe_instances()
-                .filters(
-                    Filter::builder()
-                        .name(filter)
-                        .set_values(Some(batch.to_vec()))
-                        .build(),
-                )
-                .filters(
+            let mut call = client.describe_instances().filters(
+                Filter::builder()
+                    .name(filter)
+                    .set_values(Some(batch.to_vec()))
+                    .build(),
+            );
+            if live_only {
+                call = call.filters(
                     Filter::builder()
                         .name("instance-state-name")
                         .set_values(Some(
                             convert::LIVE_STATES.iter().map(|s| s.to_string()).collect(),
                         ))
                         .build(),
-                )
-                .into_paginator()
-                .send();
+                );
+            }
+            let mut pages = call.into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| from_sdk(Call::DescribeInstances, &e, None))?;
                 found.extend(
@@ -376,13 +377,13 @@ impl Discovery for AwsDiscovery {
         let ids: Vec<String> = ids.into_iter().collect();
         let ips: Vec<String> = ips.into_iter().collect();
         let by_id: BTreeMap<String, Instance> = self
-            .instances_by("instance-id", &ids)
+            .instances_by("instance-id", &ids, false)
             .await?
             .into_iter()
             .map(|i| (i.id.0.clone(), i))
             .collect();
         let mut by_ip: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
-        for i in self.instances_by("private-ip-address", &ips).await? {
+        for i in self.instances_by("private-ip-address", &ips, true).await? {
             if let Some(ip) = i.private_ip.clone() {
                 by_ip.entry(ip).or_default().push(i);
             }
