@@ -188,7 +188,7 @@ async fn start() -> Harness {
     // Straight to moto: the ghost's kubelet is not told.
     world
         .ec2
-        .terminate(&[ghost.id.clone()])
+        .terminate(std::slice::from_ref(&ghost.id))
         .await
         .expect("terminate");
     world.machines.watch(Duration::from_millis(200));
