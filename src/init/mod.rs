@@ -159,7 +159,9 @@ fn provider_for<'p>(
         Some(pid) => providers
             .iter()
             .find(|p| (p.kind.provider_id.instance_id)(pid).is_some())
-            .ok_or_else(|| format!("no provider of this build reads its providerID {pid}")),
+            .ok_or_else(|| {
+                format!("no provider of this build discovers instances of its providerID {pid}")
+            }),
         None => match providers {
             [only] => Ok(only),
             _ => Err("it has no providerID, and more than one provider could own it".into()),
