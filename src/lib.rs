@@ -9,6 +9,7 @@ pub mod controlplane;
 pub mod duration;
 pub mod exec;
 pub mod exit;
+pub mod init;
 pub mod inventory;
 pub mod kube;
 pub mod plan;

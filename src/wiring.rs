@@ -25,6 +25,20 @@ pub const PROVIDERS: &[ProviderKind] = &[
     kubesurge_sim::cloud::KIND,
 ];
 
+/// Every provider this build can discover an existing fleet with
+/// (`kubesurge init`), each with its providerID rule.
+pub fn discoveries() -> Vec<crate::init::DiscoveryProvider> {
+    vec![
+        #[cfg(feature = "aws")]
+        crate::init::DiscoveryProvider {
+            kind: kubesurge_aws::KIND,
+            discovery: Arc::new(kubesurge_aws::AwsDiscovery::new(
+                kubesurge_aws::ClientOptions::from_env(),
+            )),
+        },
+    ]
+}
+
 /// Why settings cannot drive a run.
 #[derive(Debug, Error)]
 pub enum WiringError {

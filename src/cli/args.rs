@@ -221,6 +221,24 @@ pub enum Command {
     ))]
     Gc(crate::cli::gc::GcArgs),
 
+    /// Propose a config for an existing cluster: map every worker to its
+    /// instance, group them into pools (Auto Scaling group, else launch
+    /// template, else labels), find each pool's image rule. Read-only
+    /// unless --write or --tag.
+    #[command(after_help = concat!(
+        "Examples:
+  # What kubesurge would make of this cluster, changing nothing
+  kubesurge init
+  # Write it, then check it
+  kubesurge init --write kubesurge.yaml && kubesurge plan --config kubesurge.yaml
+  # Tag the mapped instances for kubesurge, after listing every change
+  kubesurge init --write kubesurge.yaml --tag
+
+",
+        exit_codes_help!()
+    ))]
+    Init(crate::cli::init::InitArgs),
+
     /// Start an emulated cluster and cloud in this process and run a real
     /// upgrade on it.
     #[cfg(feature = "sandbox")]

@@ -91,6 +91,16 @@ pub enum CommandError {
     Stdout(#[source] std::io::Error),
     #[error(transparent)]
     Man(#[from] super::completion::ManError),
+    #[error(transparent)]
+    Init(#[from] crate::init::InitError),
+    #[error("{} exists; kubesurge init --write never overwrites a file", .0.display())]
+    InitFileExists(std::path::PathBuf),
+    #[error("cannot write {}: {source}", path.display())]
+    InitWrite {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn describe_inventory_error(server: &str, error: &InventoryError) -> String {
@@ -139,6 +149,11 @@ impl CommandError {
             | CommandError::Refused(_)
             | CommandError::NoTerminal
             | CommandError::NotConfirmed
+            | CommandError::InitFileExists(_)
+            | CommandError::Init(
+                crate::init::InitError::NoClusterName
+                | crate::init::InitError::BadClusterName { .. },
+            )
             | CommandError::Engine(EngineError::UnfinishedRun { .. } | EngineError::Invalid(_)) => {
                 ExitStatus::Invalid
             }
@@ -161,7 +176,9 @@ impl CommandError {
             | CommandError::Json { .. }
             | CommandError::Yaml { .. }
             | CommandError::Stdout(_)
-            | CommandError::Man(_) => ExitStatus::Failed,
+            | CommandError::Man(_)
+            | CommandError::Init(_)
+            | CommandError::InitWrite { .. } => ExitStatus::Failed,
             #[cfg(feature = "sandbox")]
             CommandError::Sandbox(_) => ExitStatus::Failed,
         }

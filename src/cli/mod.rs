@@ -7,6 +7,7 @@ pub mod args;
 pub mod completion;
 mod error;
 pub mod gc;
+pub mod init;
 mod logging;
 mod output;
 mod plan;
@@ -38,6 +39,7 @@ pub async fn run(cli: Cli) -> ExitStatus {
         Command::Status(args) => status::run(&cli.global, args).await,
         Command::Abort(args) => abort::run(&cli.global, args).await,
         Command::Gc(args) => gc::run(&cli.global, args).await,
+        Command::Init(args) => init::run(&cli.global, args).await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Completion(args) => completion::run(args),

@@ -15,7 +15,7 @@
 
 mod error;
 mod model;
-mod names;
+pub(crate) mod names;
 mod overrides;
 mod schema;
 

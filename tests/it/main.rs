@@ -8,6 +8,7 @@ mod deferred;
 mod dry_run;
 mod emulator;
 mod gc;
+mod init;
 mod join;
 mod kubectl;
 mod layering;

@@ -12,6 +12,7 @@
 pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod discovery;
 mod error;
 mod exec;
 mod kind;
@@ -19,6 +20,7 @@ mod sensitive;
 pub mod tags;
 mod types;
 
+pub use discovery::Discovery;
 pub use error::{ExecError, ProviderError};
 pub use exec::{ExecOutput, ExecRequest, ExecTarget, NodeExec, OutputSink};
 pub use kind::{PoolProviderFn, ProviderIdRule, ProviderKind};

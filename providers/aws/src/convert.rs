@@ -121,6 +121,72 @@ pub fn choose_subnet(
         })
 }
 
+/// The network interfaces a launch asks for when the pool's launch template
+/// defines its own, with the primary one (device index 0) moved to
+/// `subnet`; everything else the template says of its interfaces (security
+/// groups, public address, deletion on termination, …) is kept.
+///
+/// EC2 refuses a top-level `SubnetId` with interfaces from the template
+/// ("If you specify a network interface, you must specify any security
+/// groups and subnets as part of the network interface",
+/// <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RunInstances.html>;
+/// "Network interfaces and an instance-level subnet ID may not be specified
+/// on the same request"), so the subnet travels in an override of the
+/// interface. Parameters given on the request replace the template's
+/// (<https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/launch-templates.html>):
+/// the override repeats every interface, not only the primary one.
+///
+/// Interfaces with fixed addresses or an existing interface id cannot serve
+/// a second instance next to the one still running: refused, naming why.
+pub fn interfaces_in_subnet(
+    template: &[ec2::LaunchTemplateInstanceNetworkInterfaceSpecification],
+    subnet: &str,
+) -> Result<Vec<ec2::InstanceNetworkInterfaceSpecification>, String> {
+    template
+        .iter()
+        .map(|nic| {
+            let index = nic.device_index().unwrap_or(0);
+            let fixed = if nic.network_interface_id().is_some() {
+                Some("attaches an existing network interface")
+            } else if nic.private_ip_address().is_some() || !nic.private_ip_addresses().is_empty() {
+                Some("fixes a private IPv4 address")
+            } else if !nic.ipv6_addresses().is_empty() {
+                Some("fixes IPv6 addresses")
+            } else {
+                None
+            };
+            if let Some(why) = fixed {
+                return Err(format!(
+                    "the launch template's network interface {index} {why}: a replacement \
+                     cannot run next to the node it replaces"
+                ));
+            }
+            let subnet = if index == 0 {
+                Some(subnet.to_string())
+            } else {
+                nic.subnet_id().map(str::to_string)
+            };
+            Ok(ec2::InstanceNetworkInterfaceSpecification::builder()
+                .device_index(index)
+                .set_subnet_id(subnet)
+                .set_groups(Some(nic.groups().to_vec()).filter(|g| !g.is_empty()))
+                .set_associate_public_ip_address(nic.associate_public_ip_address())
+                .set_associate_carrier_ip_address(nic.associate_carrier_ip_address())
+                .set_delete_on_termination(nic.delete_on_termination())
+                .set_description(nic.description().map(str::to_string))
+                .set_interface_type(nic.interface_type().map(str::to_string))
+                .set_network_card_index(nic.network_card_index())
+                .set_secondary_private_ip_address_count(nic.secondary_private_ip_address_count())
+                .set_ipv6_address_count(nic.ipv6_address_count())
+                .set_ipv4_prefix_count(nic.ipv4_prefix_count())
+                .set_ipv6_prefix_count(nic.ipv6_prefix_count())
+                .set_primary_ipv6(nic.primary_ipv6())
+                .set_ena_queue_count(nic.ena_queue_count())
+                .build())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +277,54 @@ mod tests {
             InstanceState::Terminated
         );
         assert_eq!(state(None), InstanceState::Pending);
+    }
+
+    #[test]
+    fn template_interfaces_move_to_the_subnet_and_keep_their_groups() {
+        let template = [
+            ec2::LaunchTemplateInstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .subnet_id("subnet-template")
+                .groups("sg-1")
+                .groups("sg-2")
+                .delete_on_termination(true)
+                .associate_public_ip_address(false)
+                .build(),
+            ec2::LaunchTemplateInstanceNetworkInterfaceSpecification::builder()
+                .device_index(1)
+                .subnet_id("subnet-storage")
+                .groups("sg-3")
+                .build(),
+        ];
+        let nics = interfaces_in_subnet(&template, "subnet-old").expect("overrides");
+        assert_eq!(nics.len(), 2);
+        assert_eq!(nics[0].device_index(), Some(0));
+        assert_eq!(nics[0].subnet_id(), Some("subnet-old"));
+        assert_eq!(nics[0].groups(), ["sg-1", "sg-2"]);
+        assert_eq!(nics[0].delete_on_termination(), Some(true));
+        assert_eq!(nics[0].associate_public_ip_address(), Some(false));
+        assert_eq!(
+            nics[1].subnet_id(),
+            Some("subnet-storage"),
+            "only the primary moves"
+        );
+        assert_eq!(nics[1].groups(), ["sg-3"]);
+    }
+
+    #[test]
+    fn template_interfaces_with_fixed_addresses_are_refused() {
+        let fixed = ec2::LaunchTemplateInstanceNetworkInterfaceSpecification::builder()
+            .device_index(0)
+            .private_ip_address("10.0.0.5")
+            .build();
+        let refused = interfaces_in_subnet(&[fixed], "subnet-old").expect_err("refused");
+        assert!(
+            refused.contains("fixes a private IPv4 address"),
+            "{refused}"
+        );
+        let attached = ec2::LaunchTemplateInstanceNetworkInterfaceSpecification::builder()
+            .network_interface_id("eni-1")
+            .build();
+        assert!(interfaces_in_subnet(&[attached], "subnet-old").is_err());
     }
 }

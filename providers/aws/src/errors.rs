@@ -14,8 +14,14 @@ pub enum Call {
     DescribeInstances,
     DescribeImages,
     DescribeSubnets,
+    DescribeLaunchTemplateVersions,
     RunInstances,
     TerminateInstances,
+    DescribeLaunchTemplates,
+    CreateTags,
+    DescribeAutoScalingInstances,
+    DescribeAutoScalingGroups,
+    CreateOrUpdateTags,
 }
 
 impl Call {
@@ -25,8 +31,14 @@ impl Call {
             Call::DescribeInstances => "ec2:DescribeInstances",
             Call::DescribeImages => "ec2:DescribeImages",
             Call::DescribeSubnets => "ec2:DescribeSubnets",
+            Call::DescribeLaunchTemplateVersions => "ec2:DescribeLaunchTemplateVersions",
             Call::RunInstances => "ec2:RunInstances",
             Call::TerminateInstances => "ec2:TerminateInstances",
+            Call::DescribeLaunchTemplates => "ec2:DescribeLaunchTemplates",
+            Call::CreateTags => "ec2:CreateTags",
+            Call::DescribeAutoScalingInstances => "autoscaling:DescribeAutoScalingInstances",
+            Call::DescribeAutoScalingGroups => "autoscaling:DescribeAutoScalingGroups",
+            Call::CreateOrUpdateTags => "autoscaling:CreateOrUpdateTags",
         }
     }
 }

@@ -10,6 +10,9 @@
 //! - [`errors`]: the one allow-list from EC2 error codes to typed errors.
 //! - [`convert`]: EC2 shapes to the provider contract's types (pure).
 //! - [`provider`]: [`AwsProvider`], the `CloudProvider` over EC2.
+//! - [`discovery`] and [`image_rule`]: [`AwsDiscovery`], what `kubesurge
+//!   init` learns of an existing fleet (instances, Auto Scaling groups,
+//!   launch templates, the image rule) and its tagging.
 //! - [`ssm`]: [`SsmExec`], the `NodeExec` over SSM `SendCommand`.
 //!
 //! Safety rules the provider keeps whatever its caller asks: it terminates
@@ -21,7 +24,9 @@
 pub mod client;
 pub mod config;
 pub mod convert;
+pub mod discovery;
 pub mod errors;
+pub mod image_rule;
 pub mod pool_config;
 pub mod provider;
 pub mod provider_id;
@@ -32,6 +37,7 @@ use std::sync::Arc;
 use kubesurge_provider::ProviderKind;
 
 pub use config::{AwsPoolConfig, ClientOptions, ImageSource, TemplateRef};
+pub use discovery::AwsDiscovery;
 pub use pool_config::parse_pool_config;
 pub use provider::AwsProvider;
 pub use ssm::SsmExec;

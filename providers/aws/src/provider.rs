@@ -12,8 +12,8 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
     self as ec2, Filter, HttpTokensState, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, LaunchTemplateSpecification, Placement, ResourceType,
-    TagSpecification,
+    InstanceMetadataOptionsRequest, LaunchTemplateInstanceNetworkInterfaceSpecification,
+    LaunchTemplateSpecification, Placement, ResourceType, TagSpecification,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -43,6 +43,9 @@ pub struct AwsProvider {
     recent: Mutex<HashMap<InstanceId, (Instant, Instance)>>,
     /// Zone of each of the pool's configured subnets, looked up once.
     subnet_zones: OnceCell<BTreeMap<String, String>>,
+    /// The network interfaces the pool's launch template (version) defines,
+    /// looked up once: with any, the subnet goes into an interface.
+    template_interfaces: OnceCell<Vec<LaunchTemplateInstanceNetworkInterfaceSpecification>>,
 }
 
 fn filter(name: &str, values: &[&str]) -> Filter {
@@ -72,6 +75,7 @@ impl AwsProvider {
             client: OnceCell::new(),
             recent: Mutex::new(HashMap::new()),
             subnet_zones: OnceCell::new(),
+            template_interfaces: OnceCell::new(),
         }
     }
 
@@ -200,6 +204,39 @@ impl AwsProvider {
         Ok(Some(zones))
     }
 
+    /// The network interfaces of the pool's launch template version (empty
+    /// when it defines none), asked of EC2 once.
+    async fn template_interfaces(
+        &self,
+    ) -> Result<&[LaunchTemplateInstanceNetworkInterfaceSpecification], ProviderError> {
+        let nics = self
+            .template_interfaces
+            .get_or_try_init(|| async {
+                let call = self
+                    .ec2()
+                    .await
+                    .describe_launch_template_versions()
+                    .versions(&self.pool.template_version);
+                let call = match &self.pool.launch_template {
+                    TemplateRef::Name(name) => call.launch_template_name(name),
+                    TemplateRef::Id(id) => call.launch_template_id(id),
+                };
+                let out = call
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk(Call::DescribeLaunchTemplateVersions, &e, None))?;
+                Ok::<_, ProviderError>(
+                    out.launch_template_versions()
+                        .first()
+                        .and_then(|v| v.launch_template_data())
+                        .map(|data| data.network_interfaces().to_vec())
+                        .unwrap_or_default(),
+                )
+            })
+            .await?;
+        Ok(nics)
+    }
+
     /// The launch already made for this slot, if any.
     async fn instance_of_slot(
         &self,
@@ -270,7 +307,18 @@ impl AwsProvider {
             .tag_specifications(tagged(ResourceType::Volume))
             .client_token(convert::client_token(request));
         call = match subnet {
-            Some(subnet) => call.subnet_id(subnet),
+            Some(subnet) => {
+                let template_nics = self.template_interfaces().await?;
+                if template_nics.is_empty() {
+                    call.subnet_id(subnet)
+                } else {
+                    // The template's own interfaces: the subnet goes into
+                    // an override of them (see `interfaces_in_subnet`).
+                    let nics = convert::interfaces_in_subnet(template_nics, &subnet)
+                        .map_err(|message| ProviderError::InvalidConfig { message })?;
+                    call.set_network_interfaces(Some(nics))
+                }
+            }
             None => call.placement(
                 Placement::builder()
                     .availability_zone(&request.zone)

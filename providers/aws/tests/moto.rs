@@ -547,3 +547,133 @@ async fn list_follows_every_page() {
     assert_eq!(e.proxy.count("DescribeInstances"), 5, "ceil(23 / 5) pages");
     e.finish();
 }
+
+/// A launch template that defines its own network interface (with security
+/// groups): the replacement goes to the old node's subnet through an
+/// override of the interface, its groups kept. A top-level `SubnetId` next
+/// to the template's interfaces is what EC2 refuses (the proxy refuses it
+/// as EC2 does; moto alone would take it and drop the groups).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_with_its_own_interface_launches_in_the_old_subnet_with_its_groups() {
+    let e = env().await;
+    let vpc = e
+        .ec2
+        .call(
+            "DescribeVpcs",
+            Params::new().filters(&[("is-default", vec!["true".into()])]),
+        )
+        .await
+        .expect("default VPC");
+    let vpc_id = vpc.items("vpcSet")[0]
+        .text_at("vpcId")
+        .expect("vpc id")
+        .to_string();
+    let group = e
+        .ec2
+        .call(
+            "CreateSecurityGroup",
+            Params::new()
+                .set("GroupName", "workers")
+                .set("GroupDescription", "workers")
+                .set("VpcId", vpc_id),
+        )
+        .await
+        .expect("security group");
+    let group_id = group.text_at("groupId").expect("group id").to_string();
+    let (zone_a, zone_b) = (e.zones[0].clone(), e.zones[1].clone());
+    e.ec2
+        .call(
+            "CreateLaunchTemplate",
+            Params::new()
+                .set("LaunchTemplateName", "workers-eni")
+                .set("LaunchTemplateData.InstanceType", "t3.medium")
+                .set("LaunchTemplateData.NetworkInterface.1.DeviceIndex", "0")
+                .set(
+                    "LaunchTemplateData.NetworkInterface.1.SubnetId",
+                    e.subnet(&zone_a),
+                )
+                .set(
+                    "LaunchTemplateData.NetworkInterface.1.SecurityGroupId.1",
+                    group_id.clone(),
+                )
+                .set(
+                    "LaunchTemplateData.NetworkInterface.1.DeleteOnTermination",
+                    "true",
+                ),
+        )
+        .await
+        .expect("template with an interface");
+
+    // EC2's rule, as the proxy enforces it.
+    let lenient = e
+        .ec2
+        .call(
+            "RunInstances",
+            Params::new()
+                .set("LaunchTemplate.LaunchTemplateName", "workers-eni")
+                .set("ImageId", e.images[VERSION].clone())
+                .set("SubnetId", e.subnet(&zone_b))
+                .set("MinCount", "1")
+                .set("MaxCount", "1"),
+        )
+        .await;
+    assert!(lenient.is_ok(), "straight to moto: taken ({lenient:?})");
+    let strict = kubesurge_sim::moto::Ec2::new(e.proxy.url(), support::REGION)
+        .call(
+            "RunInstances",
+            Params::new()
+                .set("LaunchTemplate.LaunchTemplateName", "workers-eni")
+                .set("ImageId", e.images[VERSION].clone())
+                .set("SubnetId", e.subnet(&zone_b))
+                .set("MinCount", "1")
+                .set("MaxCount", "1"),
+        )
+        .await;
+    assert!(
+        matches!(&strict, Err(kubesurge_sim::moto::Ec2Error::Api { code, .. }) if code == "InvalidParameterCombination"),
+        "through the proxy, as EC2: {strict:?}"
+    );
+
+    let mut config = e.pool_config();
+    config.launch_template = kubesurge_aws::TemplateRef::Name("workers-eni".into());
+    let p = AwsProvider::new(CLUSTER, config, e.options());
+    let launched = p
+        .launch(&request(&e, "node-b", &zone_b, Some(e.subnet(&zone_b))))
+        .await
+        .expect("launch");
+    assert_eq!(launched.zone, zone_b);
+    assert_eq!(launched.subnet.as_deref(), Some(e.subnet(&zone_b).as_str()));
+    let described = e
+        .ec2
+        .call(
+            "DescribeInstances",
+            Params::new().set("InstanceId.1", launched.id.0.clone()),
+        )
+        .await
+        .expect("describe");
+    let instance = described.items("reservationSet")[0].items("instancesSet")[0].clone();
+    let nics = instance.items("networkInterfaceSet");
+    assert_eq!(nics.len(), 1, "one interface: {instance:#?}");
+    assert_eq!(
+        nics[0].text_at("subnetId"),
+        Some(e.subnet(&zone_b).as_str()),
+        "the old node's subnet, not the template's"
+    );
+    let groups: Vec<&str> = nics[0]
+        .items("groupSet")
+        .iter()
+        .filter_map(|g| g.text_at("groupId"))
+        .collect();
+    assert_eq!(groups, [group_id.as_str()], "the template's groups kept");
+    assert_eq!(
+        e.proxy.count("DescribeLaunchTemplateVersions"),
+        1,
+        "the template's shape is learnt once"
+    );
+    // A second launch of the pool asks no more.
+    p.launch(&request(&e, "node-a", &zone_a, Some(e.subnet(&zone_a))))
+        .await
+        .expect("second launch");
+    assert_eq!(e.proxy.count("DescribeLaunchTemplateVersions"), 1);
+    e.finish();
+}

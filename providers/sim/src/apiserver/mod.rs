@@ -29,7 +29,7 @@ mod openapi;
 mod paging;
 mod patch;
 mod protobuf;
-mod route;
+pub(crate) mod route;
 mod scale;
 mod selector;
 mod server;

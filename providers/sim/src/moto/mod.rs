@@ -5,6 +5,7 @@
 //!   loudly when it logs `NotImplementedError`.
 //! - [`proxy`]: a fault proxy in front of moto (throttling, capacity,
 //!   permission and server errors, latency) that logs every call.
+//! - [`strict`]: EC2 rules moto does not enforce, enforced by the proxy.
 //! - [`ec2`] and [`xml`]: the world's own small EC2 query-API client.
 //! - [`machines`]: simulated machines behind moto's instances, joining the
 //!   emulated cluster from their user data.
@@ -14,6 +15,7 @@ pub mod ec2;
 pub mod machines;
 pub mod proxy;
 pub mod server;
+pub mod strict;
 pub mod world;
 pub mod xml;
 

@@ -21,6 +21,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::ec2::Ec2;
+use super::strict;
+
 /// An error answer in EC2's format.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ec2Fault {
@@ -411,6 +414,12 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
     }
+    if action == "RunInstances" && template_defines_interfaces(shared, &parts.headers, &body).await
+    {
+        let refusal = strict::subnet_with_template_interfaces();
+        log(shared, action, refusal.status, false);
+        return refusal.reply();
+    }
     let path = parts
         .uri
         .path_and_query()
@@ -457,6 +466,42 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     }
 }
 
+/// Whether a `RunInstances` names a launch template version that defines
+/// network interfaces next to a top-level subnet (see [`strict`]). The
+/// lookup asks the upstream in the request's region; should it fail, the
+/// call goes on to moto unchecked.
+async fn template_defines_interfaces(
+    shared: &Shared,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> bool {
+    let Some(params) = strict::template_lookup(&strict::form(body)) else {
+        return false;
+    };
+    let region = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(region_of_authorization)
+        .unwrap_or(super::world::DEFAULT_REGION);
+    match Ec2::new(&shared.upstream, region)
+        .call("DescribeLaunchTemplateVersions", params)
+        .await
+    {
+        Ok(root) => root
+            .items("launchTemplateVersionSet")
+            .iter()
+            .any(|v| !v.items("launchTemplateData/networkInterfaceSet").is_empty()),
+        Err(_) => false,
+    }
+}
+
+/// The region of a SigV4 `Authorization` header's credential scope
+/// (`Credential=AKID/20260101/us-east-1/ec2/aws4_request`).
+fn region_of_authorization(header: &str) -> Option<&str> {
+    let scope = header.split("Credential=").nth(1)?;
+    scope.split(['/', ',']).nth(2)
+}
+
 impl Ec2Fault {
     fn with_message(mut self, message: String) -> Ec2Fault {
         self.message = message;
@@ -483,6 +528,17 @@ mod tests {
             "SendCommand"
         );
         assert_eq!(action_of(None, b"{}"), "");
+    }
+
+    #[test]
+    fn the_region_comes_from_the_credential_scope() {
+        assert_eq!(
+            region_of_authorization(
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/eu-west-1/ec2/aws4_request, SignedHeaders=host, Signature=00"
+            ),
+            Some("eu-west-1")
+        );
+        assert_eq!(region_of_authorization("Bearer x"), None);
     }
 
     #[test]
