@@ -38,8 +38,18 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> Result<ExitStatus, Comman
     let config = wiring::engine_config(&settings, "collect")?;
     let client = client::client(&global.client_options()).await?;
     let found = gc::find(&client, &config).await?;
-    if args.dry_run || found.is_empty() {
+    if args.dry_run {
         print(&lines("would terminate", &found))?;
+        return Ok(ExitStatus::Success);
+    }
+    if found.is_empty() {
+        print(&lines("would terminate", &found))?;
+        // Nothing to terminate; what a crashed or abandoned run changed at
+        // the providers is still given back.
+        let held = lock(&client, "gc").await?;
+        let restored = gc::restore_pools(&config).await;
+        release(held).await;
+        restored?;
         return Ok(ExitStatus::Success);
     }
     if !args.yes {
@@ -53,8 +63,10 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> Result<ExitStatus, Comman
         Ok(now) => Ok(gc::terminate(&config, confirmed(&found, now)).await),
         Err(e) => Err(e),
     };
+    let restored = gc::restore_pools(&config).await;
     release(held).await;
     let Collected { terminated, failed } = collected?;
+    restored?;
     // When every leftover failed, the error says it all: "nothing to
     // collect" would be false.
     if !terminated.is_empty() || failed.is_empty() {

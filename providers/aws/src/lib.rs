@@ -11,6 +11,8 @@
 //! - [`convert`]: EC2 shapes to the provider contract's types (pure).
 //! - [`provider`]: [`AwsProvider`], the `CloudProvider` over EC2.
 //! - [`ssm`]: [`SsmExec`], the `NodeExec` over SSM `SendCommand`.
+//! - [`asg`]: pools of Auto Scaling group members: attach, terminate in
+//!   the group, and the run's bookkeeping on the group.
 //!
 //! Safety rules the provider keeps whatever its caller asks: it terminates
 //! only instances tagged `kubesurge.io/cluster=<cluster>`, and a launch
@@ -18,6 +20,7 @@
 //! `ClientToken` covers a lost answer; the tag covers a crashed caller and
 //! emulators that ignore the token).
 
+pub mod asg;
 pub mod client;
 pub mod config;
 pub mod convert;
@@ -31,7 +34,7 @@ use std::sync::Arc;
 
 use kubesurge_provider::ProviderKind;
 
-pub use config::{AwsPoolConfig, ClientOptions, ImageSource, TemplateRef};
+pub use config::{AutoScalingGroupConfig, AwsPoolConfig, ClientOptions, ImageSource, TemplateRef};
 pub use pool_config::parse_pool_config;
 pub use provider::AwsProvider;
 pub use ssm::SsmExec;

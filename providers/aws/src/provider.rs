@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
@@ -24,6 +25,7 @@ use kubesurge_provider::{
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use crate::asg::{AutoScaling, GroupTemplate};
 use crate::client::load_sdk_config;
 use crate::config::{AwsPoolConfig, ClientOptions, ImageSource, TemplateRef, filters_for};
 use crate::convert::{self, LIVE_STATES};
@@ -31,6 +33,12 @@ use crate::errors::{Call, from_sdk};
 use crate::provider_id;
 
 const INSTANCE_NOT_FOUND: &str = "InvalidInstanceID.NotFound";
+/// How long a launched instance may stay `pending` before it can join its
+/// Auto Scaling group: AttachInstances takes running instances only
+/// ("The instance must be in the running state", Attach EC2 instances to
+/// your Auto Scaling group, Amazon EC2 Auto Scaling User Guide).
+const RUNNING_WAIT: Duration = Duration::from_secs(600);
+const RUNNING_POLL: Duration = Duration::from_secs(2);
 
 /// The `aws` provider for one pool.
 pub struct AwsProvider {
@@ -38,6 +46,10 @@ pub struct AwsProvider {
     pool: AwsPoolConfig,
     options: ClientOptions,
     client: OnceCell<Client>,
+    /// The SDK configuration, loaded once for every client.
+    sdk: OnceCell<aws_config::SdkConfig>,
+    /// The pool's Auto Scaling group, when it has one.
+    autoscaling: OnceCell<AutoScaling>,
     /// Instances this process launched, with when: EC2 may not show them to
     /// describes for a while (eventual consistency).
     recent: Mutex<HashMap<InstanceId, (Instant, Instance)>>,
@@ -70,6 +82,8 @@ impl AwsProvider {
             pool,
             options,
             client: OnceCell::new(),
+            sdk: OnceCell::new(),
+            autoscaling: OnceCell::new(),
             recent: Mutex::new(HashMap::new()),
             subnet_zones: OnceCell::new(),
         }
@@ -88,13 +102,114 @@ impl AwsProvider {
         provider
     }
 
+    async fn sdk_config(&self) -> &aws_config::SdkConfig {
+        self.sdk
+            .get_or_init(|| load_sdk_config(self.pool.region.as_deref(), &self.options))
+            .await
+    }
+
     async fn ec2(&self) -> &Client {
         self.client
-            .get_or_init(|| async {
-                let config = load_sdk_config(self.pool.region.as_deref(), &self.options).await;
-                Client::new(&config)
-            })
+            .get_or_init(|| async { Client::new(self.sdk_config().await) })
             .await
+    }
+
+    /// The pool's Auto Scaling group; `None` for plain instances.
+    async fn group(&self) -> Option<&AutoScaling> {
+        let group = self.pool.auto_scaling_group.as_ref()?;
+        Some(
+            self.autoscaling
+                .get_or_init(|| async {
+                    AutoScaling::new(
+                        aws_sdk_autoscaling::Client::new(self.sdk_config().await),
+                        &group.name,
+                    )
+                })
+                .await,
+        )
+    }
+
+    /// The launch template (and version) a slot launches from: the pool's,
+    /// or its group's.
+    async fn template_spec(&self) -> Result<LaunchTemplateSpecification, ProviderError> {
+        let (builder, version) = match &self.pool.launch_template {
+            TemplateRef::Name(name) => (
+                LaunchTemplateSpecification::builder().launch_template_name(name),
+                self.pool.template_version.clone(),
+            ),
+            TemplateRef::Id(id) => (
+                LaunchTemplateSpecification::builder().launch_template_id(id),
+                self.pool.template_version.clone(),
+            ),
+            TemplateRef::OfGroup => {
+                let group = self.group().await.ok_or_else(|| ProviderError::InvalidConfig {
+                    message: "the pool names no launch template and no Auto Scaling group".into(),
+                })?;
+                match group.describe().await?.template {
+                    Some(GroupTemplate {
+                        id: Some(id),
+                        version,
+                        ..
+                    }) => (
+                        LaunchTemplateSpecification::builder().launch_template_id(id),
+                        version,
+                    ),
+                    Some(GroupTemplate {
+                        name: Some(name),
+                        version,
+                        ..
+                    }) => (
+                        LaunchTemplateSpecification::builder().launch_template_name(name),
+                        version,
+                    ),
+                    _ => {
+                        return Err(ProviderError::InvalidConfig {
+                            message: format!(
+                                "Auto Scaling group {} launches from no launch template (a \
+                                 launch configuration or a mixed instances policy): name one \
+                                 in the pool's aws.launchTemplate",
+                                group.group_name()
+                            ),
+                        });
+                    }
+                }
+            }
+        };
+        Ok(builder.version(version).build())
+    }
+
+    /// Wait until `id` runs, then make it a member of the pool's group.
+    async fn attach_when_running(
+        &self,
+        group: &AutoScaling,
+        id: &InstanceId,
+    ) -> Result<(), ProviderError> {
+        let deadline = Instant::now() + RUNNING_WAIT;
+        loop {
+            match self.describe_one(id).await? {
+                Some(i) if i.state == InstanceState::Running => break,
+                Some(i) if i.state.is_going_away() || i.state == InstanceState::Stopped => {
+                    return Err(ProviderError::Other {
+                        message: format!(
+                            "instance {id} is {:?} before it could join Auto Scaling group {}",
+                            i.state,
+                            group.group_name()
+                        ),
+                    });
+                }
+                _ if Instant::now() >= deadline => {
+                    return Err(ProviderError::Transient {
+                        message: format!(
+                            "instance {id} is not running after {RUNNING_WAIT:?}; it joins \
+                             Auto Scaling group {} once it runs",
+                            group.group_name()
+                        ),
+                    });
+                }
+                _ => tokio::time::sleep(RUNNING_POLL).await,
+            }
+        }
+        group.attach(&id.0).await
     }
 
     /// Every instance matching `filters`, following every page.
@@ -234,14 +349,7 @@ impl AwsProvider {
                 .set_tags(Some(tag_list.clone()))
                 .build()
         };
-        let template = match &self.pool.launch_template {
-            TemplateRef::Name(name) => {
-                LaunchTemplateSpecification::builder().launch_template_name(name)
-            }
-            TemplateRef::Id(id) => LaunchTemplateSpecification::builder().launch_template_id(id),
-        }
-        .version(&self.pool.template_version)
-        .build();
+        let template = self.template_spec().await?;
         let mut call = self
             .ec2()
             .await
@@ -327,6 +435,9 @@ impl CloudProvider for AwsProvider {
                 slot = %request.slot.tag_value(),
                 "adopting the instance already launched for this slot"
             );
+            if let Some(group) = self.group().await {
+                self.attach_when_running(group, &existing.id).await?;
+            }
             return Ok(existing);
         }
         let allowed = self.allowed_subnets().await?;
@@ -341,6 +452,9 @@ impl CloudProvider for AwsProvider {
             "launched"
         );
         self.remember_launch(&instance);
+        if let Some(group) = self.group().await {
+            self.attach_when_running(group, &instance.id).await?;
+        }
         Ok(instance)
     }
 
@@ -380,6 +494,19 @@ impl CloudProvider for AwsProvider {
             }
             InstanceState::ShuttingDown => return Ok(DeleteStatus::InProgress),
             _ => {}
+        }
+        if let Some(group) = self.group().await {
+            match group.membership(&id.0).await? {
+                Some(m) if m.group == group.group_name() => {
+                    if !m.is_terminating() {
+                        group.terminate_member(&id.0).await?;
+                    }
+                    return Ok(DeleteStatus::InProgress);
+                }
+                // Not (or no longer) a member: terminated as a plain
+                // instance, the group's size unchanged.
+                _ => {}
+            }
         }
         let answer = self
             .ec2()
@@ -437,6 +564,25 @@ impl CloudProvider for AwsProvider {
                     node.name, self.cluster
                 ),
             }),
+        }
+    }
+
+    async fn prepare_pool(
+        &self,
+        _pool: &PoolRef,
+        surge: u32,
+        run_id: &str,
+    ) -> Result<(), ProviderError> {
+        match self.group().await {
+            Some(group) => group.prepare(run_id, surge).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn restore_pool(&self, _pool: &PoolRef) -> Result<(), ProviderError> {
+        match self.group().await {
+            Some(group) => group.restore().await,
+            None => Ok(()),
         }
     }
 

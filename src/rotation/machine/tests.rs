@@ -11,6 +11,7 @@ fn old(ours: bool, phase: Option<Phase>, replaced_by: Option<&str>) -> Option<Ol
         phase,
         replaced_by: replaced_by.map(str::to_string),
         zone_known: true,
+        instance_gone: false,
     })
 }
 
@@ -269,6 +270,7 @@ fn states_no_run_produces_stop_with_a_reason() {
                 phase: None,
                 replaced_by: None,
                 zone_known: false,
+                instance_gone: false,
             }),
             Replacement::None,
             Drain::NotStarted,
@@ -335,6 +337,7 @@ fn arb_state() -> impl Strategy<Value = SlotState> {
                     phase,
                     replaced_by,
                     zone_known,
+                    instance_gone: false,
                 }),
                 attempt,
                 max_attempts: max,
@@ -508,5 +511,65 @@ proptest! {
             }
             s = assume_done(&s, action);
         }
+    }
+}
+
+#[test]
+fn a_scale_in_during_the_run_ends_the_slot_without_drain_or_terminate() {
+    let gone = |phase: Option<Phase>| {
+        old(phase.is_some(), phase, phase.map(|_| "general-new")).map(|o| OldNode {
+            instance_gone: true,
+            ..o
+        })
+    };
+    // (phase recorded, replacement, drain, expected plan)
+    let rows: Vec<(Option<Phase>, Replacement, Drain, Vec<&str>)> = vec![
+        // Not started: nothing launched, the group shrank.
+        (None, Replacement::None, Drain::NotStarted, vec!["forget", "finish"]),
+        // Joining: the replacement ends as a Ready node, then the Node goes.
+        (
+            Some(Phase::Launching),
+            launched(),
+            Drain::NotStarted,
+            vec!["await-join", "forget", "finish"],
+        ),
+        // Given up: discarded as always, no next attempt.
+        (
+            Some(Phase::Joining),
+            given_up(Some("general-new")),
+            Drain::NotStarted,
+            vec!["discard", "forget", "finish"],
+        ),
+        // Ready, checked, mid-drain, drained, terminating: no eviction from
+        // a node that is gone, no termination of an instance that is gone.
+        (Some(Phase::Joining), ready(), Drain::NotStarted, vec!["forget", "finish"]),
+        (Some(Phase::Joining), ready(), Drain::Checked, vec!["forget", "finish"]),
+        (Some(Phase::Draining), ready(), Drain::NotStarted, vec!["forget", "finish"]),
+        (
+            Some(Phase::Draining),
+            ready(),
+            Drain::Done { forced: false },
+            vec!["forget", "finish"],
+        ),
+        (
+            Some(Phase::Terminating),
+            Replacement::None,
+            Drain::NotStarted,
+            vec!["forget", "finish"],
+        ),
+    ];
+    for (phase, replacement, drain, expected) in rows {
+        let s = state(gone(phase), replacement.clone(), drain.clone());
+        assert_eq!(
+            kinds(&planned(&s)),
+            expected,
+            "{phase:?} / {replacement:?} / {drain:?}"
+        );
+        assert!(
+            !planned(&s)
+                .iter()
+                .any(|a| matches!(a, Action::Drain { .. } | Action::Terminate | Action::Launch { .. })),
+            "{phase:?} / {replacement:?}"
+        );
     }
 }
