@@ -50,6 +50,9 @@ pub struct AwsProvider {
     sdk: OnceCell<aws_config::SdkConfig>,
     /// The pool's Auto Scaling group, when it has one.
     autoscaling: OnceCell<AutoScaling>,
+    /// Set once the group's template version carries the run's image
+    /// (`updateLaunchTemplate`).
+    group_template_updated: OnceCell<()>,
     /// Instances this process launched, with when: EC2 may not show them to
     /// describes for a while (eventual consistency).
     recent: Mutex<HashMap<InstanceId, (Instant, Instance)>>,
@@ -84,6 +87,7 @@ impl AwsProvider {
             client: OnceCell::new(),
             sdk: OnceCell::new(),
             autoscaling: OnceCell::new(),
+            group_template_updated: OnceCell::new(),
             recent: Mutex::new(HashMap::new()),
             subnet_zones: OnceCell::new(),
         }
@@ -176,6 +180,136 @@ impl AwsProvider {
             }
         };
         Ok(builder.version(version).build())
+    }
+
+    /// `updateLaunchTemplate`: the group's launch template gets a version
+    /// with `image` (from the group's own version, image replaced) and the
+    /// group launches from it, so that its own later scale-outs come up at
+    /// the target version. Idempotent: a version that already carries the
+    /// image (the group's, or the template's latest, made by a run that
+    /// crashed before it set it) is used instead of another.
+    async fn update_group_template(&self, image: &str) -> Result<(), ProviderError> {
+        let (Some(group), Some(config)) = (self.group().await, &self.pool.auto_scaling_group)
+        else {
+            return Ok(());
+        };
+        if !config.update_launch_template {
+            return Ok(());
+        }
+        self.group_template_updated
+            .get_or_try_init(|| async {
+                let template = group.describe().await?.template.ok_or_else(|| {
+                    ProviderError::InvalidConfig {
+                        message: format!(
+                            "updateLaunchTemplate: Auto Scaling group {} launches from no launch template",
+                            group.group_name()
+                        ),
+                    }
+                })?;
+                let id = match (&template.id, &template.name) {
+                    (Some(id), _) => id.clone(),
+                    (None, Some(name)) => self.template_id_of(name).await?,
+                    (None, None) => {
+                        return Err(ProviderError::InvalidConfig {
+                            message: format!(
+                                "Auto Scaling group {} names its launch template neither by id nor by name",
+                                group.group_name()
+                            ),
+                        });
+                    }
+                };
+                let (current_image, current) =
+                    self.template_version_image(&id, &template.version).await?;
+                if current_image.as_deref() == Some(image) {
+                    return Ok(());
+                }
+                let (latest_image, latest) = self.template_version_image(&id, "$Latest").await?;
+                let version = match latest {
+                    Some(n) if latest_image.as_deref() == Some(image) => n,
+                    _ => {
+                        // SourceVersion is a version number.
+                        let source = current
+                            .map(|n| n.to_string())
+                            .unwrap_or_else(|| template.version.clone());
+                        self.create_template_version(&id, &source, image).await?
+                    }
+                };
+                group.set_template_version(&id, &version.to_string()).await?;
+                tracing::info!(group = %group.group_name(), template = %id, version, "the group now launches from the new image");
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn template_id_of(&self, name: &str) -> Result<String, ProviderError> {
+        let out = self
+            .ec2()
+            .await
+            .describe_launch_templates()
+            .launch_template_names(name)
+            .send()
+            .await
+            .map_err(|e| from_sdk(Call::DescribeLaunchTemplates, &e, None))?;
+        out.launch_templates()
+            .iter()
+            .find_map(|t| t.launch_template_id().map(str::to_string))
+            .ok_or_else(|| ProviderError::InvalidConfig {
+                message: format!("there is no launch template {name}"),
+            })
+    }
+
+    /// The image and number of one version of a template.
+    async fn template_version_image(
+        &self,
+        id: &str,
+        version: &str,
+    ) -> Result<(Option<String>, Option<i64>), ProviderError> {
+        let out = self
+            .ec2()
+            .await
+            .describe_launch_template_versions()
+            .launch_template_id(id)
+            .versions(version)
+            .send()
+            .await
+            .map_err(|e| from_sdk(Call::DescribeLaunchTemplateVersions, &e, None))?;
+        Ok(out
+            .launch_template_versions()
+            .first()
+            .map(|v| {
+                (
+                    v.launch_template_data()
+                        .and_then(|d| d.image_id())
+                        .map(str::to_string),
+                    v.version_number(),
+                )
+            })
+            .unwrap_or_default())
+    }
+
+    async fn create_template_version(
+        &self,
+        id: &str,
+        source: &str,
+        image: &str,
+    ) -> Result<i64, ProviderError> {
+        let out = self
+            .ec2()
+            .await
+            .create_launch_template_version()
+            .launch_template_id(id)
+            .source_version(source)
+            .version_description(format!("kubesurge: image {image}"))
+            .launch_template_data(ec2::RequestLaunchTemplateData::builder().image_id(image).build())
+            .send()
+            .await
+            .map_err(|e| from_sdk(Call::CreateLaunchTemplateVersion, &e, None))?;
+        out.launch_template_version()
+            .and_then(|v| v.version_number())
+            .ok_or_else(|| ProviderError::Other {
+                message: "ec2:CreateLaunchTemplateVersion answered without a version number".into(),
+            })
     }
 
     /// Wait until `id` runs, then make it a member of the pool's group.
@@ -440,6 +574,7 @@ impl CloudProvider for AwsProvider {
             }
             return Ok(existing);
         }
+        self.update_group_template(&request.image).await?;
         let allowed = self.allowed_subnets().await?;
         let subnet = convert::choose_subnet(request.subnet.as_deref(), &request.zone, allowed)
             .map_err(|message| ProviderError::InvalidConfig { message })?;
