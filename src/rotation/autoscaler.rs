@@ -75,7 +75,10 @@ mod tests {
         assert!(!protected_by_a_run(&operator));
         assert!(protected_by_operator(&operator));
         assert!(!protected_by_a_run(&node(&[])));
-        assert_eq!(protect("run-1")[SCALE_DOWN_DISABLED].as_deref(), Some("true"));
+        assert_eq!(
+            protect("run-1")[SCALE_DOWN_DISABLED].as_deref(),
+            Some("true")
+        );
         assert!(release().values().all(Option::is_none));
     }
 }

@@ -468,9 +468,9 @@ impl Describe<'_> {
                     .map(|i| format!(" ({i})"))
                     .unwrap_or_default()
             ),
-            Action::Forget => format!(
-                "delete the Node of {old}, whose instance is already gone (a scale-in)"
-            ),
+            Action::Forget => {
+                format!("delete the Node of {old}, whose instance is already gone (a scale-in)")
+            }
             Action::Finish(End::Replaced) => return None,
             Action::Finish(End::Skipped { reason }) => format!("leave {old} serving: {reason}"),
             Action::Fail { reason } => format!("stop: {old}: {reason}"),

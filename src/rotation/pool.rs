@@ -11,11 +11,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::config::PoolConfig;
+use super::instances::provider_retry;
 use super::report::{SlotOutcome, SlotReport};
 use super::slot::{RunContext, SlotInput, SlotResult, run_slot};
 use crate::kube::{nodes, pods};
 use jiff::Timestamp;
-use super::instances::provider_retry;
 use kubesurge_provider::{Image, Instance, PoolRef};
 use std::time::Duration;
 
@@ -93,7 +93,11 @@ pub async fn run_pool(
     let reports = run_slots(ctx, &mut work, window, stop, stop_tx).await;
     // After its last slot (none is in flight any more): undone, whatever
     // the outcome; a rerun prepares again.
-    if let Err(e) = provider_retry("restore pool", || work.pool.provider.restore_pool(&pool_ref)).await {
+    if let Err(e) = provider_retry("restore pool", || {
+        work.pool.provider.restore_pool(&pool_ref)
+    })
+    .await
+    {
         ctx.progress.note(&format!(
             "pool {}: cannot restore what the run changed at the provider: {e}",
             work.pool.name

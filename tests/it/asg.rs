@@ -14,7 +14,9 @@ use kubesurge_provider::tags;
 use kubesurge_sim::Timing;
 use kubesurge_sim::cloud::MachineStatus;
 use kubesurge_sim::moto::machines::GROUP_NAME_TAG;
-use kubesurge_sim::moto::{AsgGroup, AutoScalingApi, Ec2Instance, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig};
+use kubesurge_sim::moto::{
+    AsgGroup, AutoScalingApi, Ec2Instance, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig,
+};
 use kubesurge_sim::observer::{Invariant, Observer, PoolFloor};
 use kubesurge_sim::world::{PoolSpec, WorldConfig};
 use tokio::process::Command;
@@ -228,7 +230,11 @@ impl Harness {
 
     /// Every instance in moto, in any state.
     async fn instances(&self) -> Vec<Ec2Instance> {
-        self.world.ec2.describe_instances(&[]).await.expect("describe")
+        self.world
+            .ec2
+            .describe_instances(&[])
+            .await
+            .expect("describe")
     }
 
     /// The end state: every worker replaced by an instance kubesurge
@@ -248,7 +254,11 @@ impl Harness {
         let all = self.instances().await;
         let by_id: BTreeMap<&str, &Ec2Instance> = all.iter().map(|i| (i.id.as_str(), i)).collect();
         for (node, old) in &self.originals {
-            assert_eq!(by_id[old.id.as_str()].state, "terminated", "{node}'s instance");
+            assert_eq!(
+                by_id[old.id.as_str()].state,
+                "terminated",
+                "{node}'s instance"
+            );
         }
         let now = workers(&self.world.world);
         for old in self.originals.keys() {
@@ -264,24 +274,40 @@ impl Harness {
         for (pool, before) in &self.groups_before {
             let after = self.group(pool).await;
             assert_eq!(after.settings(), before.settings(), "group of {pool}");
-            assert_eq!(after.tags, before.tags, "no record left on the group of {pool}");
+            assert_eq!(
+                after.tags, before.tags,
+                "no record left on the group of {pool}"
+            );
             let ours: BTreeSet<String> = live
                 .iter()
                 .filter(|i| i.tag(tags::POOL) == Some(pool.as_str()))
                 .map(|i| i.id.clone())
                 .collect();
-            assert_eq!(after.members, ours, "the group of {pool} holds its live workers");
+            assert_eq!(
+                after.members, ours,
+                "the group of {pool} holds its live workers"
+            );
         }
         for new in &live {
-            assert!(new.tag(tags::REPLACES).is_some(), "{} launched by kubesurge", new.id);
-            assert!(new.tags.contains_key(GROUP_NAME_TAG), "{} in its group", new.id);
+            assert!(
+                new.tag(tags::REPLACES).is_some(),
+                "{} launched by kubesurge",
+                new.id
+            );
+            assert!(
+                new.tags.contains_key(GROUP_NAME_TAG),
+                "{} in its group",
+                new.id
+            );
             let machine = self.world.machines.machine(&new.id).expect("a machine");
             assert_eq!(machine.status, MachineStatus::Joined, "{}", new.id);
         }
         // No machine the groups launched on their own.
         for machine in self.world.machines.machines() {
             assert!(
-                by_id.get(machine.instance_id.as_str()).is_none_or(|i| i.tag(tags::CLUSTER).is_some()),
+                by_id
+                    .get(machine.instance_id.as_str())
+                    .is_none_or(|i| i.tag(tags::CLUSTER).is_some()),
                 "instance {} launched by a group",
                 machine.instance_id
             );
@@ -313,17 +339,17 @@ impl Harness {
                     && scaled_in.is_some_and(|node| v.message.contains(&format!("node {node} "))))
             })
             .collect();
-        assert!(violations.is_empty(), "invariant violations: {violations:#?}");
+        assert!(
+            violations.is_empty(),
+            "invariant violations: {violations:#?}"
+        );
     }
 
     fn calls_by_action(&self) -> BTreeMap<String, usize> {
-        self.proxy
-            .calls()
-            .iter()
-            .fold(BTreeMap::new(), |mut m, c| {
-                *m.entry(c.action.clone()).or_default() += 1;
-                m
-            })
+        self.proxy.calls().iter().fold(BTreeMap::new(), |mut m, c| {
+            *m.entry(c.action.clone()).or_default() += 1;
+            m
+        })
     }
 
     fn finish(self) {
@@ -434,7 +460,10 @@ async fn a_scale_in_during_the_run_ends_that_slot_and_the_run_finishes() {
         .map(|a| a.iter().filter_map(|a| a.as_str()).collect())
         .unwrap_or_default();
     assert!(actions.contains(&"forget"), "{slot}");
-    assert!(!actions.contains(&"drain") && !actions.contains(&"terminate"), "{slot}");
+    assert!(
+        !actions.contains(&"drain") && !actions.contains(&"terminate"),
+        "{slot}"
+    );
     assert_eq!(h.proxy.succeeded("TerminateInstanceInAutoScalingGroup"), 2);
     h.finish();
 }

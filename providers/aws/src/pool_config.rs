@@ -429,10 +429,9 @@ image:                     # how to find the image for a Kubernetes version
 
     #[test]
     fn an_auto_scaling_group_pool_uses_the_group_template_unless_it_names_one() {
-        let config = parse_yaml(
-            "{region: eu-west-1, autoScalingGroup: workers-a, image: {id: ami-1}}",
-        )
-        .expect("valid");
+        let config =
+            parse_yaml("{region: eu-west-1, autoScalingGroup: workers-a, image: {id: ami-1}}")
+                .expect("valid");
         assert_eq!(config.launch_template, TemplateRef::OfGroup);
         assert_eq!(
             config.auto_scaling_group,
@@ -448,9 +447,14 @@ image:                     # how to find the image for a Kubernetes version
         .expect("valid");
         assert_eq!(config.launch_template, TemplateRef::Name("lt".into()));
         assert_eq!(config.template_version, "4");
-        assert!(config.auto_scaling_group.is_some_and(|g| g.update_launch_template));
-        let plain = parse_yaml("{region: eu-west-1, launchTemplate: {name: lt}, image: {id: ami-1}}")
-            .expect("valid");
+        assert!(
+            config
+                .auto_scaling_group
+                .is_some_and(|g| g.update_launch_template)
+        );
+        let plain =
+            parse_yaml("{region: eu-west-1, launchTemplate: {name: lt}, image: {id: ami-1}}")
+                .expect("valid");
         assert_eq!(plain.auto_scaling_group, None);
     }
 

@@ -146,9 +146,13 @@ impl AwsProvider {
                 self.pool.template_version.clone(),
             ),
             TemplateRef::OfGroup => {
-                let group = self.group().await.ok_or_else(|| ProviderError::InvalidConfig {
-                    message: "the pool names no launch template and no Auto Scaling group".into(),
-                })?;
+                let group = self
+                    .group()
+                    .await
+                    .ok_or_else(|| ProviderError::InvalidConfig {
+                        message: "the pool names no launch template and no Auto Scaling group"
+                            .into(),
+                    })?;
                 match group.describe().await?.template {
                     Some(GroupTemplate {
                         id: Some(id),
@@ -301,7 +305,11 @@ impl AwsProvider {
             .launch_template_id(id)
             .source_version(source)
             .version_description(format!("kubesurge: image {image}"))
-            .launch_template_data(ec2::RequestLaunchTemplateData::builder().image_id(image).build())
+            .launch_template_data(
+                ec2::RequestLaunchTemplateData::builder()
+                    .image_id(image)
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| from_sdk(Call::CreateLaunchTemplateVersion, &e, None))?;

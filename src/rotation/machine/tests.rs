@@ -362,6 +362,13 @@ fn outcome(state: &SlotState, action: &Action, pick: u8) -> SlotState {
         s.old = None;
         return s;
     }
+    if pick.is_multiple_of(13)
+        && let Some(old) = s.old.as_mut()
+    {
+        // A scale-in took the old instance.
+        old.instance_gone = true;
+        return s;
+    }
     match action {
         Action::Launch { attempt } => {
             s.attempt = *attempt;
@@ -401,7 +408,7 @@ fn outcome(state: &SlotState, action: &Action, pick: u8) -> SlotState {
                 },
             }
         }
-        Action::Terminate => {
+        Action::Terminate | Action::Forget => {
             s.terminated = true;
             s.old = None;
         }
@@ -415,6 +422,14 @@ fn check_safe(s: &SlotState, action: &Action, drained_before: bool) -> Result<()
     let recorded = s.old.as_ref().filter(|o| o.ours).and_then(|o| o.phase);
     let resumed =
         |phase| recorded == Some(phase) && s.old.as_ref().is_some_and(|o| o.replaced_by.is_some());
+    if s.old.as_ref().is_some_and(|o| o.instance_gone)
+        && matches!(
+            action,
+            Action::Launch { .. } | Action::Drain { .. } | Action::Terminate
+        )
+    {
+        return Err(format!("{} for an instance that is gone", action.kind()));
+    }
     match action {
         // 1: no worker terminated while a pod the drain should have
         // evicted may be on it.
@@ -453,6 +468,12 @@ fn check_safe(s: &SlotState, action: &Action, drained_before: bool) -> Result<()
                 return Err("launch past the attempt bound".into());
             }
             Ok(())
+        }
+        // A Node is forgotten only once its instance is gone; nothing is
+        // drained onto, launched beside or terminated for an instance that
+        // is gone.
+        Action::Forget if !s.old.as_ref().is_some_and(|o| o.instance_gone) => {
+            Err("forget with the old instance still there".into())
         }
         Action::Discard { .. } if !matches!(s.replacement, Replacement::GivenUp { .. }) => {
             Err("discard of a replacement not given up".into())
@@ -525,7 +546,12 @@ fn a_scale_in_during_the_run_ends_the_slot_without_drain_or_terminate() {
     // (phase recorded, replacement, drain, expected plan)
     let rows: Vec<(Option<Phase>, Replacement, Drain, Vec<&str>)> = vec![
         // Not started: nothing launched, the group shrank.
-        (None, Replacement::None, Drain::NotStarted, vec!["forget", "finish"]),
+        (
+            None,
+            Replacement::None,
+            Drain::NotStarted,
+            vec!["forget", "finish"],
+        ),
         // Joining: the replacement ends as a Ready node, then the Node goes.
         (
             Some(Phase::Launching),
@@ -542,9 +568,24 @@ fn a_scale_in_during_the_run_ends_the_slot_without_drain_or_terminate() {
         ),
         // Ready, checked, mid-drain, drained, terminating: no eviction from
         // a node that is gone, no termination of an instance that is gone.
-        (Some(Phase::Joining), ready(), Drain::NotStarted, vec!["forget", "finish"]),
-        (Some(Phase::Joining), ready(), Drain::Checked, vec!["forget", "finish"]),
-        (Some(Phase::Draining), ready(), Drain::NotStarted, vec!["forget", "finish"]),
+        (
+            Some(Phase::Joining),
+            ready(),
+            Drain::NotStarted,
+            vec!["forget", "finish"],
+        ),
+        (
+            Some(Phase::Joining),
+            ready(),
+            Drain::Checked,
+            vec!["forget", "finish"],
+        ),
+        (
+            Some(Phase::Draining),
+            ready(),
+            Drain::NotStarted,
+            vec!["forget", "finish"],
+        ),
         (
             Some(Phase::Draining),
             ready(),
@@ -566,9 +607,10 @@ fn a_scale_in_during_the_run_ends_the_slot_without_drain_or_terminate() {
             "{phase:?} / {replacement:?} / {drain:?}"
         );
         assert!(
-            !planned(&s)
-                .iter()
-                .any(|a| matches!(a, Action::Drain { .. } | Action::Terminate | Action::Launch { .. })),
+            !planned(&s).iter().any(|a| matches!(
+                a,
+                Action::Drain { .. } | Action::Terminate | Action::Launch { .. }
+            )),
             "{phase:?} / {replacement:?}"
         );
     }

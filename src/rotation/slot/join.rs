@@ -11,7 +11,6 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kubesurge_provider::{Instance, LaunchRequest, PoolRef, SlotKey, tags};
 use tokio::time::Instant;
 
-use crate::rotation::autoscaler;
 use super::{Executor, RunContext, SlotError, label_value};
 use crate::kube::cache::WatchCache;
 use crate::kube::drain::{self, DrainError, DrainOutcome};
@@ -22,6 +21,7 @@ use crate::kube::nodes;
 use crate::kube::pods;
 use crate::kube::retry::with_retry;
 use crate::rotation::annotations as ann;
+use crate::rotation::autoscaler;
 use crate::rotation::instances::{delete_until_gone, provider_retry};
 use crate::rotation::machine::{Phase, Replacement, SlotState};
 use crate::rotation::report::SlotReport;

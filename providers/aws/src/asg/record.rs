@@ -314,7 +314,9 @@ mod tests {
         let mut g = group(3, 3, &[]);
         g.tags.insert(RUN_TAG.into(), "run-1".into());
         g.tags.insert(ORIGINAL_MAX_TAG.into(), "three".into());
-        assert!(matches!(prepare(&g, "run-1", 1), Err(Refusal::BadRecord(m)) if m.contains(ORIGINAL_MAX_TAG)));
+        assert!(
+            matches!(prepare(&g, "run-1", 1), Err(Refusal::BadRecord(m)) if m.contains(ORIGINAL_MAX_TAG))
+        );
         assert!(matches!(restore(&g), Err(Refusal::BadRecord(_))));
     }
 }

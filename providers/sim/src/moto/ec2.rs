@@ -187,7 +187,12 @@ impl Ec2 {
 
     /// The same query-protocol client for another service of moto's
     /// server (Auto Scaling: `autoscaling`, `2011-01-01`).
-    pub fn for_service(url: &str, region: &str, service: &'static str, version: &'static str) -> Ec2 {
+    pub fn for_service(
+        url: &str,
+        region: &str,
+        service: &'static str,
+        version: &'static str,
+    ) -> Ec2 {
         Ec2 {
             url: url.trim_end_matches('/').to_string(),
             region: region.to_string(),

@@ -217,14 +217,12 @@ impl MotoWorld {
         let terminated = machines.terminator();
         let front = FaultProxy::start_with_hook(
             moto_url,
-            Some(Arc::new(move |action: &str, body: &[u8]| {
-                match action {
-                    "TerminateInstances" => terminated(&instance_ids(body)),
-                    "TerminateInstanceInAutoScalingGroup" => {
-                        terminated(&form_values(body, "InstanceId"))
-                    }
-                    _ => {}
+            Some(Arc::new(move |action: &str, body: &[u8]| match action {
+                "TerminateInstances" => terminated(&instance_ids(body)),
+                "TerminateInstanceInAutoScalingGroup" => {
+                    terminated(&form_values(body, "InstanceId"))
                 }
+                _ => {}
             })),
         )
         .await
