@@ -387,6 +387,20 @@ async fn killed_then_rerun(action: &str, n: usize) {
     let output = h.rotate().await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     h.assert_rotated(1).await;
+    // One attach and one termination in the group per worker, across both
+    // invocations: the rerun found what the first had done.
+    assert_eq!(
+        h.proxy.succeeded("AttachInstances"),
+        3,
+        "{:?}",
+        h.calls_by_action()
+    );
+    assert_eq!(
+        h.proxy.succeeded("TerminateInstanceInAutoScalingGroup"),
+        3,
+        "{:?}",
+        h.calls_by_action()
+    );
     h.finish();
 }
 
