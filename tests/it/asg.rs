@@ -18,10 +18,14 @@ use kubesurge_sim::moto::{
     AsgGroup, AutoScalingApi, Ec2Instance, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig,
 };
 use kubesurge_sim::observer::{Invariant, Observer, PoolFloor};
+use kubesurge_sim::resources::NODES;
 use kubesurge_sim::world::{PoolSpec, WorldConfig};
 use tokio::process::Command;
 
 use crate::rotation::workers;
+
+/// The cluster autoscaler's annotation a run puts on its new nodes.
+const SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
 
 const CLUSTER: &str = "e2e-asg";
 
@@ -330,6 +334,11 @@ impl Harness {
             raised.iter().all(|m| *m <= ceiling),
             "MaxSize raised twice: {raised:?} (ceiling {ceiling})"
         );
+        assert_eq!(
+            self.protected_nodes(),
+            Vec::<String>::new(),
+            "the scale-down protection is lifted at the end of the run"
+        );
         let violations: Vec<_> = self
             .observer
             .violations()
@@ -343,6 +352,19 @@ impl Harness {
             violations.is_empty(),
             "invariant violations: {violations:#?}"
         );
+    }
+
+    /// Nodes carrying the cluster autoscaler's scale-down protection.
+    fn protected_nodes(&self) -> Vec<String> {
+        let (nodes, _) = self.world.world.store.list(&NODES, None, |n| {
+            n.pointer("/metadata/annotations")
+                .and_then(|a| a.get(SCALE_DOWN_DISABLED))
+                .is_some()
+        });
+        nodes
+            .iter()
+            .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+            .collect()
     }
 
     fn calls_by_action(&self) -> BTreeMap<String, usize> {
@@ -384,6 +406,11 @@ async fn rotates_two_auto_scaling_group_pools_and_leaves_the_groups_as_found() {
 async fn killed_then_rerun(action: &str, n: usize) {
     let h = start(&[("blue", 3)], 1).await;
     h.rotate_killed_after(action, n).await;
+    if action == "TerminateInstanceInAutoScalingGroup" {
+        // Killed mid-run: the first replacement, Ready by then, is still
+        // protected from a cluster autoscaler's scale-down.
+        assert_eq!(h.protected_nodes().len(), 1, "{:?}", h.protected_nodes());
+    }
     let output = h.rotate().await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     h.assert_rotated(1).await;

@@ -471,4 +471,11 @@ mod tests {
         assert_eq!(instance_ids(body), ["i-0a", "i-0b"]);
         assert!(instance_ids(b"Action=TerminateInstances&DryRun=true").is_empty());
     }
+
+    #[test]
+    fn the_instance_of_a_termination_in_a_group_is_read_from_the_request() {
+        let body = b"Action=TerminateInstanceInAutoScalingGroup&Version=2011-01-01&InstanceId=i-0a&ShouldDecrementDesiredCapacity=true";
+        assert_eq!(form_values(body, "InstanceId"), ["i-0a"]);
+        assert!(form_values(body, "InstanceIds").is_empty());
+    }
 }
