@@ -508,3 +508,26 @@ async fn a_scale_in_during_the_run_ends_that_slot_and_the_run_finishes() {
     assert_eq!(h.proxy.succeeded("TerminateInstanceInAutoScalingGroup"), 2);
     h.finish();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_restores_a_group_an_abandoned_run_left_raised() {
+    let h = start(&[("blue", 3)], 1).await;
+    h.rotate_killed_after("UpdateAutoScalingGroup", 1).await;
+    let raised = h.group("blue").await;
+    assert_eq!(raised.max_size, h.groups_before["blue"].max_size + 1);
+    assert!(
+        raised.tags.contains_key("kubesurge.io/group-run"),
+        "{raised:?}"
+    );
+    for args in [&["abort"][..], &["gc", "--yes"][..]] {
+        let output = tokio::time::timeout(Duration::from_secs(120), h.command(args).output())
+            .await
+            .expect("in time")
+            .expect("runs");
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", text(&output));
+    }
+    let after = h.group("blue").await;
+    assert_eq!(after.settings(), h.groups_before["blue"].settings());
+    assert_eq!(after.tags, h.groups_before["blue"].tags);
+    h.finish();
+}
