@@ -1,6 +1,24 @@
 //! The world's own small Auto Scaling client (the query protocol, as EC2's,
 //! served by the same moto server): seeding groups and reading them back
 //! in tests, sharing no code with the provider under test.
+//!
+//! What moto 5.2 serves of Auto Scaling, as tried: AttachInstances (adds
+//! the members and tags them `aws:autoscaling:groupName`),
+//! TerminateInstanceInAutoScalingGroup (detaches, decrements when asked,
+//! terminates), Suspend/ResumeProcesses, CreateOrUpdateTags and DeleteTags,
+//! DescribeAutoScalingInstances, UpdateAutoScalingGroup, and its own
+//! scale-out from the group's launch template and user data whenever the
+//! desired capacity is applied. Where it is lenient, nothing the tool does
+//! depends on it, so the fault proxy corrects none of it: AttachInstances
+//! checks the member count rather than the desired capacity against
+//! `MaxSize` (the two are equal in every run), accepts instances that are
+//! not yet running ("The instance must be in the running state", Attach
+//! EC2 instances to your Auto Scaling group, User Guide; the provider
+//! waits for it anyway) and would attach a member twice (the provider
+//! looks first); suspended processes are recorded but not enforced; and a
+//! termination in the group of a non-member answers a server error rather
+//! than `ValidationError` (the provider only terminates members through
+//! the group).
 
 use std::collections::{BTreeMap, BTreeSet};
 
