@@ -34,12 +34,25 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> Result<ExitStatus, Comman
         &args.settings.overrides(),
         wiring::PROVIDERS,
     )?;
-    let config = wiring::engine_config(&settings, "collect")?;
     let connection = super::run::connect(global).await?;
+    let config = crate::rotation::fenced::behind_fence(
+        wiring::engine_config(&settings, "collect")?,
+        &connection.fence,
+    );
     let client = connection.client.clone();
     let found = gc::find(&client, &config).await?;
-    if args.dry_run || found.is_empty() {
+    if args.dry_run {
         print(&lines("would terminate", &found))?;
+        return Ok(ExitStatus::Success);
+    }
+    if found.is_empty() {
+        print(&lines("would terminate", &found))?;
+        // Nothing to terminate; what a crashed or abandoned run changed at
+        // the providers is still given back.
+        let held = lock(&connection, "gc").await?;
+        let restored = gc::restore_pools(&config).await;
+        release(held).await;
+        restored?;
         return Ok(ExitStatus::Success);
     }
     if !args.yes {
@@ -53,8 +66,10 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> Result<ExitStatus, Comman
         Ok(now) => Ok(gc::terminate(&config, confirmed(&found, now), &connection.fence).await),
         Err(e) => Err(e),
     };
+    let restored = gc::restore_pools(&config).await;
     release(held).await;
     let Collected { terminated, failed } = collected?;
+    restored?;
     // When every leftover failed, the error says it all: "nothing to
     // collect" would be false.
     if !terminated.is_empty() || failed.is_empty() {

@@ -104,7 +104,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
     let engine = Engine::new(
         connection.client.clone(),
         connection.drain_client.clone(),
-        engine_config,
+        crate::rotation::fenced::behind_fence(engine_config, &connection.fence),
         Arc::from(progress::for_stderr(global.quiet > 0)),
     );
     let request = RotationRequest {

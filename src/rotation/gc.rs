@@ -58,6 +58,14 @@ pub enum GcError {
         #[source]
         source: ProviderError,
     },
+    /// What a run changed at a pool's provider (an Auto Scaling group's
+    /// `MaxSize` and processes) could not be given back.
+    #[error("pool {pool}: cannot restore what a run changed at the provider: {source}")]
+    Restore {
+        pool: String,
+        #[source]
+        source: ProviderError,
+    },
 }
 
 /// What a collection did.
@@ -145,6 +153,27 @@ pub async fn find(client: &Client, config: &EngineConfig) -> Result<Vec<Leftover
         );
     }
     Ok(found)
+}
+
+/// Give back, pool by pool, what runs changed at the providers and
+/// recorded there (an Auto Scaling group's `MaxSize` and suspended
+/// processes, [`kubesurge_provider::CloudProvider::restore_pool`]): a run
+/// that crashed or was abandoned may have left them. Call it under the run
+/// lock. Stops at the first pool that cannot be restored.
+pub async fn restore_pools(config: &EngineConfig) -> Result<(), GcError> {
+    for pool in &config.pools {
+        let pool_ref = PoolRef {
+            cluster: config.cluster.clone(),
+            pool: pool.name.clone(),
+        };
+        provider_retry("restore pool", || pool.provider.restore_pool(&pool_ref))
+            .await
+            .map_err(|source| GcError::Restore {
+                pool: pool.name.clone(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// Terminate `leftovers`, each until gone or [`TERMINATE_WAIT`]; one that

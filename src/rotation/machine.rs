@@ -69,6 +69,11 @@ pub struct OldNode {
     /// Its zone is known (from its instance, else its zone label): a
     /// replacement can only be launched where the old node's volumes are.
     pub zone_known: bool,
+    /// Its instance is terminated or terminating and this slot did not ask
+    /// for it: a scale-in of its Auto Scaling group or a cluster autoscaler
+    /// took it during the run (or, on a rerun, an earlier invocation's
+    /// termination finished). Nothing is left to drain or terminate.
+    pub instance_gone: bool,
 }
 
 /// The slot's replacement for the current attempt.
@@ -139,6 +144,7 @@ impl SlotState {
                 phase: None,
                 replaced_by: None,
                 zone_known,
+                instance_gone: false,
             }),
             attempt: 1,
             max_attempts,
@@ -188,6 +194,9 @@ pub enum Action {
     /// Wait for the old node's volumes to detach, terminate its instance
     /// until the provider reports it gone, delete its Node.
     Terminate,
+    /// The old node's instance is already gone (a scale-in during the run):
+    /// delete its Node; nothing to drain, wait for or terminate.
+    Forget,
     /// The slot is over.
     Finish(End),
     /// Stop the slot: nothing further is safe. The cluster is left as it
@@ -204,7 +213,7 @@ impl Action {
                 Phase::Joining
             }
             Action::Drain { .. } => Phase::Draining,
-            Action::Terminate => Phase::Terminating,
+            Action::Terminate | Action::Forget => Phase::Terminating,
             Action::Finish(End::Replaced) => Phase::Done,
             Action::Finish(End::Skipped { .. }) => Phase::Skipped,
             Action::Fail { .. } => Phase::Failed,
@@ -220,6 +229,7 @@ impl Action {
             Action::CheckDrain => "check-drain",
             Action::Drain { .. } => "drain",
             Action::Terminate => "terminate",
+            Action::Forget => "forget",
             Action::Finish(End::Replaced) => "finish",
             Action::Finish(End::Skipped { .. }) => "skip",
             Action::Fail { .. } => "fail",
@@ -234,6 +244,7 @@ impl Action {
                 | Action::Discard { .. }
                 | Action::Drain { .. }
                 | Action::Terminate
+                | Action::Forget
         )
     }
 }
@@ -250,6 +261,26 @@ pub fn next(state: &SlotState) -> Action {
     if state.terminated {
         return Action::Fail {
             reason: "the old instance was terminated but its Node is still there".into(),
+        };
+    }
+    if old.instance_gone {
+        // A scale-in took the old instance: its pods are gone with it, so
+        // there is nothing to drain and no instance to terminate. A
+        // replacement already launched ends as a Ready node or discarded
+        // (§8.3 (4)); none is launched any more: the group shrank.
+        return match &state.replacement {
+            Replacement::Launched { instance } => Action::AwaitJoin {
+                instance: instance.clone(),
+            },
+            Replacement::GivenUp {
+                instance,
+                registered,
+                ..
+            } => Action::Discard {
+                instance: instance.clone(),
+                registered: registered.clone(),
+            },
+            _ => Action::Forget,
         };
     }
     match &state.drain {
@@ -360,7 +391,7 @@ pub fn assume_done(state: &SlotState, action: &Action) -> SlotState {
         }
         Action::CheckDrain => next.drain = Drain::Checked,
         Action::Drain { .. } => next.drain = Drain::Done { forced: false },
-        Action::Terminate => {
+        Action::Terminate | Action::Forget => {
             next.terminated = true;
             next.old = None;
         }
@@ -437,6 +468,9 @@ impl Describe<'_> {
                     .map(|i| format!(" ({i})"))
                     .unwrap_or_default()
             ),
+            Action::Forget => {
+                format!("delete the Node of {old}, whose instance is already gone (a scale-in)")
+            }
             Action::Finish(End::Replaced) => return None,
             Action::Finish(End::Skipped { reason }) => format!("leave {old} serving: {reason}"),
             Action::Fail { reason } => format!("stop: {old}: {reason}"),

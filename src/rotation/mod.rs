@@ -3,8 +3,10 @@
 //! pool by pool in sliding windows, resumable after a crash at any point.
 
 pub mod annotations;
+pub mod autoscaler;
 pub mod config;
 pub mod deadlines;
+pub mod fenced;
 pub mod gc;
 pub mod instances;
 pub mod machine;
@@ -284,6 +286,7 @@ impl Engine {
 
         forward.abort();
         sweeper.abort();
+        self.release_scale_down(&node_cache).await;
         let stop_reason = stop_tx.borrow().clone();
         let failures: Vec<String> = slots
             .iter()
@@ -444,6 +447,22 @@ impl Engine {
                 refused.len(),
                 refused.join("\n  ")
             )))
+        }
+    }
+
+    /// Lift the cluster autoscaler protection from every node a run (this
+    /// one, or one that crashed) gave it: the run is over. Best effort: a
+    /// node left protected is named in the log.
+    async fn release_scale_down(&self, node_cache: &WatchCache<Node>) {
+        let ops = NodeOps::new(self.client.clone());
+        for node in node_cache.all() {
+            if !autoscaler::protected_by_a_run(&node) {
+                continue;
+            }
+            let name = nodes::name(&node).to_string();
+            if let Err(e) = ops.annotate(&name, &autoscaler::release()).await {
+                tracing::warn!(node = %name, error = %e, "cannot lift the scale-down protection");
+            }
         }
     }
 

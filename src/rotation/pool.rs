@@ -11,11 +11,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::config::PoolConfig;
+use super::instances::provider_retry;
 use super::report::{SlotOutcome, SlotReport};
 use super::slot::{RunContext, SlotInput, SlotResult, run_slot};
 use crate::kube::{nodes, pods};
 use jiff::Timestamp;
-use kubesurge_provider::{Image, Instance};
+use kubesurge_provider::{Image, Instance, PoolRef};
 use std::time::Duration;
 
 /// Why a run stops starting slots.
@@ -66,6 +67,52 @@ pub async fn run_pool(
     stop_tx: &watch::Sender<Option<StopReason>>,
 ) -> Vec<SlotReport> {
     let window = work.pool.max_surge.surge_for(work.size).max(1) as usize;
+    let pool_ref = PoolRef {
+        cluster: ctx.config.cluster.clone(),
+        pool: work.pool.name.clone(),
+    };
+    // Before the pool's first launch: what the provider changes for the
+    // run (an Auto Scaling group's MaxSize and processes) is recorded and
+    // made; a rerun of the same run finds it done.
+    let prepared = provider_retry("prepare pool", || {
+        work.pool
+            .provider
+            .prepare_pool(&pool_ref, window as u32, &ctx.run_id)
+    })
+    .await;
+    if let Err(e) = prepared {
+        let reason = format!("cannot prepare pool {} for the run: {e}", work.pool.name);
+        ctx.progress.note(&reason);
+        let _ = stop_tx.send(Some(StopReason::Failure));
+        return work
+            .nodes
+            .iter()
+            .map(|node| not_started(&work.pool.name, node, Some(reason.clone())))
+            .collect();
+    }
+    let reports = run_slots(ctx, &mut work, window, stop, stop_tx).await;
+    // After its last slot (none is in flight any more): undone, whatever
+    // the outcome; a rerun prepares again.
+    if let Err(e) = provider_retry("restore pool", || {
+        work.pool.provider.restore_pool(&pool_ref)
+    })
+    .await
+    {
+        ctx.progress.note(&format!(
+            "pool {}: cannot restore what the run changed at the provider: {e}",
+            work.pool.name
+        ));
+    }
+    reports
+}
+
+async fn run_slots(
+    ctx: &RunContext,
+    work: &mut PoolWork,
+    window: usize,
+    stop: watch::Receiver<Option<StopReason>>,
+    stop_tx: &watch::Sender<Option<StopReason>>,
+) -> Vec<SlotReport> {
     let mut queue = std::mem::take(&mut work.nodes).into_iter();
     let mut in_flight = FuturesUnordered::new();
     let mut reports = Vec::new();

@@ -133,6 +133,10 @@ impl Upgrade {
             None => None,
         };
         let engine = self.engine.clone().map(|config| {
+            let config = match &clients.lease {
+                Some(lease) => crate::rotation::fenced::behind_fence(config, lease.fence()),
+                None => config,
+            };
             Engine::new(
                 clients.client.clone(),
                 clients.drain_client.clone(),

@@ -125,6 +125,7 @@ fn the_design_example_is_valid_and_fully_read() {
                 )]),
             },
             subnets: None,
+            auto_scaling_group: None,
         }
     );
     assert_eq!(pool.max_surge, Budget::Percent(25));

@@ -1,6 +1,7 @@
 //! The one integration-test binary: end-to-end tests against the real
 //! binary, the emulator over real HTTP, and real kubectl.
 
+mod asg;
 mod aws;
 mod cli;
 mod controlplane_scripts;

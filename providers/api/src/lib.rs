@@ -78,4 +78,30 @@ pub trait CloudProvider: Send + Sync {
     /// The image a new node of `pool` at Kubernetes `version` (`v1.34.2`)
     /// boots from. Fails with `NotFound` when the pool has no such image.
     async fn resolve_image(&self, pool: &PoolRef, version: &str) -> Result<Image, ProviderError>;
+
+    /// Get `pool` ready for a run that launches up to `surge` instances
+    /// above its size (an Auto Scaling group's `MaxSize`, the processes
+    /// that would fight the run), before the run's first launch in it.
+    ///
+    /// **Idempotent per run**: whatever it changes is recorded with the
+    /// provider first, so repeating it for the same `run_id` (a rerun after
+    /// a crash) changes nothing twice, and a record left by another run is
+    /// restored ([`CloudProvider::restore_pool`]) before this run's is
+    /// made. Providers with nothing to prepare keep the default, which does
+    /// nothing.
+    async fn prepare_pool(
+        &self,
+        _pool: &PoolRef,
+        _surge: u32,
+        _run_id: &str,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    /// Undo what [`CloudProvider::prepare_pool`] recorded for `pool`, by
+    /// whichever run: after the run's last slot in the pool, and by
+    /// `abort` and `gc`. Idempotent; without a record it does nothing.
+    async fn restore_pool(&self, _pool: &PoolRef) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }

@@ -12,6 +12,20 @@ pub const VERSION_PLACEHOLDER: &str = "{version}";
 pub enum TemplateRef {
     Name(String),
     Id(String),
+    /// The launch template and version the pool's Auto Scaling group
+    /// launches from, read from the group when a slot launches.
+    OfGroup,
+}
+
+/// An Auto Scaling group behind a pool (`autoScalingGroup`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AutoScalingGroupConfig {
+    /// The group's name.
+    pub name: String,
+    /// Create a launch template version with the target image and make it
+    /// the group's, so the group's own later scale-outs come up at the new
+    /// version (`updateLaunchTemplate`).
+    pub update_launch_template: bool,
 }
 
 /// How to find the image of a Kubernetes version.
@@ -38,6 +52,9 @@ pub struct AwsPoolConfig {
     pub image: ImageSource,
     /// Subnets a replacement may use; `None`: the old node's subnet.
     pub subnets: Option<Vec<String>>,
+    /// The Auto Scaling group the pool's instances are members of; `None`
+    /// for plain instances.
+    pub auto_scaling_group: Option<AutoScalingGroupConfig>,
 }
 
 /// How the SDK clients connect and retry.

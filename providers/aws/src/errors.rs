@@ -8,7 +8,8 @@
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use kubesurge_provider::ProviderError;
 
-/// The EC2 API actions the provider calls; each names its IAM action.
+/// The EC2 and Auto Scaling API actions the provider calls; each names
+/// its IAM action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Call {
     DescribeInstances,
@@ -18,10 +19,17 @@ pub enum Call {
     RunInstances,
     TerminateInstances,
     DescribeLaunchTemplates,
-    CreateTags,
-    DescribeAutoScalingInstances,
+    CreateLaunchTemplateVersion,
     DescribeAutoScalingGroups,
+    DescribeAutoScalingInstances,
+    AttachInstances,
+    TerminateInstanceInAutoScalingGroup,
+    UpdateAutoScalingGroup,
+    SuspendProcesses,
+    ResumeProcesses,
     CreateOrUpdateTags,
+    DeleteTags,
+    CreateTags,
 }
 
 impl Call {
@@ -35,10 +43,19 @@ impl Call {
             Call::RunInstances => "ec2:RunInstances",
             Call::TerminateInstances => "ec2:TerminateInstances",
             Call::DescribeLaunchTemplates => "ec2:DescribeLaunchTemplates",
-            Call::CreateTags => "ec2:CreateTags",
-            Call::DescribeAutoScalingInstances => "autoscaling:DescribeAutoScalingInstances",
+            Call::CreateLaunchTemplateVersion => "ec2:CreateLaunchTemplateVersion",
             Call::DescribeAutoScalingGroups => "autoscaling:DescribeAutoScalingGroups",
+            Call::DescribeAutoScalingInstances => "autoscaling:DescribeAutoScalingInstances",
+            Call::AttachInstances => "autoscaling:AttachInstances",
+            Call::TerminateInstanceInAutoScalingGroup => {
+                "autoscaling:TerminateInstanceInAutoScalingGroup"
+            }
+            Call::UpdateAutoScalingGroup => "autoscaling:UpdateAutoScalingGroup",
+            Call::SuspendProcesses => "autoscaling:SuspendProcesses",
+            Call::ResumeProcesses => "autoscaling:ResumeProcesses",
             Call::CreateOrUpdateTags => "autoscaling:CreateOrUpdateTags",
+            Call::DeleteTags => "autoscaling:DeleteTags",
+            Call::CreateTags => "ec2:CreateTags",
         }
     }
 }
@@ -101,6 +118,9 @@ const INVALID_CONFIG: &[&str] = &[
     "MissingParameter",
     "InvalidBlockDeviceMapping",
     "Unsupported",
+    // Auto Scaling: a missing group, a size out of bounds
+    // (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/CommonErrors.html).
+    "ValidationError",
 ];
 
 /// Codes of a failure on EC2's side that may pass.
@@ -117,6 +137,11 @@ const TRANSIENT: &[&str] = &[
     "RequestTimeout",
     "RequestTimeoutException",
     "IdempotentParameterMismatch",
+    // Auto Scaling: "You already have a pending update to an Amazon EC2
+    // Auto Scaling resource" and a scaling activity in progress
+    // (AttachInstances, TerminateInstanceInAutoScalingGroup API reference).
+    "ResourceContention",
+    "ScalingActivityInProgress",
 ];
 
 /// The typed error for an EC2 error answer.

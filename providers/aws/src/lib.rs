@@ -14,6 +14,8 @@
 //!   init` learns of an existing fleet (instances, Auto Scaling groups,
 //!   launch templates, the image rule) and its tagging.
 //! - [`ssm`]: [`SsmExec`], the `NodeExec` over SSM `SendCommand`.
+//! - [`asg`]: pools of Auto Scaling group members: attach, terminate in
+//!   the group, and the run's bookkeeping on the group.
 //!
 //! Safety rules the provider keeps whatever its caller asks: it terminates
 //! only instances tagged `kubesurge.io/cluster=<cluster>`, and a launch
@@ -21,6 +23,7 @@
 //! `ClientToken` covers a lost answer; the tag covers a crashed caller and
 //! emulators that ignore the token).
 
+pub mod asg;
 pub mod client;
 pub mod config;
 pub mod convert;
@@ -36,7 +39,7 @@ use std::sync::Arc;
 
 use kubesurge_provider::ProviderKind;
 
-pub use config::{AwsPoolConfig, ClientOptions, ImageSource, TemplateRef};
+pub use config::{AutoScalingGroupConfig, AwsPoolConfig, ClientOptions, ImageSource, TemplateRef};
 pub use discovery::AwsDiscovery;
 pub use pool_config::parse_pool_config;
 pub use provider::AwsProvider;

@@ -6,10 +6,19 @@ use std::collections::BTreeMap;
 use kubesurge_provider::config::{Checker, FieldError, FieldPath, field, kind_of, show};
 use serde_json::Value;
 
-use crate::config::{AwsPoolConfig, ImageSource, TemplateRef, VERSION_PLACEHOLDER};
+use crate::config::{
+    AutoScalingGroupConfig, AwsPoolConfig, ImageSource, TemplateRef, VERSION_PLACEHOLDER,
+};
 
 /// The fields of `pools[].aws`.
-const AWS_FIELDS: &[&str] = &["region", "launchTemplate", "image", "subnets"];
+const AWS_FIELDS: &[&str] = &[
+    "region",
+    "launchTemplate",
+    "image",
+    "subnets",
+    "autoScalingGroup",
+    "updateLaunchTemplate",
+];
 const LAUNCH_TEMPLATE_FIELDS: &[&str] = &["name", "id", "version"];
 const IMAGE_FIELDS: &[&str] = &["owners", "filters", "id"];
 
@@ -42,9 +51,14 @@ fn aws(check: &mut Checker, path: &FieldPath, value: &Value) -> Option<AwsPoolCo
                 None
             }
         });
-    let launch_template = check
-        .required(path, aws, "launchTemplate", "{ name: … } or { id: lt-… }")
-        .and_then(|value| launch_template(check, &path.key("launchTemplate"), value));
+    let auto_scaling_group = auto_scaling_group(check, path, aws);
+    let launch_template = match (field(aws, "launchTemplate"), field(aws, "autoScalingGroup")) {
+        // The group's own template and version.
+        (None, Some(_)) => Some((TemplateRef::OfGroup, DEFAULT_VERSION.to_string())),
+        _ => check
+            .required(path, aws, "launchTemplate", "{ name: … } or { id: lt-… }")
+            .and_then(|value| launch_template(check, &path.key("launchTemplate"), value)),
+    };
     let image = check
         .required(
             path,
@@ -75,7 +89,54 @@ fn aws(check: &mut Checker, path: &FieldPath, value: &Value) -> Option<AwsPoolCo
         template_version,
         image: image?,
         subnets: subnets?,
+        auto_scaling_group: auto_scaling_group?,
     })
+}
+
+/// `autoScalingGroup` and `updateLaunchTemplate`: `Some(None)` for a pool
+/// of plain instances, `None` when either is wrong.
+fn auto_scaling_group(
+    check: &mut Checker,
+    path: &FieldPath,
+    aws: &serde_json::Map<String, Value>,
+) -> Option<Option<AutoScalingGroupConfig>> {
+    let update = match field(aws, "updateLaunchTemplate") {
+        None => Some(false),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            check.error(
+                &path.key("updateLaunchTemplate"),
+                format!("expected true or false, found {}", show(other)),
+            );
+            None
+        }
+    };
+    let Some(value) = field(aws, "autoScalingGroup") else {
+        if update == Some(true) {
+            check.error(
+                &path.key("updateLaunchTemplate"),
+                "needs autoScalingGroup: only a group's launch template is updated",
+            );
+            return None;
+        }
+        return update.map(|_| None);
+    };
+    let name = check.string(&path.key("autoScalingGroup"), value)?;
+    // "1-255 characters, no colon" (CreateAutoScalingGroup,
+    // AutoScalingGroupName: XmlStringMaxLen255, pattern without ':').
+    let name = if name.len() > 255 || name.contains(':') {
+        check.error(
+            &path.key("autoScalingGroup"),
+            format!("{name:?} is not an Auto Scaling group name (1 to 255 characters, no colon)"),
+        );
+        None
+    } else {
+        Some(name.to_string())
+    };
+    Some(Some(AutoScalingGroupConfig {
+        name: name?,
+        update_launch_template: update?,
+    }))
 }
 
 /// The template and its version as EC2 spells it (`$Default`, `$Latest`,
@@ -325,6 +386,7 @@ image:                     # how to find the image for a Kubernetes version
                     )]),
                 },
                 subnets: None,
+                auto_scaling_group: None,
             }
         );
     }
@@ -363,6 +425,37 @@ image:                     # how to find the image for a Kubernetes version
                 written.trim_matches('"').replace("\"", "")
             );
         }
+    }
+
+    #[test]
+    fn an_auto_scaling_group_pool_uses_the_group_template_unless_it_names_one() {
+        let config =
+            parse_yaml("{region: eu-west-1, autoScalingGroup: workers-a, image: {id: ami-1}}")
+                .expect("valid");
+        assert_eq!(config.launch_template, TemplateRef::OfGroup);
+        assert_eq!(
+            config.auto_scaling_group,
+            Some(AutoScalingGroupConfig {
+                name: "workers-a".into(),
+                update_launch_template: false,
+            })
+        );
+        let config = parse_yaml(
+            "{region: eu-west-1, autoScalingGroup: workers-a, updateLaunchTemplate: true, \
+             launchTemplate: {name: lt, version: 4}, image: {id: ami-1}}",
+        )
+        .expect("valid");
+        assert_eq!(config.launch_template, TemplateRef::Name("lt".into()));
+        assert_eq!(config.template_version, "4");
+        assert!(
+            config
+                .auto_scaling_group
+                .is_some_and(|g| g.update_launch_template)
+        );
+        let plain =
+            parse_yaml("{region: eu-west-1, launchTemplate: {name: lt}, image: {id: ami-1}}")
+                .expect("valid");
+        assert_eq!(plain.auto_scaling_group, None);
     }
 
     /// Each case: the `aws` section, the path of the problem, a part of its
@@ -433,6 +526,26 @@ image:                     # how to find the image for a Kubernetes version
                 "{region: eu-west-1, launchTemplate: {name: lt}, image: {id: ami-1}, subnets: []}",
                 "pools[0].aws.subnets",
                 "must not be empty",
+            ),
+            (
+                "{region: eu-west-1, autoScalingGroup: 7, image: {id: ami-1}}",
+                "pools[0].aws.autoScalingGroup",
+                "expected a string, found a number",
+            ),
+            (
+                "{region: eu-west-1, autoScalingGroup: \"a:b\", image: {id: ami-1}}",
+                "pools[0].aws.autoScalingGroup",
+                "is not an Auto Scaling group name",
+            ),
+            (
+                "{region: eu-west-1, autoScalingGroup: g, updateLaunchTemplate: yes please, image: {id: ami-1}}",
+                "pools[0].aws.updateLaunchTemplate",
+                "expected true or false",
+            ),
+            (
+                "{region: eu-west-1, launchTemplate: {name: lt}, updateLaunchTemplate: true, image: {id: ami-1}}",
+                "pools[0].aws.updateLaunchTemplate",
+                "needs autoScalingGroup",
             ),
             (
                 "{region: eu-west-1, launchTemplate: {name: lt}, image: {id: ami-1}, subnet: [subnet-1]}",

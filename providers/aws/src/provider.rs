@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
@@ -24,6 +25,7 @@ use kubesurge_provider::{
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use crate::asg::{AutoScaling, GroupTemplate};
 use crate::client::load_sdk_config;
 use crate::config::{AwsPoolConfig, ClientOptions, ImageSource, TemplateRef, filters_for};
 use crate::convert::{self, LIVE_STATES};
@@ -31,6 +33,12 @@ use crate::errors::{Call, from_sdk};
 use crate::provider_id;
 
 const INSTANCE_NOT_FOUND: &str = "InvalidInstanceID.NotFound";
+/// How long a launched instance may stay `pending` before it can join its
+/// Auto Scaling group: AttachInstances takes running instances only
+/// ("The instance must be in the running state", Attach EC2 instances to
+/// your Auto Scaling group, Amazon EC2 Auto Scaling User Guide).
+const RUNNING_WAIT: Duration = Duration::from_secs(600);
+const RUNNING_POLL: Duration = Duration::from_secs(2);
 
 /// The `aws` provider for one pool.
 pub struct AwsProvider {
@@ -38,6 +46,13 @@ pub struct AwsProvider {
     pool: AwsPoolConfig,
     options: ClientOptions,
     client: OnceCell<Client>,
+    /// The SDK configuration, loaded once for every client.
+    sdk: OnceCell<aws_config::SdkConfig>,
+    /// The pool's Auto Scaling group, when it has one.
+    autoscaling: OnceCell<AutoScaling>,
+    /// Set once the group's template version carries the run's image
+    /// (`updateLaunchTemplate`).
+    group_template_updated: OnceCell<()>,
     /// Instances this process launched, with when: EC2 may not show them to
     /// describes for a while (eventual consistency).
     recent: Mutex<HashMap<InstanceId, (Instant, Instance)>>,
@@ -73,6 +88,9 @@ impl AwsProvider {
             pool,
             options,
             client: OnceCell::new(),
+            sdk: OnceCell::new(),
+            autoscaling: OnceCell::new(),
+            group_template_updated: OnceCell::new(),
             recent: Mutex::new(HashMap::new()),
             subnet_zones: OnceCell::new(),
             template_interfaces: OnceCell::new(),
@@ -92,13 +110,252 @@ impl AwsProvider {
         provider
     }
 
+    async fn sdk_config(&self) -> &aws_config::SdkConfig {
+        self.sdk
+            .get_or_init(|| load_sdk_config(self.pool.region.as_deref(), &self.options))
+            .await
+    }
+
     async fn ec2(&self) -> &Client {
         self.client
-            .get_or_init(|| async {
-                let config = load_sdk_config(self.pool.region.as_deref(), &self.options).await;
-                Client::new(&config)
+            .get_or_init(|| async { Client::new(self.sdk_config().await) })
+            .await
+    }
+
+    /// The pool's Auto Scaling group; `None` for plain instances.
+    async fn group(&self) -> Option<&AutoScaling> {
+        let group = self.pool.auto_scaling_group.as_ref()?;
+        Some(
+            self.autoscaling
+                .get_or_init(|| async {
+                    AutoScaling::new(
+                        aws_sdk_autoscaling::Client::new(self.sdk_config().await),
+                        &group.name,
+                    )
+                })
+                .await,
+        )
+    }
+
+    /// The launch template (and version) a slot launches from: the pool's,
+    /// or its group's.
+    async fn template_spec(&self) -> Result<LaunchTemplateSpecification, ProviderError> {
+        let (builder, version) = match &self.pool.launch_template {
+            TemplateRef::Name(name) => (
+                LaunchTemplateSpecification::builder().launch_template_name(name),
+                self.pool.template_version.clone(),
+            ),
+            TemplateRef::Id(id) => (
+                LaunchTemplateSpecification::builder().launch_template_id(id),
+                self.pool.template_version.clone(),
+            ),
+            TemplateRef::OfGroup => {
+                let group = self
+                    .group()
+                    .await
+                    .ok_or_else(|| ProviderError::InvalidConfig {
+                        message: "the pool names no launch template and no Auto Scaling group"
+                            .into(),
+                    })?;
+                match group.describe().await?.template {
+                    Some(GroupTemplate {
+                        id: Some(id),
+                        version,
+                        ..
+                    }) => (
+                        LaunchTemplateSpecification::builder().launch_template_id(id),
+                        version,
+                    ),
+                    Some(GroupTemplate {
+                        name: Some(name),
+                        version,
+                        ..
+                    }) => (
+                        LaunchTemplateSpecification::builder().launch_template_name(name),
+                        version,
+                    ),
+                    _ => {
+                        return Err(ProviderError::InvalidConfig {
+                            message: format!(
+                                "Auto Scaling group {} launches from no launch template (a \
+                                 launch configuration or a mixed instances policy): name one \
+                                 in the pool's aws.launchTemplate",
+                                group.group_name()
+                            ),
+                        });
+                    }
+                }
+            }
+        };
+        Ok(builder.version(version).build())
+    }
+
+    /// `updateLaunchTemplate`: the group's launch template gets a version
+    /// with `image` (from the group's own version, image replaced) and the
+    /// group launches from it, so that its own later scale-outs come up at
+    /// the target version. Idempotent: a version that already carries the
+    /// image (the group's, or the template's latest, made by a run that
+    /// crashed before it set it) is used instead of another.
+    async fn update_group_template(&self, image: &str) -> Result<(), ProviderError> {
+        let (Some(group), Some(config)) = (self.group().await, &self.pool.auto_scaling_group)
+        else {
+            return Ok(());
+        };
+        if !config.update_launch_template {
+            return Ok(());
+        }
+        self.group_template_updated
+            .get_or_try_init(|| async {
+                let template = group.describe().await?.template.ok_or_else(|| {
+                    ProviderError::InvalidConfig {
+                        message: format!(
+                            "updateLaunchTemplate: Auto Scaling group {} launches from no launch template",
+                            group.group_name()
+                        ),
+                    }
+                })?;
+                let id = match (&template.id, &template.name) {
+                    (Some(id), _) => id.clone(),
+                    (None, Some(name)) => self.template_id_of(name).await?,
+                    (None, None) => {
+                        return Err(ProviderError::InvalidConfig {
+                            message: format!(
+                                "Auto Scaling group {} names its launch template neither by id nor by name",
+                                group.group_name()
+                            ),
+                        });
+                    }
+                };
+                let (current_image, current) =
+                    self.template_version_image(&id, &template.version).await?;
+                if current_image.as_deref() == Some(image) {
+                    return Ok(());
+                }
+                let (latest_image, latest) = self.template_version_image(&id, "$Latest").await?;
+                let version = match latest {
+                    Some(n) if latest_image.as_deref() == Some(image) => n,
+                    _ => {
+                        // SourceVersion is a version number.
+                        let source = current
+                            .map(|n| n.to_string())
+                            .unwrap_or_else(|| template.version.clone());
+                        self.create_template_version(&id, &source, image).await?
+                    }
+                };
+                group.set_template_version(&id, &version.to_string()).await?;
+                tracing::info!(group = %group.group_name(), template = %id, version, "the group now launches from the new image");
+                Ok(())
             })
             .await
+            .map(|_| ())
+    }
+
+    async fn template_id_of(&self, name: &str) -> Result<String, ProviderError> {
+        let out = self
+            .ec2()
+            .await
+            .describe_launch_templates()
+            .launch_template_names(name)
+            .send()
+            .await
+            .map_err(|e| from_sdk(Call::DescribeLaunchTemplates, &e, None))?;
+        out.launch_templates()
+            .iter()
+            .find_map(|t| t.launch_template_id().map(str::to_string))
+            .ok_or_else(|| ProviderError::InvalidConfig {
+                message: format!("there is no launch template {name}"),
+            })
+    }
+
+    /// The image and number of one version of a template.
+    async fn template_version_image(
+        &self,
+        id: &str,
+        version: &str,
+    ) -> Result<(Option<String>, Option<i64>), ProviderError> {
+        let out = self
+            .ec2()
+            .await
+            .describe_launch_template_versions()
+            .launch_template_id(id)
+            .versions(version)
+            .send()
+            .await
+            .map_err(|e| from_sdk(Call::DescribeLaunchTemplateVersions, &e, None))?;
+        Ok(out
+            .launch_template_versions()
+            .first()
+            .map(|v| {
+                (
+                    v.launch_template_data()
+                        .and_then(|d| d.image_id())
+                        .map(str::to_string),
+                    v.version_number(),
+                )
+            })
+            .unwrap_or_default())
+    }
+
+    async fn create_template_version(
+        &self,
+        id: &str,
+        source: &str,
+        image: &str,
+    ) -> Result<i64, ProviderError> {
+        let out = self
+            .ec2()
+            .await
+            .create_launch_template_version()
+            .launch_template_id(id)
+            .source_version(source)
+            .version_description(format!("kubesurge: image {image}"))
+            .launch_template_data(
+                ec2::RequestLaunchTemplateData::builder()
+                    .image_id(image)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| from_sdk(Call::CreateLaunchTemplateVersion, &e, None))?;
+        out.launch_template_version()
+            .and_then(|v| v.version_number())
+            .ok_or_else(|| ProviderError::Other {
+                message: "ec2:CreateLaunchTemplateVersion answered without a version number".into(),
+            })
+    }
+
+    /// Wait until `id` runs, then make it a member of the pool's group.
+    async fn attach_when_running(
+        &self,
+        group: &AutoScaling,
+        id: &InstanceId,
+    ) -> Result<(), ProviderError> {
+        let deadline = Instant::now() + RUNNING_WAIT;
+        loop {
+            match self.describe_one(id).await? {
+                Some(i) if i.state == InstanceState::Running => break,
+                Some(i) if i.state.is_going_away() || i.state == InstanceState::Stopped => {
+                    return Err(ProviderError::Other {
+                        message: format!(
+                            "instance {id} is {:?} before it could join Auto Scaling group {}",
+                            i.state,
+                            group.group_name()
+                        ),
+                    });
+                }
+                _ if Instant::now() >= deadline => {
+                    return Err(ProviderError::Transient {
+                        message: format!(
+                            "instance {id} is not running after {RUNNING_WAIT:?}; it joins \
+                             Auto Scaling group {} once it runs",
+                            group.group_name()
+                        ),
+                    });
+                }
+                _ => tokio::time::sleep(RUNNING_POLL).await,
+            }
+        }
+        group.attach(&id.0).await
     }
 
     /// Every instance matching `filters`, following every page.
@@ -212,15 +469,16 @@ impl AwsProvider {
         let nics = self
             .template_interfaces
             .get_or_try_init(|| async {
+                // The template a slot launches from: the pool's, or its
+                // group's.
+                let spec = self.template_spec().await?;
                 let call = self
                     .ec2()
                     .await
                     .describe_launch_template_versions()
-                    .versions(&self.pool.template_version);
-                let call = match &self.pool.launch_template {
-                    TemplateRef::Name(name) => call.launch_template_name(name),
-                    TemplateRef::Id(id) => call.launch_template_id(id),
-                };
+                    .set_versions(spec.version().map(|v| vec![v.to_string()]))
+                    .set_launch_template_id(spec.launch_template_id().map(str::to_string))
+                    .set_launch_template_name(spec.launch_template_name().map(str::to_string));
                 let out = call
                     .send()
                     .await
@@ -271,14 +529,7 @@ impl AwsProvider {
                 .set_tags(Some(tag_list.clone()))
                 .build()
         };
-        let template = match &self.pool.launch_template {
-            TemplateRef::Name(name) => {
-                LaunchTemplateSpecification::builder().launch_template_name(name)
-            }
-            TemplateRef::Id(id) => LaunchTemplateSpecification::builder().launch_template_id(id),
-        }
-        .version(&self.pool.template_version)
-        .build();
+        let template = self.template_spec().await?;
         let mut call = self
             .ec2()
             .await
@@ -375,8 +626,12 @@ impl CloudProvider for AwsProvider {
                 slot = %request.slot.tag_value(),
                 "adopting the instance already launched for this slot"
             );
+            if let Some(group) = self.group().await {
+                self.attach_when_running(group, &existing.id).await?;
+            }
             return Ok(existing);
         }
+        self.update_group_template(&request.image).await?;
         let allowed = self.allowed_subnets().await?;
         let subnet = convert::choose_subnet(request.subnet.as_deref(), &request.zone, allowed)
             .map_err(|message| ProviderError::InvalidConfig { message })?;
@@ -389,6 +644,9 @@ impl CloudProvider for AwsProvider {
             "launched"
         );
         self.remember_launch(&instance);
+        if let Some(group) = self.group().await {
+            self.attach_when_running(group, &instance.id).await?;
+        }
         Ok(instance)
     }
 
@@ -428,6 +686,19 @@ impl CloudProvider for AwsProvider {
             }
             InstanceState::ShuttingDown => return Ok(DeleteStatus::InProgress),
             _ => {}
+        }
+        if let Some(group) = self.group().await {
+            match group.membership(&id.0).await? {
+                Some(m) if m.group == group.group_name() => {
+                    if !m.is_terminating() {
+                        group.terminate_member(&id.0).await?;
+                    }
+                    return Ok(DeleteStatus::InProgress);
+                }
+                // Not (or no longer) a member: terminated as a plain
+                // instance, the group's size unchanged.
+                _ => {}
+            }
         }
         let answer = self
             .ec2()
@@ -485,6 +756,25 @@ impl CloudProvider for AwsProvider {
                     node.name, self.cluster
                 ),
             }),
+        }
+    }
+
+    async fn prepare_pool(
+        &self,
+        _pool: &PoolRef,
+        surge: u32,
+        run_id: &str,
+    ) -> Result<(), ProviderError> {
+        match self.group().await {
+            Some(group) => group.prepare(run_id, surge).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn restore_pool(&self, _pool: &PoolRef) -> Result<(), ProviderError> {
+        match self.group().await {
+            Some(group) => group.restore().await,
+            None => Ok(()),
         }
     }
 

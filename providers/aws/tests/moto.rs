@@ -677,3 +677,123 @@ async fn a_template_with_its_own_interface_launches_in_the_old_subnet_with_its_g
     assert_eq!(e.proxy.count("DescribeLaunchTemplateVersions"), 1);
     e.finish();
 }
+
+/// A pool of Auto Scaling group members, end to end at the provider: the
+/// run's bookkeeping on the group, a launch attached once however often it
+/// is repeated, `updateLaunchTemplate`, termination through the group and
+/// the group given back exactly as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_scaling_group_pool_attaches_terminates_in_the_group_and_restores_it() {
+    use kubesurge_aws::{AutoScalingGroupConfig, TemplateRef};
+    use kubesurge_sim::moto::AutoScalingApi;
+
+    let e = env().await;
+    let groups = AutoScalingApi::new(e.moto.url(), support::REGION);
+    let subnets: Vec<String> = e.subnets.values().cloned().collect();
+    groups
+        .create_group("workers-asg", &e.template_id, 0, 1, &subnets)
+        .await
+        .expect("group");
+    groups
+        .suspend("workers-asg", &["ScheduledActions"])
+        .await
+        .expect("suspend");
+    let before = groups
+        .group("workers-asg")
+        .await
+        .expect("describe")
+        .expect("group");
+
+    let mut config = e.pool_config();
+    config.launch_template = TemplateRef::OfGroup;
+    config.auto_scaling_group = Some(AutoScalingGroupConfig {
+        name: "workers-asg".into(),
+        update_launch_template: true,
+    });
+    let provider = AwsProvider::new(CLUSTER, config, e.options());
+
+    provider
+        .prepare_pool(&pool(), 2, "run-1")
+        .await
+        .expect("prepared");
+    provider
+        .prepare_pool(&pool(), 2, "run-1")
+        .await
+        .expect("prepared twice");
+    let during = groups
+        .group("workers-asg")
+        .await
+        .expect("describe")
+        .expect("group");
+    assert_eq!(during.max_size, 3, "raised by the surge once");
+    assert!(during.suspended.contains("AZRebalance"));
+    assert!(during.suspended.contains("ReplaceUnhealthy"));
+    assert_eq!(during.tags["kubesurge.io/original-max-size"], "1");
+
+    let zone = e.zones[0].clone();
+    let req = request(&e, "w-1", &zone, Some(e.subnet(&zone)));
+    let launched = provider.launch(&req).await.expect("launched");
+    let again = provider.launch(&req).await.expect("adopted");
+    assert_eq!(again.id, launched.id);
+    assert_eq!(e.proxy.succeeded("AttachInstances"), 1, "attached once");
+    let group = groups
+        .group("workers-asg")
+        .await
+        .expect("describe")
+        .expect("group");
+    assert!(group.members.contains(&launched.id.0));
+    assert_eq!(group.desired, 1);
+    // The group now launches from a version of its template that carries
+    // the target image.
+    let (template, version) = group.launch_template.clone().expect("a template");
+    assert_eq!(template, e.template_id);
+    let root = e
+        .ec2
+        .call(
+            "DescribeLaunchTemplateVersions",
+            Params::new()
+                .set("LaunchTemplateId", template.clone())
+                .set("LaunchTemplateVersion.1", version.clone()),
+        )
+        .await
+        .expect("versions");
+    let image = root
+        .items("launchTemplateVersionSet")
+        .first()
+        .and_then(|v| v.text_at("launchTemplateData/imageId").map(str::to_string));
+    assert_eq!(
+        image.as_deref(),
+        Some(e.images[VERSION].as_str()),
+        "version {version}"
+    );
+
+    let mut status = provider.delete(&launched.id).await.expect("delete");
+    for _ in 0..50 {
+        if status == DeleteStatus::Gone {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = provider.delete(&launched.id).await.expect("delete");
+    }
+    assert_eq!(status, DeleteStatus::Gone);
+    assert_eq!(e.proxy.succeeded("TerminateInstanceInAutoScalingGroup"), 1);
+    assert_eq!(
+        e.proxy.count("TerminateInstances"),
+        0,
+        "through the group only"
+    );
+
+    provider.restore_pool(&pool()).await.expect("restored");
+    provider
+        .restore_pool(&pool())
+        .await
+        .expect("restored twice");
+    let after = groups
+        .group("workers-asg")
+        .await
+        .expect("describe")
+        .expect("group");
+    assert_eq!(after.settings(), before.settings());
+    assert_eq!(after.tags, before.tags);
+    e.proxy.clear();
+}

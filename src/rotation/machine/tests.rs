@@ -11,6 +11,7 @@ fn old(ours: bool, phase: Option<Phase>, replaced_by: Option<&str>) -> Option<Ol
         phase,
         replaced_by: replaced_by.map(str::to_string),
         zone_known: true,
+        instance_gone: false,
     })
 }
 
@@ -269,6 +270,7 @@ fn states_no_run_produces_stop_with_a_reason() {
                 phase: None,
                 replaced_by: None,
                 zone_known: false,
+                instance_gone: false,
             }),
             Replacement::None,
             Drain::NotStarted,
@@ -335,6 +337,7 @@ fn arb_state() -> impl Strategy<Value = SlotState> {
                     phase,
                     replaced_by,
                     zone_known,
+                    instance_gone: false,
                 }),
                 attempt,
                 max_attempts: max,
@@ -357,6 +360,13 @@ fn outcome(state: &SlotState, action: &Action, pick: u8) -> SlotState {
     if pick.is_multiple_of(11) {
         // Someone else deleted the old Node.
         s.old = None;
+        return s;
+    }
+    if pick.is_multiple_of(13)
+        && let Some(old) = s.old.as_mut()
+    {
+        // A scale-in took the old instance.
+        old.instance_gone = true;
         return s;
     }
     match action {
@@ -398,7 +408,7 @@ fn outcome(state: &SlotState, action: &Action, pick: u8) -> SlotState {
                 },
             }
         }
-        Action::Terminate => {
+        Action::Terminate | Action::Forget => {
             s.terminated = true;
             s.old = None;
         }
@@ -412,6 +422,14 @@ fn check_safe(s: &SlotState, action: &Action, drained_before: bool) -> Result<()
     let recorded = s.old.as_ref().filter(|o| o.ours).and_then(|o| o.phase);
     let resumed =
         |phase| recorded == Some(phase) && s.old.as_ref().is_some_and(|o| o.replaced_by.is_some());
+    if s.old.as_ref().is_some_and(|o| o.instance_gone)
+        && matches!(
+            action,
+            Action::Launch { .. } | Action::Drain { .. } | Action::Terminate
+        )
+    {
+        return Err(format!("{} for an instance that is gone", action.kind()));
+    }
     match action {
         // 1: no worker terminated while a pod the drain should have
         // evicted may be on it.
@@ -450,6 +468,12 @@ fn check_safe(s: &SlotState, action: &Action, drained_before: bool) -> Result<()
                 return Err("launch past the attempt bound".into());
             }
             Ok(())
+        }
+        // A Node is forgotten only once its instance is gone; nothing is
+        // drained onto, launched beside or terminated for an instance that
+        // is gone.
+        Action::Forget if !s.old.as_ref().is_some_and(|o| o.instance_gone) => {
+            Err("forget with the old instance still there".into())
         }
         Action::Discard { .. } if !matches!(s.replacement, Replacement::GivenUp { .. }) => {
             Err("discard of a replacement not given up".into())
@@ -508,5 +532,86 @@ proptest! {
             }
             s = assume_done(&s, action);
         }
+    }
+}
+
+#[test]
+fn a_scale_in_during_the_run_ends_the_slot_without_drain_or_terminate() {
+    let gone = |phase: Option<Phase>| {
+        old(phase.is_some(), phase, phase.map(|_| "general-new")).map(|o| OldNode {
+            instance_gone: true,
+            ..o
+        })
+    };
+    // (phase recorded, replacement, drain, expected plan)
+    let rows: Vec<(Option<Phase>, Replacement, Drain, Vec<&str>)> = vec![
+        // Not started: nothing launched, the group shrank.
+        (
+            None,
+            Replacement::None,
+            Drain::NotStarted,
+            vec!["forget", "finish"],
+        ),
+        // Joining: the replacement ends as a Ready node, then the Node goes.
+        (
+            Some(Phase::Launching),
+            launched(),
+            Drain::NotStarted,
+            vec!["await-join", "forget", "finish"],
+        ),
+        // Given up: discarded as always, no next attempt.
+        (
+            Some(Phase::Joining),
+            given_up(Some("general-new")),
+            Drain::NotStarted,
+            vec!["discard", "forget", "finish"],
+        ),
+        // Ready, checked, mid-drain, drained, terminating: no eviction from
+        // a node that is gone, no termination of an instance that is gone.
+        (
+            Some(Phase::Joining),
+            ready(),
+            Drain::NotStarted,
+            vec!["forget", "finish"],
+        ),
+        (
+            Some(Phase::Joining),
+            ready(),
+            Drain::Checked,
+            vec!["forget", "finish"],
+        ),
+        (
+            Some(Phase::Draining),
+            ready(),
+            Drain::NotStarted,
+            vec!["forget", "finish"],
+        ),
+        (
+            Some(Phase::Draining),
+            ready(),
+            Drain::Done { forced: false },
+            vec!["forget", "finish"],
+        ),
+        (
+            Some(Phase::Terminating),
+            Replacement::None,
+            Drain::NotStarted,
+            vec!["forget", "finish"],
+        ),
+    ];
+    for (phase, replacement, drain, expected) in rows {
+        let s = state(gone(phase), replacement.clone(), drain.clone());
+        assert_eq!(
+            kinds(&planned(&s)),
+            expected,
+            "{phase:?} / {replacement:?} / {drain:?}"
+        );
+        assert!(
+            !planned(&s).iter().any(|a| matches!(
+                a,
+                Action::Drain { .. } | Action::Terminate | Action::Launch { .. }
+            )),
+            "{phase:?} / {replacement:?}"
+        );
     }
 }

@@ -21,6 +21,7 @@ use crate::kube::nodes;
 use crate::kube::pods;
 use crate::kube::retry::with_retry;
 use crate::rotation::annotations as ann;
+use crate::rotation::autoscaler;
 use crate::rotation::instances::{delete_until_gone, provider_retry};
 use crate::rotation::machine::{Phase, Replacement, SlotState};
 use crate::rotation::report::SlotReport;
@@ -169,6 +170,7 @@ impl Executor<'_> {
                 }
                 wait_daemon_pods(ctx, &new_node, deadline).await;
                 report.timings.launch_to_ready = Some(launched_at.elapsed().as_secs_f64());
+                self.protect_from_scale_down(&new_node).await?;
                 self.record_joined(&new_node).await;
                 report.new_node = Some(new_node.clone());
                 state.replacement = Replacement::Ready { node: new_node };
@@ -195,6 +197,23 @@ impl Executor<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Keep the cluster autoscaler from removing the new node while the
+    /// run lasts (see [`crate::rotation::autoscaler`]); an operator's own
+    /// annotation is left as it is.
+    async fn protect_from_scale_down(&self, new_node: &str) -> Result<(), kube::Error> {
+        let ctx = self.ctx;
+        if ctx
+            .nodes
+            .get(new_node)
+            .is_some_and(|n| autoscaler::protected_by_operator(&n))
+        {
+            return Ok(());
+        }
+        ctx.node_ops
+            .annotate(new_node, &autoscaler::protect(&ctx.run_id))
+            .await
     }
 
     async fn record_joined(&self, new_node: &str) {

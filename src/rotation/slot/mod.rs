@@ -34,6 +34,7 @@ use crate::kube::cache::WatchCache;
 use crate::kube::events::Recorder;
 use crate::kube::join::ClusterInfo;
 use crate::kube::nodes::{self, NodeOps};
+use crate::rotation::instances::provider_retry;
 use crate::version::KubeVersion;
 
 pub use super::machine::Phase;
@@ -258,6 +259,7 @@ pub fn observe(
                 phase: recorded(ann::PHASE).and_then(Phase::parse),
                 replaced_by: recorded(ann::REPLACED_BY).map(str::to_string),
                 zone_known: zone.is_some(),
+                instance_gone: false,
             }),
             attempt,
             max_attempts,
@@ -354,7 +356,10 @@ async fn drive(
     };
     let mut state = observed.state;
     loop {
-        let action = machine::next(&state);
+        let mut action = machine::next(&state);
+        if slot.old_instance_gone(&action, &mut state).await? {
+            action = machine::next(&state);
+        }
         report.actions.push(action.kind().to_string());
         if let Action::Drain { .. } = action {
             slot.drain_started.get_or_insert_with(Timestamp::now);
@@ -394,6 +399,7 @@ async fn drive(
             Action::CheckDrain => slot.check_drain(&mut state, report).await?,
             Action::Drain { onto } => slot.drain(&onto, &mut state, report).await?,
             Action::Terminate => slot.terminate(&mut state, report).await?,
+            Action::Forget => slot.forget(&mut state, report).await?,
         }
     }
 }
@@ -436,6 +442,38 @@ impl Executor<'_> {
         nodes::annotation(old, ann::CORDONED_BEFORE)
             .is_none()
             .then(|| nodes::is_unschedulable(old))
+    }
+
+    /// Before an action that needs the old instance (a launch beside it, a
+    /// drain, its termination): is it still there? A scale-in of its group
+    /// or a cluster autoscaler may have taken it during the run. Folds the
+    /// answer into `state`; true when it changed.
+    async fn old_instance_gone(
+        &self,
+        action: &Action,
+        state: &mut SlotState,
+    ) -> Result<bool, SlotError> {
+        let needs_old = matches!(
+            action,
+            Action::Launch { .. } | Action::CheckDrain | Action::Drain { .. } | Action::Terminate
+        );
+        let Some(old) = state.old.as_mut().filter(|o| needs_old && !o.instance_gone) else {
+            return Ok(false);
+        };
+        let Some(instance) = &self.old_instance else {
+            return Ok(false);
+        };
+        let now = provider_retry("get", || self.provider().get(&instance.id)).await?;
+        if now.is_some_and(|i| !i.state.is_going_away()) {
+            return Ok(false);
+        }
+        tracing::warn!(
+            node = %self.input.old_node,
+            instance = %instance.id,
+            "the old instance is gone (a scale-in during the run); the slot ends without a drain"
+        );
+        old.instance_gone = true;
+        Ok(true)
     }
 
     fn provider(&self) -> &dyn CloudProvider {
@@ -485,6 +523,7 @@ pub fn phase_annotations(
         Action::AwaitJoin { .. }
         | Action::Discard { .. }
         | Action::CheckDrain
+        | Action::Forget
         | Action::Finish(End::Replaced) => return None,
     };
     Some(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())

@@ -80,4 +80,57 @@ impl Executor<'_> {
         state.old = None;
         Ok(())
     }
+
+    /// [`crate::rotation::machine::Action::Forget`]: the old instance went
+    /// away without this slot (a scale-in); its Node goes too.
+    pub(super) async fn forget(
+        &mut self,
+        state: &mut SlotState,
+        report: &mut SlotReport,
+    ) -> Result<(), SlotError> {
+        let ctx = self.ctx;
+        let old_name = self.old_name().to_string();
+        ctx.progress.phase(
+            &self.input.pool.name,
+            &old_name,
+            Phase::Terminating,
+            "its instance is already gone (a scale-in)",
+        );
+        // Already terminating: this only waits until the provider reports
+        // it gone (it asks for no termination of its own), so that no Node
+        // is deleted while its VM still runs.
+        if let Some(instance) = &self.old_instance {
+            delete_until_gone(self.provider(), &instance.id, ctx.deadlines.terminate).await?;
+        }
+        let old = ctx.nodes.get(&old_name);
+        if let Some(node) = &old {
+            ctx.recorder
+                .node_event(
+                    node,
+                    EventType::Normal,
+                    "KubesurgeInstanceGone",
+                    &format!(
+                        "Instance {} was terminated during the run (a scale-in); deleting the Node (run {})",
+                        self.old_instance
+                            .as_ref()
+                            .map(|i| i.id.0.as_str())
+                            .unwrap_or("unknown"),
+                        ctx.run_id
+                    ),
+                )
+                .await;
+        }
+        ctx.node_ops
+            .delete(
+                &old_name,
+                old.as_ref().and_then(|n| n.metadata.uid.as_deref()),
+            )
+            .await?;
+        if report.new_node.is_none() {
+            report.new_node = state.old.as_ref().and_then(|o| o.replaced_by.clone());
+        }
+        state.terminated = true;
+        state.old = None;
+        Ok(())
+    }
 }

@@ -78,6 +78,7 @@ impl Env {
                 )]),
             },
             subnets: None,
+            auto_scaling_group: None,
         }
     }
 

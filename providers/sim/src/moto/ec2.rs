@@ -171,15 +171,33 @@ impl Params {
 pub struct Ec2 {
     url: String,
     region: String,
+    /// The service of the credential scope, which moto's server routes by
+    /// (`ec2`, `autoscaling`: both speak the query protocol).
+    service: &'static str,
+    /// The API version of every request.
+    version: &'static str,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Ec2 {
     /// EC2 at `url` (`http://127.0.0.1:port`) in `region`.
     pub fn new(url: &str, region: &str) -> Ec2 {
+        Ec2::for_service(url, region, "ec2", API_VERSION)
+    }
+
+    /// The same query-protocol client for another service of moto's
+    /// server (Auto Scaling: `autoscaling`, `2011-01-01`).
+    pub fn for_service(
+        url: &str,
+        region: &str,
+        service: &'static str,
+        version: &'static str,
+    ) -> Ec2 {
         Ec2 {
             url: url.trim_end_matches('/').to_string(),
             region: region.to_string(),
+            service,
+            version,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
@@ -194,7 +212,7 @@ impl Ec2 {
 
     /// One call; the answer's root element.
     pub async fn call(&self, action: &str, params: Params) -> Result<Element, Ec2Error> {
-        let mut body = format!("Action={}&Version={API_VERSION}", encode(action));
+        let mut body = format!("Action={}&Version={}", encode(action), self.version);
         for (k, v) in &params.0 {
             body.push('&');
             body.push_str(&encode(k));
@@ -214,8 +232,8 @@ impl Ec2 {
             .header(
                 http::header::AUTHORIZATION,
                 format!(
-                    "AWS4-HMAC-SHA256 Credential=testing/20260101/{}/ec2/aws4_request, SignedHeaders=host, Signature=00",
-                    self.region
+                    "AWS4-HMAC-SHA256 Credential=testing/20260101/{}/{}/aws4_request, SignedHeaders=host, Signature=00",
+                    self.region, self.service
                 ),
             )
             .body(Full::new(Bytes::from(body)))
@@ -420,6 +438,33 @@ impl Ec2 {
                 Params::new()
                     .set("LaunchTemplateName", name)
                     .set("LaunchTemplateData.InstanceType", instance_type),
+            )
+            .await?;
+        root.text_at("launchTemplate/launchTemplateId")
+            .map(str::to_string)
+            .ok_or_else(|| Ec2Error::Unreadable {
+                action: "CreateLaunchTemplate".into(),
+                message: "no launchTemplateId".into(),
+            })
+    }
+
+    /// A launch template with an instance type, an image and user data
+    /// (given in clear, sent base64 as EC2 wants it); returns its id.
+    pub async fn create_launch_template_with(
+        &self,
+        name: &str,
+        instance_type: &str,
+        image: &str,
+        user_data: &str,
+    ) -> Result<String, Ec2Error> {
+        let root = self
+            .call(
+                "CreateLaunchTemplate",
+                Params::new()
+                    .set("LaunchTemplateName", name)
+                    .set("LaunchTemplateData.InstanceType", instance_type)
+                    .set("LaunchTemplateData.ImageId", image)
+                    .set("LaunchTemplateData.UserData", STANDARD.encode(user_data)),
             )
             .await?;
         root.text_at("launchTemplate/launchTemplateId")

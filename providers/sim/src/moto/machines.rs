@@ -115,8 +115,7 @@ impl MotoMachines {
                     _ = watcher.cancel.cancelled() => return,
                     _ = tokio::time::sleep(poll) => {}
                 }
-                let filter = [("tag:kubesurge.io/cluster", vec![watcher.cluster.clone()])];
-                match watcher.ec2.describe_instances(&filter).await {
+                match watched_instances(&watcher).await {
                     Ok(instances) => reconcile(&watcher, instances),
                     Err(e) => tracing::debug!(error = %e, "moto world: cannot describe instances"),
                 }
@@ -214,6 +213,31 @@ impl Drop for MotoMachines {
         self.stop();
     }
 }
+
+/// The instances that are machines of the world: those tagged for the
+/// cluster, and those an Auto Scaling group launched on its own (EC2 Auto
+/// Scaling tags every instance it launches `aws:autoscaling:groupName`,
+/// "Tag Auto Scaling groups and instances", Amazon EC2 Auto Scaling User
+/// Guide), which boot from the group's template and its user data.
+async fn watched_instances(shared: &Shared) -> Result<Vec<Ec2Instance>, super::ec2::Ec2Error> {
+    let mut instances = shared
+        .ec2
+        .describe_instances(&[("tag:kubesurge.io/cluster", vec![shared.cluster.clone()])])
+        .await?;
+    let launched_by_groups = shared
+        .ec2
+        .describe_instances(&[("tag-key", vec![GROUP_NAME_TAG.to_string()])])
+        .await?;
+    for instance in launched_by_groups {
+        if !instances.iter().any(|i| i.id == instance.id) {
+            instances.push(instance);
+        }
+    }
+    Ok(instances)
+}
+
+/// The tag EC2 Auto Scaling puts on the instances of a group.
+pub const GROUP_NAME_TAG: &str = "aws:autoscaling:groupName";
 
 /// New instances boot; instances going away stop their kubelets.
 fn reconcile(shared: &Arc<Shared>, instances: Vec<Ec2Instance>) {

@@ -6,11 +6,13 @@
 //! - [`proxy`]: a fault proxy in front of moto (throttling, capacity,
 //!   permission and server errors, latency) that logs every call.
 //! - [`strict`]: EC2 rules moto does not enforce, enforced by the proxy.
-//! - [`ec2`] and [`xml`]: the world's own small EC2 query-API client.
+//! - [`ec2`] and [`xml`]: the world's own small EC2 query-API client;
+//!   [`autoscaling`]: the same for Auto Scaling groups.
 //! - [`machines`]: simulated machines behind moto's instances, joining the
 //!   emulated cluster from their user data.
 //! - [`world`]: an emulated cluster whose workers live in moto.
 
+pub mod autoscaling;
 pub mod ec2;
 pub mod machines;
 pub mod proxy;
@@ -19,6 +21,7 @@ pub mod strict;
 pub mod world;
 pub mod xml;
 
+pub use autoscaling::{AsgGroup, AutoScalingApi};
 pub use ec2::{Ec2, Ec2Error, Ec2Instance};
 pub use machines::{MotoMachine, MotoMachines};
 pub use proxy::{AfterSuccess, Canned, Ec2Fault, Fault, FaultProxy};

@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use super::autoscaling::AutoScalingApi;
 use super::ec2::{Ec2, Ec2Error, Ec2Instance};
 use super::machines::{MotoMachines, worker_tags};
 use super::proxy::FaultProxy;
 use crate::cloud::CloudConfig;
 use crate::cloud::machine::MAX_PODS;
 use crate::cloud::state::VERSION_TAG;
+use crate::cloud::userdata::HEREDOC_END;
 use crate::controllers::NodeSpec;
 use crate::resources::NODES;
 use crate::world::{POOL_LABEL, PoolSpec, World, WorldConfig, WorldError};
@@ -38,6 +40,10 @@ pub struct MotoWorldConfig {
     pub extra_versions: Vec<String>,
     /// How often the machines look at moto.
     pub poll: Duration,
+    /// Pools whose workers are members of an Auto Scaling group (named
+    /// [`MotoWorld::group_name`]) launching from a template of its own
+    /// whose user data cannot join the cluster.
+    pub auto_scaling_pools: Vec<String>,
 }
 
 impl MotoWorldConfig {
@@ -47,6 +53,7 @@ impl MotoWorldConfig {
             region: DEFAULT_REGION.to_string(),
             extra_versions: Vec::new(),
             poll: Duration::from_millis(200),
+            auto_scaling_pools: Vec::new(),
         }
     }
 }
@@ -84,6 +91,8 @@ pub struct Seeded {
     pub subnets: BTreeMap<String, String>,
     /// The initial workers' instances, by node name.
     pub workers: BTreeMap<String, Ec2Instance>,
+    /// Auto Scaling group by pool, for the pools that have one.
+    pub groups: BTreeMap<String, String>,
 }
 
 /// A running moto world.
@@ -91,6 +100,8 @@ pub struct MotoWorld {
     pub world: World,
     /// Straight to moto.
     pub ec2: Ec2,
+    /// Straight to moto's Auto Scaling.
+    pub autoscaling: AutoScalingApi,
     pub machines: MotoMachines,
     /// The endpoint clients use: moto, behind a hop that stops a
     /// terminated instance's kubelet before the client hears of it.
@@ -150,8 +161,11 @@ impl MotoWorld {
         );
         let zones: Vec<(&String, &String)> = subnets.iter().collect();
         let image = images.get(&c.version).cloned().unwrap_or_default();
+        let autoscaling = AutoScalingApi::new(moto_url, &config.region);
         let mut workers = BTreeMap::new();
+        let mut groups = BTreeMap::new();
         for pool in &c.pools {
+            let mut members = Vec::new();
             for i in 0..pool.workers {
                 let name = format!("{}-{}", pool.name, i + 1);
                 let (zone, subnet) = zones[i % zones.len()];
@@ -166,6 +180,7 @@ impl MotoWorld {
                 let Some(instance) = launched.into_iter().next() else {
                     continue;
                 };
+                members.push(instance.id.clone());
                 machines.add_prejoined(
                     &instance,
                     NodeSpec {
@@ -183,15 +198,31 @@ impl MotoWorld {
                 );
                 workers.insert(name, instance);
             }
+            if config.auto_scaling_pools.contains(&pool.name) {
+                let group = group_name(&c.cluster_name, &pool.name);
+                seed_group(
+                    &ec2,
+                    &autoscaling,
+                    &group,
+                    &image,
+                    &subnets.values().cloned().collect::<Vec<_>>(),
+                    &members,
+                    &world,
+                )
+                .await?;
+                groups.insert(pool.name.clone(), group);
+            }
         }
         machines.watch(config.poll);
         let terminated = machines.terminator();
         let front = FaultProxy::start_with_hook(
             moto_url,
-            Some(Arc::new(move |action: &str, body: &[u8]| {
-                if action == "TerminateInstances" {
-                    terminated(&instance_ids(body));
+            Some(Arc::new(move |action: &str, body: &[u8]| match action {
+                "TerminateInstances" => terminated(&instance_ids(body)),
+                "TerminateInstanceInAutoScalingGroup" => {
+                    terminated(&form_values(body, "InstanceId"))
                 }
+                _ => {}
             })),
         )
         .await
@@ -199,6 +230,7 @@ impl MotoWorld {
         Ok(MotoWorld {
             world,
             ec2,
+            autoscaling,
             machines,
             front,
             seeded: Seeded {
@@ -206,6 +238,7 @@ impl MotoWorld {
                 images,
                 subnets,
                 workers,
+                groups,
             },
             config,
         })
@@ -254,8 +287,13 @@ impl MotoWorld {
             c.cluster_name
         );
         for pool in &c.pools {
+            // An Auto Scaling pool launches from its group's template.
+            let source = match self.seeded.groups.get(&pool.name) {
+                Some(group) => format!("autoScalingGroup: {group}"),
+                None => format!("launchTemplate: {{ name: {LAUNCH_TEMPLATE} }}"),
+            };
             yaml.push_str(&format!(
-                "  - name: {name}\n    selector: {{ {POOL_LABEL}: {name} }}\n    provider: aws\n    aws:\n      region: {region}\n      launchTemplate: {{ name: {LAUNCH_TEMPLATE} }}\n      image:\n        owners: [self]\n        filters: {{ \"tag:{VERSION_TAG}\": \"{{version}}\" }}\n    maxSurge: {max_surge}\n    maxUnavailable: 0\n    nodeLabels: {{ {POOL_LABEL}: {name} }}\n",
+                "  - name: {name}\n    selector: {{ {POOL_LABEL}: {name} }}\n    provider: aws\n    aws:\n      region: {region}\n      {source}\n      image:\n        owners: [self]\n        filters: {{ \"tag:{VERSION_TAG}\": \"{{version}}\" }}\n    maxSurge: {max_surge}\n    maxUnavailable: 0\n    nodeLabels: {{ {POOL_LABEL}: {name} }}\n",
                 name = pool.name,
                 region = self.config.region,
             ));
@@ -317,6 +355,71 @@ impl MotoWorld {
     }
 }
 
+/// The Auto Scaling group of a pool of the world.
+pub fn group_name(cluster: &str, pool: &str) -> String {
+    format!("{cluster}-{pool}")
+}
+
+/// The user data of a group's own launch template, as a team's template
+/// would carry it: a kubeadm join with the token baked in when the template
+/// was made, long expired (bootstrap tokens live 24 hours by default,
+/// `kubeadm token create --ttl`). An instance the group launches on its own
+/// boots and fails its join the way kubeadm does; the replacements
+/// kubesurge launches carry their own user data with a per-slot token.
+fn group_user_data(endpoint: &str, ca_hash: &str) -> String {
+    format!(
+        "#!/bin/bash\nset -euo pipefail\ncat >/etc/kubernetes/join.yaml <<'{HEREDOC_END}'\n\
+         apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  \
+         bootstrapToken:\n    token: abcdef.0123456789abcdef\n    apiServerEndpoint: {endpoint}\n    \
+         caCertHashes: [\"{ca_hash}\"]\n{HEREDOC_END}\nkubeadm join --config /etc/kubernetes/join.yaml\n"
+    )
+}
+
+/// A pool's group: its own template (the pool's image, user data that
+/// cannot join), the pool's workers attached as its members, `MinSize` one
+/// below and `MaxSize` at their number (no headroom: a run must raise it),
+/// and `ScheduledActions` suspended by its owner (a run must leave it so).
+async fn seed_group(
+    ec2: &Ec2,
+    autoscaling: &AutoScalingApi,
+    group: &str,
+    image: &str,
+    subnets: &[String],
+    members: &[String],
+    world: &World,
+) -> Result<(), MotoWorldError> {
+    let user_data = group_user_data(
+        world.api_endpoint().trim_start_matches("https://"),
+        &world.ca_cert_hash(),
+    );
+    let template = ec2
+        .create_launch_template_with(&format!("{group}-template"), "t3.medium", image, &user_data)
+        .await?;
+    let size = members.len() as u32;
+    autoscaling
+        .create_group(group, &template, 0, size, subnets)
+        .await?;
+    if !members.is_empty() {
+        autoscaling.attach(group, members).await?;
+    }
+    autoscaling
+        .update_sizes(group, size.saturating_sub(1), size)
+        .await?;
+    autoscaling.suspend(group, &["ScheduledActions"]).await?;
+    Ok(())
+}
+
+/// The values of `key` in a query-API request body.
+fn form_values(body: &[u8], key: &str) -> Vec<String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == key).then(|| v.to_string())
+        })
+        .collect()
+}
+
 /// `InstanceId.N` values of a query-API request body.
 fn instance_ids(body: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(body)
@@ -367,5 +470,12 @@ mod tests {
             b"Action=TerminateInstances&Version=2016-11-15&InstanceId.1=i-0a&InstanceId.2=i-0b";
         assert_eq!(instance_ids(body), ["i-0a", "i-0b"]);
         assert!(instance_ids(b"Action=TerminateInstances&DryRun=true").is_empty());
+    }
+
+    #[test]
+    fn the_instance_of_a_termination_in_a_group_is_read_from_the_request() {
+        let body = b"Action=TerminateInstanceInAutoScalingGroup&Version=2011-01-01&InstanceId=i-0a&ShouldDecrementDesiredCapacity=true";
+        assert_eq!(form_values(body, "InstanceId"), ["i-0a"]);
+        assert!(form_values(body, "InstanceIds").is_empty());
     }
 }
