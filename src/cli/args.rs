@@ -270,7 +270,7 @@ pub enum Command {
 pub struct PlanArgs {
     /// Target Kubernetes version, vMAJOR.MINOR.PATCH (v1.34.2; the v is
     /// optional) [default: stay at the current control-plane version]
-    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+    #[arg(long, value_name = "VERSION", value_parser = parse_target_version)]
     pub to: Option<KubeVersion>,
 
     /// Format of the plan on stdout
@@ -281,9 +281,9 @@ pub struct PlanArgs {
     pub settings: SettingsFlags,
 }
 
-pub(crate) fn parse_version(text: &str) -> Result<KubeVersion, String> {
-    text.parse::<KubeVersion>()
-        .map_err(|error| error.to_string())
+/// A version to upgrade to (`--to`): a release, never a pre-release.
+pub(crate) fn parse_target_version(text: &str) -> Result<KubeVersion, String> {
+    KubeVersion::parse_target(text).map_err(|error| error.to_string())
 }
 
 /// Flags of the commands that change the cluster (`upgrade`, `rotate`).

@@ -17,6 +17,7 @@ mod python_client;
 mod rotation;
 mod ssh;
 mod status;
+mod target;
 mod terraform;
 mod upgrade;
 mod world;
