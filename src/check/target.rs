@@ -206,56 +206,76 @@ pub async fn verify(
 ) -> Result<NotChecked, TargetError> {
     let needs = TargetNeeds::of(plan);
     let mut not_checked = NotChecked::default();
-    let queries = needs.queries();
     match exec {
-        Some(exec) if !queries.is_empty() => {
-            let answers = query_nodes(client, exec, &queries).await?;
-            if let Some(error) = first_unavailable_package(&needs, &answers) {
-                return Err(error);
-            }
-        }
-        Some(_) => {}
-        None if queries.is_empty() => {}
+        Some(exec) => verify_packages(&needs, client, exec).await?,
+        None if needs.packages.is_empty() => {}
         None => not_checked.0.push(
             "the control-plane packages of each hop (no way to reach the control-plane nodes: set controlPlane.exec)"
                 .into(),
         ),
     }
     for need in &needs.images {
-        let Some((cluster, provider)) = engine.and_then(|e| {
-            let pool = e.pools.iter().find(|p| p.name == need.pool)?;
-            Some((e.cluster.as_str(), &pool.provider))
-        }) else {
-            not_checked.0.push(format!(
+        match engine {
+            Some(engine) if engine.pools.iter().any(|p| p.name == need.pool) => {
+                verify_image(need, engine).await?
+            }
+            _ => not_checked.0.push(format!(
                 "the worker image of pool {} at {}",
                 need.pool, need.version
-            ));
-            continue;
-        };
-        let pool = PoolRef {
-            cluster: cluster.to_string(),
-            pool: need.pool.clone(),
-        };
-        match provider
-            .resolve_image(&pool, &need.version.to_string())
-            .await
-        {
-            Ok(_) => {}
-            Err(ProviderError::NotFound { what }) => {
-                return Err(TargetError::Missing(MissingPiece::Image {
-                    need: need.clone(),
-                    detail: format!("not found: {what}"),
-                }));
-            }
-            Err(error) => {
-                return Err(TargetError::Unverified(format!(
-                    "the worker image of pool {} at {}: {error}",
-                    need.pool, need.version
-                )));
-            }
+            )),
         }
     }
     Ok(not_checked)
+}
+
+/// Every package of `needs`, asked of each node through `exec`.
+pub async fn verify_packages(
+    needs: &TargetNeeds,
+    client: &Client,
+    exec: &dyn NodeExec,
+) -> Result<(), TargetError> {
+    let queries = needs.queries();
+    if queries.is_empty() {
+        return Ok(());
+    }
+    let answers = query_nodes(client, exec, &queries).await?;
+    match first_unavailable_package(needs, &answers) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// The image of `need` in its pool, asked of the pool's provider.
+pub async fn verify_image(need: &ImageNeed, engine: &EngineConfig) -> Result<(), TargetError> {
+    let Some(provider) = engine
+        .pools
+        .iter()
+        .find(|p| p.name == need.pool)
+        .map(|p| &p.provider)
+    else {
+        return Err(TargetError::Unverified(format!(
+            "pool {} is not in the configuration",
+            need.pool
+        )));
+    };
+    let pool = PoolRef {
+        cluster: engine.cluster.clone(),
+        pool: need.pool.clone(),
+    };
+    match provider
+        .resolve_image(&pool, &need.version.to_string())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(ProviderError::NotFound { what }) => Err(TargetError::Missing(MissingPiece::Image {
+            need: need.clone(),
+            detail: format!("not found: {what}"),
+        })),
+        Err(error) => Err(TargetError::Unverified(format!(
+            "the worker image of pool {} at {}: {error}",
+            need.pool, need.version
+        ))),
+    }
 }
 
 /// Run the read-only query on each node of `queries`.

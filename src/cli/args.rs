@@ -149,6 +149,26 @@ pub enum Command {
     ))]
     Plan(PlanArgs),
 
+    /// Prove, changing nothing, that a run would work: the skew plan, the
+    /// target's packages on every control-plane node and images in every
+    /// pool, every node mapped to an instance the run may terminate, the
+    /// PodDisruptionBudgets that would block a drain now. A line per check,
+    /// with its fix.
+    #[command(after_help = concat!(
+        "Examples:
+  # Would an upgrade to v1.35.2 work?
+  kubesurge check --to v1.35.2 --config kubesurge.yaml
+  # The same report as JSON
+  kubesurge check --to v1.35.2 --config kubesurge.yaml -o json
+
+Exit codes of check: 0 every check passed; 1 a check failed or could not be
+made (its line says why and the fix); 2 invalid input.
+
+",
+        exit_codes_help!()
+    ))]
+    Check(PlanArgs),
+
     /// Upgrade the cluster to a version: the control plane in place, one
     /// minor at a time, then the workers by surge, as few times as the skew
     /// policy allows.

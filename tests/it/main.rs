@@ -2,6 +2,7 @@
 //! binary, the emulator over real HTTP, and real kubectl.
 
 mod aws;
+mod check;
 mod cli;
 mod controlplane_scripts;
 mod deferred;
