@@ -16,6 +16,8 @@ pub enum Check {
     Image,
     /// Every node a run would select maps to one instance it may terminate.
     Mapping,
+    /// The cloud allows a call the run makes (asked with dry runs).
+    Permission,
     /// A PodDisruptionBudget that would block a drain now.
     Disruption,
 }
@@ -27,6 +29,7 @@ impl Check {
             Check::Packages => "packages",
             Check::Image => "image",
             Check::Mapping => "mapping",
+            Check::Permission => "permission",
             Check::Disruption => "disruption",
         }
     }

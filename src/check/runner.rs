@@ -9,7 +9,10 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::{Api, ListParams};
-use kubesurge_provider::{NodeExec, PoolRef};
+use kubesurge_provider::{
+    Instance, LaunchRequest, NodeExec, PermissionOutcome, PermissionProbe, PoolRef, Sensitive,
+    SlotKey,
+};
 
 use super::pdb;
 use super::report::{Check, CheckLine, CheckReport};
@@ -18,8 +21,8 @@ use crate::inventory::is_control_plane;
 use crate::kube::drain::UnmanagedPods;
 use crate::kube::retry::with_retry;
 use crate::plan::{Plan, PlanRefusal};
-use crate::rotation::EngineConfig;
 use crate::rotation::mapping::{self, Unmappable};
+use crate::rotation::{EngineConfig, PoolConfig};
 use crate::version::KubeVersion;
 
 /// What the checks work from; the settings' wiring failures are kept to be
@@ -61,7 +64,7 @@ pub async fn run(inputs: &CheckInputs) -> CheckReport {
         report.lines.push(packages_line(inputs, &needs).await);
         report.lines.extend(image_lines(inputs, plan).await);
     }
-    report.lines.extend(mapping_lines(inputs).await);
+    report.lines.extend(mapping_lines(inputs, plan).await);
     if let Some(plan) = plan {
         report.lines.extend(disruption_lines(inputs, plan).await);
     }
@@ -205,7 +208,7 @@ async fn image_lines(inputs: &CheckInputs, plan: &Plan) -> Vec<CheckLine> {
 
 /// Per pool: every worker node it selects maps to exactly one instance the
 /// run may terminate (`rotation::mapping`, as the engine maps them).
-async fn mapping_lines(inputs: &CheckInputs) -> Vec<CheckLine> {
+async fn mapping_lines(inputs: &CheckInputs, plan: Option<&Plan>) -> Vec<CheckLine> {
     let engine = match &inputs.engine {
         Ok(engine) => engine,
         Err(why) => {
@@ -277,8 +280,84 @@ async fn mapping_lines(inputs: &CheckInputs) -> Vec<CheckLine> {
                 mapping_fix(&problem, &pool.name, &engine.cluster),
             ));
         }
+        if let (Some(plan), Some((node, instance))) = (plan, mapped.iter().next()) {
+            lines.extend(permission_lines(plan, pool, &pool_ref, node, instance).await);
+        }
     }
     lines
+}
+
+/// The pool's provider asked whether the run's calls are allowed
+/// (`CloudProvider::check_permissions`): the launch a slot replacing
+/// `node` would request, terminating and tagging its `instance`.
+async fn permission_lines(
+    plan: &Plan,
+    pool: &PoolConfig,
+    pool_ref: &PoolRef,
+    node: &str,
+    instance: &Instance,
+) -> Vec<CheckLine> {
+    let subject = format!("pool {}", pool.name);
+    let version = plan
+        .pools
+        .iter()
+        .find(|p| p.name == pool.name)
+        .and_then(|p| p.rotations.first())
+        .map_or(plan.final_version, |r| r.version);
+    let image = match pool
+        .provider
+        .resolve_image(pool_ref, &version.to_string())
+        .await
+    {
+        // The image line says why there is none.
+        Err(_) => return Vec::new(),
+        Ok(image) => image,
+    };
+    let probe = PermissionProbe {
+        launch: LaunchRequest {
+            pool: pool_ref.clone(),
+            slot: SlotKey {
+                run_id: "check".into(),
+                old_node: node.to_string(),
+                attempt: 1,
+            },
+            image: image.id,
+            zone: instance.zone.clone(),
+            subnet: instance.subnet.clone(),
+            // No token is minted to check: the launch is a dry run.
+            user_data: Sensitive::new("#!/bin/bash\n# kubesurge check: a dry run\n".into()),
+            node_name: format!("{node}-check"),
+            extra_tags: Default::default(),
+        },
+        terminate: Some(instance.id.clone()),
+    };
+    pool.provider
+        .check_permissions(&probe)
+        .await
+        .into_iter()
+        .map(|check| match check.outcome {
+            PermissionOutcome::Granted => CheckLine::pass(
+                Check::Permission,
+                subject.clone(),
+                format!("{} allowed (a dry run said it would succeed)", check.action),
+            ),
+            PermissionOutcome::Denied { message } => CheckLine::fail(
+                Check::Permission,
+                subject.clone(),
+                format!("{} denied: {message}", check.action),
+                format!(
+                    "allow {} to the credentials kubesurge runs with (terraform/modules/iam has the policy)",
+                    check.action
+                ),
+            ),
+            PermissionOutcome::Unknown { message } => CheckLine::cannot_verify(
+                Check::Permission,
+                subject.clone(),
+                format!("{}: {message}", check.action),
+                "check the provider's endpoint and credentials, then rerun",
+            ),
+        })
+        .collect()
 }
 
 fn mapping_fix(problem: &Unmappable, pool: &str, cluster: &str) -> String {

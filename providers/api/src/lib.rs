@@ -24,8 +24,8 @@ pub use exec::{ExecOutput, ExecRequest, ExecTarget, NodeExec, OutputSink};
 pub use kind::{PoolProviderFn, ProviderIdRule, ProviderKind};
 pub use sensitive::Sensitive;
 pub use types::{
-    DeleteStatus, Image, Instance, InstanceId, InstanceState, LaunchRequest, NodeRef, PoolRef,
-    SlotKey,
+    DeleteStatus, Image, Instance, InstanceId, InstanceState, LaunchRequest, NodeRef,
+    PermissionCheck, PermissionOutcome, PermissionProbe, PoolRef, SlotKey,
 };
 
 use async_trait::async_trait;
@@ -76,4 +76,13 @@ pub trait CloudProvider: Send + Sync {
     /// The image a new node of `pool` at Kubernetes `version` (`v1.34.2`)
     /// boots from. Fails with `NotFound` when the pool has no such image.
     async fn resolve_image(&self, pool: &PoolRef, version: &str) -> Result<Image, ProviderError>;
+
+    /// Ask the cloud, changing nothing, whether this run's credentials may
+    /// make the calls a run makes: launch `probe.launch`, terminate
+    /// `probe.terminate`, tag. One answer per permission. The default: a
+    /// provider with nothing to check answers none.
+    async fn check_permissions(&self, probe: &PermissionProbe) -> Vec<PermissionCheck> {
+        let _ = probe;
+        Vec::new()
+    }
 }

@@ -16,6 +16,7 @@ pub enum Call {
     DescribeSubnets,
     RunInstances,
     TerminateInstances,
+    CreateTags,
 }
 
 impl Call {
@@ -27,6 +28,7 @@ impl Call {
             Call::DescribeSubnets => "ec2:DescribeSubnets",
             Call::RunInstances => "ec2:RunInstances",
             Call::TerminateInstances => "ec2:TerminateInstances",
+            Call::CreateTags => "ec2:CreateTags",
         }
     }
 }

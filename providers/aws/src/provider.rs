@@ -9,7 +9,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
 use aws_sdk_ec2::types::{
     self as ec2, Filter, HttpTokensState, InstanceMetadataEndpointState,
     InstanceMetadataOptionsRequest, LaunchTemplateSpecification, Placement, ResourceType,
@@ -19,7 +20,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kubesurge_provider::{
     CloudProvider, DeleteStatus, Image, Instance, InstanceId, InstanceState, LaunchRequest,
-    NodeRef, PoolRef, ProviderError, tags,
+    NodeRef, PermissionCheck, PermissionOutcome, PermissionProbe, PoolRef, ProviderError, tags,
 };
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
@@ -31,6 +32,31 @@ use crate::errors::{Call, from_sdk};
 use crate::provider_id;
 
 const INSTANCE_NOT_FOUND: &str = "InvalidInstanceID.NotFound";
+/// The answer of a `DryRun=true` call that would have succeeded.
+const DRY_RUN_OPERATION: &str = "DryRunOperation";
+
+/// A dry run's answer as a permission: only `DryRunOperation` grants it.
+fn dry_run_answer<T, E>(call: Call, answer: Result<T, SdkError<E>>) -> PermissionCheck
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let outcome = match answer {
+        Err(e) if e.code() == Some(DRY_RUN_OPERATION) => PermissionOutcome::Granted,
+        Err(e) => match from_sdk(call, &e, None) {
+            ProviderError::Unauthorized { message, .. } => PermissionOutcome::Denied { message },
+            other => PermissionOutcome::Unknown {
+                message: other.to_string(),
+            },
+        },
+        Ok(_) => PermissionOutcome::Unknown {
+            message: "answered as if made, not as a dry run".into(),
+        },
+    };
+    PermissionCheck {
+        action: call.iam_action().into(),
+        outcome,
+    }
+}
 
 /// The `aws` provider for one pool.
 pub struct AwsProvider {
@@ -218,11 +244,14 @@ impl AwsProvider {
         Ok(found.into_iter().next())
     }
 
-    async fn run_instance(
+    /// The RunInstances call of `request` in `subnet`, ready to send (or
+    /// to send as a dry run).
+    fn run_instances_call(
         &self,
+        client: &Client,
         request: &LaunchRequest,
         subnet: Option<String>,
-    ) -> Result<Instance, ProviderError> {
+    ) -> RunInstancesFluentBuilder {
         let wanted = request.tags();
         let tag_list: Vec<ec2::Tag> = wanted
             .iter()
@@ -242,9 +271,7 @@ impl AwsProvider {
         }
         .version(&self.pool.template_version)
         .build();
-        let mut call = self
-            .ec2()
-            .await
+        let call = client
             .run_instances()
             .launch_template(template)
             .image_id(&request.image)
@@ -269,15 +296,24 @@ impl AwsProvider {
             .tag_specifications(tagged(ResourceType::Instance))
             .tag_specifications(tagged(ResourceType::Volume))
             .client_token(convert::client_token(request));
-        call = match subnet {
+        match subnet {
             Some(subnet) => call.subnet_id(subnet),
             None => call.placement(
                 Placement::builder()
                     .availability_zone(&request.zone)
                     .build(),
             ),
-        };
-        let out = call
+        }
+    }
+
+    async fn run_instance(
+        &self,
+        request: &LaunchRequest,
+        subnet: Option<String>,
+    ) -> Result<Instance, ProviderError> {
+        let wanted = request.tags();
+        let out = self
+            .run_instances_call(self.ec2().await, request, subnet)
             .send()
             .await
             .map_err(|e| from_sdk(Call::RunInstances, &e, Some(&request.zone)))?;
@@ -480,5 +516,60 @@ impl CloudProvider for AwsProvider {
             }
         };
         convert::newest_image(&images).ok_or_else(not_found)
+    }
+
+    /// EC2 `DryRun=true` calls: each answers `DryRunOperation` (412) when
+    /// the call would have succeeded and `UnauthorizedOperation` (403) when
+    /// the credentials may not make it, changing nothing
+    /// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/CommonErrors.html).
+    async fn check_permissions(&self, probe: &PermissionProbe) -> Vec<PermissionCheck> {
+        let client = self.ec2().await;
+        let mut checks = Vec::new();
+        let subnet = match self.allowed_subnets().await {
+            Ok(allowed) => {
+                convert::choose_subnet(probe.launch.subnet.as_deref(), &probe.launch.zone, allowed)
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        checks.push(match subnet {
+            Ok(subnet) => dry_run_answer(
+                Call::RunInstances,
+                self.run_instances_call(client, &probe.launch, subnet)
+                    .dry_run(true)
+                    .send()
+                    .await,
+            ),
+            Err(message) => PermissionCheck {
+                action: Call::RunInstances.iam_action().into(),
+                outcome: PermissionOutcome::Unknown { message },
+            },
+        });
+        if let Some(id) = &probe.terminate {
+            checks.push(dry_run_answer(
+                Call::TerminateInstances,
+                client
+                    .terminate_instances()
+                    .instance_ids(id.0.clone())
+                    .dry_run(true)
+                    .send()
+                    .await,
+            ));
+            checks.push(dry_run_answer(
+                Call::CreateTags,
+                client
+                    .create_tags()
+                    .resources(id.0.clone())
+                    .tags(
+                        ec2::Tag::builder()
+                            .key(tags::POOL)
+                            .value(&probe.launch.pool.pool)
+                            .build(),
+                    )
+                    .dry_run(true)
+                    .send()
+                    .await,
+            ));
+        }
+        checks
     }
 }
