@@ -4,6 +4,7 @@
 //!
 //! The library never prints; `cli` is the only writer to stdout.
 
+pub mod check;
 pub mod cli;
 pub mod controlplane;
 pub mod duration;

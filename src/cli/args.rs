@@ -149,6 +149,26 @@ pub enum Command {
     ))]
     Plan(PlanArgs),
 
+    /// Prove, changing nothing, that a run would work: the skew plan, the
+    /// target's packages on every control-plane node and images in every
+    /// pool, every node mapped to an instance the run may terminate, the
+    /// PodDisruptionBudgets that would block a drain now. A line per check,
+    /// with its fix.
+    #[command(after_help = concat!(
+        "Examples:
+  # Would an upgrade to v1.35.2 work?
+  kubesurge check --to v1.35.2 --config kubesurge.yaml
+  # The same report as JSON
+  kubesurge check --to v1.35.2 --config kubesurge.yaml -o json
+
+Exit codes of check: 0 every check passed; 1 a check failed or could not be
+made (its line says why and the fix); 2 invalid input.
+
+",
+        exit_codes_help!()
+    ))]
+    Check(PlanArgs),
+
     /// Upgrade the cluster to a version: the control plane in place, one
     /// minor at a time, then the workers by surge, as few times as the skew
     /// policy allows.
@@ -288,7 +308,7 @@ pub enum Command {
 pub struct PlanArgs {
     /// Target Kubernetes version, vMAJOR.MINOR.PATCH (v1.34.2; the v is
     /// optional) [default: stay at the current control-plane version]
-    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+    #[arg(long, value_name = "VERSION", value_parser = parse_target_version)]
     pub to: Option<KubeVersion>,
 
     /// Format of the plan on stdout
@@ -299,9 +319,9 @@ pub struct PlanArgs {
     pub settings: SettingsFlags,
 }
 
-pub(crate) fn parse_version(text: &str) -> Result<KubeVersion, String> {
-    text.parse::<KubeVersion>()
-        .map_err(|error| error.to_string())
+/// A version to upgrade to (`--to`): a release, never a pre-release.
+pub(crate) fn parse_target_version(text: &str) -> Result<KubeVersion, String> {
+    KubeVersion::parse_target(text).map_err(|error| error.to_string())
 }
 
 /// Flags of the commands that change the cluster (`upgrade`, `rotate`).

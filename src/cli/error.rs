@@ -4,6 +4,7 @@
 use thiserror::Error;
 
 use crate::ExitStatus;
+use crate::check::target::TargetError;
 use crate::inventory::InventoryError;
 use crate::kube::client::ClientError;
 use crate::kube::errors;
@@ -66,6 +67,10 @@ pub enum CommandError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Upgrade(#[from] UpgradeError),
+    /// A piece of the target (a hop's packages, a worker image) does not
+    /// exist, or could not be looked for; nothing was changed.
+    #[error(transparent)]
+    Target(#[from] TargetError),
     #[error(transparent)]
     Gc(#[from] GcError),
     /// Some leftovers could not be terminated (the others were).
@@ -147,6 +152,7 @@ impl CommandError {
             | CommandError::Wiring(_)
             | CommandError::Window(_)
             | CommandError::Refused(_)
+            | CommandError::Target(TargetError::Missing(_))
             | CommandError::NoTerminal
             | CommandError::NotConfirmed
             | CommandError::InitFileExists(_)
@@ -169,6 +175,7 @@ impl CommandError {
             | CommandError::Lock(_)
             | CommandError::Engine(_)
             | CommandError::Upgrade(_)
+            | CommandError::Target(TargetError::Unverified(_))
             | CommandError::Gc(_)
             | CommandError::GcIncomplete(_)
             | CommandError::Status(_)

@@ -4,6 +4,7 @@
 
 pub mod abort;
 pub mod args;
+mod check;
 pub mod completion;
 mod error;
 pub mod gc;
@@ -34,6 +35,7 @@ use crate::ExitStatus;
 pub async fn run(cli: Cli) -> ExitStatus {
     let result = match cli.command {
         Command::Plan(args) => plan::run(&cli.global, args).await,
+        Command::Check(args) => check::run(&cli.global, args).await,
         Command::Rotate(args) => rotate::run(&cli.global, args).await,
         Command::Upgrade(args) => upgrade::run(&cli.global, args).await,
         Command::Status(args) => status::run(&cli.global, args).await,

@@ -39,6 +39,8 @@ pub enum Kind {
     RotationReport,
     /// `status`.
     RunStatus,
+    /// `check`.
+    CheckReport,
 }
 
 impl Kind {
@@ -48,6 +50,7 @@ impl Kind {
             Kind::UpgradeReport => "UpgradeReport",
             Kind::RotationReport => "RotationReport",
             Kind::RunStatus => "RunStatus",
+            Kind::CheckReport => "CheckReport",
         }
     }
 
@@ -57,6 +60,7 @@ impl Kind {
             Kind::UpgradePlan => "the plan",
             Kind::UpgradeReport | Kind::RotationReport => "the report",
             Kind::RunStatus => "the status",
+            Kind::CheckReport => "the check report",
         }
     }
 }

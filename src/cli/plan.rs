@@ -6,12 +6,14 @@ use jiff::tz::TimeZone;
 
 use super::args::{GlobalArgs, OutputFormat, PlanArgs};
 use super::output::{Encoding, Kind};
+use super::run::announce_not_checked;
 use super::{CommandError, output};
 use crate::ExitStatus;
+use crate::check::target::{self, NotChecked};
 use crate::inventory;
 use crate::kube::client;
-use crate::plan::{self, PlanRequest};
-use crate::settings;
+use crate::plan::{self, Plan, PlanRequest};
+use crate::settings::{self, Settings};
 use crate::wiring;
 
 pub async fn run(global: &GlobalArgs, args: PlanArgs) -> Result<ExitStatus, CommandError> {
@@ -47,6 +49,11 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> Result<ExitStatus, Comm
         today: Timestamp::now().to_zoned(TimeZone::UTC).date(),
     })?;
 
+    // The target must exist: the same check as `upgrade` runs first,
+    // with what the settings can reach.
+    let not_checked = verify_target(&plan, &client, &settings).await?;
+    announce_not_checked(&not_checked);
+
     let text = match args.output {
         OutputFormat::Table => plan::render_table(&plan),
         OutputFormat::Json => output::document(Kind::UpgradePlan, &plan, Encoding::Json)?,
@@ -54,4 +61,25 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> Result<ExitStatus, Comm
     };
     output::print(&text)?;
     Ok(ExitStatus::Success)
+}
+
+/// `check::target` for `plan`: through the control-plane exec and pool
+/// providers the settings wire; what they cannot reach is not checked, and
+/// said so (`plan` runs without `controlPlane.exec` or a cluster name).
+async fn verify_target(
+    plan: &Plan,
+    client: &kube::Client,
+    settings: &Settings,
+) -> Result<NotChecked, CommandError> {
+    let exec = if plan.hops.is_empty() {
+        None
+    } else {
+        wiring::node_exec(settings).ok()
+    };
+    let engine = if plan.pools.iter().any(|p| !p.rotations.is_empty()) {
+        wiring::engine_config(settings, "plan").ok()
+    } else {
+        None
+    };
+    Ok(target::verify(plan, client, exec.as_deref(), engine.as_ref()).await?)
 }

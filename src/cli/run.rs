@@ -11,6 +11,7 @@ use super::args::{GlobalArgs, ReportFormat};
 use super::output::{Encoding, Kind};
 use super::{CommandError, output, table};
 use crate::ExitStatus;
+use crate::check::target::NotChecked;
 use crate::inventory::{self, Inventory};
 use crate::kube::client::{self, Retry};
 use crate::kube::fence::Fence;
@@ -74,6 +75,13 @@ pub fn reopening(settings: &Settings, opens_at: Timestamp) -> String {
     match settings.window.as_ref() {
         Some(window) => Position::Outside { opens_at }.sentence(window, Timestamp::now()),
         None => format!("it opens at {opens_at}"),
+    }
+}
+
+/// Say on stderr which pieces of the target could not be looked for.
+pub fn announce_not_checked(not_checked: &NotChecked) {
+    for what in &not_checked.0 {
+        output::eprint_line(&format!("not checked: {what}"));
     }
 }
 

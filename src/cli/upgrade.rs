@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use super::args::{GlobalArgs, MutationFlags, ReportFormat, parse_version};
+use super::args::{GlobalArgs, MutationFlags, ReportFormat, parse_target_version};
 use super::output::{Encoding, Kind};
 use super::run::{
     self, announce_unfinished, confirm, connect, numbered_would, read_cluster, release,
@@ -28,7 +28,7 @@ use crate::wiring;
 #[derive(Debug, Clone, Args)]
 pub struct UpgradeArgs {
     /// Target Kubernetes version (v1.34.2)
-    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+    #[arg(long, value_name = "VERSION", value_parser = parse_target_version)]
     pub to: KubeVersion,
 
     #[command(flatten)]
@@ -61,13 +61,17 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
         )?;
         return Ok(ExitStatus::Success);
     }
-    if flags.dry_run || !flags.yes {
-        output::eprint_line(&plan::render_table(&plan));
-    }
     // Everything a run needs is checked before anything changes, and
     // before a dry run, which shows what the run would do.
     let remaining = Remaining::of_steps(&plan, &plan.sequence);
     let upgrade = Upgrade::prepare(plan, args.to, &settings)?;
+    // The target must exist (every hop's packages, every rotation's image)
+    // before the first, irreversible, hop.
+    let not_checked = upgrade.verify_target(&connection.client).await?;
+    run::announce_not_checked(&not_checked);
+    if flags.dry_run || !flags.yes {
+        output::eprint_line(&plan::render_table(upgrade.plan()));
+    }
     if flags.dry_run {
         let clients = Clients {
             client: connection.client.clone(),

@@ -1,2 +1,3 @@
+pub mod packages;
 pub mod phase;
 pub mod script;

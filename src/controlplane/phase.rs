@@ -420,19 +420,7 @@ impl ControlPlaneDriver {
             description: step.description(),
             timeout: SCRIPT_TIMEOUT,
         };
-        let target = ExecTarget {
-            node: name.to_string(),
-            instance: node
-                .as_ref()
-                .and_then(|n| nodes::provider_id(n))
-                .and_then(|p| p.rsplit('/').next())
-                .filter(|id| !id.is_empty())
-                .map(|id| id.into()),
-            address: node
-                .as_ref()
-                .and_then(|n| nodes::internal_ip(n))
-                .map(str::to_string),
-        };
+        let target = exec_target(name, node.as_deref());
         // No new command on a node once the run lost its lock; a command
         // that makes the API server go away runs with the lease held
         // through the outage (kubeadm waits up to 5 minutes per
@@ -528,6 +516,21 @@ impl ControlPlaneDriver {
         let api: Api<Node> = Api::all(self.client.clone());
         let node = with_retry("get node", || api.get_opt(name)).await?;
         Ok(node.as_ref().and_then(nodes::kubelet_version))
+    }
+}
+
+/// Where a script for node `name` runs: its instance (from the Node's
+/// providerID) for transports that address instances, its internal IP for
+/// those that connect to hosts.
+pub fn exec_target(name: &str, node: Option<&Node>) -> ExecTarget {
+    ExecTarget {
+        node: name.to_string(),
+        instance: node
+            .and_then(nodes::provider_id)
+            .and_then(|p| p.rsplit('/').next())
+            .filter(|id| !id.is_empty())
+            .map(|id| id.into()),
+        address: node.and_then(nodes::internal_ip).map(str::to_string),
     }
 }
 

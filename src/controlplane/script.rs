@@ -96,16 +96,22 @@ pub fn render(step: Step, node: &NodeFacts) -> String {
             MAIN_KUBELET,
         ),
     };
-    [HEADER, COMMON, &functions, main]
+    [HEADER, COMMON, DETECT, INSTALL_FUNCTIONS, &functions, main]
         .concat()
+        .replace("@REPO_BASE@", REPO_BASE)
         .replace("@TITLE@", title)
         .replace("@NODE_NAME@", &shell_quote(&node.name))
         .replace("@TARGET_VERSION@", &version.bare())
         .replace("@TARGET_MINOR@", &version.minor_string())
 }
 
+/// The start of every pkgs.k8s.io repository's URL; the minor (`1.35`)
+/// ends it. One repository per minor since 2023
+/// (https://kubernetes.io/blog/2023/08/15/pkgs-k8s-io-introduction/).
+pub(super) const REPO_BASE: &str = "https://pkgs.k8s.io/core:/stable:/v";
+
 /// `'text'`, safe in bash whatever the text holds.
-fn shell_quote(text: &str) -> String {
+pub(super) fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
@@ -131,12 +137,15 @@ readonly APT_KEYRINGS_DIR="${ROOT}/etc/apt/keyrings"
 readonly YUM_REPOS_DIR="${ROOT}/etc/yum.repos.d"
 # pkgs.k8s.io has one repository per minor. The legacy apt.kubernetes.io and
 # yum.kubernetes.io repositories were removed on 2024-03-04.
-readonly REPO_URL="https://pkgs.k8s.io/core:/stable:/v${TARGET_MINOR}"
+readonly REPO_URL="@REPO_BASE@${TARGET_MINOR}"
 readonly KUBERNETES_REPOS='pkgs\.k8s\.io|pkgs\.kubernetes\.io|packages\.kubernetes\.io|apt\.kubernetes\.io|yum\.kubernetes\.io|packages\.cloud\.google\.com/(apt|yum)'
 readonly LEGACY_REPOS='apt\.kubernetes\.io|yum\.kubernetes\.io|packages\.cloud\.google\.com/(apt|yum)'
 
 export DEBIAN_FRONTEND=noninteractive
+"#;
 
+/// Logging and the package manager's detection: in every script.
+pub(super) const DETECT: &str = r#"
 PACKAGE_MANAGER=''
 
 log() {
@@ -159,7 +168,10 @@ detect_package_manager() {
   done
   fail 'found none of apt-get, dnf or yum on this node'
 }
+"#;
 
+/// Pointing the repository at the target minor and installing from it.
+const INSTALL_FUNCTIONS: &str = r#"
 # Comments out the lines of one apt source list that use a Kubernetes
 # repository: a second one would offer other versions, and the legacy ones
 # make apt-get update fail.

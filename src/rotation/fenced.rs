@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kubesurge_provider::{
-    CloudProvider, DeleteStatus, Image, Instance, InstanceId, LaunchRequest, NodeRef, PoolRef,
-    ProviderError,
+    CloudProvider, DeleteStatus, Image, Instance, InstanceId, LaunchRequest, NodeRef,
+    PermissionCheck, PermissionProbe, PoolRef, ProviderError,
 };
 
 use super::EngineConfig;
@@ -84,6 +84,11 @@ impl CloudProvider for FencedProvider {
         // The pool may be the winner's by now: its record is its own.
         self.check()?;
         self.inner.restore_pool(pool).await
+    }
+
+    async fn check_permissions(&self, probe: &PermissionProbe) -> Vec<PermissionCheck> {
+        // Dry runs: they change nothing.
+        self.inner.check_permissions(probe).await
     }
 }
 

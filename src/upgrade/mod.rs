@@ -21,6 +21,7 @@ use tokio::sync::watch;
 pub use dry_run::DryRun;
 pub use report::{Remaining, UpgradeOutcome, UpgradeReport};
 
+use crate::check::target::{self, NotChecked, TargetError};
 use crate::controlplane::phase::ControlPlaneDriver;
 use crate::kube::drain::{DEFAULT_EVICTION_CONCURRENCY, DrainPolicy};
 use crate::kube::lock::LeaseHold;
@@ -105,6 +106,19 @@ impl Upgrade {
     /// The plan this upgrade runs.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// Prove that the target exists before anything changes: every hop's
+    /// packages for each control-plane node's package manager, every
+    /// rotation's worker image (`check::target`). Read-only.
+    pub async fn verify_target(&self, client: &Client) -> Result<NotChecked, TargetError> {
+        target::verify(
+            &self.plan,
+            client,
+            self.exec.as_deref(),
+            self.engine.as_ref(),
+        )
+        .await
     }
 
     /// Run the plan's steps in order until one fails or a stop is

@@ -28,7 +28,53 @@ pub struct VersionParseError {
     pub input: String,
 }
 
+/// A string that cannot be a version to upgrade to.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum TargetVersionError {
+    #[error(transparent)]
+    NotAVersion(#[from] VersionParseError),
+    /// `v1.36.0-rc.1`: [`KubeVersion`] keeps only `v1.36.0`, which is
+    /// another version (the release, or one that does not exist yet).
+    #[error(
+        "{input:?} is a pre-release ({pre}); kubesurge upgrades to released versions only \
+         (vMAJOR.MINOR.PATCH, e.g. v1.34.2)"
+    )]
+    PreRelease { input: String, pre: String },
+    /// `v1.36.0+k3s1`: a distribution's build, not a Kubernetes release.
+    #[error(
+        "{input:?} carries build metadata ({build}); kubesurge upgrades to Kubernetes releases \
+         (vMAJOR.MINOR.PATCH, e.g. v1.34.2)"
+    )]
+    Build { input: String, build: String },
+}
+
 impl KubeVersion {
+    /// A version to upgrade to, as a user types it: a release only. Unlike
+    /// [`FromStr`], which reads what running binaries report and drops
+    /// their suffixes, a pre-release or build suffix is refused: dropping it
+    /// would name another version.
+    pub fn parse_target(input: &str) -> Result<KubeVersion, TargetVersionError> {
+        let version: KubeVersion = input.parse()?;
+        let trimmed = input.trim();
+        let rest = trimmed.strip_prefix('v').unwrap_or(trimmed);
+        // `parse` validated it as semver already.
+        if let Ok(parsed) = semver::Version::parse(rest) {
+            if !parsed.pre.is_empty() {
+                return Err(TargetVersionError::PreRelease {
+                    input: input.to_string(),
+                    pre: parsed.pre.to_string(),
+                });
+            }
+            if !parsed.build.is_empty() {
+                return Err(TargetVersionError::Build {
+                    input: input.to_string(),
+                    build: parsed.build.to_string(),
+                });
+            }
+        }
+        Ok(version)
+    }
+
     pub const fn new(major: u64, minor: u64, patch: u64) -> Self {
         KubeVersion {
             major,
@@ -114,6 +160,32 @@ mod tests {
         assert_eq!("v1.34.2-eks-1".parse(), Ok(KubeVersion::new(1, 34, 2)));
         assert_eq!("v1.34.2+k3s1".parse(), Ok(KubeVersion::new(1, 34, 2)));
         assert_eq!("v1.35.0-rc.1".parse(), Ok(KubeVersion::new(1, 35, 0)));
+    }
+
+    #[test]
+    fn a_target_is_a_release_never_a_pre_release_or_a_build() {
+        assert_eq!(
+            KubeVersion::parse_target("v1.36.0"),
+            Ok(KubeVersion::new(1, 36, 0))
+        );
+        assert_eq!(
+            KubeVersion::parse_target("1.36.2"),
+            Ok(KubeVersion::new(1, 36, 2))
+        );
+        let rc = KubeVersion::parse_target("v1.36.0-rc.1").unwrap_err();
+        assert!(
+            matches!(&rc, TargetVersionError::PreRelease { pre, .. } if pre == "rc.1"),
+            "{rc:?}"
+        );
+        assert!(rc.to_string().contains("pre-release"), "{rc}");
+        assert!(matches!(
+            KubeVersion::parse_target("v1.36.0+k3s1"),
+            Err(TargetVersionError::Build { .. })
+        ));
+        assert!(matches!(
+            KubeVersion::parse_target("v1.36"),
+            Err(TargetVersionError::NotAVersion(_))
+        ));
     }
 
     #[test]

@@ -555,3 +555,90 @@ async fn sandbox_up_on_moto_is_rotated_with_the_files_it_writes() {
         panic!("{e}");
     }
 }
+
+/// `kubesurge check` on moto asks EC2 whether the run's calls are allowed
+/// with `DryRun=true` (RunInstances with the real launch request,
+/// TerminateInstances and CreateTags on an old instance), names a denied
+/// one with its fix, and makes no mutating call: the proxy's log holds only
+/// Describe* calls and dry runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_asks_with_dry_runs_and_names_a_denied_run_instances() {
+    let h = start(3, 3).await;
+    h.proxy.reset_calls();
+    let output = h.run(&["check", "-o", "json"], 1).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let permissions: Vec<&Value> = report["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter(|l| l["check"] == "permission")
+        .collect();
+    for action in [
+        "ec2:RunInstances",
+        "ec2:TerminateInstances",
+        "ec2:CreateTags",
+    ] {
+        assert!(
+            permissions.iter().any(|l| l["status"] == "pass"
+                && l["message"].as_str().unwrap_or("").starts_with(action)),
+            "{action} asked and allowed: {all}"
+        );
+    }
+    let calls = h.proxy.calls();
+    for call in &calls {
+        assert!(
+            call.action.starts_with("Describe") || call.dry_run,
+            "a mutating call: {call:?} in {calls:?}"
+        );
+    }
+    for action in ["RunInstances", "TerminateInstances", "CreateTags"] {
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.action == action && c.dry_run && c.status == 412),
+            "{action} asked as a dry run, answered 412 DryRunOperation: {calls:?}"
+        );
+    }
+
+    h.proxy.inject(
+        "RunInstances",
+        usize::MAX,
+        Fault::Fail(Ec2Fault::unauthorized()),
+    );
+    let output = h.run(&["check", "-o", "json"], 1).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let failed: Vec<&Value> = report["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter(|l| l["status"] != "pass")
+        .collect();
+    assert_eq!(failed.len(), 1, "only RunInstances fails: {all}");
+    assert_eq!(failed[0]["check"], "permission", "{all}");
+    assert!(
+        failed[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ec2:RunInstances denied"),
+        "{all}"
+    );
+    assert!(
+        failed[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("allow ec2:RunInstances"),
+        "{all}"
+    );
+    let instances = h.instances().await;
+    assert!(
+        instances
+            .iter()
+            .all(|i| i.state == "running" && i.tag(tags::SLOT).is_none()),
+        "nothing launched or terminated: {instances:#?}"
+    );
+    h.finish();
+}

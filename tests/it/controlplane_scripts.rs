@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use kubesurge::controlplane::packages;
 use kubesurge::controlplane::script::{NodeFacts, Step, render};
 use kubesurge::version::KubeVersion;
 use kubesurge_provider::{ExecError, ExecOutput, ExecRequest, ExecTarget, OutputSink};
@@ -652,6 +653,101 @@ async fn a_dnf_machine_follows_the_rpm_path() {
     // The rpm machine has no apt.
     let out = run_failing(&world, "cp-2", &commands(&["apt-get update"])).await;
     assert_eq!(out.exit_code, 127);
+}
+
+/// The read-only package query (`controlplane::packages`) on an apt and a
+/// dnf machine: it finds what the repositories offer — the same contents
+/// apt-get and dnf install from — says what they do not, and leaves every
+/// file of the node (sources, package lists, installed packages) as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_package_query_reads_the_repositories_and_changes_nothing() {
+    let world = world_with(
+        2,
+        0,
+        WorldOptions {
+            package_manager_mix: true,
+            ..WorldOptions::default()
+        },
+    )
+    .await;
+    let v36 = KubeVersion::new(1, 36, 4);
+    let v37_missing = KubeVersion::new(1, 37, 31);
+    let v99 = KubeVersion::new(1, 99, 0);
+    let wanted = BTreeMap::from([
+        (
+            v36,
+            vec![packages::KUBEADM, packages::KUBELET, packages::KUBECTL],
+        ),
+        (v37_missing, vec![packages::KUBEADM]),
+        (v99, vec![packages::KUBEADM]),
+    ]);
+    let query = packages::render_query(&wanted);
+    for (node, manager) in [("cp-1", "apt-get"), ("cp-2", "dnf")] {
+        let before = files(&world, node);
+        let out = run_ok(&world, node, &query).await;
+        assert!(
+            out.stdout
+                .contains(&format!("kubesurge: package manager: {manager}")),
+            "{}",
+            out.stdout
+        );
+        let answers = packages::read_answers(&out.stdout, &wanted);
+        for package in [packages::KUBEADM, packages::KUBELET, packages::KUBECTL] {
+            assert_eq!(
+                answers[&(v36, package)],
+                packages::Availability::Available,
+                "{node}: {package}\n{}",
+                out.stdout
+            );
+        }
+        assert!(
+            matches!(
+                &answers[&(v37_missing, packages::KUBEADM)],
+                packages::Availability::Missing { detail } if detail.contains("does not offer kubeadm 1.37.31")
+            ),
+            "{node}: {:?}",
+            answers
+        );
+        assert!(
+            matches!(
+                &answers[&(v99, packages::KUBEADM)],
+                packages::Availability::Missing { detail }
+                    if detail.contains("pkgs.k8s.io has no repository for Kubernetes 1.99")
+            ),
+            "{node}: {:?}",
+            answers
+        );
+        assert_eq!(
+            files(&world, node),
+            before,
+            "{node}: the query changed a file"
+        );
+    }
+    // dnf repoquery offers nothing for a version no repository has, and
+    // fails as dnf does on a repository that does not exist.
+    let out = run_ok(
+        &world,
+        "cp-2",
+        &commands(&[
+            "dnf repoquery --quiet --repofrompath=q,https://pkgs.k8s.io/core:/stable:/v1.37/rpm/ --repo=q 'kubeadm-1.37.31-*'",
+        ]),
+    )
+    .await;
+    assert_eq!(out.stdout, "", "{}", out.stderr);
+    let out = run_failing(
+        &world,
+        "cp-2",
+        &commands(&[
+            "dnf repoquery --quiet --repofrompath=q,https://pkgs.k8s.io/core:/stable:/v1.99/rpm/ --repo=q kubeadm",
+        ]),
+    )
+    .await;
+    assert!(
+        out.stderr
+            .contains("Error: Failed to download metadata for repo 'q'"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 
 mod asg;
 mod aws;
+mod check;
 mod cli;
 mod controlplane_scripts;
 mod deferred;
@@ -19,6 +20,7 @@ mod python_client;
 mod rotation;
 mod ssh;
 mod status;
+mod target;
 mod terraform;
 mod upgrade;
 mod world;

@@ -26,8 +26,8 @@ pub use exec::{ExecOutput, ExecRequest, ExecTarget, NodeExec, OutputSink};
 pub use kind::{PoolProviderFn, ProviderIdRule, ProviderKind};
 pub use sensitive::Sensitive;
 pub use types::{
-    DeleteStatus, Image, Instance, InstanceId, InstanceState, LaunchRequest, NodeRef, PoolRef,
-    SlotKey,
+    DeleteStatus, Image, Instance, InstanceId, InstanceState, LaunchRequest, NodeRef,
+    PermissionCheck, PermissionOutcome, PermissionProbe, PoolRef, SlotKey,
 };
 
 use async_trait::async_trait;
@@ -103,5 +103,14 @@ pub trait CloudProvider: Send + Sync {
     /// `abort` and `gc`. Idempotent; without a record it does nothing.
     async fn restore_pool(&self, _pool: &PoolRef) -> Result<(), ProviderError> {
         Ok(())
+    }
+
+    /// Ask the cloud, changing nothing, whether this run's credentials may
+    /// make the calls a run makes: launch `probe.launch`, terminate
+    /// `probe.terminate`, tag. One answer per permission. The default: a
+    /// provider with nothing to check answers none.
+    async fn check_permissions(&self, probe: &PermissionProbe) -> Vec<PermissionCheck> {
+        let _ = probe;
+        Vec::new()
     }
 }

@@ -199,3 +199,30 @@ mod tests {
         assert_eq!(t.len(), 7);
     }
 }
+
+/// What a provider checks permissions with (`CloudProvider::check_permissions`):
+/// the launch a run would request (its user data a placeholder: no token
+/// is minted to check), and an instance the run would terminate.
+#[derive(Clone, Debug)]
+pub struct PermissionProbe {
+    pub launch: LaunchRequest,
+    pub terminate: Option<InstanceId>,
+}
+
+/// One permission a run needs, as the cloud answered it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PermissionCheck {
+    /// The provider's name for it (`ec2:RunInstances`).
+    pub action: String,
+    pub outcome: PermissionOutcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PermissionOutcome {
+    /// The call would have succeeded.
+    Granted,
+    /// The credentials may not make it; the cloud's words.
+    Denied { message: String },
+    /// The answer said neither (an error, an unreachable endpoint).
+    Unknown { message: String },
+}

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
 use aws_sdk_ec2::types::{
     self as ec2, Filter, HttpTokensState, InstanceMetadataEndpointState,
     InstanceMetadataOptionsRequest, LaunchTemplateInstanceNetworkInterfaceSpecification,
@@ -20,7 +21,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kubesurge_provider::{
     CloudProvider, DeleteStatus, Image, Instance, InstanceId, InstanceState, LaunchRequest,
-    NodeRef, PoolRef, ProviderError, tags,
+    NodeRef, PermissionCheck, PermissionOutcome, PermissionProbe, PoolRef, ProviderError, tags,
 };
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
@@ -39,6 +40,31 @@ const INSTANCE_NOT_FOUND: &str = "InvalidInstanceID.NotFound";
 /// your Auto Scaling group, Amazon EC2 Auto Scaling User Guide).
 const RUNNING_WAIT: Duration = Duration::from_secs(600);
 const RUNNING_POLL: Duration = Duration::from_secs(2);
+/// The answer of a `DryRun=true` call that would have succeeded.
+const DRY_RUN_OPERATION: &str = "DryRunOperation";
+
+/// A dry run's answer as a permission: only `DryRunOperation` grants it.
+fn dry_run_answer<T, E>(call: Call, answer: Result<T, SdkError<E>>) -> PermissionCheck
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let outcome = match answer {
+        Err(e) if e.code() == Some(DRY_RUN_OPERATION) => PermissionOutcome::Granted,
+        Err(e) => match from_sdk(call, &e, None) {
+            ProviderError::Unauthorized { message, .. } => PermissionOutcome::Denied { message },
+            other => PermissionOutcome::Unknown {
+                message: other.to_string(),
+            },
+        },
+        Ok(_) => PermissionOutcome::Unknown {
+            message: "answered as if made, not as a dry run".into(),
+        },
+    };
+    PermissionCheck {
+        action: call.iam_action().into(),
+        outcome,
+    }
+}
 
 /// The `aws` provider for one pool.
 pub struct AwsProvider {
@@ -513,11 +539,14 @@ impl AwsProvider {
         Ok(found.into_iter().next())
     }
 
-    async fn run_instance(
+    /// The RunInstances call of `request` in `subnet`, ready to send (or
+    /// to send as a dry run).
+    async fn run_instances_call(
         &self,
+        client: &Client,
         request: &LaunchRequest,
         subnet: Option<String>,
-    ) -> Result<Instance, ProviderError> {
+    ) -> Result<RunInstancesFluentBuilder, ProviderError> {
         let wanted = request.tags();
         let tag_list: Vec<ec2::Tag> = wanted
             .iter()
@@ -530,9 +559,7 @@ impl AwsProvider {
                 .build()
         };
         let template = self.template_spec().await?;
-        let mut call = self
-            .ec2()
-            .await
+        let mut call = client
             .run_instances()
             .launch_template(template)
             .image_id(&request.image)
@@ -576,7 +603,18 @@ impl AwsProvider {
                     .build(),
             ),
         };
-        let out = call
+        Ok(call)
+    }
+
+    async fn run_instance(
+        &self,
+        request: &LaunchRequest,
+        subnet: Option<String>,
+    ) -> Result<Instance, ProviderError> {
+        let wanted = request.tags();
+        let out = self
+            .run_instances_call(self.ec2().await, request, subnet)
+            .await?
             .send()
             .await
             .map_err(|e| from_sdk(Call::RunInstances, &e, Some(&request.zone)))?;
@@ -818,5 +856,61 @@ impl CloudProvider for AwsProvider {
             }
         };
         convert::newest_image(&images).ok_or_else(not_found)
+    }
+
+    /// EC2 `DryRun=true` calls: each answers `DryRunOperation` (412) when
+    /// the call would have succeeded and `UnauthorizedOperation` (403) when
+    /// the credentials may not make it, changing nothing
+    /// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/CommonErrors.html).
+    async fn check_permissions(&self, probe: &PermissionProbe) -> Vec<PermissionCheck> {
+        let client = self.ec2().await;
+        let mut checks = Vec::new();
+        let subnet = match self.allowed_subnets().await {
+            Ok(allowed) => {
+                convert::choose_subnet(probe.launch.subnet.as_deref(), &probe.launch.zone, allowed)
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let call = match subnet {
+            Ok(subnet) => self
+                .run_instances_call(client, &probe.launch, subnet)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(message) => Err(message),
+        };
+        checks.push(match call {
+            Ok(call) => dry_run_answer(Call::RunInstances, call.dry_run(true).send().await),
+            Err(message) => PermissionCheck {
+                action: Call::RunInstances.iam_action().into(),
+                outcome: PermissionOutcome::Unknown { message },
+            },
+        });
+        if let Some(id) = &probe.terminate {
+            checks.push(dry_run_answer(
+                Call::TerminateInstances,
+                client
+                    .terminate_instances()
+                    .instance_ids(id.0.clone())
+                    .dry_run(true)
+                    .send()
+                    .await,
+            ));
+            checks.push(dry_run_answer(
+                Call::CreateTags,
+                client
+                    .create_tags()
+                    .resources(id.0.clone())
+                    .tags(
+                        ec2::Tag::builder()
+                            .key(tags::POOL)
+                            .value(&probe.launch.pool.pool)
+                            .build(),
+                    )
+                    .dry_run(true)
+                    .send()
+                    .await,
+            ));
+        }
+        checks
     }
 }

@@ -313,6 +313,11 @@ impl SimCloud {
         self.shared.lock().cloud.add_image(version, created)
     }
 
+    /// Deregister every image of `version` (`v1.36.2`); returns how many.
+    pub fn remove_images(&self, version: &str) -> usize {
+        self.shared.lock().cloud.remove_images(version)
+    }
+
     /// Every instance, terminated ones included, in launch order.
     pub fn instances(&self) -> Vec<Instance> {
         let inner = self.shared.lock();

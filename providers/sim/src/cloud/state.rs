@@ -291,6 +291,17 @@ impl CloudState {
         &self.images
     }
 
+    /// Deregister every image of `version` (EC2 `DeregisterImage`: a
+    /// deregistered AMI no longer appears in DescribeImages,
+    /// https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/deregister-ami.html).
+    /// Returns how many there were.
+    pub fn remove_images(&mut self, version: &str) -> usize {
+        let before = self.images.len();
+        self.images
+            .retain(|i| i.kubernetes_version() != Some(version));
+        before - self.images.len()
+    }
+
     /// Add an image for `version` made at `created` (a refreshed image of
     /// the same version is another image with a later date). Returns its id.
     pub fn add_image(&mut self, version: &str, created: Timestamp) -> String {

@@ -171,6 +171,9 @@ pub struct Call {
     pub status: u16,
     /// True when the proxy answered it with an injected error.
     pub injected: bool,
+    /// A `DryRun=true` call: it asks whether the call would succeed and
+    /// changes nothing.
+    pub dry_run: bool,
 }
 
 struct Rule {
@@ -364,11 +367,12 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationT
     }
 }
 
-fn log(shared: &Shared, action: String, status: u16, injected: bool) {
+fn log(shared: &Shared, action: String, status: u16, injected: bool, dry_run: bool) {
     shared.lock().calls.push(Call {
         action,
         status,
         injected,
+        dry_run,
     });
     shared.seen.send_modify(|n| *n += 1);
 }
@@ -384,6 +388,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok());
     let action = action_of(target, &body);
+    let dry_run = is_dry_run(&body);
     let fault = {
         let mut state = shared.lock();
         let text = String::from_utf8_lossy(&body);
@@ -404,11 +409,11 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     };
     match fault {
         Some(Fault::Fail(f)) => {
-            log(shared, action, f.status, true);
+            log(shared, action, f.status, true, dry_run);
             return f.reply();
         }
         Some(Fault::Respond(canned)) => {
-            log(shared, action, canned.status, true);
+            log(shared, action, canned.status, true, dry_run);
             return canned.reply();
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
@@ -417,7 +422,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     if action == "RunInstances" && template_defines_interfaces(shared, &parts.headers, &body).await
     {
         let refusal = strict::subnet_with_template_interfaces();
-        log(shared, action, refusal.status, false);
+        log(shared, action, refusal.status, false, dry_run);
         return refusal.reply();
     }
     let path = parts
@@ -442,8 +447,9 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
             .request(forward)
             .await
             .map_err(|e| e.to_string())?;
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
         let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        dry_run_status(&mut parts.status, &bytes);
         Ok::<_, String>(Response::from_parts(parts, Full::new(bytes)))
     }
     .await;
@@ -454,11 +460,11 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
             {
                 hook(&action, &body);
             }
-            log(shared, action, response.status().as_u16(), false);
+            log(shared, action, response.status().as_u16(), false, dry_run);
             response
         }
         Err(e) => {
-            log(shared, action, 502, false);
+            log(shared, action, 502, false, dry_run);
             let mut f = Ec2Fault::plain_500().with_message(format!("upstream: {e}"));
             f.status = 502;
             f.reply()
@@ -500,6 +506,26 @@ async fn template_defines_interfaces(
 fn region_of_authorization(header: &str) -> Option<&str> {
     let scope = header.split("Credential=").nth(1)?;
     scope.split(['/', ',']).nth(2)
+}
+
+/// Whether a query-API body asks for a dry run (`DryRun=true`).
+fn is_dry_run(body: &[u8]) -> bool {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .any(|pair| pair.eq_ignore_ascii_case("DryRun=true"))
+}
+
+/// moto answers a dry run that would have succeeded with the right code,
+/// `DryRunOperation`, but with status 400 (its EC2ClientError's); EC2
+/// answers 412 (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/CommonErrors.html:
+/// "DryRunOperation ... 412"). A denied dry run is moto's (or an injected)
+/// `UnauthorizedOperation`, 403, as EC2's.
+fn dry_run_status(status: &mut StatusCode, body: &[u8]) {
+    if *status == StatusCode::BAD_REQUEST
+        && String::from_utf8_lossy(body).contains("<Code>DryRunOperation</Code>")
+    {
+        *status = StatusCode::PRECONDITION_FAILED;
+    }
 }
 
 impl Ec2Fault {

@@ -54,24 +54,21 @@ metadata_error() {
   exit 1
 }
 
-cmd_install() {
-  local assume_yes=false disabled=() specs=() missing=() names=() versions=() changes=()
-  local repo_ids=() repo_minors=() repo_excludes=()
-  local argument id baseurl exclude minor spec name pattern package best filtered index patch candidate current excluded
-  for argument in "$@"; do
-    case "${argument}" in
-      -y | --assumeyes) assume_yes=true ;;
-      -q | --quiet | --refresh) ;;
-      --disableexcludes=*) disabled+=("${argument#--disableexcludes=}") ;;
-      --setopt=disable_excludes=*) disabled+=("${argument#--setopt=disable_excludes=}") ;;
-      -*)
-        echo "${TOOL}: error: unrecognized arguments: ${argument}" >&2
-        exit 2
-        ;;
-      *) specs+=("${argument}") ;;
-    esac
-  done
+# The repositories a command reads, in repo_ids/repo_minors/repo_excludes:
+# the enabled pkgs.k8s.io repositories of /etc/yum.repos.d and those of
+# --repofrompath (added_ids/added_urls); with --repo, only those named
+# (only_ids). A repository whose metadata cannot be read fails the command.
+repo_ids=() repo_minors=() repo_excludes=() added_ids=() added_urls=() only_ids=()
+load_repositories() {
+  local id baseurl exclude minor index wanted
   while IFS=$'\t' read -r id baseurl exclude; do
+    if ((${#only_ids[@]})); then
+      wanted=false
+      for index in "${only_ids[@]}"; do
+        [[ "${index}" == "${id}" ]] && wanted=true
+      done
+      ${wanted} || continue
+    fi
     case "${baseurl}" in
       *yum.kubernetes.io* | *packages.cloud.google.com/yum*)
         metadata_error "${id}" "${baseurl}"
@@ -87,44 +84,81 @@ cmd_install() {
         repo_excludes+=(" ${exclude} ")
         ;;
     esac
-  done < <(rpm_repos)
-  echo 'Last metadata expiration check: 0:00:01 ago.'
-  for spec in "${specs[@]}"; do
-    name='' pattern='*'
-    for package in "${KUBERNETES_PACKAGES[@]}"; do
-      if [[ "${spec}" == "${package}" ]]; then
-        name=${package}
-      elif [[ "${spec}" == "${package}"-[0-9]* ]]; then
-        name=${package}
-        pattern=${spec#"${package}"-}
-      fi
+  done < <(
+    rpm_repos
+    for index in "${!added_ids[@]}"; do
+      repo_entry "${added_ids[index]}" "${added_urls[index]}" 1 ''
     done
-    best='' filtered=false
-    if [[ -n "${name}" ]]; then
-      for index in "${!repo_ids[@]}"; do
-        excluded=false
-        if [[ "${repo_excludes[index]}" == *" ${name} "* ]]; then
-          excluded=true
-          for id in "${disabled[@]}"; do
-            if [[ "${id}" == all || "${id}" == "${repo_ids[index]}" ]]; then
-              excluded=false
-            fi
-          done
+  )
+}
+
+# The newest version (1.35.2-150500.1.1) the repositories offer for spec
+# $1 into best, its package name into name; filtered=true when only
+# excluded packages match. $2.. are the repositories whose excludes are
+# lifted (or all). With match_all=true, every match is printed as a NEVRA
+# instead.
+match_all=false
+match_spec() {
+  local spec=$1 package pattern='*' index id excluded patch candidate
+  shift
+  name='' best='' filtered=false
+  for package in "${KUBERNETES_PACKAGES[@]}"; do
+    if [[ "${spec}" == "${package}" ]]; then
+      name=${package}
+    elif [[ "${spec}" == "${package}"-[0-9]* ]]; then
+      name=${package}
+      pattern=${spec#"${package}"-}
+    fi
+  done
+  [[ -n "${name}" ]] || return 0
+  for index in "${!repo_ids[@]}"; do
+    excluded=false
+    if [[ "${repo_excludes[index]}" == *" ${name} "* ]]; then
+      excluded=true
+      for id in "$@"; do
+        if [[ "${id}" == all || "${id}" == "${repo_ids[index]}" ]]; then
+          excluded=false
         fi
-        for ((patch = 0; patch <= MAX_PATCH; patch++)); do
-          candidate="1.${repo_minors[index]}.${patch}-${RELEASE}"
-          # shellcheck disable=SC2053 # the requested version is a glob
-          [[ "${candidate}" == ${pattern} ]] || continue
-          if ${excluded}; then
-            filtered=true
-            continue
-          fi
-          if [[ -z "${best}" ]] || (($(version_key "${candidate}") > $(version_key "${best}"))); then
-            best=${candidate}
-          fi
-        done
       done
     fi
+    for ((patch = 0; patch <= MAX_PATCH; patch++)); do
+      candidate="1.${repo_minors[index]}.${patch}-${RELEASE}"
+      # shellcheck disable=SC2053 # the requested version is a glob
+      [[ "${candidate}" == ${pattern} ]] || continue
+      if ${excluded}; then
+        filtered=true
+        continue
+      fi
+      if ${match_all}; then
+        printf '%s-0:%s.x86_64\n' "${name}" "${candidate}"
+      fi
+      if [[ -z "${best}" ]] || (($(version_key "${candidate}") > $(version_key "${best}"))); then
+        best=${candidate}
+      fi
+    done
+  done
+}
+
+cmd_install() {
+  local assume_yes=false disabled=() specs=() missing=() names=() versions=() changes=()
+  local argument spec name best filtered index current
+  for argument in "$@"; do
+    case "${argument}" in
+      -y | --assumeyes) assume_yes=true ;;
+      -q | --quiet | --refresh) ;;
+      --disableexcludes=*) disabled+=("${argument#--disableexcludes=}") ;;
+      --setopt=disable_excludes=*) disabled+=("${argument#--setopt=disable_excludes=}") ;;
+      -*)
+        echo "${TOOL}: error: unrecognized arguments: ${argument}" >&2
+        exit 2
+        ;;
+      *) specs+=("${argument}") ;;
+    esac
+  done
+  load_repositories
+  echo 'Last metadata expiration check: 0:00:01 ago.'
+  for spec in "${specs[@]}"; do
+    match_spec "${spec}" "${disabled[@]}"
     if [[ -z "${best}" ]]; then
       if ${filtered}; then
         echo "All matches were filtered out by exclude filtering for argument: ${spec}" >&2
@@ -175,10 +209,52 @@ cmd_install() {
   echo 'Complete!'
 }
 
+# repoquery: every version the repositories offer for each spec, one
+# NEVRA a line (name-epoch:version-release.arch, dnf's default format);
+# nothing, and exit 0, for a spec that matches nothing. It changes nothing.
+# --repofrompath=<id>,<url> adds a repository for this command only and
+# --repo=<id> restricts the query to the repositories named (dnf(8),
+# https://dnf.readthedocs.io/en/latest/command_ref.html#repoquery-command).
+cmd_repoquery() {
+  local specs=() disabled=() argument spec name best filtered
+  while (($#)); do
+    argument=$1
+    case "${argument}" in
+      -q | --quiet) ;;
+      --repofrompath=*,* | --repofrompath)
+        if [[ "${argument}" == --repofrompath ]]; then
+          argument=--repofrompath=${2:-}
+          shift
+        fi
+        argument=${argument#--repofrompath=}
+        added_ids+=("${argument%%,*}")
+        added_urls+=("${argument#*,}")
+        ;;
+      --repo=* | --repoid=*) only_ids+=("${argument#*=}") ;;
+      --disableexcludes=*) disabled+=("${argument#--disableexcludes=}") ;;
+      -*)
+        echo "${TOOL}: error: unrecognized arguments: ${argument}" >&2
+        exit 2
+        ;;
+      *) specs+=("${argument}") ;;
+    esac
+    shift
+  done
+  load_repositories
+  match_all=true
+  for spec in "${specs[@]}"; do
+    match_spec "${spec}" "${disabled[@]}"
+  done
+}
+
 case "${1:-}" in
   install | upgrade)
     shift
     cmd_install "$@"
+    ;;
+  repoquery)
+    shift
+    cmd_repoquery "$@"
     ;;
   --version)
     echo '4.14.0'
