@@ -113,7 +113,9 @@ async fn stop_on_lock_signal(
     while state.changed().await.is_ok() {
         let signal = *state.borrow();
         if signal.lost {
-            tracing::error!("the run lock was taken over by another run; stopping");
+            tracing::error!(
+                "this run can no longer prove it holds the run lock; stopping (a rerun resumes)"
+            );
         } else if signal.abort_requested {
             tracing::warn!("abort requested; finishing the slots in flight, starting no new one");
         } else {

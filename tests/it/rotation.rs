@@ -1416,7 +1416,10 @@ async fn rides_through_429_and_5xx_bursts_and_an_apiserver_outage() {
             f.fail_next(1);
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
-        faults.unavailable_for(Duration::from_secs(20));
+        // Shorter than the lock's renew deadline (20 s) even right before a
+        // renewal was due: a longer outage fences the run (see
+        // `a_run_that_cannot_renew_its_lease_stops_every_mutation`).
+        faults.unavailable_for(Duration::from_secs(8));
     });
     let output = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output())
         .await
