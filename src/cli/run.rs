@@ -146,8 +146,11 @@ pub fn confirm(question: &str, yes: bool) -> Result<(), CommandError> {
 
 /// Take the run lock (held by another run: exit 3, naming the holder).
 pub async fn lock(connection: &Connection, run_label: &str) -> Result<RunLock, CommandError> {
+    // Without kube's own 429/5xx retries: the lock's renewals retry on
+    // their own short period, and a request held back by the client's
+    // backoff must not eat the renew deadline.
     Ok(RunLock::acquire(
-        connection.client.clone(),
+        connection.drain_client.clone(),
         Holder::this_process(run_label),
         connection.fence.clone(),
     )

@@ -33,6 +33,8 @@ pub const LEASE_DURATION: Duration = Duration::from_secs(30);
 /// How often the holder renews (a third of the duration, like leader
 /// election, so two missed renewals still keep it).
 pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// How soon a failed renewal is tried again (client-go's RetryPeriod).
+const RETRY_PERIOD: Duration = Duration::from_secs(2);
 
 /// A holder that has not renewed for this share of its lease duration
 /// fences itself: two thirds, as client-go's defaults (renew deadline 10 s
@@ -599,13 +601,28 @@ async fn fence_at_renew_deadline(hold: LeaseHold, tx: watch::Sender<LockState>) 
 }
 
 async fn renew_loop(hold: LeaseHold, tx: watch::Sender<LockState>) {
+    let mut wait = RENEW_EVERY;
     loop {
-        tokio::time::sleep(RENEW_EVERY).await;
+        tokio::time::sleep(wait).await;
         if hold.fence.is_raised() {
             return;
         }
-        let Ok(mut lease) = with_retry("get lease", || hold.api.get(LEASE_NAME)).await else {
-            continue;
+        // Until a renewal succeeds, try again every RETRY_PERIOD (as
+        // client-go's elector does): one failed write must not cost a
+        // whole renewal interval of the renew deadline.
+        wait = RETRY_PERIOD;
+        // One attempt, bounded: this loop is the retry, and a request
+        // stuck in an outage must not outlast the renew deadline.
+        let mut lease = match tokio::time::timeout(RETRY_PERIOD, hold.api.get(LEASE_NAME)).await {
+            Ok(Ok(lease)) => lease,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "could not read the run lock's lease to renew it");
+                continue;
+            }
+            Err(_) => {
+                tracing::debug!("no answer reading the run lock's lease to renew it");
+                continue;
+            }
         };
         if !still_ours(&lease, &hold, &tx) {
             return;
@@ -623,12 +640,18 @@ async fn renew_loop(hold: LeaseHold, tx: watch::Sender<LockState>) {
             spec.renew_time = Some(MicroTime(lease_clock()));
         }
         let sent = Instant::now();
-        match hold
-            .api
-            .replace(LEASE_NAME, &PostParams::default(), &lease)
-            .await
-        {
+        let replaced = tokio::time::timeout(
+            RETRY_PERIOD,
+            hold.api.replace(LEASE_NAME, &PostParams::default(), &lease),
+        )
+        .await;
+        let Ok(replaced) = replaced else {
+            tracing::debug!("no answer renewing the run lock's lease");
+            continue;
+        };
+        match replaced {
             Ok(_) => {
+                wait = RENEW_EVERY;
                 let mut tenure = hold.tenure();
                 // A hold written meanwhile counts from its own write.
                 if sent >= tenure.renewed {
