@@ -139,6 +139,11 @@ impl ApiServerHandle {
         self.inner.url.clone()
     }
 
+    /// PEM of the cluster CA the server's certificate is signed by.
+    pub fn ca_pem(&self) -> String {
+        self.inner.ca_pem.clone()
+    }
+
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.inner.shared.addr
