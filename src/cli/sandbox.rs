@@ -265,10 +265,7 @@ struct Start<'a> {
 }
 
 /// ` service-account-kubeconfig=<path>` when asked for, written into `dir`.
-fn service_account_part(
-    world: &World,
-    start: &Start<'_>,
-) -> Result<String, SandboxError> {
+fn service_account_part(world: &World, start: &Start<'_>) -> Result<String, SandboxError> {
     let Some((namespace, name)) = start.service_account else {
         return Ok(String::new());
     };

@@ -211,12 +211,20 @@ async fn kubectl_auth_can_i_and_refusals_answer_as_a_cluster_does() {
     // The roles are applied as users apply them: OpenAPI validation on.
     env.ok("admin", &["apply", "-f", "-"], Some(KUBESURGE_RBAC))
         .await;
-    env.ok("admin", &["get", "clusterrole", "cluster-admin", "-o", "name"], None)
-        .await;
+    env.ok(
+        "admin",
+        &["get", "clusterrole", "cluster-admin", "-o", "name"],
+        None,
+    )
+    .await;
 
     // A ServiceAccount token from the TokenRequest API.
     let token = env
-        .ok("admin", &["create", "token", "kubesurge", "-n", "kube-system"], None)
+        .ok(
+            "admin",
+            &["create", "token", "kubesurge", "-n", "kube-system"],
+            None,
+        )
         .await;
     let sa = env.write(
         "sa",
@@ -224,11 +232,20 @@ async fn kubectl_auth_can_i_and_refusals_answer_as_a_cluster_does() {
     );
     assert!(sa.exists());
 
-    assert_eq!(env.can_i("sa", &["get", "nodes"]).await, ("yes".into(), true));
-    assert_eq!(env.can_i("sa", &["patch", "nodes"]).await, ("no".into(), false));
     assert_eq!(
-        env.can_i("sa", &["create", "pods", "--subresource=eviction", "-n", "default"])
-            .await,
+        env.can_i("sa", &["get", "nodes"]).await,
+        ("yes".into(), true)
+    );
+    assert_eq!(
+        env.can_i("sa", &["patch", "nodes"]).await,
+        ("no".into(), false)
+    );
+    assert_eq!(
+        env.can_i(
+            "sa",
+            &["create", "pods", "--subresource=eviction", "-n", "default"]
+        )
+        .await,
         ("yes".into(), true)
     );
     assert_eq!(
@@ -237,15 +254,18 @@ async fn kubectl_auth_can_i_and_refusals_answer_as_a_cluster_does() {
     );
     // resourceNames: the one Lease, not another, not in another namespace.
     assert_eq!(
-        env.can_i("sa", &["update", "leases/kubesurge", "-n", "kube-system"]).await,
+        env.can_i("sa", &["update", "leases/kubesurge", "-n", "kube-system"])
+            .await,
         ("yes".into(), true)
     );
     assert_eq!(
-        env.can_i("sa", &["update", "leases/other", "-n", "kube-system"]).await,
+        env.can_i("sa", &["update", "leases/other", "-n", "kube-system"])
+            .await,
         ("no".into(), false)
     );
     assert_eq!(
-        env.can_i("sa", &["update", "leases/kubesurge", "-n", "default"]).await,
+        env.can_i("sa", &["update", "leases/kubesurge", "-n", "default"])
+            .await,
         ("no".into(), false)
     );
 
@@ -275,26 +295,40 @@ async fn kubectl_auth_can_i_and_refusals_answer_as_a_cluster_does() {
 
     // Aggregated ClusterRoles carry the rules of the roles they select.
     assert_eq!(
-        env.can_i("sa", &["patch", "nodes", "--subresource=status"]).await,
+        env.can_i("sa", &["patch", "nodes", "--subresource=status"])
+            .await,
         ("no".into(), false)
     );
-    env.ok("admin", &["apply", "-f", "-"], Some(AGGREGATED)).await;
+    env.ok("admin", &["apply", "-f", "-"], Some(AGGREGATED))
+        .await;
     assert_eq!(
-        env.can_i("sa", &["patch", "nodes", "--subresource=status"]).await,
+        env.can_i("sa", &["patch", "nodes", "--subresource=status"])
+            .await,
         ("yes".into(), true)
     );
-    assert_eq!(env.can_i("sa", &["patch", "nodes"]).await, ("no".into(), false));
+    assert_eq!(
+        env.can_i("sa", &["patch", "nodes"]).await,
+        ("no".into(), false)
+    );
 
     // `--list` (SelfSubjectRulesReview) names what the account may do.
     let list = env
-        .ok("sa", &["auth", "can-i", "--list", "-n", "kube-system"], None)
+        .ok(
+            "sa",
+            &["auth", "can-i", "--list", "-n", "kube-system"],
+            None,
+        )
         .await;
     assert!(list.contains("nodes "), "{list}");
     assert!(list.contains("[kubesurge]"), "{list}");
 
     // Deleting the ServiceAccount invalidates its token: 401.
-    env.ok("admin", &["delete", "serviceaccount", "kubesurge", "-n", "kube-system"], None)
-        .await;
+    env.ok(
+        "admin",
+        &["delete", "serviceaccount", "kubesurge", "-n", "kube-system"],
+        None,
+    )
+    .await;
     let out = env.kubectl("sa", &["get", "nodes"], None).await;
     assert!(
         text(&out.stderr).contains("error: You must be logged in to the server"),

@@ -31,7 +31,11 @@ fn rendered_rbac() -> Vec<Value> {
             matches!(
                 d["kind"].as_str(),
                 Some(
-                    "ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"
+                    "ServiceAccount"
+                        | "ClusterRole"
+                        | "ClusterRoleBinding"
+                        | "Role"
+                        | "RoleBinding"
                 )
             )
         })
@@ -85,10 +89,7 @@ async fn kubectl(h: &Harness, args: &[&str], stdin: &str) -> std::process::Outpu
 async fn world_under(documents: &[Value]) -> (Harness, PathBuf) {
     let h = start(Spec::default()).await;
     // One YAML stream (each document in its JSON form).
-    let stream: String = documents
-        .iter()
-        .map(|d| format!("---\n{d}\n"))
-        .collect();
+    let stream: String = documents.iter().map(|d| format!("---\n{d}\n")).collect();
     let out = kubectl(&h, &["apply", "-f", "-"], &stream).await;
     assert!(out.status.success(), "kubectl apply: {}", text(&out));
     let kubeconfig = h
@@ -105,7 +106,12 @@ async fn world_under(documents: &[Value]) -> (Harness, PathBuf) {
 async fn a_whole_rotation_runs_under_the_scheduled_modules_rbac_and_abort_reaches_it() {
     let documents = rendered_rbac();
     let (h, account) = world_under(&documents).await;
-    let output = run_to_end(kubesurge(&account, &h.config, &["rotate", "--all", "--yes"])).await;
+    let output = run_to_end(kubesurge(
+        &account,
+        &h.config,
+        &["rotate", "--all", "--yes"],
+    ))
+    .await;
     let all = text(&output);
     assert_eq!(output.status.code(), Some(0), "{all}");
     assert!(!all.contains("forbidden"), "{all}");
@@ -190,33 +196,33 @@ async fn without_any_one_rule_of_the_scheduled_module_the_rotation_fails_naming_
     let mut surprises = Vec::new();
     for (d, r, rule) in rules(&documents) {
         let mut reduced = documents.clone();
-        let removed = reduced[d]["rules"]
-            .as_array_mut()
-            .expect("rules")
-            .remove(r);
+        let removed = reduced[d]["rules"].as_array_mut().expect("rules").remove(r);
         let resources = strings(&removed, "resources");
         let verbs = strings(&removed, "verbs");
         let expected = expected_without(&resources, &verbs);
         let (h, account) = world_under(&reduced).await;
-        let patience = if expected == Without::NeverEnds { 20 } else { 60 };
+        let patience = if expected == Without::NeverEnds {
+            20
+        } else {
+            60
+        };
         let run = kubesurge(&account, &h.config, &["rotate", "--all", "--yes"]).output();
-        let (observed, log) =
-            match tokio::time::timeout(Duration::from_secs(patience), run).await {
-                Err(_) => (Without::NeverEnds, String::new()),
-                Ok(output) => {
-                    let output = output.expect("kubesurge runs");
-                    let all = text(&output);
-                    let observed = match output.status.code() {
-                        Some(0) => Without::Succeeds,
-                        _ if names_refusal(&all, &resources, &verbs) => Without::FailsNamingIt,
-                        code => {
-                            surprises.push(format!("{rule}: exit {code:?} without naming it:\n{all}"));
-                            continue;
-                        }
-                    };
-                    (observed, all)
-                }
-            };
+        let (observed, log) = match tokio::time::timeout(Duration::from_secs(patience), run).await {
+            Err(_) => (Without::NeverEnds, String::new()),
+            Ok(output) => {
+                let output = output.expect("kubesurge runs");
+                let all = text(&output);
+                let observed = match output.status.code() {
+                    Some(0) => Without::Succeeds,
+                    _ if names_refusal(&all, &resources, &verbs) => Without::FailsNamingIt,
+                    code => {
+                        surprises.push(format!("{rule}: exit {code:?} without naming it:\n{all}"));
+                        continue;
+                    }
+                };
+                (observed, all)
+            }
+        };
         if observed != expected {
             surprises.push(format!(
                 "{rule}: expected {expected:?}, observed {observed:?}\n{}",
