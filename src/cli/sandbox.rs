@@ -8,7 +8,12 @@
 //! ready: kubeconfig=<path> config=<path>
 //! ```
 //!
-//! and serves until SIGINT or SIGTERM. `kubesurge sandbox` alone starts the
+//! and serves until SIGINT or SIGTERM. The emulated API server enforces
+//! RBAC: the admin kubeconfig is `system:masters`; with
+//! `--as-service-account NS/NAME` the sandbox also writes
+//! `DIR/kubeconfig-NS-NAME`, a token of that ServiceAccount (created
+//! without roles if missing), and the ready line adds
+//! `service-account-kubeconfig=<path>`. `kubesurge sandbox` alone starts the
 //! same world, prints a summary and the same line, then runs the upgrade
 //! demo on it. Logs go to stderr; stdout has only what is described here.
 
@@ -122,6 +127,12 @@ pub struct SandboxArgs {
     #[arg(long, global = true, value_enum, default_value_t = SandboxCloud::Sim)]
     pub cloud: SandboxCloud,
 
+    /// Also write a kubeconfig for the ServiceAccount NS/NAME (created
+    /// without roles if missing; bind it roles with kubectl), to see what
+    /// a least-privilege identity may do.
+    #[arg(long, global = true, value_parser = parse_service_account, value_name = "NS/NAME")]
+    pub as_service_account: Option<(String, String)>,
+
     /// The moto server (`http://127.0.0.1:5000`) the `aws` cloud lives in.
     #[arg(
         long,
@@ -144,6 +155,26 @@ pub enum SandboxCloud {
 pub enum SandboxCommand {
     /// Start the world and serve it until interrupted (SIGINT, SIGTERM).
     Up,
+}
+
+/// `NS/NAME` of a ServiceAccount: two DNS labels.
+pub fn parse_service_account(text: &str) -> Result<(String, String), String> {
+    let dns_label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    match text.split_once('/') {
+        Some((ns, name)) if dns_label(ns) && dns_label(name) => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => Err(format!(
+            "{text:?} is not NAMESPACE/NAME of a ServiceAccount (lower-case DNS labels)"
+        )),
+    }
 }
 
 /// A delay in the one duration grammar (`200ms`, `3s`, `0s`).
@@ -212,6 +243,7 @@ pub async fn run(args: SandboxArgs) -> Result<ExitStatus, CommandError> {
         dir: &dir,
         command: args.command.as_ref(),
         ready_timeout,
+        service_account: args.as_service_account.as_ref(),
     };
     if let (SandboxCloud::Aws, Some(endpoint)) = (args.cloud, &args.aws_endpoint) {
         return run_on_moto(config, endpoint, start).await;
@@ -229,6 +261,18 @@ struct Start<'a> {
     dir: &'a Path,
     command: Option<&'a SandboxCommand>,
     ready_timeout: Duration,
+    service_account: Option<&'a (String, String)>,
+}
+
+/// ` service-account-kubeconfig=<path>` when asked for, written into `dir`.
+fn service_account_part(world: &World, start: &Start<'_>) -> Result<String, SandboxError> {
+    let Some((namespace, name)) = start.service_account else {
+        return Ok(String::new());
+    };
+    let path = world
+        .write_service_account_kubeconfig(start.dir, namespace, name)
+        .map_err(SandboxError::WriteFiles)?;
+    Ok(format!(" service-account-kubeconfig={}", path.display()))
 }
 
 async fn serve(world: &World, start: Start<'_>) -> Result<ExitStatus, CommandError> {
@@ -245,9 +289,10 @@ async fn serve(world: &World, start: Start<'_>) -> Result<ExitStatus, CommandErr
         .write_config_files(start.dir)
         .map_err(SandboxError::WriteFiles)?;
     let ready_line = format!(
-        "ready: kubeconfig={} config={}",
+        "ready: kubeconfig={} config={}{}",
         kubeconfig.display(),
-        config.display()
+        config.display(),
+        service_account_part(world, &start)?
     );
     match start.command {
         Some(SandboxCommand::Up) => {
@@ -290,10 +335,11 @@ async fn run_on_moto(
             .write_config_files(start.dir, world.endpoint(), 1)
             .map_err(SandboxError::WriteFilesOnMoto)?;
         let ready_line = format!(
-            "ready: kubeconfig={} config={} env={}",
+            "ready: kubeconfig={} config={} env={}{}",
             kubeconfig.display(),
             config.display(),
-            env.display()
+            env.display(),
+            service_account_part(&world.world, &start)?
         );
         match start.command {
             Some(SandboxCommand::Up) => {
@@ -485,6 +531,19 @@ mod tests {
         assert_eq!(c.zones, 3);
         assert_eq!(c.version, "v1.35.3");
         assert_eq!(c.timing, Timing::sandbox());
+    }
+
+    #[test]
+    fn a_service_account_is_namespace_slash_name() {
+        let args = parse(&["up", "--as-service-account", "kube-system/kubesurge"]);
+        assert_eq!(
+            args.as_service_account,
+            Some(("kube-system".to_string(), "kubesurge".to_string()))
+        );
+        for bad in ["kubesurge", "kube-system/", "/x", "Kube/x", "a/b/c"] {
+            let argv = ["sandbox", "up", "--as-service-account", bad];
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -690,8 +690,17 @@ async fn tls_and_credential_failures_fail_at_once_naming_the_kubeconfig() {
             "the API server's certificate is not signed by the certificate authority the kubeconfig trusts",
         ),
         (
+            // The admin's client certificate swapped for a token the server
+            // never issued.
             "wrong-token",
-            replace_line("token:", "not-the-admin-token"),
+            good.lines()
+                .filter(|l| !l.trim_start().starts_with("client-key-data:"))
+                .map(|l| match l.split_once("client-certificate-data:") {
+                    Some((indent, _)) => format!("{indent}token: not-the-admin-token"),
+                    None => l.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
             "from the Kubernetes API server at ",
             "the API server rejected the kubeconfig's credentials (401 Unauthorized)",
         ),

@@ -635,22 +635,9 @@ fn rbac_rules(documents: &[Value]) -> BTreeSet<String> {
     rules
 }
 
-const LEAST_RBAC: &[&str] = &[
-    "ClusterRole *: /nodes get,list,watch,patch,delete",
-    "ClusterRole *: /pods get,list,watch",
-    "ClusterRole *: /pods/eviction create",
-    "ClusterRole *: policy/poddisruptionbudgets get,list",
-    "ClusterRole *: storage.k8s.io/volumeattachments list,watch",
-    "Role kube-system: /secrets create,list,delete",
-    "Role kube-system: /configmaps create",
-    "Role kube-system: /configmaps[kubesurge-run] get,update",
-    "Role kube-system: coordination.k8s.io/leases create",
-    "Role kube-system: coordination.k8s.io/leases[kubesurge] get,update",
-    "Role kube-system: apps/deployments[coredns] get",
-    "Role kube-system: apps/daemonsets[kube-proxy] get",
-    "Role kube-public: /configmaps[cluster-info] get",
-    "Role default: /events create",
-];
+/// The scheduled example's rendered manifests (kept identical to the
+/// module's output by `scheduled_manifests_are_current_and_least_privilege`).
+const SCHEDULED_EXAMPLE: &str = "terraform/examples/scheduled/kubesurge-scheduled.yaml";
 
 #[test]
 fn scheduled_manifests_are_current_and_least_privilege() {
@@ -658,7 +645,7 @@ fn scheduled_manifests_are_current_and_least_privilege() {
     let rendered = render_scheduled(&ws, &ws.path("terraform/examples/scheduled"));
 
     // The kubectl-friendly file beside the example is this very output.
-    let committed_path = repo().join("terraform/examples/scheduled/kubesurge-scheduled.yaml");
+    let committed_path = repo().join(SCHEDULED_EXAMPLE);
     if std::env::var_os("KUBESURGE_BLESS").is_some() {
         fs::write(&committed_path, &rendered).expect("write rendered manifests");
     }
@@ -688,8 +675,8 @@ fn scheduled_manifests_are_current_and_least_privilege() {
             "CronJob"
         ]
     );
-    let expected: BTreeSet<String> = LEAST_RBAC.iter().map(|r| r.to_string()).collect();
-    assert_eq!(rbac_rules(&docs), expected);
+    // That these rules are enough, and each of them needed, is proven by
+    // running under them: `scheduled_rbac`.
     for doc in &docs {
         if doc["kind"].as_str().is_some_and(|k| k.ends_with("Binding")) {
             assert_eq!(
@@ -784,7 +771,13 @@ output "manifests" {
         rules.contains("ClusterRole *: /pods delete"),
         "force drains need pods delete: {rules:#?}"
     );
-    assert_eq!(rules.len(), LEAST_RBAC.len() + 1, "{rules:#?}");
+    // Exactly the proven rules (`scheduled_rbac`) and that one more.
+    let proven = rbac_rules(&documents(
+        &fs::read_to_string(repo().join(SCHEDULED_EXAMPLE)).expect("rendered example"),
+    ));
+    let extra: Vec<&String> = rules.difference(&proven).collect();
+    assert_eq!(extra, ["ClusterRole *: /pods delete"], "{rules:#?}");
+    assert!(rules.is_superset(&proven), "{rules:#?}");
 
     let config = docs.iter().find(|d| d["kind"] == "ConfigMap").expect("cm");
     assert_eq!(config["metadata"]["name"], "rotator-config");

@@ -52,6 +52,20 @@ impl Resource {
 
 macro_rules! resource {
     ($name:ident, $group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, $namespaced:expr, $subs:expr, $short:expr) => {
+        resource!(
+            $name,
+            $group,
+            $version,
+            $plural,
+            $singular,
+            $kind,
+            $namespaced,
+            $subs,
+            $short,
+            ALL_VERBS
+        );
+    };
+    ($name:ident, $group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, $namespaced:expr, $subs:expr, $short:expr, $verbs:expr) => {
         pub static $name: Resource = Resource {
             group: $group,
             version: $version,
@@ -62,7 +76,7 @@ macro_rules! resource {
             namespaced: $namespaced,
             subresources: $subs,
             short_names: $short,
-            verbs: ALL_VERBS,
+            verbs: $verbs,
         };
     };
 }
@@ -141,7 +155,7 @@ resource!(
     "serviceaccount",
     "ServiceAccount",
     true,
-    &[],
+    &["token"],
     &["sa"]
 );
 resource!(
@@ -244,6 +258,88 @@ resource!(
     &[]
 );
 
+// RBAC (`k8s.io/api/rbac/v1`), served like any stored kind.
+resource!(
+    ROLES,
+    "rbac.authorization.k8s.io",
+    "v1",
+    "roles",
+    "role",
+    "Role",
+    true,
+    &[],
+    &[]
+);
+resource!(
+    CLUSTERROLES,
+    "rbac.authorization.k8s.io",
+    "v1",
+    "clusterroles",
+    "clusterrole",
+    "ClusterRole",
+    false,
+    &[],
+    &[]
+);
+resource!(
+    ROLEBINDINGS,
+    "rbac.authorization.k8s.io",
+    "v1",
+    "rolebindings",
+    "rolebinding",
+    "RoleBinding",
+    true,
+    &[],
+    &[]
+);
+resource!(
+    CLUSTERROLEBINDINGS,
+    "rbac.authorization.k8s.io",
+    "v1",
+    "clusterrolebindings",
+    "clusterrolebinding",
+    "ClusterRoleBinding",
+    false,
+    &[],
+    &[]
+);
+
+/// What the review kinds allow: they are created and answered, never
+/// stored (`pkg/registry/authorization/*/rest.go`).
+const CREATE_ONLY: &[&str] = &["create"];
+
+resource!(
+    SELFSUBJECTACCESSREVIEWS,
+    "authorization.k8s.io",
+    "v1",
+    "selfsubjectaccessreviews",
+    "selfsubjectaccessreview",
+    "SelfSubjectAccessReview",
+    false,
+    &[],
+    &[],
+    CREATE_ONLY
+);
+resource!(
+    SELFSUBJECTRULESREVIEWS,
+    "authorization.k8s.io",
+    "v1",
+    "selfsubjectrulesreviews",
+    "selfsubjectrulesreview",
+    "SelfSubjectRulesReview",
+    false,
+    &[],
+    &[],
+    CREATE_ONLY
+);
+
+impl Resource {
+    /// A kind that is only ever created and answered (the reviews).
+    pub fn create_only(&self) -> bool {
+        self.verbs == CREATE_ONLY
+    }
+}
+
 /// Every resource the emulator serves.
 pub static ALL: &[&Resource] = &[
     &NAMESPACES,
@@ -262,7 +358,28 @@ pub static ALL: &[&Resource] = &[
     &DAEMONSETS,
     &CONTROLLERREVISIONS,
     &VOLUMEATTACHMENTS,
+    &ROLES,
+    &CLUSTERROLES,
+    &ROLEBINDINGS,
+    &CLUSTERROLEBINDINGS,
+    &SELFSUBJECTACCESSREVIEWS,
+    &SELFSUBJECTRULESREVIEWS,
 ];
+
+/// The API group of a k8s-openapi / k8s-pb module name (`core` → `""`,
+/// `rbac` → `rbac.authorization.k8s.io`).
+pub fn module_group(module: &str) -> &str {
+    match module {
+        "core" => "",
+        "authentication" => "authentication.k8s.io",
+        "authorization" => "authorization.k8s.io",
+        "coordination" => "coordination.k8s.io",
+        "events" => "events.k8s.io",
+        "rbac" => "rbac.authorization.k8s.io",
+        "storage" => "storage.k8s.io",
+        other => other,
+    }
+}
 
 /// The resource served at `group/version/plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {

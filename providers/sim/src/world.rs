@@ -29,7 +29,7 @@ use crate::cloud::{
 };
 use crate::controllers::Controllers;
 use crate::resources::{
-    CONFIGMAPS, DAEMONSETS, DEPLOYMENTS, NAMESPACES, NODES, PDBS, PODS, Resource,
+    CONFIGMAPS, DAEMONSETS, DEPLOYMENTS, NAMESPACES, NODES, PDBS, PODS, Resource, SERVICEACCOUNTS,
 };
 use crate::store::{Store, StoreError};
 
@@ -133,6 +133,8 @@ pub enum WorldError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Token(#[from] apiserver::TokenError),
 }
 
 /// A running world.
@@ -269,6 +271,40 @@ impl World {
             &rotation_config(&self.config, self.cloud.url()),
         )?;
         Ok((kubeconfig, config))
+    }
+
+    /// Write `dir/kubeconfig-<namespace>-<name>`: a kubeconfig of the
+    /// ServiceAccount `namespace/name` (created, without any role, when it
+    /// does not exist) with a token valid for a day. What the account may
+    /// do is what RBAC grants it, as on a cluster.
+    pub fn write_service_account_kubeconfig(
+        &self,
+        dir: &Path,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PathBuf, WorldError> {
+        const DAY_SECONDS: i64 = 24 * 3600;
+        if self.store.get(&SERVICEACCOUNTS, namespace, name).is_none() {
+            self.store
+                .create(
+                    &SERVICEACCOUNTS,
+                    namespace,
+                    serde_json::json!({"metadata": {"name": name}}),
+                )
+                .map_err(|source| WorldError::Seed {
+                    what: format!("ServiceAccount {namespace}/{name}"),
+                    source,
+                })?;
+        }
+        let kubeconfig = self
+            .apiserver
+            .service_account_kubeconfig(namespace, name, DAY_SECONDS)?;
+        let path = dir.join(format!("kubeconfig-{namespace}-{name}"));
+        write_private(&path, &kubeconfig).map_err(|source| WorldError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
     }
 
     /// Wait until every node is Ready, every Deployment and DaemonSet has

@@ -1,49 +1,66 @@
-//! Authentication (the admin bearer token; bootstrap tokens checked against
-//! their Secrets exactly as reference §3) and a simplified authorizer.
+//! Authentication, as kube-apiserver's union of authenticators
+//! (`pkg/kubeapiserver/authenticator/config.go`): a client certificate
+//! signed by the cluster CA (`CN` = user, each `O` a group;
+//! `staging/src/k8s.io/apiserver/pkg/authentication/request/x509`), else a
+//! bearer token — the static admin token (like `--token-auth-file`), a
+//! ServiceAccount token this server issued ([`super::tokens`]) or a
+//! bootstrap token checked against its Secret exactly as reference §3.
+//! No credential at all is `system:anonymous`; a credential that fails is
+//! 401. Every authenticated user is also in `system:authenticated`
+//! (`group.NewAuthenticatedGroupAdder`).
 //!
-//! Authorization is not general RBAC; it hard-codes what a kubeadm cluster
-//! grants the identities that reach this server:
-//! - the admin token: everything (`cluster-admin`);
-//! - everyone, anonymous included: `GET /version`, `/healthz`, `/livez`,
-//!   `/readyz` (`system:public-info-viewer`) and `GET
-//!   kube-public/configmaps/cluster-info`
-//!   (`kubeadm:bootstrap-signer-clusterinfo`);
-//! - bootstrap-token users additionally: discovery documents
-//!   (`system:discovery`), `GET kube-system/configmaps/{kubeadm-config,
-//!   kubelet-config}` and `GET nodes` (what `kubeadm join` reads).
-//!
-//! Anything else is 403 with the message real servers write.
+//! Authorization is [`super::rbac`].
 
 use base64::Engine;
 use http::HeaderMap;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::route::{ResourceRequest, Route, Special};
-use super::status::{ApiError, Details};
-use crate::resources::{CONFIGMAPS, NODES, SECRETS};
+use super::rbac::UserInfo;
+use super::server::Shared;
+use super::status::ApiError;
+use crate::resources::SECRETS;
 use crate::store::Store;
 
-/// Who is asking.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum User {
-    Admin,
-    Anonymous,
-    /// `system:bootstrap:<id>` with its groups.
-    Bootstrap {
-        token_id: String,
-        groups: Vec<String>,
-    },
+/// The group every authenticated user is in.
+const AUTHENTICATED: &str = "system:authenticated";
+
+/// A user with `system:authenticated` added.
+pub fn authenticated(name: String, mut groups: Vec<String>) -> UserInfo {
+    if !groups.iter().any(|g| g == AUTHENTICATED) {
+        groups.push(AUTHENTICATED.to_string());
+    }
+    UserInfo { name, groups }
 }
 
-impl User {
-    pub fn name(&self) -> String {
-        match self {
-            User::Admin => "kubernetes-admin".into(),
-            User::Anonymous => "system:anonymous".into(),
-            User::Bootstrap { token_id, .. } => format!("system:bootstrap:{token_id}"),
-        }
+/// Who a request without credentials is (`request/anonymous`).
+pub fn anonymous() -> UserInfo {
+    UserInfo {
+        name: "system:anonymous".into(),
+        groups: vec!["system:unauthenticated".into()],
     }
+}
+
+/// The user of a verified client certificate: `CN` is the name, each `O`
+/// a group (`x509.CommonNameUserConversion`). A certificate without a
+/// common name authenticates no one.
+pub fn certificate_user(cert_der: &[u8]) -> Option<UserInfo> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    if name.is_empty() {
+        return None;
+    }
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(String::from))
+        .collect();
+    Some(authenticated(name, groups))
 }
 
 /// Byte-wise comparison whose time does not depend on where the inputs
@@ -92,7 +109,11 @@ fn secret_data(secret: &Value, key: &str) -> Option<String> {
 
 /// Check a bootstrap token `<id>.<secret>` against its Secret. `None`
 /// means not authenticated.
-pub fn authenticate_bootstrap_token(store: &Store, token: &str, now: Timestamp) -> Option<User> {
+pub fn authenticate_bootstrap_token(
+    store: &Store,
+    token: &str,
+    now: Timestamp,
+) -> Option<UserInfo> {
     let (id, secret) = token.split_once('.')?;
     if !is_token_part(id, 6) || !is_token_part(secret, 16) {
         return None;
@@ -141,20 +162,29 @@ pub fn authenticate_bootstrap_token(store: &Store, token: &str, now: Timestamp) 
             groups.push(g.to_string());
         }
     }
-    Some(User::Bootstrap {
-        token_id: id.to_string(),
-        groups,
-    })
+    Some(authenticated(format!("system:bootstrap:{id}"), groups))
 }
 
-/// Who sent these headers; an invalid credential is 401.
+/// The user of the static admin token.
+pub fn admin_token_user() -> UserInfo {
+    authenticated(
+        "kubernetes-admin".into(),
+        vec![super::rbac::rules::PRIVILEGED_GROUP.into()],
+    )
+}
+
+/// Who sent this request: the verified client certificate's user, else
+/// the bearer token's; none of them is anonymous, a bad token 401.
 pub fn authenticate(
-    store: &Store,
-    admin_token: &str,
+    shared: &Shared,
+    client_certificate: Option<&UserInfo>,
     headers: &HeaderMap,
-) -> Result<User, ApiError> {
+) -> Result<UserInfo, ApiError> {
+    if let Some(user) = client_certificate {
+        return Ok(user.clone());
+    }
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-        return Ok(User::Anonymous);
+        return Ok(anonymous());
     };
     let value = value.to_str().map_err(|_| ApiError::unauthorized())?;
     let Some((scheme, token)) = value.split_once(' ') else {
@@ -164,94 +194,20 @@ pub fn authenticate(
         return Err(ApiError::unauthorized());
     }
     let token = token.trim();
-    if constant_time_eq(token.as_bytes(), admin_token.as_bytes()) {
-        return Ok(User::Admin);
+    if constant_time_eq(token.as_bytes(), shared.admin_token.as_bytes()) {
+        return Ok(admin_token_user());
     }
-    authenticate_bootstrap_token(store, token, Timestamp::now()).ok_or_else(ApiError::unauthorized)
-}
-
-fn public_path(special: &Special) -> bool {
-    matches!(special, Special::Version | Special::Health(..))
-}
-
-/// May `user` do `verb` on `route`?
-pub fn authorize(user: &User, verb: &str, route: &Route, path: &str) -> Result<(), ApiError> {
-    if *user == User::Admin {
-        return Ok(());
-    }
-    let bootstrap = matches!(user, User::Bootstrap { .. });
-    match route {
-        Route::Special(special) if verb == "get" && (public_path(special) || bootstrap) => Ok(()),
-        Route::Special(_) | Route::NotFound => Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "forbidden: User {:?} cannot {} path {:?}",
-                user.name(),
-                verb,
-                path
-            ),
-        )
-        .with_details(Details::default())),
-        Route::Resource(request) => {
-            if allowed(user, verb, request) {
-                Ok(())
-            } else {
-                Err(forbidden(user, verb, request))
-            }
-        }
-    }
-}
-
-fn allowed(user: &User, verb: &str, r: &ResourceRequest) -> bool {
-    let get_configmap = |ns: &str, name: &str| {
-        verb == "get"
-            && r.resource == &CONFIGMAPS
-            && r.subresource.is_none()
-            && r.namespace.as_deref() == Some(ns)
-            && r.name.as_deref() == Some(name)
-    };
-    if get_configmap("kube-public", "cluster-info") {
-        return true;
-    }
-    match user {
-        User::Admin => true,
-        User::Anonymous => false,
-        User::Bootstrap { .. } => {
-            get_configmap("kube-system", "kubeadm-config")
-                || get_configmap("kube-system", "kubelet-config")
-                || (verb == "get" && r.resource == &NODES && r.subresource.is_none())
-        }
-    }
-}
-
-fn forbidden(user: &User, verb: &str, r: &ResourceRequest) -> ApiError {
-    let mut resource = r.resource.plural.to_string();
-    if let Some(sub) = &r.subresource {
-        resource = format!("{resource}/{sub}");
-    }
-    let scope = match &r.namespace {
-        Some(ns) => format!("in the namespace {ns:?}"),
-        None => "at the cluster scope".into(),
-    };
-    let reason = format!(
-        "User {:?} cannot {verb} resource {resource:?} in API group {:?} {scope}",
-        user.name(),
-        r.resource.group
-    );
-    let qualified = r.resource.qualified_plural();
-    let message = match &r.name {
-        Some(name) => format!("{qualified} {name:?} is forbidden: {reason}"),
-        None => format!("{qualified} is forbidden: {reason}"),
-    };
-    ApiError::new(403, "Forbidden", message)
-        .with_details(Details::of(r.resource, r.name.as_deref().unwrap_or("")))
+    let now = Timestamp::now();
+    shared
+        .tokens
+        .authenticate(&shared.store, token, now)
+        .or_else(|| authenticate_bootstrap_token(&shared.store, token, now))
+        .ok_or_else(ApiError::unauthorized)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::PODS;
     use serde_json::json;
 
     fn b64(s: &str) -> String {
@@ -294,14 +250,14 @@ mod tests {
             )],
         );
         let user = authenticate_bootstrap_token(&store, "abcdef.0123456789abcdef", now).unwrap();
-        assert_eq!(user.name(), "system:bootstrap:abcdef");
         assert_eq!(
             user,
-            User::Bootstrap {
-                token_id: "abcdef".into(),
+            UserInfo {
+                name: "system:bootstrap:abcdef".into(),
                 groups: vec![
                     "system:bootstrappers".to_string(),
-                    "system:bootstrappers:kubeadm:default-node-token".to_string()
+                    "system:bootstrappers:kubeadm:default-node-token".to_string(),
+                    "system:authenticated".to_string(),
                 ]
             }
         );
@@ -352,49 +308,25 @@ mod tests {
         );
         assert!(authenticate_bootstrap_token(&store, "wrngid.0123456789abcdef", now).is_none());
     }
+}
+
+#[cfg(test)]
+mod certificate_tests {
+    use super::*;
+    use crate::apiserver::ClusterCa;
 
     #[test]
-    fn forbidden_messages_match_real_servers() {
-        let r = ResourceRequest {
-            resource: &PODS,
-            namespace: Some("default".into()),
-            name: None,
-            subresource: None,
-            watch_path: false,
-        };
-        let e = authorize(&User::Anonymous, "list", &Route::Resource(r.clone()), "/").unwrap_err();
+    fn a_client_certificate_names_its_user_and_groups() {
+        let ca = ClusterCa::generate().unwrap();
+        let cert = ca
+            .sign_client_cert("kubernetes-admin", &["system:masters"])
+            .unwrap();
         assert_eq!(
-            e.message,
-            "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
-        );
-        assert_eq!(e.code, 403);
-        let cm = ResourceRequest {
-            resource: &CONFIGMAPS,
-            namespace: Some("kube-public".into()),
-            name: Some("cluster-info".into()),
-            ..r.clone()
-        };
-        assert!(authorize(&User::Anonymous, "get", &Route::Resource(cm.clone()), "/").is_ok());
-        assert!(authorize(&User::Anonymous, "update", &Route::Resource(cm), "/").is_err());
-        assert!(
-            authorize(
-                &User::Anonymous,
-                "get",
-                &Route::Special(Special::Version),
-                "/version"
-            )
-            .is_ok()
-        );
-        let e = authorize(
-            &User::Anonymous,
-            "get",
-            &Route::Special(Special::CoreVersions),
-            "/api",
-        )
-        .unwrap_err();
-        assert_eq!(
-            e.message,
-            "forbidden: User \"system:anonymous\" cannot get path \"/api\""
+            certificate_user(&cert.cert_der),
+            Some(UserInfo {
+                name: "kubernetes-admin".into(),
+                groups: vec!["system:masters".into(), "system:authenticated".into()],
+            })
         );
     }
 }

@@ -91,6 +91,8 @@ fn resource_entries(r: &'static Resource) -> Vec<Value> {
                 "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}),
             "binding" => json!({"name": name, "singularName": "", "namespaced": r.namespaced,
                 "kind": "Binding", "verbs": ["create"]}),
+            "token" => json!({"name": name, "singularName": "", "namespaced": r.namespaced,
+                "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"]}),
             "scale" => json!({"name": name, "singularName": "", "namespaced": r.namespaced,
                 "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}),
             _ => json!({"name": name, "singularName": "", "namespaced": r.namespaced,

@@ -15,6 +15,7 @@ use super::auth;
 use super::discovery;
 use super::objects;
 use super::openapi;
+use super::rbac::{self, UserInfo};
 use super::route::{self, Query, ResourceRequest, Route, Special};
 use super::server::Shared;
 use super::status::ApiError;
@@ -30,6 +31,8 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 /// What a resource handler sees of the request.
 pub(crate) struct Ctx<'a> {
     pub shared: &'a Arc<Shared>,
+    /// Who is asking.
+    pub user: &'a UserInfo,
     pub method: &'a Method,
     pub req: &'a ResourceRequest,
     pub query: &'a Query,
@@ -127,7 +130,11 @@ fn classify(method: &Method, route: &Route, query: &Query, path: &str) -> (&'sta
     }
 }
 
-pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    client_certificate: Option<&UserInfo>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());
@@ -138,11 +145,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     if let Some(err) = shared.faults.take_failure(verb, &label) {
         return error_response(&shared, &err);
     }
-    let user = match auth::authenticate(&shared.store, &shared.admin_token, &parts.headers) {
+    let user = match auth::authenticate(&shared, client_certificate, &parts.headers) {
         Ok(user) => user,
         Err(e) => return error_response(&shared, &e),
     };
-    if let Err(e) = auth::authorize(&user, verb, &route, &path) {
+    let attributes = rbac::attributes(verb, &parts.method, &route, &path, &query);
+    if let Err(e) = rbac::authorize(&shared.store, &user, &attributes) {
         return error_response(&shared, &e);
     }
     let body = match Limited::new(body, MAX_BODY).collect().await {
@@ -167,6 +175,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         Route::Resource(r) => {
             let ctx = Ctx {
                 shared: &shared,
+                user: &user,
                 method: &parts.method,
                 req: r,
                 query: &query,

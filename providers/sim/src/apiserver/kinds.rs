@@ -24,6 +24,10 @@ macro_rules! served_kinds {
             (DAEMONSETS, apps, DaemonSet, DaemonSetList),
             (CONTROLLERREVISIONS, apps, ControllerRevision, ControllerRevisionList),
             (VOLUMEATTACHMENTS, storage, VolumeAttachment, VolumeAttachmentList),
+            (ROLES, rbac, Role, RoleList),
+            (CLUSTERROLES, rbac, ClusterRole, ClusterRoleList),
+            (ROLEBINDINGS, rbac, RoleBinding, RoleBindingList),
+            (CLUSTERROLEBINDINGS, rbac, ClusterRoleBinding, ClusterRoleBindingList),
         }
     };
 }
@@ -38,8 +42,22 @@ macro_rules! subresource_kinds {
             ("eviction", policy, Eviction),
             ("binding", core, Binding),
             ("scale", autoscaling, Scale),
+            ("token", authentication, TokenRequest),
         }
     };
 }
 
 pub(crate) use subresource_kinds;
+
+/// Kinds that are created and answered but never stored nor listed (no
+/// list kind): `(RESOURCE, group_module, Kind)`.
+macro_rules! review_kinds {
+    ($callback:ident) => {
+        $callback! {
+            (SELFSUBJECTACCESSREVIEWS, authorization, SelfSubjectAccessReview),
+            (SELFSUBJECTRULESREVIEWS, authorization, SelfSubjectRulesReview),
+        }
+    };
+}
+
+pub(crate) use review_kinds;

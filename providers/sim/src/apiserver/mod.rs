@@ -11,6 +11,9 @@
 //!   `service` (what creating a Service allocates);
 //! - `selector`, `paging`, `route`, `status`, `discovery`, `table`,
 //!   `auth`, `health`: pure pieces the handlers use;
+//! - `rbac`: authorization of every request, with the default roles;
+//!   `tokens`: the ServiceAccount tokens it issues; `reviews`: access
+//!   reviews and TokenRequests;
 //! - `openapi`: `/openapi/v2` and `/openapi/v3`, and the field validation
 //!   they make possible; `kinds`: the Rust types of each served kind;
 //! - `faults`, `metrics`: what tests and benchmarks drive and read.
@@ -29,6 +32,8 @@ mod openapi;
 mod paging;
 mod patch;
 mod protobuf;
+mod rbac;
+mod reviews;
 pub(crate) mod route;
 mod scale;
 mod selector;
@@ -37,6 +42,7 @@ mod service;
 mod status;
 mod table;
 mod tls;
+mod tokens;
 mod watch;
 
 pub use faults::{FaultFilter, Faults};
@@ -76,6 +82,11 @@ impl Default for ApiServerConfig {
     }
 }
 
+/// A ServiceAccount token could not be issued (no such ServiceAccount).
+#[derive(Debug, Error)]
+#[error("cannot issue a ServiceAccount token: {0}")]
+pub struct TokenError(pub String);
+
 /// Failure to start the server.
 #[derive(Debug, Error)]
 #[error("cannot start the API server emulator: {0}")]
@@ -91,6 +102,9 @@ struct HandleInner {
     shared: Arc<server::Shared>,
     url: String,
     ca_pem: String,
+    /// The admin's client certificate (`CN=kubernetes-admin`,
+    /// `O=system:masters`).
+    admin_cert: SignedCert,
     shutdown: tokio_watch::Sender<bool>,
     accept: Mutex<Option<JoinHandle<()>>>,
 }
@@ -125,6 +139,11 @@ impl ApiServerHandle {
         self.inner.url.clone()
     }
 
+    /// PEM of the cluster CA the server's certificate is signed by.
+    pub fn ca_pem(&self) -> String {
+        self.inner.ca_pem.clone()
+    }
+
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.inner.shared.addr
@@ -135,14 +154,64 @@ impl ApiServerHandle {
         self.inner.shared.admin_token.clone()
     }
 
-    /// A kubeconfig (YAML) for the admin user, with the CA inline.
+    /// A kubeconfig (YAML) for the admin user, with the CA inline: a
+    /// client certificate in `system:masters`, as kubeadm writes.
     pub fn kubeconfig_yaml(&self) -> String {
-        self.kubeconfig_with_token("kubernetes-admin", &self.inner.shared.admin_token)
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let cert = &self.inner.admin_cert;
+        self.kubeconfig_with_credentials(
+            "kubernetes-admin",
+            &format!(
+                "client-certificate-data: {}\n    client-key-data: {}",
+                b64(&cert.cert_pem),
+                b64(&cert.key_pem)
+            ),
+        )
     }
 
     /// A kubeconfig (YAML) for any bearer token (a bootstrap token, or an
     /// invalid one in tests).
     pub fn kubeconfig_with_token(&self, user: &str, token: &str) -> String {
+        self.kubeconfig_with_credentials(user, &format!("token: {token}"))
+    }
+
+    /// A token of the ServiceAccount `namespace/name`, valid for
+    /// `seconds`, as the TokenRequest API issues (the ServiceAccount must
+    /// exist).
+    pub fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        seconds: i64,
+    ) -> Result<String, TokenError> {
+        let shared = &self.inner.shared;
+        shared
+            .tokens
+            .issue(
+                &shared.store,
+                namespace,
+                name,
+                seconds,
+                jiff::Timestamp::now(),
+            )
+            .map(|(token, _)| token)
+            .map_err(|e| TokenError(e.message))
+    }
+
+    /// A kubeconfig (YAML) authenticating as the ServiceAccount
+    /// `namespace/name` with a fresh token valid for `seconds`.
+    pub fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        seconds: i64,
+    ) -> Result<String, TokenError> {
+        let token = self.service_account_token(namespace, name, seconds)?;
+        Ok(self.kubeconfig_with_token(name, &token))
+    }
+
+    /// A kubeconfig whose user entry holds `credentials` (YAML lines).
+    fn kubeconfig_with_credentials(&self, user: &str, credentials: &str) -> String {
         let ca = base64::engine::general_purpose::STANDARD.encode(&self.inner.ca_pem);
         format!(
             "apiVersion: v1\n\
@@ -150,7 +219,7 @@ impl ApiServerHandle {
              clusters:\n\
              - name: kubernetes\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n\
              users:\n\
-             - name: {user}\n  user:\n    token: {token}\n\
+             - name: {user}\n  user:\n    {credentials}\n\
              contexts:\n\
              - name: {user}@kubernetes\n  context:\n    cluster: kubernetes\n    user: {user}\n\
              current-context: {user}@kubernetes\n\
@@ -249,6 +318,14 @@ pub async fn start(
         .local_addr()
         .map_err(|e| StartError(format!("local address: {e}")))?;
     ensure_namespaces(&store);
+    rbac::bootstrap::ensure(&store);
+    // kubeadm's admin.conf identity. kubeadm ≥ 1.29 puts admin.conf in
+    // `kubeadm:cluster-admins` (bound to cluster-admin) and keeps
+    // `system:masters` for super-admin.conf; the sandbox's one admin
+    // kubeconfig is the super-admin's.
+    let admin_cert = ca
+        .sign_client_cert("kubernetes-admin", &["system:masters"])
+        .map_err(|e| StartError(e.to_string()))?;
     let (shutdown_tx, shutdown_rx) = tokio_watch::channel(false);
     let shared = Arc::new(server::Shared {
         store,
@@ -259,6 +336,7 @@ pub async fn start(
         metrics: metrics::Metrics::default(),
         pager: paging::Pager::default(),
         lines: watch::LineCache::default(),
+        tokens: tokens::ServiceAccountTokens::default(),
         bookmark_interval_ms: AtomicU64::new(DEFAULT_BOOKMARK_INTERVAL.as_millis() as u64),
         shutdown: shutdown_rx,
     });
@@ -269,6 +347,7 @@ pub async fn start(
             shared,
             url: format!("https://{addr}"),
             ca_pem: ca.cert_pem.clone(),
+            admin_cert,
             shutdown: shutdown_tx,
             accept: Mutex::new(Some(task)),
         }),

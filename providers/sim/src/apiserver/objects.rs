@@ -41,10 +41,15 @@ pub(crate) async fn dispatch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> 
                 "only the following media types are accepted for watches: application/json",
             ))
         }
+        (_, _, None) if r.resource.create_only() && ctx.method != Method::POST => {
+            Err(ApiError::method_not_allowed(ctx.method.as_str()))
+        }
         (Method::GET | Method::HEAD, _, None) if watching => watch::serve(ctx),
         (Method::GET | Method::HEAD, false, None) => list(ctx),
         (Method::GET | Method::HEAD, true, None | Some("status")) => get(ctx),
+        (Method::POST, false, None) if r.resource.create_only() => super::reviews::review(ctx),
         (Method::POST, false, None) if !collection_needs_namespace => create(ctx),
+        (Method::POST, true, Some("token")) => super::reviews::token_request(ctx),
         (Method::POST, true, Some("eviction")) => eviction::evict(ctx),
         (Method::POST, true, Some("binding")) => bind(ctx),
         (Method::PUT, true, None | Some("status")) => update(ctx),

@@ -14,10 +14,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::auth;
 use super::faults::Faults;
 use super::handler;
 use super::metrics::Metrics;
 use super::paging::Pager;
+use super::rbac::UserInfo;
+use super::tokens::ServiceAccountTokens;
 use super::watch::LineCache;
 use crate::store::Store;
 
@@ -31,6 +34,8 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     pub pager: Pager,
     pub lines: LineCache,
+    /// The ServiceAccount tokens issued.
+    pub tokens: ServiceAccountTokens,
     /// Milliseconds between watch bookmarks.
     pub bookmark_interval_ms: AtomicU64,
     /// Closed (sender dropped) or set when the server stops.
@@ -78,10 +83,20 @@ async fn serve_connection(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Sha
             Ok(Ok(tls)) => tls,
             _ => return,
         };
+        // The TLS layer verified the certificate against the cluster CA;
+        // it names the connection's user.
+        let client: Option<Arc<UserInfo>> = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|cert| auth::certificate_user(cert))
+            .map(Arc::new);
         let conn_shared = shared.clone();
         let service = service_fn(move |req| {
             let shared = conn_shared.clone();
-            async move { Ok::<_, Infallible>(handler::handle(shared, req).await) }
+            let client = client.clone();
+            async move { Ok::<_, Infallible>(handler::handle(shared, client.as_deref(), req).await) }
         });
         if let Err(e) = http1::Builder::new()
             .keep_alive(true)

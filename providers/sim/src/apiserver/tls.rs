@@ -20,6 +20,8 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     #[error("cannot parse the CA certificate: {0}")]
     Parse(String),
+    #[error("a client certificate can name at most one group (O), not {0}")]
+    TooManyGroups(usize),
     #[error("cannot build the TLS configuration: {0}")]
     Config(#[from] rustls::Error),
 }
@@ -106,8 +108,12 @@ impl ClusterCa {
     }
 
     /// A client certificate (`CN=<user>`, `O=<group>` per group), as the
-    /// CSR signer issues to kubelets.
+    /// CSR signer issues to kubelets. rcgen keeps one value per attribute
+    /// type, so at most one group can be written.
     pub fn sign_client_cert(&self, user: &str, groups: &[&str]) -> Result<SignedCert, TlsError> {
+        if groups.len() > 1 {
+            return Err(TlsError::TooManyGroups(groups.len()));
+        }
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, user);
@@ -145,15 +151,26 @@ pub fn spki_sha256_hex_of(cert_der: &[u8]) -> Result<String, TlsError> {
 }
 
 /// The rustls configuration of the server: the serving certificate signed
-/// by `ca`, HTTP/1.1 only.
+/// by `ca`, HTTP/1.1 only; a client certificate is asked for and, when
+/// given, must be signed by `ca` (Go's `VerifyClientCertIfGiven`, what
+/// kube-apiserver's `--client-ca-file` sets up).
 pub(crate) fn server_config(ca: &ClusterCa) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let serving = ca.sign_serving_cert(SERVING_SANS)?;
     let chain = vec![rustls::pki_types::CertificateDer::from(serving.cert_der)];
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(serving.key_der.into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(ca.cert_der.clone()))?;
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| TlsError::Parse(e.to_string()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+        .with_client_cert_verifier(clients)
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))

@@ -16,7 +16,7 @@ mod events;
 mod informer;
 pub mod jws;
 pub mod kubelet;
-mod matching;
+pub(crate) mod matching;
 mod nodelifecycle;
 mod objects;
 mod podgc;

@@ -85,7 +85,7 @@ fn bodies_of(resource: &Resource) -> Bodies {
             subresources.push((
                 $sub,
                 <k8s_openapi::api::$group::v1::$kind as JsonSchema>::schema_name().into_owned(),
-                if stringify!($group) == "core" { "" } else { stringify!($group) },
+                resources::module_group(stringify!($group)),
                 stringify!($kind),
             ));
         )*};

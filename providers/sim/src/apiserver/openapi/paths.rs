@@ -212,6 +212,20 @@ pub(crate) fn path_items(r: &'static Resource, bodies: &Bodies) -> Vec<PathItem>
         gvk,
         patch: false,
     };
+    // Reviews are only created (`pkg/registry/authorization/*/rest.go`
+    // implement `rest.Creater` alone), so their one path is a POST.
+    if r.create_only() {
+        return vec![PathItem {
+            path: collection,
+            params: path_params(false),
+            operations: vec![Operation {
+                body: Some(bodies.kind.clone()),
+                codes: &["200", "201", "202"],
+                params: write_params(),
+                ..op("post", "post", "create", "", format!("create a {}", r.kind))
+            }],
+        }];
+    }
     let mut items = Vec::new();
     let mut collection_ops = vec![
         Operation {

@@ -19,7 +19,7 @@ use schemars::JsonSchema;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
 
-use super::super::kinds::{served_kinds, subresource_kinds};
+use super::super::kinds::{review_kinds, served_kinds, subresource_kinds};
 use super::super::patch::{ListStrategy, list_strategy_in};
 use crate::resources::{self, Resource};
 
@@ -54,6 +54,14 @@ pub(crate) fn generate() -> Map<String, Value> {
         )*};
     }
     served_kinds!(add_served);
+    let mut reviews: Vec<(String, &'static Resource)> = Vec::new();
+    macro_rules! add_reviews {
+        ($(($res:ident, $group:ident, $kind:ident)),* $(,)?) => {$(
+            generator.subschema_for::<k8s_openapi::api::$group::v1::$kind>();
+            reviews.push((name_of::<k8s_openapi::api::$group::v1::$kind>(), &resources::$res));
+        )*};
+    }
+    review_kinds!(add_reviews);
     generator.subschema_for::<meta::ListMeta>();
     let mut extra: Vec<(String, &'static str, &'static str, &'static str)> = Vec::new();
     macro_rules! add_subresource_bodies {
@@ -61,7 +69,7 @@ pub(crate) fn generate() -> Map<String, Value> {
             generator.subschema_for::<k8s_openapi::api::$group::v1::$kind>();
             extra.push((
                 name_of::<k8s_openapi::api::$group::v1::$kind>(),
-                if stringify!($group) == "core" { "" } else { stringify!($group) },
+                resources::module_group(stringify!($group)),
                 "v1",
                 stringify!($kind),
             ));
@@ -92,6 +100,15 @@ pub(crate) fn generate() -> Map<String, Value> {
             resource.group,
             resource.version,
             resource.list_kind,
+        );
+    }
+    for (name, resource) in reviews {
+        add_gvk(
+            &mut definitions,
+            &name,
+            resource.group,
+            resource.version,
+            resource.kind,
         );
     }
     for (name, group, version, kind) in extra {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::apiserver::kinds::{served_kinds, subresource_kinds};
+use crate::apiserver::kinds::{review_kinds, served_kinds, subresource_kinds};
 use crate::apiserver::openapi;
 
 /// Messages with a JSON form of their own (`json.rs`), and the envelope.
@@ -64,6 +64,12 @@ fn roots() -> Vec<String> {
         )*};
     }
     subresource_kinds!(subresources);
+    macro_rules! reviews {
+        ($(($res:ident, $group:ident, $kind:ident)),* $(,)?) => {$(
+            out.push(format!("api::{}::v1::{}", stringify!($group), stringify!($kind)));
+        )*};
+    }
+    review_kinds!(reviews);
     out
 }
 
@@ -157,6 +163,8 @@ fn message_of(module: &str, ty: &str) -> Option<String> {
                 .map(|t| t.strip_suffix('>').unwrap_or(t))
         })
         .unwrap_or(ty);
+    // A type broken over lines (`Vec<\n T,\n>`) keeps a comma inside.
+    let inner = inner.trim_end_matches(',');
     let scalar = inner.starts_with("::prost::")
         || matches!(
             inner,

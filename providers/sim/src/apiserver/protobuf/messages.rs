@@ -135,6 +135,88 @@ super::json::messages! {
         max_unavailable: "maxUnavailable",
         max_surge: "maxSurge",
     }
+    api::authentication::v1::BoundObjectReference {
+        kind: "kind",
+        api_version: "apiVersion",
+        name: "name",
+        u_id: "uid",
+    }
+    api::authentication::v1::TokenRequest {
+        metadata: "metadata" required,
+        spec: "spec" required,
+        status: "status",
+    }
+    api::authentication::v1::TokenRequestSpec {
+        audiences: "audiences" required,
+        expiration_seconds: "expirationSeconds",
+        bound_object_ref: "boundObjectRef",
+    }
+    api::authentication::v1::TokenRequestStatus {
+        token: "token" required,
+        expiration_timestamp: "expirationTimestamp" required,
+    }
+    api::authorization::v1::FieldSelectorAttributes {
+        raw_selector: "rawSelector",
+        requirements: "requirements",
+    }
+    api::authorization::v1::LabelSelectorAttributes {
+        raw_selector: "rawSelector",
+        requirements: "requirements",
+    }
+    api::authorization::v1::NonResourceAttributes {
+        path: "path",
+        verb: "verb",
+    }
+    api::authorization::v1::NonResourceRule {
+        verbs: "verbs" required,
+        non_resource_ur_ls: "nonResourceURLs",
+    }
+    api::authorization::v1::ResourceAttributes {
+        namespace: "namespace",
+        verb: "verb",
+        group: "group",
+        version: "version",
+        resource: "resource",
+        subresource: "subresource",
+        name: "name",
+        field_selector: "fieldSelector",
+        label_selector: "labelSelector",
+    }
+    api::authorization::v1::ResourceRule {
+        verbs: "verbs" required,
+        api_groups: "apiGroups",
+        resources: "resources",
+        resource_names: "resourceNames",
+    }
+    api::authorization::v1::SelfSubjectAccessReview {
+        metadata: "metadata" required,
+        spec: "spec" required,
+        status: "status",
+    }
+    api::authorization::v1::SelfSubjectAccessReviewSpec {
+        resource_attributes: "resourceAttributes",
+        non_resource_attributes: "nonResourceAttributes",
+    }
+    api::authorization::v1::SelfSubjectRulesReview {
+        metadata: "metadata" required,
+        spec: "spec" required,
+        status: "status",
+    }
+    api::authorization::v1::SelfSubjectRulesReviewSpec {
+        namespace: "namespace",
+    }
+    api::authorization::v1::SubjectAccessReviewStatus {
+        allowed: "allowed" required,
+        denied: "denied",
+        reason: "reason",
+        evaluation_error: "evaluationError",
+    }
+    api::authorization::v1::SubjectRulesReviewStatus {
+        resource_rules: "resourceRules" required,
+        non_resource_rules: "nonResourceRules" required,
+        incomplete: "incomplete" required,
+        evaluation_error: "evaluationError",
+    }
     api::autoscaling::v1::Scale {
         metadata: "metadata" required,
         spec: "spec",
@@ -1442,6 +1524,62 @@ super::json::messages! {
         expected_pods: "expectedPods" required,
         conditions: "conditions",
     }
+    api::rbac::v1::AggregationRule {
+        cluster_role_selectors: "clusterRoleSelectors",
+    }
+    api::rbac::v1::ClusterRole {
+        metadata: "metadata",
+        rules: "rules",
+        aggregation_rule: "aggregationRule",
+    }
+    api::rbac::v1::ClusterRoleBinding {
+        metadata: "metadata",
+        subjects: "subjects",
+        role_ref: "roleRef" required,
+    }
+    api::rbac::v1::ClusterRoleBindingList {
+        metadata: "metadata",
+        items: "items" required,
+    }
+    api::rbac::v1::ClusterRoleList {
+        metadata: "metadata",
+        items: "items" required,
+    }
+    api::rbac::v1::PolicyRule {
+        verbs: "verbs" required,
+        api_groups: "apiGroups",
+        resources: "resources",
+        resource_names: "resourceNames",
+        non_resource_ur_ls: "nonResourceURLs",
+    }
+    api::rbac::v1::Role {
+        metadata: "metadata",
+        rules: "rules",
+    }
+    api::rbac::v1::RoleBinding {
+        metadata: "metadata",
+        subjects: "subjects",
+        role_ref: "roleRef" required,
+    }
+    api::rbac::v1::RoleBindingList {
+        metadata: "metadata",
+        items: "items" required,
+    }
+    api::rbac::v1::RoleList {
+        metadata: "metadata",
+        items: "items" required,
+    }
+    api::rbac::v1::RoleRef {
+        api_group: "apiGroup" required,
+        kind: "kind" required,
+        name: "name" required,
+    }
+    api::rbac::v1::Subject {
+        kind: "kind" required,
+        api_group: "apiGroup",
+        name: "name" required,
+        namespace: "namespace",
+    }
     api::storage::v1::VolumeAttachment {
         metadata: "metadata",
         spec: "spec" required,
@@ -1486,6 +1624,11 @@ super::json::messages! {
         propagation_policy: "propagationPolicy",
         dry_run: "dryRun",
         ignore_store_read_error_with_cluster_breaking_potential: "ignoreStoreReadErrorWithClusterBreakingPotential",
+    }
+    apimachinery::pkg::apis::meta::v1::FieldSelectorRequirement {
+        key: "key" required,
+        operator: "operator" required,
+        values: "values",
     }
     apimachinery::pkg::apis::meta::v1::LabelSelector {
         match_labels: "matchLabels",

@@ -21,7 +21,7 @@ use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
 use prost::Message;
 use serde_json::{Map, Value};
 
-use super::kinds::{served_kinds, subresource_kinds};
+use super::kinds::{review_kinds, served_kinds, subresource_kinds};
 use crate::resources;
 use json::PbJson;
 
@@ -41,11 +41,10 @@ fn encode_as<M: Message + PbJson>(value: &Value) -> Result<Vec<u8>, String> {
 }
 
 /// `apiVersion` of a subresource body's group module (`policy/v1`, `v1`).
-fn module_api_version(group: &str) -> String {
-    if group == "core" {
-        "v1".into()
-    } else {
-        format!("{group}/v1")
+fn module_api_version(module: &str) -> String {
+    match resources::module_group(module) {
+        "" => "v1".into(),
+        group => format!("{group}/v1"),
     }
 }
 
@@ -78,6 +77,14 @@ fn convert(
         )*};
     }
     served_kinds!(served);
+    macro_rules! reviews {
+        ($(($res:ident, $group:ident, $kind:ident)),* $(,)?) => {$(
+            if api_version == resources::$res.api_version() && kind == resources::$res.kind {
+                run!(k8s_pb::api::$group::v1::$kind);
+            }
+        )*};
+    }
+    review_kinds!(reviews);
     macro_rules! subresources {
         ($(($sub:literal, $group:ident, $kind:ident)),* $(,)?) => {$(
             if api_version == module_api_version(stringify!($group)) && kind == stringify!($kind) {
