@@ -1386,19 +1386,24 @@ impl Cluster {
     }
 }
 
-/// The bearer token of a kubeconfig the sandbox wrote (`token: ...`).
-fn kubeconfig_token(kubeconfig: &Path) -> String {
+/// The secret of a kubeconfig the sandbox wrote: its bearer token
+/// (`token: ...`) or its client key (`client-key-data: ...`).
+fn kubeconfig_secret(kubeconfig: &Path) -> String {
     let text = fs::read_to_string(kubeconfig).expect("kubeconfig");
-    let token = text
+    let secret = text
         .lines()
-        .find_map(|l| l.trim().strip_prefix("token:"))
+        .find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("token:")
+                .or_else(|| l.strip_prefix("client-key-data:"))
+        })
         .map(|t| t.trim().to_string())
         .unwrap_or_default();
     assert!(
-        token.len() >= 16,
-        "the sandbox's kubeconfig has a bearer token:\n{text}"
+        secret.len() >= 16,
+        "the sandbox's kubeconfig has a credential:\n{text}"
     );
-    token
+    secret
 }
 
 /// A root module driving `terraform/modules/upgrade` with the real
@@ -1586,7 +1591,7 @@ fn upgrade_module_upgrades_a_sandbox_cluster_once_per_version_and_completes_a_fa
     let ws = Workspace::new();
     let sandbox = Sandbox::up(&ws.path("world"), "v1.33.2");
     let cluster = Cluster::connect(&sandbox.kubeconfig);
-    let token = kubeconfig_token(&sandbox.kubeconfig);
+    let token = kubeconfig_secret(&sandbox.kubeconfig);
     let original_workers = cluster.workers();
     assert_eq!(original_workers.len(), 3, "{:?}", cluster.nodes());
     let tf = RealRoot::new(ws, &sandbox);
@@ -1702,7 +1707,7 @@ fn upgrade_module_upgrades_a_sandbox_cluster_once_per_version_and_completes_a_fa
     for (place, content) in &places {
         assert!(
             !content.contains(&token),
-            "the kubeconfig's token leaked into {place}"
+            "the kubeconfig's credential leaked into {place}"
         );
         assert!(
             !content.contains(&kubeconfig),
