@@ -294,6 +294,7 @@ async fn init_proposes_pools_and_image_rules_then_tags_what_it_listed() {
         "region: us-east-1",
         "\"tag:kubernetes-version\": \"{version}\"",
         "Auto Scaling group batch-asg",
+        &format!("autoScalingGroup: {ASG}"),
     ] {
         assert!(config.contains(expected), "{expected:?} in:\n{config}");
     }

@@ -456,10 +456,11 @@ impl Discovery for AwsDiscovery {
                     t.name.as_deref().or(t.id.as_deref()).unwrap_or("(none)"),
                     t.version.as_deref().unwrap_or("$Default")
                 ));
-                warnings.push(format!(
-                    "the machines belong to Auto Scaling group {}: a group replaces the members kubesurge terminates unless the pool is rotated as an Auto Scaling group pool",
+                notes.push(format!(
+                    "rotated as an Auto Scaling group pool: replacements are attached to {}, old members leave it with the desired capacity decremented, and the group is given back as it was",
                     group.name
                 ));
+                section.insert("autoScalingGroup".into(), json!(group.name));
                 t
             }
             None => {
@@ -508,7 +509,11 @@ impl Discovery for AwsDiscovery {
                     .unwrap_or_else(|_| json!(version)),
             );
         }
-        section.insert("launchTemplate".into(), Value::Object(lt));
+        // An Auto Scaling group's pool launches from the group's own
+        // template and version unless the pool names another.
+        if asg.is_none() {
+            section.insert("launchTemplate".into(), Value::Object(lt));
+        }
 
         // The image rule, from the images the machines run now.
         let image_ids: Vec<String> = machines
