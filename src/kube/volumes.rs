@@ -37,6 +37,20 @@ pub async fn wait_detached(
             return Ok(false);
         };
         match event {
+            // A refusal (401/403: the credentials may not list or watch
+            // VolumeAttachments) never passes by waiting: fail now, naming
+            // it, instead of retrying until the deadline.
+            Err(
+                watcher::Error::InitialListFailed(e)
+                | watcher::Error::WatchStartFailed(e)
+                | watcher::Error::WatchFailed(e),
+            ) if matches!(
+                super::errors::status_code(&e),
+                Some(http::StatusCode::FORBIDDEN | http::StatusCode::UNAUTHORIZED)
+            ) =>
+            {
+                return Err(e);
+            }
             Err(e) => tracing::debug!(node, error = %e, "volume attachment watch interrupted"),
             Ok(watcher::Event::Init) => buffer.clear(),
             Ok(watcher::Event::InitApply(va)) => {

@@ -183,9 +183,6 @@ fn expected_without(resources: &[&str], verbs: &[&str]) -> Without {
         // single short run still ends, but `abort` could not reach it (the
         // abort half of the test above needs every verb of this rule).
         (["leases"], [_, _, _, _, _]) => Without::Succeeds,
-        // The wait for volumes to detach retries its refused watch instead
-        // of failing: the run hangs at its first termination.
-        (["volumeattachments"], _) => Without::NeverEnds,
         _ => Without::FailsNamingIt,
     }
 }
