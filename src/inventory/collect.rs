@@ -172,12 +172,7 @@ pub async fn fetch(client: &Client) -> Result<RawInventory, InventoryError> {
             // configuration (the scheduled module's role) plans no hops
             // from it: hops then fall back to the static pods alone.
             match configmaps.get_opt(KUBEADM_CONFIG).await {
-                Err(e)
-                    if crate::kube::errors::status_code(&e)
-                        == Some(http::StatusCode::FORBIDDEN) =>
-                {
-                    Ok(None)
-                }
+                Err(e) if crate::kube::errors::is_forbidden(&e) => Ok(None),
                 other => other.map_err(api_error("configmap kube-system/kubeadm-config")),
             }
         },

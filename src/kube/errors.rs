@@ -48,6 +48,17 @@ pub fn is_already_exists(error: &kube::Error) -> bool {
     is_conflict(error)
 }
 
+/// 403: the credentials may not do this (RBAC, an admission refusal).
+pub fn is_forbidden(error: &kube::Error) -> bool {
+    status_code(error) == Some(StatusCode::FORBIDDEN)
+}
+
+/// 401 or 403: the server refused the credentials or what they asked;
+/// waiting never changes that.
+pub fn is_refused(error: &kube::Error) -> bool {
+    is_forbidden(error) || status_code(error) == Some(StatusCode::UNAUTHORIZED)
+}
+
 /// 429: the server asks to come back later (overload, or an eviction a
 /// PodDisruptionBudget does not allow now).
 pub fn is_too_many_requests(error: &kube::Error) -> bool {

@@ -44,11 +44,7 @@ pub async fn wait_detached(
                 watcher::Error::InitialListFailed(e)
                 | watcher::Error::WatchStartFailed(e)
                 | watcher::Error::WatchFailed(e),
-            ) if matches!(
-                super::errors::status_code(&e),
-                Some(http::StatusCode::FORBIDDEN | http::StatusCode::UNAUTHORIZED)
-            ) =>
-            {
+            ) if super::errors::is_refused(&e) => {
                 return Err(e);
             }
             Err(e) => tracing::debug!(node, error = %e, "volume attachment watch interrupted"),
