@@ -1,3 +1,4 @@
+pub mod detach;
 pub mod packages;
 pub mod phase;
 pub mod script;

@@ -24,6 +24,7 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::time::Instant;
 
+use super::detach;
 use super::script::{self, NodeFacts};
 use crate::kube::cache::WatchCache;
 use crate::kube::drain::{self, DrainOutcome, DrainPolicy};
@@ -416,7 +417,9 @@ impl ControlPlaneDriver {
             name: name.to_string(),
         };
         let request = ExecRequest {
-            script: script::render(step, &facts),
+            // Detached from this process on the node: interrupting kubesurge
+            // never kills kubeadm half-way, and a rerun re-attaches.
+            script: detach::wrap(&script::render(step, &facts), SCRIPT_TIMEOUT),
             description: step.description(),
             timeout: SCRIPT_TIMEOUT,
         };

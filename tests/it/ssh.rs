@@ -982,3 +982,186 @@ async fn ssh_failing_kubeadm_apply_stops_with_exit_1_and_its_output() {
     }
     w.assert_no_violations();
 }
+
+// ---------------------------------------------------------------------------
+// Control-plane commands detached from the caller (kubesurge::controlplane::detach)
+
+/// A stand-in for a long `kubeadm upgrade apply`: prints a line every
+/// 100 ms for three seconds, then records its completion (one line per
+/// run) in `runs`. Like kubeadm, it dies of SIGPIPE if its output goes
+/// nowhere, so it only completes if nothing of the caller's connection
+/// reaches it.
+fn long_command(dir: &Path) -> (String, PathBuf) {
+    let runs = dir.join("runs");
+    let command = format!(
+        "for i in $(seq 1 30); do echo \"upgrading $i\"; sleep 0.1; done\n\
+         echo completed >> '{runs}'\necho done\n",
+        runs = runs.display()
+    );
+    (command, runs)
+}
+
+/// What the control-plane phase sends: the command wrapped to run detached
+/// (node paths under `root`, as `KUBESURGE_ROOT` puts them in the world).
+fn detached(root: &Path, command: &str) -> String {
+    format!(
+        "export KUBESURGE_ROOT='{}'\n{}",
+        root.display(),
+        kubesurge::controlplane::detach::wrap(command, Duration::from_secs(60))
+    )
+}
+
+fn completions(runs: &Path) -> usize {
+    std::fs::read_to_string(runs).map_or(0, |text| text.lines().count())
+}
+
+/// Runs `script` and kills the caller once `line` of its output has come
+/// (the local process and its pipes go, as with Ctrl-C, a CronJob's SIGTERM
+/// or a dropped connection).
+async fn interrupt_after(exec: &dyn NodeExec, dir: &Path, script: &str, line: &str) {
+    let seen = dir.join(format!("seen-{:016x}", rand_u64()));
+    let sink = Recorder::touching(line, seen.clone());
+    let (target, request) = (target(), request(script, Duration::from_secs(60)));
+    let call = exec.run(&target, &request, &sink);
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                result = &mut call => panic!("the command ended before {line:?}: {result:?}"),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {
+                    if seen.exists() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "{line:?} never came: {:?}", sink.lines());
+}
+
+/// The caller is killed three lines into the command: on the code before
+/// the detached wrapper the command died with it (SIGPIPE at its next line),
+/// its completion never recorded. Now it runs to its end; a rerun sent
+/// while it still runs follows it and reports its success, and a rerun
+/// after the end gets that success without running it again.
+async fn an_interrupted_command_completes_and_is_not_run_twice(exec: &dyn NodeExec, dir: &Path) {
+    let root = dir.join("node");
+    let (command, runs) = long_command(dir);
+    let script = detached(&root, &command);
+    interrupt_after(exec, dir, &script, "upgrading 3").await;
+    assert_eq!(completions(&runs), 0, "the command cannot be done yet");
+
+    // A rerun while it still runs: follows the same command to its end.
+    let followed = run(exec, &script, Duration::from_secs(60))
+        .await
+        .expect("the rerun reaches the node");
+    assert_eq!(followed.exit_code, 0, "{followed:?}");
+    assert!(followed.stdout.ends_with("done\n"), "{followed:?}");
+    assert!(
+        followed.stderr.contains("already running on this node"),
+        "the rerun says it follows the earlier command: {followed:?}"
+    );
+    assert_eq!(completions(&runs), 1, "the command ran exactly once");
+
+    // Interrupted again, and the rerun comes after the end: the result the
+    // interrupted caller missed, without running it again.
+    let other = detached(&root, &format!("{command}# second\n"));
+    interrupt_after(exec, dir, &other, "upgrading 3").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while completions(&runs) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the interrupted command never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..2 {
+        let collected = run(exec, &other, Duration::from_secs(60))
+            .await
+            .expect("the rerun reaches the node");
+        assert_eq!(collected.exit_code, 0, "{collected:?}");
+        assert!(
+            collected.stderr.contains("already ran to success"),
+            "{collected:?}"
+        );
+        assert!(collected.stdout.ends_with("done\n"), "{collected:?}");
+    }
+    assert_eq!(completions(&runs), 2, "neither was run a second time");
+}
+
+/// While one kubesurge command runs on a node, a different one is refused
+/// (exit 75) rather than started beside it; once the first has ended, the
+/// second runs.
+async fn a_second_command_waits_for_the_first(exec: &dyn NodeExec, dir: &Path) {
+    let root = dir.join("node");
+    let (command, runs) = long_command(dir);
+    let first = detached(&root, &command);
+    interrupt_after(exec, dir, &first, "upgrading 3").await;
+    let second = detached(&root, "echo second\n");
+    let refused = run(exec, &second, Duration::from_secs(60))
+        .await
+        .expect("reaches the node");
+    assert_eq!(
+        refused.exit_code,
+        kubesurge::controlplane::detach::BUSY_EXIT,
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .stderr
+            .contains("another kubesurge command is running on this node"),
+        "{refused:?}"
+    );
+    assert!(!refused.stdout.contains("second"), "{refused:?}");
+    let finished = run(exec, &first, Duration::from_secs(60))
+        .await
+        .expect("reaches the node");
+    assert_eq!(finished.exit_code, 0, "{finished:?}");
+    assert_eq!(completions(&runs), 1);
+    let ran = run(exec, &second, Duration::from_secs(60))
+        .await
+        .expect("reaches the node");
+    assert_eq!((ran.exit_code, ran.stdout.as_str()), (0, "second\n"));
+}
+
+#[tokio::test]
+async fn ssh_an_interrupted_command_completes_and_is_not_run_twice() {
+    let sshd = Sshd::start();
+    an_interrupted_command_completes_and_is_not_run_twice(&sshd.exec(), sshd.dir.path()).await;
+}
+
+#[tokio::test]
+async fn ssh_a_second_command_waits_for_the_first() {
+    let sshd = Sshd::start();
+    a_second_command_waits_for_the_first(&sshd.exec(), sshd.dir.path()).await;
+}
+
+#[tokio::test]
+async fn local_an_interrupted_command_completes_and_is_not_run_twice() {
+    let dir = TempDir::new().expect("temp dir");
+    an_interrupted_command_completes_and_is_not_run_twice(&LocalExec::new(), dir.path()).await;
+}
+
+#[tokio::test]
+async fn local_a_second_command_waits_for_the_first() {
+    let dir = TempDir::new().expect("temp dir");
+    a_second_command_waits_for_the_first(&LocalExec::new(), dir.path()).await;
+}
+
+/// Why the wrapper exists: the same command sent bare and interrupted the
+/// same way dies on the node with its caller (SIGPIPE at its next line of
+/// output) and never records its completion.
+#[tokio::test]
+async fn ssh_an_interrupted_bare_command_dies_with_its_caller() {
+    let sshd = Sshd::start();
+    let (command, runs) = long_command(sshd.dir.path());
+    interrupt_after(&sshd.exec(), sshd.dir.path(), &command, "upgrading 3").await;
+    // Twice the command's whole length.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        completions(&runs),
+        0,
+        "the bare command survived its caller"
+    );
+}

@@ -111,8 +111,9 @@ pub fn all(bash: &str) -> Vec<StandIn> {
 /// stay out of sight). `timeout` is what `controlPlane.exec: ssh` runs a
 /// script under on the node.
 pub const HOST_TOOLS: &[&str] = &[
-    "bash", "cat", "chmod", "cp", "cut", "date", "env", "grep", "head", "id", "ln", "ls", "mkdir",
-    "mktemp", "mv", "rm", "sed", "sleep", "sort", "tail", "timeout", "touch", "tr", "uname", "wc",
+    "bash", "cat", "chmod", "cp", "cut", "date", "env", "flock", "grep", "head", "id", "ln", "ls",
+    "mkdir", "mktemp", "mv", "rm", "sed", "setsid", "sleep", "sort", "tail", "timeout", "touch",
+    "tr", "uname", "wc",
 ];
 
 /// The start of every stand-in: its `#!` line, `set -euo pipefail`, and
