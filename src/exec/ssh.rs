@@ -15,8 +15,11 @@
 //! - The remote `timeout` kills the script where it runs when the deadline
 //!   passes: killing the local ssh client alone would leave it running.
 //!   A call that is dropped (the run aborted) kills the local client only;
-//!   the script finishes or meets that deadline on the node, which leaves a
-//!   `kubeadm upgrade` whole rather than cut half-way.
+//!   a bare script then dies on the node of SIGPIPE at its next line of
+//!   output, which is why the control-plane commands are sent wrapped by
+//!   [`crate::controlplane::detach`]: they finish (or meet that deadline) on
+//!   the node, which leaves a `kubeadm upgrade` whole rather than cut
+//!   half-way.
 //! - `sudo -n` (never a password prompt): the user needs passwordless sudo;
 //!   if sudo refuses, that is a [`ExecError::Transport`] naming it.
 
