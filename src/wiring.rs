@@ -79,7 +79,10 @@ pub fn node_exec(settings: &Settings) -> Result<Arc<dyn NodeExec>, WiringError> 
         Some(ExecMethod::Ssh) => Ok(Arc::new(SshExec::new(SshConfig::from_settings(
             &settings.control_plane.ssh,
         )?))),
-        Some(ExecMethod::Local) => Ok(Arc::new(LocalExec::new())),
+        Some(ExecMethod::Local) => match settings.control_plane.node {
+            Some(_) => Ok(Arc::new(LocalExec::new())),
+            None => Err(ExecSettingsError::NoLocalNode.into()),
+        },
         Some(ExecMethod::Sim) => sim_exec(settings),
         Some(ExecMethod::Ssm) => ssm_exec(settings),
         None => Err(ExecSettingsError::NoMethod.into()),

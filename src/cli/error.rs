@@ -16,7 +16,7 @@ use crate::rotation::instances::DeleteError;
 use crate::rotation::status::StatusError;
 use crate::run_control::AbortError;
 use crate::settings::SettingsError;
-use crate::upgrade::UpgradeError;
+use crate::upgrade::{LocalExecError, UpgradeError};
 use crate::window::WindowError;
 use crate::wiring::WiringError;
 
@@ -71,6 +71,10 @@ pub enum CommandError {
     /// exist, or could not be looked for; nothing was changed.
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// `controlPlane.exec: local` on a machine that is not the named
+    /// control-plane node; nothing was changed.
+    #[error(transparent)]
+    LocalExec(#[from] LocalExecError),
     #[error(transparent)]
     Gc(#[from] GcError),
     /// Some leftovers could not be terminated (the others were).
@@ -153,6 +157,7 @@ impl CommandError {
             | CommandError::Window(_)
             | CommandError::Refused(_)
             | CommandError::Target(TargetError::Missing(_))
+            | CommandError::LocalExec(LocalExecError::Refused(_))
             | CommandError::NoTerminal
             | CommandError::NotConfirmed
             | CommandError::InitFileExists(_)
@@ -176,6 +181,7 @@ impl CommandError {
             | CommandError::Engine(_)
             | CommandError::Upgrade(_)
             | CommandError::Target(TargetError::Unverified(_))
+            | CommandError::LocalExec(LocalExecError::Api(_))
             | CommandError::Gc(_)
             | CommandError::GcIncomplete(_)
             | CommandError::Status(_)

@@ -67,6 +67,9 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
     let upgrade = Upgrade::prepare(plan, args.to, &settings)?;
     // The target must exist (every hop's packages, every rotation's image)
     // before the first, irreversible, hop.
+    // `exec: local` runs even the read-only package query on this machine:
+    // first prove that this machine is the control-plane node.
+    upgrade.verify_local_exec(&connection.client).await?;
     let not_checked = upgrade.verify_target(&connection.client).await?;
     run::announce_not_checked(&not_checked);
     if flags.dry_run || !flags.yes {

@@ -1,4 +1,5 @@
 pub mod detach;
+pub mod local_node;
 pub mod packages;
 pub mod phase;
 pub mod script;

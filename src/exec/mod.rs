@@ -37,6 +37,10 @@ pub enum ExecSettingsError {
     NoMethod,
     #[error("controlPlane.ssh.user is required with controlPlane.exec: ssh")]
     NoSshUser,
+    #[error(
+        "controlPlane.node is required with controlPlane.exec: local: name the control-plane node kubesurge runs on"
+    )]
+    NoLocalNode,
     #[error("controlPlane.exec: {method} is not available in this build of kubesurge")]
     Unavailable { method: &'static str },
 }

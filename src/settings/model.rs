@@ -90,6 +90,9 @@ pub struct ControlPlane {
     /// `controlPlane.exec`; `None` when not configured (only `plan` works).
     pub exec: Option<ExecMethod>,
     pub ssh: SshSettings,
+    /// `controlPlane.node`: with `exec: local`, the control-plane node
+    /// kubesurge runs on (checked against this machine before any change).
+    pub node: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

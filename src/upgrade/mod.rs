@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Node;
 use kube::Client;
+use kube::api::{Api, ListParams};
 use kubesurge_provider::NodeExec;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -22,14 +24,16 @@ pub use dry_run::DryRun;
 pub use report::{Remaining, UpgradeOutcome, UpgradeReport};
 
 use crate::check::target::{self, NotChecked, TargetError};
+use crate::controlplane::local_node::{self, LocalNodeError, MachineIdentity};
 use crate::controlplane::phase::ControlPlaneDriver;
 use crate::kube::drain::{DEFAULT_EVICTION_CONCURRENCY, DrainPolicy};
 use crate::kube::lock::LeaseHold;
+use crate::kube::retry::with_retry;
 use crate::plan::{Hop, Plan, Rotation, Step};
 use crate::rotation::{
     Criteria, Engine, EngineConfig, Progress, RotationRequest, RunOutcome, StopReason,
 };
-use crate::settings::Settings;
+use crate::settings::{ExecMethod, Settings};
 use crate::version::KubeVersion;
 use crate::wiring::{self, WiringError};
 
@@ -56,9 +60,21 @@ pub struct Upgrade {
     target: KubeVersion,
     plan: Plan,
     exec: Option<Arc<dyn NodeExec>>,
+    /// With `controlPlane.exec: local` and hops to run: the node this
+    /// machine must be (`controlPlane.node`).
+    local_node: Option<String>,
     engine: Option<EngineConfig>,
     drain: DrainPolicy,
     drain_timeout: Duration,
+}
+
+/// Why this machine cannot run the control-plane commands locally.
+#[derive(Debug, Error)]
+pub enum LocalExecError {
+    #[error(transparent)]
+    Refused(#[from] LocalNodeError),
+    #[error("reading the Nodes to check controlPlane.node: {0}")]
+    Api(#[source] kube::Error),
 }
 
 /// The clients a run talks to the cluster with.
@@ -89,10 +105,15 @@ impl Upgrade {
         } else {
             None
         };
+        let local_node = match (&exec, settings.control_plane.exec) {
+            (Some(_), Some(ExecMethod::Local)) => settings.control_plane.node.clone(),
+            _ => None,
+        };
         Ok(Upgrade {
             target,
             plan,
             exec,
+            local_node,
             engine,
             drain: DrainPolicy {
                 on_timeout: settings.drain.on_timeout,
@@ -119,6 +140,23 @@ impl Upgrade {
             self.engine.as_ref(),
         )
         .await
+    }
+
+    /// With `controlPlane.exec: local`, prove that this machine is the
+    /// named control-plane node and that it is the cluster's only one
+    /// (`controlplane::local_node`). Read-only.
+    pub async fn verify_local_exec(&self, client: &Client) -> Result<(), LocalExecError> {
+        let Some(named) = &self.local_node else {
+            return Ok(());
+        };
+        let this = MachineIdentity::of_this_machine()?;
+        let api: Api<Node> = Api::all(client.clone());
+        let params = ListParams::default();
+        let nodes = with_retry("list nodes", || api.list(&params))
+            .await
+            .map_err(LocalExecError::Api)?;
+        local_node::verify(named, &this, &nodes.items)?;
+        Ok(())
     }
 
     /// Run the plan's steps in order until one fails or a stop is

@@ -696,6 +696,12 @@ fn node_exec_follows_control_plane_exec() {
     assert!(node_exec(&settings).is_ok());
 
     settings.control_plane.exec = Some(ExecMethod::Local);
+    assert!(matches!(
+        node_exec(&settings),
+        Err(WiringError::NodeExec(ExecSettingsError::NoLocalNode))
+    ));
+    assert!(message(&settings).contains("controlPlane.node"));
+    settings.control_plane.node = Some("cp-1".into());
     assert!(node_exec(&settings).is_ok());
 }
 

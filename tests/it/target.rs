@@ -126,3 +126,57 @@ async fn a_target_that_exists_passes() {
     assert!(!all.contains("not checked"), "{all}");
     assert_untouched(&h);
 }
+
+/// `controlPlane.exec: local` ran every control-plane command on the
+/// machine kubesurge runs on, whichever node it was meant for: nothing
+/// checked that this machine is that node. Now the configuration names the
+/// node, and its kubelet's report of its machine (machine id, boot id) must
+/// be this machine's, and it must be the only control-plane node — else
+/// exit 2 before anything changes (not even the package query runs here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_local_is_refused_unless_this_machine_is_the_only_control_plane_node() {
+    let local = |h: &Harness| {
+        let config = std::fs::read_to_string(&h.config).expect("config");
+        let local = config.replace(
+            "controlPlane:\n  exec: sim\n",
+            "controlPlane:\n  exec: local\n  node: cp-1\n",
+        );
+        assert_ne!(config, local, "the harness's config names exec: sim");
+        std::fs::write(&h.config, local).expect("write config");
+    };
+    // One control-plane node, a simulated machine: not this one.
+    let h = start(Spec {
+        control_planes: 1,
+        pools: vec![("general", 2)],
+        workloads: false,
+        ..Spec::default()
+    })
+    .await;
+    local(&h);
+    let output = h.run(&["upgrade", "--to", "v1.36.2", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    let expected = if std::path::Path::new("/etc/machine-id").exists() {
+        "controlPlane.exec: local: this machine is not control-plane node cp-1 (machine id"
+    } else {
+        "controlPlane.exec: local: this machine cannot be checked against controlPlane.node"
+    };
+    assert!(all.contains(expected), "{all}");
+    assert!(all.contains("controlPlane.exec: ssh or ssm"), "{all}");
+    assert_untouched(&h);
+
+    // Two control-plane nodes: local cannot reach the other.
+    let h = two_control_planes().await;
+    local(&h);
+    let output = h.run(&["upgrade", "--to", "v1.36.2", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    let this_machine_readable = std::path::Path::new("/etc/machine-id").exists();
+    if this_machine_readable {
+        assert!(
+            all.contains("the cluster has other control-plane nodes (cp-2) besides cp-1"),
+            "{all}"
+        );
+    }
+    assert_untouched(&h);
+}

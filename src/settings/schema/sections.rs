@@ -18,7 +18,7 @@ use crate::settings::names::check_dns_label;
 use crate::window::Window;
 
 const CLUSTER_FIELDS: &[&str] = &["name"];
-const CONTROL_PLANE_FIELDS: &[&str] = &["exec", "ssh"];
+const CONTROL_PLANE_FIELDS: &[&str] = &["exec", "ssh", "node"];
 const SSH_FIELDS: &[&str] = &["user", "identityFile", "knownHosts", "port"];
 const DRAIN_FIELDS: &[&str] = &["timeout", "onTimeout", "unmanagedPods"];
 const JOIN_FIELDS: &[&str] = &["tokenTTL"];
@@ -111,9 +111,16 @@ impl Walk<'_> {
                 }),
         };
         let ssh = self.ssh(&path, section);
+        let node = match field(section, "node") {
+            None => Some(None),
+            Some(value) => self
+                .string(&path.key("node"), value)
+                .map(|s| Some(s.to_string())),
+        };
         Some(ControlPlane {
             exec: exec?,
             ssh: ssh?,
+            node: node?,
         })
     }
 
