@@ -41,7 +41,6 @@ use crate::version::KubeVersion;
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How long a node's components may take to report the target after the
 /// script, and a kubelet to come back Ready.
-pub const GATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Lines of a failed script's output quoted in the error.
 const TAIL_LINES: usize = 20;
 /// Marks a CP node cordoned by kubesurge for its kubelet upgrade, so a
@@ -53,6 +52,33 @@ const COMPONENTS: [&str; 3] = [
     "kube-controller-manager",
     "kube-scheduler",
 ];
+
+/// Default `controlPlane.gateTimeout`: kubeadm itself waits up to 5
+/// minutes for each component; twice that for the whole node.
+pub const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// What, of `node`'s control-plane static pods and of every etcd member
+/// (stacked etcd: a static pod per control-plane node), is not Ready, as
+/// "kube-apiserver on cp-2". Readiness is the kubelet's probe on the node
+/// itself: kubeadm gives kube-apiserver a readiness probe on the node's own
+/// `/readyz` (its advertise address, not the load balancer) and etcd one on
+/// its member's health, which needs quorum
+/// (`cmd/kubeadm/app/phases/controlplane/manifests.go`,
+/// `cmd/kubeadm/app/phases/etcd/local.go`). An external etcd has no static
+/// pods here and is not checked.
+fn not_ready(pods: &[Arc<Pod>], node: &str) -> Vec<String> {
+    let mut missing: Vec<String> = pods
+        .iter()
+        .filter_map(|pod| {
+            let component = pod.metadata.labels.as_ref()?.get("component")?.as_str();
+            let on = pod.spec.as_ref()?.node_name.as_deref()?;
+            let checked = component == "etcd" || (on == node && COMPONENTS.contains(&component));
+            (checked && !crate::kube::pods::is_ready(pod)).then(|| format!("{component} on {on}"))
+        })
+        .collect();
+    missing.sort();
+    missing
+}
 
 /// Why the control-plane phase stopped.
 #[derive(Debug, Error)]
@@ -130,6 +156,9 @@ pub struct ControlPlaneDriver {
     pub progress: Arc<dyn Progress>,
     pub drain: DrainPolicy,
     pub drain_timeout: Duration,
+    /// How long a node may take to prove itself after its command
+    /// (`controlPlane.gateTimeout`).
+    pub gate_timeout: Duration,
     /// The run lock: held through each component upgrade (the node's
     /// kube-apiserver restarts), and its fence checked before every script.
     pub lease: Option<LeaseHold>,
@@ -153,6 +182,12 @@ impl ControlPlaneDriver {
     /// The driver of a run that holds `lease`.
     pub fn holding(mut self, lease: Option<LeaseHold>) -> ControlPlaneDriver {
         self.lease = lease;
+        self
+    }
+
+    /// With `gate_timeout` for each node to prove itself.
+    pub fn gating(mut self, gate_timeout: Duration) -> ControlPlaneDriver {
+        self.gate_timeout = gate_timeout;
         self
     }
 
@@ -182,6 +217,7 @@ impl ControlPlaneDriver {
             progress,
             drain,
             drain_timeout,
+            gate_timeout: DEFAULT_GATE_TIMEOUT,
             lease: None,
             recorder: Recorder::new(client_for_events, crate::kube::lock::hostname()),
             commands: std::sync::Mutex::new(Vec::new()),
@@ -271,9 +307,9 @@ impl ControlPlaneDriver {
         self.progress
             .note(&format!("{name}: {}", step.description()));
         self.run_script(name, step).await?;
-        // Gate: the node's static pods report the target, and the API
-        // server answers /readyz.
-        let deadline = Instant::now() + GATE_TIMEOUT;
+        // Gate: the node's static pods report the target and are Ready,
+        // every etcd member is Ready, and the API server answers /readyz.
+        let deadline = Instant::now() + self.gate_timeout;
         let at_target = self
             .static_pods
             .wait_for(deadline, |_| self.components_at(name, hop.to).then_some(()))
@@ -286,7 +322,25 @@ impl ControlPlaneDriver {
                     hop.to,
                     self.component_versions(name)
                 ),
-                after: GATE_TIMEOUT,
+                after: self.gate_timeout,
+            });
+        }
+        let ready = self
+            .static_pods
+            .wait_for(deadline, |cache| {
+                not_ready(&cache.all(), name).is_empty().then_some(())
+            })
+            .await;
+        if ready.is_none() {
+            return Err(ControlPlaneError::Gate {
+                node: name.to_string(),
+                what: format!(
+                    "Ready: {} (a static pod's readiness probe is what proves it: \
+                     kube-apiserver's checks this node's own API server's /readyz, \
+                     etcd's its member's health with quorum)",
+                    not_ready(&self.static_pods.all(), name).join(", ")
+                ),
+                after: self.gate_timeout,
             });
         }
         self.wait_readyz(name, deadline).await?;
@@ -309,7 +363,7 @@ impl ControlPlaneDriver {
                 return Err(ControlPlaneError::Gate {
                     node: node.to_string(),
                     what: "the API server's /readyz".into(),
-                    after: GATE_TIMEOUT,
+                    after: self.gate_timeout,
                 });
             }
             tokio::time::sleep(delay).await;
@@ -379,7 +433,7 @@ impl ControlPlaneDriver {
         self.progress
             .note(&format!("{name}: {}", step.description()));
         self.run_script(name, step).await?;
-        let deadline = Instant::now() + GATE_TIMEOUT;
+        let deadline = Instant::now() + self.gate_timeout;
         let ready = self
             .nodes
             .wait_for(deadline, |cache| {
@@ -393,7 +447,7 @@ impl ControlPlaneDriver {
             return Err(ControlPlaneError::Gate {
                 node: name.to_string(),
                 what: format!("the Node Ready with kubelet {version} (left cordoned)"),
-                after: GATE_TIMEOUT,
+                after: self.gate_timeout,
             });
         }
         self.finish_kubelet(name).await?;

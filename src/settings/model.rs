@@ -85,7 +85,7 @@ impl Settings {
 }
 
 /// How commands reach control-plane nodes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ControlPlane {
     /// `controlPlane.exec`; `None` when not configured (only `plan` works).
     pub exec: Option<ExecMethod>,
@@ -93,6 +93,21 @@ pub struct ControlPlane {
     /// `controlPlane.node`: with `exec: local`, the control-plane node
     /// kubesurge runs on (checked against this machine before any change).
     pub node: Option<String>,
+    /// `controlPlane.gateTimeout`: how long a control-plane node may take,
+    /// after its command, to prove itself (static pods at the target and
+    /// Ready, every etcd member Ready, the API server ready).
+    pub gate_timeout: Duration,
+}
+
+impl Default for ControlPlane {
+    fn default() -> Self {
+        ControlPlane {
+            exec: None,
+            ssh: SshSettings::default(),
+            node: None,
+            gate_timeout: crate::controlplane::phase::DEFAULT_GATE_TIMEOUT,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -66,6 +66,7 @@ pub struct Upgrade {
     engine: Option<EngineConfig>,
     drain: DrainPolicy,
     drain_timeout: Duration,
+    gate_timeout: Duration,
 }
 
 /// Why this machine cannot run the control-plane commands locally.
@@ -121,6 +122,7 @@ impl Upgrade {
                 concurrency: DEFAULT_EVICTION_CONCURRENCY,
             },
             drain_timeout: settings.drain.timeout,
+            gate_timeout: settings.control_plane.gate_timeout,
         })
     }
 
@@ -180,7 +182,8 @@ impl Upgrade {
                 )
                 .await
                 .map_err(UpgradeError::WatchControlPlane)?
-                .holding(clients.lease.clone()),
+                .holding(clients.lease.clone())
+                .gating(self.gate_timeout),
             ),
             None => None,
         };

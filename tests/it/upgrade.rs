@@ -355,3 +355,89 @@ async fn an_apply_that_died_before_recording_its_version_is_finished_by_the_reru
 async fn a_single_control_plane_whose_apply_died_before_recording_is_finished() {
     rerun_after_an_apply_that_never_recorded(1).await;
 }
+
+/// Whose control-plane pods run `version`, by node (`cp-1` → true).
+fn nodes_at(world: &kubesurge_sim::world::World, version: &str) -> Vec<(String, bool)> {
+    ["cp-1", "cp-2", "cp-3"]
+        .iter()
+        .map(|node| {
+            let at = control_plane_versions(world)
+                .iter()
+                .filter(|(pod, _)| pod.ends_with(&format!("-{node}")))
+                .all(|(_, v)| v == version);
+            (node.to_string(), at)
+        })
+        .collect()
+}
+
+/// An upgrade with `controlPlane.gateTimeout: 3s`.
+async fn gated_control_plane() -> super::rotation::Harness {
+    let h = start(control_plane_spec()).await;
+    let config = std::fs::read_to_string(&h.config).expect("config");
+    let gated = config.replace(
+        "controlPlane:\n  exec: sim\n",
+        "controlPlane:\n  exec: sim\n  gateTimeout: 3s\n",
+    );
+    assert_ne!(config, gated);
+    std::fs::write(&h.config, gated).expect("config");
+    h
+}
+
+/// cp-2's kube-apiserver at the target never becomes Ready (its own
+/// /readyz fails) while the load balancer's /readyz, served by the others,
+/// says ok. Before the gate read the static pods' readiness, the run went
+/// on to cp-3 and reported success; now it stops at cp-2 naming what is
+/// not Ready, and cp-3 is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_new_apiserver_never_becomes_ready_stops_the_hop_there() {
+    let h = gated_control_plane().await;
+    h.world
+        .controllers
+        .kubelets
+        .fail_readiness("cp-2", "kube-apiserver", true);
+    let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(all.contains("kube-apiserver on cp-2"), "{all}");
+    assert_eq!(
+        nodes_at(&h.world, "v1.35.3"),
+        [
+            ("cp-1".to_string(), true),
+            ("cp-2".to_string(), true),
+            ("cp-3".to_string(), false)
+        ],
+        "{all}"
+    );
+    // Healthy again: the rerun finishes.
+    h.world
+        .controllers
+        .kubelets
+        .fail_readiness("cp-2", "kube-apiserver", false);
+    let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    h.assert_converged();
+}
+
+/// An etcd member (cp-3's) is unhealthy: the first node's gate fails on it,
+/// before a second member's node is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_etcd_member_stops_the_hop_after_the_first_node() {
+    let h = gated_control_plane().await;
+    h.world
+        .controllers
+        .kubelets
+        .fail_readiness("cp-3", "etcd", true);
+    let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(all.contains("etcd on cp-3"), "{all}");
+    assert_eq!(
+        nodes_at(&h.world, "v1.35.3"),
+        [
+            ("cp-1".to_string(), true),
+            ("cp-2".to_string(), false),
+            ("cp-3".to_string(), false)
+        ],
+        "{all}"
+    );
+}

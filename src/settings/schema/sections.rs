@@ -18,7 +18,7 @@ use crate::settings::names::check_dns_label;
 use crate::window::Window;
 
 const CLUSTER_FIELDS: &[&str] = &["name"];
-const CONTROL_PLANE_FIELDS: &[&str] = &["exec", "ssh", "node"];
+const CONTROL_PLANE_FIELDS: &[&str] = &["exec", "ssh", "node", "gateTimeout"];
 const SSH_FIELDS: &[&str] = &["user", "identityFile", "knownHosts", "port"];
 const DRAIN_FIELDS: &[&str] = &["timeout", "onTimeout", "unmanagedPods"];
 const JOIN_FIELDS: &[&str] = &["tokenTTL"];
@@ -117,10 +117,17 @@ impl Walk<'_> {
                 .string(&path.key("node"), value)
                 .map(|s| Some(s.to_string())),
         };
+        let gate_timeout = self.optional_duration(
+            &path,
+            Some(section),
+            "gateTimeout",
+            ControlPlane::default().gate_timeout,
+        );
         Some(ControlPlane {
             exec: exec?,
             ssh: ssh?,
             node: node?,
+            gate_timeout: gate_timeout?,
         })
     }
 

@@ -19,7 +19,7 @@
 //! - Static pods appear as mirror pods `<name>-<node>` and are recreated
 //!   if deleted while the kubelet runs.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -107,6 +107,10 @@ struct Kubelet {
     next_pod_ip: u32,
     /// Static pod manifests by name.
     static_pods: BTreeMap<String, Value>,
+    /// Static pods (by name) whose readiness probe fails on this node: a
+    /// kube-apiserver whose own /readyz never answers ok, an etcd member
+    /// without quorum.
+    failing_readiness: BTreeSet<String>,
 }
 
 struct Shared {
@@ -119,6 +123,23 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Kubelet>> {
         self.kubelets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `pod`, a mirror pod on `node`, is a static pod whose
+    /// readiness probe fails there ([`KubeletFleet::fail_readiness`]).
+    fn readiness_fails(&self, node: &str, pod: &Value) -> bool {
+        let is_mirror = pod
+            .at("/metadata/annotations")
+            .and_then(|a| a.get("kubernetes.io/config.mirror"))
+            .is_some();
+        let Some(name) = str_at(pod, "/metadata/name").strip_suffix(&format!("-{node}")) else {
+            return false;
+        };
+        is_mirror
+            && self
+                .lock()
+                .get(node)
+                .is_some_and(|k| k.failing_readiness.contains(name))
     }
 
     /// The epoch of `node`'s kubelet if it runs.
@@ -202,6 +223,7 @@ impl KubeletFleet {
                 epoch: 0,
                 next_pod_ip: 0,
                 static_pods: BTreeMap::new(),
+                failing_readiness: BTreeSet::new(),
             });
             k.spec = node;
             k.running = true;
@@ -314,6 +336,31 @@ impl KubeletFleet {
             k.static_pods.insert(name, pod);
         }
         self.ensure_static_pods(node, true);
+    }
+
+    /// Make the readiness probe of static pod `name` on `node` fail (or
+    /// pass again), for its current mirror pod and the next ones: the pod
+    /// keeps running, its Ready and ContainersReady conditions turn False.
+    pub fn fail_readiness(&self, node: &str, name: &str, failing: bool) {
+        {
+            let mut kubelets = self.shared.lock();
+            let Some(k) = kubelets.get_mut(node) else {
+                tracing::warn!("readiness of {name} for unknown kubelet {node}");
+                return;
+            };
+            if failing {
+                k.failing_readiness.insert(name.to_string());
+            } else {
+                k.failing_readiness.remove(name);
+            }
+        }
+        let _ = self
+            .shared
+            .store
+            .modify(&PODS, "kube-system", &format!("{name}-{node}"), |pod| {
+                set_readiness(pod, !failing);
+                Ok(())
+            });
     }
 
     /// True while the node's kubelet runs.
@@ -653,7 +700,7 @@ fn renew_lease(store: &Store, node: &str, node_uid: &str) {
 /// Make sure every static pod of a running kubelet has its mirror pod;
 /// with `replace`, a mirror pod of an older manifest is replaced.
 fn ensure_static_pods(shared: &Shared, node: &str, replace: bool) {
-    let (manifests, host_ip) = {
+    let (manifests, host_ip, failing) = {
         let kubelets = shared.lock();
         let Some(k) = kubelets.get(node).filter(|k| k.running) else {
             return;
@@ -661,6 +708,7 @@ fn ensure_static_pods(shared: &Shared, node: &str, replace: bool) {
         (
             k.static_pods.clone(),
             internal_ip(&k.spec, k.identity.index),
+            k.failing_readiness.clone(),
         )
     };
     if manifests.is_empty() {
@@ -670,7 +718,10 @@ fn ensure_static_pods(shared: &Shared, node: &str, replace: bool) {
         return;
     };
     for (name, manifest) in manifests {
-        let mirror = mirror_pod(&manifest, node, uid_of(&node_obj), &host_ip);
+        let mut mirror = mirror_pod(&manifest, node, uid_of(&node_obj), &host_ip);
+        if failing.contains(&name) {
+            set_readiness(&mut mirror, false);
+        }
         let ns = str_at(&mirror, "/metadata/namespace").to_string();
         let mirror_name = format!("{name}-{node}");
         if let Some(existing) = shared.store.get(&PODS, &ns, &mirror_name) {
@@ -795,6 +846,46 @@ fn mark_running(pod: &mut Value, host_ip: &str, pod_ip: &str) {
     status["containerStatuses"] = json!(statuses);
     if status.get("qosClass").is_none() {
         status["qosClass"] = json!("BestEffort");
+    }
+}
+
+/// A running pod's readiness as the kubelet reports it from its probes:
+/// `Ready` and `ContainersReady` False with reason `ContainersNotReady`
+/// naming the unready containers, each container status `ready: false`
+/// (`pkg/kubelet/status/generate.go`, `GeneratePodReadyCondition` and
+/// `GenerateContainersReadyCondition`).
+fn set_readiness(pod: &mut Value, ready: bool) {
+    let names: Vec<String> = pod
+        .at("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| cs.iter().map(|c| str_at(c, "/name").to_string()).collect())
+        .unwrap_or_default();
+    if let Some(statuses) = pod
+        .pointer_mut("/status/containerStatuses")
+        .and_then(Value::as_array_mut)
+    {
+        for status in statuses {
+            status["ready"] = json!(ready);
+        }
+    }
+    let (status, reason, message) = if ready {
+        ("True", String::new(), String::new())
+    } else {
+        (
+            "False",
+            "ContainersNotReady".to_string(),
+            format!("containers with unready status: [{}]", names.join(" ")),
+        )
+    };
+    for kind in ["Ready", "ContainersReady"] {
+        set_condition(
+            pod,
+            kind,
+            status,
+            &reason,
+            &message,
+            &[("lastProbeTime", Value::Null)],
+        );
     }
 }
 
@@ -1135,6 +1226,7 @@ impl FleetTask {
         let Some((host_ip, pod_ip)) = self.pod_ips(&node, host_network) else {
             return;
         };
+        let probe_fails = self.shared.readiness_fails(&node, &pod);
         // A pod that changed meanwhile (deleted, rebound) is left alone.
         let mut started = false;
         let _ = self.shared.store.modify(&PODS, &key.0, &key.1, |p| {
@@ -1142,6 +1234,9 @@ impl FleetTask {
                 return Ok(());
             }
             mark_running(p, &host_ip, &pod_ip);
+            if probe_fails {
+                set_readiness(p, false);
+            }
             started = true;
             Ok(())
         });
