@@ -306,6 +306,11 @@ impl ControlPlaneDriver {
         };
         self.progress
             .note(&format!("{name}: {}", step.description()));
+        // Before: restarting this node's etcd member while another is
+        // down loses quorum (a 3-member cluster with 2 down stops), and an
+        // unready component here is not ours to restart blindly.
+        self.wait_ready_static_pods(name, "before its upgrade")
+            .await?;
         self.run_script(name, step).await?;
         // Gate: the node's static pods report the target and are Ready,
         // every etcd member is Ready, and the API server answers /readyz.
@@ -325,26 +330,39 @@ impl ControlPlaneDriver {
                 after: self.gate_timeout,
             });
         }
+        self.wait_ready_static_pods(name, "after its upgrade")
+            .await?;
+        self.wait_readyz(name, deadline).await?;
+        Ok(true)
+    }
+
+    /// Wait up to the gate timeout for [`not_ready`] to be empty for
+    /// `name`; `when` says which side of its command this is.
+    async fn wait_ready_static_pods(
+        &self,
+        name: &str,
+        when: &str,
+    ) -> Result<(), ControlPlaneError> {
+        let deadline = Instant::now() + self.gate_timeout;
         let ready = self
             .static_pods
             .wait_for(deadline, |cache| {
                 not_ready(&cache.all(), name).is_empty().then_some(())
             })
             .await;
-        if ready.is_none() {
-            return Err(ControlPlaneError::Gate {
-                node: name.to_string(),
-                what: format!(
-                    "Ready: {} (a static pod's readiness probe is what proves it: \
-                     kube-apiserver's checks this node's own API server's /readyz, \
-                     etcd's its member's health with quorum)",
-                    not_ready(&self.static_pods.all(), name).join(", ")
-                ),
-                after: self.gate_timeout,
-            });
+        if ready.is_some() {
+            return Ok(());
         }
-        self.wait_readyz(name, deadline).await?;
-        Ok(true)
+        Err(ControlPlaneError::Gate {
+            node: name.to_string(),
+            what: format!(
+                "Ready {when}: {} (a static pod's readiness probe is what proves it: \
+                 kube-apiserver's checks this node's own API server's /readyz, \
+                 etcd's its member's health with quorum)",
+                not_ready(&self.static_pods.all(), name).join(", ")
+            ),
+            after: self.gate_timeout,
+        })
     }
 
     async fn wait_readyz(&self, node: &str, deadline: Instant) -> Result<(), ControlPlaneError> {

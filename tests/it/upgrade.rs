@@ -394,11 +394,14 @@ async fn a_node_whose_new_apiserver_never_becomes_ready_stops_the_hop_there() {
     h.world
         .controllers
         .kubelets
-        .fail_readiness("cp-2", "kube-apiserver", true);
+        .fail_readiness_after_next_manifest("cp-2", "kube-apiserver");
     let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
     let all = text(&output);
     assert_eq!(output.status.code(), Some(1), "{all}");
-    assert!(all.contains("kube-apiserver on cp-2"), "{all}");
+    assert!(
+        all.contains("Ready after its upgrade: kube-apiserver on cp-2"),
+        "{all}"
+    );
     assert_eq!(
         nodes_at(&h.world, "v1.35.3"),
         [
@@ -418,10 +421,12 @@ async fn a_node_whose_new_apiserver_never_becomes_ready_stops_the_hop_there() {
     h.assert_converged();
 }
 
-/// An etcd member (cp-3's) is unhealthy: the first node's gate fails on it,
-/// before a second member's node is touched.
+/// An etcd member (cp-3's) is unhealthy: upgrading any other node would
+/// restart a second member and lose quorum. Before the gate read etcd's
+/// readiness, all three nodes were upgraded; now nothing is touched and the
+/// refusal names the member.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unhealthy_etcd_member_stops_the_hop_after_the_first_node() {
+async fn an_unhealthy_etcd_member_stops_the_hop_before_any_node_is_touched() {
     let h = gated_control_plane().await;
     h.world
         .controllers
@@ -430,11 +435,14 @@ async fn an_unhealthy_etcd_member_stops_the_hop_after_the_first_node() {
     let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
     let all = text(&output);
     assert_eq!(output.status.code(), Some(1), "{all}");
-    assert!(all.contains("etcd on cp-3"), "{all}");
+    assert!(
+        all.contains("Ready before its upgrade: etcd on cp-3"),
+        "{all}"
+    );
     assert_eq!(
         nodes_at(&h.world, "v1.35.3"),
         [
-            ("cp-1".to_string(), true),
+            ("cp-1".to_string(), false),
             ("cp-2".to_string(), false),
             ("cp-3".to_string(), false)
         ],

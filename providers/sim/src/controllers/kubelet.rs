@@ -111,6 +111,9 @@ struct Kubelet {
     /// kube-apiserver whose own /readyz never answers ok, an etcd member
     /// without quorum.
     failing_readiness: BTreeSet<String>,
+    /// Static pods whose readiness probe will fail from their next
+    /// manifest on (a new version that never becomes ready).
+    failing_readiness_next: BTreeSet<String>,
 }
 
 struct Shared {
@@ -224,6 +227,7 @@ impl KubeletFleet {
                 next_pod_ip: 0,
                 static_pods: BTreeMap::new(),
                 failing_readiness: BTreeSet::new(),
+                failing_readiness_next: BTreeSet::new(),
             });
             k.spec = node;
             k.running = true;
@@ -333,6 +337,9 @@ impl KubeletFleet {
                 tracing::warn!("static pod {name} for unknown kubelet {node}");
                 return;
             };
+            if k.failing_readiness_next.remove(&name) {
+                k.failing_readiness.insert(name.clone());
+            }
             k.static_pods.insert(name, pod);
         }
         self.ensure_static_pods(node, true);
@@ -361,6 +368,18 @@ impl KubeletFleet {
                 set_readiness(pod, !failing);
                 Ok(())
             });
+    }
+
+    /// Make the readiness probe of static pod `name` on `node` fail from
+    /// its next manifest on: the running one stays Ready, the upgraded one
+    /// never becomes Ready.
+    pub fn fail_readiness_after_next_manifest(&self, node: &str, name: &str) {
+        match self.shared.lock().get_mut(node) {
+            Some(k) => {
+                k.failing_readiness_next.insert(name.to_string());
+            }
+            None => tracing::warn!("readiness of {name} for unknown kubelet {node}"),
+        }
     }
 
     /// True while the node's kubelet runs.
