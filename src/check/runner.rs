@@ -1,6 +1,7 @@
 //! The checks of `kubesurge check`, asked of the cluster, the control-plane
 //! nodes and the pools' providers. Every call is a read: Kubernetes lists
-//! and gets, the read-only package query, provider lists and lookups.
+//! and gets, SelfSubjectAccessReviews (which answer and change nothing),
+//! the read-only package query, provider lists, lookups and dry runs.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,13 +11,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use kubesurge_provider::{
-    Instance, LaunchRequest, NodeExec, PermissionOutcome, PermissionProbe, PoolRef, Sensitive,
-    SlotKey,
+    Instance, LaunchRequest, NodeExec, PermissionOutcome, PermissionProbe, PoolRef, RoomOutcome,
+    RoomProbe, Sensitive, SlotKey,
 };
 
-use super::pdb;
 use super::report::{Check, CheckLine, CheckReport};
 use super::target::{self, ImageNeed, TargetError, TargetNeeds};
+use super::{pdb, rbac};
 use crate::inventory::is_control_plane;
 use crate::kube::drain::UnmanagedPods;
 use crate::kube::retry::with_retry;
@@ -64,6 +65,7 @@ pub async fn run(inputs: &CheckInputs) -> CheckReport {
         report.lines.push(packages_line(inputs, &needs).await);
         report.lines.extend(image_lines(inputs, plan).await);
     }
+    report.lines.extend(rbac::check(&inputs.client).await);
     report.lines.extend(mapping_lines(inputs, plan).await);
     if let Some(plan) = plan {
         report.lines.extend(disruption_lines(inputs, plan).await);
@@ -283,6 +285,17 @@ async fn mapping_lines(inputs: &CheckInputs, plan: Option<&Plan>) -> Vec<CheckLi
         if let (Some(plan), Some((node, instance))) = (plan, mapped.iter().next()) {
             lines.extend(permission_lines(plan, pool, &pool_ref, node, instance).await);
         }
+        if !mapped.is_empty() {
+            // The window of slots a run keeps open in the pool
+            // (`rotation::pool`): its maxSurge for its size, at least one.
+            let size = u32::try_from(members.len()).unwrap_or(u32::MAX);
+            let probe = RoomProbe {
+                pool: pool_ref.clone(),
+                surge: pool.max_surge.surge_for(size).max(1),
+                replaced: mapped.into_values().collect(),
+            };
+            lines.extend(room_lines(pool, &probe).await);
+        }
     }
     lines
 }
@@ -356,6 +369,31 @@ async fn permission_lines(
                 format!("{}: {message}", check.action),
                 "check the provider's endpoint and credentials, then rerun",
             ),
+        })
+        .collect()
+}
+
+/// The pool's provider asked whether there is room for the surge
+/// (`CloudProvider::check_room`).
+async fn room_lines(pool: &PoolConfig, probe: &RoomProbe) -> Vec<CheckLine> {
+    pool.provider
+        .check_room(probe)
+        .await
+        .into_iter()
+        .map(|finding| {
+            let subject = format!("pool {}: {}", pool.name, finding.subject);
+            match finding.outcome {
+                RoomOutcome::Enough { message } => CheckLine::pass(Check::Room, subject, message),
+                RoomOutcome::Short { message, fix } => {
+                    CheckLine::fail(Check::Room, subject, message, fix)
+                }
+                RoomOutcome::Unknown { message } => CheckLine::cannot_verify(
+                    Check::Room,
+                    subject,
+                    message,
+                    "check the provider's endpoint and credentials, then rerun",
+                ),
+            }
         })
         .collect()
 }
