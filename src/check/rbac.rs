@@ -440,6 +440,9 @@ mod tests {
     use super::*;
     use crate::check::CheckStatus;
 
+    /// (verb, group, resource[/subresource], namespace, name)
+    type Grant = (String, String, String, Option<String>, Option<String>);
+
     /// The scheduled module's rendered roles grant exactly [`RUN_ACCESS`]:
     /// every request the check asks about, and nothing it does not.
     #[test]
@@ -458,8 +461,7 @@ mod tests {
                 })
                 .unwrap_or_default()
         };
-        // (verb, group, resource[/sub], namespace, name)
-        let mut granted = Vec::new();
+        let mut granted: Vec<Grant> = Vec::new();
         for doc in &documents {
             let namespace = match doc["kind"].as_str() {
                 Some("ClusterRole") => None,
@@ -490,7 +492,7 @@ mod tests {
                 }
             }
         }
-        let asked: Vec<(String, String, String, Option<String>, Option<String>)> = RUN_ACCESS
+        let asked: Vec<Grant> = RUN_ACCESS
             .iter()
             .map(|a| {
                 (

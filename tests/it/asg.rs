@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use kubesurge_sim::resources::NODES;
 use kubesurge_sim::world::{PoolSpec, WorldConfig};
 use tokio::process::Command;
 
+use crate::moto_env::{FAST_RUN_SETTINGS, kubesurge_on_moto, text};
 use crate::rotation::workers;
 
 /// The cluster autoscaler's annotation a run puts on its new nodes.
@@ -108,9 +109,7 @@ async fn start(pools: &[(&str, usize)], max_surge: u32) -> Harness {
         .write_config_files(dir.path(), proxy.url(), max_surge)
         .expect("files");
     let mut yaml = std::fs::read_to_string(&config).expect("config");
-    yaml.push_str(
-        "drain: { timeout: 60s, onTimeout: fail, unmanagedPods: delete }\njoin: { tokenTTL: 2m }\nhealth: { newNodeTimeout: 30s, settle: 1s }\n",
-    );
+    yaml.push_str(FAST_RUN_SETTINGS);
     std::fs::write(&config, yaml).expect("config");
     let observer = Observer::attach(&world.world.store);
     observer.set_pool_floors(
@@ -150,14 +149,6 @@ async fn start(pools: &[(&str, usize)], max_surge: u32) -> Harness {
     }
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// `MaxSize=N` of an UpdateAutoScalingGroup body.
 fn max_size_of(body: &str) -> Option<u32> {
     body.split('&')
@@ -167,26 +158,11 @@ fn max_size_of(body: &str) -> Option<u32> {
 
 impl Harness {
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubesurge"));
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--config")
+        let mut cmd = kubesurge_on_moto(&self.world, self.proxy.url(), &self.kubeconfig);
+        cmd.arg("--config")
             .arg(&self.config)
             .args(args)
-            .env_remove("KUBECONFIG")
-            .env_remove("KUBESURGE_CONFIG")
-            .env_remove("AWS_PROFILE")
-            .envs(self.world.aws_env(self.proxy.url()))
-            .env("AWS_CONFIG_FILE", "/nonexistent/kubesurge-test-aws-config")
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                "/nonexistent/kubesurge-test-aws-credentials",
-            )
-            .env("AWS_MAX_ATTEMPTS", "5")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("AWS_MAX_ATTEMPTS", "5");
         cmd
     }
 

@@ -4,15 +4,12 @@
 //! workers are pools of EC2 instances (plain or Auto Scaling groups) with
 //! the §8.3 observer attached.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use kubesurge_sim::Timing;
 use kubesurge_sim::moto::{AfterSuccess, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig};
-use kubesurge_sim::observer::{Observer, PoolFloor};
 use kubesurge_sim::world::{PoolSpec, WorldConfig};
 use tokio::process::Command;
 
@@ -65,16 +62,16 @@ pub struct MotoSpec<'a> {
     pub hook: Option<AfterSuccess>,
 }
 
-/// A running moto world, its proxy, the files a run uses, the observer.
+/// A running moto world, its proxy, the files a run uses.
 pub struct MotoEnv {
     pub moto: MotoServer,
     pub proxy: FaultProxy,
     pub world: MotoWorld,
-    pub dir: tempfile::TempDir,
+    /// Holds the files for the harness's lifetime.
+    pub _dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     /// The config the world writes for its pools, with [`FAST_RUN_SETTINGS`].
     pub config: PathBuf,
-    pub observer: Arc<Observer>,
 }
 
 pub async fn start(spec: MotoSpec<'_>) -> MotoEnv {
@@ -113,25 +110,13 @@ pub async fn start(spec: MotoSpec<'_>) -> MotoEnv {
     let mut yaml = std::fs::read_to_string(&config).expect("config");
     yaml.push_str(FAST_RUN_SETTINGS);
     std::fs::write(&config, yaml).expect("config");
-    let observer = Observer::attach(&world.world.store);
-    observer.set_pool_floors(
-        spec.pools
-            .iter()
-            .map(|(name, workers)| PoolFloor {
-                name: name.to_string(),
-                selector: BTreeMap::from([("kubesurge.io/pool".to_string(), name.to_string())]),
-                floor: *workers,
-            })
-            .collect(),
-    );
     MotoEnv {
         moto,
         proxy,
         world,
-        dir,
+        _dir: dir,
         kubeconfig,
         config,
-        observer,
     }
 }
 
