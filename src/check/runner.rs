@@ -18,6 +18,7 @@ use kubesurge_provider::{
 use super::report::{Check, CheckLine, CheckReport};
 use super::target::{self, ImageNeed, TargetError, TargetNeeds};
 use super::{pdb, rbac};
+use crate::controlplane::phase::exec_target;
 use crate::inventory::is_control_plane;
 use crate::kube::drain::UnmanagedPods;
 use crate::kube::retry::with_retry;
@@ -61,6 +62,7 @@ pub async fn run(inputs: &CheckInputs) -> CheckReport {
         }
     };
     if let Some(plan) = plan {
+        report.lines.extend(reachability_lines(inputs, plan).await);
         let needs = TargetNeeds::of(plan);
         report.lines.push(packages_line(inputs, &needs).await);
         report.lines.extend(image_lines(inputs, plan).await);
@@ -85,6 +87,56 @@ fn plan_line(plan: &Plan) -> CheckLine {
             plan.hops.len()
         ),
     )
+}
+
+/// Each control-plane node a hop reaches answers through
+/// `controlPlane.exec` (`NodeExec::reach`, which changes nothing). Without
+/// a hop no node is reached; without an exec the packages line says why.
+async fn reachability_lines(inputs: &CheckInputs, plan: &Plan) -> Vec<CheckLine> {
+    let Ok(exec) = &inputs.exec else {
+        return Vec::new();
+    };
+    let mut nodes: Vec<&str> = Vec::new();
+    for hop in &plan.hops {
+        for node in &hop.nodes {
+            if !nodes.contains(&node.node.as_str()) {
+                nodes.push(&node.node);
+            }
+        }
+    }
+    let api: Api<Node> = Api::all(inputs.client.clone());
+    let mut lines = Vec::new();
+    for name in nodes {
+        let subject = format!("node {name}");
+        let node = match with_retry("get node", || api.get_opt(name)).await {
+            Ok(node) => node,
+            Err(e) => {
+                lines.push(CheckLine::cannot_verify(
+                    Check::Reachability,
+                    subject,
+                    format!("cannot read node {name}: {e}"),
+                    "check the kubeconfig's access, then rerun",
+                ));
+                continue;
+            }
+        };
+        lines.push(match exec.reach(&exec_target(name, node.as_ref())).await {
+            Ok(()) => CheckLine::pass(
+                Check::Reachability,
+                subject,
+                format!("control-plane node {name} answers through controlPlane.exec"),
+            ),
+            Err(e) => CheckLine::fail(
+                Check::Reachability,
+                subject,
+                e.to_string(),
+                format!(
+                    "make {name} reachable through controlPlane.exec (ssm: its agent online and allowed by its instance profile; ssh: its host key known, the key authorized, sudo without a password)"
+                ),
+            ),
+        });
+    }
+    lines
 }
 
 async fn packages_line(inputs: &CheckInputs, needs: &TargetNeeds) -> CheckLine {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kubesurge_sim::cloud::api::Action;
 use kubesurge_sim::moto::ec2::Params;
-use kubesurge_sim::resources::{CLUSTERROLEBINDINGS, CLUSTERROLES, PDBS, SERVICEACCOUNTS};
+use kubesurge_sim::resources::{CLUSTERROLEBINDINGS, CLUSTERROLES, NODES, PDBS, SERVICEACCOUNTS};
 use serde_json::{Value, json};
 
 use super::moto_env::{self, MotoSpec};
@@ -47,7 +47,15 @@ async fn a_world_a_run_would_work_in_passes_every_check_and_changes_nothing() {
     let (code, lines, said) = check(&h, &["--to", "v1.36.2"]).await;
     assert_eq!(code, Some(0), "{said}");
     assert!(failing(&lines).is_empty(), "{said}");
-    for name in ["plan", "packages", "image", "mapping", "disruption"] {
+    for name in [
+        "plan",
+        "reachability",
+        "packages",
+        "image",
+        "mapping",
+        "disruption",
+        "rbac",
+    ] {
         assert!(
             lines.iter().any(|l| l["check"] == name),
             "a {name} line: {said}"
@@ -396,4 +404,63 @@ async fn a_denied_eviction_fails_the_rbac_line() {
             .contains("grant the credentials kubesurge runs with `create pods/eviction"),
         "{said}"
     );
+}
+
+/// A control-plane node scripts cannot reach: its reachability line fails
+/// naming it and the fix, before any hop would have started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_control_plane_node_fails_the_reachability_line() {
+    let h = world().await;
+    let (nodes, _) = h.world.store.list(&NODES, None, |n| {
+        n.pointer("/metadata/labels")
+            .and_then(|l| l.get("node-role.kubernetes.io/control-plane"))
+            .is_some()
+    });
+    let cp = nodes[0]["metadata"]["name"]
+        .as_str()
+        .expect("a control-plane node")
+        .to_string();
+    // Its providerID names a machine that is not there.
+    h.world
+        .store
+        .modify(&NODES, "", &cp, |node| {
+            let id = node["spec"]["providerID"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let (prefix, _) = id.rsplit_once('/').unwrap_or(("", ""));
+            node["spec"]["providerID"] = json!(format!("{prefix}/i-0gone"));
+            Ok(())
+        })
+        .expect("edit the node");
+    let (code, lines, said) = check(&h, &["--to", "v1.36.2"]).await;
+    assert_eq!(code, Some(1), "{said}");
+    let failed = failing(&lines);
+    let line = failed
+        .iter()
+        .find(|l| l["check"] == "reachability")
+        .unwrap_or_else(|| panic!("a failing reachability line: {said}"));
+    assert_eq!(line["status"], "fail", "{said}");
+    assert_eq!(line["subject"], format!("node {cp}"), "{said}");
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("cannot reach {cp}")),
+        "{said}"
+    );
+    assert!(
+        line["fix"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("make {cp} reachable through controlPlane.exec")),
+        "{said}"
+    );
+    // The packages could not be asked either; nothing else fails.
+    for other in &failed {
+        assert!(
+            other["check"] == "reachability" || other["check"] == "packages",
+            "{said}"
+        );
+    }
 }

@@ -14,6 +14,12 @@
 //!   group's tags that cannot be read stops a run, one of another run is
 //!   restored first.
 //!
+//! - Reachability of a control-plane node through SSM: its agent's
+//!   `PingStatus` (`DescribeInstanceInformation`; "Online", else
+//!   "ConnectionLost" or "Inactive",
+//!   <https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_InstanceInformation.html>),
+//!   a read where a no-op command would be a `SendCommand`.
+//!
 //! Not checked, and why: instance refreshes in progress
 //! (`DescribeInstanceRefreshes` is not served by moto, the emulator the
 //! provider is proven against; a run suspends `InstanceRefresh` for its
@@ -23,7 +29,11 @@
 
 use std::collections::BTreeMap;
 
-use kubesurge_provider::{ProviderError, RoomFinding, RoomOutcome, RoomProbe};
+use aws_sdk_ssm::error::DisplayErrorContext;
+use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
+use kubesurge_provider::{
+    ExecError, ExecTarget, ProviderError, RoomFinding, RoomOutcome, RoomProbe,
+};
 
 use crate::asg::record::{self, GroupState};
 use crate::convert;
@@ -215,6 +225,71 @@ async fn describe_subnets(
         .collect())
 }
 
+/// Whether the SSM agent of `instance` answers, from its `PingStatus`
+/// (`None`: SSM does not know the instance).
+pub fn ping_verdict(
+    node: &str,
+    instance: &str,
+    status: Option<&PingStatus>,
+) -> Result<(), ExecError> {
+    let unreachable = |message: String| ExecError::Unreachable {
+        node: node.to_string(),
+        message,
+    };
+    match status {
+        Some(PingStatus::Online) => Ok(()),
+        Some(other) => Err(unreachable(format!(
+            "the SSM agent of instance {instance} is {}",
+            other.as_str()
+        ))),
+        None => Err(unreachable(format!(
+            "no SSM agent is registered for instance {instance} (is the agent running, and does its instance profile allow Systems Manager?)"
+        ))),
+    }
+}
+
+/// `SsmExec::reach`: the agent's status, asked with
+/// `DescribeInstanceInformation`.
+pub(crate) async fn ssm_reach(
+    client: &aws_sdk_ssm::Client,
+    target: &ExecTarget,
+) -> Result<(), ExecError> {
+    let node = target.node.as_str();
+    let instance = target
+        .instance
+        .as_ref()
+        .ok_or_else(|| ExecError::Unreachable {
+            node: node.to_string(),
+            message: "SSM needs the node's instance id, and none is known".into(),
+        })?;
+    let transport = |message: String| ExecError::Transport {
+        node: node.to_string(),
+        message,
+    };
+    let filter = InstanceInformationStringFilter::builder()
+        .key("InstanceIds")
+        .values(instance.0.clone())
+        .build()
+        .map_err(|e| transport(e.to_string()))?;
+    let out = client
+        .describe_instance_information()
+        .filters(filter)
+        .send()
+        .await
+        .map_err(|e| {
+            transport(format!(
+                "ssm:DescribeInstanceInformation: {}",
+                DisplayErrorContext(&e)
+            ))
+        })?;
+    let status = out
+        .instance_information_list()
+        .iter()
+        .find(|i| i.instance_id() == Some(instance.0.as_str()))
+        .and_then(|i| i.ping_status());
+    ping_verdict(node, &instance.0, status)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -268,6 +343,28 @@ mod tests {
             findings
                 .iter()
                 .all(|f| matches!(f.outcome, RoomOutcome::Unknown { .. }))
+        );
+    }
+
+    #[test]
+    fn only_an_online_agent_is_reachable() {
+        assert_eq!(
+            ping_verdict("cp-1", "i-1", Some(&PingStatus::Online)),
+            Ok(())
+        );
+        let Err(ExecError::Unreachable { node, message }) =
+            ping_verdict("cp-1", "i-1", Some(&PingStatus::ConnectionLost))
+        else {
+            panic!()
+        };
+        assert_eq!(node, "cp-1");
+        assert!(message.contains("ConnectionLost"), "{message}");
+        let Err(ExecError::Unreachable { message, .. }) = ping_verdict("cp-1", "i-1", None) else {
+            panic!()
+        };
+        assert!(
+            message.contains("no SSM agent is registered for instance i-1"),
+            "{message}"
         );
     }
 
