@@ -11,18 +11,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kubesurge_provider::tags;
-use kubesurge_sim::Timing;
 use kubesurge_sim::cloud::MachineStatus;
 use kubesurge_sim::moto::machines::GROUP_NAME_TAG;
 use kubesurge_sim::moto::{
-    AsgGroup, AutoScalingApi, Ec2Instance, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig,
+    AsgGroup, AutoScalingApi, Ec2Instance, FaultProxy, MotoServer, MotoWorld,
 };
 use kubesurge_sim::observer::{Invariant, Observer, PoolFloor};
 use kubesurge_sim::resources::NODES;
-use kubesurge_sim::world::{PoolSpec, WorldConfig};
 use tokio::process::Command;
 
-use crate::moto_env::{FAST_RUN_SETTINGS, kubesurge_on_moto, text};
+use crate::moto_env::{self, MotoEnv, MotoSpec, kubesurge_on_moto, text};
 use crate::rotation::workers;
 
 /// The cluster autoscaler's annotation a run puts on its new nodes.
@@ -52,31 +50,6 @@ struct Harness {
 }
 
 async fn start(pools: &[(&str, usize)], max_surge: u32) -> Harness {
-    let moto = MotoServer::start().await.expect("moto starts");
-    let mut config = MotoWorldConfig::new(WorldConfig {
-        cluster_name: CLUSTER.into(),
-        control_planes: 1,
-        pools: pools
-            .iter()
-            .map(|(name, workers)| PoolSpec {
-                name: name.to_string(),
-                workers: *workers,
-            })
-            .collect(),
-        zones: 3,
-        version: "v1.35.3".into(),
-        timing: Timing::fast(),
-        workloads: true,
-    });
-    config.auto_scaling_pools = pools.iter().map(|(name, _)| name.to_string()).collect();
-    let world = MotoWorld::start(moto.url(), config)
-        .await
-        .expect("moto world starts");
-    world
-        .wait_ready(Duration::from_secs(60))
-        .await
-        .expect("moto world ready");
-
     let seen: Seen = Arc::default();
     let kill = Arc::new(tokio::sync::Notify::new());
     let kill_at: Arc<Mutex<Option<(String, usize)>>> = Arc::default();
@@ -101,16 +74,23 @@ async fn start(pools: &[(&str, usize)], max_surge: u32) -> Harness {
             }
         })
     };
-    let proxy = FaultProxy::start_with_hook(world.endpoint(), Some(hook))
-        .await
-        .expect("proxy starts");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (kubeconfig, config, _) = world
-        .write_config_files(dir.path(), proxy.url(), max_surge)
-        .expect("files");
-    let mut yaml = std::fs::read_to_string(&config).expect("config");
-    yaml.push_str(FAST_RUN_SETTINGS);
-    std::fs::write(&config, yaml).expect("config");
+    let names: Vec<&str> = pools.iter().map(|(name, _)| *name).collect();
+    let MotoEnv {
+        moto,
+        proxy,
+        world,
+        _dir: dir,
+        kubeconfig,
+        config,
+    } = moto_env::start(MotoSpec {
+        cluster: CLUSTER,
+        pools,
+        auto_scaling: &names,
+        zones: 3,
+        max_surge,
+        hook: Some(hook),
+    })
+    .await;
     let observer = Observer::attach(&world.world.store);
     observer.set_pool_floors(
         pools
