@@ -7,10 +7,13 @@
 //!   control-plane node, every rotation's worker image. `plan`, `upgrade`
 //!   and `upgrade --dry-run` run it before anything changes.
 //! - [`pdb`]: the PodDisruptionBudgets that would block a drain now. Pure.
+//! - [`rbac`]: the run's own Kubernetes permissions, by
+//!   SelfSubjectAccessReview (a review changes nothing).
 //! - [`runner`]: asks the cluster, the nodes and the providers; every call
 //!   is a read.
 
 pub mod pdb;
+pub mod rbac;
 pub mod report;
 pub mod runner;
 pub mod target;

@@ -20,6 +20,14 @@ pub enum Check {
     Permission,
     /// A PodDisruptionBudget that would block a drain now.
     Disruption,
+    /// Room for the surge: free addresses where replacements launch, a
+    /// group's size limits.
+    Room,
+    /// The Kubernetes API allows the requests a run makes
+    /// (SelfSubjectAccessReview).
+    Rbac,
+    /// The control-plane nodes answer through `controlPlane.exec`.
+    Reachability,
 }
 
 impl Check {
@@ -31,6 +39,9 @@ impl Check {
             Check::Mapping => "mapping",
             Check::Permission => "permission",
             Check::Disruption => "disruption",
+            Check::Room => "room",
+            Check::Rbac => "rbac",
+            Check::Reachability => "reachability",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The checks of `kubesurge check`, asked of the cluster, the control-plane
 //! nodes and the pools' providers. Every call is a read: Kubernetes lists
-//! and gets, the read-only package query, provider lists and lookups.
+//! and gets, SelfSubjectAccessReviews (which answer and change nothing),
+//! the read-only package query, provider lists, lookups and dry runs.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,13 +11,14 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use kubesurge_provider::{
-    Instance, LaunchRequest, NodeExec, PermissionOutcome, PermissionProbe, PoolRef, Sensitive,
-    SlotKey,
+    Instance, LaunchRequest, NodeExec, PermissionOutcome, PermissionProbe, PoolRef, RoomOutcome,
+    RoomProbe, Sensitive, SlotKey,
 };
 
-use super::pdb;
 use super::report::{Check, CheckLine, CheckReport};
 use super::target::{self, ImageNeed, TargetError, TargetNeeds};
+use super::{pdb, rbac};
+use crate::controlplane::phase::exec_target;
 use crate::inventory::is_control_plane;
 use crate::kube::drain::UnmanagedPods;
 use crate::kube::retry::with_retry;
@@ -60,10 +62,12 @@ pub async fn run(inputs: &CheckInputs) -> CheckReport {
         }
     };
     if let Some(plan) = plan {
+        report.lines.extend(reachability_lines(inputs, plan).await);
         let needs = TargetNeeds::of(plan);
         report.lines.push(packages_line(inputs, &needs).await);
         report.lines.extend(image_lines(inputs, plan).await);
     }
+    report.lines.extend(rbac::check(&inputs.client).await);
     report.lines.extend(mapping_lines(inputs, plan).await);
     if let Some(plan) = plan {
         report.lines.extend(disruption_lines(inputs, plan).await);
@@ -83,6 +87,56 @@ fn plan_line(plan: &Plan) -> CheckLine {
             plan.hops.len()
         ),
     )
+}
+
+/// Each control-plane node a hop reaches answers through
+/// `controlPlane.exec` (`NodeExec::reach`, which changes nothing). Without
+/// a hop no node is reached; without an exec the packages line says why.
+async fn reachability_lines(inputs: &CheckInputs, plan: &Plan) -> Vec<CheckLine> {
+    let Ok(exec) = &inputs.exec else {
+        return Vec::new();
+    };
+    let mut nodes: Vec<&str> = Vec::new();
+    for hop in &plan.hops {
+        for node in &hop.nodes {
+            if !nodes.contains(&node.node.as_str()) {
+                nodes.push(&node.node);
+            }
+        }
+    }
+    let api: Api<Node> = Api::all(inputs.client.clone());
+    let mut lines = Vec::new();
+    for name in nodes {
+        let subject = format!("node {name}");
+        let node = match with_retry("get node", || api.get_opt(name)).await {
+            Ok(node) => node,
+            Err(e) => {
+                lines.push(CheckLine::cannot_verify(
+                    Check::Reachability,
+                    subject,
+                    format!("cannot read node {name}: {e}"),
+                    "check the kubeconfig's access, then rerun",
+                ));
+                continue;
+            }
+        };
+        lines.push(match exec.reach(&exec_target(name, node.as_ref())).await {
+            Ok(()) => CheckLine::pass(
+                Check::Reachability,
+                subject,
+                format!("control-plane node {name} answers through controlPlane.exec"),
+            ),
+            Err(e) => CheckLine::fail(
+                Check::Reachability,
+                subject,
+                e.to_string(),
+                format!(
+                    "make {name} reachable through controlPlane.exec (ssm: its agent online and allowed by its instance profile; ssh: its host key known, the key authorized, sudo without a password)"
+                ),
+            ),
+        });
+    }
+    lines
 }
 
 async fn packages_line(inputs: &CheckInputs, needs: &TargetNeeds) -> CheckLine {
@@ -283,6 +337,17 @@ async fn mapping_lines(inputs: &CheckInputs, plan: Option<&Plan>) -> Vec<CheckLi
         if let (Some(plan), Some((node, instance))) = (plan, mapped.iter().next()) {
             lines.extend(permission_lines(plan, pool, &pool_ref, node, instance).await);
         }
+        if !mapped.is_empty() {
+            // The window of slots a run keeps open in the pool
+            // (`rotation::pool`): its maxSurge for its size, at least one.
+            let size = u32::try_from(members.len()).unwrap_or(u32::MAX);
+            let probe = RoomProbe {
+                pool: pool_ref.clone(),
+                surge: pool.max_surge.surge_for(size).max(1),
+                replaced: mapped.into_values().collect(),
+            };
+            lines.extend(room_lines(pool, &probe).await);
+        }
     }
     lines
 }
@@ -356,6 +421,31 @@ async fn permission_lines(
                 format!("{}: {message}", check.action),
                 "check the provider's endpoint and credentials, then rerun",
             ),
+        })
+        .collect()
+}
+
+/// The pool's provider asked whether there is room for the surge
+/// (`CloudProvider::check_room`).
+async fn room_lines(pool: &PoolConfig, probe: &RoomProbe) -> Vec<CheckLine> {
+    pool.provider
+        .check_room(probe)
+        .await
+        .into_iter()
+        .map(|finding| {
+            let subject = format!("pool {}: {}", pool.name, finding.subject);
+            match finding.outcome {
+                RoomOutcome::Enough { message } => CheckLine::pass(Check::Room, subject, message),
+                RoomOutcome::Short { message, fix } => {
+                    CheckLine::fail(Check::Room, subject, message, fix)
+                }
+                RoomOutcome::Unknown { message } => CheckLine::cannot_verify(
+                    Check::Room,
+                    subject,
+                    message,
+                    "check the provider's endpoint and credentials, then rerun",
+                ),
+            }
         })
         .collect()
 }

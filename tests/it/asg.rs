@@ -6,22 +6,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kubesurge_provider::tags;
-use kubesurge_sim::Timing;
 use kubesurge_sim::cloud::MachineStatus;
 use kubesurge_sim::moto::machines::GROUP_NAME_TAG;
 use kubesurge_sim::moto::{
-    AsgGroup, AutoScalingApi, Ec2Instance, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig,
+    AsgGroup, AutoScalingApi, Ec2Instance, FaultProxy, MotoServer, MotoWorld,
 };
 use kubesurge_sim::observer::{Invariant, Observer, PoolFloor};
 use kubesurge_sim::resources::NODES;
-use kubesurge_sim::world::{PoolSpec, WorldConfig};
 use tokio::process::Command;
 
+use crate::moto_env::{self, MotoEnv, MotoSpec, kubesurge_on_moto, text};
 use crate::rotation::workers;
 
 /// The cluster autoscaler's annotation a run puts on its new nodes.
@@ -51,31 +50,6 @@ struct Harness {
 }
 
 async fn start(pools: &[(&str, usize)], max_surge: u32) -> Harness {
-    let moto = MotoServer::start().await.expect("moto starts");
-    let mut config = MotoWorldConfig::new(WorldConfig {
-        cluster_name: CLUSTER.into(),
-        control_planes: 1,
-        pools: pools
-            .iter()
-            .map(|(name, workers)| PoolSpec {
-                name: name.to_string(),
-                workers: *workers,
-            })
-            .collect(),
-        zones: 3,
-        version: "v1.35.3".into(),
-        timing: Timing::fast(),
-        workloads: true,
-    });
-    config.auto_scaling_pools = pools.iter().map(|(name, _)| name.to_string()).collect();
-    let world = MotoWorld::start(moto.url(), config)
-        .await
-        .expect("moto world starts");
-    world
-        .wait_ready(Duration::from_secs(60))
-        .await
-        .expect("moto world ready");
-
     let seen: Seen = Arc::default();
     let kill = Arc::new(tokio::sync::Notify::new());
     let kill_at: Arc<Mutex<Option<(String, usize)>>> = Arc::default();
@@ -100,18 +74,23 @@ async fn start(pools: &[(&str, usize)], max_surge: u32) -> Harness {
             }
         })
     };
-    let proxy = FaultProxy::start_with_hook(world.endpoint(), Some(hook))
-        .await
-        .expect("proxy starts");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (kubeconfig, config, _) = world
-        .write_config_files(dir.path(), proxy.url(), max_surge)
-        .expect("files");
-    let mut yaml = std::fs::read_to_string(&config).expect("config");
-    yaml.push_str(
-        "drain: { timeout: 60s, onTimeout: fail, unmanagedPods: delete }\njoin: { tokenTTL: 2m }\nhealth: { newNodeTimeout: 30s, settle: 1s }\n",
-    );
-    std::fs::write(&config, yaml).expect("config");
+    let names: Vec<&str> = pools.iter().map(|(name, _)| *name).collect();
+    let MotoEnv {
+        moto,
+        proxy,
+        world,
+        _dir: dir,
+        kubeconfig,
+        config,
+    } = moto_env::start(MotoSpec {
+        cluster: CLUSTER,
+        pools,
+        auto_scaling: &names,
+        zones: 3,
+        max_surge,
+        hook: Some(hook),
+    })
+    .await;
     let observer = Observer::attach(&world.world.store);
     observer.set_pool_floors(
         pools
@@ -150,14 +129,6 @@ async fn start(pools: &[(&str, usize)], max_surge: u32) -> Harness {
     }
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// `MaxSize=N` of an UpdateAutoScalingGroup body.
 fn max_size_of(body: &str) -> Option<u32> {
     body.split('&')
@@ -167,26 +138,11 @@ fn max_size_of(body: &str) -> Option<u32> {
 
 impl Harness {
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubesurge"));
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--config")
+        let mut cmd = kubesurge_on_moto(&self.world, self.proxy.url(), &self.kubeconfig);
+        cmd.arg("--config")
             .arg(&self.config)
             .args(args)
-            .env_remove("KUBECONFIG")
-            .env_remove("KUBESURGE_CONFIG")
-            .env_remove("AWS_PROFILE")
-            .envs(self.world.aws_env(self.proxy.url()))
-            .env("AWS_CONFIG_FILE", "/nonexistent/kubesurge-test-aws-config")
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                "/nonexistent/kubesurge-test-aws-credentials",
-            )
-            .env("AWS_MAX_ATTEMPTS", "5")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("AWS_MAX_ATTEMPTS", "5");
         cmd
     }
 

@@ -20,6 +20,7 @@ use kubesurge_sim::world::{PoolSpec, WorldConfig};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
+use crate::moto_env::{FAST_RUN_SETTINGS, kubesurge_on_moto, text};
 use crate::rotation::workers;
 
 const CLUSTER: &str = "e2e-aws";
@@ -68,9 +69,7 @@ async fn start(workers: usize, max_surge: u32) -> Harness {
         .write_config_files(dir.path(), proxy.url(), max_surge)
         .expect("files");
     let mut yaml = std::fs::read_to_string(&config).expect("config");
-    yaml.push_str(
-        "drain: { timeout: 60s, onTimeout: fail, unmanagedPods: delete }\njoin: { tokenTTL: 2m }\nhealth: { newNodeTimeout: 30s, settle: 1s }\n",
-    );
+    yaml.push_str(FAST_RUN_SETTINGS);
     std::fs::write(&config, yaml).expect("config");
     let observer = Observer::attach(&world.world.store);
     observer.set_pool_floors(vec![PoolFloor {
@@ -91,37 +90,13 @@ async fn start(workers: usize, max_surge: u32) -> Harness {
     }
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 impl Harness {
     fn command(&self, args: &[&str], max_attempts: u32) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubesurge"));
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--config")
+        let mut cmd = kubesurge_on_moto(&self.world, self.proxy.url(), &self.kubeconfig);
+        cmd.arg("--config")
             .arg(&self.config)
             .args(args)
-            .env_remove("KUBECONFIG")
-            .env_remove("KUBESURGE_CONFIG")
-            .env_remove("AWS_PROFILE")
-            .envs(self.world.aws_env(self.proxy.url()))
-            // No profile of the machine's user may leak in.
-            .env("AWS_CONFIG_FILE", "/nonexistent/kubesurge-test-aws-config")
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                "/nonexistent/kubesurge-test-aws-credentials",
-            )
-            .env("AWS_MAX_ATTEMPTS", max_attempts.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("AWS_MAX_ATTEMPTS", max_attempts.to_string());
         cmd
     }
 

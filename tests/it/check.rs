@@ -1,14 +1,17 @@
 //! `kubesurge check` (the real binary) on the emulated world: a line per
 //! check, each failing line with its fix; exit 0 when all pass, 1 when one
-//! does not; and no mutating call, to the cluster or the cloud.
+//! does not; and no mutating call, to the cluster or the cloud. On the
+//! simulated cloud, and on moto where EC2 itself answers.
 
 use std::time::Duration;
 
 use kubesurge_sim::cloud::api::Action;
-use kubesurge_sim::resources::PDBS;
+use kubesurge_sim::moto::ec2::Params;
+use kubesurge_sim::resources::{CLUSTERROLEBINDINGS, CLUSTERROLES, NODES, PDBS, SERVICEACCOUNTS};
 use serde_json::{Value, json};
 
-use super::rotation::{Harness, Spec, start, text};
+use super::moto_env::{self, MotoSpec};
+use super::rotation::{Harness, Spec, kubesurge, run_to_end, start, text};
 
 async fn world() -> Harness {
     start(Spec {
@@ -44,22 +47,51 @@ async fn a_world_a_run_would_work_in_passes_every_check_and_changes_nothing() {
     let (code, lines, said) = check(&h, &["--to", "v1.36.2"]).await;
     assert_eq!(code, Some(0), "{said}");
     assert!(failing(&lines).is_empty(), "{said}");
-    for name in ["plan", "packages", "image", "mapping", "disruption"] {
+    for name in [
+        "plan",
+        "reachability",
+        "packages",
+        "image",
+        "mapping",
+        "disruption",
+        "rbac",
+    ] {
         assert!(
             lines.iter().any(|l| l["check"] == name),
             "a {name} line: {said}"
         );
     }
-    // No mutating Kubernetes request, no mutating cloud call.
+    // No mutating Kubernetes request, no mutating cloud call. A
+    // SelfSubjectAccessReview is a create that answers and stores nothing
+    // (the run's permissions are asked with them); nothing else is sent.
     let after = h.world.apiserver.request_counts();
+    const REVIEWS: &str = "selfsubjectaccessreviews";
+    assert!(
+        after.get("create", REVIEWS) > before.get("create", REVIEWS),
+        "the run's permissions are asked: {:?}",
+        after.by_verb_resource
+    );
     for verb in ["create", "update", "patch", "delete", "deletecollection"] {
+        let reviews = |c: &kubesurge_sim::apiserver::RequestCounts| {
+            if verb == "create" {
+                c.get(verb, REVIEWS)
+            } else {
+                0
+            }
+        };
         assert_eq!(
-            after.verb(verb),
-            before.verb(verb),
+            after.verb(verb) - reviews(&after),
+            before.verb(verb) - reviews(&before),
             "check sent a {verb} request: {:?}",
             after.by_verb_resource
         );
     }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["check"] == "rbac" && l["status"] == "pass"),
+        "an rbac line: {said}"
+    );
     let cloud_after = h.world.cloud.counters();
     for action in [Action::RunInstances, Action::TerminateInstances] {
         assert_eq!(
@@ -209,6 +241,226 @@ async fn a_pdb_that_blocks_a_drain_now_is_named() {
                 .unwrap()
                 .contains("relax its minAvailable"),
             "{line}"
+        );
+    }
+}
+
+/// A subnet a replacement would launch into has no free address: the room
+/// line fails naming it and its fix, and check changes nothing in the
+/// cloud (the proxy's log holds only reads and dry runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_subnet_fails_the_room_line() {
+    let env = moto_env::start(MotoSpec {
+        cluster: "e2e-room",
+        pools: &[("general", 3)],
+        auto_scaling: &[],
+        zones: 3,
+        max_surge: 1,
+        hook: None,
+    })
+    .await;
+    let old = &env.world.seeded.workers["general-1"];
+    let subnet = old.subnet.clone().expect("a subnet");
+    // Every free address of the subnet taken by one network interface
+    // (its primary address and secondaries), straight to moto.
+    let described = env
+        .world
+        .ec2
+        .call(
+            "DescribeSubnets",
+            Params::new().set("SubnetId.1", subnet.clone()),
+        )
+        .await
+        .expect("describe subnet");
+    let free: u32 = described.items("subnetSet")[0]
+        .text_at("availableIpAddressCount")
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    env.world
+        .ec2
+        .call(
+            "CreateNetworkInterface",
+            Params::new()
+                .set("SubnetId", subnet.clone())
+                .set("SecondaryPrivateIpAddressCount", (free - 1).to_string()),
+        )
+        .await
+        .expect("an interface filling the subnet");
+    env.proxy.reset_calls();
+    let output = env.run(Some(&env.config), &["check", "-o", "json"]).await;
+    let said = moto_env::text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let lines = report["lines"].as_array().cloned().unwrap_or_default();
+    let failed = failing(&lines);
+    assert_eq!(failed.len(), 1, "only the full subnet fails: {said}");
+    let line = failed[0];
+    assert_eq!(line["check"], "room", "{said}");
+    assert_eq!(
+        line["subject"],
+        format!("pool general: subnet {subnet} ({})", old.zone),
+        "{said}"
+    );
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap()
+            .contains("has 0 free address(es)"),
+        "{said}"
+    );
+    assert!(
+        line["fix"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("free addresses in subnet {subnet}")),
+        "{said}"
+    );
+    // The other subnets have room, and say so.
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["check"] == "room" && l["status"] == "pass")
+            .count(),
+        2,
+        "{said}"
+    );
+    env.assert_no_mutating_call();
+    assert!(env.proxy.count("DescribeSubnets") > 0);
+    env.finish();
+}
+
+/// The credentials may not evict: the rbac line fails naming the request
+/// and the fix, before any run would have stopped at its first drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_eviction_fails_the_rbac_line() {
+    let h = world().await;
+    let store = &h.world.store;
+    store
+        .create(
+            &SERVICEACCOUNTS,
+            "kube-system",
+            json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                   "metadata": {"name": "narrow", "namespace": "kube-system"}}),
+        )
+        .expect("service account");
+    // Everything a run touches, but the eviction subresource.
+    store
+        .create(
+            &CLUSTERROLES,
+            "",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "narrow"},
+            "rules": [{
+                "apiGroups": ["", "apps", "policy", "storage.k8s.io", "coordination.k8s.io"],
+                "resources": ["nodes", "pods", "secrets", "configmaps", "events", "daemonsets",
+                              "deployments", "poddisruptionbudgets", "volumeattachments", "leases"],
+                "verbs": ["*"]
+            }]}),
+        )
+        .expect("cluster role");
+    store
+        .create(
+            &CLUSTERROLEBINDINGS,
+            "",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                   "metadata": {"name": "narrow"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "narrow"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "narrow", "namespace": "kube-system"}]}),
+        )
+        .expect("binding");
+    let account = h._dir.path().join("narrow.kubeconfig");
+    std::fs::write(
+        &account,
+        h.world
+            .apiserver
+            .service_account_kubeconfig("kube-system", "narrow", 3600)
+            .expect("a token"),
+    )
+    .expect("kubeconfig");
+    let output = run_to_end(kubesurge(
+        &account,
+        &h.config,
+        &["check", "--to", "v1.36.2", "-o", "json"],
+    ))
+    .await;
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let lines = report["lines"].as_array().cloned().unwrap_or_default();
+    let failed = failing(&lines);
+    assert_eq!(failed.len(), 1, "only the eviction is denied: {said}");
+    assert_eq!(failed[0]["check"], "rbac", "{said}");
+    assert!(
+        failed[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("denied: create pods/eviction (cluster-wide)"),
+        "{said}"
+    );
+    assert!(
+        failed[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("grant the credentials kubesurge runs with `create pods/eviction"),
+        "{said}"
+    );
+}
+
+/// A control-plane node scripts cannot reach: its reachability line fails
+/// naming it and the fix, before any hop would have started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_control_plane_node_fails_the_reachability_line() {
+    let h = world().await;
+    let (nodes, _) = h.world.store.list(&NODES, None, |n| {
+        n.pointer("/metadata/labels")
+            .and_then(|l| l.get("node-role.kubernetes.io/control-plane"))
+            .is_some()
+    });
+    let cp = nodes[0]["metadata"]["name"]
+        .as_str()
+        .expect("a control-plane node")
+        .to_string();
+    // Its providerID names a machine that is not there.
+    h.world
+        .store
+        .modify(&NODES, "", &cp, |node| {
+            let id = node["spec"]["providerID"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let (prefix, _) = id.rsplit_once('/').unwrap_or(("", ""));
+            node["spec"]["providerID"] = json!(format!("{prefix}/i-0gone"));
+            Ok(())
+        })
+        .expect("edit the node");
+    let (code, lines, said) = check(&h, &["--to", "v1.36.2"]).await;
+    assert_eq!(code, Some(1), "{said}");
+    let failed = failing(&lines);
+    let line = failed
+        .iter()
+        .find(|l| l["check"] == "reachability")
+        .unwrap_or_else(|| panic!("a failing reachability line: {said}"));
+    assert_eq!(line["status"], "fail", "{said}");
+    assert_eq!(line["subject"], format!("node {cp}"), "{said}");
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("cannot reach {cp}")),
+        "{said}"
+    );
+    assert!(
+        line["fix"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("make {cp} reachable through controlPlane.exec")),
+        "{said}"
+    );
+    // The packages could not be asked either; nothing else fails.
+    for other in &failed {
+        assert!(
+            other["check"] == "reachability" || other["check"] == "packages",
+            "{said}"
         );
     }
 }

@@ -1,24 +1,29 @@
 //! `kubesurge init` (the real binary) on moto: a cluster whose workers
 //! were made outside kubesurge — an Auto Scaling group and a set launched
 //! from a launch template, none tagged for kubesurge — and one node whose
-//! instance is gone.
+//! instance is gone. And the path a team takes with such a fleet: `init
+//! --write --tag`, then `check`, then `rotate --all`.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use kubesurge_aws::ClientOptions;
 use kubesurge_aws::client::load_sdk_config;
 use kubesurge_provider::tags;
 use kubesurge_sim::Timing;
+use kubesurge_sim::cloud::MachineStatus;
 use kubesurge_sim::controllers::NodeSpec;
 use kubesurge_sim::moto::ec2::Params;
 use kubesurge_sim::moto::{Ec2Instance, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig};
+use kubesurge_sim::observer::{Observer, PoolFloor};
 use kubesurge_sim::resources::NODES;
 use kubesurge_sim::world::WorldConfig;
 use serde_json::Value;
-use tokio::process::Command;
+
+use crate::moto_env::{FAST_RUN_SETTINGS, kubesurge_on_moto, text};
 
 const CLUSTER: &str = "e2e-init";
 const VERSION: &str = "v1.35.3";
@@ -35,14 +40,6 @@ struct Harness {
     /// Instances by node name.
     nodes: BTreeMap<String, Ec2Instance>,
     asg_instances: Vec<String>,
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// A launch template with the world's image for VERSION.
@@ -64,6 +61,11 @@ async fn template(world: &MotoWorld, name: &str) {
 }
 
 async fn start() -> Harness {
+    start_with(true).await
+}
+
+/// The fleet, with a node whose instance is gone when `with_ghost`.
+async fn start_with(with_ghost: bool) -> Harness {
     let moto = MotoServer::start().await.expect("moto starts");
     let world = MotoWorld::start(
         moto.url(),
@@ -151,18 +153,24 @@ async fn start() -> Harness {
     }
 
     // A node whose instance is gone.
-    let ghost = world
-        .ec2
-        .run_instances(
-            &world.seeded.images[VERSION],
-            &subnets[0],
-            1,
-            &BTreeMap::from([("Name".to_string(), "ghost-1".to_string())]),
-        )
-        .await
-        .expect("ghost instance")
-        .remove(0);
-    nodes.insert("ghost-1".into(), ghost.clone());
+    let mut ghost = None;
+    if with_ghost {
+        let launched = world
+            .ec2
+            .run_instances(
+                &world.seeded.images[VERSION],
+                &subnets[0],
+                1,
+                &BTreeMap::from([("Name".to_string(), "ghost-1".to_string())]),
+            )
+            .await
+            .expect("ghost instance")
+            .remove(0);
+        ghost = Some(launched);
+    }
+    if let Some(ghost) = &ghost {
+        nodes.insert("ghost-1".into(), ghost.clone());
+    }
 
     for (name, instance) in &nodes {
         let mut labels = BTreeMap::new();
@@ -186,11 +194,13 @@ async fn start() -> Harness {
         );
     }
     // Straight to moto: the ghost's kubelet is not told.
-    world
-        .ec2
-        .terminate(std::slice::from_ref(&ghost.id))
-        .await
-        .expect("terminate");
+    if let Some(ghost) = &ghost {
+        world
+            .ec2
+            .terminate(std::slice::from_ref(&ghost.id))
+            .await
+            .expect("terminate");
+    }
     world.machines.watch(Duration::from_millis(200));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -224,27 +234,15 @@ async fn start() -> Harness {
 
 impl Harness {
     async fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubesurge"));
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env_remove("KUBECONFIG")
-            .env_remove("KUBESURGE_CONFIG")
-            .env_remove("AWS_PROFILE")
-            .envs(self.world.aws_env(self.proxy.url()))
-            .env("AWS_CONFIG_FILE", "/nonexistent/kubesurge-test-aws-config")
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                "/nonexistent/kubesurge-test-aws-credentials",
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        tokio::time::timeout(Duration::from_secs(120), cmd.output())
-            .await
-            .expect("kubesurge finishes in time")
-            .expect("kubesurge runs")
+        tokio::time::timeout(
+            Duration::from_secs(240),
+            kubesurge_on_moto(&self.world, self.proxy.url(), &self.kubeconfig)
+                .args(args)
+                .output(),
+        )
+        .await
+        .expect("kubesurge finishes in time")
+        .expect("kubesurge runs")
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -441,6 +439,154 @@ async fn init_proposes_pools_and_image_rules_then_tags_what_it_listed() {
         report["slots"].as_array().map(Vec::len),
         Some(4),
         "{report}"
+    );
+    h.finish();
+}
+
+/// The path a team takes with a fleet made outside kubesurge: `init
+/// --write --tag`, then `check` (which passes, changing nothing), then
+/// `rotate --all`, which replaces every worker of the plain pool and of the
+/// Auto Scaling group pool; the group's sizes and suspended processes end
+/// as they were, every instance of its pool is its member and no other is,
+/// and the observer sees no §8.3 violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untagged_fleet_is_initialised_checked_and_rotated() {
+    let h = start_with(false).await;
+    let group = |h: &Harness| {
+        let autoscaling = h.world.autoscaling.clone();
+        async move {
+            autoscaling
+                .group(ASG)
+                .await
+                .expect("describe")
+                .expect("the group")
+        }
+    };
+    let before = group(&h).await;
+    let config = h.path("kubesurge.yaml");
+    let output = h
+        .run(&[
+            "init",
+            "--write",
+            config.to_str().unwrap(),
+            "--tag",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "init: {}", text(&output));
+    let mut yaml = read(&config);
+    yaml.push_str(FAST_RUN_SETTINGS);
+    std::fs::write(&config, yaml).expect("config");
+    let tagged = group(&h).await;
+    assert_eq!(tagged.settings(), before.settings(), "init changes no size");
+
+    let observer = Observer::attach(&h.world.world.store);
+    observer.set_pool_floors(vec![
+        PoolFloor {
+            name: WEB_TEMPLATE.into(),
+            selector: BTreeMap::from([(NODEGROUP_LABEL.to_string(), "web".to_string())]),
+            floor: 2,
+        },
+        PoolFloor {
+            name: ASG.into(),
+            selector: BTreeMap::from([(tags::POOL.to_string(), ASG.to_string())]),
+            floor: 2,
+        },
+    ]);
+
+    // check: every line passes, and it changes nothing in the cloud.
+    h.proxy.reset_calls();
+    let output = h
+        .run(&["--config", config.to_str().unwrap(), "check", "-o", "json"])
+        .await;
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(0), "check: {said}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let lines = report["lines"].as_array().cloned().unwrap_or_default();
+    assert!(lines.iter().all(|l| l["status"] == "pass"), "{said}");
+    for check in ["mapping", "permission", "room", "rbac"] {
+        assert!(
+            lines.iter().any(|l| l["check"] == check),
+            "a {check} line: {said}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l["check"] == "room"
+            && l["subject"] == format!("pool {ASG}: Auto Scaling group {ASG}")),
+        "the group's headroom: {said}"
+    );
+    let calls = h.proxy.calls();
+    for call in &calls {
+        assert!(
+            call.action.starts_with("Describe") || call.dry_run,
+            "check made a mutating call: {call:?} in {calls:?}"
+        );
+    }
+
+    let output = h
+        .run(&[
+            "--config",
+            config.to_str().unwrap(),
+            "rotate",
+            "--all",
+            "--yes",
+            "-o",
+            "json",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "rotate: {}", text(&output));
+
+    // Every worker replaced.
+    let all = h.world.ec2.describe_instances(&[]).await.expect("describe");
+    for (node, old) in &h.nodes {
+        let now = all.iter().find(|i| i.id == old.id).expect("still listed");
+        assert_eq!(now.state, "terminated", "{node}'s instance");
+    }
+    let live: Vec<&Ec2Instance> = all.iter().filter(|i| i.state != "terminated").collect();
+    assert_eq!(
+        live.len(),
+        h.nodes.len(),
+        "one live instance per worker: {live:#?}"
+    );
+    for new in &live {
+        assert_eq!(new.tag(tags::CLUSTER), Some(CLUSTER), "{}", new.id);
+        let old = new.tag(tags::REPLACES).expect("launched by kubesurge");
+        assert!(h.nodes.contains_key(old), "{} replaces {old}", new.id);
+        let machine = h.world.machines.machine(&new.id).expect("a machine");
+        assert_eq!(machine.status, MachineStatus::Joined, "{}", new.id);
+    }
+    let (nodes, _) = h.world.world.store.list(&NODES, None, |_| true);
+    let names: BTreeSet<&str> = nodes
+        .iter()
+        .filter_map(|n| n.pointer("/metadata/name").and_then(Value::as_str))
+        .collect();
+    for old in h.nodes.keys() {
+        assert!(
+            !names.contains(old.as_str()),
+            "old worker {old} is still a node"
+        );
+    }
+
+    // The group as it was; its members exactly the live workers of its
+    // pool, and no other instance in it.
+    let after = group(&h).await;
+    assert_eq!(after.settings(), before.settings(), "the group's sizes");
+    assert_eq!(after.tags, tagged.tags, "no record left on the group");
+    let of_group: BTreeSet<String> = live
+        .iter()
+        .filter(|i| i.tag(tags::POOL) == Some(ASG))
+        .map(|i| i.id.clone())
+        .collect();
+    assert_eq!(of_group.len(), 2, "{live:#?}");
+    assert_eq!(
+        after.members, of_group,
+        "the group holds its pool's workers"
+    );
+
+    let violations = observer.violations();
+    assert!(
+        violations.is_empty(),
+        "invariant violations: {violations:#?}"
     );
     h.finish();
 }

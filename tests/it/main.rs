@@ -15,6 +15,7 @@ mod join;
 mod kubectl;
 mod layering;
 mod modules;
+mod moto_env;
 mod plan;
 mod python_client;
 mod rbac;

@@ -72,4 +72,28 @@ pub trait NodeExec: Send + Sync {
         request: &ExecRequest,
         sink: &dyn OutputSink,
     ) -> Result<ExecOutput, ExecError>;
+
+    /// Whether scripts can reach `target` now, changing nothing on it
+    /// (`kubesurge check`). The default runs a no-op (`true`), which for
+    /// SSH is a connection, the host key, the login and sudo; a transport
+    /// with a read-only way to ask (SSM's agent status) says so instead.
+    async fn reach(&self, target: &ExecTarget) -> Result<(), ExecError> {
+        let request = ExecRequest {
+            script: "true\n".into(),
+            description: "reachability check (a no-op)".into(),
+            timeout: REACH_TIMEOUT,
+        };
+        let output = self.run(target, &request, &()).await?;
+        if output.success() {
+            Ok(())
+        } else {
+            Err(ExecError::Transport {
+                node: target.node.clone(),
+                message: format!("a no-op exited {}: {}", output.exit_code, output.tail(3)),
+            })
+        }
+    }
 }
+
+/// How long [`NodeExec::reach`]'s no-op may take: a connection and a login.
+pub const REACH_TIMEOUT: Duration = Duration::from_secs(30);

@@ -16,6 +16,7 @@ pub mod discovery;
 mod error;
 mod exec;
 mod kind;
+mod room;
 mod sensitive;
 pub mod tags;
 mod types;
@@ -24,6 +25,7 @@ pub use discovery::Discovery;
 pub use error::{ExecError, ProviderError};
 pub use exec::{ExecOutput, ExecRequest, ExecTarget, NodeExec, OutputSink};
 pub use kind::{PoolProviderFn, ProviderIdRule, ProviderKind};
+pub use room::{RoomFinding, RoomOutcome, RoomProbe};
 pub use sensitive::Sensitive;
 pub use types::{
     DeleteStatus, Image, Instance, InstanceId, InstanceState, LaunchRequest, NodeRef,
@@ -110,6 +112,16 @@ pub trait CloudProvider: Send + Sync {
     /// `probe.terminate`, tag. One answer per permission. The default: a
     /// provider with nothing to check answers none.
     async fn check_permissions(&self, probe: &PermissionProbe) -> Vec<PermissionCheck> {
+        let _ = probe;
+        Vec::new()
+    }
+
+    /// Ask the cloud, changing nothing, whether there is room for the
+    /// surge of a run replacing `probe.replaced`: free addresses where the
+    /// replacements launch, a group's size limits. One finding per thing
+    /// looked at. The default: a provider with nothing to check answers
+    /// none.
+    async fn check_room(&self, probe: &RoomProbe) -> Vec<RoomFinding> {
         let _ = probe;
         Vec::new()
     }

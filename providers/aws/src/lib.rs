@@ -14,6 +14,8 @@
 //!   init` learns of an existing fleet (instances, Auto Scaling groups,
 //!   launch templates, the image rule) and its tagging.
 //! - [`ssm`]: [`SsmExec`], the `NodeExec` over SSM `SendCommand`.
+//! - [`check`]: room for a run's surge (subnet addresses, a group's
+//!   headroom), asked for `kubesurge check`.
 //! - [`asg`]: pools of Auto Scaling group members: attach, terminate in
 //!   the group, and the run's bookkeeping on the group.
 //!
@@ -24,6 +26,7 @@
 //! emulators that ignore the token).
 
 pub mod asg;
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod convert;

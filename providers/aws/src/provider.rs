@@ -21,7 +21,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kubesurge_provider::{
     CloudProvider, DeleteStatus, Image, Instance, InstanceId, InstanceState, LaunchRequest,
-    NodeRef, PermissionCheck, PermissionOutcome, PermissionProbe, PoolRef, ProviderError, tags,
+    NodeRef, PermissionCheck, PermissionOutcome, PermissionProbe, PoolRef, ProviderError,
+    RoomFinding, RoomProbe, tags,
 };
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
@@ -142,14 +143,14 @@ impl AwsProvider {
             .await
     }
 
-    async fn ec2(&self) -> &Client {
+    pub(crate) async fn ec2(&self) -> &Client {
         self.client
             .get_or_init(|| async { Client::new(self.sdk_config().await) })
             .await
     }
 
     /// The pool's Auto Scaling group; `None` for plain instances.
-    async fn group(&self) -> Option<&AutoScaling> {
+    pub(crate) async fn group(&self) -> Option<&AutoScaling> {
         let group = self.pool.auto_scaling_group.as_ref()?;
         Some(
             self.autoscaling
@@ -456,7 +457,9 @@ impl AwsProvider {
 
     /// The zone of each of the pool's configured subnets (`None` when the
     /// pool lets replacements follow the old node's subnet).
-    async fn allowed_subnets(&self) -> Result<Option<&BTreeMap<String, String>>, ProviderError> {
+    pub(crate) async fn allowed_subnets(
+        &self,
+    ) -> Result<Option<&BTreeMap<String, String>>, ProviderError> {
         let Some(subnets) = &self.pool.subnets else {
             return Ok(None);
         };
@@ -862,6 +865,10 @@ impl CloudProvider for AwsProvider {
     /// the call would have succeeded and `UnauthorizedOperation` (403) when
     /// the credentials may not make it, changing nothing
     /// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/CommonErrors.html).
+    async fn check_room(&self, probe: &RoomProbe) -> Vec<RoomFinding> {
+        crate::check::room(self, probe).await
+    }
+
     async fn check_permissions(&self, probe: &PermissionProbe) -> Vec<PermissionCheck> {
         let client = self.ec2().await;
         let mut checks = Vec::new();

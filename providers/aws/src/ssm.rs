@@ -120,7 +120,7 @@ impl SsmExec {
         self
     }
 
-    async fn ssm(&self) -> &Client {
+    pub(crate) async fn ssm(&self) -> &Client {
         self.client
             .get_or_init(|| async {
                 let config = load_sdk_config(self.region.as_deref(), &self.options).await;
@@ -174,6 +174,10 @@ impl Lines<'_> {
 
 #[async_trait]
 impl NodeExec for SsmExec {
+    async fn reach(&self, target: &ExecTarget) -> Result<(), ExecError> {
+        crate::check::ssm_reach(self.ssm().await, target).await
+    }
+
     async fn run(
         &self,
         target: &ExecTarget,
