@@ -207,9 +207,21 @@ mod tests {
         let held = CommandError::from(LockError::Held {
             holder: "ops-1/42/r-1".into(),
             since: "now".into(),
+            through: None,
         });
         assert_eq!(held.status(), ExitStatus::Locked);
         assert!(held.to_string().contains("another run holds the lock"));
+        let holding_through = LockError::Held {
+            holder: "ops-1/42/r-1".into(),
+            since: "now".into(),
+            through: Some("kubeadm upgrade apply on cp-1".into()),
+        };
+        assert!(
+            holding_through
+                .to_string()
+                .contains("it holds it through kubeadm upgrade apply on cp-1"),
+            "{holding_through}"
+        );
         assert_eq!(
             CommandError::from(LockError::NotHeld).status(),
             ExitStatus::Failed

@@ -168,9 +168,19 @@ pub fn hostname() -> String {
 pub enum LockError {
     /// Another run holds it (exit 3).
     #[error(
-        "another run holds the lock (lease {LEASE_NAMESPACE}/{LEASE_NAME}): {holder} since {since}"
+        "another run holds the lock (lease {LEASE_NAMESPACE}/{LEASE_NAME}): {holder} since {since}{}",
+        through.as_ref().map(|what| format!(
+            "; it holds it through {what}, during which its API server restarts on purpose: \
+             wait for it to finish rather than take over"
+        )).unwrap_or_default()
     )]
-    Held { holder: String, since: String },
+    Held {
+        holder: String,
+        since: String,
+        /// What the holder is doing that makes the API server go away on
+        /// purpose (the lease's `kubesurge.io/holding-through`).
+        through: Option<String>,
+    },
     /// Nobody holds it (for `abort`).
     #[error("no run holds the lock (lease {LEASE_NAMESPACE}/{LEASE_NAME})")]
     NotHeld,
@@ -393,13 +403,22 @@ impl RunLock {
         let current = with_retry("get lease", || api.get(LEASE_NAME)).await?;
         let spec = current.spec.clone().unwrap_or_default();
         let current_holder = spec.holder_identity.clone().unwrap_or_default();
-        let held = |spec: &LeaseSpec| LockError::Held {
-            holder: spec.holder_identity.clone().unwrap_or_default(),
-            since: spec
-                .acquire_time
-                .as_ref()
-                .map(|t| t.0.to_string())
-                .unwrap_or_else(|| "an unknown time".into()),
+        let held = |lease: &Lease| {
+            let spec = lease.spec.clone().unwrap_or_default();
+            LockError::Held {
+                holder: spec.holder_identity.clone().unwrap_or_default(),
+                since: spec
+                    .acquire_time
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_else(|| "an unknown time".into()),
+                through: lease
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(OUTAGE_ANNOTATION))
+                    .cloned(),
+            }
         };
         let ours = current_holder == holder.identity();
         let recorded_process = current
@@ -413,11 +432,11 @@ impl RunLock {
                 .is_some_and(|h| h.is_dead_local_process(recorded_process));
         if !ours && !vacant {
             if !looks_expired(&current, now) {
-                return Err(held(&spec));
+                return Err(held(&current));
             }
             if renewed_within_its_duration(&api, &current).await? {
                 let now_held = with_retry("get lease", || api.get(LEASE_NAME)).await?;
-                return Err(held(&now_held.spec.unwrap_or_default()));
+                return Err(held(&now_held));
             }
         }
         let mut taken = current.clone();
@@ -438,7 +457,7 @@ impl RunLock {
             Ok(_) => Ok(RunLock::start(api, holder, fence, sent)),
             Err(e) if errors::is_conflict(&e) => {
                 let now_held = api.get(LEASE_NAME).await?;
-                Err(held(&now_held.spec.unwrap_or_default()))
+                Err(held(&now_held))
             }
             Err(e) => Err(e.into()),
         }

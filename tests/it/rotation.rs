@@ -1651,6 +1651,46 @@ async fn a_holder_in_another_pid_namespace_is_not_taken_for_dead() {
     assert_eq!(workers(&h.world), h.original_workers, "nothing changed");
 }
 
+/// A run holding the lock through a control-plane command that restarts
+/// its API server (the lease extended and annotated for it): a contender
+/// exits 3 and says why to wait, instead of only naming the holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contender_says_the_holder_is_holding_through_a_hop() {
+    let h = start(Spec::default()).await;
+    let now = jiff::Timestamp::now().to_string();
+    h.world
+        .store
+        .create(
+            &LEASES,
+            "kube-system",
+            json!({
+                "metadata": {
+                    "name": "kubesurge",
+                    "namespace": "kube-system",
+                    "annotations": {
+                        "kubesurge.io/holding-through": "kubeadm upgrade apply v1.36.2 on cp-1",
+                    },
+                },
+                "spec": {
+                    "holderIdentity": "ops-7/4242/r-upgrading",
+                    "leaseDurationSeconds": 1830,
+                    "acquireTime": now.clone(),
+                    "renewTime": now,
+                },
+            }),
+        )
+        .expect("the upgrading run's lease");
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{all}");
+    assert!(
+        all.contains("it holds it through kubeadm upgrade apply v1.36.2 on cp-1"),
+        "{all}"
+    );
+    assert!(all.contains("wait for it to finish"), "{all}");
+    assert_eq!(workers(&h.world), h.original_workers, "nothing changed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_runs_one_proceeds_the_other_exits_3() {
     let h = start(Spec::default()).await;
