@@ -229,10 +229,10 @@ print(json.dumps(parsed))
 
 /// One statement of the IAM policy document, as written in the module.
 #[derive(Debug)]
-struct Statement {
-    sid: String,
-    effect: String,
-    actions: Vec<String>,
+pub(crate) struct Statement {
+    pub(crate) sid: String,
+    pub(crate) effect: String,
+    pub(crate) actions: Vec<String>,
     resources: Vec<String>,
     /// (test, variable, values)
     conditions: Vec<(String, String, Vec<String>)>,
@@ -249,7 +249,7 @@ impl Statement {
 /// The statements of the iam module's `aws_iam_policy_document`, static and
 /// dynamic, read by python-hcl2 (literals unquoted, expressions as
 /// `${...}`).
-fn iam_statements() -> Vec<Statement> {
+pub(crate) fn iam_statements() -> Vec<Statement> {
     const EXTRACT: &str = r#"
 import json, sys, hcl2
 
@@ -359,8 +359,19 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         "ec2:DescribeLaunchTemplates",
         "ec2:DescribeLaunchTemplateVersions",
         "ec2:DescribeSubnets",
+        "ec2:CreateLaunchTemplateVersion",
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:UpdateAutoScalingGroup",
+        "autoscaling:SuspendProcesses",
+        "autoscaling:ResumeProcesses",
+        "autoscaling:AttachInstances",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        "autoscaling:CreateOrUpdateTags",
+        "autoscaling:DeleteTags",
         "ssm:SendCommand",
         "ssm:GetCommandInvocation",
+        "ssm:CancelCommand",
         "iam:PassRole",
     ]
     .into_iter()
@@ -374,7 +385,10 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         "ec2:DescribeLaunchTemplates",
         "ec2:DescribeLaunchTemplateVersions",
         "ec2:DescribeSubnets",
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeAutoScalingInstances",
         "ssm:GetCommandInvocation",
+        "ssm:CancelCommand",
     ]
     .into_iter()
     .collect();
@@ -454,6 +468,43 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         }
     }
 
+    // Auto Scaling changes only in groups tagged for this cluster, and tags
+    // only under kubesurge.io/.
+    let group_arns = "${local.group_arns}";
+    for action in [
+        "autoscaling:UpdateAutoScalingGroup",
+        "autoscaling:SuspendProcesses",
+        "autoscaling:ResumeProcesses",
+        "autoscaling:AttachInstances",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        "autoscaling:CreateOrUpdateTags",
+        "autoscaling:DeleteTags",
+    ] {
+        let grants = with_action(action);
+        assert_eq!(grants.len(), 1, "{action}: {grants:#?}");
+        assert_eq!(grants[0].resources, [group_arns], "{}", grants[0].sid);
+        assert!(
+            grants[0].has_condition(
+                "StringEquals",
+                "autoscaling:ResourceTag/kubesurge.io/cluster",
+                &["${var.cluster_name}"]
+            ),
+            "{}: {action} outside this cluster's groups",
+            grants[0].sid
+        );
+    }
+    for action in ["autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"] {
+        assert!(with_action(action)[0].has_condition(
+            "ForAllValues:StringLike",
+            "aws:TagKeys",
+            &["kubesurge.io/*"]
+        ));
+    }
+    // A new launch template version only of the pools' templates.
+    let versions = with_action("ec2:CreateLaunchTemplateVersion");
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].resources, [templates]);
+
     let pass_role = with_action("iam:PassRole");
     assert_eq!(pass_role.len(), 1);
     assert_eq!(pass_role[0].resources, ["${statement.value}"]);
@@ -470,6 +521,7 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         .expect("a Deny statement");
     assert!(deny.actions.contains(&"ec2:RunInstances".to_string()));
     assert!(deny.actions.contains(&"ec2:CreateTags".to_string()));
+    assert!(deny.actions.contains(&"autoscaling:CreateOrUpdateTags".to_string()));
     assert!(deny.has_condition(
         "ForAnyValue:StringEquals",
         "aws:TagKeys",
