@@ -521,7 +521,10 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         .expect("a Deny statement");
     assert!(deny.actions.contains(&"ec2:RunInstances".to_string()));
     assert!(deny.actions.contains(&"ec2:CreateTags".to_string()));
-    assert!(deny.actions.contains(&"autoscaling:CreateOrUpdateTags".to_string()));
+    assert!(
+        deny.actions
+            .contains(&"autoscaling:CreateOrUpdateTags".to_string())
+    );
     assert!(deny.has_condition(
         "ForAnyValue:StringEquals",
         "aws:TagKeys",
