@@ -22,12 +22,56 @@ use kubesurge_sim::moto::{Fault, FaultProxy, MotoServer, MotoWorld, MotoWorldCon
 use kubesurge_sim::world::{PoolSpec, WorldConfig};
 use tokio::process::Command;
 
-use crate::terraform::iam_statements;
+use serde_json::Value;
+
+use crate::terraform::render_iam_policy;
 
 const CLUSTER: &str = "e2e-iam";
 const VERSION: &str = "v1.35.3";
 const PLAIN: &str = "plain";
 const GROUPED: &str = "grouped";
+/// moto's account.
+const ACCOUNT: &str = "123456789012";
+
+/// The iam module's policy for this cluster, rendered, with these launch
+/// template ids.
+fn rendered_policy(region: &str, template_ids: &[String]) -> Value {
+    let arns: Vec<String> = template_ids
+        .iter()
+        .map(|id| format!("arn:aws:ec2:{region}:{ACCOUNT}:launch-template/{id}"))
+        .collect();
+    render_iam_policy(&serde_json::json!({
+        "cluster_name": CLUSTER,
+        "region": region,
+        "account_id": ACCOUNT,
+        "launch_template_arns": arns,
+    }))
+}
+
+/// One rendered statement: its sid, effect and actions.
+struct Granted {
+    sid: String,
+    effect: String,
+    actions: BTreeSet<String>,
+}
+
+fn statements(policy: &Value) -> Vec<Granted> {
+    policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .map(|s| Granted {
+            sid: s["Sid"].as_str().expect("sid").to_string(),
+            effect: s["Effect"].as_str().expect("effect").to_string(),
+            actions: s["Action"]
+                .as_array()
+                .expect("actions")
+                .iter()
+                .map(|a| a.as_str().expect("action").to_string())
+                .collect(),
+        })
+        .collect()
+}
 
 /// A world with one worker in a plain pool and one in an Auto Scaling
 /// group pool, the tool pointed at it through a proxy that can refuse
@@ -185,8 +229,8 @@ const IMPLIED: &[&str] = &["ec2:CreateTags"];
 /// The statements a rotation needs: every Allow statement but SSM's (no
 /// control plane in moto: see the README) and PassRole's (the world's
 /// templates name no instance profile).
-fn rotation_statements() -> Vec<(String, BTreeSet<String>)> {
-    iam_statements()
+fn rotation_statements(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
+    statements(policy)
         .into_iter()
         .filter(|s| s.effect == "Allow")
         .filter(|s| {
@@ -204,8 +248,8 @@ fn rotation_statements() -> Vec<(String, BTreeSet<String>)> {
 /// each (at the level of actions, removing one of them cannot be told from
 /// removing all of them), or `ec2:CreateTags` inside the launch
 /// ([`IMPLIED`]).
-fn statements_with_own_actions() -> Vec<(String, BTreeSet<String>)> {
-    let all = rotation_statements();
+fn statements_with_own_actions(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
+    let all = rotation_statements(policy);
     all.iter()
         .filter_map(|(sid, actions)| {
             let own: BTreeSet<String> = actions
@@ -232,7 +276,19 @@ async fn a_rotation_calls_only_what_the_policy_grants_and_every_grant_it_needs()
     );
     let called = run.called();
 
-    let granted: BTreeSet<String> = iam_statements()
+    // The policy with the world's templates: the plain pool's and the
+    // group's.
+    let mut templates = vec![run.world.seeded.launch_template_id.clone()];
+    let group = run
+        .world
+        .autoscaling
+        .group(&run.world.seeded.groups[GROUPED])
+        .await
+        .expect("describe")
+        .expect("group");
+    templates.extend(group.launch_template.map(|(id, _)| id));
+    let policy = rendered_policy(&run.world.config().region, &templates);
+    let granted: BTreeSet<String> = statements(&policy)
         .into_iter()
         .filter(|s| s.effect == "Allow")
         .flat_map(|s| s.actions)
@@ -247,7 +303,7 @@ async fn a_rotation_calls_only_what_the_policy_grants_and_every_grant_it_needs()
     // implied ones and ec2:DescribeLaunchTemplates: that one is called for
     // a group whose launch template is named by name (the world's groups
     // name theirs by id).
-    let needed: BTreeSet<String> = rotation_statements()
+    let needed: BTreeSet<String> = rotation_statements(&policy)
         .into_iter()
         .flat_map(|(_, actions)| actions)
         .filter(|a| !IMPLIED.contains(&a.as_str()) && a != "ec2:DescribeLaunchTemplates")
@@ -262,7 +318,12 @@ async fn a_rotation_calls_only_what_the_policy_grants_and_every_grant_it_needs()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_any_one_statement_a_rotation_fails_naming_the_refused_action() {
-    let removable = statements_with_own_actions();
+    // Which statements there are does not depend on the template ids.
+    let policy = rendered_policy(
+        kubesurge_sim::moto::world::DEFAULT_REGION,
+        &["lt-0123456789abcdef0".to_string()],
+    );
+    let removable = statements_with_own_actions(&policy);
     let sids: BTreeSet<&str> = removable.iter().map(|(sid, _)| sid.as_str()).collect();
     assert_eq!(
         sids,
