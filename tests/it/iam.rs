@@ -1,24 +1,28 @@
-//! The iam module's policy proven by running under it, at the level of
-//! actions: `kubesurge rotate` of a plain pool and an Auto Scaling group
-//! pool (with `updateLaunchTemplate`) on moto calls only actions the
-//! policy grants and uses every grant of the statements such a rotation
-//! needs; and with the actions of any one of those statements refused (as
-//! AWS refuses an action no statement allows) the run fails, naming the
-//! refused action.
+//! The iam module's policy proven by running under it: `kubesurge rotate`
+//! of a plain pool and an Auto Scaling group pool (with
+//! `updateLaunchTemplate`) on moto, every call evaluated against the
+//! rendered policy (actions, resource ARNs and the condition keys it
+//! uses, `kubesurge_sim::moto::iam`), succeeds, calls only actions the
+//! policy grants and uses every grant such a rotation needs; without any
+//! one of those statements the run fails, naming the refused action.
 //!
-//! Why the refusal comes from the fault proxy and not from moto's own IAM
-//! (`INITIAL_NO_AUTH_ACTION_COUNT`), and what is not proven here (resources
-//! and conditions, SSM): see terraform/modules/iam/README.md.
+//! Why the evaluation is the fault proxy's and not moto's own IAM
+//! (`INITIAL_NO_AUTH_ACTION_COUNT`), and what is not proven here (SSM,
+//! PassRole): see terraform/modules/iam/README.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kubesurge_sim::Timing;
 use kubesurge_sim::cloud::state::VERSION_TAG;
+use kubesurge_sim::moto::ec2::Params;
 use kubesurge_sim::moto::world::LAUNCH_TEMPLATE;
-use kubesurge_sim::moto::{Fault, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig};
+use kubesurge_sim::moto::{
+    Ec2, FaultProxy, IamGate, MotoServer, MotoWorld, MotoWorldConfig, Policy,
+};
 use kubesurge_sim::world::{PoolSpec, WorldConfig};
 use tokio::process::Command;
 
@@ -74,11 +78,14 @@ fn statements(policy: &Value) -> Vec<Granted> {
 }
 
 /// A world with one worker in a plain pool and one in an Auto Scaling
-/// group pool, the tool pointed at it through a proxy that can refuse
-/// actions.
+/// group pool, the tool pointed at it through a proxy that evaluates every
+/// call against the rendered policy.
 struct Run {
     moto: MotoServer,
     proxy: FaultProxy,
+    gate: Arc<IamGate>,
+    /// The rendered policy, with the world's launch templates.
+    policy: Value,
     world: MotoWorld,
     _dir: tempfile::TempDir,
     kubeconfig: PathBuf,
@@ -122,7 +129,39 @@ impl Run {
             )
             .await
             .expect("image");
-        let proxy = FaultProxy::start(world.endpoint())
+        // The group tagged for the cluster, as `kubesurge init --tag` does.
+        let group = &world.seeded.groups[GROUPED];
+        Ec2::for_service(
+            moto.url(),
+            &world.config().region,
+            "autoscaling",
+            "2011-01-01",
+        )
+        .call(
+            "CreateOrUpdateTags",
+            Params::new()
+                .set("Tags.member.1.ResourceId", group.as_str())
+                .set("Tags.member.1.ResourceType", "auto-scaling-group")
+                .set("Tags.member.1.Key", "kubesurge.io/cluster")
+                .set("Tags.member.1.Value", CLUSTER)
+                .set("Tags.member.1.PropagateAtLaunch", "false"),
+        )
+        .await
+        .expect("tag the group");
+        let mut templates = vec![world.seeded.launch_template_id.clone()];
+        let seeded_group = world
+            .autoscaling
+            .group(group)
+            .await
+            .expect("describe")
+            .expect("group");
+        templates.extend(seeded_group.launch_template.map(|(id, _)| id));
+        let policy = rendered_policy(&world.config().region, &templates);
+        let gate = Arc::new(IamGate::new(
+            moto.url(),
+            Policy::from_json(&policy).expect("the rendered policy"),
+        ));
+        let proxy = FaultProxy::start_gated(world.endpoint(), gate.clone())
             .await
             .expect("proxy starts");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -133,6 +172,8 @@ impl Run {
         Run {
             moto,
             proxy,
+            gate,
+            policy,
             world,
             _dir: dir,
             kubeconfig,
@@ -186,12 +227,10 @@ impl Run {
             .collect()
     }
 
-    /// Refuse every call of these `service:Action`s.
-    fn refuse(&self, actions: &BTreeSet<String>) {
-        for action in actions {
-            let name = action.split(':').nth(1).unwrap_or(action);
-            self.proxy.inject(name, usize::MAX, Fault::Deny);
-        }
+    /// Evaluate from now on against the policy without statement `sid`.
+    fn remove_statement(&self, sid: &str) {
+        let policy = Policy::from_json(&self.policy).expect("the rendered policy");
+        self.gate.set_policy(policy.without(sid));
     }
 
     fn finish(self) {
@@ -242,53 +281,19 @@ fn rotation_statements(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
         .collect()
 }
 
-/// The statements whose actions no other statement grants and that are
-/// called on their own: refusing those actions is removing the statement.
-/// The other statements grant `ec2:RunInstances` on one kind of resource
-/// each (at the level of actions, removing one of them cannot be told from
-/// removing all of them), or `ec2:CreateTags` inside the launch
-/// ([`IMPLIED`]).
-fn statements_with_own_actions(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
-    let all = rotation_statements(policy);
-    all.iter()
-        .filter_map(|(sid, actions)| {
-            let own: BTreeSet<String> = actions
-                .iter()
-                .filter(|a| !IMPLIED.contains(&a.as_str()))
-                .filter(|a| {
-                    all.iter()
-                        .all(|(other, theirs)| other == sid || !theirs.contains(*a))
-                })
-                .cloned()
-                .collect();
-            (!own.is_empty()).then(|| (sid.clone(), own))
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotation_calls_only_what_the_policy_grants_and_every_grant_it_needs() {
+async fn under_the_rendered_policy_a_rotation_succeeds_and_uses_every_grant_it_needs() {
     let run = Run::start().await;
     let (ok, text) = run.rotate().await;
     assert!(
         ok,
-        "the rotation under the policy's actions failed:\n{text}"
+        "the rotation under the policy failed ({:?}):\n{text}",
+        run.gate.refusals()
     );
+    assert_eq!(run.gate.refusals(), [], "nothing was refused");
     let called = run.called();
 
-    // The policy with the world's templates: the plain pool's and the
-    // group's.
-    let mut templates = vec![run.world.seeded.launch_template_id.clone()];
-    let group = run
-        .world
-        .autoscaling
-        .group(&run.world.seeded.groups[GROUPED])
-        .await
-        .expect("describe")
-        .expect("group");
-    templates.extend(group.launch_template.map(|(id, _)| id));
-    let policy = rendered_policy(&run.world.config().region, &templates);
-    let granted: BTreeSet<String> = statements(&policy)
+    let granted: BTreeSet<String> = statements(&run.policy)
         .into_iter()
         .filter(|s| s.effect == "Allow")
         .flat_map(|s| s.actions)
@@ -303,7 +308,7 @@ async fn a_rotation_calls_only_what_the_policy_grants_and_every_grant_it_needs()
     // implied ones and ec2:DescribeLaunchTemplates: that one is called for
     // a group whose launch template is named by name (the world's groups
     // name theirs by id).
-    let needed: BTreeSet<String> = rotation_statements(&policy)
+    let needed: BTreeSet<String> = rotation_statements(&run.policy)
         .into_iter()
         .flat_map(|(_, actions)| actions)
         .filter(|a| !IMPLIED.contains(&a.as_str()) && a != "ec2:DescribeLaunchTemplates")
@@ -323,30 +328,32 @@ async fn without_any_one_statement_a_rotation_fails_naming_the_refused_action() 
         kubesurge_sim::moto::world::DEFAULT_REGION,
         &["lt-0123456789abcdef0".to_string()],
     );
-    let removable = statements_with_own_actions(&policy);
-    let sids: BTreeSet<&str> = removable.iter().map(|(sid, _)| sid.as_str()).collect();
+    let cases = rotation_statements(&policy);
+    let sids: BTreeSet<&str> = cases.iter().map(|(sid, _)| sid.as_str()).collect();
     assert_eq!(
         sids,
         BTreeSet::from([
-            "DescribeOnlyAllowsAnyResource",
-            "RecordRunsInKubesurgeTagsOfThisClustersGroups",
-            "RotateOnlyThisClustersGroups",
+            "LaunchTaggedInstancesFromPoolTemplates",
+            "UseOnlyPoolLaunchTemplates",
+            "LaunchIntoTemplateResources",
+            "LaunchFromPoolImages",
+            "TagOnlyWhileLaunching",
             "TerminateOnlyThisClustersPoolInstances",
             "VersionOnlyPoolLaunchTemplates",
-        ]),
-        "{removable:#?}"
+            "DescribeOnlyAllowsAnyResource",
+            "RotateOnlyThisClustersGroups",
+            "RecordRunsInKubesurgeTagsOfThisClustersGroups",
+        ])
     );
-    // The four statements that grant ec2:RunInstances, removed together.
-    let launch: BTreeSet<String> = BTreeSet::from(["ec2:RunInstances".to_string()]);
-    let mut cases = removable;
-    cases.push(("every RunInstances statement".to_string(), launch));
 
-    // Two worlds at a time: the machine has two cores.
-    for pair in cases.chunks(2) {
-        let runs = pair.iter().map(|(sid, refused)| async move {
+    // Three worlds at a time: the machine has two cores, and a run spends
+    // most of its time waiting.
+    for batch in cases.chunks(3) {
+        let runs = batch.iter().map(|(sid, actions)| async move {
             let run = Run::start().await;
-            run.refuse(refused);
+            run.remove_statement(sid);
             let (ok, text) = run.rotate().await;
+            let refusals = run.gate.refusals();
             let refused_calls: Vec<String> = run
                 .proxy
                 .calls()
@@ -355,20 +362,34 @@ async fn without_any_one_statement_a_rotation_fails_naming_the_refused_action() 
                 .map(|c| format!("{}:{}", c.service, c.action))
                 .collect();
             run.finish();
-            (sid.clone(), refused.clone(), ok, text, refused_calls)
+            (
+                sid.clone(),
+                actions.clone(),
+                ok,
+                text,
+                refusals,
+                refused_calls,
+            )
         });
-        for (sid, refused, ok, text, refused_calls) in futures::future::join_all(runs).await {
+        for (sid, actions, ok, text, refusals, refused_calls) in
+            futures::future::join_all(runs).await
+        {
+            assert!(!ok, "without {sid} the rotation succeeded:\n{text}");
+            // What was refused is what the statement granted: one of its
+            // actions (for ec2:CreateTags, inside the RunInstances that
+            // carries the tags).
+            let first = refusals
+                .first()
+                .unwrap_or_else(|| panic!("without {sid} nothing was refused:\n{text}"));
             assert!(
-                !refused_calls.is_empty(),
-                "without {sid} ({refused:?}) the rotation never called them:\n{text}"
+                actions.contains(&first.authorization.action),
+                "without {sid} ({actions:?}) the first refusal was {first:?}"
             );
             assert!(
-                !ok,
-                "without {sid} ({refused:?}) the rotation succeeded:\n{text}"
-            );
-            assert!(
-                refused.iter().any(|action| text.contains(action.as_str())),
-                "without {sid} the run's failure names none of {refused:?}:\n{text}"
+                refused_calls
+                    .iter()
+                    .any(|call| text.contains(call.as_str())),
+                "without {sid} the run's failure names none of the refused calls {refused_calls:?}:\n{text}"
             );
         }
     }

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::ec2::Ec2;
+use super::iam::IamGate;
 use super::strict;
 
 /// An error answer in EC2's format.
@@ -203,6 +204,8 @@ pub type AfterSuccess = Arc<dyn Fn(&str, &[u8]) + Send + Sync>;
 struct Shared {
     upstream: String,
     after_success: Option<AfterSuccess>,
+    /// When set, every call is first authorized against its policy.
+    gate: Option<Arc<IamGate>>,
     state: Mutex<State>,
     client: Client<HttpConnector, Full<Bytes>>,
     seen: watch::Sender<usize>,
@@ -245,11 +248,27 @@ impl FaultProxy {
         upstream: &str,
         after_success: Option<AfterSuccess>,
     ) -> std::io::Result<FaultProxy> {
+        FaultProxy::serve_with(upstream, after_success, None).await
+    }
+
+    /// Like [`FaultProxy::start`], refusing every call `gate`'s policy
+    /// does not allow, as the call's service refuses it
+    /// ([`access_denied`]).
+    pub async fn start_gated(upstream: &str, gate: Arc<IamGate>) -> std::io::Result<FaultProxy> {
+        FaultProxy::serve_with(upstream, None, Some(gate)).await
+    }
+
+    async fn serve_with(
+        upstream: &str,
+        after_success: Option<AfterSuccess>,
+        gate: Option<Arc<IamGate>>,
+    ) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_string(),
             after_success,
+            gate,
             state: Mutex::new(State::default()),
             client: Client::builder(TokioExecutor::new()).build_http(),
             seen: watch::channel(0).0,
@@ -437,6 +456,23 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
+    }
+    if let Some(gate) = &shared.gate {
+        let region = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(region_of_authorization)
+            .unwrap_or(super::world::DEFAULT_REGION);
+        if gate
+            .authorize(&service, &action, region, &body)
+            .await
+            .is_err()
+        {
+            let refusal = access_denied(&service, &action);
+            log(shared, &service, action, refusal.status, true, dry_run);
+            return refusal.reply();
+        }
     }
     if action == "RunInstances" && template_defines_interfaces(shared, &parts.headers, &body).await
     {
