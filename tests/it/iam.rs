@@ -21,7 +21,7 @@ use kubesurge_sim::cloud::state::VERSION_TAG;
 use kubesurge_sim::moto::ec2::Params;
 use kubesurge_sim::moto::world::LAUNCH_TEMPLATE;
 use kubesurge_sim::moto::{
-    Ec2, FaultProxy, IamGate, MotoServer, MotoWorld, MotoWorldConfig, Policy,
+    Decision, Ec2, FaultProxy, IamGate, MotoServer, MotoWorld, MotoWorldConfig, Policy,
 };
 use kubesurge_sim::world::{PoolSpec, WorldConfig};
 use tokio::process::Command;
@@ -281,6 +281,19 @@ fn rotation_statements(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
         .collect()
 }
 
+/// A policy of statement `sid` alone.
+fn statement_alone(policy: &Value, sid: &str) -> Policy {
+    let statement = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|s| s["Sid"] == sid)
+        .expect("the statement")
+        .clone();
+    Policy::from_json(&serde_json::json!({"Version": "2012-10-17", "Statement": [statement]}))
+        .expect("a policy")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_the_rendered_policy_a_rotation_succeeds_and_uses_every_grant_it_needs() {
     let run = Run::start().await;
@@ -354,6 +367,11 @@ async fn without_any_one_statement_a_rotation_fails_naming_the_refused_action() 
             run.remove_statement(sid);
             let (ok, text) = run.rotate().await;
             let refusals = run.gate.refusals();
+            // What the removed statement alone (with this world's
+            // templates) says of the first refusal.
+            let alone = refusals
+                .first()
+                .map(|f| statement_alone(&run.policy, sid).evaluate(&f.authorization));
             let refused_calls: Vec<String> = run
                 .proxy
                 .calls()
@@ -369,9 +387,10 @@ async fn without_any_one_statement_a_rotation_fails_naming_the_refused_action() 
                 text,
                 refusals,
                 refused_calls,
+                alone,
             )
         });
-        for (sid, actions, ok, text, refusals, refused_calls) in
+        for (sid, actions, ok, text, refusals, refused_calls, alone) in
             futures::future::join_all(runs).await
         {
             assert!(!ok, "without {sid} the rotation succeeded:\n{text}");
@@ -384,6 +403,13 @@ async fn without_any_one_statement_a_rotation_fails_naming_the_refused_action() 
             assert!(
                 actions.contains(&first.authorization.action),
                 "without {sid} ({actions:?}) the first refusal was {first:?}"
+            );
+            // And the removed statement alone would have allowed it: its
+            // resources and conditions are what the refused request needed.
+            assert_eq!(
+                alone,
+                Some(Decision::Allowed),
+                "without {sid} the first refusal was {first:?}, which {sid} does not allow"
             );
             assert!(
                 refused_calls
