@@ -93,7 +93,14 @@ struct Run {
 }
 
 impl Run {
+    /// A world whose group is tagged for the cluster.
     async fn start() -> Run {
+        Run::start_with(Some(CLUSTER)).await
+    }
+
+    /// A world whose group carries `kubesurge.io/cluster = group_cluster`
+    /// (no such tag for `None`).
+    async fn start_with(group_cluster: Option<&str>) -> Run {
         let moto = MotoServer::start().await.expect("moto starts");
         let mut config = MotoWorldConfig::new(WorldConfig {
             cluster_name: CLUSTER.into(),
@@ -131,23 +138,25 @@ impl Run {
             .expect("image");
         // The group tagged for the cluster, as `kubesurge init --tag` does.
         let group = &world.seeded.groups[GROUPED];
-        Ec2::for_service(
-            moto.url(),
-            &world.config().region,
-            "autoscaling",
-            "2011-01-01",
-        )
-        .call(
-            "CreateOrUpdateTags",
-            Params::new()
-                .set("Tags.member.1.ResourceId", group.as_str())
-                .set("Tags.member.1.ResourceType", "auto-scaling-group")
-                .set("Tags.member.1.Key", "kubesurge.io/cluster")
-                .set("Tags.member.1.Value", CLUSTER)
-                .set("Tags.member.1.PropagateAtLaunch", "false"),
-        )
-        .await
-        .expect("tag the group");
+        if let Some(cluster) = group_cluster {
+            Ec2::for_service(
+                moto.url(),
+                &world.config().region,
+                "autoscaling",
+                "2011-01-01",
+            )
+            .call(
+                "CreateOrUpdateTags",
+                Params::new()
+                    .set("Tags.member.1.ResourceId", group.as_str())
+                    .set("Tags.member.1.ResourceType", "auto-scaling-group")
+                    .set("Tags.member.1.Key", "kubesurge.io/cluster")
+                    .set("Tags.member.1.Value", cluster)
+                    .set("Tags.member.1.PropagateAtLaunch", "false"),
+            )
+            .await
+            .expect("tag the group");
+        }
         let mut templates = vec![world.seeded.launch_template_id.clone()];
         let seeded_group = world
             .autoscaling
@@ -419,4 +428,52 @@ async fn without_any_one_statement_a_rotation_fails_naming_the_refused_action() 
             );
         }
     }
+}
+
+/// The policy's tag scoping at work: a group tagged for another cluster is
+/// out of reach, and the run says which call was refused before it changed
+/// the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_another_cluster_is_refused() {
+    let run = Run::start_with(Some("another-cluster")).await;
+    let before = run
+        .world
+        .autoscaling
+        .group(&run.world.seeded.groups[GROUPED])
+        .await
+        .expect("describe")
+        .expect("group");
+    let (ok, text) = run.rotate().await;
+    assert!(
+        !ok,
+        "the rotation of another cluster's group succeeded:\n{text}"
+    );
+    let refusals = run.gate.refusals();
+    let first = refusals.first().expect("a refusal");
+    assert!(
+        first.authorization.action.starts_with("autoscaling:")
+            && first.authorization.resource.ends_with(&format!(
+                "autoScalingGroupName/{}",
+                run.world.seeded.groups[GROUPED]
+            )),
+        "{refusals:?}"
+    );
+    assert!(
+        text.contains(&first.authorization.action),
+        "the failure names {}:\n{text}",
+        first.authorization.action
+    );
+    let after = run
+        .world
+        .autoscaling
+        .group(&run.world.seeded.groups[GROUPED])
+        .await
+        .expect("describe")
+        .expect("group");
+    assert_eq!(
+        after.settings(),
+        before.settings(),
+        "the group was not changed"
+    );
+    run.finish();
 }
