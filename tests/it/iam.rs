@@ -477,3 +477,112 @@ async fn a_group_of_another_cluster_is_refused() {
     );
     run.finish();
 }
+
+/// The SSM statements, with kubesurge's own SSM client (`SsmExec`, what
+/// `controlPlane.exec: ssm` runs the upgrade scripts through) against
+/// moto's SSM behind the policy: a script runs on an instance carrying the
+/// control-plane tag, and is refused, naming ssm:SendCommand, on a worker.
+/// (moto runs no script: its invocations succeed at once. The upgrade of
+/// a control plane through SSM is not run here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_run_through_ssm_only_on_the_control_plane() {
+    use kubesurge_aws::{ClientOptions, SsmExec};
+    use kubesurge_provider::{ExecError, ExecRequest, ExecTarget, InstanceId, NodeExec};
+
+    let region = kubesurge_sim::moto::world::DEFAULT_REGION;
+    let moto = MotoServer::start().await.expect("moto starts");
+    let ec2 = Ec2::new(moto.url(), region);
+    let subnets = ec2.default_subnets().await.expect("subnets");
+    let subnet = subnets.values().next().expect("a subnet");
+    let image = ec2
+        .register_image("kubesurge-node", &BTreeMap::new())
+        .await
+        .expect("image");
+    let launch = |tags: BTreeMap<String, String>| {
+        let ec2 = ec2.clone();
+        let (image, subnet) = (image.clone(), subnet.clone());
+        async move {
+            ec2.run_instances(&image, &subnet, 1, &tags)
+                .await
+                .expect("instance")
+                .remove(0)
+                .id
+        }
+    };
+    let control_plane = launch(BTreeMap::from([(
+        "kubesurge.io/control-plane".to_string(),
+        CLUSTER.to_string(),
+    )]))
+    .await;
+    let worker = launch(BTreeMap::from([
+        ("kubesurge.io/cluster".to_string(), CLUSTER.to_string()),
+        ("kubesurge.io/pool".to_string(), PLAIN.to_string()),
+    ]))
+    .await;
+
+    let policy = rendered_policy(region, &["lt-0123456789abcdef0".to_string()]);
+    let gate = Arc::new(IamGate::new(
+        moto.url(),
+        Policy::from_json(&policy).expect("the rendered policy"),
+    ));
+    let proxy = FaultProxy::start_gated(moto.url(), gate.clone())
+        .await
+        .expect("proxy starts");
+    let exec = SsmExec::new(
+        Some(region),
+        ClientOptions {
+            endpoint_url: Some(proxy.url().to_string()),
+            static_credentials: Some(("testing".into(), "testing".into())),
+            max_attempts: 1,
+            ..ClientOptions::default()
+        },
+    )
+    .with_timing(Duration::from_millis(50), Duration::from_secs(5));
+    let request = ExecRequest {
+        script: "#!/bin/bash\nkubeadm version\n".into(),
+        description: "kubeadm version".into(),
+        timeout: Duration::from_secs(5),
+    };
+    let target = |node: &str, id: &str| ExecTarget {
+        node: node.to_string(),
+        instance: Some(InstanceId(id.to_string())),
+        address: None,
+    };
+
+    let ran = exec
+        .run(&target("cp-1", &control_plane), &request, &())
+        .await
+        .expect("the script runs on the control plane");
+    assert_eq!(ran.exit_code, 0);
+    assert_eq!(gate.refusals(), []);
+    let called = proxy.calls();
+    assert!(
+        called.iter().any(|c| c.action == "SendCommand")
+            && called.iter().any(|c| c.action == "GetCommandInvocation"),
+        "{called:?}"
+    );
+
+    let refused = exec
+        .run(&target("worker-1", &worker), &request, &())
+        .await
+        .expect_err("no script runs on a worker");
+    assert!(
+        matches!(
+            &refused,
+            ExecError::Transport { .. } | ExecError::Unreachable { .. }
+        ) && refused.to_string().contains("SendCommand"),
+        "{refused}"
+    );
+    let refusals = gate.refusals();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].authorization.action, "ssm:SendCommand");
+    assert!(
+        refusals[0]
+            .authorization
+            .resource
+            .ends_with(&format!("instance/{worker}")),
+        "{refusals:?}"
+    );
+    drop(proxy);
+    moto.stop().expect("moto implemented every call");
+}
