@@ -21,7 +21,8 @@ use kubesurge_sim::cloud::state::VERSION_TAG;
 use kubesurge_sim::moto::ec2::Params;
 use kubesurge_sim::moto::world::LAUNCH_TEMPLATE;
 use kubesurge_sim::moto::{
-    Decision, Ec2, FaultProxy, IamGate, MotoServer, MotoWorld, MotoWorldConfig, Policy,
+    Canned, Decision, Ec2, Fault, FaultProxy, IamGate, MotoServer, MotoWorld, MotoWorldConfig,
+    Policy,
 };
 use kubesurge_sim::world::{PoolSpec, WorldConfig};
 use tokio::process::Command;
@@ -583,6 +584,73 @@ async fn scripts_run_through_ssm_only_on_the_control_plane() {
             .ends_with(&format!("instance/{worker}")),
         "{refusals:?}"
     );
+
+    // A script that outlives its timeout is cancelled (ssm:CancelCommand),
+    // and that is allowed too. (moto implements no CancelCommand: the
+    // proxy answers it, after the policy allowed it.)
+    proxy.inject(
+        "CancelCommand",
+        usize::MAX,
+        Fault::Respond(Canned::json(200, "{}")),
+    );
+    proxy.inject(
+        "GetCommandInvocation",
+        usize::MAX,
+        Fault::Respond(Canned::json(
+            200,
+            r#"{"Status":"InProgress","StatusDetails":"InProgress","ResponseCode":-1}"#,
+        )),
+    );
+    let slow = ExecRequest {
+        timeout: Duration::from_secs(1),
+        ..request.clone()
+    };
+    let exec_fast = SsmExec::new(
+        Some(region),
+        ClientOptions {
+            endpoint_url: Some(proxy.url().to_string()),
+            static_credentials: Some(("testing".into(), "testing".into())),
+            max_attempts: 1,
+            ..ClientOptions::default()
+        },
+    )
+    .with_timing(Duration::from_millis(50), Duration::from_millis(200));
+    let timed_out = exec_fast
+        .run(&target("cp-1", &control_plane), &slow, &())
+        .await
+        .expect_err("the script outlives its timeout");
+    assert!(
+        matches!(timed_out, ExecError::Timeout { .. }),
+        "{timed_out}"
+    );
+    assert_eq!(proxy.count("CancelCommand"), 1, "{:?}", proxy.calls());
+    assert_eq!(gate.refusals().len(), 1, "nothing more was refused");
+    proxy.clear();
+
+    // Without any one SSM statement, a script on the control plane is
+    // refused, naming the call.
+    for (sid, call) in [
+        ("RunCommandsOnThisClustersControlPlane", "SendCommand"),
+        ("RunOnlyTheShellScriptDocument", "SendCommand"),
+        ("FollowSentCommands", "GetCommandInvocation"),
+    ] {
+        gate.set_policy(Policy::from_json(&policy).expect("policy").without(sid));
+        let refused = exec
+            .run(&target("cp-1", &control_plane), &request, &())
+            .await
+            .expect_err("refused");
+        assert!(
+            refused.to_string().contains(call),
+            "without {sid}: {refused}"
+        );
+        let last = gate.refusals().pop().expect("a refusal");
+        assert_eq!(last.authorization.action, format!("ssm:{call}"));
+        assert_eq!(
+            statement_alone(&policy, sid).evaluate(&last.authorization),
+            Decision::Allowed,
+            "without {sid}: {last:?}"
+        );
+    }
     drop(proxy);
     moto.stop().expect("moto implemented every call");
 }

@@ -422,6 +422,25 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         .unwrap_or_default()
         .to_string();
     let dry_run = is_dry_run(&body);
+    // Authorization comes first, as in AWS: an injected answer stands for
+    // the service, behind it.
+    if let Some(gate) = &shared.gate {
+        let region = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(region_of_authorization)
+            .unwrap_or(super::world::DEFAULT_REGION);
+        if gate
+            .authorize(&service, &action, region, &body)
+            .await
+            .is_err()
+        {
+            let refusal = access_denied(&service, &action);
+            log(shared, &service, action, refusal.status, true, dry_run);
+            return refusal.reply();
+        }
+    }
     let fault = {
         let mut state = shared.lock();
         let text = String::from_utf8_lossy(&body);
@@ -456,23 +475,6 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
-    }
-    if let Some(gate) = &shared.gate {
-        let region = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(region_of_authorization)
-            .unwrap_or(super::world::DEFAULT_REGION);
-        if gate
-            .authorize(&service, &action, region, &body)
-            .await
-            .is_err()
-        {
-            let refusal = access_denied(&service, &action);
-            log(shared, &service, action, refusal.status, true, dry_run);
-            return refusal.reply();
-        }
     }
     if action == "RunInstances" && template_defines_interfaces(shared, &parts.headers, &body).await
     {
