@@ -229,10 +229,10 @@ print(json.dumps(parsed))
 
 /// One statement of the IAM policy document, as written in the module.
 #[derive(Debug)]
-struct Statement {
-    sid: String,
-    effect: String,
-    actions: Vec<String>,
+pub(crate) struct Statement {
+    pub(crate) sid: String,
+    pub(crate) effect: String,
+    pub(crate) actions: Vec<String>,
     resources: Vec<String>,
     /// (test, variable, values)
     conditions: Vec<(String, String, Vec<String>)>,
@@ -249,7 +249,7 @@ impl Statement {
 /// The statements of the iam module's `aws_iam_policy_document`, static and
 /// dynamic, read by python-hcl2 (literals unquoted, expressions as
 /// `${...}`).
-fn iam_statements() -> Vec<Statement> {
+pub(crate) fn iam_statements() -> Vec<Statement> {
     const EXTRACT: &str = r#"
 import json, sys, hcl2
 
@@ -333,6 +333,117 @@ print(json.dumps(statements))
         .collect()
 }
 
+/// The iam module's policy document as AWS receives it, for `inputs` (the
+/// module's variables as JSON), rendered by `iam_render/render.py`:
+/// Terraform evaluates every expression, python-hcl2 reads the blocks.
+pub(crate) fn render_iam_policy(inputs: &Value) -> Value {
+    let ws = Workspace::new();
+    let output = succeeded(
+        "render the iam module's policy",
+        ws.command(&hcl2_python(), &repo())
+            .arg(repo().join("tests/it/iam_render/render.py"))
+            .arg(repo().join("terraform/modules/iam"))
+            .arg(inputs.to_string())
+            .arg(terraform_bin())
+            .arg(ws.path("render"))
+            .output()
+            .expect("python runs"),
+    );
+    serde_json::from_slice(&output.stdout).expect("policy json")
+}
+
+/// The rendered statement `sid`.
+fn rendered<'a>(policy: &'a Value, sid: &str) -> Option<&'a Value> {
+    policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|s| s["Sid"] == sid)
+}
+
+#[test]
+fn iam_policy_renders_with_the_inputs() {
+    let template = "arn:aws:ec2:eu-west-1:123456789012:launch-template/lt-0123456789abcdef0";
+    let base = serde_json::json!({
+        "cluster_name": "prod-eu1",
+        "region": "eu-west-1",
+        "account_id": "123456789012",
+        "launch_template_arns": [template],
+    });
+    let policy = render_iam_policy(&base);
+    let launch = rendered(&policy, "LaunchTaggedInstancesFromPoolTemplates").expect("launch");
+    assert_eq!(
+        launch["Resource"],
+        serde_json::json!(["arn:aws:ec2:eu-west-1:123456789012:instance/*"])
+    );
+    assert_eq!(
+        launch["Condition"]["StringEquals"]["aws:RequestTag/kubesurge.io/cluster"],
+        serde_json::json!(["prod-eu1"])
+    );
+    assert_eq!(
+        launch["Condition"]["ArnEquals"]["ec2:LaunchTemplate"],
+        serde_json::json!([template])
+    );
+    let send = rendered(&policy, "RunCommandsOnThisClustersControlPlane").expect("ssm");
+    assert_eq!(
+        send["Condition"]["StringEquals"],
+        serde_json::json!({"aws:ResourceTag/kubesurge.io/control-plane": ["prod-eu1"]})
+    );
+    assert!(rendered(&policy, "PassOnlyTheNodeRoleToEc2").is_none());
+    assert!(
+        rendered(&policy, "LaunchFromPoolImages").expect("images")["Condition"]
+            .get("StringEquals")
+            .is_none(),
+        "no owner condition without image_owner_account_ids"
+    );
+    let groups = rendered(&policy, "RotateOnlyThisClustersGroups").expect("groups");
+    assert_eq!(
+        groups["Resource"],
+        serde_json::json!([
+            "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:*:autoScalingGroupName/*"
+        ])
+    );
+
+    // The optional parts follow their inputs.
+    let mut other = base.clone();
+    other["enable_ssm"] = false.into();
+    other["node_role_arn"] = "arn:aws:iam::123456789012:role/nodes".into();
+    other["image_owner_account_ids"] = serde_json::json!(["111111111111"]);
+    other["subnet_ids"] = serde_json::json!(["subnet-0a"]);
+    other["control_plane_tags"] = serde_json::json!({"role": "control-plane"});
+    let policy = render_iam_policy(&other);
+    let actions: BTreeSet<&str> = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .flat_map(|s| s["Action"].as_array().expect("actions"))
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        !actions.iter().any(|a| a.starts_with("ssm:")),
+        "{actions:?}"
+    );
+    let pass = rendered(&policy, "PassOnlyTheNodeRoleToEc2").expect("pass role");
+    assert_eq!(
+        pass["Resource"],
+        serde_json::json!(["arn:aws:iam::123456789012:role/nodes"])
+    );
+    assert_eq!(
+        rendered(&policy, "LaunchFromPoolImages").expect("images")["Condition"]["StringEquals"]["ec2:Owner"],
+        serde_json::json!(["111111111111"])
+    );
+    assert!(
+        rendered(&policy, "LaunchIntoTemplateResources").expect("launch resources")["Resource"]
+            .as_array()
+            .expect("resources")
+            .contains(&"arn:aws:ec2:eu-west-1:123456789012:subnet/subnet-0a".into())
+    );
+    assert_eq!(
+        rendered(&policy, "NeverCreateControlPlaneTags").expect("deny")["Condition"],
+        serde_json::json!({"ForAnyValue:StringEquals": {"aws:TagKeys": ["role"]}})
+    );
+}
+
 #[test]
 fn iam_policy_grants_only_what_kubesurge_needs() {
     let statements = iam_statements();
@@ -359,8 +470,19 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         "ec2:DescribeLaunchTemplates",
         "ec2:DescribeLaunchTemplateVersions",
         "ec2:DescribeSubnets",
+        "ec2:CreateLaunchTemplateVersion",
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:UpdateAutoScalingGroup",
+        "autoscaling:SuspendProcesses",
+        "autoscaling:ResumeProcesses",
+        "autoscaling:AttachInstances",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        "autoscaling:CreateOrUpdateTags",
+        "autoscaling:DeleteTags",
         "ssm:SendCommand",
         "ssm:GetCommandInvocation",
+        "ssm:CancelCommand",
         "iam:PassRole",
     ]
     .into_iter()
@@ -374,7 +496,10 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         "ec2:DescribeLaunchTemplates",
         "ec2:DescribeLaunchTemplateVersions",
         "ec2:DescribeSubnets",
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeAutoScalingInstances",
         "ssm:GetCommandInvocation",
+        "ssm:CancelCommand",
     ]
     .into_iter()
     .collect();
@@ -454,6 +579,43 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         }
     }
 
+    // Auto Scaling changes only in groups tagged for this cluster, and tags
+    // only under kubesurge.io/.
+    let group_arns = "${local.group_arns}";
+    for action in [
+        "autoscaling:UpdateAutoScalingGroup",
+        "autoscaling:SuspendProcesses",
+        "autoscaling:ResumeProcesses",
+        "autoscaling:AttachInstances",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        "autoscaling:CreateOrUpdateTags",
+        "autoscaling:DeleteTags",
+    ] {
+        let grants = with_action(action);
+        assert_eq!(grants.len(), 1, "{action}: {grants:#?}");
+        assert_eq!(grants[0].resources, [group_arns], "{}", grants[0].sid);
+        assert!(
+            grants[0].has_condition(
+                "StringEquals",
+                "autoscaling:ResourceTag/kubesurge.io/cluster",
+                &["${var.cluster_name}"]
+            ),
+            "{}: {action} outside this cluster's groups",
+            grants[0].sid
+        );
+    }
+    for action in ["autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"] {
+        assert!(with_action(action)[0].has_condition(
+            "ForAllValues:StringLike",
+            "aws:TagKeys",
+            &["kubesurge.io/*"]
+        ));
+    }
+    // A new launch template version only of the pools' templates.
+    let versions = with_action("ec2:CreateLaunchTemplateVersion");
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].resources, [templates]);
+
     let pass_role = with_action("iam:PassRole");
     assert_eq!(pass_role.len(), 1);
     assert_eq!(pass_role[0].resources, ["${statement.value}"]);
@@ -470,6 +632,10 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         .expect("a Deny statement");
     assert!(deny.actions.contains(&"ec2:RunInstances".to_string()));
     assert!(deny.actions.contains(&"ec2:CreateTags".to_string()));
+    assert!(
+        deny.actions
+            .contains(&"autoscaling:CreateOrUpdateTags".to_string())
+    );
     assert!(deny.has_condition(
         "ForAnyValue:StringEquals",
         "aws:TagKeys",

@@ -1,3 +1,10 @@
+# Which resources and condition keys each action supports is AWS's Service
+# Authorization Reference:
+#   EC2          https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html
+#   Auto Scaling https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2autoscaling.html
+#   SSM          https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html
+#   IAM          https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html
+
 locals {
   arn_prefix = "arn:${var.partition}:ec2:${var.region}:${var.account_id}"
 
@@ -18,6 +25,12 @@ locals {
       "${local.arn_prefix}:key-pair/*",
     ],
   )
+
+  # Every Auto Scaling group in the account and region: a group's ARN
+  # carries a UUID nobody knows in advance, so this cluster's groups are
+  # told apart by their kubesurge.io/cluster tag (autoscaling:ResourceTag),
+  # which `kubesurge init --tag` puts on them.
+  group_arns = ["arn:${var.partition}:autoscaling:${var.region}:${var.account_id}:autoScalingGroup:*:autoScalingGroupName/*"]
 }
 
 data "aws_iam_policy_document" "kubesurge" {
@@ -130,8 +143,18 @@ data "aws_iam_policy_document" "kubesurge" {
     }
   }
 
-  # EC2 Describe* actions do not support resource-level permissions or tag
-  # conditions: AWS accepts only "*" for them. They read, never change.
+  # updateLaunchTemplate: a new version of the group's launch template with
+  # the target image. Only the pools' templates.
+  statement {
+    sid       = "VersionOnlyPoolLaunchTemplates"
+    effect    = "Allow"
+    actions   = ["ec2:CreateLaunchTemplateVersion"]
+    resources = var.launch_template_arns
+  }
+
+  # EC2 and Auto Scaling Describe* actions support no resource-level
+  # permissions or tag conditions: AWS accepts only "*" for them. They
+  # read, never change.
   statement {
     sid    = "DescribeOnlyAllowsAnyResource"
     effect = "Allow"
@@ -141,17 +164,63 @@ data "aws_iam_policy_document" "kubesurge" {
       "ec2:DescribeLaunchTemplates",
       "ec2:DescribeLaunchTemplateVersions",
       "ec2:DescribeSubnets",
+      "autoscaling:DescribeAutoScalingGroups",
+      "autoscaling:DescribeAutoScalingInstances",
     ]
     resources = ["*"]
   }
 
+  # Auto Scaling pools, only in this cluster's groups: surge room
+  # (MaxSize) and the group's template version, the processes that would
+  # fight the run, and its members (attach a new instance, terminate an old
+  # one through the group).
+  statement {
+    sid    = "RotateOnlyThisClustersGroups"
+    effect = "Allow"
+    actions = [
+      "autoscaling:UpdateAutoScalingGroup",
+      "autoscaling:SuspendProcesses",
+      "autoscaling:ResumeProcesses",
+      "autoscaling:AttachInstances",
+      "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ]
+    resources = local.group_arns
+
+    condition {
+      test     = "StringEquals"
+      variable = "autoscaling:ResourceTag/kubesurge.io/cluster"
+      values   = [var.cluster_name]
+    }
+  }
+
+  # The record of a run (what to restore after a crash) lives in tags on
+  # the group: only kubesurge.io/ keys, only on this cluster's groups.
+  statement {
+    sid       = "RecordRunsInKubesurgeTagsOfThisClustersGroups"
+    effect    = "Allow"
+    actions   = ["autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"]
+    resources = local.group_arns
+
+    condition {
+      test     = "StringEquals"
+      variable = "autoscaling:ResourceTag/kubesurge.io/cluster"
+      values   = [var.cluster_name]
+    }
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "aws:TagKeys"
+      values   = ["kubesurge.io/*"]
+    }
+  }
+
   # No launch and no tag may use a control-plane tag key: otherwise
   # kubesurge could make an instance that the SendCommand grant below
-  # accepts.
+  # accepts (a group's tag may propagate to the instances it launches).
   statement {
     sid       = "NeverCreateControlPlaneTags"
     effect    = "Deny"
-    actions   = ["ec2:RunInstances", "ec2:CreateTags"]
+    actions   = ["ec2:RunInstances", "ec2:CreateTags", "autoscaling:CreateOrUpdateTags"]
     resources = ["*"]
 
     condition {
@@ -192,14 +261,15 @@ data "aws_iam_policy_document" "kubesurge" {
     }
   }
 
-  # GetCommandInvocation does not support resource-level permissions; it
-  # reads the output of commands, never runs one.
+  # GetCommandInvocation and CancelCommand support no resource-level
+  # permissions: they read the output of a command kubesurge sent, or
+  # cancel one that outlived its timeout; neither runs anything.
   dynamic "statement" {
     for_each = var.enable_ssm ? [1] : []
     content {
-      sid       = "ReadCommandResults"
+      sid       = "FollowSentCommands"
       effect    = "Allow"
-      actions   = ["ssm:GetCommandInvocation"]
+      actions   = ["ssm:GetCommandInvocation", "ssm:CancelCommand"]
       resources = ["*"]
     }
   }

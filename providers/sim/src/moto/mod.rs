@@ -6,6 +6,8 @@
 //! - [`proxy`]: a fault proxy in front of moto (throttling, capacity,
 //!   permission and server errors, latency) that logs every call.
 //! - [`strict`]: EC2 rules moto does not enforce, enforced by the proxy.
+//! - [`iam`]: IAM policy evaluation (actions, resources, the condition
+//!   keys kubesurge's policy uses), enforced by the proxy when asked.
 //! - [`ec2`] and [`xml`]: the world's own small EC2 query-API client;
 //!   [`autoscaling`]: the same for Auto Scaling groups.
 //! - [`machines`]: simulated machines behind moto's instances, joining the
@@ -14,6 +16,7 @@
 
 pub mod autoscaling;
 pub mod ec2;
+pub mod iam;
 pub mod machines;
 pub mod proxy;
 pub mod server;
@@ -23,6 +26,7 @@ pub mod xml;
 
 pub use autoscaling::{AsgGroup, AutoScalingApi};
 pub use ec2::{Ec2, Ec2Error, Ec2Instance};
+pub use iam::{Authorization, Decision, IamGate, Policy};
 pub use machines::{MotoMachine, MotoMachines};
 pub use proxy::{AfterSuccess, Canned, Ec2Fault, Fault, FaultProxy};
 pub use server::{MotoError, MotoServer};

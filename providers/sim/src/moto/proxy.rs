@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::ec2::Ec2;
+use super::iam::IamGate;
 use super::strict;
 
 /// An error answer in EC2's format.
@@ -116,6 +117,9 @@ pub enum Fault {
     /// Answer with this response instead of forwarding (a replayed answer
     /// of any protocol, e.g. SSM's JSON).
     Respond(Canned),
+    /// Refuse the call as AWS does when no policy grants its action, in
+    /// the protocol of the call's service (see [`access_denied`]).
+    Deny,
 }
 
 /// A canned answer.
@@ -166,6 +170,9 @@ impl Canned {
 /// One call that went through the proxy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Call {
+    /// The signing name of the call's service (`ec2`, `autoscaling`,
+    /// `ssm`), from the credential scope of its signature.
+    pub service: String,
     pub action: String,
     /// The status the client got.
     pub status: u16,
@@ -197,6 +204,8 @@ pub type AfterSuccess = Arc<dyn Fn(&str, &[u8]) + Send + Sync>;
 struct Shared {
     upstream: String,
     after_success: Option<AfterSuccess>,
+    /// When set, every call is first authorized against its policy.
+    gate: Option<Arc<IamGate>>,
     state: Mutex<State>,
     client: Client<HttpConnector, Full<Bytes>>,
     seen: watch::Sender<usize>,
@@ -239,11 +248,27 @@ impl FaultProxy {
         upstream: &str,
         after_success: Option<AfterSuccess>,
     ) -> std::io::Result<FaultProxy> {
+        FaultProxy::serve_with(upstream, after_success, None).await
+    }
+
+    /// Like [`FaultProxy::start`], refusing every call `gate`'s policy
+    /// does not allow, as the call's service refuses it
+    /// ([`access_denied`]).
+    pub async fn start_gated(upstream: &str, gate: Arc<IamGate>) -> std::io::Result<FaultProxy> {
+        FaultProxy::serve_with(upstream, None, Some(gate)).await
+    }
+
+    async fn serve_with(
+        upstream: &str,
+        after_success: Option<AfterSuccess>,
+        gate: Option<Arc<IamGate>>,
+    ) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_string(),
             after_success,
+            gate,
             state: Mutex::new(State::default()),
             client: Client::builder(TokioExecutor::new()).build_http(),
             seen: watch::channel(0).0,
@@ -367,8 +392,9 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationT
     }
 }
 
-fn log(shared: &Shared, action: String, status: u16, injected: bool, dry_run: bool) {
+fn log(shared: &Shared, service: &str, action: String, status: u16, injected: bool, dry_run: bool) {
     shared.lock().calls.push(Call {
+        service: service.to_string(),
         action,
         status,
         injected,
@@ -388,7 +414,33 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok());
     let action = action_of(target, &body);
+    let service = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(service_of_authorization)
+        .unwrap_or_default()
+        .to_string();
     let dry_run = is_dry_run(&body);
+    // Authorization comes first, as in AWS: an injected answer stands for
+    // the service, behind it.
+    if let Some(gate) = &shared.gate {
+        let region = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(region_of_authorization)
+            .unwrap_or(super::world::DEFAULT_REGION);
+        if gate
+            .authorize(&service, &action, region, &body)
+            .await
+            .is_err()
+        {
+            let refusal = access_denied(&service, &action);
+            log(shared, &service, action, refusal.status, true, dry_run);
+            return refusal.reply();
+        }
+    }
     let fault = {
         let mut state = shared.lock();
         let text = String::from_utf8_lossy(&body);
@@ -409,12 +461,17 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     };
     match fault {
         Some(Fault::Fail(f)) => {
-            log(shared, action, f.status, true, dry_run);
+            log(shared, &service, action, f.status, true, dry_run);
             return f.reply();
         }
         Some(Fault::Respond(canned)) => {
-            log(shared, action, canned.status, true, dry_run);
+            log(shared, &service, action, canned.status, true, dry_run);
             return canned.reply();
+        }
+        Some(Fault::Deny) => {
+            let refusal = access_denied(&service, &action);
+            log(shared, &service, action, refusal.status, true, dry_run);
+            return refusal.reply();
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
@@ -422,7 +479,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     if action == "RunInstances" && template_defines_interfaces(shared, &parts.headers, &body).await
     {
         let refusal = strict::subnet_with_template_interfaces();
-        log(shared, action, refusal.status, false, dry_run);
+        log(shared, &service, action, refusal.status, false, dry_run);
         return refusal.reply();
     }
     let path = parts
@@ -460,11 +517,18 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
             {
                 hook(&action, &body);
             }
-            log(shared, action, response.status().as_u16(), false, dry_run);
+            log(
+                shared,
+                &service,
+                action,
+                response.status().as_u16(),
+                false,
+                dry_run,
+            );
             response
         }
         Err(e) => {
-            log(shared, action, 502, false, dry_run);
+            log(shared, &service, action, 502, false, dry_run);
             let mut f = Ec2Fault::plain_500().with_message(format!("upstream: {e}"));
             f.status = 502;
             f.reply()
@@ -506,6 +570,57 @@ async fn template_defines_interfaces(
 fn region_of_authorization(header: &str) -> Option<&str> {
     let scope = header.split("Credential=").nth(1)?;
     scope.split(['/', ',']).nth(2)
+}
+
+/// The service of a SigV4 `Authorization` header's credential scope
+/// (`Credential=AKID/20260101/us-east-1/ec2/aws4_request`).
+fn service_of_authorization(header: &str) -> Option<&str> {
+    let scope = header.split("Credential=").nth(1)?;
+    scope.split(['/', ',']).nth(3)
+}
+
+/// AWS's refusal of a call no policy allows, in the service's protocol:
+/// - EC2 (query API, `<Response><Errors>`): `UnauthorizedOperation`, 403,
+///   a message that does not name the action
+///   (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html);
+/// - Auto Scaling (query API, `<ErrorResponse>`): `AccessDenied`, 403
+///   (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/CommonErrors.html);
+/// - SSM (JSON 1.1): `AccessDeniedException`, 400
+///   (https://docs.aws.amazon.com/systems-manager/latest/APIReference/CommonErrors.html).
+///
+/// The last two name the action, as AWS does ("User: ARN is not authorized
+/// to perform: autoscaling:AttachInstances").
+pub fn access_denied(service: &str, action: &str) -> Canned {
+    let message = format!(
+        "User: arn:aws:iam::123456789012:user/kubesurge is not authorized to perform: \
+         {service}:{action} because no identity-based policy allows the {service}:{action} action"
+    );
+    match service {
+        "ssm" => Canned::json_error(400, "AccessDeniedException", &message),
+        "autoscaling" => Canned {
+            status: 403,
+            headers: vec![("content-type".to_string(), "text/xml".to_string())],
+            body: format!(
+                "<ErrorResponse xmlns=\"http://autoscaling.amazonaws.com/doc/2011-01-01/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{}</Message></Error><RequestId>00000000-fault-proxy</RequestId></ErrorResponse>",
+                escape(&message)
+            ),
+        },
+        _ => {
+            let f = Ec2Fault::unauthorized();
+            Canned {
+                status: f.status,
+                headers: vec![(
+                    "content-type".to_string(),
+                    "text/xml;charset=UTF-8".to_string(),
+                )],
+                body: format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>00000000-fault-proxy</RequestID></Response>",
+                    f.code,
+                    escape(&f.message)
+                ),
+            }
+        }
+    }
 }
 
 /// Whether a query-API body asks for a dry run (`DryRun=true`).
@@ -565,6 +680,32 @@ mod tests {
             Some("eu-west-1")
         );
         assert_eq!(region_of_authorization("Bearer x"), None);
+    }
+
+    #[test]
+    fn the_service_comes_from_the_credential_scope() {
+        assert_eq!(
+            service_of_authorization(
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/eu-west-1/autoscaling/aws4_request, SignedHeaders=host, Signature=00"
+            ),
+            Some("autoscaling")
+        );
+        assert_eq!(service_of_authorization("Bearer x"), None);
+    }
+
+    #[test]
+    fn a_denial_speaks_the_services_protocol() {
+        let ec2 = access_denied("ec2", "RunInstances");
+        assert_eq!(ec2.status, 403);
+        assert!(ec2.body.contains("<Code>UnauthorizedOperation</Code>"));
+        let asg = access_denied("autoscaling", "AttachInstances");
+        assert_eq!(asg.status, 403);
+        assert!(asg.body.contains("<Code>AccessDenied</Code>"));
+        assert!(asg.body.contains("autoscaling:AttachInstances"));
+        let ssm = access_denied("ssm", "SendCommand");
+        assert_eq!(ssm.status, 400);
+        assert!(ssm.body.contains("AccessDeniedException"));
+        assert!(ssm.body.contains("ssm:SendCommand"));
     }
 
     #[test]

@@ -1,0 +1,656 @@
+//! The iam module's policy proven by running under it: `kubesurge rotate`
+//! of a plain pool and an Auto Scaling group pool (with
+//! `updateLaunchTemplate`) on moto, every call evaluated against the
+//! rendered policy (actions, resource ARNs and the condition keys it
+//! uses, `kubesurge_sim::moto::iam`), succeeds, calls only actions the
+//! policy grants and uses every grant such a rotation needs; without any
+//! one of those statements the run fails, naming the refused action.
+//!
+//! Why the evaluation is the fault proxy's and not moto's own IAM
+//! (`INITIAL_NO_AUTH_ACTION_COUNT`), and what is not proven here (SSM,
+//! PassRole): see terraform/modules/iam/README.md.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kubesurge_sim::Timing;
+use kubesurge_sim::cloud::state::VERSION_TAG;
+use kubesurge_sim::moto::ec2::Params;
+use kubesurge_sim::moto::world::LAUNCH_TEMPLATE;
+use kubesurge_sim::moto::{
+    Canned, Decision, Ec2, Fault, FaultProxy, IamGate, MotoServer, MotoWorld, MotoWorldConfig,
+    Policy,
+};
+use kubesurge_sim::world::{PoolSpec, WorldConfig};
+use tokio::process::Command;
+
+use serde_json::Value;
+
+use crate::terraform::render_iam_policy;
+
+const CLUSTER: &str = "e2e-iam";
+const VERSION: &str = "v1.35.3";
+const PLAIN: &str = "plain";
+const GROUPED: &str = "grouped";
+/// moto's account.
+const ACCOUNT: &str = "123456789012";
+
+/// The iam module's policy for this cluster, rendered, with these launch
+/// template ids.
+fn rendered_policy(region: &str, template_ids: &[String]) -> Value {
+    let arns: Vec<String> = template_ids
+        .iter()
+        .map(|id| format!("arn:aws:ec2:{region}:{ACCOUNT}:launch-template/{id}"))
+        .collect();
+    render_iam_policy(&serde_json::json!({
+        "cluster_name": CLUSTER,
+        "region": region,
+        "account_id": ACCOUNT,
+        "launch_template_arns": arns,
+    }))
+}
+
+/// One rendered statement: its sid, effect and actions.
+struct Granted {
+    sid: String,
+    effect: String,
+    actions: BTreeSet<String>,
+}
+
+fn statements(policy: &Value) -> Vec<Granted> {
+    policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .map(|s| Granted {
+            sid: s["Sid"].as_str().expect("sid").to_string(),
+            effect: s["Effect"].as_str().expect("effect").to_string(),
+            actions: s["Action"]
+                .as_array()
+                .expect("actions")
+                .iter()
+                .map(|a| a.as_str().expect("action").to_string())
+                .collect(),
+        })
+        .collect()
+}
+
+/// A world with one worker in a plain pool and one in an Auto Scaling
+/// group pool, the tool pointed at it through a proxy that evaluates every
+/// call against the rendered policy.
+struct Run {
+    moto: MotoServer,
+    proxy: FaultProxy,
+    gate: Arc<IamGate>,
+    /// The rendered policy, with the world's launch templates.
+    policy: Value,
+    world: MotoWorld,
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    config: PathBuf,
+}
+
+impl Run {
+    /// A world whose group is tagged for the cluster.
+    async fn start() -> Run {
+        Run::start_with(Some(CLUSTER)).await
+    }
+
+    /// A world whose group carries `kubesurge.io/cluster = group_cluster`
+    /// (no such tag for `None`).
+    async fn start_with(group_cluster: Option<&str>) -> Run {
+        let moto = MotoServer::start().await.expect("moto starts");
+        let mut config = MotoWorldConfig::new(WorldConfig {
+            cluster_name: CLUSTER.into(),
+            control_planes: 1,
+            pools: [PLAIN, GROUPED]
+                .iter()
+                .map(|name| PoolSpec {
+                    name: name.to_string(),
+                    workers: 1,
+                })
+                .collect(),
+            zones: 1,
+            version: VERSION.into(),
+            timing: Timing::fast(),
+            workloads: true,
+        });
+        config.auto_scaling_pools = vec![GROUPED.to_string()];
+        let world = MotoWorld::start(moto.url(), config)
+            .await
+            .expect("moto world starts");
+        world
+            .wait_ready(Duration::from_secs(60))
+            .await
+            .expect("moto world ready");
+        // A rebuilt image of the same Kubernetes version for the group's
+        // pool: its launch template still names the old one, so
+        // `updateLaunchTemplate` makes a new template version.
+        let rebuilt = world
+            .ec2
+            .register_image(
+                &format!("kubesurge-node-{VERSION}-rebuilt"),
+                &BTreeMap::from([(VERSION_TAG.to_string(), VERSION.to_string())]),
+            )
+            .await
+            .expect("image");
+        // The group tagged for the cluster, as `kubesurge init --tag` does.
+        let group = &world.seeded.groups[GROUPED];
+        if let Some(cluster) = group_cluster {
+            Ec2::for_service(
+                moto.url(),
+                &world.config().region,
+                "autoscaling",
+                "2011-01-01",
+            )
+            .call(
+                "CreateOrUpdateTags",
+                Params::new()
+                    .set("Tags.member.1.ResourceId", group.as_str())
+                    .set("Tags.member.1.ResourceType", "auto-scaling-group")
+                    .set("Tags.member.1.Key", "kubesurge.io/cluster")
+                    .set("Tags.member.1.Value", cluster)
+                    .set("Tags.member.1.PropagateAtLaunch", "false"),
+            )
+            .await
+            .expect("tag the group");
+        }
+        let mut templates = vec![world.seeded.launch_template_id.clone()];
+        let seeded_group = world
+            .autoscaling
+            .group(group)
+            .await
+            .expect("describe")
+            .expect("group");
+        templates.extend(seeded_group.launch_template.map(|(id, _)| id));
+        let policy = rendered_policy(&world.config().region, &templates);
+        let gate = Arc::new(IamGate::new(
+            moto.url(),
+            Policy::from_json(&policy).expect("the rendered policy"),
+        ));
+        let proxy = FaultProxy::start_gated(world.endpoint(), gate.clone())
+            .await
+            .expect("proxy starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (kubeconfig, config, _) = world
+            .write_config_files(dir.path(), proxy.url(), 1)
+            .expect("files");
+        std::fs::write(&config, rotation_config(&world, &rebuilt)).expect("config");
+        Run {
+            moto,
+            proxy,
+            gate,
+            policy,
+            world,
+            _dir: dir,
+            kubeconfig,
+            config,
+        }
+    }
+
+    /// `kubesurge rotate --all`: whether it succeeded, and what it said.
+    async fn rotate(&self) -> (bool, String) {
+        let output = tokio::time::timeout(
+            Duration::from_secs(120),
+            Command::new(env!("CARGO_BIN_EXE_kubesurge"))
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .arg("--config")
+                .arg(&self.config)
+                .args(["rotate", "--all", "--yes"])
+                .env_remove("KUBECONFIG")
+                .env_remove("KUBESURGE_CONFIG")
+                .env_remove("AWS_PROFILE")
+                .envs(self.world.aws_env(self.proxy.url()))
+                .env("AWS_CONFIG_FILE", "/nonexistent/kubesurge-test-aws-config")
+                .env(
+                    "AWS_SHARED_CREDENTIALS_FILE",
+                    "/nonexistent/kubesurge-test-aws-credentials",
+                )
+                .env("AWS_MAX_ATTEMPTS", "2")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("kubesurge finishes in time")
+        .expect("kubesurge runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    }
+
+    /// Every action the tool called, as `service:Action`.
+    fn called(&self) -> BTreeSet<String> {
+        self.proxy
+            .calls()
+            .iter()
+            .map(|c| format!("{}:{}", c.service, c.action))
+            .collect()
+    }
+
+    /// Evaluate from now on against the policy without statement `sid`.
+    fn remove_statement(&self, sid: &str) {
+        let policy = Policy::from_json(&self.policy).expect("the rendered policy");
+        self.gate.set_policy(policy.without(sid));
+    }
+
+    fn finish(self) {
+        self.world.stop();
+        drop(self.proxy);
+        if let Err(e) = self.moto.stop() {
+            panic!("{e}");
+        }
+    }
+}
+
+/// The plain pool launches from the world's template into the subnets it
+/// names and finds its image by tag; the group's pool launches from the group's template, with the
+/// rebuilt image, and makes it the group's (`updateLaunchTemplate`).
+fn rotation_config(world: &MotoWorld, rebuilt_image: &str) -> String {
+    let region = &world.config().region;
+    let group = &world.seeded.groups[GROUPED];
+    let subnets: Vec<&str> = world.seeded.subnets.values().map(String::as_str).collect();
+    let subnets = subnets.join(", ");
+    format!(
+        "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster:\n  name: {CLUSTER}\npools:\n\
+         - name: {PLAIN}\n    selector: {{ kubesurge.io/pool: {PLAIN} }}\n    provider: aws\n    aws:\n      region: {region}\n      launchTemplate: {{ name: {LAUNCH_TEMPLATE} }}\n      subnets: [{subnets}]\n      image:\n        owners: [self]\n        filters: {{ \"tag:{VERSION_TAG}\": \"{{version}}\" }}\n    maxSurge: 1\n    maxUnavailable: 0\n    nodeLabels: {{ kubesurge.io/pool: {PLAIN} }}\n\
+         - name: {GROUPED}\n    selector: {{ kubesurge.io/pool: {GROUPED} }}\n    provider: aws\n    aws:\n      region: {region}\n      autoScalingGroup: {group}\n      updateLaunchTemplate: true\n      image: {{ id: {rebuilt_image} }}\n    maxSurge: 1\n    maxUnavailable: 0\n    nodeLabels: {{ kubesurge.io/pool: {GROUPED} }}\n\
+         drain: {{ timeout: 60s, onTimeout: fail, unmanagedPods: delete }}\njoin: {{ tokenTTL: 2m }}\nhealth: {{ newNodeTimeout: 30s, settle: 1s }}\n"
+    )
+    .replace("\n- name:", "\n  - name:")
+}
+
+/// Actions AWS authorizes inside another call, never called on their own:
+/// kubesurge tags in the RunInstances request, which AWS authorizes as
+/// ec2:CreateTags with ec2:CreateAction=RunInstances
+/// (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html).
+const IMPLIED: &[&str] = &["ec2:CreateTags"];
+
+/// The statements a rotation needs: every Allow statement but SSM's (no
+/// control plane in moto: see the README) and PassRole's (the world's
+/// templates name no instance profile).
+fn rotation_statements(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
+    statements(policy)
+        .into_iter()
+        .filter(|s| s.effect == "Allow")
+        .filter(|s| {
+            !s.actions
+                .iter()
+                .any(|a| a.starts_with("ssm:") || a.starts_with("iam:"))
+        })
+        .map(|s| (s.sid, s.actions.into_iter().collect()))
+        .collect()
+}
+
+/// A policy of statement `sid` alone.
+fn statement_alone(policy: &Value, sid: &str) -> Policy {
+    let statement = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|s| s["Sid"] == sid)
+        .expect("the statement")
+        .clone();
+    Policy::from_json(&serde_json::json!({"Version": "2012-10-17", "Statement": [statement]}))
+        .expect("a policy")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_rendered_policy_a_rotation_succeeds_and_uses_every_grant_it_needs() {
+    let run = Run::start().await;
+    let (ok, text) = run.rotate().await;
+    assert!(
+        ok,
+        "the rotation under the policy failed ({:?}):\n{text}",
+        run.gate.refusals()
+    );
+    assert_eq!(run.gate.refusals(), [], "nothing was refused");
+    let called = run.called();
+
+    let granted: BTreeSet<String> = statements(&run.policy)
+        .into_iter()
+        .filter(|s| s.effect == "Allow")
+        .flat_map(|s| s.actions)
+        .collect();
+    let ungranted: Vec<&String> = called.difference(&granted).collect();
+    assert!(
+        ungranted.is_empty(),
+        "the rotation called actions the policy does not grant: {ungranted:?}"
+    );
+
+    // Every action of the statements a rotation needs was called, but the
+    // implied ones and ec2:DescribeLaunchTemplates: that one is called for
+    // a group whose launch template is named by name (the world's groups
+    // name theirs by id).
+    let needed: BTreeSet<String> = rotation_statements(&run.policy)
+        .into_iter()
+        .flat_map(|(_, actions)| actions)
+        .filter(|a| !IMPLIED.contains(&a.as_str()) && a != "ec2:DescribeLaunchTemplates")
+        .collect();
+    let unused: Vec<&String> = needed.difference(&called).collect();
+    assert!(
+        unused.is_empty(),
+        "the policy grants what no rotation calls: {unused:?} (called: {called:?})"
+    );
+    run.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_any_one_statement_a_rotation_fails_naming_the_refused_action() {
+    // Which statements there are does not depend on the template ids.
+    let policy = rendered_policy(
+        kubesurge_sim::moto::world::DEFAULT_REGION,
+        &["lt-0123456789abcdef0".to_string()],
+    );
+    let cases = rotation_statements(&policy);
+    let sids: BTreeSet<&str> = cases.iter().map(|(sid, _)| sid.as_str()).collect();
+    assert_eq!(
+        sids,
+        BTreeSet::from([
+            "LaunchTaggedInstancesFromPoolTemplates",
+            "UseOnlyPoolLaunchTemplates",
+            "LaunchIntoTemplateResources",
+            "LaunchFromPoolImages",
+            "TagOnlyWhileLaunching",
+            "TerminateOnlyThisClustersPoolInstances",
+            "VersionOnlyPoolLaunchTemplates",
+            "DescribeOnlyAllowsAnyResource",
+            "RotateOnlyThisClustersGroups",
+            "RecordRunsInKubesurgeTagsOfThisClustersGroups",
+        ])
+    );
+
+    // Three worlds at a time: the machine has two cores, and a run spends
+    // most of its time waiting.
+    for batch in cases.chunks(3) {
+        let runs = batch.iter().map(|(sid, actions)| async move {
+            let run = Run::start().await;
+            run.remove_statement(sid);
+            let (ok, text) = run.rotate().await;
+            let refusals = run.gate.refusals();
+            // What the removed statement alone (with this world's
+            // templates) says of the first refusal.
+            let alone = refusals
+                .first()
+                .map(|f| statement_alone(&run.policy, sid).evaluate(&f.authorization));
+            let refused_calls: Vec<String> = run
+                .proxy
+                .calls()
+                .iter()
+                .filter(|c| c.injected)
+                .map(|c| format!("{}:{}", c.service, c.action))
+                .collect();
+            run.finish();
+            (
+                sid.clone(),
+                actions.clone(),
+                ok,
+                text,
+                refusals,
+                refused_calls,
+                alone,
+            )
+        });
+        for (sid, actions, ok, text, refusals, refused_calls, alone) in
+            futures::future::join_all(runs).await
+        {
+            assert!(!ok, "without {sid} the rotation succeeded:\n{text}");
+            // What was refused is what the statement granted: one of its
+            // actions (for ec2:CreateTags, inside the RunInstances that
+            // carries the tags).
+            let first = refusals
+                .first()
+                .unwrap_or_else(|| panic!("without {sid} nothing was refused:\n{text}"));
+            assert!(
+                actions.contains(&first.authorization.action),
+                "without {sid} ({actions:?}) the first refusal was {first:?}"
+            );
+            // And the removed statement alone would have allowed it: its
+            // resources and conditions are what the refused request needed.
+            assert_eq!(
+                alone,
+                Some(Decision::Allowed),
+                "without {sid} the first refusal was {first:?}, which {sid} does not allow"
+            );
+            assert!(
+                refused_calls
+                    .iter()
+                    .any(|call| text.contains(call.as_str())),
+                "without {sid} the run's failure names none of the refused calls {refused_calls:?}:\n{text}"
+            );
+        }
+    }
+}
+
+/// The policy's tag scoping at work: a group tagged for another cluster is
+/// out of reach, and the run says which call was refused before it changed
+/// the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_another_cluster_is_refused() {
+    let run = Run::start_with(Some("another-cluster")).await;
+    let before = run
+        .world
+        .autoscaling
+        .group(&run.world.seeded.groups[GROUPED])
+        .await
+        .expect("describe")
+        .expect("group");
+    let (ok, text) = run.rotate().await;
+    assert!(
+        !ok,
+        "the rotation of another cluster's group succeeded:\n{text}"
+    );
+    let refusals = run.gate.refusals();
+    let first = refusals.first().expect("a refusal");
+    assert!(
+        first.authorization.action.starts_with("autoscaling:")
+            && first.authorization.resource.ends_with(&format!(
+                "autoScalingGroupName/{}",
+                run.world.seeded.groups[GROUPED]
+            )),
+        "{refusals:?}"
+    );
+    assert!(
+        text.contains(&first.authorization.action),
+        "the failure names {}:\n{text}",
+        first.authorization.action
+    );
+    let after = run
+        .world
+        .autoscaling
+        .group(&run.world.seeded.groups[GROUPED])
+        .await
+        .expect("describe")
+        .expect("group");
+    assert_eq!(
+        after.settings(),
+        before.settings(),
+        "the group was not changed"
+    );
+    run.finish();
+}
+
+/// The SSM statements, with kubesurge's own SSM client (`SsmExec`, what
+/// `controlPlane.exec: ssm` runs the upgrade scripts through) against
+/// moto's SSM behind the policy: a script runs on an instance carrying the
+/// control-plane tag, and is refused, naming ssm:SendCommand, on a worker.
+/// (moto runs no script: its invocations succeed at once. The upgrade of
+/// a control plane through SSM is not run here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_run_through_ssm_only_on_the_control_plane() {
+    use kubesurge_aws::{ClientOptions, SsmExec};
+    use kubesurge_provider::{ExecError, ExecRequest, ExecTarget, InstanceId, NodeExec};
+
+    let region = kubesurge_sim::moto::world::DEFAULT_REGION;
+    let moto = MotoServer::start().await.expect("moto starts");
+    let ec2 = Ec2::new(moto.url(), region);
+    let subnets = ec2.default_subnets().await.expect("subnets");
+    let subnet = subnets.values().next().expect("a subnet");
+    let image = ec2
+        .register_image("kubesurge-node", &BTreeMap::new())
+        .await
+        .expect("image");
+    let launch = |tags: BTreeMap<String, String>| {
+        let ec2 = ec2.clone();
+        let (image, subnet) = (image.clone(), subnet.clone());
+        async move {
+            ec2.run_instances(&image, &subnet, 1, &tags)
+                .await
+                .expect("instance")
+                .remove(0)
+                .id
+        }
+    };
+    let control_plane = launch(BTreeMap::from([(
+        "kubesurge.io/control-plane".to_string(),
+        CLUSTER.to_string(),
+    )]))
+    .await;
+    let worker = launch(BTreeMap::from([
+        ("kubesurge.io/cluster".to_string(), CLUSTER.to_string()),
+        ("kubesurge.io/pool".to_string(), PLAIN.to_string()),
+    ]))
+    .await;
+
+    let policy = rendered_policy(region, &["lt-0123456789abcdef0".to_string()]);
+    let gate = Arc::new(IamGate::new(
+        moto.url(),
+        Policy::from_json(&policy).expect("the rendered policy"),
+    ));
+    let proxy = FaultProxy::start_gated(moto.url(), gate.clone())
+        .await
+        .expect("proxy starts");
+    let exec = SsmExec::new(
+        Some(region),
+        ClientOptions {
+            endpoint_url: Some(proxy.url().to_string()),
+            static_credentials: Some(("testing".into(), "testing".into())),
+            max_attempts: 1,
+            ..ClientOptions::default()
+        },
+    )
+    .with_timing(Duration::from_millis(50), Duration::from_secs(5));
+    let request = ExecRequest {
+        script: "#!/bin/bash\nkubeadm version\n".into(),
+        description: "kubeadm version".into(),
+        timeout: Duration::from_secs(5),
+    };
+    let target = |node: &str, id: &str| ExecTarget {
+        node: node.to_string(),
+        instance: Some(InstanceId(id.to_string())),
+        address: None,
+    };
+
+    let ran = exec
+        .run(&target("cp-1", &control_plane), &request, &())
+        .await
+        .expect("the script runs on the control plane");
+    assert_eq!(ran.exit_code, 0);
+    assert_eq!(gate.refusals(), []);
+    let called = proxy.calls();
+    assert!(
+        called.iter().any(|c| c.action == "SendCommand")
+            && called.iter().any(|c| c.action == "GetCommandInvocation"),
+        "{called:?}"
+    );
+
+    let refused = exec
+        .run(&target("worker-1", &worker), &request, &())
+        .await
+        .expect_err("no script runs on a worker");
+    assert!(
+        matches!(
+            &refused,
+            ExecError::Transport { .. } | ExecError::Unreachable { .. }
+        ) && refused.to_string().contains("SendCommand"),
+        "{refused}"
+    );
+    let refusals = gate.refusals();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].authorization.action, "ssm:SendCommand");
+    assert!(
+        refusals[0]
+            .authorization
+            .resource
+            .ends_with(&format!("instance/{worker}")),
+        "{refusals:?}"
+    );
+
+    // A script that outlives its timeout is cancelled (ssm:CancelCommand),
+    // and that is allowed too. (moto implements no CancelCommand: the
+    // proxy answers it, after the policy allowed it.)
+    proxy.inject(
+        "CancelCommand",
+        usize::MAX,
+        Fault::Respond(Canned::json(200, "{}")),
+    );
+    proxy.inject(
+        "GetCommandInvocation",
+        usize::MAX,
+        Fault::Respond(Canned::json(
+            200,
+            r#"{"Status":"InProgress","StatusDetails":"InProgress","ResponseCode":-1}"#,
+        )),
+    );
+    let slow = ExecRequest {
+        timeout: Duration::from_secs(1),
+        ..request.clone()
+    };
+    let exec_fast = SsmExec::new(
+        Some(region),
+        ClientOptions {
+            endpoint_url: Some(proxy.url().to_string()),
+            static_credentials: Some(("testing".into(), "testing".into())),
+            max_attempts: 1,
+            ..ClientOptions::default()
+        },
+    )
+    .with_timing(Duration::from_millis(50), Duration::from_millis(200));
+    let timed_out = exec_fast
+        .run(&target("cp-1", &control_plane), &slow, &())
+        .await
+        .expect_err("the script outlives its timeout");
+    assert!(
+        matches!(timed_out, ExecError::Timeout { .. }),
+        "{timed_out}"
+    );
+    assert_eq!(proxy.count("CancelCommand"), 1, "{:?}", proxy.calls());
+    assert_eq!(gate.refusals().len(), 1, "nothing more was refused");
+    proxy.clear();
+
+    // Without any one SSM statement, a script on the control plane is
+    // refused, naming the call.
+    for (sid, call) in [
+        ("RunCommandsOnThisClustersControlPlane", "SendCommand"),
+        ("RunOnlyTheShellScriptDocument", "SendCommand"),
+        ("FollowSentCommands", "GetCommandInvocation"),
+    ] {
+        gate.set_policy(Policy::from_json(&policy).expect("policy").without(sid));
+        let refused = exec
+            .run(&target("cp-1", &control_plane), &request, &())
+            .await
+            .expect_err("refused");
+        assert!(
+            refused.to_string().contains(call),
+            "without {sid}: {refused}"
+        );
+        let last = gate.refusals().pop().expect("a refusal");
+        assert_eq!(last.authorization.action, format!("ssm:{call}"));
+        assert_eq!(
+            statement_alone(&policy, sid).evaluate(&last.authorization),
+            Decision::Allowed,
+            "without {sid}: {last:?}"
+        );
+    }
+    drop(proxy);
+    moto.stop().expect("moto implemented every call");
+}
