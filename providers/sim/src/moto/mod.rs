@@ -26,4 +26,4 @@ pub use ec2::{Ec2, Ec2Error, Ec2Instance};
 pub use machines::{MotoMachine, MotoMachines};
 pub use proxy::{AfterSuccess, Canned, Ec2Fault, Fault, FaultProxy};
 pub use server::{MotoError, MotoServer};
-pub use world::{MotoWorld, MotoWorldConfig, MotoWorldError, Seeded};
+pub use world::{GroupUserData, MotoWorld, MotoWorldConfig, MotoWorldError, Seeded};
