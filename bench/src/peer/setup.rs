@@ -58,9 +58,11 @@ pub fn tools_dir() -> PathBuf {
 pub fn install(tools: &Path, workdir: &Path) -> Result<PeerInstall, SetupError> {
     let venv = tools.join(VENV);
     let python = venv.join("bin/python");
+    // The package only: its modules make boto3 clients on import, which
+    // need a region this check has no reason to set.
     let installed = || {
         Command::new(&python)
-            .args(["-c", "import eksrollup.cli"])
+            .args(["-c", "import eksrollup"])
             .output()
             .is_ok_and(|o| o.status.success())
     };
