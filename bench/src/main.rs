@@ -86,6 +86,11 @@ struct Args {
     #[arg(long, value_name = "PEER")]
     peer: Option<peer::Peer>,
 
+    /// Stop a tool's run against the peer after this many seconds (its
+    /// row then says so) [default: generous, about 4·N·(B+D+T+polls)]
+    #[arg(long, value_name = "SECONDS", requires = "peer")]
+    peer_timeout: Option<f64>,
+
     /// Run one scenario (a JSON ScenarioSpec) and print its measurements
     /// as JSON: what the parent process runs
     #[arg(long, value_name = "JSON", hide = true)]
@@ -463,6 +468,7 @@ fn against_peer(
                 workload,
                 contender,
                 workdir: workdir.join(format!("{shape}-{name}")),
+                timeout_s: args.peer_timeout,
             };
             match run_child::<peer::PeerResult>("--run-peer-scenario", &spec) {
                 Ok(r) => {

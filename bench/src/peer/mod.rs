@@ -67,6 +67,9 @@ pub struct PeerSpec {
     pub workload: WorkloadSpec,
     pub contender: Contender,
     pub workdir: PathBuf,
+    /// When to stop the tool; `None`: [`run`]'s generous default.
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
 }
 
 /// What the §8.3 observer and the end state showed about a run's safety.

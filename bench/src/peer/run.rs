@@ -291,8 +291,12 @@ fn launch_for(
     }
 }
 
-/// Generous: a one-at-a-time tool needs about N·(B+D+T) and its polls.
+/// The one asked for, else generous: a one-at-a-time tool needs about
+/// N·(B+D+T) and its polls.
 fn peer_timeout(spec: &PeerSpec) -> Duration {
+    if let Some(seconds) = spec.timeout_s.filter(|s| *s > 0.0) {
+        return Duration::from_secs_f64(seconds);
+    }
     let n = spec.layout.workers() as f64;
     let d = &spec.delays;
     RUN_TIMEOUT_FLOOR.max(Duration::from_secs_f64(
