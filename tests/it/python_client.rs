@@ -127,10 +127,7 @@ async fn the_python_client_reads_every_kind() {
     // instances by providerID): every required field present.
     assert!(stdout.contains("provider ids True"), "{stdout}");
     assert!(stdout.contains("labelled True"), "{stdout}");
-    assert!(
-        stdout.contains("kube-proxy versions [\"''\"]"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("kube-proxy versions [\"''\"]"), "{stdout}");
     assert!(stdout.contains("label python"), "{stdout}");
     let reasons = stdout
         .lines()
