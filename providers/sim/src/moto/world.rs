@@ -232,7 +232,12 @@ impl MotoWorld {
                     ),
                     GroupUserData::Joins => {
                         let token = ensure_group_token(&world)?;
-                        joining_group_user_data(&world, &token, &pool.name)
+                        joining_group_user_data(
+                            world.api_endpoint().trim_start_matches("https://"),
+                            &world.ca_cert_hash(),
+                            &token,
+                            &pool.name,
+                        )
                     }
                 };
                 seed_group(
@@ -458,7 +463,7 @@ fn ensure_group_token(world: &World) -> Result<String, MotoWorldError> {
 
 /// User data that joins `pool` with `token`: the contract of
 /// [`crate::cloud::userdata`], the provider id from the instance.
-fn joining_group_user_data(world: &World, token: &str, pool: &str) -> String {
+fn joining_group_user_data(endpoint: &str, ca_hash: &str, token: &str, pool: &str) -> String {
     format!(
         "#!/bin/bash\nset -euo pipefail\ncat >/etc/kubernetes/join.yaml <<'{HEREDOC_END}'\n\
          apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  \
@@ -467,8 +472,6 @@ fn joining_group_user_data(world: &World, token: &str, pool: &str) -> String {
          - {{name: provider-id, value: \"{PROVIDER_ID_PLACEHOLDER}\"}}\n    \
          - {{name: node-labels, value: \"{POOL_LABEL}={pool}\"}}\n{HEREDOC_END}\n\
          kubeadm join --config /etc/kubernetes/join.yaml\n",
-        endpoint = world.api_endpoint().trim_start_matches("https://"),
-        ca_hash = world.ca_cert_hash(),
     )
 }
 
@@ -568,6 +571,26 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_joining_groups_user_data_joins_its_pool_with_the_groups_token() {
+        let (id, secret) = GROUP_TOKEN;
+        let text = joining_group_user_data(
+            "127.0.0.1:6443",
+            "sha256:00",
+            &format!("{id}.{secret}"),
+            "general",
+        );
+        let spec = crate::cloud::userdata::parse_user_data(&text, "aws:///us-east-1a/i-0a")
+            .expect("the machines can read it");
+        assert_eq!(spec.token.id, id);
+        assert_eq!(spec.api_server_endpoint, "127.0.0.1:6443");
+        assert_eq!(spec.provider_id(), Some("aws:///us-east-1a/i-0a"));
+        assert_eq!(
+            spec.node_labels().unwrap(),
+            BTreeMap::from([(POOL_LABEL.to_string(), "general".to_string())])
+        );
+    }
 
     #[test]
     fn terminated_ids_are_read_from_the_request() {
