@@ -51,4 +51,13 @@ fi
 KUBESURGE_MOTO_SERVER="$(pwd)/.tools/moto/bin/moto_server"
 export KUBESURGE_MOTO_SERVER
 
+# The benchmark's comparison with a real peer (bench/tests/peer.rs) runs
+# eks-rolling-update, installed from PyPI into .tools/ once (the benchmark
+# would install it itself; here it is done before the suite's clock runs).
+if ! .tools/eks-rolling-update/bin/python -c 'import eksrollup' >/dev/null 2>&1; then
+  echo "tests/run.sh: installing eks-rolling-update into .tools/eks-rolling-update" >&2
+  python3 -m venv .tools/eks-rolling-update
+  .tools/eks-rolling-update/bin/pip install --quiet 'eks-rolling-update==1.1.8'
+fi
+
 cargo test --workspace --locked "$@"

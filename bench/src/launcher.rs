@@ -23,6 +23,8 @@ use super::measure::{self, Usage};
 /// How often the launcher looks whether the child has exited: the wall
 /// time's resolution.
 const EXIT_POLL: Duration = Duration::from_millis(5);
+/// How often the launcher adds up the memory of the run's process tree.
+const TREE_SAMPLE: Duration = Duration::from_millis(100);
 
 /// Run `program args…` with stdout and stderr to files.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -46,6 +48,11 @@ pub struct Launched {
     pub wall_s: f64,
     /// Every child the launcher has waited for so far.
     pub children: Usage,
+    /// The largest resident memory of this run's whole process tree (the
+    /// program and its children at once), sampled every
+    /// [`TREE_SAMPLE`], KiB.
+    #[serde(default)]
+    pub tree_peak_rss_kib: u64,
 }
 
 /// The launcher process's loop.
@@ -107,8 +114,15 @@ fn launch(request: &Launch) -> Launched {
         Err(e) => return failed(format!("cannot start {}: {e}", request.program.display())),
     };
     // A bounded poll: std has no wait with a deadline, and the launcher
-    // must be able to stop a hung run.
+    // must be able to stop a hung run; the tree's memory is sampled on the
+    // way, as no counter of the kernel adds it up.
+    let mut tree_peak_rss_kib = 0;
+    let mut next_sample = started;
     let status = loop {
+        if Instant::now() >= next_sample {
+            tree_peak_rss_kib = tree_peak_rss_kib.max(measure::tree_rss_kib(child.id()));
+            next_sample += TREE_SAMPLE;
+        }
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
             Ok(None) if Instant::now() >= deadline => {
@@ -128,6 +142,7 @@ fn launch(request: &Launch) -> Launched {
             timed_out: false,
             wall_s,
             children: usage(),
+            tree_peak_rss_kib,
         },
         Err(timed_out) => Launched {
             status: if timed_out {
@@ -139,6 +154,7 @@ fn launch(request: &Launch) -> Launched {
             timed_out,
             wall_s,
             children: usage(),
+            tree_peak_rss_kib,
         },
     }
 }
@@ -217,6 +233,8 @@ mod tests {
             "oops\n"
         );
         assert!(ok.children.max_rss_kib > 0, "the child was accounted");
+        let tree = launch(&request(dir.path(), "sleep 0.3 & sleep 0.3; wait", 30.0));
+        assert!(tree.success && tree.tree_peak_rss_kib > 0, "{tree:?}");
 
         let failed = launch(&request(dir.path(), "exit 3", 30.0));
         assert!(!failed.success && !failed.timed_out);

@@ -18,6 +18,7 @@
 
 mod launcher;
 mod measure;
+mod peer;
 mod report;
 mod scenario;
 mod spec;
@@ -28,6 +29,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use clap::Parser;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use report::{Figures, Header, SequentialBase};
 use scenario::ScenarioResult;
@@ -77,10 +79,27 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     workdir: Option<PathBuf>,
 
+    /// Instead of the scenarios above on the sim cloud, rotate each
+    /// scenario's world twice, once with kubesurge and once with this
+    /// peer, both on fresh worlds whose workers are Auto Scaling group
+    /// members in moto; the peer is installed from PyPI into .tools/ first
+    #[arg(long, value_name = "PEER")]
+    peer: Option<peer::Peer>,
+
+    /// Stop a tool's run against the peer after this many seconds (its
+    /// row then says so) [default: generous, about 4·N·(B+D+T+polls)]
+    #[arg(long, value_name = "SECONDS", requires = "peer")]
+    peer_timeout: Option<f64>,
+
     /// Run one scenario (a JSON ScenarioSpec) and print its measurements
     /// as JSON: what the parent process runs
     #[arg(long, value_name = "JSON", hide = true)]
     run_scenario: Option<String>,
+
+    /// Run one tool on one world against a peer (a JSON PeerSpec) and
+    /// print its measurements as JSON: what the parent process runs
+    #[arg(long, value_name = "JSON", hide = true)]
+    run_peer_scenario: Option<String>,
 
     /// Spawn the runs a scenario process asks for on stdin (see launcher)
     #[arg(long, hide = true)]
@@ -94,6 +113,9 @@ fn main() -> ExitCode {
     }
     if let Some(spec) = &args.run_scenario {
         return scenario_main(spec);
+    }
+    if let Some(spec) = &args.run_peer_scenario {
+        return peer_scenario_main(spec);
     }
     match bench(&args) {
         Ok(code) => code,
@@ -133,6 +155,44 @@ fn scenario_main(spec: &str) -> ExitCode {
         },
         Err(e) => {
             eprintln!("kubesurge-bench: scenario {}: {e}", spec.shape);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The scenario process of a run against a peer.
+fn peer_scenario_main(spec: &str) -> ExitCode {
+    let spec: peer::PeerSpec = match serde_json::from_str(spec) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kubesurge-bench: bad peer scenario spec: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kubesurge-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(peer::run::run(&spec)) {
+        Ok(result) => match serde_json::to_string(&result) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kubesurge-bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!(
+                "kubesurge-bench: {} at {}: {e}",
+                spec.contender.name(),
+                spec.shape
+            );
             ExitCode::FAILURE
         }
     }
@@ -194,6 +254,15 @@ struct Document<'a> {
     /// S=1 cells not measured, from the reference run's time per node.
     extrapolated_s1: Vec<report::ExtrapolatedS1>,
     failures: Vec<String>,
+    /// With `--peer`: each tool's run of each scenario.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    peer: Vec<PeerEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct PeerEntry<'a> {
+    measured: &'a peer::PeerResult,
+    figures: &'a peer::table::PeerFigures,
 }
 
 #[derive(Serialize)]
@@ -237,7 +306,23 @@ fn bench(args: &Args) -> Result<ExitCode, String> {
 
     let mut results: Vec<ScenarioResult> = Vec::new();
     let mut failures = Vec::new();
-    for (shape, reference) in plan(args) {
+    let mut peer_runs: Vec<(peer::PeerResult, peer::table::PeerFigures)> = Vec::new();
+    let runs_planned = match args.peer {
+        Some(p) => {
+            peer_runs = against_peer(
+                args,
+                p,
+                &kubesurge,
+                &workdir,
+                &delays,
+                workload,
+                &mut failures,
+            )?;
+            Vec::new()
+        }
+        None => plan(args),
+    };
+    for (shape, reference) in runs_planned {
         let layout = Layout::of(shape);
         eprintln!(
             "kubesurge-bench: {shape}{}: {}; bound {} waves × {:.1} s",
@@ -289,7 +374,15 @@ fn bench(args: &Args) -> Result<ExitCode, String> {
         delays: &delays,
         workload,
     };
-    println!("{}", report::markdown(&header, &runs));
+    if args.peer.is_some() {
+        println!(
+            "# kubesurge-bench --peer, {date}\n\nMachine: {cores} cores, load average {} before the first run.\n",
+            load_before.map_or_else(|| "?".into(), |l| format!("{l:.1}"))
+        );
+        println!("{}", peer::table::markdown(&peer_runs, &delays));
+    } else {
+        println!("{}", report::markdown(&header, &runs));
+    }
     for f in &failures {
         println!("**failed**: {f}\n");
     }
@@ -306,6 +399,10 @@ fn bench(args: &Args) -> Result<ExitCode, String> {
                 .collect(),
             extrapolated_s1: report::extrapolated_s1(&runs, &delays),
             failures: failures.clone(),
+            peer: peer_runs
+                .iter()
+                .map(|(measured, figures)| PeerEntry { measured, figures })
+                .collect(),
         };
         let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -325,12 +422,89 @@ fn bench(args: &Args) -> Result<ExitCode, String> {
     }
 }
 
+/// Each scenario's world rotated by kubesurge, then by the peer, each in
+/// a scenario process of its own on a fresh world.
+fn against_peer(
+    args: &Args,
+    which: peer::Peer,
+    kubesurge: &Path,
+    workdir: &Path,
+    delays: &spec::Delays,
+    workload: WorkloadSpec,
+    failures: &mut Vec<String>,
+) -> Result<Vec<(peer::PeerResult, peer::table::PeerFigures)>, String> {
+    std::fs::create_dir_all(workdir)
+        .map_err(|e| format!("cannot create {}: {e}", workdir.display()))?;
+    let install = match which {
+        peer::Peer::EksRollingUpdate => peer::setup::install(&peer::setup::tools_dir(), workdir)
+            .map_err(|e| format!("{}: {e}", which.name()))?,
+    };
+    let mut shapes: Vec<Shape> = Vec::new();
+    for s in &args.scenarios {
+        if !shapes.contains(s) {
+            shapes.push(*s);
+        }
+    }
+    let mut rows = Vec::new();
+    for shape in shapes {
+        let layout = Layout::of(shape);
+        for contender in [
+            peer::Contender::Kubesurge {
+                binary: kubesurge.to_path_buf(),
+            },
+            peer::Contender::EksRollingUpdate {
+                install: install.clone(),
+            },
+        ] {
+            let name = contender.name();
+            eprintln!(
+                "kubesurge-bench: {shape} by {name} on Auto Scaling groups in moto: {}",
+                layout.describe()
+            );
+            let spec = peer::PeerSpec {
+                shape,
+                layout: layout.clone(),
+                delays: delays.clone(),
+                workload,
+                contender,
+                workdir: workdir.join(format!("{shape}-{name}")),
+                timeout_s: args.peer_timeout,
+            };
+            match run_child::<peer::PeerResult>("--run-peer-scenario", &spec) {
+                Ok(r) => {
+                    eprintln!(
+                        "kubesurge-bench: {shape} by {name}: {} of {} workers replaced in {:.1} s ({})",
+                        r.replaced, r.workers, r.makespan, r.status
+                    );
+                    // The peer failing is a measurement (its row says
+                    // so); kubesurge failing fails the benchmark.
+                    if !r.succeeded && matches!(spec.contender, peer::Contender::Kubesurge { .. }) {
+                        failures.push(format!("{shape} by {name}: {}", r.status));
+                    }
+                    let f = peer::table::figures(&r, delays);
+                    rows.push((r, f));
+                }
+                Err(e) => {
+                    eprintln!("kubesurge-bench: {shape} by {name}: {e}");
+                    failures.push(format!("{shape} by {name}: {e}"));
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
 /// Run one scenario in a child process of this binary.
 fn run_scenario_process(spec: &ScenarioSpec) -> Result<ScenarioResult, String> {
+    run_child("--run-scenario", spec)
+}
+
+/// Run this binary with `flag <spec as JSON>` and read its answer.
+fn run_child<T: DeserializeOwned>(flag: &str, spec: &impl Serialize) -> Result<T, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
     let output = Command::new(&exe)
-        .arg("--run-scenario")
+        .arg(flag)
         .arg(json)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

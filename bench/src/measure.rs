@@ -72,6 +72,53 @@ fn parse_status_kib(text: &str, field: &str) -> Option<u64> {
     })
 }
 
+/// The resident memory of `root` and all its descendants now, KiB: the
+/// whole process tree (a tool's `kubectl` children included), which
+/// `getrusage` cannot give (its `maxrss` is the largest single process).
+pub fn tree_rss_kib(root: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some((pid, parent_in_stat(&stat)?))
+        })
+        .collect();
+    descendants(root, &parents)
+        .into_iter()
+        .filter_map(|pid| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            parse_status_kib(&text, "VmRSS")
+        })
+        .sum()
+}
+
+/// The parent pid in a `/proc/<pid>/stat` line: the field after the state,
+/// which follows the command name in parentheses (which may hold spaces).
+fn parent_in_stat(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `root` and every process whose chain of parents reaches it.
+fn descendants(root: u32, parents: &[(u32, u32)]) -> Vec<u32> {
+    let mut tree = vec![root];
+    let mut next = 0;
+    while next < tree.len() {
+        let parent = tree[next];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(pid, ppid)| *ppid == parent && *pid != parent)
+                .map(|(pid, _)| *pid),
+        );
+        next += 1;
+    }
+    tree
+}
+
 /// The 1-minute load average, to show how shared the machine was.
 pub fn load_average() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
@@ -88,6 +135,21 @@ mod tests {
         assert_eq!(parse_status_kib(text, "VmHWM"), Some(123_456));
         assert_eq!(parse_status_kib(text, "VmRSS"), Some(1000));
         assert_eq!(parse_status_kib(text, "VmSwap"), None);
+    }
+
+    #[test]
+    fn a_process_tree_is_its_root_and_the_descendants_of_it() {
+        assert_eq!(parent_in_stat("42 (kube ctl) S 7 42 42 0"), Some(7));
+        assert_eq!(parent_in_stat("garbage"), None);
+        let parents = [(2, 1), (3, 2), (4, 3), (5, 1), (6, 9)];
+        let mut tree = descendants(2, &parents);
+        tree.sort();
+        assert_eq!(tree, [2, 3, 4]);
+    }
+
+    #[test]
+    fn this_process_tree_has_memory() {
+        assert!(tree_rss_kib(std::process::id()) > 0);
     }
 
     #[test]

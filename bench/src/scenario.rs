@@ -22,13 +22,13 @@ use super::spec::{Layout, ScenarioSpec, Shape, WorkloadSpec, ZONES};
 use super::timeline::{self, Breakdown, Invocation, Recorder, SlotNames};
 
 /// The cluster's name (instance tags, the lock).
-const CLUSTER: &str = "bench";
+pub(crate) const CLUSTER: &str = "bench";
 /// Namespace of the benchmark's workloads.
 const NAMESPACE: &str = "bench";
 /// How long a world may take to start and settle.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(900);
+pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(900);
 /// Least time a run may take before it counts as hung.
-const RUN_TIMEOUT_FLOOR: Duration = Duration::from_secs(600);
+pub(crate) const RUN_TIMEOUT_FLOOR: Duration = Duration::from_secs(600);
 
 /// Why a scenario could not be measured.
 #[derive(Debug, thiserror::Error)]
@@ -376,7 +376,7 @@ fn world_state(world: &World) -> String {
 }
 
 /// The workers of the pools, by name.
-fn workers(store: &Store) -> HashSet<String> {
+pub(crate) fn workers(store: &Store) -> HashSet<String> {
     let pointer = format!("/metadata/labels/{}", POOL_LABEL.replace('/', "~1"));
     store
         .list(&NODES, None, |n| n.pointer(&pointer).is_some())
@@ -553,7 +553,11 @@ fn create(
 /// with a PDB allowing one disruption at a time, and a DaemonSet on every
 /// worker. Pods take the default 30 s grace period, which the world plays
 /// as the drain delay D.
-fn seed_workloads(store: &Store, spec: WorkloadSpec, workers: usize) -> Result<(), ScenarioError> {
+pub(crate) fn seed_workloads(
+    store: &Store,
+    spec: WorkloadSpec,
+    workers: usize,
+) -> Result<(), ScenarioError> {
     create(
         store,
         &NAMESPACES,
@@ -617,7 +621,10 @@ fn seed_workloads(store: &Store, spec: WorkloadSpec, workers: usize) -> Result<(
 /// first evictions are not refused for a status not computed yet. A
 /// bounded poll: setup only, and the store changes too often (heartbeats)
 /// for a change feed to be a cheaper wake-up.
-async fn wait_for_budgets(store: &Store, deadline: Instant) -> Result<(), ScenarioError> {
+pub(crate) async fn wait_for_budgets(
+    store: &Store,
+    deadline: Instant,
+) -> Result<(), ScenarioError> {
     loop {
         let (pdbs, _) = store.list(&PDBS, None, |_| true);
         let waiting = pdbs.iter().find(|p| {

@@ -57,6 +57,11 @@ nodes = core.list_node()
 for n in nodes.items:
     ready = [c.status for c in n.status.conditions if c.type == "Ready"]
     print("node", n.metadata.name, n.status.node_info.kubelet_version, ready[0])
+# What eks-rolling-update reads of the list: every Node's providerID and
+# labels, and the required nodeInfo field real kubelets send empty.
+print("provider ids", all(n.spec.provider_id for n in nodes.items))
+print("labelled", all(n.metadata.labels for n in nodes.items))
+print("kube-proxy versions", sorted({repr(n.status.node_info.kube_proxy_version) for n in nodes.items}))
 print("pods", len(core.list_pod_for_all_namespaces().items))
 print("namespaces", len(core.list_namespace().items))
 print("deployments", len(apps.list_deployment_for_all_namespaces().items))
@@ -118,6 +123,11 @@ async fn the_python_client_reads_every_kind() {
         nodes.iter().all(|l| l.ends_with(" v1.33.4 True")),
         "{stdout}"
     );
+    // The Node list as a group roller reads it (eks-rolling-update matches
+    // instances by providerID): every required field present.
+    assert!(stdout.contains("provider ids True"), "{stdout}");
+    assert!(stdout.contains("labelled True"), "{stdout}");
+    assert!(stdout.contains("kube-proxy versions [\"''\"]"), "{stdout}");
     assert!(stdout.contains("label python"), "{stdout}");
     let reasons = stdout
         .lines()

@@ -128,6 +128,22 @@ impl AutoScalingApi {
         self.api.call("AttachInstances", params).await.map(|_| ())
     }
 
+    /// Tag the group (`PropagateAtLaunch` false), as its owner would.
+    pub async fn tag_group(&self, name: &str, key: &str, value: &str) -> Result<(), Ec2Error> {
+        self.api
+            .call(
+                "CreateOrUpdateTags",
+                Params::new()
+                    .set("Tags.member.1.ResourceId", name)
+                    .set("Tags.member.1.ResourceType", "auto-scaling-group")
+                    .set("Tags.member.1.Key", key)
+                    .set("Tags.member.1.Value", value)
+                    .set("Tags.member.1.PropagateAtLaunch", "false"),
+            )
+            .await
+            .map(|_| ())
+    }
+
     pub async fn suspend(&self, name: &str, processes: &[&str]) -> Result<(), Ec2Error> {
         let mut params = Params::new().set("AutoScalingGroupName", name);
         for (n, p) in processes.iter().enumerate() {

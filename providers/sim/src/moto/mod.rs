@@ -30,4 +30,4 @@ pub use iam::{Authorization, Decision, IamGate, Policy};
 pub use machines::{MotoMachine, MotoMachines};
 pub use proxy::{AfterSuccess, Canned, Ec2Fault, Fault, FaultProxy};
 pub use server::{MotoError, MotoServer};
-pub use world::{MotoWorld, MotoWorldConfig, MotoWorldError, Seeded};
+pub use world::{GroupUserData, MotoWorld, MotoWorldConfig, MotoWorldError, Seeded};

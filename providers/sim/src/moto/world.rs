@@ -19,9 +19,10 @@ use super::proxy::FaultProxy;
 use crate::cloud::CloudConfig;
 use crate::cloud::machine::MAX_PODS;
 use crate::cloud::state::VERSION_TAG;
-use crate::cloud::userdata::HEREDOC_END;
+use crate::cloud::userdata::{HEREDOC_END, PROVIDER_ID_PLACEHOLDER};
 use crate::controllers::NodeSpec;
-use crate::resources::NODES;
+use crate::resources::{NODES, SECRETS};
+use crate::store::StoreError;
 use crate::world::{POOL_LABEL, PoolSpec, World, WorldConfig, WorldError};
 
 /// The launch template the world creates.
@@ -42,8 +43,29 @@ pub struct MotoWorldConfig {
     pub poll: Duration,
     /// Pools whose workers are members of an Auto Scaling group (named
     /// [`MotoWorld::group_name`]) launching from a template of its own
-    /// whose user data cannot join the cluster.
+    /// whose user data cannot join the cluster (unless
+    /// `group_user_data` says otherwise).
     pub auto_scaling_pools: Vec<String>,
+    /// What the user data of the groups' own templates does.
+    pub group_user_data: GroupUserData,
+}
+
+/// The user data of an Auto Scaling group's own launch template.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GroupUserData {
+    /// A join with a token long expired: only the instances the tool
+    /// launches with user data of its own join (the default).
+    #[default]
+    ExpiredToken,
+    /// A join with a token that never expires (`kubeadm token create
+    /// --ttl 0`, "If set to '0', the token will never expire", kubeadm
+    /// token reference) and the pool's node label, the way teams that let
+    /// the group launch its own instances keep their template; the group
+    /// is tagged `kubernetes.io/cluster/<cluster>=owned` (the tag
+    /// eks-rolling-update and the cluster autoscaler find groups by), so a
+    /// group roller such as eks-rolling-update can scale it out and have
+    /// the new instances join.
+    Joins,
 }
 
 impl MotoWorldConfig {
@@ -54,6 +76,7 @@ impl MotoWorldConfig {
             extra_versions: Vec::new(),
             poll: Duration::from_millis(200),
             auto_scaling_pools: Vec::new(),
+            group_user_data: GroupUserData::default(),
         }
     }
 }
@@ -73,6 +96,8 @@ pub enum MotoWorldError {
         after: Duration,
         waiting_for: String,
     },
+    #[error("cannot create the groups' bootstrap token: {0}")]
+    Token(#[source] crate::store::StoreError),
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -200,16 +225,42 @@ impl MotoWorld {
             }
             if config.auto_scaling_pools.contains(&pool.name) {
                 let group = group_name(&c.cluster_name, &pool.name);
+                let user_data = match config.group_user_data {
+                    GroupUserData::ExpiredToken => group_user_data(
+                        world.api_endpoint().trim_start_matches("https://"),
+                        &world.ca_cert_hash(),
+                    ),
+                    GroupUserData::Joins => {
+                        let token = ensure_group_token(&world)?;
+                        joining_group_user_data(
+                            world.api_endpoint().trim_start_matches("https://"),
+                            &world.ca_cert_hash(),
+                            &token,
+                            &pool.name,
+                        )
+                    }
+                };
                 seed_group(
                     &ec2,
                     &autoscaling,
-                    &group,
-                    &image,
-                    &subnets.values().cloned().collect::<Vec<_>>(),
-                    &members,
-                    &world,
+                    &GroupSeed {
+                        name: &group,
+                        image: &image,
+                        user_data: &user_data,
+                        subnets: &subnets.values().cloned().collect::<Vec<_>>(),
+                        members: &members,
+                    },
                 )
                 .await?;
+                if config.group_user_data == GroupUserData::Joins {
+                    autoscaling
+                        .tag_group(
+                            &group,
+                            &format!("kubernetes.io/cluster/{}", c.cluster_name),
+                            "owned",
+                        )
+                        .await?;
+                }
                 groups.insert(pool.name.clone(), group);
             }
         }
@@ -281,6 +332,12 @@ impl MotoWorld {
     /// provider. The endpoint is not in it: the AWS environment
     /// ([`MotoWorld::aws_env`]) points the tool at moto.
     pub fn rotation_config(&self, max_surge: u32) -> String {
+        self.rotation_config_with(|_| max_surge)
+    }
+
+    /// [`MotoWorld::rotation_config`] with each pool's `maxSurge` from
+    /// `max_surge(pool)`.
+    pub fn rotation_config_with(&self, max_surge: impl Fn(&str) -> u32) -> String {
         let c = &self.config.world;
         let mut yaml = format!(
             "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster:\n  name: {}\npools:\n",
@@ -296,6 +353,7 @@ impl MotoWorld {
                 "  - name: {name}\n    selector: {{ {POOL_LABEL}: {name} }}\n    provider: aws\n    aws:\n      region: {region}\n      {source}\n      image:\n        owners: [self]\n        filters: {{ \"tag:{VERSION_TAG}\": \"{{version}}\" }}\n    maxSurge: {max_surge}\n    maxUnavailable: 0\n    nodeLabels: {{ {POOL_LABEL}: {name} }}\n",
                 name = pool.name,
                 region = self.config.region,
+                max_surge = max_surge(&pool.name),
             ));
         }
         yaml
@@ -375,25 +433,75 @@ fn group_user_data(endpoint: &str, ca_hash: &str) -> String {
     )
 }
 
-/// A pool's group: its own template (the pool's image, user data that
-/// cannot join), the pool's workers attached as its members, `MinSize` one
+/// The id and secret of the token the joining groups' templates carry.
+const GROUP_TOKEN: (&str, &str) = ("grpjoi", "0123456789abcdef");
+
+/// The never-expiring bootstrap token of the joining groups' templates, as
+/// `kubeadm token create --ttl 0` stores it (a `bootstrap.kubernetes.io/token`
+/// Secret `kube-system/bootstrap-token-<id>` without `expiration`, usable
+/// for authentication and signing, in kubeadm's node group: "Authenticating
+/// with Bootstrap Tokens", kubernetes.io/docs/reference/access-authn-authz/bootstrap-tokens/).
+fn ensure_group_token(world: &World) -> Result<String, MotoWorldError> {
+    let (id, secret) = GROUP_TOKEN;
+    let object = serde_json::json!({
+        "metadata": {"name": format!("bootstrap-token-{id}"), "namespace": "kube-system"},
+        "type": "bootstrap.kubernetes.io/token",
+        "stringData": {
+            "token-id": id,
+            "token-secret": secret,
+            "usage-bootstrap-authentication": "true",
+            "usage-bootstrap-signing": "true",
+            "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token",
+            "description": "the Auto Scaling groups' own launch templates",
+        },
+    });
+    match world.store.create(&SECRETS, "kube-system", object) {
+        Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(format!("{id}.{secret}")),
+        Err(e) => Err(MotoWorldError::Token(e)),
+    }
+}
+
+/// User data that joins `pool` with `token`: the contract of
+/// [`crate::cloud::userdata`], the provider id from the instance.
+fn joining_group_user_data(endpoint: &str, ca_hash: &str, token: &str, pool: &str) -> String {
+    format!(
+        "#!/bin/bash\nset -euo pipefail\ncat >/etc/kubernetes/join.yaml <<'{HEREDOC_END}'\n\
+         apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  \
+         bootstrapToken:\n    token: {token}\n    apiServerEndpoint: {endpoint}\n    \
+         caCertHashes: [\"{ca_hash}\"]\nnodeRegistration:\n  kubeletExtraArgs:\n    \
+         - {{name: provider-id, value: \"{PROVIDER_ID_PLACEHOLDER}\"}}\n    \
+         - {{name: node-labels, value: \"{POOL_LABEL}={pool}\"}}\n{HEREDOC_END}\n\
+         kubeadm join --config /etc/kubernetes/join.yaml\n",
+    )
+}
+
+/// What a pool's group is seeded with.
+struct GroupSeed<'a> {
+    name: &'a str,
+    image: &'a str,
+    user_data: &'a str,
+    subnets: &'a [String],
+    members: &'a [String],
+}
+
+/// A pool's group: its own template (the pool's image, the user data
+/// given), the pool's workers attached as its members, `MinSize` one
 /// below and `MaxSize` at their number (no headroom: a run must raise it),
 /// and `ScheduledActions` suspended by its owner (a run must leave it so).
 async fn seed_group(
     ec2: &Ec2,
     autoscaling: &AutoScalingApi,
-    group: &str,
-    image: &str,
-    subnets: &[String],
-    members: &[String],
-    world: &World,
+    seed: &GroupSeed<'_>,
 ) -> Result<(), MotoWorldError> {
-    let user_data = group_user_data(
-        world.api_endpoint().trim_start_matches("https://"),
-        &world.ca_cert_hash(),
-    );
+    let GroupSeed {
+        name: group,
+        image,
+        user_data,
+        subnets,
+        members,
+    } = *seed;
     let template = ec2
-        .create_launch_template_with(&format!("{group}-template"), "t3.medium", image, &user_data)
+        .create_launch_template_with(&format!("{group}-template"), "t3.medium", image, user_data)
         .await?;
     let size = members.len() as u32;
     autoscaling
@@ -463,6 +571,26 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_joining_groups_user_data_joins_its_pool_with_the_groups_token() {
+        let (id, secret) = GROUP_TOKEN;
+        let text = joining_group_user_data(
+            "127.0.0.1:6443",
+            "sha256:00",
+            &format!("{id}.{secret}"),
+            "general",
+        );
+        let spec = crate::cloud::userdata::parse_user_data(&text, "aws:///us-east-1a/i-0a")
+            .expect("the machines can read it");
+        assert_eq!(spec.token.id, id);
+        assert_eq!(spec.api_server_endpoint, "127.0.0.1:6443");
+        assert_eq!(spec.provider_id(), Some("aws:///us-east-1a/i-0a"));
+        assert_eq!(
+            spec.node_labels().unwrap(),
+            BTreeMap::from([(POOL_LABEL.to_string(), "general".to_string())])
+        );
+    }
 
     #[test]
     fn terminated_ids_are_read_from_the_request() {
