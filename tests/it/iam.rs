@@ -193,6 +193,11 @@ impl Run {
 
     /// `kubesurge rotate --all`: whether it succeeded, and what it said.
     async fn rotate(&self) -> (bool, String) {
+        self.kubesurge(&["rotate", "--all", "--yes"]).await
+    }
+
+    /// `kubesurge ARGS` against the world through the gate.
+    async fn kubesurge(&self, args: &[&str]) -> (bool, String) {
         let output = tokio::time::timeout(
             Duration::from_secs(120),
             Command::new(env!("CARGO_BIN_EXE_kubesurge"))
@@ -200,7 +205,7 @@ impl Run {
                 .arg(&self.kubeconfig)
                 .arg("--config")
                 .arg(&self.config)
-                .args(["rotate", "--all", "--yes"])
+                .args(args)
                 .env_remove("KUBECONFIG")
                 .env_remove("KUBESURGE_CONFIG")
                 .env_remove("AWS_PROFILE")
@@ -627,6 +632,40 @@ async fn scripts_run_through_ssm_only_on_the_control_plane() {
     assert_eq!(gate.refusals().len(), 1, "nothing more was refused");
     proxy.clear();
 
+    // `check` asks the agent whether it is Online (moto implements no
+    // DescribeInstanceInformation: the proxy answers it, after the policy
+    // allowed it); without that statement it is refused, naming the call.
+    proxy.inject(
+        "DescribeInstanceInformation",
+        usize::MAX,
+        Fault::Respond(Canned::json(
+            200,
+            &format!(
+                r#"{{"InstanceInformationList":[{{"InstanceId":"{control_plane}","PingStatus":"Online"}}]}}"#
+            ),
+        )),
+    );
+    exec.reach(&target("cp-1", &control_plane))
+        .await
+        .expect("the agent answers, and asking is allowed");
+    assert_eq!(gate.refusals().len(), 1, "nothing more was refused");
+    gate.set_policy(
+        Policy::from_json(&policy)
+            .expect("policy")
+            .without("SeeWhetherAgentsAreOnline"),
+    );
+    let refused = exec
+        .reach(&target("cp-1", &control_plane))
+        .await
+        .expect_err("refused");
+    assert!(
+        refused.to_string().contains("DescribeInstanceInformation"),
+        "{refused}"
+    );
+    let last = gate.refusals().pop().expect("a refusal");
+    assert_eq!(last.authorization.action, "ssm:DescribeInstanceInformation");
+    proxy.clear();
+
     // Without any one SSM statement, a script on the control plane is
     // refused, naming the call.
     for (sid, call) in [
@@ -653,4 +692,22 @@ async fn scripts_run_through_ssm_only_on_the_control_plane() {
     }
     drop(proxy);
     moto.stop().expect("moto implemented every call");
+}
+
+/// `kubesurge check` under the rendered policy: every permission it asks
+/// about is one the policy grants as a run uses it. It asked for a bare
+/// `ec2:CreateTags` on an old instance, which no run makes (tags go on at
+/// launch, `ec2:CreateAction = RunInstances`) and the policy rightly
+/// refuses: check failed under the very policy the module ships.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_rendered_policy_check_passes() {
+    let run = Run::start().await;
+    let (ok, text) = run.kubesurge(&["check"]).await;
+    assert!(
+        ok,
+        "check under the policy failed ({:?}):\n{text}",
+        run.gate.refusals()
+    );
+    assert_eq!(run.gate.refusals(), [], "nothing was refused");
+    run.finish();
 }

@@ -483,6 +483,7 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         "ssm:SendCommand",
         "ssm:GetCommandInvocation",
         "ssm:CancelCommand",
+        "ssm:DescribeInstanceInformation",
         "iam:PassRole",
     ]
     .into_iter()
@@ -500,6 +501,7 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         "autoscaling:DescribeAutoScalingInstances",
         "ssm:GetCommandInvocation",
         "ssm:CancelCommand",
+        "ssm:DescribeInstanceInformation",
     ]
     .into_iter()
     .collect();

@@ -861,14 +861,19 @@ impl CloudProvider for AwsProvider {
         convert::newest_image(&images).ok_or_else(not_found)
     }
 
-    /// EC2 `DryRun=true` calls: each answers `DryRunOperation` (412) when
-    /// the call would have succeeded and `UnauthorizedOperation` (403) when
-    /// the credentials may not make it, changing nothing
-    /// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/CommonErrors.html).
     async fn check_room(&self, probe: &RoomProbe) -> Vec<RoomFinding> {
         crate::check::room(self, probe).await
     }
 
+    /// EC2 `DryRun=true` calls: each answers `DryRunOperation` (412) when
+    /// the call would have succeeded and `UnauthorizedOperation` (403) when
+    /// the credentials may not make it, changing nothing
+    /// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/CommonErrors.html).
+    /// Only calls a run makes, as it makes them: the tags go on inside
+    /// `RunInstances` (its dry run is also authorized for `ec2:CreateTags`
+    /// with `ec2:CreateAction = RunInstances`:
+    /// https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html),
+    /// never by a `CreateTags` of their own, which the iam module refuses.
     async fn check_permissions(&self, probe: &PermissionProbe) -> Vec<PermissionCheck> {
         let client = self.ec2().await;
         let mut checks = Vec::new();
@@ -898,21 +903,6 @@ impl CloudProvider for AwsProvider {
                 client
                     .terminate_instances()
                     .instance_ids(id.0.clone())
-                    .dry_run(true)
-                    .send()
-                    .await,
-            ));
-            checks.push(dry_run_answer(
-                Call::CreateTags,
-                client
-                    .create_tags()
-                    .resources(id.0.clone())
-                    .tags(
-                        ec2::Tag::builder()
-                            .key(tags::POOL)
-                            .value(&probe.launch.pool.pool)
-                            .build(),
-                    )
                     .dry_run(true)
                     .send()
                     .await,

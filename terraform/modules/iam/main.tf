@@ -274,6 +274,21 @@ data "aws_iam_policy_document" "kubesurge" {
     }
   }
 
+  # `kubesurge check` asks each control-plane node's SSM agent whether it is
+  # Online before a hop. DescribeInstanceInformation supports no
+  # resource-level permissions (Service Authorization Reference, AWS Systems
+  # Manager: https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html);
+  # it reads agent status only.
+  dynamic "statement" {
+    for_each = var.enable_ssm ? [1] : []
+    content {
+      sid       = "SeeWhetherAgentsAreOnline"
+      effect    = "Allow"
+      actions   = ["ssm:DescribeInstanceInformation"]
+      resources = ["*"]
+    }
+  }
+
   # A launch template that names an instance profile makes RunInstances
   # pass its role: only the node role, and only to EC2.
   dynamic "statement" {
