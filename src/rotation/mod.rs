@@ -12,11 +12,13 @@ pub mod instances;
 pub mod machine;
 pub mod mapping;
 pub mod pool;
+pub mod pool_instances;
 pub mod progress;
 pub mod record;
 pub mod report;
 pub mod select;
 pub mod slot;
+pub mod spread;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -43,6 +46,7 @@ use crate::kube::cache::WatchCache;
 use crate::kube::events::Recorder;
 use crate::kube::join::{ClusterInfo, JoinError};
 use crate::kube::nodes::{self, CONTROL_PLANE_LABEL, NodeOps};
+use crate::kube::pages::list_all;
 use crate::kube::retry::with_retry;
 use crate::version::KubeVersion;
 
@@ -408,6 +412,7 @@ impl Engine {
             .count() as u32;
         Ok(Some((
             pool::PoolWork {
+                instances: Arc::new(pool_instances::PoolInstances::new(pool.provider.clone())),
                 pool: Arc::new(pool.clone()),
                 image,
                 nodes,
@@ -535,7 +540,7 @@ impl Engine {
         nodes: &WatchCache<Node>,
     ) -> Result<Vec<RecordedNode>, EngineError> {
         let now = Timestamp::now();
-        let mut chosen = Vec::new();
+        let mut queues = Vec::new();
         for pool in pools {
             let pool_ref = PoolRef {
                 cluster: self.config.cluster.clone(),
@@ -591,13 +596,49 @@ impl Engine {
                     .is_some()
                 })
                 .collect();
-            chosen.extend(select::order(candidates).into_iter().map(|c| RecordedNode {
-                name: c.name,
-                pool: c.pool,
-                replaced_by: None,
-            }));
+            let size = nodes
+                .all()
+                .iter()
+                .filter(|n| pool.selects(&n.metadata.labels.clone().unwrap_or_default()))
+                .count() as u32;
+            queues.push(spread::PoolQueue {
+                nodes: select::order(candidates)
+                    .into_iter()
+                    .map(|c| c.name)
+                    .collect(),
+                window: pool.max_surge.surge_for(size).max(1) as usize,
+            });
         }
-        Ok(chosen)
+        let budgets = self.disruption_budgets_by_node().await?;
+        let ordered = spread::spread_budgets(&queues, &budgets);
+        Ok(pools
+            .iter()
+            .zip(ordered)
+            .flat_map(|(pool, names)| {
+                names.into_iter().map(|name| RecordedNode {
+                    name,
+                    pool: pool.name.clone(),
+                    replaced_by: None,
+                })
+            })
+            .collect())
+    }
+
+    /// The PDBs each node's evictable pods count against, as the cluster
+    /// has them now: what [`spread::spread_budgets`] orders the queues by.
+    async fn disruption_budgets_by_node(
+        &self,
+    ) -> Result<BTreeMap<String, Vec<String>>, EngineError> {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let pdbs: Api<PodDisruptionBudget> = Api::all(self.client.clone());
+        let params = ListParams::default();
+        let pods = with_retry("list pods", || list_all(&pods, &params)).await?;
+        let pdbs = with_retry("list PodDisruptionBudgets", || list_all(&pdbs, &params)).await?;
+        Ok(spread::budgets_by_node(
+            &pods,
+            &pdbs,
+            self.config.drain.unmanaged,
+        ))
     }
 
     async fn cluster_info(&self) -> Result<ClusterInfo, EngineError> {
