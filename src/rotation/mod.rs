@@ -21,7 +21,8 @@ pub mod slot;
 pub mod spread;
 pub mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use futures::future::join_all;
@@ -46,7 +47,7 @@ use crate::kube::cache::WatchCache;
 use crate::kube::events::Recorder;
 use crate::kube::join::{ClusterInfo, JoinError};
 use crate::kube::nodes::{self, CONTROL_PLANE_LABEL, NodeOps};
-use crate::kube::pages::list_all;
+use crate::kube::pages::{list_all, visit_pages};
 use crate::kube::retry::with_retry;
 use crate::version::KubeVersion;
 
@@ -541,17 +542,26 @@ impl Engine {
     ) -> Result<Vec<RecordedNode>, EngineError> {
         let now = Timestamp::now();
         let mut queues = Vec::new();
+        let mut tails = Vec::new();
         for pool in pools {
             let pool_ref = PoolRef {
                 cluster: self.config.cluster.clone(),
                 pool: pool.name.clone(),
             };
+            let provider_err = |source| EngineError::Provider {
+                pool: pool.name.clone(),
+                source,
+            };
+            let instances = pool.provider.list(&pool_ref).await.map_err(provider_err)?;
+            // Nodes of replacements earlier runs launched (the newest, last
+            // in selection order): never moved ahead of the nodes they
+            // replace, which a slot may still adopt them for.
+            let replacements: BTreeSet<String> = instances
+                .iter()
+                .filter(|i| i.tag(tags::REPLACES).is_some())
+                .map(|i| i.provider_id.clone())
+                .collect();
             let (images, current_image) = if request.criteria.stale_image {
-                let provider_err = |source| EngineError::Provider {
-                    pool: pool.name.clone(),
-                    source,
-                };
-                let instances = pool.provider.list(&pool_ref).await.map_err(provider_err)?;
                 let images: BTreeMap<String, String> = instances
                     .into_iter()
                     .filter_map(|i| i.image.map(|img| (i.provider_id, img)))
@@ -560,10 +570,7 @@ impl Engine {
                     .provider
                     .resolve_image(&pool_ref, &request.target.to_string())
                     .await
-                    .map_err(|source| EngineError::Provider {
-                        pool: pool.name.clone(),
-                        source,
-                    })?;
+                    .map_err(provider_err)?;
                 (images, Some(current.id))
             } else {
                 (BTreeMap::new(), None)
@@ -601,21 +608,37 @@ impl Engine {
                 .iter()
                 .filter(|n| pool.selects(&n.metadata.labels.clone().unwrap_or_default()))
                 .count() as u32;
+            let (kept_last, movable): (Vec<String>, Vec<String>) = select::order(candidates)
+                .into_iter()
+                .map(|c| c.name)
+                .partition(|name| {
+                    nodes
+                        .get(name)
+                        .and_then(|n| nodes::provider_id(&n).map(str::to_string))
+                        .is_some_and(|p| replacements.contains(&p))
+                });
             queues.push(spread::PoolQueue {
-                nodes: select::order(candidates)
-                    .into_iter()
-                    .map(|c| c.name)
-                    .collect(),
+                nodes: movable,
                 window: pool.max_surge.surge_for(size).max(1) as usize,
             });
+            tails.push(kept_last);
         }
-        let budgets = self.disruption_budgets_by_node().await?;
+        // The order is an optimisation: without the pods or PDBs (an API
+        // refusal), the selection's order stands.
+        let budgets = self
+            .disruption_budgets_by_node()
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read pods and PDBs; nodes are replaced in selection order");
+                BTreeMap::new()
+            });
         let ordered = spread::spread_budgets(&queues, &budgets);
         Ok(pools
             .iter()
             .zip(ordered)
-            .flat_map(|(pool, names)| {
-                names.into_iter().map(|name| RecordedNode {
+            .zip(tails)
+            .flat_map(|((pool, names), tail)| {
+                names.into_iter().chain(tail).map(|name| RecordedNode {
                     name,
                     pool: pool.name.clone(),
                     replaced_by: None,
@@ -628,17 +651,32 @@ impl Engine {
     /// has them now: what [`spread::spread_budgets`] orders the queues by.
     async fn disruption_budgets_by_node(
         &self,
-    ) -> Result<BTreeMap<String, Vec<String>>, EngineError> {
+    ) -> Result<BTreeMap<String, Vec<String>>, kube::Error> {
         let pods: Api<Pod> = Api::all(self.client.clone());
         let pdbs: Api<PodDisruptionBudget> = Api::all(self.client.clone());
         let params = ListParams::default();
-        let pods = with_retry("list pods", || list_all(&pods, &params)).await?;
         let pdbs = with_retry("list PodDisruptionBudgets", || list_all(&pdbs, &params)).await?;
-        Ok(spread::budgets_by_node(
-            &pods,
-            &pdbs,
-            self.config.drain.unmanaged,
-        ))
+        if pdbs.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        // Page by page, keeping only the answer: the cluster's pods are
+        // never all in memory at once.
+        let unmanaged = self.config.drain.unmanaged;
+        let (pods, params, pdbs) = (&pods, &params, &pdbs);
+        with_retry("list pods", || {
+            let mut budgets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            async move {
+                visit_pages(pods, params, |page: Vec<Pod>| {
+                    for (node, found) in spread::budgets_by_node(&page, pdbs, unmanaged) {
+                        budgets.entry(node).or_default().extend(found);
+                    }
+                    ControlFlow::<()>::Continue(())
+                })
+                .await?;
+                Ok(budgets)
+            }
+        })
+        .await
     }
 
     async fn cluster_info(&self) -> Result<ClusterInfo, EngineError> {
