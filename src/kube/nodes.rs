@@ -131,7 +131,27 @@ impl NodeOps {
 
     /// Cordon: what `kubectl cordon` sends (k8s-mechanics §4).
     pub async fn cordon(&self, node: &str) -> Result<(), kube::Error> {
-        let patch = json!({"spec": {"unschedulable": true}});
+        self.cordon_labelled(node, &[]).await
+    }
+
+    /// Set `labels` and cordon in one patch: one request where a drain used
+    /// two, and no moment where the node carries one change without the
+    /// other. A strategic merge patch merges `metadata.labels` key by key as
+    /// a JSON merge patch does
+    /// (https://kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/).
+    pub async fn cordon_labelled(
+        &self,
+        node: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<(), kube::Error> {
+        let mut patch = json!({"spec": {"unschedulable": true}});
+        if !labels.is_empty() {
+            let map: serde_json::Map<String, Value> = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            patch["metadata"] = json!({ "labels": map });
+        }
         let params = PatchParams::default();
         let patch = Patch::Strategic(&patch);
         with_retry("cordon", || self.api.patch(node, &params, &patch))

@@ -57,6 +57,10 @@ impl CloudProvider for FencedProvider {
         self.inner.get(id).await
     }
 
+    async fn get_many(&self, ids: &[InstanceId]) -> Result<Vec<Instance>, ProviderError> {
+        self.inner.get_many(ids).await
+    }
+
     async fn delete(&self, id: &InstanceId) -> Result<DeleteStatus, ProviderError> {
         self.check()?;
         self.inner.delete(id).await

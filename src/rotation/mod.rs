@@ -12,19 +12,23 @@ pub mod instances;
 pub mod machine;
 pub mod mapping;
 pub mod pool;
+pub mod pool_instances;
 pub mod progress;
 pub mod record;
 pub mod report;
 pub mod select;
 pub mod slot;
+pub mod spread;
 pub mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use futures::future::join_all;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -43,6 +47,7 @@ use crate::kube::cache::WatchCache;
 use crate::kube::events::Recorder;
 use crate::kube::join::{ClusterInfo, JoinError};
 use crate::kube::nodes::{self, CONTROL_PLANE_LABEL, NodeOps};
+use crate::kube::pages::{list_all, visit_pages};
 use crate::kube::retry::with_retry;
 use crate::version::KubeVersion;
 
@@ -408,6 +413,7 @@ impl Engine {
             .count() as u32;
         Ok(Some((
             pool::PoolWork {
+                instances: Arc::new(pool_instances::PoolInstances::new(pool.provider.clone())),
                 pool: Arc::new(pool.clone()),
                 image,
                 nodes,
@@ -535,18 +541,27 @@ impl Engine {
         nodes: &WatchCache<Node>,
     ) -> Result<Vec<RecordedNode>, EngineError> {
         let now = Timestamp::now();
-        let mut chosen = Vec::new();
+        let mut queues = Vec::new();
+        let mut tails = Vec::new();
         for pool in pools {
             let pool_ref = PoolRef {
                 cluster: self.config.cluster.clone(),
                 pool: pool.name.clone(),
             };
+            let provider_err = |source| EngineError::Provider {
+                pool: pool.name.clone(),
+                source,
+            };
+            let instances = pool.provider.list(&pool_ref).await.map_err(provider_err)?;
+            // Nodes of replacements earlier runs launched (the newest, last
+            // in selection order): never moved ahead of the nodes they
+            // replace, which a slot may still adopt them for.
+            let replacements: BTreeSet<String> = instances
+                .iter()
+                .filter(|i| i.tag(tags::REPLACES).is_some())
+                .map(|i| i.provider_id.clone())
+                .collect();
             let (images, current_image) = if request.criteria.stale_image {
-                let provider_err = |source| EngineError::Provider {
-                    pool: pool.name.clone(),
-                    source,
-                };
-                let instances = pool.provider.list(&pool_ref).await.map_err(provider_err)?;
                 let images: BTreeMap<String, String> = instances
                     .into_iter()
                     .filter_map(|i| i.image.map(|img| (i.provider_id, img)))
@@ -555,10 +570,7 @@ impl Engine {
                     .provider
                     .resolve_image(&pool_ref, &request.target.to_string())
                     .await
-                    .map_err(|source| EngineError::Provider {
-                        pool: pool.name.clone(),
-                        source,
-                    })?;
+                    .map_err(provider_err)?;
                 (images, Some(current.id))
             } else {
                 (BTreeMap::new(), None)
@@ -591,13 +603,80 @@ impl Engine {
                     .is_some()
                 })
                 .collect();
-            chosen.extend(select::order(candidates).into_iter().map(|c| RecordedNode {
-                name: c.name,
-                pool: c.pool,
-                replaced_by: None,
-            }));
+            let size = nodes
+                .all()
+                .iter()
+                .filter(|n| pool.selects(&n.metadata.labels.clone().unwrap_or_default()))
+                .count() as u32;
+            let (kept_last, movable): (Vec<String>, Vec<String>) = select::order(candidates)
+                .into_iter()
+                .map(|c| c.name)
+                .partition(|name| {
+                    nodes
+                        .get(name)
+                        .and_then(|n| nodes::provider_id(&n).map(str::to_string))
+                        .is_some_and(|p| replacements.contains(&p))
+                });
+            queues.push(spread::PoolQueue {
+                nodes: movable,
+                window: pool.max_surge.surge_for(size).max(1) as usize,
+            });
+            tails.push(kept_last);
         }
-        Ok(chosen)
+        // The order is an optimisation: without the pods or PDBs (an API
+        // refusal), the selection's order stands.
+        let budgets = self
+            .disruption_budgets_by_node()
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read pods and PDBs; nodes are replaced in selection order");
+                BTreeMap::new()
+            });
+        let ordered = spread::spread_budgets(&queues, &budgets);
+        Ok(pools
+            .iter()
+            .zip(ordered)
+            .zip(tails)
+            .flat_map(|((pool, names), tail)| {
+                names.into_iter().chain(tail).map(|name| RecordedNode {
+                    name,
+                    pool: pool.name.clone(),
+                    replaced_by: None,
+                })
+            })
+            .collect())
+    }
+
+    /// The PDBs each node's evictable pods count against, as the cluster
+    /// has them now: what [`spread::spread_budgets`] orders the queues by.
+    async fn disruption_budgets_by_node(
+        &self,
+    ) -> Result<BTreeMap<String, Vec<String>>, kube::Error> {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let pdbs: Api<PodDisruptionBudget> = Api::all(self.client.clone());
+        let params = ListParams::default();
+        let pdbs = with_retry("list PodDisruptionBudgets", || list_all(&pdbs, &params)).await?;
+        if pdbs.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        // Page by page, keeping only the answer: the cluster's pods are
+        // never all in memory at once.
+        let unmanaged = self.config.drain.unmanaged;
+        let (pods, params, pdbs) = (&pods, &params, &pdbs);
+        with_retry("list pods", || {
+            let mut budgets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            async move {
+                visit_pages(pods, params, |page: Vec<Pod>| {
+                    for (node, found) in spread::budgets_by_node(&page, pdbs, unmanaged) {
+                        budgets.entry(node).or_default().extend(found);
+                    }
+                    ControlFlow::<()>::Continue(())
+                })
+                .await?;
+                Ok(budgets)
+            }
+        })
+        .await
     }
 
     async fn cluster_info(&self) -> Result<ClusterInfo, EngineError> {

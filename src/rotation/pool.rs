@@ -2,6 +2,7 @@
 //! next starts, never more than the budget in flight, and only while the
 //! health gate is open.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -12,6 +13,7 @@ use tokio::time::Instant;
 
 use super::config::PoolConfig;
 use super::instances::provider_retry;
+use super::pool_instances::PoolInstances;
 use super::report::{SlotOutcome, SlotReport};
 use super::slot::{RunContext, SlotInput, SlotResult, run_slot};
 use crate::kube::{nodes, pods};
@@ -42,6 +44,8 @@ pub struct PoolWork {
     pub adopted: Vec<Instance>,
     /// Each old node's instance (checked: this run may terminate it).
     pub old_instances: std::collections::BTreeMap<String, Instance>,
+    /// The pool's instances, described in batches for all its slots.
+    pub instances: Arc<PoolInstances>,
 }
 
 impl PoolWork {
@@ -53,6 +57,19 @@ impl PoolWork {
             old_node: node.to_string(),
             old_instance: self.old_instances.get(node).cloned(),
             adopted: adopted_for_node(&self.adopted, node),
+            instances: self.instances.clone(),
+        }
+    }
+
+    /// Include the old instance of `node` in the pool's describes (see
+    /// [`PoolInstances::watch`]), or stop including it.
+    fn watch_old_instance(&self, node: &str, watch: bool) {
+        if let Some(instance) = self.old_instances.get(node) {
+            if watch {
+                self.instances.watch(&instance.id);
+            } else {
+                self.instances.unwatch(&instance.id);
+            }
         }
     }
 }
@@ -90,7 +107,12 @@ pub async fn run_pool(
             .map(|node| not_started(&work.pool.name, node, Some(reason.clone())))
             .collect();
     }
-    let reports = run_slots(ctx, &mut work, window, stop, stop_tx).await;
+    // The pool's describes run beside its slots, for as long as they do.
+    let instances = work.instances.clone();
+    let reports = tokio::select! {
+        reports = run_slots(ctx, &mut work, window, stop, stop_tx) => reports,
+        never = instances.drive() => match never {},
+    };
     // After its last slot (none is in flight any more): undone, whatever
     // the outcome; a rerun prepares again.
     if let Err(e) = provider_retry("restore pool", || {
@@ -113,13 +135,25 @@ async fn run_slots(
     stop: watch::Receiver<Option<StopReason>>,
     stop_tx: &watch::Sender<Option<StopReason>>,
 ) -> Vec<SlotReport> {
-    let mut queue = std::mem::take(&mut work.nodes).into_iter();
+    let mut queue: VecDeque<String> = std::mem::take(&mut work.nodes).into();
+    // Old instances of the next `window` queued slots are described with
+    // those in flight: a slot that starts finds a recent answer about its
+    // old instance instead of asking for one of its own.
+    let mut watched_ahead = 0;
     let mut in_flight = FuturesUnordered::new();
     let mut reports = Vec::new();
     let pool = work.pool.clone();
     loop {
+        while watched_ahead < window.min(queue.len()) {
+            work.watch_old_instance(&queue[watched_ahead], true);
+            watched_ahead += 1;
+        }
         while in_flight.len() < window && stop.borrow().is_none() {
-            let Some(node) = queue.next() else { break };
+            let Some(node) = queue.pop_front() else { break };
+            match watched_ahead.checked_sub(1) {
+                Some(ahead) => watched_ahead = ahead,
+                None => work.watch_old_instance(&node, true),
+            }
             // The gate holds between slots, not before the first one.
             let first = in_flight.is_empty() && reports.is_empty();
             if !first && let Err(reason) = health_gate(ctx, &pool, &stop).await {
@@ -130,6 +164,7 @@ async fn run_slots(
                 } else {
                     reports.push(not_started(&pool.name, &node, None));
                 }
+                work.watch_old_instance(&node, false);
                 continue;
             }
             let input = work.slot_input(&node);
@@ -138,6 +173,7 @@ async fn run_slots(
         let Some(SlotResult { report, fatal }) = in_flight.next().await else {
             break;
         };
+        work.watch_old_instance(&report.old_node, false);
         if matches!(report.outcome, SlotOutcome::Failed { .. }) && stop.borrow().is_none() {
             let _ = stop_tx.send(Some(StopReason::Failure));
         }

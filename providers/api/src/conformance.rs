@@ -222,8 +222,8 @@ pub async fn idempotent_launch(p: &dyn CloudProvider, fx: &Fixture) -> Result<()
 }
 
 /// `delete` answers `InProgress` until the instance is terminated, then
-/// `Gone`, and keeps answering `Gone`; afterwards `get` is `None` and
-/// `list` no longer shows it.
+/// `Gone`, and keeps answering `Gone`; afterwards `get` is `None`,
+/// `get_many` leaves it out and `list` no longer shows it.
 pub async fn delete_until_gone(p: &dyn CloudProvider, fx: &Fixture) -> Result<(), Violation> {
     const C: &str = "delete until gone";
     let image = image(p, fx, C).await?;
@@ -254,6 +254,15 @@ pub async fn delete_until_gone(p: &dyn CloudProvider, fx: &Fixture) -> Result<()
             ));
         }
     }
+    match p.get_many(std::slice::from_ref(&launched.id)).await {
+        Ok(found) if found.is_empty() => {}
+        other => {
+            return Err(violation(
+                C,
+                format!("get_many([{}]) after Gone gave {other:?}", launched.id),
+            ));
+        }
+    }
     let listed = p
         .list(&fx.pool)
         .await
@@ -268,7 +277,8 @@ pub async fn delete_until_gone(p: &dyn CloudProvider, fx: &Fixture) -> Result<()
 }
 
 /// `list(pool)` returns every instance of the pool across pages, once
-/// each, and nothing of another pool or another cluster.
+/// each, and nothing of another pool or another cluster; `get_many` of
+/// the same ids answers each of them once.
 pub async fn list_filters_and_pages(p: &dyn CloudProvider, fx: &Fixture) -> Result<(), Violation> {
     const C: &str = "list filters by cluster and pool and follows paging";
     let image = image(p, fx, C).await?;
@@ -338,6 +348,27 @@ pub async fn list_filters_and_pages(p: &dyn CloudProvider, fx: &Fixture) -> Resu
             return Err(violation(
                 C,
                 format!("list returned {foreign} of another cluster"),
+            ));
+        }
+        // The batched read answers every id asked, across more ids than a
+        // page of the listing holds, once each, and nothing else.
+        let asked: Vec<InstanceId> = launched.clone();
+        let described = p
+            .get_many(&asked)
+            .await
+            .map_err(|e| call_failed(C, "get_many", &e))?;
+        let described_ids: BTreeSet<InstanceId> = described.iter().map(|i| i.id.clone()).collect();
+        let expected: BTreeSet<InstanceId> = asked.iter().cloned().collect();
+        if described.len() != described_ids.len() || described_ids != expected {
+            return Err(violation(
+                C,
+                format!(
+                    "get_many of {} launched instances answered {} ({} distinct), missing {:?}",
+                    asked.len(),
+                    described.len(),
+                    described_ids.len(),
+                    expected.difference(&described_ids).collect::<Vec<_>>()
+                ),
             ));
         }
         Ok(())

@@ -64,12 +64,31 @@ pub trait CloudProvider: Send + Sync {
     /// instance it launched moments ago; it answers the instance as pending.
     async fn get(&self, id: &InstanceId) -> Result<Option<Instance>, ProviderError>;
 
+    /// The instances among `ids` that are not terminated, as [`get`] would
+    /// answer each, read in as few calls as the provider's API allows (one
+    /// describe for many ids): what a caller watching many instances at
+    /// once (a pool's terminating instances) asks instead of one `get` per
+    /// instance. An id missing from the answer is terminated or unknown;
+    /// the order of the answer is unspecified. The default asks `get` for
+    /// each id.
+    ///
+    /// [`get`]: CloudProvider::get
+    async fn get_many(&self, ids: &[InstanceId]) -> Result<Vec<Instance>, ProviderError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.extend(self.get(id).await?);
+        }
+        Ok(found)
+    }
+
     /// Ask for the instance to be terminated.
     ///
     /// Answers [`DeleteStatus::InProgress`] while termination runs and
     /// [`DeleteStatus::Gone`] once the instance is terminated or unknown.
-    /// **Callers repeat the call until `Gone`**: deleting and waiting are the
-    /// same idempotent loop. An instance that is not tagged for this cluster
+    /// Callers wait for `Gone` by repeating the call, or — cheaper, for many
+    /// instances at once — by watching [`CloudProvider::get_many`] until the
+    /// instance is absent, asking again only if it shows as not terminating.
+    /// The call is idempotent. An instance that is not tagged for this cluster
     /// is never terminated: the call fails with `InvalidConfig`.
     async fn delete(&self, id: &InstanceId) -> Result<DeleteStatus, ProviderError>;
 

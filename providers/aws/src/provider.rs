@@ -35,6 +35,11 @@ use crate::errors::{Call, from_sdk};
 use crate::provider_id;
 
 const INSTANCE_NOT_FOUND: &str = "InvalidInstanceID.NotFound";
+/// Ids per `instance-id` filter of one batched describe: a conservative
+/// batch that keeps one query request small; the values of one filter are
+/// joined with OR
+/// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Filter.html).
+const IDS_PER_FILTER: usize = 200;
 /// How long a launched instance may stay `pending` before it can join its
 /// Auto Scaling group: AttachInstances takes running instances only
 /// ("The instance must be in the running state", Attach EC2 instances to
@@ -700,6 +705,33 @@ impl CloudProvider for AwsProvider {
             Some(i) => Ok(Some(i)),
             None => Ok(self.recently_launched(id)),
         }
+    }
+
+    /// One paged `DescribeInstances` per 200 ids, by the `instance-id`
+    /// filter rather than `InstanceIds`: a filter answers without the ids
+    /// EC2 no longer knows, where `InstanceIds` fails the whole call
+    /// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeInstances.html:
+    /// "If you specify an instance ID that is not valid, an error is
+    /// returned"). An id not visible yet that this process launched moments
+    /// ago is answered as pending, as `get` answers it.
+    async fn get_many(&self, ids: &[InstanceId]) -> Result<Vec<Instance>, ProviderError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_FILTER) {
+            let values: Vec<&str> = chunk.iter().map(|id| id.0.as_str()).collect();
+            found.extend(
+                self.describe(vec![filter("instance-id", &values), live_states()])
+                    .await?
+                    .into_iter()
+                    .filter(|i| i.state != InstanceState::Terminated),
+            );
+        }
+        let missing: Vec<Instance> = ids
+            .iter()
+            .filter(|id| !found.iter().any(|i| i.id == **id))
+            .filter_map(|id| self.recently_launched(id))
+            .collect();
+        found.extend(missing);
+        Ok(found)
     }
 
     async fn delete(&self, id: &InstanceId) -> Result<DeleteStatus, ProviderError> {

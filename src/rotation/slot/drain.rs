@@ -57,9 +57,8 @@ impl Executor<'_> {
         let old_name = self.old_name().to_string();
         report.new_node = Some(onto.to_string());
         ctx.node_ops
-            .label(&old_name, &[(EXCLUDE_LB_LABEL, Some("true"))])
+            .cordon_labelled(&old_name, &[(EXCLUDE_LB_LABEL, "true")])
             .await?;
-        ctx.node_ops.cordon(&old_name).await?;
         let drain_started = self.drain_started.unwrap_or_else(Timestamp::now);
         let elapsed =
             Duration::try_from(Timestamp::now().duration_since(drain_started)).unwrap_or_default();

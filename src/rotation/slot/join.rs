@@ -22,7 +22,7 @@ use crate::kube::pods;
 use crate::kube::retry::with_retry;
 use crate::rotation::annotations as ann;
 use crate::rotation::autoscaler;
-use crate::rotation::instances::{delete_until_gone, provider_retry};
+use crate::rotation::instances::provider_retry;
 use crate::rotation::machine::{Phase, Replacement, SlotState};
 use crate::rotation::report::SlotReport;
 
@@ -308,7 +308,10 @@ impl Executor<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(instance.id.0.clone());
-        delete_until_gone(self.provider(), &instance.id, ctx.deadlines.terminate).await?;
+        self.input
+            .instances
+            .terminate(&instance.id, ctx.deadlines.terminate)
+            .await?;
         if let Some(node) = registered {
             ctx.node_ops
                 .delete(nodes::name(&node), node.metadata.uid.as_deref())

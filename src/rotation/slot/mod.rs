@@ -21,20 +21,20 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
-use kubesurge_provider::{CloudProvider, Image, Instance, ProviderError, SlotKey, tags};
+use kubesurge_provider::{Image, Instance, ProviderError, SlotKey, tags};
 use tokio::time::Instant;
 
 use super::annotations as ann;
 use super::config::{EngineConfig, PoolConfig};
 use super::deadlines::Deadlines;
 use super::machine::{self, Action, Drain, End, OldNode, Replacement, SlotState};
+use super::pool_instances::PoolInstances;
 use super::progress::Progress;
 use super::report::{SlotOutcome, SlotReport};
 use crate::kube::cache::WatchCache;
 use crate::kube::events::Recorder;
 use crate::kube::join::ClusterInfo;
 use crate::kube::nodes::{self, NodeOps};
-use crate::rotation::instances::provider_retry;
 use crate::version::KubeVersion;
 
 pub use super::machine::Phase;
@@ -164,6 +164,8 @@ pub struct SlotInput {
     /// rerun adopts the one of its attempt instead of launching) or by a run
     /// that never finished.
     pub adopted: Vec<Instance>,
+    /// The pool's instances, described in batches for all its slots.
+    pub instances: Arc<PoolInstances>,
 }
 
 /// Why a slot failed, in the user's terms.
@@ -353,6 +355,8 @@ async fn drive(
             .collect(),
         launched_at: None,
         given_up_node: None,
+        old_instance_seen: None,
+        checked_for_drain: false,
     };
     let mut state = observed.state;
     loop {
@@ -420,6 +424,12 @@ struct Executor<'a> {
     launched_at: Option<Instant>,
     /// The Node of a replacement given up, as the fresh read saw it.
     given_up_node: Option<Node>,
+    /// When the describe that last answered about the old instance was
+    /// made: each check wants a newer one.
+    old_instance_seen: Option<Instant>,
+    /// The old instance was checked before the drain's precheck, moments
+    /// before the drain itself.
+    checked_for_drain: bool,
 }
 
 impl Executor<'_> {
@@ -449,35 +459,40 @@ impl Executor<'_> {
     /// or a cluster autoscaler may have taken it during the run. Folds the
     /// answer into `state`; true when it changed.
     async fn old_instance_gone(
-        &self,
+        &mut self,
         action: &Action,
         state: &mut SlotState,
     ) -> Result<bool, SlotError> {
-        let needs_old = matches!(
-            action,
-            Action::Launch { .. } | Action::CheckDrain | Action::Drain { .. } | Action::Terminate
-        );
+        // The drain follows its precheck at once: the check made for the
+        // precheck serves it.
+        let needs_old = match action {
+            Action::Launch { .. } | Action::CheckDrain | Action::Terminate => true,
+            Action::Drain { .. } => !self.checked_for_drain,
+            _ => false,
+        };
         let Some(old) = state.old.as_mut().filter(|o| needs_old && !o.instance_gone) else {
             return Ok(false);
         };
-        let Some(instance) = &self.old_instance else {
+        let Some(id) = self.old_instance.as_ref().map(|i| i.id.clone()) else {
             return Ok(false);
         };
-        let now = provider_retry("get", || self.provider().get(&instance.id)).await?;
+        let (now, seen) = self
+            .input
+            .instances
+            .check(&id, self.old_instance_seen)
+            .await?;
+        self.old_instance_seen = Some(seen);
+        self.checked_for_drain = matches!(action, Action::CheckDrain);
         if now.is_some_and(|i| !i.state.is_going_away()) {
             return Ok(false);
         }
         tracing::warn!(
             node = %self.input.old_node,
-            instance = %instance.id,
+            instance = %id,
             "the old instance is gone (a scale-in during the run); the slot ends without a drain"
         );
         old.instance_gone = true;
         Ok(true)
-    }
-
-    fn provider(&self) -> &dyn CloudProvider {
-        self.input.pool.provider.as_ref()
     }
 
     fn old_name(&self) -> &str {

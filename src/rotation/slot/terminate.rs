@@ -6,7 +6,6 @@ use tokio::time::Instant;
 use super::{Executor, SlotError};
 use crate::kube::events::EventType;
 use crate::kube::volumes;
-use crate::rotation::instances::delete_until_gone;
 use crate::rotation::machine::{Phase, SlotState};
 use crate::rotation::report::SlotReport;
 
@@ -45,7 +44,10 @@ impl Executor<'_> {
         let old = ctx.nodes.get(&old_name);
         match &self.old_instance {
             Some(instance) => {
-                delete_until_gone(self.provider(), &instance.id, ctx.deadlines.terminate).await?
+                self.input
+                    .instances
+                    .terminate(&instance.id, ctx.deadlines.terminate)
+                    .await?
             }
             None => tracing::warn!(
                 node = %old_name,
@@ -96,11 +98,14 @@ impl Executor<'_> {
             Phase::Terminating,
             "its instance is already gone (a scale-in)",
         );
-        // Already terminating: this only waits until the provider reports
-        // it gone (it asks for no termination of its own), so that no Node
-        // is deleted while its VM still runs.
+        // Already terminating: this waits until the provider reports it
+        // gone (asking again only if it shows as not terminating), so that
+        // no Node is deleted while its VM still runs.
         if let Some(instance) = &self.old_instance {
-            delete_until_gone(self.provider(), &instance.id, ctx.deadlines.terminate).await?;
+            self.input
+                .instances
+                .terminate(&instance.id, ctx.deadlines.terminate)
+                .await?;
         }
         let old = ctx.nodes.get(&old_name);
         if let Some(node) = &old {

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::model::*;
 use super::names::{check_label_key, check_label_value};
-use crate::duration::parse_duration;
+use crate::duration::{parse_delay, parse_duration};
 
 pub const API_VERSION: &str = "kubesurge.io/v1alpha1";
 pub const KIND: &str = "RotationConfig";
@@ -81,6 +81,20 @@ impl DerefMut for Walk<'_> {
 
 impl Walk<'_> {
     fn duration(&mut self, path: &FieldPath, value: &Value) -> Option<Duration> {
+        self.duration_by(path, value, parse_duration)
+    }
+
+    /// A duration that may be zero (see [`parse_delay`]).
+    fn delay(&mut self, path: &FieldPath, value: &Value) -> Option<Duration> {
+        self.duration_by(path, value, parse_delay)
+    }
+
+    fn duration_by(
+        &mut self,
+        path: &FieldPath,
+        value: &Value,
+        parse: fn(&str) -> Result<Duration, crate::duration::DurationError>,
+    ) -> Option<Duration> {
         let text = match value {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
@@ -95,7 +109,7 @@ impl Walk<'_> {
                 return None;
             }
         };
-        match parse_duration(&text) {
+        match parse(&text) {
             Ok(duration) => Some(duration),
             Err(error) => {
                 self.error(path, error.to_string());
@@ -113,6 +127,20 @@ impl Walk<'_> {
     ) -> Option<Duration> {
         match map.and_then(|m| field(m, key)) {
             Some(value) => self.duration(&parent.key(key), value),
+            None => Some(default),
+        }
+    }
+
+    /// An optional field read with [`Self::delay`]: zero allowed.
+    fn optional_delay(
+        &mut self,
+        parent: &FieldPath,
+        map: Option<&Map<String, Value>>,
+        key: &str,
+        default: Duration,
+    ) -> Option<Duration> {
+        match map.and_then(|m| field(m, key)) {
+            Some(value) => self.delay(&parent.key(key), value),
             None => Some(default),
         }
     }

@@ -222,7 +222,11 @@ impl Walk<'_> {
         let defaults = Health::default();
         let new_node_timeout =
             self.optional_duration(&path, section, "newNodeTimeout", defaults.new_node_timeout);
-        let settle = self.optional_duration(&path, section, "settle", defaults.settle);
+        // Any settle down to zero: the join itself already proves the new
+        // node (Ready at the target version, no taint beyond the pool's,
+        // its zone label, its kube-system DaemonSet pods Ready: design §8
+        // step 2); settle only adds a time the node must stay so.
+        let settle = self.optional_delay(&path, section, "settle", defaults.settle);
         Some(Health {
             new_node_timeout: new_node_timeout?,
             settle: settle?,

@@ -254,6 +254,33 @@ impl CloudProvider for SimProvider {
         }
     }
 
+    /// One `DescribeInstances` naming every id (the cloud answers named ids
+    /// in one page, as EC2 does). Naming an id the cloud never knew fails
+    /// the whole call, as on EC2; then each id is asked on its own.
+    async fn get_many(&self, ids: &[InstanceId]) -> Result<Vec<Instance>, ProviderError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = api::DescribeInstancesRequest {
+            instance_ids: ids.iter().map(|id| id.0.clone()).collect(),
+            ..Default::default()
+        };
+        match self.describe_all(request).await {
+            Ok(found) => Ok(found
+                .into_iter()
+                .filter(|i| i.state != InstanceState::Terminated)
+                .collect()),
+            Err(ProviderError::NotFound { .. }) => {
+                let mut found = Vec::new();
+                for id in ids {
+                    found.extend(self.get(id).await?);
+                }
+                Ok(found)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn delete(&self, id: &InstanceId) -> Result<DeleteStatus, ProviderError> {
         let request = api::TerminateInstancesRequest {
             instance_id: id.0.clone(),

@@ -505,7 +505,15 @@ impl CloudState {
         after: u64,
         max: usize,
     ) -> (Vec<&InstanceRecord>, Option<u64>) {
-        let max = max.clamp(1, PAGE_SIZE);
+        // Named ids come back in one page: EC2 refuses `MaxResults` with
+        // `InstanceIds` ("You cannot specify this parameter and the instance
+        // IDs parameter in the same request",
+        // https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeInstances.html).
+        let max = if filter.instance_ids.is_empty() {
+            max.clamp(1, PAGE_SIZE)
+        } else {
+            usize::MAX
+        };
         let mut page = Vec::new();
         let mut matching = self
             .instances
