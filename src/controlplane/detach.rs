@@ -172,8 +172,6 @@ exit 1
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     /// The wrapper around a small command equals its golden copy, which
@@ -181,24 +179,11 @@ mod tests {
     /// `KUBESURGE_BLESS=1` rewrites it after an intended change.
     #[test]
     fn the_wrapper_matches_its_golden_copy() {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("src/controlplane/testdata/detached-command.sh");
         let rendered = format!(
             "#!/usr/bin/env bash\n{}",
             wrap("kubeadm upgrade node\n", Duration::from_secs(1800))
         );
-        if std::env::var_os("KUBESURGE_BLESS").is_some_and(|v| v == "1") {
-            std::fs::write(&path, &rendered).expect("write golden copy");
-            return;
-        }
-        let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("{}: {e} (render it with KUBESURGE_BLESS=1)", path.display())
-        });
-        assert!(
-            golden == rendered,
-            "the detached-command wrapper differs from its golden copy; if intended, rerun \
-             with KUBESURGE_BLESS=1 and review the diff"
-        );
+        crate::controlplane::golden::assert_matches("detached-command.sh", &rendered);
     }
 
     #[test]

@@ -278,21 +278,7 @@ mod tests {
     /// `KUBESURGE_BLESS=1` rewrites it after an intended change.
     #[test]
     fn the_rendered_query_matches_its_golden_copy() {
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("src/controlplane/testdata/query-packages.sh");
-        let rendered = render_query(&wanted());
-        if std::env::var_os("KUBESURGE_BLESS").is_some_and(|v| v == "1") {
-            std::fs::write(&path, &rendered).expect("write golden copy");
-            return;
-        }
-        let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("{}: {e} (render it with KUBESURGE_BLESS=1)", path.display())
-        });
-        assert!(
-            golden == rendered,
-            "query-packages.sh differs from the rendered query; if the change is intended, \
-             rerun with KUBESURGE_BLESS=1 and review the diff"
-        );
+        crate::controlplane::golden::assert_matches("query-packages.sh", &render_query(&wanted()));
     }
 
     #[test]

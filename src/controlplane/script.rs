@@ -424,8 +424,6 @@ main
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     const GOLDEN_VERSION: KubeVersion = KubeVersion::new(1, 35, 2);
@@ -456,10 +454,6 @@ mod tests {
         ]
     }
 
-    fn golden_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/controlplane/testdata")
-    }
-
     /// The rendered scripts equal their golden copies, which shellcheck
     /// checks (tests/it/controlplane_scripts.rs). `KUBESURGE_BLESS=1`
     /// rewrites the copies after an intended change.
@@ -468,23 +462,8 @@ mod tests {
         let node = NodeFacts {
             name: "cp-1".into(),
         };
-        let bless = std::env::var_os("KUBESURGE_BLESS").is_some_and(|v| v == "1");
         for (file, step) in variants() {
-            let path = golden_dir().join(file);
-            let rendered = render(step, &node);
-            if bless {
-                std::fs::create_dir_all(golden_dir()).expect("testdata directory");
-                std::fs::write(&path, &rendered).expect("write golden copy");
-                continue;
-            }
-            let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-                panic!("{}: {e} (render it with KUBESURGE_BLESS=1)", path.display())
-            });
-            assert!(
-                golden == rendered,
-                "{file} differs from the rendered script; if the change is intended, \
-                 rerun with KUBESURGE_BLESS=1 and review the diff"
-            );
+            crate::controlplane::golden::assert_matches(file, &render(step, &node));
         }
     }
 

@@ -630,26 +630,7 @@ async fn local_dropping_the_call_kills_the_script() {
         "sleep 30 &\necho $! > '{pid}'\necho started\nwait\n",
         pid = pid.display()
     );
-    let ready = dir.path().join("ready");
-    let sink = Recorder::touching("started", ready.clone());
-    let exec = LocalExec::new();
-    let (target, request) = (target(), request(script, Duration::from_secs(60)));
-    let call = exec.run(&target, &request, &sink);
-    let waited = tokio::time::timeout(Duration::from_secs(30), async {
-        tokio::pin!(call);
-        loop {
-            tokio::select! {
-                result = &mut call => panic!("the script ended on its own: {result:?}"),
-                () = tokio::time::sleep(Duration::from_millis(10)) => {
-                    if ready.exists() {
-                        return;
-                    }
-                }
-            }
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "the script never said it started");
+    interrupt_after(&LocalExec::new(), dir.path(), &script, "started").await;
     let pid: u32 = std::fs::read_to_string(&pid)
         .expect("pid file")
         .trim()
