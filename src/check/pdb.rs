@@ -4,13 +4,13 @@
 //! such a pod until the PDB allows a disruption
 //! (https://kubernetes.io/docs/concepts/scheduling-eviction/api-eviction/). Pure.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::kube::drain::{Decision, UnmanagedPods, decide};
+use crate::kube::selector::selects;
 
 /// One pod a PDB protects with no disruption allowed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,31 +20,6 @@ pub struct Blocked {
     /// `namespace/name` of the pod.
     pub pod: String,
     pub node: String,
-}
-
-/// Whether `selector` selects `labels`, as apimachinery's
-/// `LabelSelectorAsSelector` reads it (matchLabels and matchExpressions
-/// ANDed; an empty selector selects everything, which policy/v1 PDBs
-/// mean by it: https://kubernetes.io/docs/tasks/run-application/configure-pdb/).
-pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let by_labels = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let values = e.values.clone().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            // An operator apimachinery does not know selects nothing.
-            _ => false,
-        }
-    });
-    by_labels && by_expressions
 }
 
 /// Every pod on `drained` nodes that the drain would evict and that a PDB
@@ -137,35 +112,5 @@ mod tests {
             }]
         );
         assert!(blocking(&[pdb(1)], &pods, &drained, UnmanagedPods::Fail).is_empty());
-    }
-
-    #[test]
-    fn selectors_read_as_apimachinery_does() {
-        let labels = BTreeMap::from([("app".to_string(), "web".to_string())]);
-        let selector =
-            |v: serde_json::Value| -> LabelSelector { serde_json::from_value(v).unwrap() };
-        assert!(selects(&selector(json!({})), &labels));
-        assert!(selects(
-            &selector(
-                json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "api"]}]})
-            ),
-            &labels
-        ));
-        assert!(!selects(
-            &selector(
-                json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]})
-            ),
-            &labels
-        ));
-        assert!(selects(
-            &selector(json!({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]})),
-            &labels
-        ));
-        assert!(!selects(
-            &selector(
-                json!({"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "Exists"}]})
-            ),
-            &labels
-        ));
     }
 }

@@ -13,4 +13,5 @@ pub mod nodes;
 pub mod pages;
 pub mod pods;
 pub mod retry;
+pub mod selector;
 pub mod volumes;

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, VecDeque};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
-use crate::check::pdb::selects;
 use crate::kube::drain::{Decision, UnmanagedPods, decide};
+use crate::kube::selector::selects;
 
 /// One pool's queue, in the order selection chose, and how many of its
 /// slots run at once.
