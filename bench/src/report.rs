@@ -610,7 +610,11 @@ mod tests {
 
     #[test]
     fn efficiency_is_the_makespan_over_waves_of_the_physical_slot() {
-        let d = Delays::scaled(0.1);
+        // A settle of 1 s per wave (the bench itself now runs with none).
+        let d = Delays {
+            settle: 1.0,
+            ..Delays::scaled(0.1)
+        };
         let f = figures(&result("1000x100", 165.0), &d, None);
         assert_eq!(f.waves, 10);
         assert_eq!(f.bound, 150.0);
