@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use kubesurge_sim::apiserver::RequestCounts;
 use kubesurge_sim::resources::{DAEMONSETS, DEPLOYMENTS, NAMESPACES, NODES, PDBS};
 use kubesurge_sim::store::{Store, StoreError};
 use kubesurge_sim::world::{POOL_LABEL, PoolSpec, World, WorldConfig, WorldError};
@@ -81,6 +82,23 @@ pub struct RequestCount {
     pub verb: String,
     pub resource: String,
     pub count: u64,
+}
+
+/// The emulator's requests made between two of its counts, by verb and
+/// resource (those with none left out).
+pub fn requests_between(before: &RequestCounts, after: &RequestCounts) -> Vec<RequestCount> {
+    after
+        .by_verb_resource
+        .iter()
+        .filter_map(|((verb, resource), count)| {
+            let earlier = before.get(verb, resource);
+            (*count > earlier).then(|| RequestCount {
+                verb: verb.clone(),
+                resource: resource.clone(),
+                count: count - earlier,
+            })
+        })
+        .collect()
 }
 
 /// What the world itself cost.
@@ -283,18 +301,7 @@ async fn measure_run(
     let invocations: Vec<Invocation> = runs.iter().map(|r| r.invocation.clone()).collect();
     let breakdown = timeline::breakdown(&times, &windows, &invocations);
 
-    let requests = requests_after
-        .by_verb_resource
-        .iter()
-        .filter_map(|((verb, resource), after)| {
-            let before = requests_before.get(verb, resource);
-            (*after > before).then(|| RequestCount {
-                verb: verb.clone(),
-                resource: resource.clone(),
-                count: after - before,
-            })
-        })
-        .collect();
+    let requests = requests_between(&requests_before, &requests_after);
     let provider_calls = cloud_after
         .iter()
         .filter_map(|(action, after)| {

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::{Contender, Findings, PeerResult, PeerSpec};
 use crate::launcher::{Launch, Launcher};
 use crate::scenario::{
-    CLUSTER, RUN_TIMEOUT_FLOOR, RequestCount, SETUP_TIMEOUT, seed_workloads, wait_for_budgets,
+    CLUSTER, RUN_TIMEOUT_FLOOR, SETUP_TIMEOUT, requests_between, seed_workloads, wait_for_budgets,
     workers,
 };
 use crate::spec::ZONES;
@@ -147,18 +147,7 @@ async fn measure(
     for call in proxy.calls() {
         *aws_calls.entry(call.action).or_default() += 1;
     }
-    let requests = requests_after
-        .by_verb_resource
-        .iter()
-        .filter_map(|((verb, resource), after)| {
-            let before = requests_before.get(verb, resource);
-            (*after > before).then(|| RequestCount {
-                verb: verb.clone(),
-                resource: resource.clone(),
-                count: after - before,
-            })
-        })
-        .collect();
+    let requests = requests_between(&requests_before, &requests_after);
     let remaining = workers(store).intersection(&originals).count();
     let mut findings = findings_of(&observer, &reregistered);
     let left = instances_left(world, store, &original_instances);
