@@ -126,8 +126,12 @@ pub struct SlotState {
     /// The launch attempt the replacement belongs to (1-based; from the
     /// `kubesurge.io/attempt` annotation on a rerun).
     pub attempt: u32,
-    /// Launch attempts allowed (a replacement that never joins is
-    /// discarded and the next attempt launched, up to this).
+    /// The attempt this invocation started from: the attempts it may make
+    /// count from here, so a rerun (after the image was fixed, say) gets
+    /// the whole budget again rather than failing on the one it spent.
+    pub first_attempt: u32,
+    /// Launch attempts allowed in one invocation (a replacement that never
+    /// joins is discarded and the next attempt launched, up to this).
     pub max_attempts: u32,
     pub replacement: Replacement,
     pub drain: Drain,
@@ -147,11 +151,17 @@ impl SlotState {
                 instance_gone: false,
             }),
             attempt: 1,
+            first_attempt: 1,
             max_attempts,
             replacement: Replacement::None,
             drain: Drain::NotStarted,
             terminated: false,
         }
+    }
+
+    /// Attempts this invocation has made, the current one included.
+    pub fn attempts_made(&self) -> u32 {
+        self.attempt.saturating_sub(self.first_attempt) + 1
     }
 
     /// The phase a run that crashed left on the old node, if it was this
@@ -330,7 +340,7 @@ pub fn next(state: &SlotState) -> Action {
             registered: registered.clone(),
         },
         Replacement::Discarded { reason } => {
-            if state.attempt >= state.max_attempts {
+            if state.attempts_made() >= state.max_attempts {
                 Action::Fail {
                     reason: format!(
                         "no replacement joined after {} attempts; {reason}",

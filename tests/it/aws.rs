@@ -12,7 +12,7 @@ use kubesurge_provider::tags;
 use kubesurge_sim::Timing;
 use kubesurge_sim::cloud::MachineStatus;
 use kubesurge_sim::moto::{
-    Ec2Fault, Ec2Instance, Fault, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig,
+    Ec2, Ec2Fault, Ec2Instance, Fault, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig,
 };
 use kubesurge_sim::observer::{Observer, PoolFloor};
 use kubesurge_sim::resources::{NODES, SECRETS};
@@ -276,31 +276,38 @@ async fn rotates_nine_workers_in_three_zones_on_moto() {
     h.finish();
 }
 
+impl Harness {
+    /// Start `rotate --all` (maxSurge 1) and SIGKILL it as soon as EC2
+    /// answered its first launch; the instance that launch made.
+    async fn kill_after_first_launch(&self) -> Ec2Instance {
+        let mut child = self
+            .command(&["rotate", "--all", "--yes"], 5)
+            .spawn()
+            .expect("kubesurge starts");
+        tokio::select! {
+            reached = self.proxy.wait_until(Duration::from_secs(120), |calls| {
+                calls.iter().any(|c| c.action == "RunInstances" && c.status == 200)
+            }) => {
+                assert!(reached, "no RunInstances within two minutes");
+                child.start_kill().expect("SIGKILL");
+                let _ = child.wait().await;
+            }
+            status = child.wait() => panic!("the run ended before any launch: {status:?}"),
+        }
+        let launched_before = self.proxy.succeeded("RunInstances");
+        assert_eq!(launched_before, 1, "maxSurge 1: one launch in flight");
+        self.instances()
+            .await
+            .into_iter()
+            .find(|i| i.tag(tags::SLOT).is_some())
+            .expect("the launched instance")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_right_after_run_instances_the_rerun_adopts_the_instance() {
     let h = start(3, 1).await;
-    let mut child = h
-        .command(&["rotate", "--all", "--yes"], 5)
-        .spawn()
-        .expect("kubesurge starts");
-    tokio::select! {
-        reached = h.proxy.wait_until(Duration::from_secs(120), |calls| {
-            calls.iter().any(|c| c.action == "RunInstances" && c.status == 200)
-        }) => {
-            assert!(reached, "no RunInstances within two minutes");
-            child.start_kill().expect("SIGKILL");
-            let _ = child.wait().await;
-        }
-        status = child.wait() => panic!("the run ended before any launch: {status:?}"),
-    }
-    let launched_before = h.proxy.succeeded("RunInstances");
-    assert_eq!(launched_before, 1, "maxSurge 1: one launch in flight");
-    let orphan = h
-        .instances()
-        .await
-        .into_iter()
-        .find(|i| i.tag(tags::SLOT).is_some())
-        .expect("the launched instance");
+    let orphan = h.kill_after_first_launch().await;
 
     let output = h.run(&["rotate", "--all", "--yes"], 5).await;
     let all = text(&output);
@@ -313,6 +320,96 @@ async fn killed_right_after_run_instances_the_rerun_adopts_the_instance() {
     assert_eq!(in_moto.len(), 6, "3 old + 3 new instances, no duplicate");
     let adopted = in_moto.iter().find(|i| i.id == orphan.id).unwrap();
     assert_eq!(adopted.state, "running", "the orphan became a node");
+    h.finish();
+}
+
+/// EC2 keeps a launch's `ClientToken` bound for at least 24 hours after
+/// its instance is terminated, and answers the token with other parameters
+/// `IdempotentParameterMismatch` (the world's EC2 does, see
+/// `kubesurge_sim::moto::idempotency`). A run killed after its launch,
+/// whose instance is then terminated (by an operator, by `gc`, or given up
+/// by an earlier invocation), is rerun: the rerun's launch for the same
+/// attempt carries new user data (a new bootstrap token).
+///
+/// Before: the provider classed the mismatch as transient; the rerun
+/// retried the same token until the provider retry gave up and the slot
+/// failed, and every later rerun did the same — the slot was wedged.
+/// Now the spent key ends the attempt and the next attempt launches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_whose_launch_was_terminated_meanwhile_launches_the_next_attempt() {
+    let h = start(3, 1).await;
+    let gone = h.kill_after_first_launch().await;
+    let slot = gone.tag(tags::SLOT).expect("slot tag").to_string();
+    let old_node = gone.tag(tags::REPLACES).expect("replaces tag").to_string();
+    assert!(slot.ends_with(".1"), "attempt 1: {slot}");
+    // Terminated through the world's EC2, so its machine stops as well.
+    Ec2::new(h.world.endpoint(), h.world.ec2.region())
+        .terminate(std::slice::from_ref(&gone.id))
+        .await
+        .expect("terminate");
+    h.world
+        .machines
+        .wait_until(Duration::from_secs(30), |machines| {
+            machines
+                .iter()
+                .filter(|m| m.instance_id == gone.id)
+                .all(|m| m.status == MachineStatus::Terminated)
+        })
+        .await
+        .expect("its machine stops");
+    // Had it registered, the cloud's node lifecycle controller would
+    // delete its Node once the instance is gone
+    // (k8s.io/cloud-provider/controllers/nodelifecycle/node_lifecycle_controller.go).
+    let store = &h.world.world.store;
+    let (nodes, _) = store.list(&NODES, None, |n| {
+        n.pointer("/spec/providerID").and_then(Value::as_str) == Some(&gone.provider_id())
+    });
+    for node in nodes {
+        if let Some(name) = node.pointer("/metadata/name").and_then(Value::as_str) {
+            let _ = store.delete(&NODES, "", name, &Default::default());
+        }
+    }
+
+    let output = h.run(&["rotate", "--all", "--yes", "-o", "json"], 5).await;
+    let all = text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "rerun:\n{all}\n{}",
+        h.diagnose()
+    );
+    h.assert_rotated().await;
+    let refused: Vec<_> = h
+        .proxy
+        .calls()
+        .into_iter()
+        .filter(|c| c.action == "RunInstances" && c.status == 400)
+        .collect();
+    assert_eq!(refused.len(), 1, "one launch met the spent token: {all}");
+    assert_eq!(h.proxy.succeeded("RunInstances"), 4, "3 + the first, gone");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    let slot_report = report["slots"]
+        .as_array()
+        .and_then(|slots| slots.iter().find(|s| s["oldNode"] == old_node.as_str()))
+        .expect("the slot's report");
+    assert_eq!(slot_report["attempts"], 2, "{slot_report}");
+    let replacement = h
+        .instances()
+        .await
+        .into_iter()
+        .find(|i| i.tag(tags::REPLACES) == Some(&old_node) && i.state != "terminated")
+        .expect("the slot's replacement");
+    assert!(
+        replacement
+            .tag(tags::SLOT)
+            .is_some_and(|s| s.ends_with(".2")),
+        "{:?}",
+        replacement.tags
+    );
+    assert_eq!(
+        h.world.ec2.instance(&gone.id).await.unwrap().unwrap().state,
+        "terminated"
+    );
     h.finish();
 }
 

@@ -27,6 +27,13 @@ pub enum ProviderError {
     /// A failure that may go away on its own (5xx, connection reset).
     #[error("transient provider error: {message}")]
     Transient { message: String },
+    /// The slot's launch key (its [`crate::SlotKey`]) is spent: the
+    /// provider keeps it bound to an earlier launch whose instance is gone,
+    /// or to one with other parameters (EC2 keeps a `ClientToken` bound for
+    /// at least 24 hours after its instance is terminated). Repeating the
+    /// launch cannot succeed; a new attempt (another key) can.
+    #[error("the slot's launch key is spent: {message}")]
+    LaunchKeySpent { message: String },
     /// Anything else, with the provider's words.
     #[error("provider error: {message}")]
     Other { message: String },

@@ -123,12 +123,15 @@ const INVALID_CONFIG: &[&str] = &[
     "ValidationError",
 ];
 
+/// The code of a launch whose `ClientToken` an earlier launch used with
+/// other parameters: EC2 keeps a token bound for at least 24 hours after
+/// its instance is terminated, so repeating the call never succeeds
+/// (https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html).
+/// The provider then looks for that earlier instance (see
+/// `AwsProvider::launch`).
+pub const IDEMPOTENT_PARAMETER_MISMATCH: &str = "IdempotentParameterMismatch";
+
 /// Codes of a failure on EC2's side that may pass.
-///
-/// `IdempotentParameterMismatch` is here on purpose: it answers a launch
-/// whose `ClientToken` an earlier launch of the same slot used (a rerun
-/// after a crash renders new user data). That instance exists but is not
-/// yet visible to DescribeInstances; the next attempt adopts it by tag.
 const TRANSIENT: &[&str] = &[
     "InternalError",
     "InternalFailure",
@@ -136,7 +139,6 @@ const TRANSIENT: &[&str] = &[
     "Unavailable",
     "RequestTimeout",
     "RequestTimeoutException",
-    "IdempotentParameterMismatch",
     // Auto Scaling: "You already have a pending update to an Amazon EC2
     // Auto Scaling resource" and a scaling activity in progress
     // (AttachInstances, TerminateInstanceInAutoScalingGroup API reference).
@@ -172,6 +174,9 @@ pub fn classify(
         Some(c) if NOT_FOUND.contains(&c) => ProviderError::NotFound { what: with_code(c) },
         Some(c) if INVALID_CONFIG.contains(&c) => ProviderError::InvalidConfig {
             message: with_code(c),
+        },
+        Some(IDEMPOTENT_PARAMETER_MISMATCH) => ProviderError::LaunchKeySpent {
+            message: with_code(IDEMPOTENT_PARAMETER_MISMATCH),
         },
         Some(c) if TRANSIENT.contains(&c) => ProviderError::Transient {
             message: with_code(c),
@@ -229,6 +234,7 @@ mod tests {
             ProviderError::Unauthorized { .. } => "unauthorized",
             ProviderError::InvalidConfig { .. } => "invalid-config",
             ProviderError::Transient { .. } => "transient",
+            ProviderError::LaunchKeySpent { .. } => "launch-key-spent",
             ProviderError::Other { .. } => "other",
         }
     }
@@ -248,7 +254,7 @@ mod tests {
             ),
             ("AuthFailure", 401, "invalid-config"),
             ("InternalError", 500, "transient"),
-            ("IdempotentParameterMismatch", 400, "transient"),
+            ("IdempotentParameterMismatch", 400, "launch-key-spent"),
             ("VcpuLimitExceeded", 400, "other"),
         ];
         for (code, status, expected) in cases {

@@ -22,8 +22,9 @@
 //! Safety rules the provider keeps whatever its caller asks: it terminates
 //! only instances tagged `kubesurge.io/cluster=<cluster>`, and a launch
 //! first looks for an instance already tagged with the slot (EC2's
-//! `ClientToken` covers a lost answer; the tag covers a crashed caller and
-//! emulators that ignore the token).
+//! `ClientToken` covers a lost answer; the tag covers a crashed caller).
+//! A token EC2 keeps bound to a launch whose instance is gone is reported
+//! as [`kubesurge_provider::ProviderError::LaunchKeySpent`], never retried.
 
 pub mod asg;
 pub mod check;

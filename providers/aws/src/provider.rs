@@ -547,6 +547,52 @@ impl AwsProvider {
         Ok(found.into_iter().next())
     }
 
+    /// The instance an earlier launch made for `request`'s slot, when EC2
+    /// refused the slot's token as used: a live one is the slot's; one
+    /// terminated or going away means the key is spent (`None`). Seeing
+    /// none at all, it looks again until the visibility window has passed
+    /// (EC2 may not show a launch moments old).
+    async fn earlier_instance_of_slot(
+        &self,
+        request: &LaunchRequest,
+    ) -> Result<Option<Instance>, ProviderError> {
+        let deadline = Instant::now() + self.options.visibility_window;
+        loop {
+            let mut found = self
+                .describe(vec![
+                    tag_filter(tags::CLUSTER, &request.pool.cluster),
+                    tag_filter(tags::SLOT, &request.slot.tag_value()),
+                ])
+                .await?;
+            found.sort_by(|a, b| (a.launched_at, &a.id).cmp(&(b.launched_at, &b.id)));
+            if let Some(live) = found.iter().find(|i| !i.state.is_going_away()) {
+                return Ok(Some(live.clone()));
+            }
+            if !found.is_empty() || Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(RUNNING_POLL).await;
+        }
+    }
+
+    /// Take `existing`, launched for `request`'s slot by an earlier
+    /// (perhaps crashed) invocation, as the launch's instance.
+    async fn adopt(
+        &self,
+        request: &LaunchRequest,
+        existing: Instance,
+    ) -> Result<Instance, ProviderError> {
+        tracing::info!(
+            instance = %existing.id,
+            slot = %request.slot.tag_value(),
+            "adopting the instance already launched for this slot"
+        );
+        if let Some(group) = self.group().await {
+            self.attach_when_running(group, &existing.id).await?;
+        }
+        Ok(existing)
+    }
+
     /// The RunInstances call of `request` in `subnet`, ready to send (or
     /// to send as a dry run).
     async fn run_instances_call(
@@ -667,21 +713,45 @@ impl CloudProvider for AwsProvider {
         }
         // Adopt what an earlier (perhaps crashed) launch of the slot made.
         if let Some(existing) = self.instance_of_slot(request).await? {
-            tracing::info!(
-                instance = %existing.id,
-                slot = %request.slot.tag_value(),
-                "adopting the instance already launched for this slot"
-            );
-            if let Some(group) = self.group().await {
-                self.attach_when_running(group, &existing.id).await?;
-            }
-            return Ok(existing);
+            return self.adopt(request, existing).await;
         }
         self.update_group_template(&request.image).await?;
         let allowed = self.allowed_subnets().await?;
         let subnet = convert::choose_subnet(request.subnet.as_deref(), &request.zone, allowed)
             .map_err(|message| ProviderError::InvalidConfig { message })?;
-        let instance = self.run_instance(request, subnet).await?;
+        let instance = match self.run_instance(request, subnet).await {
+            // The same launch again (same token, same parameters): EC2
+            // answers with the earlier launch's instance as it is now.
+            Ok(instance) if instance.state.is_going_away() => {
+                return Err(ProviderError::LaunchKeySpent {
+                    message: format!(
+                        "ec2:RunInstances answered with instance {}, launched earlier for slot {} \
+                         and now {:?}",
+                        instance.id,
+                        request.slot.tag_value(),
+                        instance.state
+                    ),
+                });
+            }
+            Ok(instance) => instance,
+            // The token was used by an earlier launch of the slot with other
+            // parameters (a rerun renders new user data). Its instance is
+            // adopted if it lives — EC2 may not show it yet right after a
+            // crash — else the key is spent.
+            Err(ProviderError::LaunchKeySpent { message }) => {
+                return match self.earlier_instance_of_slot(request).await? {
+                    Some(existing) => self.adopt(request, existing).await,
+                    None => Err(ProviderError::LaunchKeySpent {
+                        message: format!(
+                            "{message} (no live instance is tagged {}={})",
+                            tags::SLOT,
+                            request.slot.tag_value()
+                        ),
+                    }),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         tracing::info!(
             instance = %instance.id,
             zone = %instance.zone,

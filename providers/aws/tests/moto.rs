@@ -13,7 +13,7 @@ use kubesurge_provider::{
     ProviderError, Sensitive, SlotKey, tags,
 };
 use kubesurge_sim::moto::ec2::Params;
-use kubesurge_sim::moto::{Ec2Fault, Fault};
+use kubesurge_sim::moto::{Canned, Ec2Fault, Fault};
 use support::{Env, OLD_VERSION, VERSION, env};
 
 const CLUSTER: &str = "prod";
@@ -203,8 +203,8 @@ async fn a_relaunch_of_the_slot_adopts_even_from_a_fresh_process() {
     let zone = e.zones[0].clone();
     let req = request(&e, "node-7", &zone, Some(e.subnet(&zone)));
     let first = e.provider(CLUSTER).launch(&req).await.unwrap();
-    // A new process (the rerun after a crash) has no memory of the launch;
-    // moto ignores the ClientToken: only the slot tag can find it.
+    // A new process (the rerun after a crash) has no memory of the launch:
+    // the slot tag finds it before any RunInstances.
     let second = e.provider(CLUSTER).launch(&req).await.unwrap();
     assert_eq!(first.id, second.id);
     assert_eq!(e.proxy.succeeded("RunInstances"), 1);
@@ -219,6 +219,99 @@ async fn a_relaunch_of_the_slot_adopts_even_from_a_fresh_process() {
     next.slot.attempt = 2;
     let third = e.provider(CLUSTER).launch(&next).await.unwrap();
     assert_ne!(third.id, first.id);
+    e.finish();
+}
+
+/// The user data of a rerun's launch: a new bootstrap token.
+fn with_new_token(req: &LaunchRequest) -> LaunchRequest {
+    let mut rerun = req.clone();
+    rerun.user_data = Sensitive::new(format!(
+        "{}\n# a rerun's new token\n",
+        req.user_data.expose()
+    ));
+    rerun
+}
+
+fn refused_launches(e: &Env) -> usize {
+    e.proxy
+        .calls()
+        .iter()
+        .filter(|c| c.action == "RunInstances" && c.status == 400)
+        .count()
+}
+
+/// Right after a crash EC2 may not show the crashed launch's instance
+/// yet; the rerun's launch of the same attempt (new user data, same
+/// ClientToken) is refused with `IdempotentParameterMismatch`, and the
+/// provider then finds and adopts that instance instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_refused_as_a_changed_repeat_adopts_the_earlier_instance() {
+    let e = env().await;
+    let zone = e.zones[0].clone();
+    let req = request(&e, "node-8", &zone, Some(e.subnet(&zone)));
+    let first = e.provider(CLUSTER).launch(&req).await.unwrap();
+    // The slot's lookup before the launch does not see it yet.
+    e.proxy.inject_matching(
+        "DescribeInstances",
+        &req.slot.tag_value(),
+        1,
+        Fault::Respond(Canned::no_instances()),
+    );
+    let adopted = e
+        .provider(CLUSTER)
+        .launch(&with_new_token(&req))
+        .await
+        .unwrap();
+    assert_eq!(adopted.id, first.id);
+    assert_eq!(refused_launches(&e), 1, "the repeat met the bound token");
+    assert_eq!(
+        e.proxy.succeeded("RunInstances"),
+        1,
+        "nothing launched twice"
+    );
+    e.finish();
+}
+
+/// Once the attempt's instance is gone, its key is spent whatever the
+/// rerun sends: EC2 answers a changed repeat with the mismatch and an
+/// unchanged one with the gone instance. Typed, so the slot moves to the
+/// next attempt instead of retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_of_an_attempt_whose_instance_is_gone_is_spent() {
+    let e = env().await;
+    let zone = e.zones[0].clone();
+    let req = request(&e, "node-9", &zone, Some(e.subnet(&zone)));
+    let first = e.provider(CLUSTER).launch(&req).await.unwrap();
+    e.ec2
+        .terminate(std::slice::from_ref(&first.id.0))
+        .await
+        .unwrap();
+    let p = e.provider(CLUSTER);
+    for again in [with_new_token(&req), req.clone()] {
+        match p.launch(&again).await {
+            Err(ProviderError::LaunchKeySpent { message }) => {
+                assert!(message.contains(&req.slot.tag_value()), "{message}")
+            }
+            other => panic!("expected a spent key, got {other:?}"),
+        }
+    }
+    assert_eq!(refused_launches(&e), 1, "the changed repeat");
+    assert_eq!(
+        e.proxy.succeeded("RunInstances"),
+        2,
+        "the first and the replay"
+    );
+    let live = e
+        .ec2
+        .describe_instances(&[("tag:kubesurge.io/slot", vec![req.slot.tag_value()])])
+        .await
+        .unwrap();
+    assert!(live.iter().all(|i| i.state == "terminated"), "{live:?}");
+    // The next attempt is another key.
+    let mut next = with_new_token(&req);
+    next.slot.attempt = 2;
+    let second = p.launch(&next).await.unwrap();
+    assert_ne!(second.id, first.id);
     e.finish();
 }
 

@@ -19,6 +19,7 @@ fn state(old: Option<OldNode>, replacement: Replacement, drain: Drain) -> SlotSt
     SlotState {
         old,
         attempt: 1,
+        first_attempt: 1,
         max_attempts: 3,
         replacement,
         drain,
@@ -240,6 +241,33 @@ fn attempts_are_bounded_and_each_follows_a_discard() {
 }
 
 #[test]
+fn a_rerun_gets_the_whole_attempt_budget_from_where_it_starts() {
+    // The previous invocation spent attempts 1 to 3 (a bad image, since
+    // fixed); this one starts at 3, whose key is spent.
+    let rerun = SlotState {
+        attempt: 3,
+        first_attempt: 3,
+        ..state(
+            old(true, Some(Phase::Failed), None),
+            Replacement::Discarded {
+                reason: "attempt 3's instance is gone".into(),
+            },
+            Drain::NotStarted,
+        )
+    };
+    assert_eq!(rerun.attempts_made(), 1);
+    assert_eq!(next(&rerun), Action::Launch { attempt: 4 });
+    let spent = SlotState {
+        attempt: 5,
+        ..rerun.clone()
+    };
+    assert!(
+        matches!(next(&spent), Action::Fail { .. }),
+        "bounded per invocation"
+    );
+}
+
+#[test]
 fn states_no_run_produces_stop_with_a_reason() {
     let impossible = [
         // Terminated, yet the old Node is still there.
@@ -340,6 +368,7 @@ fn arb_state() -> impl Strategy<Value = SlotState> {
                     instance_gone: false,
                 }),
                 attempt,
+                first_attempt: attempt,
                 max_attempts: max,
                 replacement: if adopted {
                     Replacement::Launched {
@@ -464,7 +493,9 @@ fn check_safe(s: &SlotState, action: &Action, drained_before: bool) -> Result<()
             if *attempt < s.attempt {
                 return Err("launch went back to an earlier attempt".into());
             }
-            if matches!(s.replacement, Replacement::Discarded { .. }) && *attempt > s.max_attempts {
+            if matches!(s.replacement, Replacement::Discarded { .. })
+                && *attempt >= s.first_attempt + s.max_attempts
+            {
                 return Err("launch past the attempt bound".into());
             }
             Ok(())

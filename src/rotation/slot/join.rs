@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, Taint};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kubesurge_provider::{Instance, LaunchRequest, PoolRef, SlotKey, tags};
+use kubesurge_provider::{Instance, LaunchRequest, PoolRef, ProviderError, SlotKey, tags};
 use tokio::time::Instant;
 
 use super::{Executor, RunContext, SlotError, label_value};
@@ -42,6 +42,7 @@ impl Executor<'_> {
             attempt,
         };
         report.attempts = attempt;
+        state.attempt = attempt;
         let instance = match super::adopted_for(self.input, &key) {
             Some(adopted) => {
                 self.ctx.progress.phase(
@@ -52,11 +53,29 @@ impl Executor<'_> {
                 );
                 adopted.clone()
             }
-            None => self.launch_new(&key).await?,
+            None => match self.launch_new(&key).await {
+                Ok(instance) => instance,
+                // An earlier invocation launched for this attempt and its
+                // instance is gone (terminated by hand or by `gc`, or given
+                // up): the attempt is over, the next one has a key of its
+                // own. The token minted for the refused launch goes at once.
+                Err(SlotError::Provider(ProviderError::LaunchKeySpent { message })) => {
+                    delete_slot_tokens(self.ctx, self.old_name()).await?;
+                    let reason = format!("attempt {attempt}'s instance is gone: {message}");
+                    self.ctx.progress.phase(
+                        &self.input.pool.name,
+                        self.old_name(),
+                        Phase::Launching,
+                        &reason,
+                    );
+                    state.replacement = Replacement::Discarded { reason };
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            },
         };
         self.launched_at = Some(Instant::now());
         report.new_instance = Some(instance.id.0.clone());
-        state.attempt = attempt;
         state.replacement = Replacement::Launched {
             instance: instance.id.0.clone(),
         };

@@ -264,6 +264,7 @@ pub fn observe(
                 instance_gone: false,
             }),
             attempt,
+            first_attempt: attempt,
             max_attempts,
             replacement,
             drain: Drain::NotStarted,

@@ -78,6 +78,9 @@ pub mod code {
     pub const INCORRECT_OWNER: &str = "IncorrectInstanceOwner";
     /// No such route (HTTP 404).
     pub const INVALID_ACTION: &str = "InvalidAction";
+    /// A launch whose slot key an earlier launch used, whose instance is
+    /// gone (HTTP 400): EC2's answer to a `ClientToken` it keeps bound.
+    pub const IDEMPOTENT_PARAMETER_MISMATCH: &str = "IdempotentParameterMismatch";
     /// The machine cannot run scripts now: not running, or not a machine
     /// the sim simulates a node agent on (HTTP 409).
     pub const EXEC_UNAVAILABLE: &str = "InvalidInstanceId";

@@ -177,6 +177,7 @@ fn map_error(action: Action, status: u16, body: &[u8]) -> ProviderError {
         code::INCORRECT_OWNER | code::INVALID_PARAMETER | code::INVALID_ACTION => {
             ProviderError::InvalidConfig { message }
         }
+        code::IDEMPOTENT_PARAMETER_MISMATCH => ProviderError::LaunchKeySpent { message },
         _ if status == 429 => ProviderError::Throttled { message },
         _ if status >= 500 => ProviderError::Transient { message },
         _ => ProviderError::Other { message },
@@ -500,6 +501,10 @@ mod tests {
         assert!(matches!(
             map_error(a, 400, &body(code::INCORRECT_OWNER, None)),
             ProviderError::InvalidConfig { .. }
+        ));
+        assert!(matches!(
+            map_error(a, 400, &body(code::IDEMPOTENT_PARAMETER_MISMATCH, None)),
+            ProviderError::LaunchKeySpent { .. }
         ));
         assert!(matches!(
             map_error(a, 418, b"?"),

@@ -162,6 +162,12 @@ pub enum CloudError {
     },
     #[error("invalid pagination token {0:?}")]
     BadToken(String),
+    /// The slot's launch is bound to an instance that is gone.
+    #[error(
+        "the launch for slot {slot:?} was made before as instance {instance}, now terminated; \
+         the slot's key cannot launch again"
+    )]
+    SlotKeySpent { slot: String, instance: String },
     /// A machine's filesystem could not be made or changed.
     #[error("machine filesystem: {0}")]
     NodeRoot(String),
@@ -175,6 +181,7 @@ impl CloudError {
                 api::code::INVALID_PARAMETER
             }
             CloudError::BadToken(_) => api::code::INVALID_PARAMETER,
+            CloudError::SlotKeySpent { .. } => api::code::IDEMPOTENT_PARAMETER_MISMATCH,
             CloudError::UnknownImage(_) => api::code::IMAGE_NOT_FOUND,
             CloudError::UnknownInstance(_) => api::code::INSTANCE_NOT_FOUND,
             CloudError::NotOwned { .. } => api::code::INCORRECT_OWNER,
@@ -381,12 +388,27 @@ impl CloudState {
 
     /// Check a launch without performing it: the zone, subnet and image
     /// must exist. Returns the instance already holding the slot, if any.
+    ///
+    /// A slot key is bound for good to the first instance launched with it,
+    /// as EC2 binds a `ClientToken` "for at least 24 hours after the
+    /// termination of the instance"
+    /// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/Run_Instance_Idempotency.html):
+    /// once that instance is terminated, the key launches nothing again.
     pub fn check_launch(&self, spec: &LaunchSpec) -> Result<Option<&InstanceRecord>, CloudError> {
-        if let Some(slot) = spec.tags.get(tags::SLOT)
-            && let Some(existing) =
-                self.instance_for_slot(spec.tags.get(tags::CLUSTER).map(String::as_str), slot)
-        {
-            return Ok(Some(existing));
+        if let Some(slot) = spec.tags.get(tags::SLOT) {
+            let cluster = spec.tags.get(tags::CLUSTER).map(String::as_str);
+            if let Some(existing) = self.instance_for_slot(cluster, slot) {
+                return Ok(Some(existing));
+            }
+            if let Some(gone) = self.instances.values().find(|r| {
+                r.tags.get(tags::SLOT) == Some(slot)
+                    && r.tags.get(tags::CLUSTER).map(String::as_str) == cluster
+            }) {
+                return Err(CloudError::SlotKeySpent {
+                    slot: slot.clone(),
+                    instance: gone.id.clone(),
+                });
+            }
         }
         let zone = self
             .zones
@@ -589,7 +611,7 @@ mod tests {
     }
 
     #[test]
-    fn launch_is_idempotent_on_the_slot_tag_until_terminated() {
+    fn launch_is_idempotent_on_the_slot_tag_and_the_key_spent_once_terminated() {
         let mut state = CloudState::new(2);
         let image = image_for(&state, "v1.34.0");
         let now = Timestamp::now();
@@ -608,10 +630,18 @@ mod tests {
         assert_eq!(again, Launched::Existing(first.clone()));
         state.terminate(&first.id, &BTreeMap::new()).unwrap();
         state.mark_terminated(&first.id);
-        let after = state
-            .launch(spec("zone-b", Some("r.n1.0"), &image), now)
+        // As EC2 keeps a ClientToken bound after its instance is gone.
+        assert_eq!(
+            state.launch(spec("zone-b", Some("r.n1.0"), &image), now),
+            Err(CloudError::SlotKeySpent {
+                slot: "r.n1.0".into(),
+                instance: first.id.clone(),
+            })
+        );
+        let next = state
+            .launch(spec("zone-b", Some("r.n1.1"), &image), now)
             .unwrap();
-        assert!(matches!(after, Launched::New(r) if r.id != first.id));
+        assert!(matches!(next, Launched::New(r) if r.id != first.id));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`proxy`]: a fault proxy in front of moto (throttling, capacity,
 //!   permission and server errors, latency) that logs every call.
 //! - [`strict`]: EC2 rules moto does not enforce, enforced by the proxy.
+//! - [`idempotency`]: EC2's `ClientToken` semantics of `RunInstances`,
+//!   kept by the proxy (moto launches again on every repeat).
 //! - [`iam`]: IAM policy evaluation (actions, resources, the condition
 //!   keys kubesurge's policy uses), enforced by the proxy when asked.
 //! - [`ec2`] and [`xml`]: the world's own small EC2 query-API client;
@@ -17,6 +19,7 @@
 pub mod autoscaling;
 pub mod ec2;
 pub mod iam;
+pub mod idempotency;
 pub mod machines;
 pub mod proxy;
 pub mod server;

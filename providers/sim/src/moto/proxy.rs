@@ -21,8 +21,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::ec2::Ec2;
+use super::ec2::{Ec2, Params};
 use super::iam::IamGate;
+use super::idempotency::{self, Bindings, Verdict};
 use super::strict;
 
 /// An error answer in EC2's format.
@@ -143,6 +144,29 @@ impl Canned {
         }
     }
 
+    /// An EC2 query-API answer (XML).
+    pub fn xml(status: u16, body: &str) -> Canned {
+        Canned {
+            status,
+            headers: vec![(
+                "content-type".to_string(),
+                "text/xml;charset=UTF-8".to_string(),
+            )],
+            body: body.to_string(),
+        }
+    }
+
+    /// A `DescribeInstances` that finds nothing: what EC2 answers about an
+    /// instance launched moments ago, before its launch is visible
+    /// ("eventual consistency",
+    /// https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html).
+    pub fn no_instances() -> Canned {
+        Canned::xml(
+            200,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>00000000-fault-proxy</requestId><reservationSet/></DescribeInstancesResponse>",
+        )
+    }
+
     /// A JSON protocol error with its type (`InvocationDoesNotExist`).
     pub fn json_error(status: u16, error_type: &str, message: &str) -> Canned {
         let mut canned = Canned::json(
@@ -207,6 +231,8 @@ struct Shared {
     /// When set, every call is first authorized against its policy.
     gate: Option<Arc<IamGate>>,
     state: Mutex<State>,
+    /// EC2's `ClientToken` bindings of `RunInstances` (see [`idempotency`]).
+    launches: Bindings,
     client: Client<HttpConnector, Full<Bytes>>,
     seen: watch::Sender<usize>,
 }
@@ -270,6 +296,7 @@ impl FaultProxy {
             after_success,
             gate,
             state: Mutex::new(State::default()),
+            launches: Bindings::default(),
             client: Client::builder(TokioExecutor::new()).build_http(),
             seen: watch::channel(0).0,
         });
@@ -424,22 +451,16 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     let dry_run = is_dry_run(&body);
     // Authorization comes first, as in AWS: an injected answer stands for
     // the service, behind it.
-    if let Some(gate) = &shared.gate {
-        let region = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(region_of_authorization)
-            .unwrap_or(super::world::DEFAULT_REGION);
-        if gate
+    let region = region_of_headers(&parts.headers);
+    if let Some(gate) = &shared.gate
+        && gate
             .authorize(&service, &action, region, &body)
             .await
             .is_err()
-        {
-            let refusal = access_denied(&service, &action);
-            log(shared, &service, action, refusal.status, true, dry_run);
-            return refusal.reply();
-        }
+    {
+        let refusal = access_denied(&service, &action);
+        log(shared, &service, action, refusal.status, true, dry_run);
+        return refusal.reply();
     }
     let fault = {
         let mut state = shared.lock();
@@ -482,6 +503,35 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         log(shared, &service, action, refusal.status, false, dry_run);
         return refusal.reply();
     }
+    // One launch per token at a time: a repeat sent while the first is in
+    // flight waits for its answer.
+    let launch_token = if action == "RunInstances" && !dry_run {
+        idempotency::token_of(&strict::form(&body))
+    } else {
+        None
+    };
+    let _launching = match &launch_token {
+        Some(_) => Some(shared.launches.launching.lock().await),
+        None => None,
+    };
+    if let Some((token, parameters)) = &launch_token {
+        match shared.launches.verdict(region, token, parameters) {
+            Verdict::Launch => {}
+            Verdict::Mismatch => {
+                let refusal = idempotency::mismatch();
+                log(shared, &service, action, refusal.status, false, dry_run);
+                return refusal.reply();
+            }
+            Verdict::Repeat { answer, instances } => {
+                let states = instance_states(shared, region, &instances).await;
+                log(shared, &service, action, 200, false, dry_run);
+                return Response::builder()
+                    .header(http::header::CONTENT_TYPE, "text/xml;charset=UTF-8")
+                    .body(Full::new(idempotency::with_states(&answer, &states)))
+                    .unwrap_or_default();
+            }
+        }
+    }
     let path = parts
         .uri
         .path_and_query()
@@ -507,6 +557,13 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         let (mut parts, body) = response.into_parts();
         let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
         dry_run_status(&mut parts.status, &bytes);
+        if parts.status.is_success()
+            && let Some((token, parameters)) = launch_token
+        {
+            shared
+                .launches
+                .bind(region, &token, parameters, bytes.clone());
+        }
         Ok::<_, String>(Response::from_parts(parts, Full::new(bytes)))
     }
     .await;
@@ -548,11 +605,7 @@ async fn template_defines_interfaces(
     let Some(params) = strict::template_lookup(&strict::form(body)) else {
         return false;
     };
-    let region = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(region_of_authorization)
-        .unwrap_or(super::world::DEFAULT_REGION);
+    let region = region_of_headers(headers);
     match Ec2::new(&shared.upstream, region)
         .call("DescribeLaunchTemplateVersions", params)
         .await
@@ -563,6 +616,47 @@ async fn template_defines_interfaces(
             .any(|v| !v.items("launchTemplateData/networkInterfaceSet").is_empty()),
         Err(_) => false,
     }
+}
+
+/// The current state (`code`, `name`) of each of `ids`, as the upstream
+/// describes them; an id it does not answer for is left out.
+async fn instance_states(
+    shared: &Shared,
+    region: &str,
+    ids: &[String],
+) -> std::collections::HashMap<String, (String, String)> {
+    let params = ids.iter().enumerate().fold(Params::new(), |p, (n, id)| {
+        p.set(format!("InstanceId.{}", n + 1), id.clone())
+    });
+    let Ok(root) = Ec2::new(&shared.upstream, region)
+        .call("DescribeInstances", params)
+        .await
+    else {
+        return Default::default();
+    };
+    root.items("reservationSet")
+        .into_iter()
+        .flat_map(|r| r.items("instancesSet"))
+        .filter_map(|i| {
+            Some((
+                i.text_at("instanceId")?.to_string(),
+                (
+                    i.text_at("instanceState/code")?.to_string(),
+                    i.text_at("instanceState/name")?.to_string(),
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// The region of a request, from its credential scope (the world's default
+/// Region when it names none).
+fn region_of_headers(headers: &http::HeaderMap) -> &str {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(region_of_authorization)
+        .unwrap_or(super::world::DEFAULT_REGION)
 }
 
 /// The region of a SigV4 `Authorization` header's credential scope
