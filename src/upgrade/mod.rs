@@ -119,6 +119,7 @@ impl Upgrade {
             drain: DrainPolicy {
                 on_timeout: settings.drain.on_timeout,
                 unmanaged: settings.drain.unmanaged_pods,
+                local_storage: settings.drain.local_storage,
                 concurrency: DEFAULT_EVICTION_CONCURRENCY,
             },
             drain_timeout: settings.drain.timeout,
