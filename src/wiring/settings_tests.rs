@@ -461,12 +461,14 @@ fn flags_override_the_file_and_are_validated_like_it() {
     let overrides = Overrides {
         drain_timeout: Some("30m".into()),
         drain_on_timeout: Some("skip".into()),
+        local_storage: Some("delete".into()),
         cluster_name: Some("other".into()),
         ..Overrides::default()
     };
     let settings = parse(FULL_EXAMPLE, SettingsSource::Text, &overrides, PROVIDERS).expect("valid");
     assert_eq!(settings.drain.timeout, Duration::from_secs(1800));
     assert_eq!(settings.drain.on_timeout, OnDrainTimeout::Skip);
+    assert_eq!(settings.drain.local_storage, LocalStorage::Delete);
     assert_eq!(
         settings.drain.unmanaged_pods,
         UnmanagedPods::Fail,
