@@ -1,5 +1,8 @@
 //! Which pods a drain evicts, skips or refuses: a pure decision per pod,
-//! with the reason, in kubectl's filter order (k8s-mechanics §4).
+//! with the reason, in kubectl's filter order (k8s-mechanics §4), plus
+//! one rule kubectl lacks: a pod whose PersistentVolume lives on the node
+//! is refused unless `drain.localStorage: delete` (its data would go with
+//! the instance).
 
 use crate::kube::pods;
 use k8s_openapi::api::core::v1::Pod;

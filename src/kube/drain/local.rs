@@ -11,7 +11,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{
+    Node, NodeSelectorRequirement, PersistentVolume, PersistentVolumeClaim, Pod,
+};
 use kube::api::ListParams;
 use kube::{Api, Client};
 
@@ -114,15 +116,27 @@ pub fn is_local_to(volume: &PersistentVolume, hostnames: &[&str]) -> bool {
     else {
         return false;
     };
+    // A term pins the node by its hostname label, or by its name through
+    // `matchFields` (`metadata.name` is the one field a node selector may
+    // name: k8s.io/api/core/v1 NodeSelectorTerm).
+    let pins = |e: &NodeSelectorRequirement, key: &str| {
+        e.key == key
+            && e.operator == "In"
+            && e.values
+                .as_ref()
+                .is_some_and(|v| !v.is_empty() && v.iter().all(|h| hostnames.contains(&h.as_str())))
+    };
     !terms.is_empty()
         && terms.iter().all(|term| {
-            term.match_expressions.iter().flatten().any(|e| {
-                e.key == HOSTNAME_LABEL
-                    && e.operator == "In"
-                    && e.values.as_ref().is_some_and(|v| {
-                        !v.is_empty() && v.iter().all(|h| hostnames.contains(&h.as_str()))
-                    })
-            })
+            term.match_expressions
+                .iter()
+                .flatten()
+                .any(|e| pins(e, HOSTNAME_LABEL))
+                || term
+                    .match_fields
+                    .iter()
+                    .flatten()
+                    .any(|e| pins(e, "metadata.name"))
         })
 }
 
@@ -254,6 +268,20 @@ mod tests {
                 true,
             ),
             ("pinned to another node", pinned(&["worker-2"]), false),
+            (
+                "pinned to this node by field",
+                json!({"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchFields": [
+                    {"key": "metadata.name", "operator": "In", "values": ["worker-1"]}
+                ]}]}}}),
+                true,
+            ),
+            (
+                "kept off another node",
+                json!({"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["worker-2"]}
+                ]}]}}}),
+                false,
+            ),
             (
                 "may also be on another node",
                 pinned(&["worker-1", "worker-2"]),
