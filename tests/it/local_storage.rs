@@ -293,6 +293,9 @@ async fn a_pod_on_a_local_volume_is_refused_before_its_node_is_cordoned() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_delete_the_pod_on_a_local_volume_is_evicted_and_reported() {
+    // Before `drain.localStorage` existed the config was refused (exit 2,
+    // unknown field); the pod was evicted all the same under the defaults,
+    // and the report did not say its data was lost.
     let h = start(Spec {
         pools: vec![("general", 2)],
         max_surge: 1,
@@ -326,6 +329,8 @@ async fn a_host_path_pod_is_evicted_as_kubectl_does_and_listed() {
     // Default policies (`drain.localStorage: fail`): a hostPath is not a
     // PersistentVolume and does not stop the drain, as with kubectl
     // (`kubectl:pkg/drain/filters.go` only stops at emptyDir).
+    // Before, the pod was evicted too, but reported as any managed pod
+    // (`managed`), so nothing said its hostPath data stayed behind.
     let h = start(Spec {
         pools: vec![("general", 2)],
         max_surge: 1,
