@@ -67,7 +67,8 @@ fn local_volume_bound_to(world: &World, node: &str, namespace: &str, claim: &str
         .expect("PersistentVolumeClaim");
 }
 
-/// A one-replica Deployment `shop/name` whose pod runs on `node` and
+/// A one-replica Deployment `shop/name` whose pod runs on `node` (a worker
+/// or a control-plane node) and
 /// mounts `volume` (a pod volume source, e.g. a claim or a hostPath).
 fn deployment_on(world: &World, node: &str, name: &str, mut volume: Value) {
     volume["name"] = json!("data");
@@ -85,6 +86,9 @@ fn deployment_on(world: &World, node: &str, name: &str, mut volume: Value) {
                         "metadata": {"labels": {"app": name}},
                         "spec": {
                             "nodeSelector": {"kubernetes.io/hostname": node},
+                            // So that it may run on a control-plane node too.
+                            "tolerations": [{"key": "node-role.kubernetes.io/control-plane",
+                                             "operator": "Exists", "effect": "NoSchedule"}],
                             "containers": [{
                                 "name": "main",
                                 "image": "registry.k8s.io/pause:3.10",
@@ -354,5 +358,41 @@ async fn a_host_path_pod_is_evicted_as_kubectl_does_and_listed() {
     assert!(
         evicted(&report).contains(&(format!("shop/{pod}"), "hostPath".to_string())),
         "the report lists the hostPath pod: {report:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_node_upgraded_in_place_keeps_its_local_volumes_and_is_drained() {
+    // The kubelet upgrade drains the control-plane node but keeps the
+    // machine: the pod comes back to its volume once the node is
+    // uncordoned, so `drain.localStorage: fail` does not apply there.
+    let h = start(Spec {
+        version: "v1.34.3",
+        pools: vec![("general", 1)],
+        max_surge: 1,
+        ..Spec::default()
+    })
+    .await;
+    let node = "cp-1";
+    local_volume_bound_to(&h.world, node, "shop", "data-etcd-backup", "local-pv-cp");
+    deployment_on(
+        &h.world,
+        node,
+        "backup",
+        json!({"persistentVolumeClaim": {"claimName": "data-etcd-backup"}}),
+    );
+    let (_, before) = running_pod(&h.world, "backup", node).await;
+
+    let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    assert!(
+        instance_runs(&h, node),
+        "the control-plane machine stays, with its disks"
+    );
+    let (_, after) = running_pod(&h.world, "backup", node).await;
+    assert_ne!(
+        after, before,
+        "the pod was evicted for the kubelet upgrade and came back"
     );
 }
