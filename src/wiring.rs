@@ -163,6 +163,7 @@ pub fn engine_config(
         drain: DrainPolicy {
             on_timeout: settings.drain.on_timeout,
             unmanaged: settings.drain.unmanaged_pods,
+            local_storage: settings.drain.local_storage,
             concurrency: DEFAULT_EVICTION_CONCURRENCY,
         },
         drain_timeout: settings.drain.timeout,

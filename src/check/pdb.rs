@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
-use crate::kube::drain::{Decision, UnmanagedPods, decide};
+use crate::kube::drain::{Decision, PodRules, UnmanagedPods, decide};
 use crate::kube::selector::selects;
 
 /// One pod a PDB protects with no disruption allowed.
@@ -50,7 +50,10 @@ pub fn blocking(
             };
             if pod.metadata.namespace.as_deref() != Some(namespace.as_str())
                 || !selects(selector, &pod.metadata.labels.clone().unwrap_or_default())
-                || !matches!(decide(pod, unmanaged), Decision::Evict { .. })
+                || !matches!(
+                    decide(pod, &PodRules::without_local_claims(unmanaged)),
+                    Decision::Evict { .. }
+                )
             {
                 continue;
             }

@@ -155,6 +155,20 @@ pub const RUN_ACCESS: &[Access] = &[
     ),
     access(
         "list",
+        "",
+        "persistentvolumeclaims",
+        None,
+        "a drain finds the pods whose volume is local to the node",
+    ),
+    access(
+        "list",
+        "",
+        "persistentvolumes",
+        None,
+        "a drain finds the pods whose volume is local to the node",
+    ),
+    access(
+        "list",
         "storage.k8s.io",
         "volumeattachments",
         None,

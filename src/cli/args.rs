@@ -371,6 +371,12 @@ pub struct SettingsFlags {
     #[arg(long, value_name = "fail|delete")]
     pub unmanaged_pods: Option<String>,
 
+    /// Override drain.localStorage: what the drain does with pods whose
+    /// PersistentVolume lives on the node (its data goes with the
+    /// instance): fail (refuse to drain) or delete
+    #[arg(long, value_name = "fail|delete")]
+    pub local_storage: Option<String>,
+
     /// Override join.tokenTTL: how long a new node's bootstrap token is
     /// valid (20m)
     #[arg(long, value_name = "DURATION")]
@@ -395,6 +401,7 @@ impl SettingsFlags {
             drain_timeout: self.drain_timeout.clone(),
             drain_on_timeout: self.on_drain_timeout.clone(),
             unmanaged_pods: self.unmanaged_pods.clone(),
+            local_storage: self.local_storage.clone(),
             token_ttl: self.token_ttl.clone(),
             new_node_timeout: self.new_node_timeout.clone(),
             settle: self.settle.clone(),

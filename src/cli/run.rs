@@ -261,6 +261,7 @@ pub fn render_report(report: &RunReport) -> String {
         &rows,
     ));
     out.push('\n');
+    out.push_str(&data_left_behind(&report.slots));
     let summary = match &report.outcome {
         RunOutcome::Succeeded => format!("done: {} node(s) replaced", report.replaced()),
         RunOutcome::Failed { reason } => format!(
@@ -291,6 +292,30 @@ pub fn render_report(report: &RunReport) -> String {
     out
 }
 
+/// The evicted pods whose data stayed on their old node (local
+/// PersistentVolumes under `drain.localStorage: delete`, hostPath
+/// volumes), one line each; empty when there are none.
+fn data_left_behind(slots: &[SlotReport]) -> String {
+    let lines: Vec<String> = slots
+        .iter()
+        .filter_map(|s| s.drain.as_ref())
+        .flat_map(|d| {
+            d.evicted.iter().filter_map(move |e| {
+                e.reason
+                    .data_left_behind()
+                    .map(|what| format!("  {} on {}: {what}\n", e.pod, d.node))
+            })
+        })
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(
+        "evicted with data left on the old node:\n{}\n",
+        lines.concat()
+    )
+}
+
 /// A dry run's mutations, numbered: `   1. would launch …`.
 pub fn numbered_would(lines: &[String]) -> String {
     lines
@@ -302,4 +327,46 @@ pub fn numbered_would(lines: &[String]) -> String {
 
 fn secs(v: Option<f64>) -> String {
     v.map_or("-".into(), |s| format!("{s:.0}s"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::drain::{DrainOutcome, DrainReport, EvictReason, EvictedPod};
+
+    #[test]
+    fn pods_whose_data_stays_on_the_old_node_are_listed_after_the_table() {
+        let evicted = |pod: &str, reason| EvictedPod {
+            pod: pod.into(),
+            reason,
+            attempts: 1,
+        };
+        let mut slot = SlotReport::not_started("general", "general-1");
+        slot.drain = Some(DrainReport {
+            node: "general-1".into(),
+            evicted: vec![
+                evicted("shop/web-1", EvictReason::Managed),
+                evicted("shop/db-0", EvictReason::LocalVolume),
+                evicted("shop/logs-1", EvictReason::HostPath),
+            ],
+            skipped: Vec::new(),
+            outcome: DrainOutcome::Drained,
+        });
+        let text = data_left_behind(&[slot]);
+        assert!(
+            text.contains("shop/db-0 on general-1: its local PersistentVolume's data is lost"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "shop/logs-1 on general-1: what it wrote to its hostPath stays on the old node"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("web-1"), "{text}");
+        assert_eq!(
+            data_left_behind(&[SlotReport::not_started("general", "general-2")]),
+            ""
+        );
+    }
 }

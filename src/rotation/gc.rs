@@ -291,6 +291,7 @@ mod tests {
             drain: crate::kube::drain::DrainPolicy {
                 on_timeout: crate::kube::drain::OnDrainTimeout::Fail,
                 unmanaged: crate::kube::drain::UnmanagedPods::Fail,
+                local_storage: crate::kube::drain::LocalStorage::Fail,
                 concurrency: 1,
             },
             drain_timeout: Duration::from_secs(1),

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
-use crate::kube::drain::{Decision, UnmanagedPods, decide};
+use crate::kube::drain::{Decision, PodRules, UnmanagedPods, decide};
 use crate::kube::selector::selects;
 
 /// One pool's queue, in the order selection chose, and how many of its
@@ -29,11 +29,12 @@ pub fn budgets_by_node(
     unmanaged: UnmanagedPods,
 ) -> BTreeMap<String, Vec<String>> {
     let mut by_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let rules = PodRules::without_local_claims(unmanaged);
     for pod in pods {
         let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
             continue;
         };
-        if !matches!(decide(pod, unmanaged), Decision::Evict { .. }) {
+        if !matches!(decide(pod, &rules), Decision::Evict { .. }) {
             continue;
         }
         let labels = pod.metadata.labels.clone().unwrap_or_default();

@@ -9,7 +9,7 @@ use kubesurge_provider::config::FieldPath;
 use serde_json::Value;
 
 use crate::exec::SshSettings;
-use crate::kube::drain::{OnDrainTimeout, UnmanagedPods};
+use crate::kube::drain::{LocalStorage, OnDrainTimeout, UnmanagedPods};
 use crate::plan::Budget;
 use crate::window::Window;
 
@@ -188,6 +188,7 @@ pub struct Drain {
     pub timeout: Duration,
     pub on_timeout: OnDrainTimeout,
     pub unmanaged_pods: UnmanagedPods,
+    pub local_storage: LocalStorage,
 }
 
 impl Default for Drain {
@@ -196,6 +197,7 @@ impl Default for Drain {
             timeout: DEFAULT_DRAIN_TIMEOUT,
             on_timeout: OnDrainTimeout::Fail,
             unmanaged_pods: UnmanagedPods::Fail,
+            local_storage: LocalStorage::Fail,
         }
     }
 }

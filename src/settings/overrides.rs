@@ -18,6 +18,8 @@ pub struct Overrides {
     pub drain_on_timeout: Option<String>,
     /// `--unmanaged-pods` → `drain.unmanagedPods`.
     pub unmanaged_pods: Option<String>,
+    /// `--local-storage` → `drain.localStorage`.
+    pub local_storage: Option<String>,
     /// `--token-ttl` → `join.tokenTTL`.
     pub token_ttl: Option<String>,
     /// `--new-node-timeout` → `health.newNodeTimeout`.
@@ -54,6 +56,12 @@ impl Overrides {
                 "drain",
                 "unmanagedPods",
                 &self.unmanaged_pods,
+            ),
+            (
+                "--local-storage",
+                "drain",
+                "localStorage",
+                &self.local_storage,
             ),
             ("--token-ttl", "join", "tokenTTL", &self.token_ttl),
             (

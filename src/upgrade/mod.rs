@@ -26,7 +26,7 @@ pub use report::{Remaining, UpgradeOutcome, UpgradeReport};
 use crate::check::target::{self, NotChecked, TargetError};
 use crate::controlplane::local_node::{self, LocalNodeError, MachineIdentity};
 use crate::controlplane::phase::ControlPlaneDriver;
-use crate::kube::drain::{DEFAULT_EVICTION_CONCURRENCY, DrainPolicy};
+use crate::kube::drain::{DEFAULT_EVICTION_CONCURRENCY, DrainPolicy, LocalStorage};
 use crate::kube::lock::LeaseHold;
 use crate::kube::retry::with_retry;
 use crate::plan::{Hop, Plan, Rotation, Step};
@@ -119,6 +119,12 @@ impl Upgrade {
             drain: DrainPolicy {
                 on_timeout: settings.drain.on_timeout,
                 unmanaged: settings.drain.unmanaged_pods,
+                // A control-plane node is drained for a kubelet upgrade
+                // in place: it keeps its disks, and a pod on a volume local
+                // to it comes back to it, data intact, once it is
+                // uncordoned. `drain.localStorage` guards the workers,
+                // whose machines go away.
+                local_storage: LocalStorage::Delete,
                 concurrency: DEFAULT_EVICTION_CONCURRENCY,
             },
             drain_timeout: settings.drain.timeout,

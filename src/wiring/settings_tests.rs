@@ -12,7 +12,7 @@ use kubesurge_sim::cloud::SimPoolConfig;
 
 use super::PROVIDERS;
 use crate::exec::SshSettings;
-use crate::kube::drain::{OnDrainTimeout, UnmanagedPods};
+use crate::kube::drain::{LocalStorage, OnDrainTimeout, UnmanagedPods};
 use crate::plan::Budget;
 use crate::settings::*;
 
@@ -43,6 +43,7 @@ drain:
   timeout: 15m
   onTimeout: fail                # fail | force | skip
   unmanagedPods: fail            # fail | delete
+  localStorage: fail             # fail | delete
 join:
   tokenTTL: 20m
 health:
@@ -138,6 +139,7 @@ fn the_design_example_is_valid_and_fully_read() {
             timeout: Duration::from_secs(900),
             on_timeout: OnDrainTimeout::Fail,
             unmanaged_pods: UnmanagedPods::Fail,
+            local_storage: LocalStorage::Fail,
         }
     );
     assert_eq!(settings.join.token_ttl, Duration::from_secs(1200));
@@ -174,6 +176,11 @@ fn a_minimal_file_gets_every_default() {
     assert_eq!(settings.drain.timeout, Duration::from_secs(15 * 60));
     assert_eq!(settings.drain.on_timeout, OnDrainTimeout::Fail);
     assert_eq!(settings.drain.unmanaged_pods, UnmanagedPods::Fail);
+    assert_eq!(
+        settings.drain.local_storage,
+        LocalStorage::Fail,
+        "pods on node-local volumes are refused unless the config says delete"
+    );
     assert_eq!(settings.join.token_ttl, Duration::from_secs(20 * 60));
     assert_eq!(
         settings.health.new_node_timeout,
@@ -318,7 +325,8 @@ fn invalid_cases() -> Vec<(String, &'static str, &'static str)> {
         // Drain policies.
         (top("drain: {onTimeout: forse}"), "drain.onTimeout", "\"forse\" is not one of fail, force, skip; did you mean \"force\"?"),
         (top("drain: {unmanagedPods: keep}"), "drain.unmanagedPods", "\"keep\" is not one of fail, delete"),
-        (top("drain: 15m"), "drain", "expected a mapping with fields timeout, onTimeout, unmanagedPods, found a string"),
+        (top("drain: {localStorage: keep}"), "drain.localStorage", "\"keep\" is not one of fail, delete"),
+        (top("drain: 15m"), "drain", "expected a mapping with fields timeout, onTimeout, unmanagedPods, localStorage, found a string"),
         // Token lifetime against the join wait.
         (top("join: {tokenTTL: 5m}"), "join.tokenTTL", "5m must be longer than health.newNodeTimeout (10m)"),
         (top("health: {newNodeTimeout: 30m}"), "join.tokenTTL", "20m (the default) must be longer than health.newNodeTimeout (30m)"),
@@ -453,12 +461,14 @@ fn flags_override_the_file_and_are_validated_like_it() {
     let overrides = Overrides {
         drain_timeout: Some("30m".into()),
         drain_on_timeout: Some("skip".into()),
+        local_storage: Some("delete".into()),
         cluster_name: Some("other".into()),
         ..Overrides::default()
     };
     let settings = parse(FULL_EXAMPLE, SettingsSource::Text, &overrides, PROVIDERS).expect("valid");
     assert_eq!(settings.drain.timeout, Duration::from_secs(1800));
     assert_eq!(settings.drain.on_timeout, OnDrainTimeout::Skip);
+    assert_eq!(settings.drain.local_storage, LocalStorage::Delete);
     assert_eq!(
         settings.drain.unmanaged_pods,
         UnmanagedPods::Fail,

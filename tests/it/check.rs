@@ -353,7 +353,8 @@ async fn a_denied_eviction_fails_the_rbac_line() {
             "rules": [{
                 "apiGroups": ["", "apps", "policy", "storage.k8s.io", "coordination.k8s.io"],
                 "resources": ["nodes", "pods", "secrets", "configmaps", "events", "daemonsets",
-                              "deployments", "poddisruptionbudgets", "volumeattachments", "leases"],
+                              "deployments", "poddisruptionbudgets", "volumeattachments", "leases",
+                              "persistentvolumeclaims", "persistentvolumes"],
                 "verbs": ["*"]
             }]}),
         )

@@ -15,6 +15,7 @@ mod init;
 mod join;
 mod kubectl;
 mod layering;
+mod local_storage;
 mod modules;
 mod moto_env;
 mod plan;

@@ -169,6 +169,31 @@ resource!(
     &["status"],
     &["svc"]
 );
+// Storage (`k8s.io/api/core/v1` PersistentVolume, PersistentVolumeClaim):
+// a PersistentVolume is cluster-scoped, its claim namespaced, both with a
+// status subresource (`pkg/registry/core/persistentvolume{,claim}/storage`).
+resource!(
+    PERSISTENTVOLUMES,
+    "",
+    "v1",
+    "persistentvolumes",
+    "persistentvolume",
+    "PersistentVolume",
+    false,
+    &["status"],
+    &["pv"]
+);
+resource!(
+    PERSISTENTVOLUMECLAIMS,
+    "",
+    "v1",
+    "persistentvolumeclaims",
+    "persistentvolumeclaim",
+    "PersistentVolumeClaim",
+    true,
+    &["status"],
+    &["pvc"]
+);
 resource!(
     EVENTS_V1,
     "events.k8s.io",
@@ -350,6 +375,8 @@ pub static ALL: &[&Resource] = &[
     &EVENTS,
     &SERVICEACCOUNTS,
     &SERVICES,
+    &PERSISTENTVOLUMES,
+    &PERSISTENTVOLUMECLAIMS,
     &EVENTS_V1,
     &LEASES,
     &PDBS,

@@ -4,12 +4,13 @@
 
 mod evict;
 pub mod filter;
+pub mod local;
 mod policy;
 mod runner;
 
 pub use evict::{EvictionAnswer, PodKey, blocked_reason, classify, evict};
-pub use filter::{Decision, EvictReason, SkipReason, decide};
-pub use policy::{OnDrainTimeout, UnmanagedPods};
+pub use filter::{Decision, EvictReason, PodRules, SkipReason, decide};
+pub use policy::{LocalStorage, OnDrainTimeout, UnmanagedPods};
 pub use runner::{
     Blocker, DEFAULT_EVICTION_CONCURRENCY, DrainError, DrainOutcome, DrainPolicy, DrainProgress,
     DrainReport, EvictedPod, describe_blockers, drain, precheck,

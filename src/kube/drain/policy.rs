@@ -20,3 +20,15 @@ pub enum UnmanagedPods {
     /// Evict them anyway.
     Delete,
 }
+
+/// `drain.localStorage`: pods whose PersistentVolumes live on the node
+/// itself (local volumes, hostPath volumes, volumes pinned to the node by
+/// `kubernetes.io/hostname`) lose that data with the instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LocalStorage {
+    /// Refuse to drain a node that runs one, before cordoning.
+    #[default]
+    Fail,
+    /// Evict them anyway; the report says their local data is lost.
+    Delete,
+}

@@ -20,16 +20,19 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use super::evict::{EvictionAnswer, PodKey, evict};
-use super::filter::{Decision, EvictReason, SkipReason, decide};
-use super::policy::{OnDrainTimeout, UnmanagedPods};
+use super::filter::{Decision, EvictReason, PodRules, SkipReason, decide};
+use super::local::{self, NodeLocalClaims};
+use super::policy::{LocalStorage, OnDrainTimeout, UnmanagedPods};
 use crate::kube::errors;
 use crate::kube::pages::list_all;
+use crate::kube::retry::with_retry;
 
 /// How a drain behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DrainPolicy {
     pub on_timeout: OnDrainTimeout,
     pub unmanaged: UnmanagedPods,
+    pub local_storage: LocalStorage,
     /// Evictions in flight at once for one node.
     pub concurrency: usize,
 }
@@ -135,6 +138,18 @@ pub trait DrainProgress: Send + Sync {
     fn evicted(&self, node: &str, pod: &str);
 }
 
+impl DrainPolicy {
+    /// The rules [`decide`] applies on a node whose node-local claims are
+    /// `local_claims`.
+    fn rules<'a>(&self, local_claims: &'a NodeLocalClaims) -> PodRules<'a> {
+        PodRules {
+            unmanaged: self.unmanaged,
+            local_storage: self.local_storage,
+            local_claims,
+        }
+    }
+}
+
 impl DrainProgress for () {
     fn blocked(&self, _: &str, _: &str, _: &str) {}
     fn evicted(&self, _: &str, _: &str) {}
@@ -147,15 +162,18 @@ pub async fn precheck(
     node: &str,
     policy: &DrainPolicy,
 ) -> Result<Vec<(PodKey, Decision)>, DrainError> {
-    let pods = list_pods_on(client, node)
+    let api_error = |source| DrainError::Api {
+        node: node.to_string(),
+        source,
+    };
+    let pods = list_pods_on(client, node).await.map_err(api_error)?;
+    let local_claims = local_claims_of(client, node, &pods)
         .await
-        .map_err(|source| DrainError::Api {
-            node: node.to_string(),
-            source,
-        })?;
+        .map_err(api_error)?;
+    let rules = policy.rules(&local_claims);
     let decisions: Vec<(PodKey, Decision)> = pods
         .iter()
-        .map(|p| (PodKey::of(p), decide(p, policy.unmanaged)))
+        .map(|p| (PodKey::of(p), decide(p, &rules)))
         .collect();
     let refusals: Vec<String> = decisions
         .iter()
@@ -172,6 +190,19 @@ pub async fn precheck(
             messages: refusals,
         })
     }
+}
+
+/// The claims of `pods` whose data lives on `node` (no request when none
+/// of them uses a claim).
+async fn local_claims_of(
+    client: &Client,
+    node: &str,
+    pods: &[Pod],
+) -> Result<NodeLocalClaims, kube::Error> {
+    with_retry("read the node's volumes", || {
+        local::resolve(client, node, pods)
+    })
+    .await
 }
 
 async fn list_pods_on(client: &Client, node: &str) -> Result<Vec<Pod>, kube::Error> {
@@ -221,6 +252,11 @@ pub async fn drain(
     let mut in_flight: FuturesUnordered<EvictionFuture> = FuturesUnordered::new();
     let mut timers: FuturesUnordered<TimerFuture> = FuturesUnordered::new();
     let mut forced: Option<Vec<String>> = None;
+    // The node-local claims of the pods seen so far (by UID): read when a
+    // pod first shows up, so a pod that appears after the check (the node
+    // is cordoned, but a pod may tolerate it) is judged the same way.
+    let mut local_claims = NodeLocalClaims::default();
+    let mut claims_read: BTreeSet<String> = BTreeSet::new();
     let mut deadline = deadline;
     let concurrency = policy.concurrency.max(1);
 
@@ -271,14 +307,19 @@ pub async fn drain(
                             .collect();
                         // Pods that vanished while the watch was down are gone.
                         must_leave.retain(|uid, _| present.contains(uid));
-                        for pod in std::mem::take(&mut init_buffer) {
-                            consider(&pod, policy, &mut must_leave, &mut skipped, &mut queue, &mut queued, node)?;
+                        let pods = std::mem::take(&mut init_buffer);
+                        read_local_claims(client, node, &pods, &mut local_claims, &mut claims_read).await?;
+                        let rules = policy.rules(&local_claims);
+                        for pod in pods {
+                            consider(&pod, &rules, &mut must_leave, &mut skipped, &mut queue, &mut queued, node)?;
                         }
                         initialized = true;
                     }
                     watcher::Event::Apply(pod) => {
                         if initialized {
-                            consider(&pod, policy, &mut must_leave, &mut skipped, &mut queue, &mut queued, node)?;
+                            read_local_claims(client, node, std::slice::from_ref(&pod), &mut local_claims, &mut claims_read).await?;
+                            let rules = policy.rules(&local_claims);
+                            consider(&pod, &rules, &mut must_leave, &mut skipped, &mut queue, &mut queued, node)?;
                         }
                     }
                     watcher::Event::Delete(pod) => {
@@ -392,9 +433,41 @@ pub async fn drain(
     }
 }
 
+/// Add to `known` the node-local claims of those of `pods` not read yet.
+async fn read_local_claims(
+    client: &Client,
+    node: &str,
+    pods: &[Pod],
+    known: &mut NodeLocalClaims,
+    read: &mut BTreeSet<String>,
+) -> Result<(), DrainError> {
+    let unread: Vec<Pod> = pods
+        .iter()
+        .filter(|p| {
+            p.metadata
+                .uid
+                .as_ref()
+                .is_some_and(|uid| !read.contains(uid))
+        })
+        .cloned()
+        .collect();
+    if unread.is_empty() {
+        return Ok(());
+    }
+    let found = local_claims_of(client, node, &unread)
+        .await
+        .map_err(|source| DrainError::Api {
+            node: node.to_string(),
+            source,
+        })?;
+    known.extend(found);
+    read.extend(unread.into_iter().filter_map(|p| p.metadata.uid));
+    Ok(())
+}
+
 fn consider(
     pod: &Pod,
-    policy: &DrainPolicy,
+    rules: &PodRules<'_>,
     must_leave: &mut BTreeMap<String, Pending>,
     skipped: &mut BTreeMap<String, SkipReason>,
     queue: &mut VecDeque<PodKey>,
@@ -402,7 +475,7 @@ fn consider(
     node: &str,
 ) -> Result<(), DrainError> {
     let key = PodKey::of(pod);
-    match decide(pod, policy.unmanaged) {
+    match decide(pod, rules) {
         Decision::Evict { reason } => {
             if !must_leave.contains_key(&key.uid) {
                 must_leave.insert(

@@ -12,7 +12,7 @@ use kubesurge_provider::config::{FieldPath, field, show};
 use super::{API_VERSION, KIND, Mode, Walk};
 use crate::duration::HumanDuration;
 use crate::exec::{DEFAULT_SSH_PORT, SshSettings};
-use crate::kube::drain::{OnDrainTimeout, UnmanagedPods};
+use crate::kube::drain::{LocalStorage, OnDrainTimeout, UnmanagedPods};
 use crate::settings::model::*;
 use crate::settings::names::check_dns_label;
 use crate::window::Window;
@@ -20,7 +20,7 @@ use crate::window::Window;
 const CLUSTER_FIELDS: &[&str] = &["name"];
 const CONTROL_PLANE_FIELDS: &[&str] = &["exec", "ssh", "node", "gateTimeout"];
 const SSH_FIELDS: &[&str] = &["user", "identityFile", "knownHosts", "port"];
-const DRAIN_FIELDS: &[&str] = &["timeout", "onTimeout", "unmanagedPods"];
+const DRAIN_FIELDS: &[&str] = &["timeout", "onTimeout", "unmanagedPods", "localStorage"];
 const JOIN_FIELDS: &[&str] = &["tokenTTL"];
 /// The longest `join.tokenTTL`: kubeadm's default token lifetime (24h,
 /// `kubeadm token create --ttl`).
@@ -206,10 +206,20 @@ impl Walk<'_> {
                     _ => UnmanagedPods::Delete,
                 }),
         };
+        let local_storage = match section.and_then(|s| field(s, "localStorage")) {
+            None => Some(defaults.local_storage),
+            Some(value) => self
+                .choice(&path.key("localStorage"), value, &["fail", "delete"])
+                .map(|choice| match choice {
+                    "fail" => LocalStorage::Fail,
+                    _ => LocalStorage::Delete,
+                }),
+        };
         Some(Drain {
             timeout: timeout?,
             on_timeout: on_timeout?,
             unmanaged_pods: unmanaged_pods?,
+            local_storage: local_storage?,
         })
     }
 

@@ -16,6 +16,8 @@ macro_rules! served_kinds {
             (EVENTS, core, Event, EventList),
             (SERVICEACCOUNTS, core, ServiceAccount, ServiceAccountList),
             (SERVICES, core, Service, ServiceList),
+            (PERSISTENTVOLUMES, core, PersistentVolume, PersistentVolumeList),
+            (PERSISTENTVOLUMECLAIMS, core, PersistentVolumeClaim, PersistentVolumeClaimList),
             (EVENTS_V1, events, Event, EventList),
             (LEASES, coordination, Lease, LeaseList),
             (PDBS, policy, PodDisruptionBudget, PodDisruptionBudgetList),

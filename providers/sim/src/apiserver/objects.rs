@@ -587,6 +587,14 @@ pub(crate) fn prepare_create(resource: &Resource, object: &mut Value) {
                 json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}),
             );
         }
+        // A new volume or claim starts Pending until the PersistentVolume
+        // controller binds it; the status a client sends is dropped
+        // (`pkg/registry/core/persistentvolume{,claim}/strategy.go`
+        // PrepareForCreate, `pkg/apis/core/v1/defaults.go`
+        // SetDefaults_PersistentVolume{,Claim}).
+        ("", "persistentvolumes" | "persistentvolumeclaims") => {
+            map.insert("status".into(), json!({"phase": "Pending"}));
+        }
         ("apps", _) | ("storage.k8s.io", "volumeattachments")
             if resource.subresources.contains(&"status") =>
         {

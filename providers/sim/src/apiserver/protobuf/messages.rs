@@ -731,6 +731,10 @@ super::json::messages! {
         path: "path" required,
         fs_type: "fsType",
     }
+    api::core::v1::ModifyVolumeStatus {
+        target_volume_attributes_class_name: "targetVolumeAttributesClassName",
+        status: "status" required,
+    }
     api::core::v1::Namespace {
         metadata: "metadata",
         spec: "spec",
@@ -873,6 +877,28 @@ super::json::messages! {
         resource_version: "resourceVersion",
         field_path: "fieldPath",
     }
+    api::core::v1::PersistentVolume {
+        metadata: "metadata",
+        spec: "spec",
+        status: "status",
+    }
+    api::core::v1::PersistentVolumeClaim {
+        metadata: "metadata",
+        spec: "spec",
+        status: "status",
+    }
+    api::core::v1::PersistentVolumeClaimCondition {
+        r#type: "type" required,
+        status: "status" required,
+        last_probe_time: "lastProbeTime",
+        last_transition_time: "lastTransitionTime",
+        reason: "reason",
+        message: "message",
+    }
+    api::core::v1::PersistentVolumeClaimList {
+        metadata: "metadata",
+        items: "items" required,
+    }
     api::core::v1::PersistentVolumeClaimSpec {
         access_modes: "accessModes",
         selector: "selector",
@@ -884,6 +910,16 @@ super::json::messages! {
         data_source_ref: "dataSourceRef",
         volume_attributes_class_name: "volumeAttributesClassName",
     }
+    api::core::v1::PersistentVolumeClaimStatus {
+        phase: "phase",
+        access_modes: "accessModes",
+        capacity: "capacity",
+        conditions: "conditions",
+        allocated_resources: "allocatedResources",
+        allocated_resource_statuses: "allocatedResourceStatuses",
+        current_volume_attributes_class_name: "currentVolumeAttributesClassName",
+        modify_volume_status: "modifyVolumeStatus",
+    }
     api::core::v1::PersistentVolumeClaimTemplate {
         metadata: "metadata",
         spec: "spec" required,
@@ -891,6 +927,10 @@ super::json::messages! {
     api::core::v1::PersistentVolumeClaimVolumeSource {
         claim_name: "claimName" required,
         read_only: "readOnly",
+    }
+    api::core::v1::PersistentVolumeList {
+        metadata: "metadata",
+        items: "items" required,
     }
     api::core::v1::PersistentVolumeSource {
         gce_persistent_disk: "gcePersistentDisk",
@@ -927,6 +967,12 @@ super::json::messages! {
         volume_mode: "volumeMode",
         node_affinity: "nodeAffinity",
         volume_attributes_class_name: "volumeAttributesClassName",
+    }
+    api::core::v1::PersistentVolumeStatus {
+        phase: "phase",
+        message: "message",
+        reason: "reason",
+        last_phase_transition_time: "lastPhaseTransitionTime",
     }
     api::core::v1::PhotonPersistentDiskVolumeSource {
         pd_id: "pdID" required,
