@@ -10,6 +10,7 @@ mod deferred;
 mod dry_run;
 mod emulator;
 mod gc;
+mod hidden;
 mod iam;
 mod init;
 mod join;
