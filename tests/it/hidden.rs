@@ -34,6 +34,7 @@ use kubesurge_sim::observer::PoolFloor;
 use kubesurge_sim::resources::{DEPLOYMENTS, NODES, PODS, SECRETS};
 use serde_json::{Value, json};
 
+use crate::local_storage::evicted;
 use crate::rotation::{Harness, KillPoint, Spec, kill_at, start, text, workers};
 
 const POOL: &str = "general";
@@ -329,16 +330,10 @@ async fn a_rotation_with_every_real_world_divergence_at_once_loses_nothing() {
         );
     }
     // hostPath pods of the replaced nodes were evicted and listed.
-    let listed: BTreeSet<String> = slots
-        .iter()
-        .flat_map(|s| {
-            s["drain"]["evicted"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter(|e| e["reason"] == "hostPath")
-        .filter_map(|e| e["pod"].as_str().map(str::to_string))
+    let listed: BTreeSet<String> = evicted(&report)
+        .into_iter()
+        .filter(|(_, reason)| reason == "hostPath")
+        .map(|(pod, _)| pod)
         .collect();
     for (pod, node) in &host_path_pods {
         if *node != guarded_node && h.original_workers.contains_key(node) {

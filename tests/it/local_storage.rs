@@ -144,8 +144,22 @@ fn first_worker(h: &Harness) -> String {
     h.original_workers.keys().next().expect("a worker").clone()
 }
 
-/// The evicted pods of the JSON report with their reasons.
-fn evicted(report: &Value) -> Vec<(String, String)> {
+/// `rotate --all` converges, and its report lists `shop/<pod>` as evicted
+/// for `reason`.
+async fn rotates_evicting(h: &Harness, pod: &str, reason: &str) {
+    let output = h.run(&["rotate", "--all", "--yes", "-o", "json"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    h.assert_converged();
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert!(
+        evicted(&report).contains(&(format!("shop/{pod}"), reason.to_string())),
+        "the report lists {pod} as evicted for {reason}: {report:#}"
+    );
+}
+
+/// The evicted pods of a JSON report with their reasons.
+pub(crate) fn evicted(report: &Value) -> Vec<(String, String)> {
     report["slots"]
         .as_array()
         .into_iter()
@@ -316,16 +330,7 @@ async fn under_delete_the_pod_on_a_local_volume_is_evicted_and_reported() {
         json!({"persistentVolumeClaim": {"claimName": "data-db"}}),
     );
     let (pod, _) = running_pod(&h.world, "db", &node).await;
-
-    let output = h.run(&["rotate", "--all", "--yes", "-o", "json"]).await;
-    let all = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{all}");
-    h.assert_converged();
-    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
-    assert!(
-        evicted(&report).contains(&(format!("shop/{pod}"), "localVolume".to_string())),
-        "the report says the pod lost its local data: {report:#}"
-    );
+    rotates_evicting(&h, &pod, "localVolume").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,16 +354,7 @@ async fn a_host_path_pod_is_evicted_as_kubectl_does_and_listed() {
         json!({"hostPath": {"path": "/var/log/app", "type": "DirectoryOrCreate"}}),
     );
     let (pod, _) = running_pod(&h.world, "logs", &node).await;
-
-    let output = h.run(&["rotate", "--all", "--yes", "-o", "json"]).await;
-    let all = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{all}");
-    h.assert_converged();
-    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
-    assert!(
-        evicted(&report).contains(&(format!("shop/{pod}"), "hostPath".to_string())),
-        "the report lists the hostPath pod: {report:#}"
-    );
+    rotates_evicting(&h, &pod, "hostPath").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
