@@ -73,7 +73,10 @@ impl StopRequests {
     /// Watch `lock`'s signals and, if given, the window's end.
     pub fn watch(lock: &RunLock, window_end: Option<Timestamp>) -> StopRequests {
         let (tx, receiver) = watch::channel(None);
-        let mut watchers = vec![tokio::spawn(stop_on_lock_signal(lock.state(), tx.clone()))];
+        let mut watchers = vec![
+            tokio::spawn(stop_on_lock_signal(lock.state(), tx.clone())),
+            tokio::spawn(stop_on_process_signal(tx.clone())),
+        ];
         if let Some(end) = window_end {
             watchers.push(tokio::spawn(stop_at_window_end(end, tx)));
         }
@@ -124,6 +127,33 @@ async fn stop_on_lock_signal(
         request(&tx, StopReason::Abort);
         return;
     }
+}
+
+/// SIGTERM (a CronJob's pod evicted or deleted, Terraform cancelled,
+/// systemd stopping) or SIGINT (Ctrl-C): stop at once. Overrides any stop
+/// asked before, which would wait for the slots in flight: the process has
+/// seconds before it is killed (a pod's grace period is 30 s by default),
+/// and what it leaves a rerun continues. Once listened for, the signals
+/// no longer end the process by themselves (tokio keeps its handler for
+/// the process's life); the command ends on its own right after.
+async fn stop_on_process_signal(tx: watch::Sender<Option<StopReason>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot listen for SIGTERM/SIGINT; they end the process at once");
+        return;
+    };
+    let signal = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::warn!(
+        "{signal} received: stopping now; the slots in flight stop where they are and a rerun \
+         of the same command continues them"
+    );
+    tx.send_replace(Some(StopReason::Interrupted { signal }));
 }
 
 async fn stop_at_window_end(end: Timestamp, tx: watch::Sender<Option<StopReason>>) {

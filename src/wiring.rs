@@ -175,6 +175,7 @@ pub fn engine_config(
             .health
             .new_node_timeout
             .max(Duration::from_secs(60)),
+        own_node: crate::rotation::own_node::from_env(),
     })
 }
 

@@ -28,6 +28,9 @@ pub struct EngineConfig {
     pub max_launch_attempts: u32,
     /// How long the health gate may hold the window before the run fails.
     pub health_gate_timeout: Duration,
+    /// The node this process's own pod runs on (an in-cluster run): its
+    /// slot goes last, alone (see `rotation::own_node`).
+    pub own_node: Option<String>,
 }
 
 /// Default launch attempts per slot.

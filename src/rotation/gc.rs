@@ -300,6 +300,7 @@ mod tests {
             settle: Duration::from_secs(1),
             max_launch_attempts: 1,
             health_gate_timeout: Duration::from_secs(1),
+            own_node: None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod gc;
 pub mod instances;
 pub mod machine;
 pub mod mapping;
+pub mod own_node;
 pub mod pool;
 pub mod pool_instances;
 pub mod progress;
@@ -284,10 +285,41 @@ impl Engine {
                 }
             })
         };
-        let runs = works
-            .into_iter()
-            .map(|work| pool::run_pool(&ctx, work, stop_rx.clone(), &stop_tx));
-        let slots: Vec<SlotReport> = join_all(runs).await.into_iter().flatten().collect();
+        // An in-cluster run's own node goes last, alone.
+        let (works, own) = own_node::hold_back(works, self.config.own_node.as_deref());
+        let every_slot = async {
+            let runs = works
+                .into_iter()
+                .map(|work| pool::run_pool(&ctx, work, stop_rx.clone(), &stop_tx));
+            let mut slots: Vec<SlotReport> = join_all(runs).await.into_iter().flatten().collect();
+            if let Some(work) = own {
+                if stop_tx.borrow().is_none() {
+                    self.progress.note(&format!(
+                        "replacing {}, the node this run's own pod runs on, last",
+                        work.nodes.join(", ")
+                    ));
+                    slots.extend(pool::run_pool(&ctx, work, stop_rx.clone(), &stop_tx).await);
+                } else {
+                    slots.extend(
+                        work.nodes
+                            .iter()
+                            .map(|n| SlotReport::not_started(&work.pool.name, n)),
+                    );
+                }
+            }
+            slots
+        };
+        // SIGTERM or SIGINT: the slots stop where they are, as in a crash.
+        let slots = tokio::select! {
+            slots = every_slot => slots,
+            signal = StopReason::interrupted(requests.clone()) => {
+                forward.abort();
+                sweeper.abort();
+                return self
+                    .stop_interrupted(signal, record, &records, &node_cache, request, started)
+                    .await;
+            }
+        };
 
         forward.abort();
         sweeper.abort();
@@ -346,6 +378,45 @@ impl Engine {
             finished: Timestamp::now(),
             dry_run: false,
             outcome,
+            slots,
+            would: Vec::new(),
+        })
+    }
+
+    /// End a run interrupted by `signal`: record it stopped (a rerun of the
+    /// same command continues it) and report the old nodes still there.
+    async fn stop_interrupted(
+        &self,
+        signal: &'static str,
+        mut record: RunRecord,
+        records: &RecordStore,
+        node_cache: &WatchCache<Node>,
+        request: &RotationRequest,
+        started: Timestamp,
+    ) -> Result<RunReport, EngineError> {
+        let reason = format!("interrupted by {signal}");
+        let slots: Vec<SlotReport> = record
+            .nodes
+            .iter()
+            .filter(|n| node_cache.get(&n.name).is_some())
+            .map(|n| SlotReport::not_started(&n.pool, &n.name))
+            .collect();
+        record.state = RunState::Stopped;
+        record.finished = Some(Timestamp::now());
+        record.message = Some(reason.clone());
+        records.save(&record).await?;
+        Ok(RunReport {
+            run_id: record.id,
+            command: request.command.clone(),
+            target: record.target,
+            started,
+            finished: Timestamp::now(),
+            dry_run: false,
+            outcome: RunOutcome::Stopped {
+                reason,
+                remaining: slots.len(),
+                opens_at: None,
+            },
             slots,
             would: Vec::new(),
         })
@@ -720,7 +791,12 @@ impl Engine {
         let mut slots = Vec::new();
         let target = record.target.to_string();
         let on_timeout = format!("{:?}", self.config.drain.on_timeout).to_lowercase();
-        for work in self.pool_works(pools, record, nodes).await? {
+        // In the order a run takes them: an in-cluster run's own node last.
+        let (works, own) = own_node::hold_back(
+            self.pool_works(pools, record, nodes).await?,
+            self.config.own_node.as_deref(),
+        );
+        for work in works.into_iter().chain(own) {
             let pool = &work.pool;
             for old_node in &work.nodes {
                 let input = work.slot_input(old_node);

@@ -30,6 +30,26 @@ pub enum StopReason {
     WindowEnd,
     /// Another slot failed.
     Failure,
+    /// The process was asked to end (`signal`: SIGTERM from a CronJob's
+    /// evicted pod, Terraform or systemd; SIGINT from Ctrl-C). Unlike the
+    /// others it does not wait for the slots in flight: their work stops
+    /// where it is, as in a crash, and a rerun continues it.
+    Interrupted { signal: &'static str },
+}
+
+impl StopReason {
+    /// Resolves when `requests` carries [`StopReason::Interrupted`], with
+    /// the signal's name; never otherwise.
+    pub async fn interrupted(mut requests: watch::Receiver<Option<StopReason>>) -> &'static str {
+        loop {
+            if let Some(StopReason::Interrupted { signal }) = *requests.borrow_and_update() {
+                return signal;
+            }
+            if requests.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
 }
 
 /// What a pool's window needs besides the run context.
@@ -49,6 +69,24 @@ pub struct PoolWork {
 }
 
 impl PoolWork {
+    /// The same work for `node` alone.
+    pub fn for_node(&self, node: &str) -> PoolWork {
+        PoolWork {
+            pool: self.pool.clone(),
+            image: self.image.clone(),
+            nodes: vec![node.to_string()],
+            size: self.size,
+            adopted: adopted_for_node(&self.adopted, node),
+            old_instances: self
+                .old_instances
+                .iter()
+                .filter(|(n, _)| *n == node)
+                .map(|(n, i)| (n.clone(), i.clone()))
+                .collect(),
+            instances: self.instances.clone(),
+        }
+    }
+
     /// The inputs of the slot that replaces `node`.
     pub fn slot_input(&self, node: &str) -> SlotInput {
         SlotInput {

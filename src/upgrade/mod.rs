@@ -334,6 +334,11 @@ fn stopped(reason: &StopReason, remaining: Remaining) -> UpgradeOutcome {
             remaining,
             opens_at: None,
         },
+        StopReason::Interrupted { signal } => UpgradeOutcome::Partial {
+            reason: format!("interrupted by {signal}"),
+            remaining,
+            opens_at: None,
+        },
         _ => UpgradeOutcome::Aborted,
     }
 }

@@ -12,6 +12,7 @@ mod emulator;
 mod gc;
 mod hidden;
 mod iam;
+mod in_cluster;
 mod init;
 mod join;
 mod kubectl;

@@ -1553,7 +1553,7 @@ async fn an_eviction_refused_by_admission_gives_the_node_back_under_skip() {
 }
 
 /// The lock lease as the store has it: its holder identity.
-fn lock_holder(h: &Harness) -> Option<String> {
+pub(crate) fn lock_holder(h: &Harness) -> Option<String> {
     h.world
         .store
         .get(&LEASES, "kube-system", "kubesurge")

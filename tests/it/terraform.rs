@@ -876,6 +876,12 @@ fn scheduled_manifests_are_current_and_least_privilege() {
     assert_eq!(spec["timeZone"], "Europe/Berlin");
     let job = &spec["jobTemplate"]["spec"];
     assert_eq!(job["backoffLimit"], 0);
+    // Its own eviction (its node drained last) does not end the Job: the
+    // next pod continues the run.
+    assert_eq!(
+        job["podFailurePolicy"]["rules"],
+        serde_json::json!([{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}])
+    );
     let pod = &job["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], "kubesurge");
     assert_eq!(pod["restartPolicy"], "Never");
@@ -901,6 +907,12 @@ fn scheduled_manifests_are_current_and_least_privilege() {
     );
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        container["env"][0],
+        serde_json::json!({"name": "KUBESURGE_NODE_NAME",
+                           "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}),
+        "the run knows its own node"
+    );
 }
 
 /// Pods are deleted only under `drain.onTimeout: force`, and only then may
@@ -980,6 +992,7 @@ output "manifests" {
     assert_eq!(
         container["env"],
         serde_json::json!([
+            {"name": "KUBESURGE_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
             {"name": "AWS_REGION", "value": "eu-west-1"},
             {"name": "RUST_LOG", "value": "kubesurge=debug: \"quoted\""}
         ])
