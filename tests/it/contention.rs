@@ -140,11 +140,13 @@ const RUNS: usize = 10;
 /// Ten `rotate --all --yes` of the same world started together. The PDB
 /// blocks the first drain until every loser has exited, so the losers
 /// meet a lock that is held, not one already released. A broken lock (a
-/// check-then-write race on the lease, or a loser taking a live lease for
-/// expired) lets a second run past it: it launches its own replacements,
-/// cordons and evicts the same nodes, and then also blocks in the drain,
-/// so fewer than nine runs exit, and the writes below name more than one
-/// run.
+/// check-then-write race on the lease, or a live lease taken for expired)
+/// lets more than one run past it: each takes the lease from the last
+/// (the runs then stop fenced, not with exit 3, and name different
+/// holders — what this test reports when the engine's holder check is
+/// removed), or two runs both go on, launch, cordon and evict, and block
+/// in the drain together (fewer than nine runs exit), and the writes below
+/// name more than one run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_concurrent_runs_one_proceeds_the_others_exit_3_and_nothing_is_done_twice() {
     let h = start(Spec {
