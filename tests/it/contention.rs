@@ -187,8 +187,9 @@ async fn ten_concurrent_runs_one_proceeds_the_others_exit_3_and_nothing_is_done_
         losers.push((i, output));
     }
 
-    // Every loser has exited, and the winner still holds the lock, blocked
-    // in its drain: the losers met the held lock.
+    // Every loser has exited, and the winner still holds the lock: it
+    // cannot finish before the PDB opens below (its drain waits up to 5
+    // minutes), so each loser met the lock held, not released.
     let holder = lock_holder(&h).expect("the lock is held");
     let winner: usize = (0..RUNS)
         .find(|i| !losers.iter().any(|(l, _)| l == i))
