@@ -451,6 +451,11 @@ impl RunLock {
             Some(p) => annotations.insert(PROCESS_ANNOTATION.to_string(), p.clone()),
             None => annotations.remove(PROCESS_ANNOTATION),
         };
+        // The tenure counts from before this write, not from before the
+        // create above: a takeover first watches the lease for its whole
+        // duration, and counting that wait made the new holder fence itself
+        // the moment it took the lease.
+        let sent = Instant::now();
         // The replace carries the resourceVersion we read: if another run
         // took the lease in between, this fails with 409 and we report it.
         match with_retry("take over lease", || api.replace(LEASE_NAME, &post, &taken)).await {

@@ -5,6 +5,7 @@ mod asg;
 mod aws;
 mod check;
 mod cli;
+mod contention;
 mod controlplane_scripts;
 mod deferred;
 mod dry_run;

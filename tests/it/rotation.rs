@@ -1215,7 +1215,7 @@ async fn a_machine_that_never_joins_fails_the_run_and_the_old_node_keeps_serving
 }
 
 /// A PDB that never allows a disruption: `shop/api` at minAvailable 100%.
-fn block_everything(h: &Harness) {
+pub(crate) fn block_everything(h: &Harness) {
     h.world
         .store
         .modify(&kubesurge_sim::resources::PDBS, "shop", "api", |pdb| {

@@ -55,6 +55,21 @@ pub struct Event {
     pub name: String,
     pub object: Arc<Value>,
     pub previous: Option<Arc<Value>>,
+    /// The authenticated user whose API request made the change, as an
+    /// audit event's `user.username` names it
+    /// (`k8s.io/apiserver/pkg/apis/audit/types.go`, `Event.User`); `None`
+    /// for changes the world's own controllers make in process.
+    pub writer: Option<Arc<str>>,
+}
+
+tokio::task_local! {
+    /// The user of the API request being served (see [`as_writer`]).
+    static WRITER: Arc<str>;
+}
+
+/// Run `request` with every store change it makes attributed to `user`.
+pub async fn as_writer<F: std::future::Future>(user: &str, request: F) -> F::Output {
+    WRITER.scope(Arc::from(user), request).await
 }
 
 /// Why a store operation failed. The HTTP layer maps each to its Status.
@@ -183,6 +198,7 @@ impl Store {
                         name: name.clone(),
                         object: object.clone(),
                         previous: None,
+                        writer: None,
                     });
                 }
             }
@@ -558,6 +574,7 @@ impl Store {
             name,
             object,
             previous,
+            writer: WRITER.try_with(Arc::clone).ok(),
         });
         for observer in &inner.observers {
             observer(&event);
@@ -822,6 +839,28 @@ mod tests {
             .unwrap();
         assert_eq!(gone["metadata"]["name"], "p");
         assert!(store.get(&PODS, "ns", "p").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_change_made_for_a_request_names_its_user() {
+        let store = Store::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        store.observe(move |e| {
+            s.lock()
+                .unwrap()
+                .push(e.writer.as_deref().map(String::from))
+        });
+        as_writer("alice", async {
+            store
+                .create(&NODES, "", json!({"metadata": {"name": "a"}}))
+                .unwrap();
+        })
+        .await;
+        store
+            .create(&NODES, "", json!({"metadata": {"name": "b"}}))
+            .unwrap();
+        assert_eq!(*seen.lock().unwrap(), vec![Some("alice".to_string()), None]);
     }
 
     #[test]

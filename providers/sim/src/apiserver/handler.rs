@@ -186,7 +186,9 @@ pub(crate) async fn handle(
                 protobuf: super::protobuf::preferred(accept(&parts.headers)),
                 warnings: Mutex::new(Vec::new()),
             };
-            let mut response = objects::dispatch(&ctx)
+            // Every change the request makes is the user's (the audit
+            // log's attribution, `apiserver/pkg/endpoints/filters/audit.go`).
+            let mut response = crate::store::as_writer(&user.name, objects::dispatch(&ctx))
                 .await
                 .unwrap_or_else(|e| error_response(&shared, &e));
             let warnings = ctx.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
