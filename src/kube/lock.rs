@@ -712,7 +712,14 @@ pub async fn request_abort(client: Client) -> Result<AbortRequest, LockError> {
         .as_ref()
         .and_then(|s| s.holder_identity.clone())
         .unwrap_or_default();
-    if holder.is_empty() || expired(&lease, lease_clock()) {
+    if holder.is_empty() {
+        return Err(LockError::NotHeld);
+    }
+    // A lease that looks expired by this machine's clock may only be behind
+    // it: the holder counts as gone only once the lease stayed unchanged for
+    // its duration, as `acquire` judges it. Abandoning the run of a live
+    // holder would let another run start beside it.
+    if looks_expired(&lease, lease_clock()) && !renewed_within_its_duration(&api, &lease).await? {
         return Err(LockError::NotHeld);
     }
     let patch = json!({"metadata": {"annotations": BTreeMap::from([(ABORT_ANNOTATION, Timestamp::now().to_string())])}});

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kubesurge::kube::lock::LEASE_DURATION;
-use kubesurge_sim::resources::{CLUSTERROLEBINDINGS, LEASES, NODES, PDBS, PODS};
+use kubesurge_sim::resources::{CLUSTERROLEBINDINGS, CONFIGMAPS, LEASES, NODES, PDBS, PODS};
 use kubesurge_sim::store::EventType;
 use serde_json::{Value, json};
 
@@ -402,4 +402,61 @@ async fn a_contender_waits_out_an_apiserver_outage_and_the_fenced_holder_writes_
         "the second run adopted the first one's replacement instead of launching another"
     );
     h.assert_converged();
+}
+
+/// `kubesurge abort` on a machine whose clock is 60 s ahead of the holder's
+/// reads a lease renewed "a minute ago". It must ask the holder to stop,
+/// not take it for dead: the lease is watched for its duration first, and
+/// it is renewed meanwhile. The engine before this test judged the lease
+/// expired by comparing the two clocks and abandoned the run under the
+/// live holder's feet (record `abandoned`, so the next command starts a
+/// second run beside it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_from_a_clock_ahead_asks_the_live_holder_instead_of_abandoning_its_run() {
+    let h = start(Spec {
+        max_surge: 1,
+        drain: "{ timeout: 60s, onTimeout: fail, unmanagedPods: delete }",
+        ..Spec::default()
+    })
+    .await;
+    block_everything(&h);
+    let mut behind = h.command(&["rotate", "--all", "--yes"]);
+    behind.env("KUBESURGE_TEST_CLOCK_OFFSET", "-60");
+    let mut holder = behind.spawn().expect("the holder starts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while lock_holder(&h).is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "never locked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let abort = h.run(&["abort"]).await;
+    let said = text(&abort);
+    assert_eq!(abort.status.code(), Some(0), "{said}");
+    assert!(said.contains("asked the run held by"), "{said}");
+    assert!(!said.contains("abandoned"), "{said}");
+    let record = h
+        .world
+        .store
+        .get(&CONFIGMAPS, "kube-system", "kubesurge-run")
+        .expect("run record");
+    let run: Value = serde_json::from_str(
+        record
+            .pointer("/data/run.json")
+            .and_then(Value::as_str)
+            .expect("run.json"),
+    )
+    .expect("JSON");
+    assert_eq!(run["state"], "running", "{run}");
+    let lease = h
+        .world
+        .store
+        .get(&LEASES, "kube-system", "kubesurge")
+        .expect("lease");
+    assert!(
+        lease
+            .pointer("/metadata/annotations/kubesurge.io~1abort-requested")
+            .is_some(),
+        "{lease}"
+    );
+    holder.start_kill().expect("stop the holder");
+    let _ = holder.wait().await;
 }
