@@ -53,6 +53,69 @@ const COMPONENTS: [&str; 3] = [
     "kube-scheduler",
 ];
 
+/// Uncordon a control-plane node cordoned for its kubelet upgrade, and
+/// remove the mark that says so.
+async fn give_back(node_ops: &NodeOps, name: &str) -> Result<(), ControlPlaneError> {
+    node_ops.uncordon(name).await?;
+    node_ops
+        .annotate(
+            name,
+            &BTreeMap::from([(CP_UPGRADE_ANNOTATION.to_string(), None)]),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Give back the control-plane nodes an earlier invocation cordoned for a
+/// kubelet upgrade and stopped before uncordoning, once that kubelet is
+/// Ready at the version the node records (it may still be restarting). The
+/// plan no longer lists such a node — its kubelet is at the version — so
+/// no hop visits it, and when it was the last one the plan has no hop at
+/// all. A node whose kubelet is not there yet is left to its hop. Returns
+/// the nodes given back.
+pub async fn give_back_interrupted_kubelets(
+    client: &Client,
+    progress: &dyn Progress,
+    gate_timeout: Duration,
+) -> Result<Vec<String>, ControlPlaneError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let params = kube::api::ListParams::default();
+    let listed = with_retry("list nodes", || api.list(&params)).await?;
+    let node_ops = NodeOps::new(client.clone());
+    let mut given_back = Vec::new();
+    for node in listed.items {
+        let Some(version) = nodes::annotation(&node, CP_UPGRADE_ANNOTATION)
+            .and_then(|v| v.parse::<KubeVersion>().ok())
+        else {
+            continue;
+        };
+        if nodes::kubelet_version(&node) != Some(version) {
+            continue;
+        }
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let ready =
+            kube::runtime::wait::await_condition(api.clone(), &name, move |n: Option<&Node>| {
+                n.is_some_and(|n| nodes::is_ready(n) && nodes::kubelet_version(n) == Some(version))
+            });
+        match tokio::time::timeout(gate_timeout, ready).await {
+            Ok(Ok(_)) => {}
+            _ => {
+                return Err(ControlPlaneError::Gate {
+                    node: name,
+                    what: format!("the Node Ready with kubelet {version} (left cordoned)"),
+                    after: gate_timeout,
+                });
+            }
+        }
+        give_back(&node_ops, &name).await?;
+        progress.note(&format!(
+            "{name}: kubelet at {version}; uncordoned (an earlier run upgraded it and stopped before)"
+        ));
+        given_back.push(name);
+    }
+    Ok(given_back)
+}
+
 /// Default `controlPlane.gateTimeout`: kubeadm itself waits up to 5
 /// minutes for each component; twice that for the whole node.
 pub const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -222,6 +285,33 @@ impl ControlPlaneDriver {
             recorder: Recorder::new(client_for_events, crate::kube::lock::hostname()),
             commands: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Wait until `name` is Ready with its kubelet at `version`, up to the
+    /// gate's timeout (the node stays cordoned if it never is).
+    async fn await_kubelet_ready(
+        &self,
+        name: &str,
+        version: KubeVersion,
+    ) -> Result<(), ControlPlaneError> {
+        let deadline = Instant::now() + self.gate_timeout;
+        let ready = self
+            .nodes
+            .wait_for(deadline, |cache| {
+                cache
+                    .get(name)
+                    .filter(|n| nodes::is_ready(n) && nodes::kubelet_version(n) == Some(version))
+                    .map(|_| ())
+            })
+            .await;
+        match ready {
+            Some(()) => Ok(()),
+            None => Err(ControlPlaneError::Gate {
+                node: name.to_string(),
+                what: format!("the Node Ready with kubelet {version} (left cordoned)"),
+                after: self.gate_timeout,
+            }),
+        }
     }
 
     /// Run one hop: pass 1 (components, node by node), then pass 2
@@ -451,36 +541,13 @@ impl ControlPlaneDriver {
         self.progress
             .note(&format!("{name}: {}", step.description()));
         self.run_script(name, step).await?;
-        let deadline = Instant::now() + self.gate_timeout;
-        let ready = self
-            .nodes
-            .wait_for(deadline, |cache| {
-                cache
-                    .get(name)
-                    .filter(|n| nodes::is_ready(n) && nodes::kubelet_version(n) == Some(version))
-                    .map(|_| ())
-            })
-            .await;
-        if ready.is_none() {
-            return Err(ControlPlaneError::Gate {
-                node: name.to_string(),
-                what: format!("the Node Ready with kubelet {version} (left cordoned)"),
-                after: self.gate_timeout,
-            });
-        }
+        self.await_kubelet_ready(name, version).await?;
         self.finish_kubelet(name).await?;
         Ok(true)
     }
 
     async fn finish_kubelet(&self, name: &str) -> Result<(), ControlPlaneError> {
-        self.node_ops.uncordon(name).await?;
-        self.node_ops
-            .annotate(
-                name,
-                &BTreeMap::from([(CP_UPGRADE_ANNOTATION.to_string(), None)]),
-            )
-            .await?;
-        Ok(())
+        give_back(&self.node_ops, name).await
     }
 
     async fn run_script(&self, name: &str, step: script::Step) -> Result<(), ControlPlaneError> {

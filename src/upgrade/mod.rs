@@ -207,6 +207,19 @@ impl Upgrade {
         });
 
         let mut report = UpgradeReport::starting(self.target, Timestamp::now());
+        if let Err(e) = crate::controlplane::phase::give_back_interrupted_kubelets(
+            &clients.client,
+            progress.as_ref(),
+            self.gate_timeout,
+        )
+        .await
+        {
+            report.outcome = UpgradeOutcome::Failed {
+                reason: e.to_string(),
+            };
+            report.finished = Timestamp::now();
+            return Ok(report);
+        }
         for (index, step) in self.plan.sequence.iter().enumerate() {
             if let Some(reason) = requests.borrow().clone() {
                 report.outcome = stopped(&reason, self.remaining(index));

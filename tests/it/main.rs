@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod contention;
 mod controlplane_scripts;
+mod crash_suite;
 mod deferred;
 mod dry_run;
 mod emulator;

@@ -424,11 +424,15 @@ async fn rotates_three_pools_keeping_every_invariant() {
     assert!(h.world.store.get(&PODS, "shop", "debug-shell").is_none());
 }
 
-/// A moment in a run at which the test kills `kubesurge` with SIGKILL.
-#[derive(Clone, Copy, Debug)]
+/// A moment in a run at which the test kills `kubesurge` with SIGKILL,
+/// read from the run's own trace (the store's changes, the cloud's
+/// instances), never from a sleep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KillPoint {
-    /// The run record was written.
+    /// The run record was written (the first time).
     RecordWritten,
+    /// The n-th write of the run record.
+    RecordWrite(usize),
     /// The n-th bootstrap token Secret was created.
     TokenMinted(usize),
     /// The n-th replacement instance was launched.
@@ -443,22 +447,158 @@ pub enum KillPoint {
     Evicted(usize),
     /// The n-th old Node object was deleted.
     NodeDeleted(usize),
-    /// The n-th kube-apiserver static pod moved to a new version.
-    ApiserverUpgraded(usize),
+    /// The n-th static pod of this control-plane component moved to a new
+    /// image.
+    StaticPodUpgraded(&'static str, usize),
+    /// The n-th kubelet upgraded in place (a Node's kubeletVersion changed).
+    KubeletUpgraded(usize),
 }
 
-/// Counts what happens in the store and says when a kill point is reached.
-pub fn arm(h: &Harness, point: KillPoint) -> Arc<tokio::sync::Notify> {
-    let hit = Arc::new(tokio::sync::Notify::new());
+impl KillPoint {
+    /// The same kind of moment, whatever its count.
+    pub(crate) fn same_kind(&self, other: &KillPoint) -> bool {
+        use KillPoint::*;
+        match (self, other) {
+            (Phase(a, _), Phase(b, _)) | (StaticPodUpgraded(a, _), StaticPodUpgraded(b, _)) => {
+                a == b
+            }
+            (RecordWritten | RecordWrite(_), RecordWritten | RecordWrite(_)) => true,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+
+    /// How many of its kind make the moment.
+    pub(crate) fn nth(&self) -> usize {
+        match *self {
+            KillPoint::RecordWritten => 1,
+            KillPoint::RecordWrite(n)
+            | KillPoint::TokenMinted(n)
+            | KillPoint::Launched(n)
+            | KillPoint::NodeJoined(n)
+            | KillPoint::Phase(_, n)
+            | KillPoint::Cordoned(n)
+            | KillPoint::Evicted(n)
+            | KillPoint::NodeDeleted(n)
+            | KillPoint::StaticPodUpgraded(_, n)
+            | KillPoint::KubeletUpgraded(n) => n,
+        }
+    }
+}
+
+/// The kinds of moment a store change is, for the kill points.
+fn moments(
+    e: &kubesurge_sim::store::Event,
+    originals: &BTreeSet<String>,
+    static_pod_images: &Mutex<BTreeMap<String, String>>,
+) -> Vec<KillPoint> {
+    use kubesurge_sim::store::EventType;
+    let name = e.name.as_str();
+    let annotation = |v: &Value, key: &str| {
+        v.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let mut found = Vec::new();
+    if e.resource.plural == "configmaps" && name == "kubesurge-run" {
+        found.push(KillPoint::RecordWrite(0));
+    }
+    if std::ptr::eq(e.resource, &SECRETS)
+        && e.event_type == EventType::Added
+        && name.starts_with("bootstrap-token-")
+    {
+        found.push(KillPoint::TokenMinted(0));
+    }
+    if std::ptr::eq(e.resource, &NODES) {
+        if e.event_type == EventType::Added && !originals.contains(name) {
+            found.push(KillPoint::NodeJoined(0));
+        }
+        if e.event_type == EventType::Deleted && originals.contains(name) {
+            found.push(KillPoint::NodeDeleted(0));
+        }
+        if let Some(phase) = annotation(&e.object, "kubesurge.io/phase")
+            && e.previous
+                .as_ref()
+                .and_then(|p| annotation(p, "kubesurge.io/phase"))
+                .as_deref()
+                != Some(phase.as_str())
+        {
+            for known in ["launching", "joining", "draining", "terminating"] {
+                if phase == known {
+                    found.push(KillPoint::Phase(known, 0));
+                }
+            }
+        }
+        if e.object.pointer("/spec/unschedulable") == Some(&json!(true))
+            && e.previous
+                .as_ref()
+                .and_then(|p| p.pointer("/spec/unschedulable"))
+                != Some(&json!(true))
+        {
+            found.push(KillPoint::Cordoned(0));
+        }
+        let kubelet = |v: &Value| v.pointer("/status/nodeInfo/kubeletVersion").cloned();
+        if e.event_type == EventType::Modified
+            && let Some(previous) = &e.previous
+            && kubelet(previous).is_some()
+            && kubelet(previous) != kubelet(&e.object)
+        {
+            found.push(KillPoint::KubeletUpgraded(0));
+        }
+    }
+    if std::ptr::eq(e.resource, &PODS) {
+        if e.object.pointer("/metadata/deletionTimestamp").is_some()
+            && e.previous
+                .as_ref()
+                .is_some_and(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        {
+            found.push(KillPoint::Evicted(0));
+        }
+        // Static pods may be replaced rather than updated: compare with the
+        // last image seen under the same name.
+        if e.event_type != EventType::Deleted
+            && let Some(component) = e
+                .object
+                .pointer("/metadata/labels/component")
+                .and_then(Value::as_str)
+            && e.object.pointer("/metadata/labels/tier") == Some(&json!("control-plane"))
+        {
+            let image = e
+                .object
+                .pointer("/spec/containers/0/image")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let moved = static_pod_images
+                .lock()
+                .unwrap()
+                .insert(name.to_string(), image.clone())
+                .is_some_and(|before| before != image);
+            if moved {
+                for known in [
+                    "kube-apiserver",
+                    "kube-controller-manager",
+                    "kube-scheduler",
+                    "etcd",
+                ] {
+                    if component == known {
+                        found.push(KillPoint::StaticPodUpgraded(known, 0));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Counts the moments of a run as the store sees them: by kind, and calls
+/// `on_moment` with each one and its running count.
+pub fn trace(h: &Harness, on_moment: impl Fn(KillPoint, usize) + Send + Sync + 'static) {
     let originals: BTreeSet<String> = h.original_workers.keys().cloned().collect();
-    let count = Arc::new(Mutex::new(0usize));
-    let signal = hit.clone();
-    let (apiservers, _) = h.world.store.list(&PODS, Some("kube-system"), |p| {
-        p.pointer("/metadata/labels/component") == Some(&json!("kube-apiserver"))
+    let (pods, _) = h.world.store.list(&PODS, Some("kube-system"), |p| {
+        p.pointer("/metadata/labels/tier") == Some(&json!("control-plane"))
     });
-    let apiserver_images: Arc<Mutex<BTreeMap<String, String>>> = Arc::new(Mutex::new(
-        apiservers
-            .iter()
+    let images: Mutex<BTreeMap<String, String>> = Mutex::new(
+        pods.iter()
             .map(|p| {
                 (
                     p["metadata"]["name"].as_str().unwrap_or("").to_string(),
@@ -469,95 +609,35 @@ pub fn arm(h: &Harness, point: KillPoint) -> Arc<tokio::sync::Notify> {
                 )
             })
             .collect(),
-    ));
+    );
+    let counts: Mutex<Vec<(KillPoint, usize)>> = Mutex::new(Vec::new());
     h.world.store.observe(move |e| {
-        let name = e.name.as_str();
-        let annotation = |v: &Value, key: &str| {
-            v.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        let counts = match point {
-            KillPoint::RecordWritten => {
-                e.resource.plural == "configmaps" && name == "kubesurge-run"
-            }
-            KillPoint::TokenMinted(_) => {
-                std::ptr::eq(e.resource, &SECRETS)
-                    && e.event_type == kubesurge_sim::store::EventType::Added
-                    && name.starts_with("bootstrap-token-")
-            }
-            KillPoint::NodeJoined(_) => {
-                std::ptr::eq(e.resource, &NODES)
-                    && e.event_type == kubesurge_sim::store::EventType::Added
-                    && !originals.contains(name)
-            }
-            KillPoint::Phase(phase, _) => {
-                std::ptr::eq(e.resource, &NODES)
-                    && annotation(&e.object, "kubesurge.io/phase").as_deref() == Some(phase)
-                    && e.previous
-                        .as_ref()
-                        .and_then(|p| annotation(p, "kubesurge.io/phase"))
-                        .as_deref()
-                        != Some(phase)
-            }
-            KillPoint::Cordoned(_) => {
-                std::ptr::eq(e.resource, &NODES)
-                    && e.object.pointer("/spec/unschedulable") == Some(&json!(true))
-                    && e.previous
-                        .as_ref()
-                        .and_then(|p| p.pointer("/spec/unschedulable"))
-                        != Some(&json!(true))
-            }
-            KillPoint::Evicted(_) => {
-                std::ptr::eq(e.resource, &PODS)
-                    && e.object.pointer("/metadata/deletionTimestamp").is_some()
-                    && e.previous
-                        .as_ref()
-                        .is_some_and(|p| p.pointer("/metadata/deletionTimestamp").is_none())
-            }
-            KillPoint::NodeDeleted(_) => {
-                std::ptr::eq(e.resource, &NODES)
-                    && e.event_type == kubesurge_sim::store::EventType::Deleted
-                    && originals.contains(name)
-            }
-            KillPoint::ApiserverUpgraded(_) => {
-                // Static pods may be replaced rather than updated: compare
-                // with the last image seen under the same name.
-                let image = e
-                    .object
-                    .pointer("/spec/containers/0/image")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                std::ptr::eq(e.resource, &PODS)
-                    && e.event_type != kubesurge_sim::store::EventType::Deleted
-                    && e.object.pointer("/metadata/labels/component")
-                        == Some(&json!("kube-apiserver"))
-                    && apiserver_images
-                        .lock()
-                        .unwrap()
-                        .insert(name.to_string(), image.clone())
-                        .is_some_and(|before| before != image)
-            }
-            KillPoint::Launched(_) => false,
-        };
-        if counts {
-            let mut c = count.lock().unwrap();
-            *c += 1;
-            let wanted = match point {
-                KillPoint::RecordWritten => 1,
-                KillPoint::TokenMinted(n)
-                | KillPoint::Launched(n)
-                | KillPoint::NodeJoined(n)
-                | KillPoint::Phase(_, n)
-                | KillPoint::Cordoned(n)
-                | KillPoint::Evicted(n)
-                | KillPoint::NodeDeleted(n)
-                | KillPoint::ApiserverUpgraded(n) => n,
+        for moment in moments(e, &originals, &images) {
+            let n = {
+                let mut counts = counts.lock().unwrap();
+                match counts.iter_mut().find(|(k, _)| k.same_kind(&moment)) {
+                    Some((_, n)) => {
+                        *n += 1;
+                        *n
+                    }
+                    None => {
+                        counts.push((moment, 1));
+                        1
+                    }
+                }
             };
-            if *c == wanted {
-                signal.notify_one();
-            }
+            on_moment(moment, n);
+        }
+    });
+}
+
+/// Says when a kill point is reached.
+pub fn arm(h: &Harness, point: KillPoint) -> Arc<tokio::sync::Notify> {
+    let hit = Arc::new(tokio::sync::Notify::new());
+    let signal = hit.clone();
+    trace(h, move |moment, n| {
+        if moment.same_kind(&point) && n == point.nth() {
+            signal.notify_one();
         }
     });
     if let KillPoint::Launched(n) = point {

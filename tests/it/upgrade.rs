@@ -269,12 +269,12 @@ async fn control_plane_crash(point: KillPoint) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_the_first_apiserver_upgrade() {
-    control_plane_crash(KillPoint::ApiserverUpgraded(1)).await;
+    control_plane_crash(KillPoint::StaticPodUpgraded("kube-apiserver", 1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_the_second_apiserver_upgrade() {
-    control_plane_crash(KillPoint::ApiserverUpgraded(2)).await;
+    control_plane_crash(KillPoint::StaticPodUpgraded("kube-apiserver", 2)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
