@@ -341,6 +341,12 @@ pub struct MutationFlags {
     #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Table)]
     pub output: ReportFormat,
 
+    /// Also write the report as Prometheus metrics to this file (for a
+    /// node-exporter textfile collector or a push gateway); replaced
+    /// atomically at the end of every run, deferred ones too
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub settings: SettingsFlags,
 }

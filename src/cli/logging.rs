@@ -13,6 +13,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use super::args::{GlobalArgs, LogFormat};
+use super::output;
 
 /// The filter for `-v`/`-q` counts: our own crates one step more verbose
 /// than the libraries underneath, which are noisy at debug. Without `-v`,
@@ -56,11 +57,19 @@ pub fn init_logging(args: &GlobalArgs) {
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false)
                 .boxed(),
-            LogFormat::Json => tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(std::io::stderr)
-                .with_ansi(false)
-                .boxed(),
+            LogFormat::Json => {
+                // The run and slot spans' fields (`run_id`, `pool`,
+                // `old_node`) go on every event inside them: the innermost
+                // span as `span`, all of them as `spans`.
+                output::set_json_stderr();
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(std::io::stderr)
+                    .with_ansi(false)
+                    .boxed()
+            }
         };
     // Unless asked for detail (-v, RUST_LOG), kube-client's own warnings
     // are not shown as it words them (Rust debug values of I/O errors):

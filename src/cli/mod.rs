@@ -10,6 +10,7 @@ mod error;
 pub mod gc;
 pub mod init;
 mod logging;
+mod metrics_file;
 mod output;
 mod plan;
 pub mod progress;
@@ -51,7 +52,7 @@ pub async fn run(cli: Cli) -> ExitStatus {
         Ok(status) => status,
         Err(error) => {
             tracing::debug!(?error, "command failed");
-            output::eprint_line(&format!("error: {error}"));
+            output::eprint_error(&error.to_string());
             error.status()
         }
     }
