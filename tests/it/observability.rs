@@ -236,6 +236,12 @@ async fn a_scheduled_rotation_logs_json_lines_and_writes_prometheus_metrics() {
             .as_f64()
             .expect("the drain report counts refusals");
     }
+    // The workloads' budgets allow no disruption until the replacements'
+    // pods are Ready, so the first evictions are refused.
+    assert!(
+        drains.values().map(|d| d.2).sum::<f64>() > 0.0,
+        "no PDB refusal counted: {report:#}"
+    );
     for (pool, (sum, count, refused)) in drains {
         let labels = [("command", "rotate"), ("pool", pool), ("phase", "drain")];
         let got_sum = sample(
