@@ -44,6 +44,23 @@ impl<'a> RunMetrics<'a> {
         }
     }
 
+    /// A run that ended in an error before it had a report (the API server
+    /// unreachable, the config invalid, the lock held): `failed`, nothing
+    /// replaced, so the outcome monitoring sees is never an older run's.
+    pub fn of_error(
+        command: &'static str,
+        started: Timestamp,
+        finished: Timestamp,
+    ) -> RunMetrics<'static> {
+        RunMetrics {
+            command,
+            outcome: "failed",
+            started,
+            finished,
+            rotations: &[],
+        }
+    }
+
     pub fn of_upgrade(report: &'a UpgradeReport) -> RunMetrics<'a> {
         RunMetrics {
             command: "upgrade",
@@ -360,6 +377,22 @@ mod tests {
         assert!(text.contains(
             "kubesurge_drain_evictions_refused_total{command=\"upgrade\",pool=\"general\"} 6\n"
         ));
+    }
+
+    #[test]
+    fn an_error_is_a_failed_run_that_replaced_nothing() {
+        let at: Timestamp = "2026-01-03T02:00:00Z".parse().unwrap();
+        let text = exposition(&RunMetrics::of_error("upgrade", at, at));
+        assert!(
+            text.contains("kubesurge_run_last_outcome{command=\"upgrade\",outcome=\"failed\"} 1\n")
+        );
+        assert!(text.contains("kubesurge_run_nodes_replaced{command=\"upgrade\"} 0\n"));
+        assert!(text.contains(
+            "kubesurge_run_last_finished_timestamp_seconds{command=\"upgrade\"} 1767405600\n"
+        ));
+        // Families without series still say what they are.
+        assert!(text.contains("# TYPE kubesurge_slot_phase_seconds summary\n"));
+        assert!(!text.contains("pool="), "{text}");
     }
 
     #[test]

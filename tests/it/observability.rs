@@ -345,3 +345,71 @@ async fn a_deferred_run_writes_deferred_metrics_and_json_messages() {
         0.0
     );
 }
+
+/// A run that ends in an error has no report; its metrics still say
+/// `failed`, so monitoring never keeps showing an older run's success, and
+/// its error line is JSON like the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_errors_writes_failed_metrics_and_a_json_error() {
+    let h = start(Spec {
+        pools: vec![("general", 1)],
+        workloads: false,
+        ..Spec::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let metrics = dir.path().join("kubesurge.prom");
+    std::fs::write(&metrics, "# an older run's metrics\n").expect("old file");
+    let output = h
+        .run(&[
+            "rotate",
+            "--pool",
+            "no-such-pool",
+            "--yes",
+            "--log-format",
+            "json",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ])
+        .await;
+    let all = text(&output);
+    assert_ne!(output.status.code(), Some(0), "{all}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let events: Vec<Value> = stderr
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a stderr line is not JSON ({e}): {line}"))
+        })
+        .collect();
+    let error = events
+        .iter()
+        .find(|e| e["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no error event: {stderr}"));
+    assert!(
+        error["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-pool"),
+        "{error}"
+    );
+    let families = parse_metrics(&metrics);
+    assert_eq!(
+        sample(
+            &families,
+            "kubesurge_run_last_outcome",
+            "kubesurge_run_last_outcome",
+            &[("command", "rotate"), ("outcome", "failed")],
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "kubesurge_run_nodes_replaced",
+            "kubesurge_run_nodes_replaced",
+            &[("command", "rotate")],
+        ),
+        0.0
+    );
+}
