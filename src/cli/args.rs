@@ -65,8 +65,9 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_request_timeout)]
     pub request_timeout: Option<Duration>,
 
-    /// Format of the logs on stderr: text for people, json (one object per
-    /// line) for log collectors
+    /// Format of stderr: text for people, json for log collectors (every
+    /// line one object, progress and messages included, a slot's lines
+    /// with its run_id, pool and old_node)
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 

@@ -413,3 +413,89 @@ async fn a_run_that_errors_writes_failed_metrics_and_a_json_error() {
         0.0
     );
 }
+
+/// An upgrade (a control-plane hop, then the workers) under the same
+/// flags: the API server restarts while it runs, and still every stderr
+/// line is JSON; the metrics are the upgrade's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_logs_json_lines_and_writes_its_metrics() {
+    let h = start(Spec {
+        version: "v1.34.4",
+        pools: vec![("general", 2)],
+        ..Spec::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let metrics = dir.path().join("kubesurge.prom");
+    let output = h
+        .run(&[
+            "upgrade",
+            "--to",
+            "v1.35.3",
+            "--yes",
+            "-o",
+            "json",
+            "--log-format",
+            "json",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ])
+        .await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let events: Vec<Value> = stderr
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a stderr line is not JSON ({e}): {line}"))
+        })
+        .collect();
+    for rotation in report["rotations"].as_array().unwrap() {
+        let run_id = rotation["runId"].as_str().unwrap();
+        for slot in rotation["slots"].as_array().unwrap() {
+            let old = slot["oldNode"].as_str().unwrap();
+            assert!(
+                events.iter().any(|e| e["fields"]["node"] == old
+                    && e["fields"]["phase"] == "done"
+                    && e["span"]["run_id"] == run_id
+                    && e["span"]["old_node"] == old),
+                "{old}: no done event in its slot's span\n{stderr}"
+            );
+        }
+    }
+    let families = parse_metrics(&metrics);
+    let upgrade = [("command", "upgrade")];
+    assert_eq!(
+        sample(
+            &families,
+            "kubesurge_run_last_outcome",
+            "kubesurge_run_last_outcome",
+            &[("command", "upgrade"), ("outcome", "succeeded")],
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "kubesurge_run_nodes_replaced",
+            "kubesurge_run_nodes_replaced",
+            &upgrade,
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "kubesurge_slot_phase_seconds",
+            "kubesurge_slot_phase_seconds_count",
+            &[
+                ("command", "upgrade"),
+                ("pool", "general"),
+                ("phase", "drain")
+            ],
+        ),
+        2.0
+    );
+}
