@@ -75,10 +75,11 @@ pub fn init_logging(args: &GlobalArgs) {
     // are not shown as it words them (Rust debug values of I/O errors):
     // what they mean is said in a sentence instead.
     let reword = args.verbose == 0 && rust_log.is_none();
+    let text = args.log_format == LogFormat::Text;
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(fmt_layer.with_filter(filter_fn(move |meta| {
-            !(reword && is_kube_client_warning(meta))
+            !(reword && is_kube_client_warning(meta)) && !(text && is_own_span(meta))
         })))
         .with(reword.then(KubeClientWarnings::default))
         .try_init();
@@ -87,6 +88,13 @@ pub fn init_logging(args: &GlobalArgs) {
     {
         tracing::warn!(%directives, %error, "RUST_LOG is invalid; using the -v/-q level");
     }
+}
+
+/// kubesurge's own spans (a run, a slot) are for the JSON logs' fields:
+/// text lines stay as they were, without a `run{…}:slot{…}:` prefix (the
+/// progress lines already name the pool and node).
+fn is_own_span(meta: &Metadata<'_>) -> bool {
+    meta.is_span() && meta.target().starts_with("kubesurge")
 }
 
 /// The target kube-client logs its warnings under

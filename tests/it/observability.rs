@@ -499,3 +499,34 @@ async fn an_upgrade_logs_json_lines_and_writes_its_metrics() {
         2.0
     );
 }
+
+/// The run and slot spans are for the JSON logs: text logs, even at
+/// trace level, keep their lines without a `run{…}:slot{…}:` prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_stay_without_span_prefixes() {
+    let h = start(Spec {
+        pools: vec![("general", 2)],
+        ..Spec::default()
+    })
+    .await;
+    let output = h.run(&["rotate", "--all", "--yes", "-vv"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.lines().any(|l| l.contains(" DEBUG ")),
+        "-vv logs debug lines: {stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("[general/") && l.contains("draining")),
+        "the plain progress lines are there: {stderr}"
+    );
+    for line in stderr.lines() {
+        assert!(
+            !line.contains("run{") && !line.contains("slot{"),
+            "a text line with a span prefix: {line}"
+        );
+    }
+}
