@@ -79,7 +79,9 @@ pub fn init_logging(args: &GlobalArgs) {
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(fmt_layer.with_filter(filter_fn(move |meta| {
-            !(reword && is_kube_client_warning(meta)) && !(text && is_own_span(meta))
+            let kube_warning_reworded = reword && is_kube_client_warning(meta);
+            let span_text_omits = text && is_own_span(meta);
+            !kube_warning_reworded && !span_text_omits
         })))
         .with(reword.then(KubeClientWarnings::default))
         .try_init();
