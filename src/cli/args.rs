@@ -198,7 +198,7 @@ made (its line says why and the fix); 2 invalid input.
   kubesurge rotate --pool general --stale-image --config kubesurge.yaml
   # From a scheduler: no question; exit 5 outside the maintenance window
   kubesurge rotate --max-age 30d --config kubesurge.yaml --yes
-  # A CronJob's run: JSON logs, and metrics for a textfile collector
+  # A scheduled run: JSON logs, and metrics for a textfile collector
   kubesurge rotate --max-age 30d --config kubesurge.yaml --yes --log-format json \\
     --metrics-file /var/lib/node_exporter/textfile/kubesurge.prom
 
