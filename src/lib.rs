@@ -14,6 +14,7 @@ pub mod init;
 pub mod inventory;
 pub mod kube;
 pub mod plan;
+pub mod report_metrics;
 pub mod rotation;
 pub mod run_control;
 pub mod settings;

@@ -65,8 +65,9 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_request_timeout)]
     pub request_timeout: Option<Duration>,
 
-    /// Format of the logs on stderr: text for people, json (one object per
-    /// line) for log collectors
+    /// Format of stderr: text for people, json for log collectors (every
+    /// line one object, progress and messages included, a slot's lines
+    /// with its run_id, pool and old_node)
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
@@ -197,6 +198,9 @@ made (its line says why and the fix); 2 invalid input.
   kubesurge rotate --pool general --stale-image --config kubesurge.yaml
   # From a scheduler: no question; exit 5 outside the maintenance window
   kubesurge rotate --max-age 30d --config kubesurge.yaml --yes
+  # A scheduled run: JSON logs, and metrics for a textfile collector
+  kubesurge rotate --max-age 30d --config kubesurge.yaml --yes --log-format json \\
+    --metrics-file /var/lib/node_exporter/textfile/kubesurge.prom
 
 ",
         exit_codes_help!()
@@ -340,6 +344,12 @@ pub struct MutationFlags {
     /// Format of the report on stdout
     #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Table)]
     pub output: ReportFormat,
+
+    /// Also write the report as Prometheus metrics to this file (for a
+    /// node-exporter textfile collector or a push gateway); replaced
+    /// atomically at the end of every run, deferred ones too
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub settings: SettingsFlags,

@@ -13,6 +13,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use super::args::{GlobalArgs, LogFormat};
+use super::output;
 
 /// The filter for `-v`/`-q` counts: our own crates one step more verbose
 /// than the libraries underneath, which are noisy at debug. Without `-v`,
@@ -56,20 +57,31 @@ pub fn init_logging(args: &GlobalArgs) {
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false)
                 .boxed(),
-            LogFormat::Json => tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(std::io::stderr)
-                .with_ansi(false)
-                .boxed(),
+            LogFormat::Json => {
+                // The run and slot spans' fields (`run_id`, `pool`,
+                // `old_node`) go on every event inside them: the innermost
+                // span as `span`, all of them as `spans`.
+                output::set_json_stderr();
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(std::io::stderr)
+                    .with_ansi(false)
+                    .boxed()
+            }
         };
     // Unless asked for detail (-v, RUST_LOG), kube-client's own warnings
     // are not shown as it words them (Rust debug values of I/O errors):
     // what they mean is said in a sentence instead.
     let reword = args.verbose == 0 && rust_log.is_none();
+    let text = args.log_format == LogFormat::Text;
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(fmt_layer.with_filter(filter_fn(move |meta| {
-            !(reword && is_kube_client_warning(meta))
+            let kube_warning_reworded = reword && is_kube_client_warning(meta);
+            let span_text_omits = text && is_own_span(meta);
+            !kube_warning_reworded && !span_text_omits
         })))
         .with(reword.then(KubeClientWarnings::default))
         .try_init();
@@ -78,6 +90,13 @@ pub fn init_logging(args: &GlobalArgs) {
     {
         tracing::warn!(%directives, %error, "RUST_LOG is invalid; using the -v/-q level");
     }
+}
+
+/// kubesurge's own spans (a run, a slot) are for the JSON logs' fields:
+/// text lines stay as they were, without a `run{…}:slot{…}:` prefix (the
+/// progress lines already name the pool and node).
+fn is_own_span(meta: &Metadata<'_>) -> bool {
+    meta.is_span() && meta.target().starts_with("kubesurge")
 }
 
 /// The target kube-client logs its warnings under

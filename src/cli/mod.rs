@@ -10,6 +10,7 @@ mod error;
 pub mod gc;
 pub mod init;
 mod logging;
+mod metrics_file;
 mod output;
 mod plan;
 pub mod progress;
@@ -29,10 +30,13 @@ pub use error::CommandError;
 pub use logging::init_logging;
 
 use crate::ExitStatus;
+use crate::report_metrics::RunMetrics;
 
 /// Run a parsed command line. Errors are printed to stderr here; the exit
 /// status says what kind of end it was.
 pub async fn run(cli: Cli) -> ExitStatus {
+    let started = jiff::Timestamp::now();
+    let metrics_on_error = metrics_on_error(&cli.command);
     let result = match cli.command {
         Command::Plan(args) => plan::run(&cli.global, args).await,
         Command::Check(args) => check::run(&cli.global, args).await,
@@ -51,8 +55,26 @@ pub async fn run(cli: Cli) -> ExitStatus {
         Ok(status) => status,
         Err(error) => {
             tracing::debug!(?error, "command failed");
-            output::eprint_line(&format!("error: {error}"));
+            output::eprint_error(&error.to_string());
+            if let Some((command, path)) = metrics_on_error {
+                let failed = RunMetrics::of_error(command, started, jiff::Timestamp::now());
+                metrics_file::write_if_asked(Some(&path), &failed);
+            }
             error.status()
         }
     }
+}
+
+/// Where a run that ends in an error writes its metrics: `rotate` and
+/// `upgrade` with `--metrics-file`, unless a dry run.
+fn metrics_on_error(command: &Command) -> Option<(&'static str, std::path::PathBuf)> {
+    let (name, flags) = match command {
+        Command::Rotate(args) => ("rotate", &args.flags),
+        Command::Upgrade(args) => ("upgrade", &args.flags),
+        _ => return None,
+    };
+    if flags.dry_run {
+        return None;
+    }
+    Some((name, flags.metrics_file.clone()?))
 }

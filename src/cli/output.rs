@@ -1,6 +1,9 @@
 //! The only writer to stdout.
 
 use std::io::{ErrorKind, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use jiff::Timestamp;
 
 use serde::Serialize;
 
@@ -109,10 +112,53 @@ pub fn names<'a>(nodes: impl IntoIterator<Item = &'a str>) -> String {
     nodes.into_iter().map(|n| format!("node/{n}\n")).collect()
 }
 
+/// Whether stderr carries JSON (`--log-format json`): set once, when the
+/// logs are set up, before anything is written.
+static JSON_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// From now on, every message line on stderr is a JSON object.
+pub fn set_json_stderr() {
+    JSON_STDERR.store(true, Ordering::Relaxed);
+}
+
 /// Write a message line to stderr, ignoring failures: there is nowhere
-/// left to report them.
+/// left to report them. Under `--log-format json`, a JSON object shaped
+/// like the log events, so every stderr line parses.
 pub fn eprint_line(text: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{text}");
+    eprint_at("INFO", text);
+}
+
+/// `error: MESSAGE` on stderr; under `--log-format json`, an event at
+/// level ERROR.
+pub fn eprint_error(message: &str) {
+    if JSON_STDERR.load(Ordering::Relaxed) {
+        eprint_at("ERROR", message);
+    } else {
+        eprint_at("ERROR", &format!("error: {message}"));
+    }
+}
+
+fn eprint_at(level: &str, text: &str) {
+    let line = if JSON_STDERR.load(Ordering::Relaxed) {
+        json_message(level, text, Timestamp::now())
+    } else {
+        text.to_string()
+    };
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// A message as one JSON line, with the fields tracing-subscriber's JSON
+/// events have (`timestamp`, `level`, `fields.message`, `target`), so a
+/// log collector reads both alike. A message of several lines (a table)
+/// stays one object: its newlines are escaped.
+fn json_message(level: &str, text: &str, now: Timestamp) -> String {
+    serde_json::json!({
+        "timestamp": now.to_string(),
+        "level": level,
+        "fields": {"message": text},
+        "target": "kubesurge",
+    })
+    .to_string()
 }
 
 #[cfg(test)]
@@ -123,6 +169,22 @@ mod tests {
     #[serde(rename_all = "camelCase")]
     struct Body {
         run_id: &'static str,
+    }
+
+    #[test]
+    fn json_messages_are_one_line_shaped_like_log_events() {
+        let now: Timestamp = "2026-01-03T02:00:00Z".parse().unwrap();
+        let line = json_message("INFO", "NODE  STATUS\nn-1   done", now);
+        assert!(!line.contains('\n'), "{line}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+            serde_json::json!({
+                "timestamp": "2026-01-03T02:00:00Z",
+                "level": "INFO",
+                "fields": {"message": "NODE  STATUS\nn-1   done"},
+                "target": "kubesurge",
+            })
+        );
     }
 
     #[test]

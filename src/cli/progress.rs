@@ -1,6 +1,7 @@
 //! The live view of a run: on a terminal one line per slot (phase, old →
 //! new node, elapsed, what blocks it) under an overall bar; otherwise plain
-//! lines. Both go to stderr: stdout carries only results.
+//! lines; under `--log-format json`, log events. All go to stderr: stdout
+//! carries only results.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -11,12 +12,15 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::rotation::{Phase, Progress};
 
+use super::args::{GlobalArgs, LogFormat};
 use super::output::eprint_line;
 
-/// Chooses the view from whether stderr is a terminal.
-pub fn for_stderr(quiet: bool) -> Box<dyn Progress> {
-    if quiet {
+/// Chooses the view from the flags and whether stderr is a terminal.
+pub fn for_stderr(global: &GlobalArgs) -> Box<dyn Progress> {
+    if global.quiet > 0 {
         Box::new(crate::rotation::Silent)
+    } else if global.log_format == LogFormat::Json {
+        Box::new(JsonEvents::default())
     } else if std::io::stderr().is_terminal() {
         Box::new(LiveView::new())
     } else {
@@ -24,20 +28,73 @@ pub fn for_stderr(quiet: bool) -> Box<dyn Progress> {
     }
 }
 
-/// One line per event, for logs and CI.
+/// When each slot was first heard of: the elapsed time progress shows.
 #[derive(Default)]
-pub struct PlainLines {
-    started: Mutex<BTreeMap<String, Instant>>,
-}
+struct SlotClocks(Mutex<BTreeMap<String, Instant>>);
 
-impl PlainLines {
-    fn elapsed(&self, key: &str) -> Duration {
-        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+impl SlotClocks {
+    fn elapsed(&self, pool: &str, node: &str) -> Duration {
+        let mut started = self.0.lock().unwrap_or_else(|p| p.into_inner());
         started
-            .entry(key.to_string())
+            .entry(format!("{pool}/{node}"))
             .or_insert_with(Instant::now)
             .elapsed()
     }
+}
+
+/// Progress as log events (target `kubesurge::progress`), so that under
+/// `--log-format json` every stderr line is JSON. The events are emitted
+/// inside the engine's run and slot spans, whose fields (`run_id`, `pool`,
+/// `old_node`) the JSON formatter adds.
+#[derive(Default)]
+pub struct JsonEvents {
+    clocks: SlotClocks,
+}
+
+impl Progress for JsonEvents {
+    fn start(&self, run_id: &str, total: usize) {
+        tracing::info!(
+            target: "kubesurge::progress",
+            run_id,
+            total,
+            "run {run_id}: {total} node(s) to replace"
+        );
+    }
+
+    fn phase(&self, pool: &str, node: &str, phase: Phase, detail: &str) {
+        let elapsed_seconds = self.clocks.elapsed(pool, node).as_secs();
+        let phase = phase.as_str();
+        tracing::info!(
+            target: "kubesurge::progress",
+            pool,
+            node,
+            phase,
+            detail,
+            elapsed_seconds,
+            "[{pool}/{node}] {phase} {detail}"
+        );
+    }
+
+    fn blocked(&self, pool: &str, node: &str, reason: &str) {
+        tracing::info!(
+            target: "kubesurge::progress",
+            pool,
+            node,
+            phase = "waiting",
+            reason,
+            "[{pool}/{node}] waiting {reason}"
+        );
+    }
+
+    fn note(&self, message: &str) {
+        tracing::info!(target: "kubesurge::progress", "{message}");
+    }
+}
+
+/// One line per event, for logs and CI.
+#[derive(Default)]
+pub struct PlainLines {
+    clocks: SlotClocks,
 }
 
 impl Progress for PlainLines {
@@ -46,7 +103,7 @@ impl Progress for PlainLines {
     }
 
     fn phase(&self, pool: &str, node: &str, phase: Phase, detail: &str) {
-        let elapsed = self.elapsed(&format!("{pool}/{node}"));
+        let elapsed = self.clocks.elapsed(pool, node);
         eprint_line(&format!(
             "[{pool}/{node}] {:<11} {detail} ({:.0}s)",
             phase.as_str(),

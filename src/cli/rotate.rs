@@ -14,8 +14,9 @@ use super::run::{
     self, announce_unfinished, confirm, connect, deferred_report, exit_status, print_report,
     read_cluster, release, render_report, reopening, window_gate,
 };
-use super::{CommandError, output, progress};
+use super::{CommandError, metrics_file, output, progress};
 use crate::ExitStatus;
+use crate::report_metrics::RunMetrics;
 use crate::rotation::{Criteria, Engine, RotationRequest, RunOutcome};
 use crate::run_control::{StopRequests, WindowGate};
 use crate::settings::{self, HumanDuration, parse_duration};
@@ -105,7 +106,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
         connection.client.clone(),
         connection.drain_client.clone(),
         crate::rotation::fenced::behind_fence(engine_config, &connection.fence),
-        Arc::from(progress::for_stderr(global.quiet > 0)),
+        Arc::from(progress::for_stderr(global)),
     );
     let request = RotationRequest {
         command: args.canonical(),
@@ -124,6 +125,10 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
     if preview.slots.is_empty() {
         output::eprint_line("nothing to replace: every selected worker matches the desired state");
         print_report(&preview, flags.output)?;
+        metrics_file::write_if_asked(
+            flags.metrics_file.as_deref(),
+            &RunMetrics::of_rotation(&preview),
+        );
         return Ok(ExitStatus::Success);
     }
     let (window_end, reopens_at) = match gate {
@@ -131,6 +136,10 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
             // Outside the window: say what is left and when it opens.
             let report = deferred_report(preview, &sentence, opens_at);
             print_report(&report, flags.output)?;
+            metrics_file::write_if_asked(
+                flags.metrics_file.as_deref(),
+                &RunMetrics::of_rotation(&report),
+            );
             announce_unfinished(&format!(
                 "{sentence}; nothing changed; {} worker(s) left",
                 report.slots.len()
@@ -166,6 +175,10 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
         *opens_at = reopens_at;
     }
     print_report(&report, flags.output)?;
+    metrics_file::write_if_asked(
+        flags.metrics_file.as_deref(),
+        &RunMetrics::of_rotation(&report),
+    );
     if let RunOutcome::Stopped {
         reason, remaining, ..
     } = &report.outcome

@@ -350,6 +350,7 @@ mod tests {
                 evicted("shop/logs-1", EvictReason::HostPath),
             ],
             skipped: Vec::new(),
+            evictions_refused: 0,
             outcome: DrainOutcome::Drained,
         });
         let text = data_left_behind(&[slot]);

@@ -15,9 +15,10 @@ use super::run::{
     self, announce_unfinished, confirm, connect, numbered_would, read_cluster, release,
     render_report, reopening, window_gate,
 };
-use super::{CommandError, output, progress, table};
+use super::{CommandError, metrics_file, output, progress, table};
 use crate::ExitStatus;
 use crate::plan::{self, Plan, PlanRequest};
+use crate::report_metrics::RunMetrics;
 use crate::run_control::{StopRequests, WindowGate};
 use crate::settings;
 use crate::upgrade::{Clients, DryRun, Remaining, Upgrade, UpgradeOutcome, UpgradeReport};
@@ -55,10 +56,14 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
         output::eprint_line(&format!("nothing to do: the cluster is at {}", args.to));
         // A report all the same, so that scripts and the Terraform module
         // read the same document whether or not anything ran.
-        print(
-            &UpgradeReport::starting(args.to, Timestamp::now()),
-            flags.output,
-        )?;
+        let report = UpgradeReport::starting(args.to, Timestamp::now());
+        print(&report, flags.output)?;
+        if !flags.dry_run {
+            metrics_file::write_if_asked(
+                flags.metrics_file.as_deref(),
+                &RunMetrics::of_upgrade(&report),
+            );
+        }
         return Ok(ExitStatus::Success);
     }
     // Everything a run needs is checked before anything changes, and
@@ -81,7 +86,7 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
             drain_client: connection.drain_client.clone(),
             lease: None,
         };
-        let progress = Arc::from(progress::for_stderr(global.quiet > 0));
+        let progress = Arc::from(progress::for_stderr(global));
         let dry = upgrade.dry_run(clients, progress).await?;
         let document = DryRunDocument {
             plan: upgrade.plan(),
@@ -110,6 +115,10 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
                 remaining,
             };
             print(&report, flags.output)?;
+            metrics_file::write_if_asked(
+                flags.metrics_file.as_deref(),
+                &RunMetrics::of_upgrade(&report),
+            );
             announce_unfinished(&format!("{sentence}; nothing changed; {remaining}"));
             return Ok(exit_status(&report.outcome));
         }
@@ -127,7 +136,7 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
         drain_client: connection.drain_client,
         lease: Some(held.hold()),
     };
-    let progress = Arc::from(progress::for_stderr(global.quiet > 0));
+    let progress = Arc::from(progress::for_stderr(global));
     let result = upgrade.run(clients, progress, stops.receiver()).await;
     release(held).await;
     let mut report = result?;
@@ -135,6 +144,10 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
         *opens_at = reopens_at;
     }
     print(&report, flags.output)?;
+    metrics_file::write_if_asked(
+        flags.metrics_file.as_deref(),
+        &RunMetrics::of_upgrade(&report),
+    );
     if let UpgradeOutcome::Partial {
         reason, remaining, ..
     } = &report.outcome

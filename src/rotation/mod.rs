@@ -36,6 +36,7 @@ use kube::{Api, Client};
 use kubesurge_provider::{Instance, PoolRef, ProviderError, tags};
 use thiserror::Error;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 pub use config::{Criteria, EngineConfig, PoolConfig};
 pub use machine::Phase;
@@ -287,6 +288,9 @@ impl Engine {
         };
         // An in-cluster run's own node goes last, alone.
         let (works, own) = own_node::hold_back(works, self.config.own_node.as_deref());
+        // Every log event of the slots carries the run's id (the JSON logs
+        // show span fields).
+        let run_span = tracing::info_span!("run", run_id = %record.id);
         let every_slot = async {
             let runs = works
                 .into_iter()
@@ -308,7 +312,8 @@ impl Engine {
                 }
             }
             slots
-        };
+        }
+        .instrument(run_span);
         // SIGTERM or SIGINT: the slots stop where they are, as in a crash.
         let slots = tokio::select! {
             slots = every_slot => slots,

@@ -22,6 +22,7 @@ mod layering;
 mod local_storage;
 mod modules;
 mod moto_env;
+mod observability;
 mod plan;
 mod python_client;
 mod rbac;

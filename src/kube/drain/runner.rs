@@ -92,6 +92,9 @@ pub struct DrainReport {
     pub node: String,
     pub evicted: Vec<EvictedPod>,
     pub skipped: Vec<(String, SkipReason)>,
+    /// Eviction requests a PodDisruptionBudget refused (HTTP 429), retried
+    /// later: how long the budgets held the drain back.
+    pub evictions_refused: u32,
     pub outcome: DrainOutcome,
 }
 
@@ -247,6 +250,7 @@ pub async fn drain(
     let mut skipped: BTreeMap<String, SkipReason> = BTreeMap::new();
     let mut evicted: Vec<EvictedPod> = Vec::new();
     let mut blocked: HashMap<String, String> = HashMap::new();
+    let mut evictions_refused: u32 = 0;
     let mut queue: VecDeque<PodKey> = VecDeque::new();
     let mut queued: BTreeSet<String> = BTreeSet::new();
     let mut in_flight: FuturesUnordered<EvictionFuture> = FuturesUnordered::new();
@@ -283,6 +287,7 @@ pub async fn drain(
                 node: node.to_string(),
                 evicted,
                 skipped: skipped.into_iter().collect(),
+                evictions_refused,
                 outcome,
             });
         }
@@ -343,6 +348,7 @@ pub async fn drain(
                         blocked.remove(&key.uid);
                     }
                     Ok(EvictionAnswer::Blocked { reason, retry_after_secs }) => {
+                        evictions_refused = evictions_refused.saturating_add(1);
                         progress.blocked(node, &key.to_string(), &reason);
                         blocked.insert(key.uid.clone(), reason);
                         let hint = retry_after_secs.map(|s| Duration::from_secs(u64::from(s)));
@@ -394,6 +400,7 @@ pub async fn drain(
                             node: node.to_string(),
                             evicted,
                             skipped: skipped.into_iter().collect(),
+                evictions_refused,
                             outcome: DrainOutcome::Skipped { blockers },
                         });
                     }

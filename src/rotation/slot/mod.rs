@@ -23,6 +23,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
 use kubesurge_provider::{Image, Instance, ProviderError, SlotKey, tags};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::annotations as ann;
 use super::config::{EngineConfig, PoolConfig};
@@ -299,8 +300,20 @@ fn left_by_another_run<'a>(input: &'a SlotInput, run_id: &str) -> Option<&'a Ins
         .max_by_key(|i| i.launched_at)
 }
 
-/// Drive one slot to its end.
+/// Drive one slot to its end. Its log events carry the run, the pool and
+/// the old node (fields of the `slot` span), however many slots run at
+/// once.
 pub async fn run_slot(ctx: &RunContext, input: SlotInput) -> SlotResult {
+    let span = tracing::info_span!(
+        "slot",
+        run_id = %ctx.run_id,
+        pool = %input.pool.name,
+        old_node = %input.old_node,
+    );
+    run_slot_to_end(ctx, input).instrument(span).await
+}
+
+async fn run_slot_to_end(ctx: &RunContext, input: SlotInput) -> SlotResult {
     let mut report = SlotReport::not_started(&input.pool.name, &input.old_node);
     let result = drive(ctx, &input, &mut report).await;
     let fatal = matches!(
