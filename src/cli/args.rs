@@ -295,6 +295,18 @@ made (its line says why and the fix); 2 invalid input.
     ))]
     Completion(crate::cli::completion::CompletionArgs),
 
+    /// Show kubesurge's version, the git commit it was built from and how
+    /// current its table of Kubernetes releases is.
+    #[command(after_help = concat!(
+        "Examples:
+  kubesurge version
+  kubesurge version -o json
+
+",
+        exit_codes_help!()
+    ))]
+    Version(VersionArgs),
+
     /// Write kubesurge's manual pages (kubesurge.1, kubesurge-plan.1, …)
     /// into a directory.
     #[command(hide = true, after_help = concat!(
@@ -305,6 +317,14 @@ made (its line says why and the fix); 2 invalid input.
         exit_codes_help!()
     ))]
     Man(crate::cli::completion::ManArgs),
+}
+
+/// `kubesurge version`.
+#[derive(Debug, Clone, Args)]
+pub struct VersionArgs {
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 /// `kubesurge plan`.

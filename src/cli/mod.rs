@@ -21,6 +21,7 @@ pub mod sandbox;
 pub mod status;
 mod table;
 pub mod upgrade;
+mod version;
 
 pub use args::{
     Cli, Command, GlobalArgs, LogFormat, MutationFlags, OutputFormat, PlanArgs, ReportFormat,
@@ -50,6 +51,7 @@ pub async fn run(cli: Cli) -> ExitStatus {
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Completion(args) => completion::run(args),
         Command::Man(args) => completion::run_man(args),
+        Command::Version(args) => version::run(args),
     };
     match result {
         Ok(status) => status,

@@ -44,6 +44,8 @@ pub enum Kind {
     RunStatus,
     /// `check`.
     CheckReport,
+    /// `version`.
+    Version,
 }
 
 impl Kind {
@@ -54,6 +56,7 @@ impl Kind {
             Kind::RotationReport => "RotationReport",
             Kind::RunStatus => "RunStatus",
             Kind::CheckReport => "CheckReport",
+            Kind::Version => "Version",
         }
     }
 
@@ -64,6 +67,7 @@ impl Kind {
             Kind::UpgradeReport | Kind::RotationReport => "the report",
             Kind::RunStatus => "the status",
             Kind::CheckReport => "the check report",
+            Kind::Version => "the version",
         }
     }
 }

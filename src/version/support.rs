@@ -44,6 +44,9 @@ const fn known(minor: u64, released: Date, latest_patch: u64) -> MinorRelease {
     }
 }
 
+/// The month of the newest patch releases [`RELEASES`] lists.
+pub const PATCHES_AS_OF: &str = "2026-02";
+
 /// Kubernetes v1 minor releases, oldest first. Patches as published up to
 /// the February 2026 patch releases (v1.35.1, v1.34.4, v1.33.8, v1.32.12).
 pub static RELEASES: &[MinorRelease] = &[

@@ -384,6 +384,36 @@ fn an_unreachable_api_server_exits_1_naming_its_url() {
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 }
 
+/// `version -o json` names the release, the commit the binary was built
+/// from (the checkout's HEAD here) and the release table's month.
+#[test]
+fn version_names_the_release_and_the_commit_it_was_built_from() {
+    let dir = TempDir::new().unwrap();
+    let run = Run::of(kubesurge(dir.path()).args(["version", "-o", "json"]));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let doc: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(doc["kind"], "Version");
+    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let Some(head) = head {
+        assert_eq!(doc["commit"], head.as_str(), "built from HEAD");
+    }
+    assert!(
+        doc["releaseTableAsOf"]
+            .as_str()
+            .is_some_and(|m| m.len() == 7),
+        "{doc}"
+    );
+    let text = Run::of(kubesurge(dir.path()).arg("version"));
+    assert!(text.stdout.starts_with("kubesurge "), "{}", text.stdout);
+}
+
 #[test]
 fn logs_can_be_json_on_stderr() {
     let dir = TempDir::new().unwrap();
