@@ -216,17 +216,14 @@ impl Engine {
                 .await;
         }
         if record.nodes.is_empty() {
-            return Ok(RunReport {
-                run_id: record.id,
-                command: request.command.clone(),
-                target: record.target,
+            return Ok(RunReport::of_run(
+                record.id,
+                &request.command,
+                record.target,
                 started,
-                finished: Timestamp::now(),
-                dry_run: false,
-                outcome: RunOutcome::Succeeded,
-                slots: Vec::new(),
-                would: Vec::new(),
-            });
+                RunOutcome::Succeeded,
+                Vec::new(),
+            ));
         }
         // Every old node maps to an instance this run may terminate, or
         // nothing changes.
@@ -375,17 +372,14 @@ impl Engine {
             _ => None,
         };
         records.save(&record).await?;
-        Ok(RunReport {
-            run_id: record.id,
-            command: request.command.clone(),
-            target: record.target,
+        Ok(RunReport::of_run(
+            record.id,
+            &request.command,
+            record.target,
             started,
-            finished: Timestamp::now(),
-            dry_run: false,
             outcome,
             slots,
-            would: Vec::new(),
-        })
+        ))
     }
 
     /// End a run interrupted by `signal`: record it stopped (a rerun of the
@@ -410,21 +404,19 @@ impl Engine {
         record.finished = Some(Timestamp::now());
         record.message = Some(reason.clone());
         records.save(&record).await?;
-        Ok(RunReport {
-            run_id: record.id,
-            command: request.command.clone(),
-            target: record.target,
+        let outcome = RunOutcome::Stopped {
+            reason,
+            remaining: slots.len(),
+            opens_at: None,
+        };
+        Ok(RunReport::of_run(
+            record.id,
+            &request.command,
+            record.target,
             started,
-            finished: Timestamp::now(),
-            dry_run: false,
-            outcome: RunOutcome::Stopped {
-                reason,
-                remaining: slots.len(),
-                opens_at: None,
-            },
+            outcome,
             slots,
-            would: Vec::new(),
-        })
+        ))
     }
 
     /// What a pool's window works on: its nodes of the run, in order, the

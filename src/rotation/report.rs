@@ -138,6 +138,29 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The report of a real run of `request`'s command, finished now, with
+    /// what `would` happen left empty.
+    pub fn of_run(
+        run_id: String,
+        command: &str,
+        target: KubeVersion,
+        started: Timestamp,
+        outcome: RunOutcome,
+        slots: Vec<SlotReport>,
+    ) -> RunReport {
+        RunReport {
+            run_id,
+            command: command.to_string(),
+            target,
+            started,
+            finished: Timestamp::now(),
+            dry_run: false,
+            outcome,
+            slots,
+            would: Vec::new(),
+        }
+    }
+
     pub fn replaced(&self) -> usize {
         self.slots
             .iter()

@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kubesurge::kube::lock::LEASE_DURATION;
-use kubesurge_sim::resources::{CLUSTERROLEBINDINGS, CONFIGMAPS, LEASES, NODES, PDBS, PODS};
+use kubesurge_sim::resources::{CLUSTERROLEBINDINGS, LEASES, NODES, PDBS, PODS};
 use kubesurge_sim::store::EventType;
 use serde_json::{Value, json};
 
 use crate::rotation::{
-    Harness, KillPoint, Spec, arm, block_everything, kubesurge, lock_holder, start, text,
+    Harness, KillPoint, Spec, arm, block_everything, hold_with_clock_behind, kubesurge,
+    lock_holder, run_record, start, text,
 };
 
 /// A kubeconfig for the ServiceAccount `kube-system/<name>`, bound to
@@ -419,32 +420,13 @@ async fn an_abort_from_a_clock_ahead_asks_the_live_holder_instead_of_abandoning_
         ..Spec::default()
     })
     .await;
-    block_everything(&h);
-    let mut behind = h.command(&["rotate", "--all", "--yes"]);
-    behind.env("KUBESURGE_TEST_CLOCK_OFFSET", "-60");
-    let mut holder = behind.spawn().expect("the holder starts");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while lock_holder(&h).is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "never locked");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (mut holder, _) = hold_with_clock_behind(&h).await;
     let abort = h.run(&["abort"]).await;
     let said = text(&abort);
     assert_eq!(abort.status.code(), Some(0), "{said}");
     assert!(said.contains("asked the run held by"), "{said}");
     assert!(!said.contains("abandoned"), "{said}");
-    let record = h
-        .world
-        .store
-        .get(&CONFIGMAPS, "kube-system", "kubesurge-run")
-        .expect("run record");
-    let run: Value = serde_json::from_str(
-        record
-            .pointer("/data/run.json")
-            .and_then(Value::as_str)
-            .expect("run.json"),
-    )
-    .expect("JSON");
+    let run = run_record(&h);
     assert_eq!(run["state"], "running", "{run}");
     let lease = h
         .world

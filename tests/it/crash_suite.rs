@@ -19,14 +19,11 @@ const FROM: &str = "v1.34.3";
 const TO: &str = "v1.35.3";
 const CONTROL_PLANES: [&str; 3] = ["cp-1", "cp-2", "cp-3"];
 
+/// Three control-plane nodes at FROM and a pool of three workers.
 fn spec() -> Spec {
-    Spec {
-        version: FROM,
-        control_planes: 3,
-        pools: vec![("general", 3)],
-        max_surge: 1,
-        ..Spec::default()
-    }
+    let spec = super::upgrade::control_plane_spec();
+    assert_eq!(spec.version, FROM);
+    spec
 }
 
 const UPGRADE: [&str; 4] = ["upgrade", "--to", TO, "--yes"];

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kubesurge_sim::resources::{CONFIGMAPS, DEPLOYMENTS, NODES, PODS};
+use kubesurge_sim::resources::{DEPLOYMENTS, NODES, PODS};
 use kubesurge_sim::store::EventType;
 use serde_json::{Value, json};
 
-use crate::rotation::{Spec, lock_holder, run_to_end, start, text, workers};
+use crate::rotation::{Spec, lock_holder, run_record, run_to_end, start, text, workers};
 
 /// What the store saw, in order: an old node's first phase mark, an old
 /// node deleted, the run's own pod being deleted.
@@ -147,18 +147,7 @@ async fn an_in_cluster_run_replaces_its_own_node_last_and_survives_its_eviction(
     assert_eq!(output.status.code(), Some(5), "{all}");
     assert!(all.contains("interrupted by SIGTERM"), "{all}");
     assert_eq!(lock_holder(&h), None, "the lock is released on the way out");
-    let record = h
-        .world
-        .store
-        .get(&CONFIGMAPS, "kube-system", "kubesurge-run")
-        .expect("run record");
-    let run: Value = serde_json::from_str(
-        record
-            .pointer("/data/run.json")
-            .and_then(Value::as_str)
-            .expect("run.json"),
-    )
-    .expect("JSON");
+    let run = run_record(&h);
     assert_eq!(run["state"], "stopped", "{run}");
     // Every other old node was gone before the own node's slot started.
     let order = seen.lock().unwrap().clone();

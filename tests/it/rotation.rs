@@ -1632,6 +1632,47 @@ async fn an_eviction_refused_by_admission_gives_the_node_back_under_skip() {
     );
 }
 
+/// A run holding the lock while every drain is blocked, on a clock 60 s
+/// behind this one (its lease's `renewTime` reads a minute old here): the
+/// process and its holder identity.
+pub(crate) async fn hold_with_clock_behind(h: &Harness) -> (tokio::process::Child, String) {
+    block_everything(h);
+    let mut behind = h.command(&["rotate", "--all", "--yes"]);
+    behind.env("KUBESURGE_TEST_CLOCK_OFFSET", "-60");
+    let child = behind.spawn().expect("the holder starts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(holder) = lock_holder(h) {
+            return (child, holder);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run never took the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The run record (`kube-system/kubesurge-run`) as the store has it.
+pub(crate) fn run_record(h: &Harness) -> Value {
+    let record = h
+        .world
+        .store
+        .get(
+            &kubesurge_sim::resources::CONFIGMAPS,
+            "kube-system",
+            "kubesurge-run",
+        )
+        .expect("run record");
+    serde_json::from_str(
+        record
+            .pointer("/data/run.json")
+            .and_then(Value::as_str)
+            .expect("run.json"),
+    )
+    .expect("JSON")
+}
+
 /// The lock lease as the store has it: its holder identity.
 pub(crate) fn lock_holder(h: &Harness) -> Option<String> {
     h.world
@@ -1659,21 +1700,7 @@ async fn a_holder_with_a_clock_behind_keeps_the_lock() {
         ..Spec::default()
     })
     .await;
-    block_everything(&h);
-    let mut behind = h.command(&["rotate", "--all", "--yes"]);
-    behind.env("KUBESURGE_TEST_CLOCK_OFFSET", "-60");
-    let mut first = behind.spawn().expect("first run");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let holder = loop {
-        if let Some(holder) = lock_holder(&h) {
-            break holder;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the first run never took the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (mut first, holder) = hold_with_clock_behind(&h).await;
     let second = h.run(&["rotate", "--all", "--yes"]).await;
     let second_text = text(&second);
     assert_eq!(second.status.code(), Some(3), "{second_text}");

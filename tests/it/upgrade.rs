@@ -6,7 +6,7 @@ use kubesurge_provider::tags;
 use kubesurge_sim::resources::NODES;
 use serde_json::Value;
 
-use super::rotation::{KillPoint, Spec, control_plane_versions, kill_at, start, text, workers};
+use super::rotation::{Spec, control_plane_versions, start, text, workers};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hops_in_place_and_workers_replaced_once() {
@@ -177,7 +177,7 @@ async fn dry_run_and_nothing_to_do_still_print_json() {
     assert_eq!(workers(&h.world), h.original_workers);
 }
 
-fn control_plane_spec() -> Spec {
+pub(crate) fn control_plane_spec() -> Spec {
     Spec {
         version: "v1.34.3",
         control_planes: 3,
@@ -228,63 +228,6 @@ async fn a_failing_kubeadm_apply_stops_with_exit_1_and_its_output_touching_nothi
         "{:?}",
         h.observer.violations()
     );
-}
-
-/// Kill the upgrade at a point of the control-plane phase; the rerun
-/// finishes it with every CP component and kubelet upgraded exactly once.
-async fn control_plane_crash(point: KillPoint) {
-    let h = start(control_plane_spec()).await;
-    kill_at(&h, point, &["upgrade", "--to", "v1.35.3", "--yes"]).await;
-    let output = h.run(&["upgrade", "--to", "v1.35.3", "--yes"]).await;
-    let all = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "rerun after {point:?}: {all}"
-    );
-    for (pod, version) in control_plane_versions(&h.world) {
-        assert_eq!(version, "v1.35.3", "{pod}");
-    }
-    let events = h.world.cloud.control_events();
-    for cp in ["cp-1", "cp-2", "cp-3"] {
-        let apiserver = events
-            .iter()
-            .filter(|e| e.node == cp && e.change.starts_with("kube-apiserver"))
-            .count();
-        assert_eq!(
-            apiserver, 1,
-            "{cp}'s apiserver upgraded exactly once: {events:?}"
-        );
-        let kubelet = events
-            .iter()
-            .filter(|e| e.node == cp && e.change.starts_with("kubelet restarted"))
-            .count();
-        assert_eq!(
-            kubelet, 1,
-            "{cp}'s kubelet restarted exactly once: {events:?}"
-        );
-    }
-    h.assert_converged();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_after_the_first_apiserver_upgrade() {
-    control_plane_crash(KillPoint::StaticPodUpgraded("kube-apiserver", 1)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_after_the_second_apiserver_upgrade() {
-    control_plane_crash(KillPoint::StaticPodUpgraded("kube-apiserver", 2)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_while_draining_the_first_control_plane_node() {
-    control_plane_crash(KillPoint::Cordoned(1)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_while_draining_the_third_control_plane_node() {
-    control_plane_crash(KillPoint::Cordoned(3)).await;
 }
 
 /// The `kubernetesVersion` kubeadm recorded in `kube-system/kubeadm-config`.
