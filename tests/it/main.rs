@@ -15,6 +15,7 @@ mod hidden;
 mod iam;
 mod in_cluster;
 mod init;
+mod jobs;
 mod join;
 mod kubectl;
 mod layering;
