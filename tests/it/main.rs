@@ -24,6 +24,7 @@ mod modules;
 mod moto_env;
 mod plan;
 mod python_client;
+mod python_parity;
 mod rbac;
 mod rotation;
 mod scheduled_rbac;
