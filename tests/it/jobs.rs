@@ -100,12 +100,26 @@ async fn kubectl_creates_a_job_that_completes() {
     world.stop();
 }
 
-/// A Job whose `podFailurePolicy` ignores `DisruptionTarget`: its pod,
-/// evicted through the eviction API, gets the condition, and a
-/// replacement is created without a failure counted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_evicted_job_pod_is_replaced_without_counting_a_failure() {
-    let (world, _env) = world_env().await;
+/// The pods of Job `name`, not terminating and Running.
+fn running(pods: &[Pod]) -> Vec<String> {
+    pods.iter()
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        })
+        .filter_map(|p| p.metadata.name.clone())
+        .collect()
+}
+
+/// Create Job `name` (backoffLimit 0, its pod running until deleted, the
+/// given `podFailurePolicy`) with kube-rs, evict its first running pod
+/// through the eviction API, and return the APIs, the evicted pod's name
+/// and the pod as the eviction left it.
+async fn evict_the_pod_of_a_job(
+    world: &kubesurge_sim::world::World,
+    name: &str,
+    policy: serde_json::Value,
+) -> (Api<Job>, Api<Pod>, String, Pod) {
     let kubeconfig = Kubeconfig::from_yaml(&world.kubeconfig_yaml()).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -113,41 +127,41 @@ async fn an_evicted_job_pod_is_replaced_without_counting_a_failure() {
     let client = kube::Client::try_from(config).unwrap();
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client, "default");
-    let job: Job = serde_json::from_value(json!({
-        "metadata": {"name": "rotate"},
-        "spec": {
-            "backoffLimit": 0,
-            "podFailurePolicy": {"rules": [
-                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
-            ]},
-            "template": {
-                "metadata": {"annotations": {kubesurge_sim::controllers::RUN_FOR: "never"}},
-                "spec": {"restartPolicy": "Never",
-                         "containers": [{"name": "kubesurge", "image": "kubesurge:test"}]}
-            }
+    let mut spec = json!({
+        "backoffLimit": 0,
+        "template": {
+            "metadata": {"annotations": {kubesurge_sim::controllers::RUN_FOR: "never"}},
+            "spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "kubesurge", "image": "kubesurge:test"}]}
         }
-    }))
-    .unwrap();
+    });
+    if !policy.is_null() {
+        spec["podFailurePolicy"] = policy;
+    }
+    let job: Job =
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
     jobs.create(&PostParams::default(), &job).await.unwrap();
-
-    let selector = ListParams::default().labels("job-name=rotate");
-    let running = |pods: &[Pod]| {
-        pods.iter()
-            .filter(|p| {
-                p.metadata.deletion_timestamp.is_none()
-                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-            })
-            .filter_map(|p| p.metadata.name.clone())
-            .collect::<Vec<_>>()
-    };
+    let selector = ListParams::default().labels(&format!("job-name={name}"));
     let first = wait_for(|| async {
         let list = pods.list(&selector).await.unwrap().items;
         running(&list).into_iter().next()
     })
     .await;
-
     pods.evict(&first, &EvictParams::default()).await.unwrap();
     let evicted = pods.get(&first).await.unwrap();
+    (jobs, pods, first, evicted)
+}
+
+/// A Job whose `podFailurePolicy` ignores `DisruptionTarget`: its pod,
+/// evicted through the eviction API, gets the condition, and a
+/// replacement is created without a failure counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_job_pod_is_replaced_without_counting_a_failure() {
+    let (world, _env) = world_env().await;
+    let policy = json!({"rules": [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    ]});
+    let (jobs, pods, first, evicted) = evict_the_pod_of_a_job(&world, "rotate", policy).await;
     let condition = evicted
         .status
         .and_then(|s| s.conditions)
@@ -158,6 +172,7 @@ async fn an_evicted_job_pod_is_replaced_without_counting_a_failure() {
     assert_eq!(condition.status, "True");
     assert_eq!(condition.reason.as_deref(), Some("EvictionByEvictionAPI"));
 
+    let selector = ListParams::default().labels("job-name=rotate");
     let replacement = wait_for(|| async {
         let list = pods.list(&selector).await.unwrap().items;
         running(&list).into_iter().find(|n| *n != first)
@@ -177,6 +192,51 @@ async fn an_evicted_job_pod_is_replaced_without_counting_a_failure() {
     assert!(
         status.conditions.unwrap_or_default().is_empty(),
         "the Job neither failed nor completed"
+    );
+    world.stop();
+}
+
+/// Without the policy the same eviction is a failure: past a backoffLimit
+/// of 0 the Job fails and no pod of it is left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_policy_an_evicted_job_pod_fails_the_job() {
+    let (world, _env) = world_env().await;
+    let (jobs, pods, _, _) = evict_the_pod_of_a_job(&world, "once", json!(null)).await;
+    let job = wait_for(|| async {
+        let job = jobs.get("once").await.unwrap();
+        let failed = job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
+        failed.then_some(job)
+    })
+    .await;
+    let status = job.status.unwrap_or_default();
+    // The evicted pod, and the replacement started while it terminated
+    // (`podReplacementPolicy: TerminatingOrFailed`, the default without a
+    // policy), deleted when the Job failed and counted as failed with it
+    // (`job_controller.go` trackJobStatusAndRemoveFinalizers).
+    assert_eq!(status.failed, Some(2), "{status:?}");
+    let reasons: Vec<_> = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| c.reason)
+        .collect();
+    assert!(
+        reasons.iter().all(|r| r == "BackoffLimitExceeded"),
+        "{reasons:?}"
+    );
+    let left = pods
+        .list(&ListParams::default().labels("job-name=once"))
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        running(&left).is_empty(),
+        "no replacement: {:?}",
+        job_pod_names(&left)
     );
     world.stop();
 }

@@ -297,6 +297,10 @@ impl Jobs {
         let done = succeeded >= completions;
         let mut completion_time = None;
         if failure.is_some() || done {
+            // Pods deleted because the Job ended are counted (as failed
+            // unless they succeeded) once gone, before the terminal
+            // condition is written (`job_controller.go`
+            // trackJobStatusAndRemoveFinalizers).
             for pod in &active {
                 if let Err(e) = delete_pod(&self.store, pod) {
                     tracing::warn!(error = %e, "job controller could not delete a pod");
