@@ -22,8 +22,8 @@ enum Seen {
 }
 
 /// The run's own pod: one replica of `kube-system/kubesurge`, as the
-/// CronJob's Job runs it (a Deployment stands for the Job here: the
-/// emulator serves no Jobs, and only the pod's eviction matters).
+/// CronJob's Job runs it (a Deployment stands for the Job here: only the
+/// pod's eviction matters; `jobs.rs` covers a Job's evicted pod).
 fn own_pod_deployment(h: &crate::rotation::Harness) {
     h.world
         .store

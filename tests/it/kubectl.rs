@@ -14,8 +14,8 @@ use tempfile::TempDir;
 
 const KUBECTL: &str = "/usr/bin/kubectl";
 
-struct Env {
-    store: Arc<Store>,
+pub(crate) struct Env {
+    pub(crate) store: Arc<Store>,
     _server: ApiServerHandle,
     home: TempDir,
     kubeconfig: PathBuf,
@@ -42,7 +42,7 @@ async fn env() -> Env {
     }
 }
 
-async fn kubectl(env: &Env, args: &[&str]) -> Output {
+pub(crate) async fn kubectl(env: &Env, args: &[&str]) -> Output {
     let output = tokio::process::Command::new(KUBECTL)
         .arg("--kubeconfig")
         .arg(&env.kubeconfig)
@@ -57,15 +57,15 @@ async fn kubectl(env: &Env, args: &[&str]) -> Output {
         .expect("kubectl runs")
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-async fn kubectl_ok(env: &Env, args: &[&str]) -> String {
+pub(crate) async fn kubectl_ok(env: &Env, args: &[&str]) -> String {
     let out = kubectl(env, args).await;
     assert!(
         out.status.success(),
@@ -698,7 +698,7 @@ async fn typed_creates_send_and_receive_protobuf() {
 }
 
 /// A running world (controllers and kubelets) and kubectl pointed at it.
-async fn world_env() -> (kubesurge_sim::world::World, Env) {
+pub(crate) async fn world_env() -> (kubesurge_sim::world::World, Env) {
     use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
     let world = World::start(WorldConfig {
         cluster_name: "kubectl".into(),

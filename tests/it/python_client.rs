@@ -13,7 +13,7 @@ use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
 
 /// A Python with the `kubernetes` package: a venv under the test target
 /// directory, made once (from PyPI) and reused.
-fn python_with_kubernetes() -> PathBuf {
+pub(crate) fn python_with_kubernetes() -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-kubernetes");
     let python = venv.join("bin/python");
     let has_client = |python: &Path| {

@@ -194,6 +194,19 @@ resource!(
     &["status"],
     &["pvc"]
 );
+// Jobs (`k8s.io/api/batch/v1` Job): namespaced, with a status subresource
+// (`pkg/registry/batch/job/storage/storage.go`).
+resource!(
+    JOBS,
+    "batch",
+    "v1",
+    "jobs",
+    "job",
+    "Job",
+    true,
+    &["status"],
+    &[]
+);
 resource!(
     EVENTS_V1,
     "events.k8s.io",
@@ -384,6 +397,7 @@ pub static ALL: &[&Resource] = &[
     &REPLICASETS,
     &DAEMONSETS,
     &CONTROLLERREVISIONS,
+    &JOBS,
     &VOLUMEATTACHMENTS,
     &ROLES,
     &CLUSTERROLES,

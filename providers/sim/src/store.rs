@@ -256,7 +256,20 @@ impl Store {
         &self,
         resource: &'static Resource,
         namespace: &str,
+        object: Value,
+    ) -> Result<Arc<Value>, StoreError> {
+        self.create_with_uid(resource, namespace, object, new_uid())
+    }
+
+    /// [`Store::create`] with the uid the API server chose before storing:
+    /// a Job's generated selector names its own uid
+    /// (`pkg/registry/batch/job/strategy.go` generateSelector).
+    pub fn create_with_uid(
+        &self,
+        resource: &'static Resource,
+        namespace: &str,
         mut object: Value,
+        uid: String,
     ) -> Result<Arc<Value>, StoreError> {
         let ns = ns_of(resource, namespace);
         let mut inner = self.lock();
@@ -294,7 +307,7 @@ impl Store {
         } else {
             meta.remove("namespace");
         }
-        meta.insert("uid".into(), json!(new_uid()));
+        meta.insert("uid".into(), json!(uid));
         meta.insert("resourceVersion".into(), json!(rv.to_string()));
         meta.insert("generation".into(), json!(1));
         meta.insert("creationTimestamp".into(), json!(rfc3339(Timestamp::now())));

@@ -554,8 +554,7 @@ pub(crate) fn apply(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         if ctx.query.dry_run() {
             return Ok(respond_object(ctx, 201, &Arc::new(object)));
         }
-        let created = store
-            .create(resource, ctx.namespace(), object)
+        let created = super::objects::store_new(store, resource, ctx.namespace(), object)
             .map_err(|e| ApiError::from_store(e, resource))?;
         return Ok(respond_object(ctx, 201, &created));
     };

@@ -25,6 +25,7 @@ macro_rules! served_kinds {
             (REPLICASETS, apps, ReplicaSet, ReplicaSetList),
             (DAEMONSETS, apps, DaemonSet, DaemonSetList),
             (CONTROLLERREVISIONS, apps, ControllerRevision, ControllerRevisionList),
+            (JOBS, batch, Job, JobList),
             (VOLUMEATTACHMENTS, storage, VolumeAttachment, VolumeAttachmentList),
             (ROLES, rbac, Role, RoleList),
             (CLUSTERROLES, rbac, ClusterRole, ClusterRoleList),

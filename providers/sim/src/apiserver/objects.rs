@@ -595,12 +595,118 @@ pub(crate) fn prepare_create(resource: &Resource, object: &mut Value) {
         ("", "persistentvolumes" | "persistentvolumeclaims") => {
             map.insert("status".into(), json!({"phase": "Pending"}));
         }
+        ("batch", "jobs") => {
+            map.remove("status");
+            job_defaults(object);
+        }
         ("apps", _) | ("storage.k8s.io", "volumeattachments")
             if resource.subresources.contains(&"status") =>
         {
             map.remove("status");
         }
         _ => {}
+    }
+}
+
+/// A Job's defaults (`pkg/apis/batch/v1/defaults.go` SetDefaults_Job) and,
+/// unless `manualSelector` is set, its generated selector: the template's
+/// pods carry the Job's uid and name in four labels and the selector
+/// matches the uid (`pkg/registry/batch/job/strategy.go` generateSelector).
+/// The uid is chosen here; [`store_new`] stores the Job under it.
+fn job_defaults(job: &mut Value) {
+    let uid = crate::store::new_uid();
+    let name = meta_str(job, "name").unwrap_or("").to_string();
+    metadata_mut(job).insert("uid".into(), json!(uid));
+    let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let has_failure_policy = spec.contains_key("podFailurePolicy");
+    // A pod condition pattern matches status `True` unless it says
+    // otherwise (SetDefaults_PodFailurePolicyOnPodConditionsPattern).
+    if let Some(rules) = spec
+        .get_mut("podFailurePolicy")
+        .and_then(|p| p.get_mut("rules"))
+        .and_then(Value::as_array_mut)
+    {
+        for pattern in rules
+            .iter_mut()
+            .filter_map(|r| r.get_mut("onPodConditions"))
+            .filter_map(Value::as_array_mut)
+            .flatten()
+        {
+            if let Some(p) = pattern.as_object_mut()
+                && p.get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+            {
+                p.insert("status".into(), json!("True"));
+            }
+        }
+    }
+    if !spec.contains_key("completions") && !spec.contains_key("parallelism") {
+        spec.insert("completions".into(), json!(1));
+    }
+    for (k, v) in [
+        ("parallelism", json!(1)),
+        ("backoffLimit", json!(6)),
+        ("completionMode", json!("NonIndexed")),
+        ("suspend", json!(false)),
+        // `Failed` when a pod failure policy is set, so that a pod still
+        // terminating is not replaced early (JobPodReplacementPolicy).
+        (
+            "podReplacementPolicy",
+            json!(if has_failure_policy {
+                "Failed"
+            } else {
+                "TerminatingOrFailed"
+            }),
+        ),
+    ] {
+        spec.entry(k).or_insert(v);
+    }
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    // `generateName` Jobs have no name yet here; the real server names
+    // them before validation. The labels then carry only the uid.
+    let mut labels = vec![
+        ("batch.kubernetes.io/controller-uid", uid.clone()),
+        ("controller-uid", uid.clone()),
+    ];
+    if !name.is_empty() {
+        labels.push(("batch.kubernetes.io/job-name", name.clone()));
+        labels.push(("job-name", name));
+    }
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    if let Some(t) = template.as_object_mut() {
+        let meta = t.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            let l = m.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = l.as_object_mut() {
+                for (k, v) in labels {
+                    l.insert(k.into(), json!(v));
+                }
+            }
+        }
+    }
+}
+
+/// Store a newly created object, under the uid [`prepare_create`] chose
+/// for it if it chose one.
+pub(crate) fn store_new(
+    store: &Store,
+    resource: &'static Resource,
+    namespace: &str,
+    object: Value,
+) -> Result<Arc<Value>, StoreError> {
+    match meta_str(&object, "uid").map(str::to_string) {
+        Some(uid) => store.create_with_uid(resource, namespace, object, uid),
+        None => store.create(resource, namespace, object),
     }
 }
 
@@ -624,9 +730,7 @@ fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     if ctx.query.dry_run() {
         return dry_run_create(ctx, object);
     }
-    let created = ctx
-        .store()
-        .create(resource, ctx.namespace(), object)
+    let created = store_new(ctx.store(), resource, ctx.namespace(), object)
         .map_err(|e| ApiError::from_store(e, resource))?;
     Ok(respond_object(ctx, 201, &created))
 }
@@ -643,7 +747,8 @@ fn dry_run_create(ctx: &Ctx<'_>, mut object: Value) -> Result<Response<Body>, Ap
     if resource.namespaced {
         meta.insert("namespace".into(), json!(ns));
     }
-    meta.insert("uid".into(), json!(crate::store::new_uid()));
+    meta.entry("uid")
+        .or_insert_with(|| json!(crate::store::new_uid()));
     meta.insert("creationTimestamp".into(), json!(rfc3339(Timestamp::now())));
     meta.insert("generation".into(), json!(1));
     if let Some(map) = object.as_object_mut() {

@@ -373,6 +373,29 @@ fn columns(resource: &Resource) -> Vec<Value> {
             c.extend(workload_wide_columns());
             c
         }
+        ("batch", "jobs") => {
+            let mut c = vec![
+                name,
+                column("Status", "string", "", 0, "Status of the job."),
+                column(
+                    "Completions",
+                    "string",
+                    "",
+                    0,
+                    "The completion status of the job.",
+                ),
+                column(
+                    "Duration",
+                    "string",
+                    "",
+                    0,
+                    "Time required to complete the job.",
+                ),
+                age,
+            ];
+            c.extend(workload_wide_columns());
+            c
+        }
         ("apps", "replicasets") => {
             let mut c = vec![
                 name,
@@ -567,6 +590,48 @@ fn workload_wide_columns() -> Vec<Value> {
             "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.",
         ),
     ]
+}
+
+/// A Job's STATUS column (`pkg/printers/internalversion/printers.go`
+/// printJob): its terminal or interim condition, else `Suspended`,
+/// `Terminating` or `Running`.
+fn job_status(job: &Value) -> &'static str {
+    let has = |kind: &str| {
+        job.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == kind && c["status"] == "True")
+            })
+    };
+    for kind in [
+        "Complete",
+        "Failed",
+        "Suspended",
+        "FailureTarget",
+        "SuccessCriteriaMet",
+    ] {
+        if has(kind) {
+            return kind;
+        }
+    }
+    if int_at(job, "/status/terminating") > 0 {
+        "Terminating"
+    } else {
+        "Running"
+    }
+}
+
+/// From `startTime` to `completionTime`, or to now while it runs.
+fn job_duration(job: &Value, now: Timestamp) -> String {
+    let at = |p: &str| s(job, p).parse::<Timestamp>().ok();
+    match at("/status/startTime") {
+        Some(start) => {
+            let end = at("/status/completionTime").unwrap_or(now);
+            human_duration(end.as_second() - start.as_second())
+        }
+        None => String::new(),
+    }
 }
 
 fn int_at(object: &Value, pointer: &str) -> i64 {
@@ -968,6 +1033,24 @@ fn cells(resource: &Resource, object: &Value, now: Timestamp) -> Vec<Value> {
                 )),
                 json!(int_at(object, "/status/updatedReplicas")),
                 json!(int_at(object, "/status/availableReplicas")),
+                json!(age(object, now)),
+            ];
+            c.extend(workload_wide_cells(object));
+            c
+        }
+        ("batch", "jobs") => {
+            let mut c = vec![
+                name,
+                json!(job_status(object)),
+                json!(format!(
+                    "{}/{}",
+                    int_at(object, "/status/succeeded"),
+                    object
+                        .pointer("/spec/completions")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                )),
+                json!(job_duration(object, now)),
                 json!(age(object, now)),
             ];
             c.extend(workload_wide_cells(object));

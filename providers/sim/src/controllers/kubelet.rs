@@ -16,6 +16,9 @@
 //!   pod is deleted (uid precondition) after its grace period scaled into
 //!   `[0, timing.pod_termination]`, plus the wall-clock time of the
 //!   annotation [`IGNORE_TERMINATION`] if present (`never` keeps it).
+//! - A pod whose `restartPolicy` is not `Always` runs to completion: its
+//!   containers exit 0 after [`RUN_FOR`] (default `timing.pod_start`) and
+//!   the pod is `Succeeded`.
 //! - Static pods appear as mirror pods `<name>-<node>` and are recreated
 //!   if deleted while the kubelet runs.
 
@@ -43,6 +46,12 @@ use crate::store::{Preconditions, Store, StoreError, micro_time, new_uid, rfc333
 /// period (Go duration syntax, e.g. `500ms`, `2s`, `1m30s`; `never` keeps
 /// it until the kubelet stops). A fault for drain tests.
 pub const IGNORE_TERMINATION: &str = "sim.kubesurge.io/ignore-termination";
+/// Pod annotation: how long the containers of a pod that is not restarted
+/// (`restartPolicy` `Never` or `OnFailure`, a Job's pods) run before they
+/// exit 0 (Go duration syntax; `never` keeps them running). Without it they
+/// run for `timing.pod_start`. The world runs no images: every container
+/// is taken to succeed.
+pub const RUN_FOR: &str = "sim.kubesurge.io/run-for";
 /// A Node status report happens at least every this many heartbeats.
 pub const STATUS_REPORT_HEARTBEATS: u32 = 30;
 const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -908,6 +917,65 @@ fn set_readiness(pod: &mut Value, ready: bool) {
     }
 }
 
+/// How long the containers of a pod that is not restarted run before they
+/// exit; `None` for pods that run until deleted (`restartPolicy: Always`,
+/// the default, or [`RUN_FOR`] `never`).
+fn run_time(pod: &Value, timing: &Timing) -> Option<Duration> {
+    if matches!(str_at(pod, "/spec/restartPolicy"), "Always" | "") {
+        return None;
+    }
+    match pod
+        .at("/metadata/annotations")
+        .and_then(|a| a.get(RUN_FOR))
+        .and_then(Value::as_str)
+    {
+        None => Some(timing.pod_start),
+        Some("never") => None,
+        Some(text) => Some(parse_go_duration(text).unwrap_or_else(|| {
+            tracing::warn!("unparseable {RUN_FOR} {text:?} ignored");
+            timing.pod_start
+        })),
+    }
+}
+
+/// Pod status once every container exited 0: phase `Succeeded`, each
+/// container `terminated` with reason `Completed`, and `Ready` and
+/// `ContainersReady` False with reason `PodCompleted`
+/// (`pkg/kubelet/kubelet_pods.go` getPhase, `pkg/kubelet/status/generate.go`
+/// GeneratePodReadyCondition).
+fn mark_succeeded(pod: &mut Value) {
+    let now = rfc3339(Timestamp::now());
+    if let Some(statuses) = pod
+        .pointer_mut("/status/containerStatuses")
+        .and_then(Value::as_array_mut)
+    {
+        for s in statuses {
+            let started = s
+                .at("/state/running/startedAt")
+                .cloned()
+                .unwrap_or_else(|| json!(now));
+            let id = s.get("containerID").cloned().unwrap_or(Value::Null);
+            s["ready"] = json!(false);
+            s["started"] = json!(false);
+            s["state"] = json!({"terminated": {
+                "exitCode": 0, "reason": "Completed", "startedAt": started,
+                "finishedAt": now, "containerID": id,
+            }});
+        }
+    }
+    for kind in ["Ready", "ContainersReady"] {
+        set_condition(
+            pod,
+            kind,
+            "False",
+            "PodCompleted",
+            "",
+            &[("lastProbeTime", Value::Null)],
+        );
+    }
+    pod["status"]["phase"] = json!("Succeeded");
+}
+
 /// How long a terminating pod takes on a kubelet: its grace period scaled
 /// so that 30 s (the default) is `pod_termination` and nothing exceeds it,
 /// plus the [`IGNORE_TERMINATION`] delay. `None`: it never finishes.
@@ -980,12 +1048,14 @@ enum Action {
     Heartbeat { node: String, epoch: u64, beat: u32 },
     Start { key: Key, uid: String, epoch: u64 },
     Finish { key: Key, uid: String, epoch: u64 },
+    Complete { key: Key, uid: String, epoch: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PodWork {
     Start,
     Finish,
+    Complete,
 }
 
 struct FleetTask {
@@ -1151,7 +1221,21 @@ impl FleetTask {
             return;
         }
         let running = str_at(&pod, "/status/phase") == "Running" && is_ready(&pod);
-        if running || is_terminal(&pod) || self.pending.contains_key(key) {
+        if is_terminal(&pod) || self.pending.contains_key(key) {
+            return;
+        }
+        if running {
+            if let Some(run) = run_time(&pod, &self.shared.timing) {
+                let seq = self.schedule(
+                    now + run,
+                    Action::Complete {
+                        key: key.clone(),
+                        uid,
+                        epoch,
+                    },
+                );
+                self.pending.insert(key.clone(), (PodWork::Complete, seq));
+            }
             return;
         }
         let seq = self.schedule(
@@ -1197,6 +1281,11 @@ impl FleetTask {
                 Action::Finish { key, uid, epoch } => {
                     if self.take_pending(&key, PodWork::Finish, seq) {
                         self.finish_pod(&key, &uid, epoch);
+                    }
+                }
+                Action::Complete { key, uid, epoch } => {
+                    if self.take_pending(&key, PodWork::Complete, seq) {
+                        self.complete_pod(&key, &uid, epoch);
                     }
                 }
             }
@@ -1273,6 +1362,25 @@ impl FleetTask {
                 format!("Started container {}", str_at(c, "/name"))
             });
         }
+    }
+
+    /// The containers of a pod that is not restarted exited 0: the pod is
+    /// `Succeeded`.
+    fn complete_pod(&mut self, key: &Key, uid: &str, epoch: u64) {
+        let Some(pod) = self.pods.get(key) else {
+            return;
+        };
+        let node = node_name_of(pod).to_string();
+        if self.shared.running_epoch(&node) != Some(epoch) {
+            return;
+        }
+        let _ = self.shared.store.modify(&PODS, &key.0, &key.1, |p| {
+            if uid_of(p) == uid && node_name_of(p) == node && !is_terminating(p) && !is_terminal(p)
+            {
+                mark_succeeded(p);
+            }
+            Ok(())
+        });
     }
 
     fn finish_pod(&mut self, key: &Key, uid: &str, epoch: u64) {

@@ -1,5 +1,5 @@
 //! What a real cluster runs besides the API server: scheduler, workload
-//! controllers, disruption controller, node lifecycle, pod GC, bootstrap
+//! controllers (ReplicaSet, Deployment, DaemonSet, Job), disruption controller, node lifecycle, pod GC, bootstrap
 //! signer and token cleaner, and simulated kubelets. They act on the store
 //! directly, the way kube-controller-manager acts through its informers:
 //! each keeps its own cache fed by store changes ([`informer`]), reacts to
@@ -14,6 +14,7 @@ mod deployment;
 mod disruption;
 mod events;
 mod informer;
+mod job;
 pub mod jws;
 pub mod kubelet;
 pub(crate) mod matching;
@@ -24,7 +25,7 @@ mod replicaset;
 mod scheduler;
 
 pub use disruption::disrupted_pod_timeout;
-pub use kubelet::{IGNORE_TERMINATION, KubeletFleet, NodeSpec};
+pub use kubelet::{IGNORE_TERMINATION, KubeletFleet, NodeSpec, RUN_FOR};
 
 use std::sync::Arc;
 
@@ -32,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Timing;
 use crate::resources::{
-    CONFIGMAPS, DAEMONSETS, DEPLOYMENTS, LEASES, NODES, PDBS, PODS, REPLICASETS, SECRETS,
+    CONFIGMAPS, DAEMONSETS, DEPLOYMENTS, JOBS, LEASES, NODES, PDBS, PODS, REPLICASETS, SECRETS,
 };
 use crate::store::Store;
 use informer::{Feed, Reconciler};
@@ -59,6 +60,11 @@ impl Controllers {
         start_one(
             replicaset::ReplicaSets::new(store.clone()),
             Feed::all(&store, &[&REPLICASETS, &PODS]),
+            &cancel,
+        );
+        start_one(
+            job::Jobs::new(store.clone(), events.clone()),
+            Feed::all(&store, &[&JOBS, &PODS]),
             &cancel,
         );
         start_one(

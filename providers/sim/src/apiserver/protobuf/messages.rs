@@ -229,6 +229,82 @@ super::json::messages! {
         replicas: "replicas" required,
         selector: "selector",
     }
+    api::batch::v1::Job {
+        metadata: "metadata",
+        spec: "spec",
+        status: "status",
+    }
+    api::batch::v1::JobCondition {
+        r#type: "type" required,
+        status: "status" required,
+        last_probe_time: "lastProbeTime",
+        last_transition_time: "lastTransitionTime",
+        reason: "reason",
+        message: "message",
+    }
+    api::batch::v1::JobList {
+        metadata: "metadata",
+        items: "items" required,
+    }
+    api::batch::v1::JobSpec {
+        parallelism: "parallelism",
+        completions: "completions",
+        active_deadline_seconds: "activeDeadlineSeconds",
+        pod_failure_policy: "podFailurePolicy",
+        success_policy: "successPolicy",
+        backoff_limit: "backoffLimit",
+        backoff_limit_per_index: "backoffLimitPerIndex",
+        max_failed_indexes: "maxFailedIndexes",
+        selector: "selector",
+        manual_selector: "manualSelector",
+        template: "template" required,
+        ttl_seconds_after_finished: "ttlSecondsAfterFinished",
+        completion_mode: "completionMode",
+        suspend: "suspend",
+        pod_replacement_policy: "podReplacementPolicy",
+        managed_by: "managedBy",
+    }
+    api::batch::v1::JobStatus {
+        conditions: "conditions",
+        start_time: "startTime",
+        completion_time: "completionTime",
+        active: "active",
+        succeeded: "succeeded",
+        failed: "failed",
+        terminating: "terminating",
+        completed_indexes: "completedIndexes",
+        failed_indexes: "failedIndexes",
+        uncounted_terminated_pods: "uncountedTerminatedPods",
+        ready: "ready",
+    }
+    api::batch::v1::PodFailurePolicy {
+        rules: "rules" required,
+    }
+    api::batch::v1::PodFailurePolicyOnExitCodesRequirement {
+        container_name: "containerName",
+        operator: "operator" required,
+        values: "values" required,
+    }
+    api::batch::v1::PodFailurePolicyOnPodConditionsPattern {
+        r#type: "type" required,
+        status: "status" required,
+    }
+    api::batch::v1::PodFailurePolicyRule {
+        action: "action" required,
+        on_exit_codes: "onExitCodes",
+        on_pod_conditions: "onPodConditions",
+    }
+    api::batch::v1::SuccessPolicy {
+        rules: "rules" required,
+    }
+    api::batch::v1::SuccessPolicyRule {
+        succeeded_indexes: "succeededIndexes",
+        succeeded_count: "succeededCount",
+    }
+    api::batch::v1::UncountedTerminatedPods {
+        succeeded: "succeeded",
+        failed: "failed",
+    }
     api::coordination::v1::Lease {
         metadata: "metadata",
         spec: "spec",
