@@ -27,6 +27,7 @@ mod observability;
 mod plan;
 mod python_client;
 mod python_parity;
+mod python_venv;
 mod rbac;
 mod rotation;
 mod scheduled_rbac;

@@ -10,40 +10,16 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use super::python_venv::python_with;
 use super::rotation::{Spec, start, text, window};
 
-/// A Python with the `prometheus_client` package: a venv under the test
-/// target directory, made once (from PyPI) and reused.
+/// A Python with the `prometheus_client` package (see [`python_with`]).
 fn python_with_prometheus_client() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-prometheus-client");
-    let python = venv.join("bin/python");
-    let has_parser = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import prometheus_client.parser"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_parser(&python) {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 runs");
-        assert!(
-            made.success(),
-            "python3 -m venv failed (python3-venv is needed)"
-        );
-        let installed = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "prometheus_client"])
-            .status()
-            .expect("pip runs");
-        assert!(installed.success(), "pip install prometheus_client failed");
-    }
-    assert!(
-        has_parser(&python),
-        "the prometheus_client package is not importable"
-    );
-    python
+    python_with(
+        "python-prometheus-client",
+        "prometheus_client",
+        "prometheus_client.parser",
+    )
 }
 
 /// Parses the file with `text_string_to_metric_families` (which raises on

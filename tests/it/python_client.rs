@@ -4,45 +4,18 @@
 //! be None`), so reading every served kind through it checks that the
 //! emulator's objects carry them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use kubesurge_sim::Timing;
 use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
 
-/// A Python with the `kubernetes` package: a venv under the test target
-/// directory, made once (from PyPI) and reused.
+use crate::python_venv::python_with;
+
+/// A Python with the `kubernetes` package (see [`python_with`]).
 pub(crate) fn python_with_kubernetes() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-kubernetes");
-    let python = venv.join("bin/python");
-    let has_client = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import kubernetes"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_client(&python) {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 runs");
-        assert!(
-            made.success(),
-            "python3 -m venv failed (python3-venv is needed)"
-        );
-        let installed = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "kubernetes"])
-            .status()
-            .expect("pip runs");
-        assert!(installed.success(), "pip install kubernetes failed");
-    }
-    assert!(
-        has_client(&python),
-        "the kubernetes package is not importable"
-    );
-    python
+    python_with("python-kubernetes", "kubernetes", "kubernetes")
 }
 
 const SCRIPT: &str = r#"
