@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, str_at};
+use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, str_at, work_off};
 use super::matching::{SCHEDULING_EFFECTS, node_admits, pinned_node, untolerated};
 use super::objects::{
     controller_owner, controller_uid, default_pod_spec, delete_pod, int_at, is_ready, is_terminal,
@@ -366,14 +366,6 @@ impl Reconciler for DaemonSets {
                 self.dirty.push(key);
             }
         }
-        let mut wake = None;
-        while let Some(key) = self.dirty.pop() {
-            self.sync(&key);
-            if slice.spent() {
-                wake = (!self.dirty.is_empty()).then_some(slice.now);
-                break;
-            }
-        }
-        wake
+        work_off(self, |c| &mut c.dirty, slice, |c, key| c.sync(key))
     }
 }

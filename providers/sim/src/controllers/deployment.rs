@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, str_at};
+use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, str_at, work_off};
 use super::objects::{
     controller_owner, controller_uid, int_at, is_terminating, template_hash, uid_of,
 };
@@ -380,14 +380,6 @@ impl Reconciler for Deployments {
             // Gone already or replaced: nothing to collect.
             let _ = self.store.delete(&REPLICASETS, ns, name, &pre);
         }
-        let mut wake = None;
-        while let Some(key) = self.dirty.pop() {
-            self.sync(&key);
-            if slice.spent() {
-                wake = (!self.dirty.is_empty()).then_some(slice.now);
-                break;
-            }
-        }
-        wake
+        work_off(self, |c| &mut c.dirty, slice, |c, key| c.sync(key))
     }
 }

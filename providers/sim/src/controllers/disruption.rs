@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, earliest, str_at};
+use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, earliest, str_at, work_off};
 use super::matching::selector_matches;
 use super::objects::{controller_ref, int_at, is_ready, is_terminating, labels_of};
 use crate::Timing;
@@ -434,14 +434,12 @@ impl Reconciler for Disruption {
                 self.dirty.push(key);
             }
         }
-        let mut wake = None;
-        while let Some(key) = self.dirty.pop() {
-            self.sync(&key, slice.now);
-            if slice.spent() {
-                wake = (!self.dirty.is_empty()).then_some(slice.now);
-                break;
-            }
-        }
+        let wake = work_off(
+            self,
+            |c| &mut c.dirty,
+            slice,
+            |c, key| c.sync(key, slice.now),
+        );
         earliest(wake, self.rechecks.keys().next().copied())
     }
 }

@@ -218,6 +218,24 @@ impl<K: Clone + Eq + std::hash::Hash> WorkQueue<K> {
     }
 }
 
+/// Sync `controller`'s queued keys (its `queue`) in order until none is
+/// left or `slice` is spent; with keys left, when to come back (at once,
+/// in the next slice).
+pub(crate) fn work_off<C, K: Clone + Eq + std::hash::Hash>(
+    controller: &mut C,
+    queue: fn(&mut C) -> &mut WorkQueue<K>,
+    slice: &Slice,
+    mut sync: impl FnMut(&mut C, &K),
+) -> Option<Instant> {
+    while let Some(key) = queue(controller).pop() {
+        sync(controller, &key);
+        if slice.spent() {
+            return (!queue(controller).is_empty()).then_some(slice.now);
+        }
+    }
+    None
+}
+
 /// Run `reconciler` until `cancel` fires: apply the initial list, then
 /// repeatedly drain every queued change (all of them, so the cache always
 /// includes the controller's own writes) and reconcile once per batch,

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::events::{EventRecorder, Source, pod_ref};
-use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, str_at};
+use super::informer::{At, Change, Key, Reconciler, Slice, WorkQueue, str_at, work_off};
 use super::objects::{
     condition_status, controller_owner, controller_uid, default_pod_spec, delete_pod, int_at,
     is_ready, is_terminal, is_terminating, key_of, uid_of,
@@ -440,15 +440,7 @@ impl Reconciler for Jobs {
                 tracing::warn!(error = %e, "could not delete pod {:?} of a deleted job", key_of(&pod));
             }
         }
-        let mut wake = None;
-        while let Some(key) = self.dirty.pop() {
-            self.sync(&key);
-            if slice.spent() {
-                wake = (!self.dirty.is_empty()).then_some(slice.now);
-                break;
-            }
-        }
-        wake
+        work_off(self, |c| &mut c.dirty, slice, |c, key| c.sync(key))
     }
 }
 
