@@ -32,10 +32,10 @@ pub fn hold_back(mut works: Vec<PoolWork>, own: Option<&str>) -> (Vec<PoolWork>,
     let Some(index) = works.iter().position(|w| w.nodes.iter().any(|n| n == own)) else {
         return (works, None);
     };
-    let mut last = works[index].for_node(own);
+    let last = works[index].for_node(own);
     works[index].nodes.retain(|n| n != own);
     if works[index].nodes.is_empty() {
-        last = works.remove(index).for_node(own);
+        works.remove(index);
     }
     (works, Some(last))
 }

@@ -534,17 +534,30 @@ impl AwsProvider {
         &self,
         request: &LaunchRequest,
     ) -> Result<Option<Instance>, ProviderError> {
-        let mut found = self
-            .describe(vec![
-                tag_filter(tags::CLUSTER, &request.pool.cluster),
-                tag_filter(tags::SLOT, &request.slot.tag_value()),
-                live_states(),
-            ])
-            .await?;
         // Should two exist (a launch elsewhere that ignored the token), the
         // earliest is the slot's; the caller's accounting sees the other.
+        Ok(self
+            .instances_of_slot(request, Some(live_states()))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// The instances tagged for `request`'s slot (in `states`, else in any
+    /// state), earliest launched first.
+    async fn instances_of_slot(
+        &self,
+        request: &LaunchRequest,
+        states: Option<Filter>,
+    ) -> Result<Vec<Instance>, ProviderError> {
+        let mut filters = vec![
+            tag_filter(tags::CLUSTER, &request.pool.cluster),
+            tag_filter(tags::SLOT, &request.slot.tag_value()),
+        ];
+        filters.extend(states);
+        let mut found = self.describe(filters).await?;
         found.sort_by(|a, b| (a.launched_at, &a.id).cmp(&(b.launched_at, &b.id)));
-        Ok(found.into_iter().next())
+        Ok(found)
     }
 
     /// The instance an earlier launch made for `request`'s slot, when EC2
@@ -558,13 +571,7 @@ impl AwsProvider {
     ) -> Result<Option<Instance>, ProviderError> {
         let deadline = Instant::now() + self.options.visibility_window;
         loop {
-            let mut found = self
-                .describe(vec![
-                    tag_filter(tags::CLUSTER, &request.pool.cluster),
-                    tag_filter(tags::SLOT, &request.slot.tag_value()),
-                ])
-                .await?;
-            found.sort_by(|a, b| (a.launched_at, &a.id).cmp(&(b.launched_at, &b.id)));
+            let found = self.instances_of_slot(request, None).await?;
             if let Some(live) = found.iter().find(|i| !i.state.is_going_away()) {
                 return Ok(Some(live.clone()));
             }
