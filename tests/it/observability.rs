@@ -6,12 +6,32 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
 use super::python_venv::python_with;
-use super::rotation::{Spec, start, text, window};
+use super::rotation::{Harness, Spec, start, text, window};
+
+/// `args` with every stderr line as JSON and the metrics written to
+/// `metrics`.
+async fn run_observed(h: &Harness, args: &[&str], metrics: &Path) -> Output {
+    let metrics = metrics.to_str().expect("a UTF-8 path");
+    let mut args = args.to_vec();
+    args.extend(["--log-format", "json", "--metrics-file", metrics]);
+    h.run(&args).await
+}
+
+/// Every stderr line of `output`, each a JSON object (or the test fails).
+fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a stderr line is not JSON ({e}): {line}"))
+        })
+        .collect()
+}
 
 /// A Python with the `prometheus_client` package (see [`python_with`]).
 fn python_with_prometheus_client() -> PathBuf {
@@ -82,19 +102,7 @@ async fn a_scheduled_rotation_logs_json_lines_and_writes_prometheus_metrics() {
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let metrics = dir.path().join("kubesurge.prom");
-    let output = h
-        .run(&[
-            "rotate",
-            "--all",
-            "--yes",
-            "-o",
-            "json",
-            "--log-format",
-            "json",
-            "--metrics-file",
-            metrics.to_str().unwrap(),
-        ])
-        .await;
+    let output = run_observed(&h, &["rotate", "--all", "--yes", "-o", "json"], &metrics).await;
     let all = text(&output);
     assert_eq!(output.status.code(), Some(0), "{all}");
     h.assert_converged();
@@ -105,13 +113,7 @@ async fn a_scheduled_rotation_logs_json_lines_and_writes_prometheus_metrics() {
 
     // Every stderr line is a JSON object with a level.
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let events: Vec<Value> = stderr
-        .lines()
-        .map(|line| {
-            serde_json::from_str::<Value>(line)
-                .unwrap_or_else(|e| panic!("a stderr line is not JSON ({e}): {line}"))
-        })
-        .collect();
+    let events = json_lines(&output);
     assert!(!events.is_empty(), "no logs at all");
     for event in &events {
         assert!(event["level"].is_string(), "{event}");
@@ -271,27 +273,13 @@ async fn a_deferred_run_writes_deferred_metrics_and_json_messages() {
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let metrics = dir.path().join("kubesurge.prom");
-    let output = h
-        .run(&[
-            "rotate",
-            "--all",
-            "--yes",
-            "--log-format",
-            "json",
-            "--metrics-file",
-            metrics.to_str().unwrap(),
-        ])
-        .await;
+    let output = run_observed(&h, &["rotate", "--all", "--yes"], &metrics).await;
     let all = text(&output);
     assert_eq!(output.status.code(), Some(5), "{all}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let messages: Vec<String> = stderr
-        .lines()
-        .map(|line| {
-            let event: Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("a stderr line is not JSON ({e}): {line}"));
-            event["fields"]["message"].as_str().unwrap().to_string()
-        })
+    let messages: Vec<String> = json_lines(&output)
+        .iter()
+        .map(|event| event["fields"]["message"].as_str().unwrap().to_string())
         .collect();
     assert!(
         messages
@@ -336,28 +324,11 @@ async fn a_run_that_errors_writes_failed_metrics_and_a_json_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let metrics = dir.path().join("kubesurge.prom");
     std::fs::write(&metrics, "# an older run's metrics\n").expect("old file");
-    let output = h
-        .run(&[
-            "rotate",
-            "--pool",
-            "no-such-pool",
-            "--yes",
-            "--log-format",
-            "json",
-            "--metrics-file",
-            metrics.to_str().unwrap(),
-        ])
-        .await;
+    let output = run_observed(&h, &["rotate", "--pool", "no-such-pool", "--yes"], &metrics).await;
     let all = text(&output);
     assert_ne!(output.status.code(), Some(0), "{all}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let events: Vec<Value> = stderr
-        .lines()
-        .map(|line| {
-            serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("a stderr line is not JSON ({e}): {line}"))
-        })
-        .collect();
+    let events = json_lines(&output);
     let error = events
         .iter()
         .find(|e| e["level"] == "ERROR")
@@ -403,31 +374,17 @@ async fn an_upgrade_logs_json_lines_and_writes_its_metrics() {
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let metrics = dir.path().join("kubesurge.prom");
-    let output = h
-        .run(&[
-            "upgrade",
-            "--to",
-            "v1.35.3",
-            "--yes",
-            "-o",
-            "json",
-            "--log-format",
-            "json",
-            "--metrics-file",
-            metrics.to_str().unwrap(),
-        ])
-        .await;
+    let output = run_observed(
+        &h,
+        &["upgrade", "--to", "v1.35.3", "--yes", "-o", "json"],
+        &metrics,
+    )
+    .await;
     let all = text(&output);
     assert_eq!(output.status.code(), Some(0), "{all}");
     let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let events: Vec<Value> = stderr
-        .lines()
-        .map(|line| {
-            serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("a stderr line is not JSON ({e}): {line}"))
-        })
-        .collect();
+    let events = json_lines(&output);
     for rotation in report["rotations"].as_array().unwrap() {
         let run_id = rotation["runId"].as_str().unwrap();
         for slot in rotation["slots"].as_array().unwrap() {
