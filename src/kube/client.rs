@@ -15,6 +15,7 @@ use ::kube::{Client, Config};
 use thiserror::Error;
 
 use super::fence::{Fence, FenceLayer};
+use super::proxy::{ProxyEnv, ProxyError, proxy_for};
 
 /// Where to find the cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -96,6 +97,12 @@ pub enum ClientError {
         context: String,
         #[source]
         source: KubeconfigError,
+    },
+    #[error("cannot reach {server}: {source}")]
+    Proxy {
+        server: String,
+        #[source]
+        source: ProxyError,
     },
     #[error("cannot set up a client for {server}: {source}")]
     Build {
@@ -201,13 +208,49 @@ async fn located_config(options: &ClientOptions) -> Result<Config, ClientError> 
         read_all(&paths)?
     };
     let context = choose_context(&kubeconfig, options.context.as_deref())?;
+    let cluster_proxy_url = cluster_proxy_url(&kubeconfig, &context);
     let kube_options = KubeConfigOptions {
         context: Some(context.clone()),
         ..KubeConfigOptions::default()
     };
-    Config::from_custom_kubeconfig(kubeconfig, &kube_options)
+    let config = Config::from_custom_kubeconfig(kubeconfig, &kube_options)
         .await
-        .map_err(|source| ClientError::Context { context, source })
+        .map_err(|source| ClientError::Context { context, source })?;
+    with_proxy(config, cluster_proxy_url.as_deref())
+}
+
+/// The `proxy-url` of the cluster `context` points at.
+fn cluster_proxy_url(kubeconfig: &Kubeconfig, context: &str) -> Option<String> {
+    let cluster = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .cluster
+        .clone();
+    kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)?
+        .cluster
+        .as_ref()?
+        .proxy_url
+        .clone()
+}
+
+/// Set the proxy as kubectl would choose it (see [`super::proxy`]).
+fn with_proxy(mut config: Config, cluster_proxy_url: Option<&str>) -> Result<Config, ClientError> {
+    config.proxy_url = proxy_for(
+        &config.cluster_url,
+        cluster_proxy_url,
+        &ProxyEnv::from_process(),
+    )
+    .map_err(|source| ClientError::Proxy {
+        server: server_url(&config),
+        source,
+    })?;
+    Ok(config)
 }
 
 fn default_kubeconfig_path() -> Option<PathBuf> {
@@ -220,7 +263,8 @@ fn in_cluster(options: &ClientOptions) -> Result<Config, ClientError> {
         // A context only exists in a kubeconfig.
         return Err(no_kubeconfig("--context needs a kubeconfig".to_string()));
     }
-    Config::incluster().map_err(|error| no_kubeconfig(error.to_string()))
+    let config = Config::incluster().map_err(|error| no_kubeconfig(error.to_string()))?;
+    with_proxy(config, None)
 }
 
 fn read_one(path: &Path) -> Result<Kubeconfig, ClientError> {

@@ -12,6 +12,7 @@ pub mod lock;
 pub mod nodes;
 pub mod pages;
 pub mod pods;
+pub mod proxy;
 pub mod retry;
 pub mod selector;
 pub mod volumes;

@@ -25,6 +25,7 @@ mod modules;
 mod moto_env;
 mod observability;
 mod plan;
+mod proxy;
 mod python_client;
 mod python_parity;
 mod python_venv;
