@@ -220,11 +220,15 @@ made (its line says why and the fix); 2 invalid input.
     Status(crate::cli::status::StatusArgs),
 
     /// Ask the run holding the lock to stop at its next safe point; with no
-    /// run holding it, abandon an unfinished run.
+    /// run holding it, abandon an unfinished run (and, with --config, give
+    /// back the Auto Scaling groups it changed).
     #[command(after_help = concat!(
         "Examples:
   # The running upgrade or rotation finishes its slots in flight and exits 4
   kubesurge abort
+
+  # A run that crashed: abandon it and restore its Auto Scaling groups
+  kubesurge abort --config kubesurge.yaml
 
 ",
         exit_codes_help!()
