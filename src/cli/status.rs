@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::args::{GlobalArgs, OutputFormat};
-use super::output::{Encoding, Kind};
+use super::output::Kind;
 use super::{CommandError, output, table};
 use crate::ExitStatus;
 use crate::kube::client;
@@ -13,17 +13,17 @@ use crate::rotation::status::{self, RunStatus};
 /// Arguments of `kubesurge status`.
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// Format on stdout
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    /// Format on stdout: table, json, yaml or jsonpath=TEMPLATE (kubectl's
+    /// JSONPath, over the JSON document)
+    #[arg(short = 'o', long, value_name = "FORMAT", default_value = "table", value_parser = super::args::parse_output_format)]
     pub output: OutputFormat,
 }
 
 pub async fn run(global: &GlobalArgs, args: StatusArgs) -> Result<ExitStatus, CommandError> {
     let client = client::client(&global.client_options()).await?;
     let status = status::read(&client).await?;
-    let text = match args.output {
-        OutputFormat::Json => output::document(Kind::RunStatus, &status, Encoding::Json)?,
-        OutputFormat::Yaml => output::document(Kind::RunStatus, &status, Encoding::Yaml)?,
+    let text = match &args.output {
+        OutputFormat::Document(encoding) => output::document(Kind::RunStatus, &status, encoding)?,
         OutputFormat::Table => render(&status),
     };
     output::print(&text)?;

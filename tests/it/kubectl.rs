@@ -1281,3 +1281,67 @@ async fn get_pods_wide_watch_follows_pods_as_they_change() {
     );
     world.stop();
 }
+
+/// kubesurge's `-o jsonpath=` reads templates as kubectl does: the same
+/// templates over the same Node give what the real kubectl prints, and
+/// fail where it fails. (`..name` is left out: kubectl gives its results
+/// in Go's random map order, a different one from run to run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonpath_templates_print_what_kubectl_prints() {
+    use kubesurge::cli::jsonpath::Template;
+    let env = env().await;
+    node(&env.store, "cp1", "True", true, false);
+    let json = kubectl_ok(&env, &["get", "node", "cp1", "-o", "json"]).await;
+    let object: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let templates = [
+        "{.metadata.name}",
+        "name={.metadata.name}, kubelet={.status.nodeInfo.kubeletVersion}",
+        "{.status.conditions[*].type}",
+        "{.status.conditions[0].status}",
+        "{.status.conditions[-1].type}",
+        "{.status.conditions[0:1].type}",
+        "{.status.conditions[0:2].type}",
+        "{.status.conditions[5].type}",
+        "{.status.conditions[-3].type}",
+        "{.status.addresses[1:].type}",
+        "{.status.addresses[:-1].type}",
+        "{.status.conditions[*].nothere}",
+        r#"{.status.addresses[?(@.type!="Hostname")].type}"#,
+        "{.status.capacity.cpu}",
+        r#"{.status.conditions[?(@.type=="Ready")].status}"#,
+        r#"{range .status.addresses[*]}{.type}={.address}{"\n"}{end}"#,
+        "{.metadata.labels}",
+        "[{.metadata.labels['node-role.kubernetes.io/control-plane']}]",
+        "{.metadata.labels.kubernetes\\.io/hostname}",
+        "{.spec.unschedulable}",
+        "[{.spec.taints[0].key}]",
+        "{.status.nodeInfo}",
+    ];
+    for template in templates {
+        let theirs = kubectl(
+            &env,
+            &["get", "node", "cp1", "-o", &format!("jsonpath={template}")],
+        )
+        .await;
+        let ours = Template::parse(template)
+            .unwrap_or_else(|e| panic!("{template}: {e}"))
+            .render(&object);
+        match ours {
+            Ok(text) => {
+                assert!(theirs.status.success(), "{template}: {}", stderr(&theirs));
+                assert_eq!(text, stdout(&theirs), "template {template}");
+            }
+            // kubectl names the same index and length.
+            Err(error) => {
+                let reason = error.to_string();
+                let reason = reason.split(": ").skip(1).collect::<Vec<_>>().join(": ");
+                assert!(!theirs.status.success(), "{template}: {}", stdout(&theirs));
+                assert!(
+                    stderr(&theirs).contains(&reason),
+                    "{template}: ours {reason:?}, kubectl {}",
+                    stderr(&theirs)
+                );
+            }
+        }
+    }
+}
