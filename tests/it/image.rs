@@ -88,16 +88,19 @@ fn image_config(layout: &Path) -> Value {
     json(blob(&manifest["config"]["digest"]))
 }
 
-/// What the Containerfile's runtime stage declares, read from its text.
-struct RuntimeStage {
+/// What the Containerfile declares (its runtime stage, the build stage's
+/// toolchain), read from its text.
+struct Declared {
     packages: Vec<String>,
     labels: BTreeMap<String, String>,
     user: String,
     entrypoint: String,
     version: String,
+    /// The Rust version of the build stage's image.
+    build_toolchain: String,
 }
 
-fn runtime_stage(containerfile: &str) -> RuntimeStage {
+fn declared(containerfile: &str) -> Declared {
     // Continuation lines joined, as the builder reads them.
     let joined = containerfile.replace("\\\n", " ");
     let runtime = joined
@@ -135,7 +138,14 @@ fn runtime_stage(containerfile: &str) -> RuntimeStage {
         .find_map(|l| l.trim().strip_prefix("ARG VERSION="))
         .expect("ARG VERSION=default")
         .to_string();
-    RuntimeStage {
+    let build_toolchain = joined
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("FROM docker.io/library/rust:"))
+        .and_then(|tag| tag.split_once("-bookworm"))
+        .map(|(version, _)| version.to_string())
+        .expect("FROM docker.io/library/rust:VERSION-bookworm");
+    Declared {
+        build_toolchain,
         packages,
         labels,
         user: instruction("USER ").concat(),
@@ -210,7 +220,7 @@ async fn the_image_runs_a_scheduled_rotation_as_the_cronjob_does() {
     // The image's configuration is the Containerfile's.
     let containerfile =
         std::fs::read_to_string(repo().join("Containerfile")).expect("the Containerfile");
-    let stage = runtime_stage(&containerfile);
+    let stage = declared(&containerfile);
     let script = std::fs::read_to_string(repo().join("tests/image/build.sh")).expect("build.sh");
     let config = image_config(&out.join("oci"));
     let runtime = &config["config"];
@@ -228,6 +238,21 @@ async fn the_image_runs_a_scheduled_rotation_as_the_cronjob_does() {
         stage.packages.join(","),
         build_script_setting(&script, "packages"),
         "build.sh installs the Containerfile's packages"
+    );
+    assert_eq!(
+        stage.labels.keys().collect::<Vec<_>>(),
+        [
+            "org.opencontainers.image.description",
+            "org.opencontainers.image.licenses",
+            "org.opencontainers.image.title",
+            "org.opencontainers.image.version"
+        ],
+        "the Containerfile's labels"
+    );
+    assert_eq!(
+        stage.build_toolchain,
+        env!("CARGO_PKG_RUST_VERSION"),
+        "the build stage's Rust is Cargo.toml's rust-version"
     );
     let cargo_version = env!("CARGO_PKG_VERSION");
     assert_eq!(stage.version, cargo_version, "the Containerfile's VERSION");
