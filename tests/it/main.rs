@@ -14,6 +14,7 @@ mod emulator;
 mod gc;
 mod hidden;
 mod iam;
+mod image;
 mod in_cluster;
 mod init;
 mod jobs;
