@@ -443,34 +443,3 @@ async fn the_image_runs_a_scheduled_rotation_as_the_cronjob_does() {
     println!("the scheduled run took {:?}", run_started.elapsed());
     h.assert_converged();
 }
-
-/// shellcheck on the image scripts, as on the repository's other scripts
-/// (`controlplane_scripts`; tests/run.sh installs shellcheck from apt).
-#[test]
-fn image_scripts_pass_shellcheck() {
-    let dir = repo().join("tests/image");
-    let mut scripts: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "sh"))
-        .collect();
-    scripts.sort();
-    assert_eq!(
-        scripts,
-        [dir.join("build.sh"), dir.join("run-as-pod.sh")],
-        "every image script is checked"
-    );
-    for script in &scripts {
-        let out = Command::new("shellcheck")
-            .args(["--shell=bash", "--severity=style"])
-            .arg(script)
-            .output()
-            .expect("shellcheck runs (apt-get install shellcheck; tests/run.sh does)");
-        assert!(
-            out.status.success(),
-            "{}:\n{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
-}
