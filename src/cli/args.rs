@@ -252,6 +252,8 @@ made (its line says why and the fix); 2 invalid input.
         "Examples:
   kubesurge status
   kubesurge status -o json
+  # Follow the run in progress until it ends
+  kubesurge status -w
 
 ",
         exit_codes_help!()
