@@ -11,6 +11,7 @@ use super::jsonpath::Template;
 use super::output::Encoding;
 use crate::exit::exit_codes_help;
 use crate::kube::client::ClientOptions;
+use crate::kube::impersonate::Impersonation;
 use crate::settings::{Overrides, parse_duration};
 use crate::version::KubeVersion;
 
@@ -67,6 +68,22 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_request_timeout)]
     pub request_timeout: Option<Duration>,
 
+    /// Act as this user (kubectl's --as): every request is authorized as
+    /// that user, which the kubeconfig's user must be allowed to
+    /// impersonate [default: the kubeconfig user's `as`, else none]
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+
+    /// Act in this group too (repeat for more; kubectl's --as-group); needs
+    /// --as
+    #[arg(
+        long = "as-group",
+        global = true,
+        value_name = "GROUP",
+        requires = "as_user"
+    )]
+    pub as_group: Vec<String>,
+
     /// Format of stderr: text for people, json for log collectors (every
     /// line one object, progress and messages included, a slot's lines
     /// with its run_id, pool and old_node)
@@ -88,6 +105,11 @@ impl GlobalArgs {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
             request_timeout: self.request_timeout,
+            impersonation: Impersonation {
+                user: self.as_user.clone(),
+                groups: self.as_group.clone(),
+                ..Impersonation::default()
+            },
         }
     }
 }

@@ -15,6 +15,7 @@ use ::kube::{Client, Config};
 use thiserror::Error;
 
 use super::fence::{Fence, FenceLayer};
+use super::impersonate::{ImpersonateLayer, Impersonation};
 use super::proxy::{ProxyEnv, ProxyError, proxy_for};
 
 /// Where to find the cluster.
@@ -30,6 +31,9 @@ pub struct ClientOptions {
     /// server to send or accept more, may take; zero for no limit. `None`:
     /// kube's defaults.
     pub request_timeout: Option<std::time::Duration>,
+    /// `--as` / `--as-group`: each given part replaces the kubeconfig
+    /// user's `as` / `as-groups`, as kubectl's flags do.
+    pub impersonation: Impersonation,
 }
 
 /// Whether the client retries 429/503/504 by itself.
@@ -143,7 +147,12 @@ pub async fn drain_client(options: &ClientOptions) -> Result<Client, ClientError
 pub fn client_from_config(mut config: Config, retry: Retry) -> Result<Client, ClientError> {
     config.default_retry = retry == Retry::Default;
     let server = server_url(&config);
-    Client::try_from(config).map_err(|source| ClientError::Build { server, source })
+    let impersonation = impersonation_of(&config);
+    let builder = ::kube::client::ClientBuilder::try_from(config)
+        .map_err(|source| ClientError::Build { server, source })?;
+    Ok(builder
+        .with_layer(&ImpersonateLayer::new(&impersonation))
+        .build())
 }
 
 /// A client that makes no change to the cluster once `fence` is raised
@@ -156,9 +165,29 @@ pub fn fenced_client_from_config(
 ) -> Result<Client, ClientError> {
     config.default_retry = retry == Retry::Default;
     let server = server_url(&config);
+    let impersonation = impersonation_of(&config);
     let builder = ::kube::client::ClientBuilder::try_from(config)
         .map_err(|source| ClientError::Build { server, source })?;
-    Ok(builder.with_layer(&FenceLayer::new(fence.clone())).build())
+    Ok(builder
+        .with_layer(&FenceLayer::new(fence.clone()))
+        .with_layer(&ImpersonateLayer::new(&impersonation))
+        .build())
+}
+
+/// Who the config says requests act as (see [`super::impersonate`]).
+pub fn impersonation_of(config: &Config) -> Impersonation {
+    let auth = &config.auth_info;
+    Impersonation {
+        user: auth.impersonate.clone().filter(|u| !u.is_empty()),
+        groups: auth.impersonate_groups.clone().unwrap_or_default(),
+        uid: auth.impersonate_uid.clone().filter(|u| !u.is_empty()),
+        extra: auth
+            .impersonate_user_extra
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// The API server's URL, for messages.
@@ -176,6 +205,13 @@ pub async fn config(options: &ClientOptions) -> Result<Config, ClientError> {
     let mut config = located_config(options).await?;
     if let Some(timeout) = options.request_timeout {
         apply_request_timeout(&mut config, timeout);
+    }
+    let flags = &options.impersonation;
+    if let Some(user) = &flags.user {
+        config.auth_info.impersonate = Some(user.clone());
+    }
+    if !flags.groups.is_empty() {
+        config.auth_info.impersonate_groups = Some(flags.groups.clone());
     }
     Ok(config)
 }
@@ -345,6 +381,7 @@ mod tests {
             kubeconfig: Some(path.as_os_str().to_owned()),
             context: context.map(str::to_string),
             request_timeout: None,
+            impersonation: Impersonation::default(),
         }
     }
 
@@ -411,6 +448,7 @@ mod tests {
             kubeconfig: Some(list),
             context: None,
             request_timeout: None,
+            impersonation: Impersonation::default(),
         };
         assert_eq!(
             server_url(&config(&options).await.unwrap()),

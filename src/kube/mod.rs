@@ -7,6 +7,7 @@ pub mod drain;
 pub mod errors;
 pub mod events;
 pub mod fence;
+pub mod impersonate;
 pub mod join;
 pub mod lock;
 pub mod nodes;
