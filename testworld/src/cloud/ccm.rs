@@ -30,9 +30,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::Shared;
-use super::state::parse_provider_id;
 use crate::resources::NODES;
 use crate::store::Store;
+use kubesurge_sim::provider_id::parse_provider_id;
 
 /// The taint kubelets with `--cloud-provider=external` register with.
 pub const UNINITIALIZED_TAINT: &str = "node.cloudprovider.kubernetes.io/uninitialized";

@@ -20,9 +20,9 @@ use super::ec2::{Ec2, Ec2Instance};
 use crate::Timing;
 use crate::cloud::discovery::{DiscoveryConfig, JoinFailure, check_kubelet_version, discover};
 use crate::cloud::machine::{MAX_PODS, MachineStatus, hostname};
-use crate::cloud::state::VERSION_TAG;
 use crate::cloud::userdata::parse_user_data;
 use crate::controllers::{KubeletFleet, NodeSpec};
+use kubesurge_sim::api::VERSION_TAG;
 
 /// Told the ids of instances EC2 accepted to terminate.
 pub type Terminator = Arc<dyn Fn(&[String]) + Send + Sync>;

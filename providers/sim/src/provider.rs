@@ -21,9 +21,8 @@ use kubesurge_provider::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::api::{self, Action, ErrorResponse, code};
-use super::pool_config::PROVIDER_ID;
-use super::state::VERSION_TAG;
+use crate::api::{self, Action, ErrorResponse, VERSION_TAG, code};
+use crate::provider_id::PROVIDER_ID;
 
 /// Attempts per call, as the AWS SDK's standard retry mode makes.
 pub const ATTEMPTS: u32 = 3;

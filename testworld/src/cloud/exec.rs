@@ -16,8 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 
 use super::Shared;
-use super::api::{ExecEvent, ExecRequest, code};
 use super::noderoot::{self, Layout, PackageManager};
+use kubesurge_sim::api::{ExecEvent, ExecRequest, code};
 
 /// Longest a script may run here, whatever the caller asks.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);

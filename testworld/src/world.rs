@@ -18,6 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::{SignedDuration, Timestamp};
 use kubesurge_provider::{CloudProvider, NodeExec, tags};
+use kubesurge_sim::SimProvider;
 use serde_json::{Value, json};
 use thiserror::Error;
 
@@ -25,7 +26,7 @@ use crate::Timing;
 use crate::apiserver::{self, ApiServerConfig, ApiServerHandle, ClusterCa};
 use crate::cloud::discovery::parse_version;
 use crate::cloud::{
-    CloudConfig, ClusterLink, MachineRole, PackageManager, PrejoinedMachine, SimCloud, SimProvider,
+    CloudConfig, ClusterLink, MachineRole, PackageManager, PrejoinedMachine, SimCloud,
 };
 use crate::controllers::Controllers;
 use crate::resources::{

@@ -10,7 +10,7 @@
 //! POST /v1/Exec               ExecRequest              → NDJSON stream of ExecEvent
 //! GET  /v1/counters           (not counted)            → {"<Action>": n, …}
 //! POST /v1/control/<instance>/<action> (not counted): the stand-ins'
-//!      callback into the world, see [`super::control`]
+//!      callback into the world (the test world's `cloud::control`)
 //! errors: 4xx/5xx             ErrorResponse {"error": {"code", "message", "zone"?}}
 //! ```
 
@@ -19,6 +19,10 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use kubesurge_provider::InstanceState;
 use serde::{Deserialize, Serialize};
+
+/// The tag every image carries with its Kubernetes version: how the
+/// provider finds a version's images.
+pub const VERSION_TAG: &str = "kubernetes-version";
 
 /// The actions of the API, by route name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -143,7 +147,8 @@ pub struct DescribeInstancesRequest {
     pub states: Vec<InstanceState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_ip_address: Option<String>,
-    /// At most [`super::state::PAGE_SIZE`].
+    /// At most the cloud's page size (50, the largest page EC2 answers for
+    /// tag-filtered describes in practice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,10 +1,10 @@
 //! The simulated cloud: zones, subnets, images, instances with tags and
 //! user data, served over HTTP on loopback; machines that boot, run
-//! kubeadm's join discovery for real and start a kubelet; and the `sim`
-//! provider that talks to it across the process boundary.
+//! kubeadm's join discovery for real and start a kubelet. The `sim`
+//! provider (crate `kubesurge-sim`) talks to it across the process
+//! boundary, over the API its [`api`] module defines.
 //!
 //! - [`state`]: the bookkeeping and the API's decisions (pure).
-//! - [`api`]: the HTTP API's routes, bodies and error codes.
 //! - [`server`]: the HTTP server, request counters and injected faults.
 //! - [`faults`]: what a test can break.
 //! - [`userdata`]: the user-data contract with the rotation engine.
@@ -18,15 +18,13 @@
 //! - [`control`]: what the stand-ins ask the world to do (`kubeadm
 //!   upgrade`, kubelet restarts, `kubectl get`), and [`kubeadm`], its pure
 //!   decisions.
-//! - [`provider`]: [`SimProvider`], the `CloudProvider` and `NodeExec`
-//!   over the HTTP API.
-//! - [`pool_config`]: what the core is handed: `pools[].sim`, the
-//!   providerID rule, [`KIND`].
+//! - [`ccm`]: the external cloud controller manager that initializes Nodes.
 //!
 //! [`SimCloud`] is the Rust handle tests and the world hold: the URL, the
 //! faults, machine status and the instance table.
+//!
+//! [`api`]: kubesurge_sim::api
 
-pub mod api;
 pub mod ccm;
 pub mod control;
 pub mod discovery;
@@ -35,8 +33,6 @@ pub mod faults;
 pub mod kubeadm;
 pub mod machine;
 pub mod noderoot;
-pub mod pool_config;
-pub mod provider;
 mod server;
 pub mod standins;
 pub mod state;
@@ -48,8 +44,6 @@ pub use exec::MAX_TIMEOUT as MAX_EXEC_TIMEOUT;
 pub use faults::{Faults, Times};
 pub use machine::{Machine, MachineInfo, MachineRole, MachineStatus, PrejoinedMachine};
 pub use noderoot::PackageManager;
-pub use pool_config::{KIND, SimPoolConfig, parse_pool_config};
-pub use provider::SimProvider;
 pub use state::CloudError;
 
 use std::collections::{BTreeMap, HashMap};
@@ -60,13 +54,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use kubesurge_provider::Instance;
+use kubesurge_sim::api::{Action, VERSION_TAG};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Timing;
 use crate::controllers::KubeletFleet;
-use api::Action;
 use state::CloudState;
 
 /// How to start a cloud.
@@ -298,7 +292,7 @@ impl SimCloud {
     /// The newest image tagged with `version` (`v1.35.3`).
     pub fn image_for_version(&self, version: &str) -> Option<String> {
         let inner = self.shared.lock();
-        let tags = BTreeMap::from([(state::VERSION_TAG.to_string(), version.to_string())]);
+        let tags = BTreeMap::from([(VERSION_TAG.to_string(), version.to_string())]);
         inner
             .cloud
             .find_images(&tags, &[])

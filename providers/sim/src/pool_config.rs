@@ -1,14 +1,14 @@
 //! What the core is handed of the `sim` provider: `pools[].sim` of the
-//! configuration, checked and read, the providerID rule, and [`KIND`].
+//! configuration, checked and read, and [`KIND`] with the providerID rule.
 
 use std::sync::Arc;
 
+use kubesurge_provider::ProviderKind;
 use kubesurge_provider::config::{Checker, FieldError, FieldPath};
-use kubesurge_provider::{ProviderIdRule, ProviderKind};
 use serde_json::Value;
 
-use super::provider::SimProvider;
-use super::state::parse_provider_id;
+use crate::provider::SimProvider;
+use crate::provider_id::PROVIDER_ID;
 
 /// The `sim` provider as the core is handed it.
 pub const KIND: ProviderKind = ProviderKind {
@@ -20,14 +20,6 @@ pub const KIND: ProviderKind = ProviderKind {
         Ok(Arc::new(SimProvider::new(&config.endpoint, cluster)))
     },
     provider_id: PROVIDER_ID,
-};
-
-/// `sim:///<zone>/<id>`. A simulated machine puts its own providerID into
-/// its join configuration where the user data's placeholder is (see
-/// `userdata`); a script run on one reads it from the simulated metadata.
-pub const PROVIDER_ID: ProviderIdRule = ProviderIdRule {
-    script: "  cat /run/kubesurge-sim/provider-id",
-    instance_id: |provider_id| parse_provider_id(provider_id).map(|(_, id)| id),
 };
 
 /// `pools[].sim`: the simulated cloud a pool launches in.
@@ -109,14 +101,5 @@ mod tests {
                 "pools[0].sim.endpoint: required (a URL such as http://127.0.0.1:8080)",
             ]
         );
-    }
-
-    #[test]
-    fn provider_ids_read_back() {
-        assert_eq!(
-            (PROVIDER_ID.instance_id)("sim:///zone-a/i-0123456789abcdef0"),
-            Some("i-0123456789abcdef0")
-        );
-        assert_eq!((PROVIDER_ID.instance_id)("aws:///zone-a/i-1"), None);
     }
 }

@@ -10,15 +10,13 @@ use kubesurge_provider::{InstanceState, tags};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::api::{self, ImageView, InstanceView};
+use kubesurge_sim::api::{self, ImageView, InstanceView, VERSION_TAG};
+use kubesurge_sim::provider_id::provider_id;
 
 /// Instances per page of `DescribeInstances`, as the largest page EC2
 /// answers for tag-filtered describes in practice: big enough to be cheap,
 /// small enough that real clusters span several pages.
 pub const PAGE_SIZE: usize = 50;
-
-/// The tag every image carries with its Kubernetes version.
-pub const VERSION_TAG: &str = "kubernetes-version";
 
 /// Minors the default image catalogue covers, and the patches of each.
 pub const DEFAULT_IMAGE_MINORS: std::ops::RangeInclusive<u64> = 28..=37;
@@ -217,20 +215,6 @@ pub fn zone_name(index: usize) -> String {
     } else {
         format!("zone-{letter}{}", index / 26)
     }
-}
-
-/// The provider id of an instance: `sim:///<zone>/<id>`.
-pub fn provider_id(zone: &str, id: &str) -> String {
-    format!("sim:///{zone}/{id}")
-}
-
-/// The zone and instance id of a `sim:///<zone>/<id>` provider id; the
-/// zone-less `sim:////<id>` gives an empty zone (as cloud-provider-aws
-/// reads `aws:////<id>`).
-pub fn parse_provider_id(provider_id: &str) -> Option<(&str, &str)> {
-    let rest = provider_id.strip_prefix("sim:///")?;
-    let (zone, id) = rest.split_once('/')?;
-    (id.starts_with("i-") && id.len() > 2 && !id.contains('/')).then_some((zone, id))
 }
 
 /// The image name of a version (`kubesurge-sim-node-v1.35.3`).
@@ -714,16 +698,5 @@ mod tests {
         assert!(t.is_some());
         assert_eq!(decode_token(&encode_token(7)), Ok(7));
         assert!(decode_token("garbage").is_err());
-    }
-
-    #[test]
-    fn provider_ids_round_trip() {
-        assert_eq!(
-            parse_provider_id("sim:///zone-a/i-0123456789abcdef0"),
-            Some(("zone-a", "i-0123456789abcdef0"))
-        );
-        assert_eq!(parse_provider_id("aws:///zone-a/i-1"), None);
-        assert_eq!(parse_provider_id("sim:///zone-a/"), None);
-        assert_eq!(parse_provider_id("sim:////i-0abc"), Some(("", "i-0abc")));
     }
 }

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kubesurge_sim::Timing;
-use kubesurge_sim::controllers::{Controllers, IGNORE_TERMINATION, NodeSpec, jws};
-use kubesurge_sim::resources::{
+use kubesurge_testworld::Timing;
+use kubesurge_testworld::controllers::{Controllers, IGNORE_TERMINATION, NodeSpec, jws};
+use kubesurge_testworld::resources::{
     CONFIGMAPS, DAEMONSETS, DEPLOYMENTS, EVENTS, LEASES, NODES, PDBS, PODS, REPLICASETS, SECRETS,
 };
-use kubesurge_sim::store::{Preconditions, Store};
+use kubesurge_testworld::store::{Preconditions, Store};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(5);

@@ -43,7 +43,7 @@ pub struct MotoServer {
 pub fn moto_server_path() -> PathBuf {
     match std::env::var_os(MOTO_SERVER_ENV) {
         Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/moto/bin/moto_server"),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/moto/bin/moto_server"),
     }
 }
 

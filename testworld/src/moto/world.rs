@@ -18,12 +18,12 @@ use super::machines::{MotoMachines, worker_tags};
 use super::proxy::FaultProxy;
 use crate::cloud::CloudConfig;
 use crate::cloud::machine::MAX_PODS;
-use crate::cloud::state::VERSION_TAG;
 use crate::cloud::userdata::{HEREDOC_END, PROVIDER_ID_PLACEHOLDER};
 use crate::controllers::NodeSpec;
 use crate::resources::{NODES, SECRETS};
 use crate::store::StoreError;
 use crate::world::{POOL_LABEL, PoolSpec, World, WorldConfig, WorldError};
+use kubesurge_sim::api::VERSION_TAG;
 
 /// The launch template the world creates.
 pub const LAUNCH_TEMPLATE: &str = "kubesurge-workers";

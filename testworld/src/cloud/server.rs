@@ -24,10 +24,10 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 
 use super::Shared;
-use super::api::{self, Action, ErrorDetail, ErrorResponse, code};
 use super::faults::CallFault;
 use super::state::{self, InstanceFilter, LaunchSpec, Launched, PAGE_SIZE};
 use super::{control, exec, machine};
+use kubesurge_sim::api::{self, Action, ErrorDetail, ErrorResponse, code};
 
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
