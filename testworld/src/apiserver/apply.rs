@@ -21,14 +21,16 @@ use http::Response;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::handler::{Body, Ctx};
-use super::objects::{
-    check_type_meta, ensure_namespace, finish_if_finalized, merge_for_update, modify_object,
-    parse_object, prepare_create, respond_object, validate_name, validate_update,
-};
+use super::body::{check_type_meta, parse_object};
+use super::context::Ctx;
+use super::merge::{ListStrategy, list_strategy, strategic_merge};
 use super::openapi::fields::{self, Directive};
-use super::patch::{ListStrategy, list_strategy, strategic_merge};
+use super::respond::{Body, respond_object};
 use super::status::{ApiError, Cause, Details};
+use super::strategy::{
+    ensure_namespace, finish_if_finalized, merge_for_update, modify_object, prepare_create,
+    validate_name, validate_update,
+};
 use crate::resources::Resource;
 use crate::store::{metadata_mut, rfc3339};
 
@@ -554,7 +556,7 @@ pub(crate) fn apply(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         if ctx.query.dry_run() {
             return Ok(respond_object(ctx, 201, &Arc::new(object)));
         }
-        let created = super::objects::store_new(store, resource, ctx.namespace(), object)
+        let created = super::strategy::store_new(store, resource, ctx.namespace(), object)
             .map_err(|e| ApiError::from_store(e, resource))?;
         return Ok(respond_object(ctx, 201, &created));
     };

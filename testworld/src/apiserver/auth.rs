@@ -17,29 +17,10 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::rbac::UserInfo;
-use super::server::Shared;
+use super::shared::Shared;
 use super::status::ApiError;
 use crate::resources::SECRETS;
 use crate::store::Store;
-
-/// The group every authenticated user is in.
-const AUTHENTICATED: &str = "system:authenticated";
-
-/// A user with `system:authenticated` added.
-pub fn authenticated(name: String, mut groups: Vec<String>) -> UserInfo {
-    if !groups.iter().any(|g| g == AUTHENTICATED) {
-        groups.push(AUTHENTICATED.to_string());
-    }
-    UserInfo { name, groups }
-}
-
-/// Who a request without credentials is (`request/anonymous`).
-pub fn anonymous() -> UserInfo {
-    UserInfo {
-        name: "system:anonymous".into(),
-        groups: vec!["system:unauthenticated".into()],
-    }
-}
 
 /// The user of a verified client certificate: `CN` is the name, each `O`
 /// a group (`x509.CommonNameUserConversion`). A certificate without a
@@ -60,7 +41,7 @@ pub fn certificate_user(cert_der: &[u8]) -> Option<UserInfo> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(String::from))
         .collect();
-    Some(authenticated(name, groups))
+    Some(UserInfo::authenticated(name, groups))
 }
 
 /// Byte-wise comparison whose time does not depend on where the inputs
@@ -162,12 +143,15 @@ pub fn authenticate_bootstrap_token(
             groups.push(g.to_string());
         }
     }
-    Some(authenticated(format!("system:bootstrap:{id}"), groups))
+    Some(UserInfo::authenticated(
+        format!("system:bootstrap:{id}"),
+        groups,
+    ))
 }
 
 /// The user of the static admin token.
 pub fn admin_token_user() -> UserInfo {
-    authenticated(
+    UserInfo::authenticated(
         "kubernetes-admin".into(),
         vec![super::rbac::rules::PRIVILEGED_GROUP.into()],
     )
@@ -184,7 +168,7 @@ pub fn authenticate(
         return Ok(user.clone());
     }
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-        return Ok(anonymous());
+        return Ok(UserInfo::anonymous());
     };
     let value = value.to_str().map_err(|_| ApiError::unauthorized())?;
     let Some((scheme, token)) = value.split_once(' ') else {

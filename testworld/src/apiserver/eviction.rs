@@ -8,12 +8,12 @@ use http::Response;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::handler::{Body, Ctx, json as json_response};
-use super::objects::{
-    DeleteOptions, body_as, check_body_type, delete_object, modify_object, set_condition,
-};
+use super::body::{DeleteOptions, body_as, check_body_type};
+use super::context::Ctx;
+use super::respond::{Body, json as json_response};
 use super::selector::selector_object_matches;
 use super::status::{ApiError, Cause, Details, created_success};
+use super::strategy::{delete_object, modify_object, set_condition};
 use crate::resources::{PDBS, PODS};
 use crate::store::rfc3339;
 

@@ -1,110 +1,30 @@
 //! One request: count it, apply injected faults, authenticate and
-//! authorize, then route. Also the response helpers every handler uses.
+//! authorize, then answer the special paths here and hand resource
+//! requests to the [`dispatch`] table.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use serde_json::Value;
 
 use super::auth;
+use super::context::Ctx;
 use super::discovery;
-use super::objects;
+use super::dispatch;
+use super::negotiation::accept;
 use super::openapi;
 use super::rbac::{self, UserInfo};
-use super::route::{self, Query, ResourceRequest, Route, Special};
-use super::server::Shared;
+use super::respond::{Body, build, error_response, json, text};
+use super::route::{self, Query, Route, Special};
+use super::shared::Shared;
 use super::status::ApiError;
 use super::table::TableRequest;
-
-/// Response bodies: whole JSON documents or watch streams.
-pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
 /// Request bodies larger than this are refused (real servers: 3 MiB per
 /// object; leave room for big lists in apply).
 const MAX_BODY: usize = 16 * 1024 * 1024;
-
-/// What a resource handler sees of the request.
-pub(crate) struct Ctx<'a> {
-    pub shared: &'a Arc<Shared>,
-    /// Who is asking.
-    pub user: &'a UserInfo,
-    pub method: &'a Method,
-    pub req: &'a ResourceRequest,
-    pub query: &'a Query,
-    pub headers: &'a HeaderMap,
-    pub body: Bytes,
-    pub table: Option<TableRequest>,
-    /// Answer with `PartialObjectMetadata` instead of whole objects.
-    pub partial: bool,
-    /// Answer objects and lists in protobuf (the client prefers it).
-    pub protobuf: bool,
-    /// `Warning` headers for the answer (unknown fields under
-    /// `fieldValidation=Warn`).
-    pub warnings: Mutex<Vec<String>>,
-}
-
-impl Ctx<'_> {
-    pub fn store(&self) -> &crate::store::Store {
-        &self.shared.store
-    }
-
-    /// The namespace of the URL, `""` for cluster-scoped requests.
-    pub fn namespace(&self) -> &str {
-        self.req.namespace.as_deref().unwrap_or("")
-    }
-
-    /// The object name of the URL, `""` for collections.
-    pub fn name(&self) -> &str {
-        self.req.name.as_deref().unwrap_or("")
-    }
-
-    /// Add `Warning` headers to the answer.
-    pub fn warn(&self, texts: Vec<String>) {
-        self.warnings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(texts);
-    }
-
-    /// The `Content-Type` without parameters.
-    pub fn content_type(&self) -> String {
-        self.headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_default()
-    }
-
-    /// `fieldManager`, or what real servers derive from the User-Agent.
-    pub fn field_manager(&self) -> String {
-        if let Some(m) = self.query.get("fieldManager").filter(|m| !m.is_empty()) {
-            return m.to_string();
-        }
-        let agent = self
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("unknown");
-        agent
-            .split('/')
-            .next()
-            .unwrap_or("unknown")
-            .chars()
-            .take(128)
-            .collect()
-    }
-}
 
 /// What counters and fault filters call a request: (verb, resource).
 fn classify(method: &Method, route: &Route, query: &Query, path: &str) -> (&'static str, String) {
@@ -188,7 +108,7 @@ pub(crate) async fn handle(
             };
             // Every change the request makes is the user's (the audit
             // log's attribution, `apiserver/pkg/endpoints/filters/audit.go`).
-            let mut response = crate::store::as_writer(&user.name, objects::dispatch(&ctx))
+            let mut response = crate::store::as_writer(&user.name, dispatch::dispatch(&ctx))
                 .await
                 .unwrap_or_else(|e| error_response(&shared, &e));
             let warnings = ctx.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -196,26 +116,6 @@ pub(crate) async fn handle(
             response
         }
     }
-}
-
-/// The `Accept` header, `""` when absent.
-pub(crate) fn accept(headers: &HeaderMap) -> &str {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
-/// Does an `Accept` header take JSON (`application/json`, `application/*`,
-/// `*/*`, or no header at all)?
-pub(crate) fn accepts_json(accept: &str) -> bool {
-    accept.trim().is_empty()
-        || accept.split(',').any(|clause| {
-            matches!(
-                clause.split(';').next().unwrap_or("").trim(),
-                "application/json" | "application/*" | "*/*"
-            )
-        })
 }
 
 /// `Warning: 299 - "<text>"` headers (RFC 7234 §5.5, as
@@ -301,56 +201,4 @@ fn openapi_response(shared: &Shared, answer: openapi::Answer) -> Response<Body> 
         }
         openapi::Answer::NotFound => error_response(shared, &ApiError::no_such_path()),
     }
-}
-
-fn build(
-    shared: &Shared,
-    code: u16,
-    content_type: &'static str,
-    bytes: impl Into<Bytes>,
-) -> Response<Body> {
-    let bytes: Bytes = bytes.into();
-    shared.metrics.sent(bytes.len());
-    let mut response = Response::new(Full::new(bytes).boxed());
-    *response.status_mut() =
-        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
-
-/// A JSON document.
-pub(crate) fn json(shared: &Shared, code: u16, value: &Value) -> Response<Body> {
-    json_bytes(shared, code, serde_json::to_vec(value).unwrap_or_default())
-}
-
-/// A protobuf body (`k8s\0` + `runtime.Unknown`).
-pub(crate) fn protobuf_bytes(shared: &Shared, code: u16, bytes: Vec<u8>) -> Response<Body> {
-    build(shared, code, super::protobuf::MEDIA_TYPE, bytes)
-}
-
-/// Bytes already serialized as JSON.
-pub(crate) fn json_bytes(shared: &Shared, code: u16, bytes: Vec<u8>) -> Response<Body> {
-    build(shared, code, "application/json", bytes)
-}
-
-pub(crate) fn text(shared: &Shared, code: u16, body: &str) -> Response<Body> {
-    build(
-        shared,
-        code,
-        "text/plain; charset=utf-8",
-        body.as_bytes().to_vec(),
-    )
-}
-
-/// A Status error, with `Retry-After` when it says to retry.
-pub(crate) fn error_response(shared: &Shared, err: &ApiError) -> Response<Body> {
-    let mut response = json(shared, err.code, &err.to_json());
-    if let Some(seconds) = err.retry_after() {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    response
 }

@@ -2,44 +2,57 @@
 //! protocol (reference §6), eviction with PDBs (§4), bootstrap-token
 //! authentication (§3), discovery and kubectl's Table responses.
 //!
-//! Modules:
+//! Modules, from the top of a request down (none imports one above it):
 //! - [`tls`]: the cluster CA and the serving certificate;
 //! - `server`: listener and connections; `handler`: one request, from
-//!   faults and authentication to the route;
-//! - `objects` (get, list, create, update, delete, binding), `watch`,
-//!   `patch` and `apply` (server-side apply), `eviction`, `scale`,
-//!   `service` (what creating a Service allocates);
+//!   faults and authentication to the route; `dispatch`: the table that
+//!   hands a resource request to its handler;
+//! - the handlers: `objects` (get, list, create, update, delete, binding),
+//!   `watch`, `patch` and `apply` (server-side apply), `eviction`,
+//!   `scale`, `reviews` (access reviews and TokenRequests);
+//! - what they share: `context` (the request as a handler sees it),
+//!   `body` (request bodies), `strategy` (what the types' registry
+//!   strategies do), `respond` (responses), `service` (what creating a
+//!   Service allocates), `shared` (the server's state);
 //! - `selector`, `paging`, `route`, `status`, `discovery`, `table`,
-//!   `auth`, `health`: pure pieces the handlers use;
+//!   `negotiation`, `auth`, `health`: pure pieces the handlers use;
 //! - `rbac`: authorization of every request, with the default roles;
-//!   `tokens`: the ServiceAccount tokens it issues; `reviews`: access
-//!   reviews and TokenRequests;
+//!   `tokens`: the ServiceAccount tokens it issues;
 //! - `openapi`: `/openapi/v2` and `/openapi/v3`, and the field validation
 //!   they make possible; `kinds`: the Rust types of each served kind;
 //! - `faults`, `metrics`: what tests and benchmarks drive and read.
 
 mod apply;
 mod auth;
+mod body;
+mod context;
 mod discovery;
+mod dispatch;
 mod eviction;
 mod faults;
 mod handler;
 mod health;
 mod kinds;
+mod lines;
+mod merge;
 mod metrics;
+mod negotiation;
 mod objects;
 mod openapi;
 mod paging;
 mod patch;
 mod protobuf;
 mod rbac;
+mod respond;
 mod reviews;
 pub(crate) mod route;
 mod scale;
 mod selector;
 mod server;
 mod service;
+mod shared;
 mod status;
+mod strategy;
 mod table;
 mod tls;
 mod tokens;
@@ -99,7 +112,7 @@ const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "
 const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
 
 struct HandleInner {
-    shared: Arc<server::Shared>,
+    shared: Arc<shared::Shared>,
     url: String,
     ca_pem: String,
     /// The admin's client certificate (`CN=kubernetes-admin`,
@@ -327,7 +340,7 @@ pub async fn start(
         .sign_client_cert("kubernetes-admin", &["system:masters"])
         .map_err(|e| StartError(e.to_string()))?;
     let (shutdown_tx, shutdown_rx) = tokio_watch::channel(false);
-    let shared = Arc::new(server::Shared {
+    let shared = Arc::new(shared::Shared {
         store,
         version: RwLock::new(config.version),
         admin_token: random_token(),
@@ -335,7 +348,7 @@ pub async fn start(
         faults: Faults::default(),
         metrics: metrics::Metrics::default(),
         pager: paging::Pager::default(),
-        lines: watch::LineCache::default(),
+        lines: lines::LineCache::default(),
         tokens: tokens::ServiceAccountTokens::default(),
         bookmark_interval_ms: AtomicU64::new(DEFAULT_BOOKMARK_INTERVAL.as_millis() as u64),
         shutdown: shutdown_rx,

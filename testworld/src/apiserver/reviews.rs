@@ -9,9 +9,10 @@ use http::Response;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::handler::{Body, Ctx, json as json_response, protobuf_bytes};
-use super::objects::{body_as, body_object, respond_object};
+use super::body::{body_as, body_object};
+use super::context::Ctx;
 use super::rbac::{self, rules};
+use super::respond::{Body, json as json_response, protobuf_bytes, respond_object};
 use super::status::ApiError;
 use super::tokens::{DEFAULT_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS};
 use crate::resources::{SELFSUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS};

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use http::{Method, Response};
 use serde_json::{Value, json};
 
-use super::handler::{Body, Ctx, json as json_response, protobuf_bytes};
-use super::objects::{body_as, modify_object};
+use super::body::body_as;
+use super::context::Ctx;
 use super::patch::{apply_patch, patch_kind};
+use super::respond::{Body, json as json_response, protobuf_bytes};
 use super::status::ApiError;
+use super::strategy::modify_object;
 use crate::resources::Resource;
 
 const SCALE_API_VERSION: &str = "autoscaling/v1";

@@ -2,45 +2,19 @@
 //! connections end early (an injected outage, the server stopping).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::auth;
-use super::faults::Faults;
 use super::handler;
-use super::metrics::Metrics;
-use super::paging::Pager;
 use super::rbac::UserInfo;
-use super::tokens::ServiceAccountTokens;
-use super::watch::LineCache;
-use crate::store::Store;
-
-/// Everything request handlers share.
-pub(crate) struct Shared {
-    pub store: Arc<Store>,
-    pub version: RwLock<String>,
-    pub admin_token: String,
-    pub addr: SocketAddr,
-    pub faults: Faults,
-    pub metrics: Metrics,
-    pub pager: Pager,
-    pub lines: LineCache,
-    /// The ServiceAccount tokens issued.
-    pub tokens: ServiceAccountTokens,
-    /// Milliseconds between watch bookmarks.
-    pub bookmark_interval_ms: AtomicU64,
-    /// Closed (sender dropped) or set when the server stops.
-    pub shutdown: watch::Receiver<bool>,
-}
+use super::shared::Shared;
 
 /// TLS handshakes that take longer are abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -17,7 +17,6 @@ use std::sync::Mutex;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
-use super::auth::authenticated;
 use super::rbac::UserInfo;
 use super::status::ApiError;
 use crate::resources::SERVICEACCOUNTS;
@@ -101,7 +100,7 @@ impl ServiceAccountTokens {
         {
             return None;
         }
-        Some(authenticated(
+        Some(UserInfo::authenticated(
             format!("system:serviceaccount:{}:{}", entry.namespace, entry.name),
             vec![
                 "system:serviceaccounts".into(),

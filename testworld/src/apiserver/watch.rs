@@ -5,13 +5,12 @@
 //! `timeoutSeconds`.
 //!
 //! Each event's line is serialized once and shared by every watcher that
-//! sends it unchanged ([`LineCache`]); watchers filter events from the
+//! sends it unchanged (`lines::LineCache`); watchers filter events from the
 //! store's broadcast without any global lock.
 
-use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -23,10 +22,12 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::handler::{Body, Ctx};
+use super::context::Ctx;
+use super::lines::event_line;
 use super::objects::selectors;
+use super::respond::Body;
 use super::selector::{FieldSelector, LabelSelector};
-use super::server::Shared;
+use super::shared::Shared;
 use super::status::ApiError;
 use super::table::{self, TableRequest};
 use crate::resources::Resource;
@@ -35,51 +36,8 @@ use crate::store::{Event, EventType, StoreError, metadata_mut};
 /// Watches without `timeoutSeconds` (or with 0) end after this long, as
 /// real servers end them after `--min-request-timeout` (30 minutes).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
-/// Lines cached (one per recent event).
-const LINE_CACHE_SIZE: usize = 8192;
 /// Bytes gathered from ready events before a chunk is sent.
 const CHUNK_TARGET: usize = 256 * 1024;
-
-/// Serialized `{"type":…,"object":…}` lines of recent events, by
-/// resourceVersion.
-#[derive(Default)]
-pub(crate) struct LineCache {
-    inner: Mutex<(HashMap<u64, Bytes>, VecDeque<u64>)>,
-}
-
-impl LineCache {
-    fn line(&self, event: &Event) -> Bytes {
-        {
-            let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(line) = inner.0.get(&event.rv) {
-                return line.clone();
-            }
-        }
-        let line = event_line(event.event_type.as_str(), &event.object);
-        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let inner = &mut *guard;
-        if let std::collections::hash_map::Entry::Vacant(slot) = inner.0.entry(event.rv) {
-            slot.insert(line.clone());
-            inner.1.push_back(event.rv);
-            while inner.1.len() > LINE_CACHE_SIZE {
-                if let Some(old) = inner.1.pop_front() {
-                    inner.0.remove(&old);
-                }
-            }
-        }
-        line
-    }
-}
-
-fn event_line(event_type: &str, object: &Value) -> Bytes {
-    let mut buf = Vec::with_capacity(1024);
-    buf.extend_from_slice(b"{\"type\":\"");
-    buf.extend_from_slice(event_type.as_bytes());
-    buf.extend_from_slice(b"\",\"object\":");
-    let _ = serde_json::to_writer(&mut buf, object);
-    buf.extend_from_slice(b"}\n");
-    Bytes::from(buf)
-}
 
 fn bookmark_line(kind: &str, api_version: &str, rv: u64, initial_events_end: bool) -> Bytes {
     let mut metadata = json!({"resourceVersion": rv.to_string()});

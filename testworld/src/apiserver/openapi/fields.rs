@@ -222,8 +222,8 @@ fn smd_path(object: &Value, path: &str) -> String {
             .filter_map(|s| s.parse::<usize>().ok())
         {
             let item = current.and_then(|c| c.get(index));
-            let key = match crate::apiserver::patch::list_strategy(field) {
-                crate::apiserver::patch::ListStrategy::MergeKey(k) => {
+            let key = match crate::apiserver::merge::list_strategy(field) {
+                crate::apiserver::merge::ListStrategy::MergeKey(k) => {
                     item.and_then(|i| i.get(k)).map(|v| format!("[{k}={v}]"))
                 }
                 _ => None,

@@ -25,8 +25,8 @@ use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha512};
 
-use super::handler::accepts_json;
 use super::kinds::subresource_kinds;
+use super::negotiation::accepts_json;
 use crate::resources::{self, Resource};
 use paths::{Bodies, PathItem};
 

@@ -9,7 +9,7 @@
 //! - `x-kubernetes-patch-strategy` / `x-kubernetes-patch-merge-key` on the
 //!   lists a strategic merge patch merges (kubectl computes `apply` patches
 //!   from them: `kubectl/pkg/cmd/apply/patcher.go`), from the same table the
-//!   emulator's own strategic merge uses (`patch::list_strategy_in`).
+//!   emulator's own strategic merge uses (`merge::list_strategy_in`).
 //!
 //! References point into `#/definitions/` (the v2 form); the v3 documents
 //! rewrite them.
@@ -20,7 +20,7 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
 
 use super::super::kinds::{review_kinds, served_kinds, subresource_kinds};
-use super::super::patch::{ListStrategy, list_strategy_in};
+use super::super::merge::{ListStrategy, list_strategy_in};
 use crate::resources::{self, Resource};
 
 /// Where `$ref`s point in the generated definitions.

@@ -264,7 +264,7 @@ mod tests {
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
         ));
         assert!(!preferred(""));
-        use crate::apiserver::handler::accepts_json;
+        use crate::apiserver::negotiation::accepts_json;
         assert!(accepts_json("application/vnd.kubernetes.protobuf, */*"));
         assert!(!accepts_json("application/vnd.kubernetes.protobuf"));
     }

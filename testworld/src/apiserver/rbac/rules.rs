@@ -22,6 +22,27 @@ pub struct UserInfo {
     pub groups: Vec<String>,
 }
 
+/// The group every authenticated user is in.
+const AUTHENTICATED: &str = "system:authenticated";
+
+impl UserInfo {
+    /// A user with `system:authenticated` added.
+    pub fn authenticated(name: String, mut groups: Vec<String>) -> UserInfo {
+        if !groups.iter().any(|g| g == AUTHENTICATED) {
+            groups.push(AUTHENTICATED.to_string());
+        }
+        UserInfo { name, groups }
+    }
+
+    /// Who a request without credentials is (`request/anonymous`).
+    pub fn anonymous() -> UserInfo {
+        UserInfo {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+        }
+    }
+}
+
 /// What a request asks to do (`authorizer.Attributes`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
