@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use super::jsonpath::Template;
+use super::output::Encoding;
 use crate::exit::exit_codes_help;
 use crate::kube::client::ClientOptions;
+use crate::kube::impersonate::Impersonation;
 use crate::settings::{Overrides, parse_duration};
 use crate::version::KubeVersion;
 
@@ -65,6 +68,22 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_request_timeout)]
     pub request_timeout: Option<Duration>,
 
+    /// Act as this user (kubectl's --as): every request is authorized as
+    /// that user, which the kubeconfig's user must be allowed to
+    /// impersonate [default: the kubeconfig user's `as`, else none]
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+
+    /// Act in this group too (repeat for more; kubectl's --as-group); needs
+    /// --as
+    #[arg(
+        long = "as-group",
+        global = true,
+        value_name = "GROUP",
+        requires = "as_user"
+    )]
+    pub as_group: Vec<String>,
+
     /// Format of stderr: text for people, json for log collectors (every
     /// line one object, progress and messages included, a slot's lines
     /// with its run_id, pool and old_node)
@@ -86,6 +105,11 @@ impl GlobalArgs {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
             request_timeout: self.request_timeout,
+            impersonation: Impersonation {
+                user: self.as_user.clone(),
+                groups: self.as_group.clone(),
+                ..Impersonation::default()
+            },
         }
     }
 }
@@ -106,32 +130,69 @@ pub enum LogFormat {
     Json,
 }
 
-/// How `plan` and `status` print their result.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+/// How `plan`, `check`, `status` and `version` print their result: `table`,
+/// `json`, `yaml` or `jsonpath=TEMPLATE`.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub enum OutputFormat {
     /// A table for people
     #[default]
     Table,
-    /// One JSON document (apiVersion kubesurge.io/v1alpha1, with its kind)
-    Json,
-    /// The same document as YAML
-    Yaml,
+    /// One document (apiVersion kubesurge.io/v1alpha1, with its kind) as
+    /// JSON, YAML, or what a JSONPath template makes of it
+    Document(Encoding),
 }
 
-/// How `upgrade` and `rotate` print their report.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+/// How `upgrade` and `rotate` print their report: as [`OutputFormat`], or
+/// `name`.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub enum ReportFormat {
     /// A table for people
     #[default]
     Table,
-    /// One JSON document (apiVersion kubesurge.io/v1alpha1, with its kind)
-    Json,
-    /// The same document as YAML
-    Yaml,
+    /// The report as a document, as [`OutputFormat::Document`]
+    Document(Encoding),
     /// node/NAME per line: the new nodes the run made; with --dry-run (and
     /// for a rotate outside the maintenance window), the nodes it would
     /// replace
     Name,
+}
+
+const OUTPUT_FORMATS: &str = "table, json, yaml, jsonpath=TEMPLATE";
+
+/// `-o` of `plan`, `check`, `status`, `version`.
+pub(crate) fn parse_output_format(text: &str) -> Result<OutputFormat, String> {
+    match text {
+        "table" => Ok(OutputFormat::Table),
+        other => parse_encoding(other, OUTPUT_FORMATS).map(OutputFormat::Document),
+    }
+}
+
+/// `-o` of `upgrade` and `rotate`.
+pub(crate) fn parse_report_format(text: &str) -> Result<ReportFormat, String> {
+    let formats = "table, json, yaml, jsonpath=TEMPLATE, name";
+    match text {
+        "table" => Ok(ReportFormat::Table),
+        "name" => Ok(ReportFormat::Name),
+        other => parse_encoding(other, formats).map(ReportFormat::Document),
+    }
+}
+
+fn parse_encoding(text: &str, formats: &str) -> Result<Encoding, String> {
+    match text {
+        "json" => Ok(Encoding::Json),
+        "yaml" => Ok(Encoding::Yaml),
+        "jsonpath" => Err(format!(
+            "jsonpath needs a template, as kubectl's: -o 'jsonpath={{.kind}}' (one of {formats})"
+        )),
+        other => match other.strip_prefix("jsonpath=") {
+            Some(template) => Template::parse(template)
+                .map(Encoding::JsonPath)
+                .map_err(|error| error.to_string()),
+            None => Err(format!(
+                "{other:?} is not an output format (one of {formats})"
+            )),
+        },
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +274,8 @@ made (its line says why and the fix); 2 invalid input.
         "Examples:
   kubesurge status
   kubesurge status -o json
+  # Follow the run in progress until it ends
+  kubesurge status -w
 
 ",
         exit_codes_help!()
@@ -220,11 +283,15 @@ made (its line says why and the fix); 2 invalid input.
     Status(crate::cli::status::StatusArgs),
 
     /// Ask the run holding the lock to stop at its next safe point; with no
-    /// run holding it, abandon an unfinished run.
+    /// run holding it, abandon an unfinished run (and, with --config, give
+    /// back the Auto Scaling groups it changed).
     #[command(after_help = concat!(
         "Examples:
   # The running upgrade or rotation finishes its slots in flight and exits 4
   kubesurge abort
+
+  # A run that crashed: abandon it and restore its Auto Scaling groups
+  kubesurge abort --config kubesurge.yaml
 
 ",
         exit_codes_help!()
@@ -322,8 +389,9 @@ made (its line says why and the fix); 2 invalid input.
 /// `kubesurge version`.
 #[derive(Debug, Clone, Args)]
 pub struct VersionArgs {
-    /// Output format
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    /// Output format: table, json, yaml or jsonpath=TEMPLATE (kubectl's
+    /// JSONPath, over the JSON document)
+    #[arg(short, long, value_name = "FORMAT", default_value = "table", value_parser = parse_output_format)]
     pub output: OutputFormat,
 }
 
@@ -335,8 +403,9 @@ pub struct PlanArgs {
     #[arg(long, value_name = "VERSION", value_parser = parse_target_version)]
     pub to: Option<KubeVersion>,
 
-    /// Format of the plan on stdout
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    /// Format of the plan on stdout: table, json, yaml or
+    /// jsonpath=TEMPLATE (kubectl's JSONPath, over the JSON document)
+    #[arg(short, long, value_name = "FORMAT", default_value = "table", value_parser = parse_output_format)]
     pub output: OutputFormat,
 
     #[command(flatten)]
@@ -361,8 +430,12 @@ pub struct MutationFlags {
     #[arg(long, short = 'y')]
     pub yes: bool,
 
-    /// Format of the report on stdout
-    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Table)]
+    /// Format of the report on stdout: table, json, yaml,
+    /// jsonpath=TEMPLATE (kubectl's JSONPath, over the JSON document) or
+    /// name (node/NAME per line: the new nodes the run made; with
+    /// --dry-run, and for a rotate outside the maintenance window, the
+    /// nodes it would replace)
+    #[arg(short = 'o', long, value_name = "FORMAT", default_value = "table", value_parser = parse_report_format)]
     pub output: ReportFormat,
 
     /// Also write the report as Prometheus metrics to this file (for a
@@ -472,7 +545,7 @@ mod tests {
             panic!("plan")
         };
         assert_eq!(plan.to, Some(KubeVersion::new(1, 34, 2)));
-        assert_eq!(plan.output, OutputFormat::Json);
+        assert_eq!(plan.output, OutputFormat::Document(Encoding::Json));
         assert_eq!(
             plan.settings.overrides().drain_timeout.as_deref(),
             Some("30m")
@@ -496,7 +569,7 @@ mod tests {
         };
         for flags in [rotate.flags, upgrade.flags] {
             assert!(flags.dry_run && flags.yes);
-            assert_eq!(flags.output, ReportFormat::Json);
+            assert_eq!(flags.output, ReportFormat::Document(Encoding::Json));
             assert_eq!(flags.settings.settle.as_deref(), Some("1m"));
         }
     }

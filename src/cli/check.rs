@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use super::args::{GlobalArgs, OutputFormat, PlanArgs};
-use super::output::{Encoding, Kind};
+use super::output::Kind;
 use super::run::{connect, read_cluster};
 use super::{CommandError, output, table};
 use crate::ExitStatus;
@@ -42,10 +42,9 @@ pub async fn run(global: &GlobalArgs, args: CheckArgs) -> Result<ExitStatus, Com
         unmanaged: settings.drain.unmanaged_pods,
     };
     let report = runner::run(&inputs).await;
-    let text = match args.output {
+    let text = match &args.output {
         OutputFormat::Table => render(&report),
-        OutputFormat::Json => output::document(Kind::CheckReport, &report, Encoding::Json)?,
-        OutputFormat::Yaml => output::document(Kind::CheckReport, &report, Encoding::Yaml)?,
+        OutputFormat::Document(encoding) => output::document(Kind::CheckReport, &report, encoding)?,
     };
     output::print(&text)?;
     Ok(if report.passed() {

@@ -99,6 +99,8 @@ pub enum CommandError {
     #[error("cannot write to stdout: {0}")]
     Stdout(#[source] std::io::Error),
     #[error(transparent)]
+    JsonPath(#[from] super::jsonpath::OutOfBounds),
+    #[error(transparent)]
     Man(#[from] super::completion::ManError),
     #[error(transparent)]
     Init(#[from] crate::init::InitError),
@@ -189,6 +191,7 @@ impl CommandError {
             | CommandError::Json { .. }
             | CommandError::Yaml { .. }
             | CommandError::Stdout(_)
+            | CommandError::JsonPath(_)
             | CommandError::Man(_)
             | CommandError::Init(_)
             | CommandError::InitWrite { .. } => ExitStatus::Failed,

@@ -9,6 +9,7 @@ pub mod completion;
 mod error;
 pub mod gc;
 pub mod init;
+pub mod jsonpath;
 mod logging;
 mod metrics_file;
 mod output;

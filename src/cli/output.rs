@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::CommandError;
+use super::jsonpath::Template;
 
 /// Write `text` to stdout. A closed pipe (`kubesurge plan | head`) is not
 /// an error: the reader has what it wanted.
@@ -24,10 +25,13 @@ pub fn print(text: &str) -> Result<(), CommandError> {
 }
 
 /// How a document is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Encoding {
     Json,
     Yaml,
+    /// What a kubectl JSONPath template makes of the JSON document, exactly
+    /// (no newline added, as kubectl adds none).
+    JsonPath(Template),
 }
 
 /// The kinds of document kubesurge prints, all `apiVersion:
@@ -82,12 +86,13 @@ struct Document<'a, T: Serialize> {
     body: &'a T,
 }
 
-/// `body` as the `-o json|yaml` documents are written: with `apiVersion`
-/// and `kind`, JSON pretty-printed, one final newline.
+/// `body` as the `-o json|yaml|jsonpath=` documents are written: with
+/// `apiVersion` and `kind`, JSON pretty-printed, YAML, one final newline
+/// for both.
 pub fn document<T: Serialize>(
     kind: Kind,
     body: &T,
-    encoding: Encoding,
+    encoding: &Encoding,
 ) -> Result<String, CommandError> {
     let document = Document {
         api_version: crate::settings::API_VERSION,
@@ -103,6 +108,11 @@ pub fn document<T: Serialize>(
                 what,
                 message: source.to_string(),
             })?
+        }
+        Encoding::JsonPath(template) => {
+            let value = serde_json::to_value(&document)
+                .map_err(|source| CommandError::Json { what, source })?;
+            return Ok(template.render(&value)?);
         }
     };
     if !text.ends_with('\n') {
@@ -196,7 +206,7 @@ mod tests {
         let json = document(
             Kind::RotationReport,
             &Body { run_id: "r-1" },
-            Encoding::Json,
+            &Encoding::Json,
         )
         .unwrap();
         assert_eq!(
@@ -208,7 +218,7 @@ mod tests {
             })
         );
         assert!(json.starts_with("{\n  \"apiVersion\""), "{json}");
-        let yaml = document(Kind::RunStatus, &Body { run_id: "r-1" }, Encoding::Yaml).unwrap();
+        let yaml = document(Kind::RunStatus, &Body { run_id: "r-1" }, &Encoding::Yaml).unwrap();
         assert!(
             yaml.starts_with("apiVersion: kubesurge.io/v1alpha1\nkind: RunStatus\n"),
             "{yaml}"

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use super::args::{GlobalArgs, OutputFormat, PlanArgs};
-use super::output::{Encoding, Kind};
+use super::output::Kind;
 use super::run::announce_not_checked;
 use super::{CommandError, output};
 use crate::ExitStatus;
@@ -54,10 +54,9 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> Result<ExitStatus, Comm
     let not_checked = verify_target(&plan, &client, &settings).await?;
     announce_not_checked(&not_checked);
 
-    let text = match args.output {
+    let text = match &args.output {
         OutputFormat::Table => plan::render_table(&plan),
-        OutputFormat::Json => output::document(Kind::UpgradePlan, &plan, Encoding::Json)?,
-        OutputFormat::Yaml => output::document(Kind::UpgradePlan, &plan, Encoding::Yaml)?,
+        OutputFormat::Document(encoding) => output::document(Kind::UpgradePlan, &plan, encoding)?,
     };
     output::print(&text)?;
     Ok(ExitStatus::Success)

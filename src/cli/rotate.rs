@@ -119,12 +119,12 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
     // Show what will happen before anything does.
     let preview = engine.run(&request, watch::channel(None).1).await?;
     if flags.dry_run {
-        print_report(&preview, flags.output)?;
+        print_report(&preview, &flags.output)?;
         return Ok(ExitStatus::Success);
     }
     if preview.slots.is_empty() {
         output::eprint_line("nothing to replace: every selected worker matches the desired state");
-        print_report(&preview, flags.output)?;
+        print_report(&preview, &flags.output)?;
         metrics_file::write_if_asked(
             flags.metrics_file.as_deref(),
             &RunMetrics::of_rotation(&preview),
@@ -135,7 +135,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
         Some(WindowGate::Closed { sentence, opens_at }) => {
             // Outside the window: say what is left and when it opens.
             let report = deferred_report(preview, &sentence, opens_at);
-            print_report(&report, flags.output)?;
+            print_report(&report, &flags.output)?;
             metrics_file::write_if_asked(
                 flags.metrics_file.as_deref(),
                 &RunMetrics::of_rotation(&report),
@@ -174,7 +174,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitStatus, Co
     if let RunOutcome::Stopped { opens_at, .. } = &mut report.outcome {
         *opens_at = reopens_at;
     }
-    print_report(&report, flags.output)?;
+    print_report(&report, &flags.output)?;
     metrics_file::write_if_asked(
         flags.metrics_file.as_deref(),
         &RunMetrics::of_rotation(&report),

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use kube::Client;
 
 use super::args::{GlobalArgs, ReportFormat};
-use super::output::{Encoding, Kind};
+use super::output::Kind;
 use super::{CommandError, output, table};
 use crate::ExitStatus;
 use crate::check::target::NotChecked;
@@ -181,10 +181,11 @@ pub fn exit_status(report: &RunReport) -> ExitStatus {
 }
 
 /// Print the report: a summary table, or JSON.
-pub fn print_report(report: &RunReport, format: ReportFormat) -> Result<(), CommandError> {
+pub fn print_report(report: &RunReport, format: &ReportFormat) -> Result<(), CommandError> {
     let text = match format {
-        ReportFormat::Json => output::document(Kind::RotationReport, report, Encoding::Json)?,
-        ReportFormat::Yaml => output::document(Kind::RotationReport, report, Encoding::Yaml)?,
+        ReportFormat::Document(encoding) => {
+            output::document(Kind::RotationReport, report, encoding)?
+        }
         ReportFormat::Name => output::names(report_nodes(report)),
         ReportFormat::Table => render_report(report),
     };

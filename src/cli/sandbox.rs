@@ -378,6 +378,8 @@ async fn run_upgrade_demo(
         context: None,
         config: Some(config.to_path_buf()),
         request_timeout: None,
+        as_user: None,
+        as_group: Vec::new(),
         log_format: LogFormat::Text,
         verbose: 0,
         quiet: 0,

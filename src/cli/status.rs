@@ -2,9 +2,10 @@
 //! (`crate::rotation::status`), as a table or JSON.
 
 use clap::Args;
+use futures::StreamExt;
 
 use super::args::{GlobalArgs, OutputFormat};
-use super::output::{Encoding, Kind};
+use super::output::Kind;
 use super::{CommandError, output, table};
 use crate::ExitStatus;
 use crate::kube::client;
@@ -13,18 +14,38 @@ use crate::rotation::status::{self, RunStatus};
 /// Arguments of `kubesurge status`.
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// Format on stdout
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    /// Format on stdout: table, json, yaml or jsonpath=TEMPLATE (kubectl's
+    /// JSONPath, over the JSON document)
+    #[arg(short = 'o', long, value_name = "FORMAT", default_value = "table", value_parser = super::args::parse_output_format)]
     pub output: OutputFormat,
+
+    /// Follow the run in progress: print the status again each time it
+    /// changes, until no run holds the lock (at once when none does)
+    #[arg(short = 'w', long)]
+    pub watch: bool,
 }
 
 pub async fn run(global: &GlobalArgs, args: StatusArgs) -> Result<ExitStatus, CommandError> {
     let client = client::client(&global.client_options()).await?;
-    let status = status::read(&client).await?;
-    let text = match args.output {
-        OutputFormat::Json => output::document(Kind::RunStatus, &status, Encoding::Json)?,
-        OutputFormat::Yaml => output::document(Kind::RunStatus, &status, Encoding::Yaml)?,
-        OutputFormat::Table => render(&status),
+    if !args.watch {
+        return print(&status::read(&client).await?, &args.output);
+    }
+    let mut updates = std::pin::pin!(status::follow(client));
+    let mut first = true;
+    while let Some(status) = updates.next().await {
+        if !first && args.output == OutputFormat::Table {
+            output::print("\n")?;
+        }
+        first = false;
+        print(&status?, &args.output)?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn print(status: &RunStatus, format: &OutputFormat) -> Result<ExitStatus, CommandError> {
+    let text = match format {
+        OutputFormat::Document(encoding) => output::document(Kind::RunStatus, status, encoding)?,
+        OutputFormat::Table => render(status),
     };
     output::print(&text)?;
     Ok(ExitStatus::Success)

@@ -10,7 +10,7 @@ use jiff::tz::TimeZone;
 use serde::Serialize;
 
 use super::args::{GlobalArgs, MutationFlags, ReportFormat, parse_target_version};
-use super::output::{Encoding, Kind};
+use super::output::Kind;
 use super::run::{
     self, announce_unfinished, confirm, connect, numbered_would, read_cluster, release,
     render_report, reopening, window_gate,
@@ -57,7 +57,7 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
         // A report all the same, so that scripts and the Terraform module
         // read the same document whether or not anything ran.
         let report = UpgradeReport::starting(args.to, Timestamp::now());
-        print(&report, flags.output)?;
+        print(&report, &flags.output)?;
         if !flags.dry_run {
             metrics_file::write_if_asked(
                 flags.metrics_file.as_deref(),
@@ -92,9 +92,10 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
             plan: upgrade.plan(),
             dry_run: &dry,
         };
-        let text = match flags.output {
-            ReportFormat::Json => output::document(Kind::UpgradePlan, &document, Encoding::Json)?,
-            ReportFormat::Yaml => output::document(Kind::UpgradePlan, &document, Encoding::Yaml)?,
+        let text = match &flags.output {
+            ReportFormat::Document(encoding) => {
+                output::document(Kind::UpgradePlan, &document, encoding)?
+            }
             ReportFormat::Name => output::names(dry.rotations.iter().flat_map(run::report_nodes)),
             ReportFormat::Table => format!(
                 "DRY RUN of upgrade to {}: {remaining} to do; nothing was changed.\n{}",
@@ -114,7 +115,7 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
                 opens_at,
                 remaining,
             };
-            print(&report, flags.output)?;
+            print(&report, &flags.output)?;
             metrics_file::write_if_asked(
                 flags.metrics_file.as_deref(),
                 &RunMetrics::of_upgrade(&report),
@@ -143,7 +144,7 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
     if let UpgradeOutcome::Partial { opens_at, .. } = &mut report.outcome {
         *opens_at = reopens_at;
     }
-    print(&report, flags.output)?;
+    print(&report, &flags.output)?;
     metrics_file::write_if_asked(
         flags.metrics_file.as_deref(),
         &RunMetrics::of_upgrade(&report),
@@ -180,10 +181,11 @@ fn exit_status(outcome: &UpgradeOutcome) -> ExitStatus {
     }
 }
 
-fn print(report: &UpgradeReport, format: ReportFormat) -> Result<(), CommandError> {
+fn print(report: &UpgradeReport, format: &ReportFormat) -> Result<(), CommandError> {
     let text = match format {
-        ReportFormat::Json => output::document(Kind::UpgradeReport, report, Encoding::Json)?,
-        ReportFormat::Yaml => output::document(Kind::UpgradeReport, report, Encoding::Yaml)?,
+        ReportFormat::Document(encoding) => {
+            output::document(Kind::UpgradeReport, report, encoding)?
+        }
         ReportFormat::Name => output::names(report.rotations.iter().flat_map(run::report_nodes)),
         ReportFormat::Table => render(report),
     };

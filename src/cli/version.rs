@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::CommandError;
 use super::args::{OutputFormat, VersionArgs};
-use super::output::{self, Encoding, Kind};
+use super::output::{self, Kind};
 use crate::ExitStatus;
 use crate::version::{PATCHES_AS_OF, RELEASES};
 
@@ -38,9 +38,8 @@ impl VersionInfo {
 
 pub fn run(args: VersionArgs) -> Result<ExitStatus, CommandError> {
     let info = VersionInfo::of_this_binary();
-    let text = match args.output {
-        OutputFormat::Json => output::document(Kind::Version, &info, Encoding::Json)?,
-        OutputFormat::Yaml => output::document(Kind::Version, &info, Encoding::Yaml)?,
+    let text = match &args.output {
+        OutputFormat::Document(encoding) => output::document(Kind::Version, &info, encoding)?,
         OutputFormat::Table => format!(
             "kubesurge {} (commit {}); knows Kubernetes releases up to {}, patches as of {}\n",
             info.version, info.commit, info.newest_known_minor, info.release_table_as_of

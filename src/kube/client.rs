@@ -15,6 +15,8 @@ use ::kube::{Client, Config};
 use thiserror::Error;
 
 use super::fence::{Fence, FenceLayer};
+use super::impersonate::{ImpersonateLayer, Impersonation};
+use super::proxy::{ProxyEnv, ProxyError, proxy_for};
 
 /// Where to find the cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,6 +31,9 @@ pub struct ClientOptions {
     /// server to send or accept more, may take; zero for no limit. `None`:
     /// kube's defaults.
     pub request_timeout: Option<std::time::Duration>,
+    /// `--as` / `--as-group`: each given part replaces the kubeconfig
+    /// user's `as` / `as-groups`, as kubectl's flags do.
+    pub impersonation: Impersonation,
 }
 
 /// Whether the client retries 429/503/504 by itself.
@@ -97,6 +102,12 @@ pub enum ClientError {
         #[source]
         source: KubeconfigError,
     },
+    #[error("cannot reach {server}: {source}")]
+    Proxy {
+        server: String,
+        #[source]
+        source: ProxyError,
+    },
     #[error("cannot set up a client for {server}: {source}")]
     Build {
         server: String,
@@ -136,7 +147,12 @@ pub async fn drain_client(options: &ClientOptions) -> Result<Client, ClientError
 pub fn client_from_config(mut config: Config, retry: Retry) -> Result<Client, ClientError> {
     config.default_retry = retry == Retry::Default;
     let server = server_url(&config);
-    Client::try_from(config).map_err(|source| ClientError::Build { server, source })
+    let impersonation = impersonation_of(&config);
+    let builder = ::kube::client::ClientBuilder::try_from(config)
+        .map_err(|source| ClientError::Build { server, source })?;
+    Ok(builder
+        .with_layer(&ImpersonateLayer::new(&impersonation))
+        .build())
 }
 
 /// A client that makes no change to the cluster once `fence` is raised
@@ -149,9 +165,29 @@ pub fn fenced_client_from_config(
 ) -> Result<Client, ClientError> {
     config.default_retry = retry == Retry::Default;
     let server = server_url(&config);
+    let impersonation = impersonation_of(&config);
     let builder = ::kube::client::ClientBuilder::try_from(config)
         .map_err(|source| ClientError::Build { server, source })?;
-    Ok(builder.with_layer(&FenceLayer::new(fence.clone())).build())
+    Ok(builder
+        .with_layer(&FenceLayer::new(fence.clone()))
+        .with_layer(&ImpersonateLayer::new(&impersonation))
+        .build())
+}
+
+/// Who the config says requests act as (see [`super::impersonate`]).
+pub fn impersonation_of(config: &Config) -> Impersonation {
+    let auth = &config.auth_info;
+    Impersonation {
+        user: auth.impersonate.clone().filter(|u| !u.is_empty()),
+        groups: auth.impersonate_groups.clone().unwrap_or_default(),
+        uid: auth.impersonate_uid.clone().filter(|u| !u.is_empty()),
+        extra: auth
+            .impersonate_user_extra
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// The API server's URL, for messages.
@@ -169,6 +205,13 @@ pub async fn config(options: &ClientOptions) -> Result<Config, ClientError> {
     let mut config = located_config(options).await?;
     if let Some(timeout) = options.request_timeout {
         apply_request_timeout(&mut config, timeout);
+    }
+    let flags = &options.impersonation;
+    if let Some(user) = &flags.user {
+        config.auth_info.impersonate = Some(user.clone());
+    }
+    if !flags.groups.is_empty() {
+        config.auth_info.impersonate_groups = Some(flags.groups.clone());
     }
     Ok(config)
 }
@@ -201,13 +244,49 @@ async fn located_config(options: &ClientOptions) -> Result<Config, ClientError> 
         read_all(&paths)?
     };
     let context = choose_context(&kubeconfig, options.context.as_deref())?;
+    let cluster_proxy_url = cluster_proxy_url(&kubeconfig, &context);
     let kube_options = KubeConfigOptions {
         context: Some(context.clone()),
         ..KubeConfigOptions::default()
     };
-    Config::from_custom_kubeconfig(kubeconfig, &kube_options)
+    let config = Config::from_custom_kubeconfig(kubeconfig, &kube_options)
         .await
-        .map_err(|source| ClientError::Context { context, source })
+        .map_err(|source| ClientError::Context { context, source })?;
+    with_proxy(config, cluster_proxy_url.as_deref())
+}
+
+/// The `proxy-url` of the cluster `context` points at.
+fn cluster_proxy_url(kubeconfig: &Kubeconfig, context: &str) -> Option<String> {
+    let cluster = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .cluster
+        .clone();
+    kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)?
+        .cluster
+        .as_ref()?
+        .proxy_url
+        .clone()
+}
+
+/// Set the proxy as kubectl would choose it (see [`super::proxy`]).
+fn with_proxy(mut config: Config, cluster_proxy_url: Option<&str>) -> Result<Config, ClientError> {
+    config.proxy_url = proxy_for(
+        &config.cluster_url,
+        cluster_proxy_url,
+        &ProxyEnv::from_process(),
+    )
+    .map_err(|source| ClientError::Proxy {
+        server: server_url(&config),
+        source,
+    })?;
+    Ok(config)
 }
 
 fn default_kubeconfig_path() -> Option<PathBuf> {
@@ -220,7 +299,8 @@ fn in_cluster(options: &ClientOptions) -> Result<Config, ClientError> {
         // A context only exists in a kubeconfig.
         return Err(no_kubeconfig("--context needs a kubeconfig".to_string()));
     }
-    Config::incluster().map_err(|error| no_kubeconfig(error.to_string()))
+    let config = Config::incluster().map_err(|error| no_kubeconfig(error.to_string()))?;
+    with_proxy(config, None)
 }
 
 fn read_one(path: &Path) -> Result<Kubeconfig, ClientError> {
@@ -301,6 +381,7 @@ mod tests {
             kubeconfig: Some(path.as_os_str().to_owned()),
             context: context.map(str::to_string),
             request_timeout: None,
+            impersonation: Impersonation::default(),
         }
     }
 
@@ -367,6 +448,7 @@ mod tests {
             kubeconfig: Some(list),
             context: None,
             request_timeout: None,
+            impersonation: Impersonation::default(),
         };
         assert_eq!(
             server_url(&config(&options).await.unwrap()),

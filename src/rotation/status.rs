@@ -2,14 +2,23 @@
 //! world alone (design §3, `kubesurge status`): the lock's holder, the run
 //! record, and per slot the phase and blocker its old node carries.
 
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::stream::{self, BoxStream, Stream, StreamExt};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde::Serialize;
 use thiserror::Error;
 
 use super::annotations as ann;
-use super::record::{RecordError, RecordStore, RecordedNode, RunRecord};
+use super::record::{
+    RECORD_NAME, RECORD_NAMESPACE, RecordError, RecordStore, RecordedNode, RunRecord,
+};
 use crate::kube::lock::{self, Holder, LockError};
 use crate::kube::nodes;
 use crate::kube::retry::with_retry;
@@ -70,6 +79,85 @@ pub async fn read(client: &Client) -> Result<RunStatus, StatusError> {
         }
     }
     Ok(assemble(holder, record, slots))
+}
+
+/// How long `follow` lets changes gather before it reads the status
+/// again: a slot's step touches its Node, the record and the lease at
+/// nearly the same time, and each read costs a GET per recorded node.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// The status now, then again each time it changes, until no run holds
+/// the lock (`kubesurge status -w`). Changes are noticed by watching the
+/// lease, the run record and the Nodes' metadata (a slot's phase is an
+/// annotation on its old node); nothing is polled.
+pub fn follow(client: Client) -> impl Stream<Item = Result<RunStatus, StatusError>> {
+    struct Following {
+        client: Client,
+        changes: BoxStream<'static, ()>,
+        last: Option<RunStatus>,
+        ended: bool,
+    }
+    let changes = changes(&client);
+    let start = Following {
+        client,
+        changes,
+        last: None,
+        ended: false,
+    };
+    stream::unfold(start, |mut f| async move {
+        if f.ended {
+            return None;
+        }
+        loop {
+            if f.last.is_some() {
+                f.changes.next().await?;
+                tokio::time::sleep(SETTLE).await;
+                while f.changes.next().now_or_never().flatten().is_some() {}
+            }
+            let status = match read(&f.client).await {
+                Ok(status) => status,
+                Err(e) => {
+                    f.ended = true;
+                    return Some((Err(e), f));
+                }
+            };
+            f.ended = status.holder.is_none();
+            if f.last.as_ref() != Some(&status) {
+                f.last = Some(status.clone());
+                return Some((Ok(status), f));
+            }
+            if f.ended {
+                return None;
+            }
+        }
+    })
+}
+
+/// One `()` per change of the lease, the run record or a Node, and one
+/// per lease duration: a holder that died changes nothing, its lease only
+/// runs out.
+fn changes(client: &Client) -> BoxStream<'static, ()> {
+    let by_name = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let leases: Api<Lease> = Api::namespaced(client.clone(), lock::LEASE_NAMESPACE);
+    let records: Api<ConfigMap> = Api::namespaced(client.clone(), RECORD_NAMESPACE);
+    // Metadata only: the annotations are all the status reads of a Node
+    // here, and a Node's status is most of its bytes.
+    let nodes: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
+    stream::select_all([
+        watcher(leases, by_name(lock::LEASE_NAME))
+            .map(|_| ())
+            .boxed(),
+        watcher(records, by_name(RECORD_NAME)).map(|_| ()).boxed(),
+        watcher(nodes, watcher::Config::default())
+            .map(|_| ())
+            .boxed(),
+        stream::unfold((), |()| async {
+            tokio::time::sleep(lock::LEASE_DURATION).await;
+            Some(((), ()))
+        })
+        .boxed(),
+    ])
+    .boxed()
 }
 
 fn assemble(

@@ -414,6 +414,45 @@ fn version_names_the_release_and_the_commit_it_was_built_from() {
     assert!(text.stdout.starts_with("kubesurge "), "{}", text.stdout);
 }
 
+/// `-o jsonpath=TEMPLATE` prints exactly what the template makes of the
+/// JSON document (no newline added, as kubectl); a template that cannot
+/// be read is refused before anything runs (exit 2), naming the formats;
+/// a missing key prints nothing, as with `kubectl get`.
+#[test]
+fn jsonpath_output_prints_what_the_template_makes_of_the_document() {
+    let dir = TempDir::new().unwrap();
+    let run = Run::of(kubesurge(dir.path()).args([
+        "version",
+        "-o",
+        r#"jsonpath={.apiVersion} {.kind} {.version}{"\n"}"#,
+    ]));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "kubesurge.io/v1alpha1 Version {}\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    for (format, says) in [
+        ("jsonpath={.kind", "unclosed action"),
+        ("jsonpath", "jsonpath needs a template"),
+        ("xml", "one of table, json, yaml, jsonpath=TEMPLATE"),
+    ] {
+        let run = Run::of(kubesurge(dir.path()).args(["version", "-o", format]));
+        assert_eq!(run.code, Some(2), "{format}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{format}: {}", run.stderr);
+    }
+    let run = Run::of(kubesurge(dir.path()).args(["version", "-o", "jsonpath={.kind[3]}"]));
+    assert_eq!(
+        run.code,
+        Some(0),
+        "not an array: nothing printed: {}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "");
+}
+
 #[test]
 fn logs_can_be_json_on_stderr() {
     let dir = TempDir::new().unwrap();

@@ -608,6 +608,64 @@ async fn apply_validates_fields_on_the_server() {
         "{}",
         stderr(&out)
     );
+
+    // `create -f` and `replace -f` send the file as it is, with strict
+    // field validation (kubectl's default `--validate=strict`); kubectl
+    // names the file and the verb (`AddSourceToErr` in
+    // staging/src/k8s.io/kubectl/pkg/cmd/util/helpers.go).
+    let other = DEPLOYMENT_YAML.replace("name: web\n  labels", "name: other\n  labels");
+    let created = write_manifest(&env, "other.yaml", &other);
+    let out = kubectl_ok(&env, &["create", "-f", &created]).await;
+    assert!(out.contains("deployment.apps/other created"), "{out}");
+    let out = kubectl(&env, &["create", "-f", &created]).await;
+    assert!(
+        stderr(&out).contains(&format!(
+            "Error from server (AlreadyExists): error when creating \"{created}\": deployments.apps \"other\" already exists"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let replaced = write_manifest(
+        &env,
+        "other2.yaml",
+        &other.replace("nginx:1.27", "nginx:1.28"),
+    );
+    let out = kubectl_ok(&env, &["replace", "-f", &replaced]).await;
+    assert!(out.contains("deployment.apps/other replaced"), "{out}");
+    let stored = env
+        .store
+        .get(&kubesurge_testworld::resources::DEPLOYMENTS, "default", "other")
+        .unwrap();
+    assert_eq!(
+        stored["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.28"
+    );
+    let bad_replace = write_manifest(
+        &env,
+        "other3.yaml",
+        &other.replace("replicas: 3", "replicaz: 3"),
+    );
+    let out = kubectl(&env, &["replace", "-f", &bad_replace]).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "Error from server (BadRequest): error when replacing \"{bad_replace}\": Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.replicaz\""
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let typo_create = write_manifest(
+        &env,
+        "typo3.yaml",
+        &typo.replace("name: typo\n", "name: typo3\n"),
+    );
+    let out = kubectl(&env, &["create", "-f", &typo_create]).await;
+    assert!(
+        stderr(&out).contains("error when creating")
+            && stderr(&out).contains("strict decoding error: unknown field \"spec.replicaz\""),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1150,4 +1208,160 @@ async fn services_get_cluster_ips_and_node_ports() {
         json!([{"port": 80, "protocol": "TCP", "targetPort": 9090}]),
         "{api}"
     );
+}
+
+/// `kubectl get pods -o wide -w`, as an operator leaves it running during
+/// an upgrade: the wide table's header once, then a row per change — a new
+/// pod going from Pending to Running on a node with an IP, and the pod
+/// deleted after it showing Terminating. kubectl asks the watch for Table
+/// rows (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`); each
+/// event carries a one-row Table, as the real server sends it
+/// (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/watch.go, the
+/// `TableConvertor` applied per event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_pods_wide_watch_follows_pods_as_they_change() {
+    let (world, env) = world_env().await;
+    let watch = watch_until(
+        &env,
+        &["get", "pods", "-o", "wide", "-w"],
+        &["Running", "Terminating"],
+        Duration::from_secs(60),
+    );
+    let act = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        kubectl_ok(&env, &["create", "deployment", "web", "--image=nginx:1.27"]).await;
+        kubectl_ok(
+            &env,
+            &["rollout", "status", "deployment/web", "--timeout=60s"],
+        )
+        .await;
+        let pods = kubectl_ok(&env, &["get", "pods", "-l", "app=web", "-o", "name"]).await;
+        let pod = pods.lines().next().unwrap().to_string();
+        kubectl_ok(&env, &["delete", &pod, "--wait=false"]).await;
+    };
+    let (seen, ()) = tokio::join!(watch, act);
+    let table = rows(&seen);
+    assert_eq!(
+        seen.lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED",
+            "NODE",
+            "READINESS",
+            "GATES"
+        ],
+        "{seen}"
+    );
+    let headers = seen.lines().filter(|l| l.starts_with("NAME ")).count();
+    assert_eq!(headers, 1, "the header is printed once:\n{seen}");
+    let running = table
+        .iter()
+        .find(|r| {
+            r.first().is_some_and(|n| n.starts_with("web-"))
+                && r.get(2).is_some_and(|s| s == "Running")
+        })
+        .unwrap_or_else(|| panic!("no Running row for a web pod:\n{seen}"));
+    assert_eq!(running[1], "1/1", "{seen}");
+    let ip: std::net::IpAddr = running[5]
+        .parse()
+        .unwrap_or_else(|_| panic!("the IP column holds an address: {running:?}\n{seen}"));
+    assert!(!ip.is_unspecified(), "{seen}");
+    let node = &running[6];
+    assert!(
+        env.store.get(&NODES, "", node).is_some(),
+        "the NODE column names a node: {running:?}"
+    );
+    let pod = &running[0];
+    let states: Vec<&str> = table
+        .iter()
+        .filter(|r| r.first() == Some(pod))
+        .map(|r| r[2].as_str())
+        .collect();
+    assert!(
+        states
+            .first()
+            .is_some_and(|s| *s == "Pending" || *s == "ContainerCreating"),
+        "the pod is first seen before it runs: {states:?}\n{seen}"
+    );
+    assert!(
+        table
+            .iter()
+            .any(|r| r.first().is_some_and(|n| n.starts_with("web-")) && r[2] == "Terminating"),
+        "{seen}"
+    );
+    world.stop();
+}
+
+/// kubesurge's `-o jsonpath=` reads templates as kubectl does: the same
+/// templates over the same Node give what the real kubectl prints, and
+/// fail where it fails. (`..name` is left out: kubectl gives its results
+/// in Go's random map order, a different one from run to run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonpath_templates_print_what_kubectl_prints() {
+    use kubesurge::cli::jsonpath::Template;
+    let env = env().await;
+    node(&env.store, "cp1", "True", true, false);
+    let json = kubectl_ok(&env, &["get", "node", "cp1", "-o", "json"]).await;
+    let object: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let templates = [
+        "{.metadata.name}",
+        "name={.metadata.name}, kubelet={.status.nodeInfo.kubeletVersion}",
+        "{.status.conditions[*].type}",
+        "{.status.conditions[0].status}",
+        "{.status.conditions[-1].type}",
+        "{.status.conditions[0:1].type}",
+        "{.status.conditions[0:2].type}",
+        "{.status.conditions[5].type}",
+        "{.status.conditions[-3].type}",
+        "{.status.addresses[1:].type}",
+        "{.status.addresses[:-1].type}",
+        "{.status.conditions[*].nothere}",
+        r#"{.status.addresses[?(@.type!="Hostname")].type}"#,
+        "{.status.capacity.cpu}",
+        r#"{.status.conditions[?(@.type=="Ready")].status}"#,
+        r#"{range .status.addresses[*]}{.type}={.address}{"\n"}{end}"#,
+        "{.metadata.labels}",
+        "[{.metadata.labels['node-role.kubernetes.io/control-plane']}]",
+        "{.metadata.labels.kubernetes\\.io/hostname}",
+        "{.spec.unschedulable}",
+        "[{.spec.taints[0].key}]",
+        "{.status.nodeInfo}",
+    ];
+    for template in templates {
+        let theirs = kubectl(
+            &env,
+            &["get", "node", "cp1", "-o", &format!("jsonpath={template}")],
+        )
+        .await;
+        let ours = Template::parse(template)
+            .unwrap_or_else(|e| panic!("{template}: {e}"))
+            .render(&object);
+        match ours {
+            Ok(text) => {
+                assert!(theirs.status.success(), "{template}: {}", stderr(&theirs));
+                assert_eq!(text, stdout(&theirs), "template {template}");
+            }
+            // kubectl names the same index and length.
+            Err(error) => {
+                let reason = error.to_string();
+                let reason = reason.split(": ").skip(1).collect::<Vec<_>>().join(": ");
+                assert!(!theirs.status.success(), "{template}: {}", stdout(&theirs));
+                assert!(
+                    stderr(&theirs).contains(&reason),
+                    "{template}: ours {reason:?}, kubectl {}",
+                    stderr(&theirs)
+                );
+            }
+        }
+    }
 }

@@ -16,12 +16,12 @@ use serde_json::Value;
 
 use crate::rotation::{Harness, KillPoint, Spec, arm, kubesurge, run_to_end, start, text};
 
-const RENDERED: &str = "terraform/examples/scheduled/kubesurge-scheduled.yaml";
-const NAMESPACE: &str = "kube-system";
-const ACCOUNT: &str = "kubesurge";
+pub(crate) const RENDERED: &str = "terraform/examples/scheduled/kubesurge-scheduled.yaml";
+pub(crate) const NAMESPACE: &str = "kube-system";
+pub(crate) const ACCOUNT: &str = "kubesurge";
 
 /// The ServiceAccount and the RBAC documents the module renders.
-fn rendered_rbac() -> Vec<Value> {
+pub(crate) fn rendered_rbac() -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(RENDERED);
     let yaml = std::fs::read_to_string(&path).expect("the rendered manifests");
     let documents: Vec<Value> = serde_saphyr::from_multiple(&yaml).expect("YAML");
@@ -86,7 +86,7 @@ async fn kubectl(h: &Harness, args: &[&str], stdin: &str) -> std::process::Outpu
 
 /// A world with `documents` applied (as users apply them, OpenAPI
 /// validation on), and a kubeconfig of the ServiceAccount.
-async fn world_under(documents: &[Value]) -> (Harness, PathBuf) {
+pub(crate) async fn world_under(documents: &[Value]) -> (Harness, PathBuf) {
     let h = start(Spec::default()).await;
     // One YAML stream (each document in its JSON form).
     let stream: String = documents.iter().map(|d| format!("---\n{d}\n")).collect();

@@ -88,3 +88,77 @@ async fn status_names_each_replacement_of_a_finished_run_in_plain_words() {
     expected.sort();
     assert_eq!(listed, expected);
 }
+
+/// `status -w -o json` started beside a run prints a document each time
+/// the status changes — slots moving through their phases — and ends by
+/// itself once the run has released the lock, its last document the
+/// finished run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_follows_a_run_until_it_ends() {
+    let h = start(Spec {
+        pools: vec![("general", 3)],
+        max_surge: 1,
+        ..Spec::default()
+    })
+    .await;
+    let run = h
+        .command(&["rotate", "--all", "--yes"])
+        .spawn()
+        .expect("the run starts");
+    // The watch starts once the run holds the lock.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = h.run(&["status", "-o", "json"]).await;
+        let json: Value = serde_json::from_slice(&status.stdout).expect("JSON status");
+        if json["holder"].is_string() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run never took the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let watch = tokio::time::timeout(
+        std::time::Duration::from_secs(240),
+        h.command(&["status", "-w", "-o", "json"]).output(),
+    )
+    .await
+    .expect("status -w ends when the run does")
+    .expect("status runs");
+    let finished = run.wait_with_output().await.expect("the run ends");
+    assert_eq!(finished.status.code(), Some(0), "{}", text(&finished));
+    assert_eq!(watch.status.code(), Some(0), "{}", text(&watch));
+    let documents: Vec<Value> = serde_json::Deserializer::from_slice(&watch.stdout)
+        .into_iter::<Value>()
+        .collect::<Result<_, _>>()
+        .expect("a stream of JSON documents");
+    assert!(
+        documents.len() >= 3,
+        "a document per change: {documents:#?}"
+    );
+    assert!(documents.iter().all(|d| d["kind"] == "RunStatus"));
+    for pair in documents.windows(2) {
+        assert_ne!(pair[0], pair[1], "a document only when something changed");
+    }
+    let phases: std::collections::BTreeSet<String> = documents
+        .iter()
+        .flat_map(|d| d["slots"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| s["phase"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        phases.len() >= 3,
+        "the slots were seen in several phases: {phases:?}"
+    );
+    let last = documents.last().unwrap();
+    assert!(last["holder"].is_null(), "{last:#}");
+    assert_eq!(last["run"]["state"], "succeeded", "{last:#}");
+    assert!(
+        last["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["phase"] == "done"),
+        "{last:#}"
+    );
+}
