@@ -883,15 +883,7 @@ fn golden_scripts_and_stand_ins_pass_shellcheck() {
         "shellcheck is missing: install it (apt-get install shellcheck; tests/run.sh does) \
          to check the control-plane scripts"
     );
-    let shell_files = |dir: &Path| -> Vec<std::path::PathBuf> {
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|entry| entry.expect("entry").path())
-            .filter(|path| path.extension().is_some_and(|e| e == "sh"))
-            .collect();
-        files.sort();
-        files
-    };
+    let shell_files = crate::scripts::shell_files;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let golden_dir = root.join("src/controlplane/testdata");
     let golden = shell_files(&golden_dir);

@@ -634,7 +634,11 @@ async fn apply_validates_fields_on_the_server() {
     assert!(out.contains("deployment.apps/other replaced"), "{out}");
     let stored = env
         .store
-        .get(&kubesurge_testworld::resources::DEPLOYMENTS, "default", "other")
+        .get(
+            &kubesurge_testworld::resources::DEPLOYMENTS,
+            "default",
+            "other",
+        )
         .unwrap();
     assert_eq!(
         stored["spec"]["template"]["spec"]["containers"][0]["image"],

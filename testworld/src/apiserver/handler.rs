@@ -13,6 +13,7 @@ use super::auth;
 use super::context::Ctx;
 use super::discovery;
 use super::dispatch;
+use super::impersonation;
 use super::negotiation::accept;
 use super::openapi;
 use super::rbac::{self, UserInfo};
@@ -65,7 +66,9 @@ pub(crate) async fn handle(
     if let Some(err) = shared.faults.take_failure(verb, &label) {
         return error_response(&shared, &err);
     }
-    let user = match auth::authenticate(&shared, client_certificate, &parts.headers) {
+    let user = match auth::authenticate(&shared, client_certificate, &parts.headers)
+        .and_then(|user| impersonation::effective_user(&shared.store, user, &parts.headers))
+    {
         Ok(user) => user,
         Err(e) => return error_response(&shared, &e),
     };

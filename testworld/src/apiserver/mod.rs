@@ -32,6 +32,7 @@ mod eviction;
 mod faults;
 mod handler;
 mod health;
+mod impersonation;
 mod kinds;
 mod lines;
 mod merge;
