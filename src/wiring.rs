@@ -22,7 +22,7 @@ pub const PROVIDERS: &[ProviderKind] = &[
     #[cfg(feature = "aws")]
     kubesurge_aws::KIND,
     #[cfg(feature = "sandbox")]
-    kubesurge_sim::cloud::KIND,
+    kubesurge_sim::KIND,
 ];
 
 /// Every provider this build can discover an existing fleet with
@@ -124,12 +124,12 @@ fn ssm_exec(_settings: &Settings) -> Result<Arc<dyn NodeExec>, WiringError> {
 /// The simulated machines are reached through the sim cloud the pools use.
 #[cfg(feature = "sandbox")]
 fn sim_exec(settings: &Settings) -> Result<Arc<dyn NodeExec>, WiringError> {
-    let section = first_section(settings, kubesurge_sim::cloud::KIND.name)
+    let section = first_section(settings, kubesurge_sim::KIND.name)
         .ok_or(WiringError::SimExecWithoutSimPool)?;
-    let sim = kubesurge_sim::cloud::parse_pool_config(&section.config, &section.path)
+    let sim = kubesurge_sim::parse_pool_config(&section.config, &section.path)
         .map_err(WiringError::InvalidSection)?;
     let cluster = settings.cluster_name.clone().unwrap_or_default();
-    Ok(Arc::new(kubesurge_sim::cloud::SimProvider::new(
+    Ok(Arc::new(kubesurge_sim::SimProvider::new(
         &sim.endpoint,
         &cluster,
     )))
@@ -254,7 +254,7 @@ mod tests {
             wired,
             [
                 ("a", "aws", kubesurge_aws::KIND.provider_id.script),
-                ("b", "sim", kubesurge_sim::cloud::KIND.provider_id.script),
+                ("b", "sim", kubesurge_sim::KIND.provider_id.script),
             ]
         );
         let ids: Vec<Option<&str>> = config
@@ -269,7 +269,7 @@ mod tests {
     fn settings_of_another_build_name_the_missing_provider() {
         let yaml = "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster: {name: c}\n\
                     pools:\n  - {name: a, selector: {pool: a}, provider: sim, sim: {endpoint: \"http://h:1\"}}\n";
-        let only_sim = [kubesurge_sim::cloud::KIND];
+        let only_sim = [kubesurge_sim::KIND];
         let mut settings =
             parse(yaml, SettingsSource::Text, &Overrides::default(), &only_sim).expect("valid");
         settings.pools[0].provider.kind = "gcp".into();

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kubesurge_sim::apiserver::RequestCounts;
-use kubesurge_sim::resources::{DAEMONSETS, DEPLOYMENTS, NAMESPACES, NODES, PDBS};
-use kubesurge_sim::store::{Store, StoreError};
-use kubesurge_sim::world::{POOL_LABEL, PoolSpec, World, WorldConfig, WorldError};
+use kubesurge_testworld::apiserver::RequestCounts;
+use kubesurge_testworld::resources::{DAEMONSETS, DEPLOYMENTS, NAMESPACES, NODES, PDBS};
+use kubesurge_testworld::store::{Store, StoreError};
+use kubesurge_testworld::world::{POOL_LABEL, PoolSpec, World, WorldConfig, WorldError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -206,7 +206,7 @@ async fn measure_run(
     let originals: HashSet<String> = workers(&world.store);
     let pods = world
         .store
-        .list(&kubesurge_sim::resources::PODS, None, |_| true)
+        .list(&kubesurge_testworld::resources::PODS, None, |_| true)
         .0
         .len();
     let recorder = Recorder::attach(&world.store, originals.clone());
@@ -360,11 +360,11 @@ fn world_state(world: &World) -> String {
             ready(n)
         ));
     }
-    let (pods, _) = world
-        .store
-        .list(&kubesurge_sim::resources::PODS, Some("kube-system"), |_| {
-            true
-        });
+    let (pods, _) = world.store.list(
+        &kubesurge_testworld::resources::PODS,
+        Some("kube-system"),
+        |_| true,
+    );
     for p in pods.iter().filter(|p| ready(p)["status"] != "True") {
         out.push_str(&format!(
             "pod kube-system/{} on {} phase {} deleting {}: {}\n",
@@ -541,7 +541,7 @@ fn rotation_config(layout: &Layout, world: &World, spec: &ScenarioSpec) -> Strin
 
 fn create(
     store: &Store,
-    resource: &'static kubesurge_sim::resources::Resource,
+    resource: &'static kubesurge_testworld::resources::Resource,
     namespace: &str,
     object: Value,
 ) -> Result<(), ScenarioError> {

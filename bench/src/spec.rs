@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use kubesurge_sim::Timing;
+use kubesurge_testworld::Timing;
 use serde::{Deserialize, Serialize};
 
 /// The three pools every scenario has (design §12: three pools over three

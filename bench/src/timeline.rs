@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use kubesurge_sim::resources::NODES;
-use kubesurge_sim::store::{EventType, Store};
+use kubesurge_testworld::resources::NODES;
+use kubesurge_testworld::store::{EventType, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;

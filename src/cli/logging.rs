@@ -23,10 +23,16 @@ pub fn filter_for(verbose: u8, quiet: u8) -> &'static str {
     match (verbose, quiet) {
         (0, 0) => {
             "warn,kube_client::client::builder=off,kubesurge=info,kubesurge_provider=info,\
-             kubesurge_sim=info"
+             kubesurge_sim=info,kubesurge_testworld=info"
         }
-        (1, _) => "info,kubesurge=debug,kubesurge_provider=debug,kubesurge_sim=debug",
-        (2, _) => "debug,kubesurge=trace,kubesurge_provider=trace,kubesurge_sim=trace",
+        (1, _) => {
+            "info,kubesurge=debug,kubesurge_provider=debug,kubesurge_sim=debug,\
+             kubesurge_testworld=debug"
+        }
+        (2, _) => {
+            "debug,kubesurge=trace,kubesurge_provider=trace,kubesurge_sim=trace,\
+             kubesurge_testworld=trace"
+        }
         (v, _) if v >= 3 => "trace",
         (_, 1) => "warn,kube_client::client::builder=off",
         (_, 2) => "error,kube_client::client::builder=off",

@@ -20,10 +20,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kubesurge_sim::Timing;
-use kubesurge_sim::moto::MotoWorldError;
-use kubesurge_sim::resources::NODES;
-use kubesurge_sim::world::{PoolSpec, World, WorldConfig, WorldError};
+use kubesurge_testworld::Timing;
+use kubesurge_testworld::moto::MotoWorldError;
+use kubesurge_testworld::resources::NODES;
+use kubesurge_testworld::world::{PoolSpec, World, WorldConfig, WorldError};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -320,7 +320,7 @@ async fn run_on_moto(
     endpoint: &str,
     start: Start<'_>,
 ) -> Result<ExitStatus, CommandError> {
-    use kubesurge_sim::moto::{MotoWorld, MotoWorldConfig};
+    use kubesurge_testworld::moto::{MotoWorld, MotoWorldConfig};
     let world = MotoWorld::start(endpoint, MotoWorldConfig::new(config))
         .await
         .map_err(SandboxError::StartOnMoto)?;

@@ -756,9 +756,9 @@ mod tests {
     /// Against the emulator over HTTPS: more nodes than fit in one page.
     #[tokio::test]
     async fn collect_follows_every_page() {
-        use kubesurge_sim::apiserver::{self, ApiServerConfig, ClusterCa};
-        use kubesurge_sim::resources::NODES;
-        use kubesurge_sim::store::Store;
+        use kubesurge_testworld::apiserver::{self, ApiServerConfig, ClusterCa};
+        use kubesurge_testworld::resources::NODES;
+        use kubesurge_testworld::store::Store;
 
         let store = Store::new();
         let ca = std::sync::Arc::new(ClusterCa::generate().unwrap());

@@ -310,9 +310,9 @@ mod tests {
     async fn find_reports_only_our_instances_that_are_no_node() {
         use kube::Config;
         use kube::config::Kubeconfig;
-        use kubesurge_sim::apiserver::{self, ApiServerConfig, ClusterCa};
-        use kubesurge_sim::resources::NODES;
-        use kubesurge_sim::store::Store;
+        use kubesurge_testworld::apiserver::{self, ApiServerConfig, ClusterCa};
+        use kubesurge_testworld::resources::NODES;
+        use kubesurge_testworld::store::Store;
 
         let store = Store::new();
         let ca = Arc::new(ClusterCa::generate().unwrap());

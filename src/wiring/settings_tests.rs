@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use jiff::civil::{Time, Weekday};
 use kubesurge_aws::{AwsPoolConfig, ImageSource, TemplateRef};
-use kubesurge_sim::cloud::SimPoolConfig;
+use kubesurge_sim::SimPoolConfig;
 
 use super::PROVIDERS;
 use crate::exec::SshSettings;
@@ -72,8 +72,7 @@ fn aws_config(pool: &Pool) -> AwsPoolConfig {
 /// The pool's `sim` section as the sim provider reads it when wired.
 fn sim_config(pool: &Pool) -> SimPoolConfig {
     assert_eq!(pool.provider.kind, "sim");
-    kubesurge_sim::cloud::parse_pool_config(&pool.provider.config, &pool.provider.path)
-        .expect("sim")
+    kubesurge_sim::parse_pool_config(&pool.provider.config, &pool.provider.path).expect("sim")
 }
 
 /// A valid sim pool in flow style with `extra` fields appended.

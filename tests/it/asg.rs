@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kubesurge_provider::tags;
-use kubesurge_sim::cloud::MachineStatus;
-use kubesurge_sim::moto::machines::GROUP_NAME_TAG;
-use kubesurge_sim::moto::{
+use kubesurge_testworld::cloud::MachineStatus;
+use kubesurge_testworld::moto::machines::GROUP_NAME_TAG;
+use kubesurge_testworld::moto::{
     AsgGroup, AutoScalingApi, Ec2Instance, FaultProxy, MotoServer, MotoWorld,
 };
-use kubesurge_sim::observer::{Invariant, Observer, PoolFloor};
-use kubesurge_sim::resources::NODES;
+use kubesurge_testworld::observer::{Invariant, Observer, PoolFloor};
+use kubesurge_testworld::resources::NODES;
 use tokio::process::Command;
 
 use crate::moto_env::{self, MotoEnv, MotoSpec, kubesurge_on_moto, text};

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kubesurge_provider::tags;
-use kubesurge_sim::Timing;
-use kubesurge_sim::cloud::MachineStatus;
-use kubesurge_sim::moto::{
+use kubesurge_testworld::Timing;
+use kubesurge_testworld::cloud::MachineStatus;
+use kubesurge_testworld::moto::{
     Ec2, Ec2Fault, Ec2Instance, Fault, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig,
 };
-use kubesurge_sim::observer::{Observer, PoolFloor};
-use kubesurge_sim::resources::{NODES, SECRETS};
-use kubesurge_sim::world::{PoolSpec, WorldConfig};
+use kubesurge_testworld::observer::{Observer, PoolFloor};
+use kubesurge_testworld::resources::{NODES, SECRETS};
+use kubesurge_testworld::world::{PoolSpec, WorldConfig};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -112,7 +112,7 @@ impl Harness {
 
     /// Pods and nodes as the store has them, for failure messages.
     fn diagnose(&self) -> String {
-        use kubesurge_sim::resources::PODS;
+        use kubesurge_testworld::resources::PODS;
         let store = &self.world.world.store;
         let ready = |o: &Value| {
             o.pointer("/status/conditions")
@@ -326,7 +326,7 @@ async fn killed_right_after_run_instances_the_rerun_adopts_the_instance() {
 /// EC2 keeps a launch's `ClientToken` bound for at least 24 hours after
 /// its instance is terminated, and answers the token with other parameters
 /// `IdempotentParameterMismatch` (the world's EC2 does, see
-/// `kubesurge_sim::moto::idempotency`). A run killed after its launch,
+/// `kubesurge_testworld::moto::idempotency`). A run killed after its launch,
 /// whose instance is then terminated (by an operator, by `gc`, or given up
 /// by an earlier invocation), is rerun: the rerun's launch for the same
 /// attempt carries new user data (a new bootstrap token).
@@ -612,7 +612,7 @@ async fn sandbox_up_on_moto_is_rotated_with_the_files_it_writes() {
         Some(3),
         "{report}"
     );
-    let ec2 = kubesurge_sim::moto::Ec2::new(moto.url(), "us-east-1");
+    let ec2 = kubesurge_testworld::moto::Ec2::new(moto.url(), "us-east-1");
     let instances = ec2.describe_instances(&[]).await.expect("describe");
     let running: Vec<&Ec2Instance> = instances.iter().filter(|i| i.state == "running").collect();
     assert_eq!(running.len(), 3, "{instances:#?}");

@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
-use kubesurge_sim::cloud::api::Action;
-use kubesurge_sim::moto::ec2::Params;
-use kubesurge_sim::resources::{CLUSTERROLEBINDINGS, CLUSTERROLES, NODES, PDBS, SERVICEACCOUNTS};
+use kubesurge_sim::api::Action;
+use kubesurge_testworld::moto::ec2::Params;
+use kubesurge_testworld::resources::{
+    CLUSTERROLEBINDINGS, CLUSTERROLES, NODES, PDBS, SERVICEACCOUNTS,
+};
 use serde_json::{Value, json};
 
 use super::moto_env::{self, MotoSpec};
@@ -72,7 +74,7 @@ async fn a_world_a_run_would_work_in_passes_every_check_and_changes_nothing() {
         after.by_verb_resource
     );
     for verb in ["create", "update", "patch", "delete", "deletecollection"] {
-        let reviews = |c: &kubesurge_sim::apiserver::RequestCounts| {
+        let reviews = |c: &kubesurge_testworld::apiserver::RequestCounts| {
             if verb == "create" {
                 c.get(verb, REVIEWS)
             } else {

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use kubesurge_sim::apiserver::{self, ApiServerConfig, ApiServerHandle, ClusterCa};
-use kubesurge_sim::resources::{DAEMONSETS, DEPLOYMENTS, NODES, PODS};
-use kubesurge_sim::store::Store;
+use kubesurge_testworld::apiserver::{self, ApiServerConfig, ApiServerHandle, ClusterCa};
+use kubesurge_testworld::resources::{DAEMONSETS, DEPLOYMENTS, NODES, PODS};
+use kubesurge_testworld::store::Store;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kubesurge::kube::lock::LEASE_DURATION;
-use kubesurge_sim::resources::{CLUSTERROLEBINDINGS, LEASES, NODES, PDBS, PODS};
-use kubesurge_sim::store::EventType;
+use kubesurge_testworld::resources::{CLUSTERROLEBINDINGS, LEASES, NODES, PDBS, PODS};
+use kubesurge_testworld::store::EventType;
 use serde_json::{Value, json};
 
 use crate::rotation::{

@@ -14,10 +14,10 @@ use kubesurge::controlplane::packages;
 use kubesurge::controlplane::script::{NodeFacts, Step, render};
 use kubesurge::version::KubeVersion;
 use kubesurge_provider::{ExecError, ExecOutput, ExecRequest, ExecTarget, OutputSink};
-use kubesurge_sim::Timing;
-use kubesurge_sim::cloud::{PackageManager, standins};
-use kubesurge_sim::resources::{CONFIGMAPS, DAEMONSETS, DEPLOYMENTS, NODES, PODS};
-use kubesurge_sim::world::{PoolSpec, World, WorldConfig, WorldOptions, coredns_image};
+use kubesurge_testworld::Timing;
+use kubesurge_testworld::cloud::{PackageManager, standins};
+use kubesurge_testworld::resources::{CONFIGMAPS, DAEMONSETS, DEPLOYMENTS, NODES, PODS};
+use kubesurge_testworld::world::{PoolSpec, World, WorldConfig, WorldOptions, coredns_image};
 use serde_json::Value;
 
 const FROM: &str = "v1.34.3";
@@ -883,15 +883,7 @@ fn golden_scripts_and_stand_ins_pass_shellcheck() {
         "shellcheck is missing: install it (apt-get install shellcheck; tests/run.sh does) \
          to check the control-plane scripts"
     );
-    let shell_files = |dir: &Path| -> Vec<std::path::PathBuf> {
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|entry| entry.expect("entry").path())
-            .filter(|path| path.extension().is_some_and(|e| e == "sh"))
-            .collect();
-        files.sort();
-        files
-    };
+    let shell_files = crate::scripts::shell_files;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let golden_dir = root.join("src/controlplane/testdata");
     let golden = shell_files(&golden_dir);
@@ -900,7 +892,7 @@ fn golden_scripts_and_stand_ins_pass_shellcheck() {
         "expected a golden copy of every variant in {}",
         golden_dir.display()
     );
-    let stand_ins_dir = root.join("providers/sim/src/cloud/standins");
+    let stand_ins_dir = root.join("testworld/src/cloud/standins");
     let stand_ins = shell_files(&stand_ins_dir);
     for file in
         std::iter::once("prelude.sh").chain(standins::all("/usr/bin/bash").iter().map(|s| s.file))

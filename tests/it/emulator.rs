@@ -15,9 +15,11 @@ use kube::api::{
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, wait::await_condition, watcher};
 use kube::{Client, Config, Error};
-use kubesurge_sim::apiserver::{self, ApiServerConfig, ApiServerHandle, ClusterCa, FaultFilter};
-use kubesurge_sim::resources::{NODES, PDBS, PODS, SECRETS};
-use kubesurge_sim::store::Store;
+use kubesurge_testworld::apiserver::{
+    self, ApiServerConfig, ApiServerHandle, ClusterCa, FaultFilter,
+};
+use kubesurge_testworld::resources::{NODES, PDBS, PODS, SECRETS};
+use kubesurge_testworld::store::Store;
 use serde_json::{Value, json};
 
 /// A fresh store, CA and server, and an admin client.
@@ -1543,14 +1545,14 @@ async fn bootstrap_tokens_authenticate_exactly_as_kubeadm_expects() {
     let env = env().await;
     env.store
         .create(
-            &kubesurge_sim::resources::CONFIGMAPS,
+            &kubesurge_testworld::resources::CONFIGMAPS,
             "kube-public",
             json!({"metadata": {"name": "cluster-info"}, "data": {"kubeconfig": "x"}}),
         )
         .unwrap();
     env.store
         .create(
-            &kubesurge_sim::resources::CONFIGMAPS,
+            &kubesurge_testworld::resources::CONFIGMAPS,
             "kube-system",
             json!({"metadata": {"name": "kubeadm-config"}, "data": {"ClusterConfiguration": "x"}}),
         )
@@ -1616,7 +1618,7 @@ async fn anonymous_reads_cluster_info_and_version_only() {
     let env = env().await;
     env.store
         .create(
-            &kubesurge_sim::resources::CONFIGMAPS,
+            &kubesurge_testworld::resources::CONFIGMAPS,
             "kube-public",
             json!({"metadata": {"name": "cluster-info"}, "data": {"kubeconfig": "x"}}),
         )
@@ -1905,7 +1907,7 @@ async fn binding_deletecollection_namespaces_and_finalizers() {
     assert!(nss.get_opt("team").await.unwrap().is_none());
     assert!(
         env.store
-            .get(&kubesurge_sim::resources::CONFIGMAPS, "team", "c")
+            .get(&kubesurge_testworld::resources::CONFIGMAPS, "team", "c")
             .is_none()
     );
     assert!(

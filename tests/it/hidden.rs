@@ -28,10 +28,10 @@ use kubesurge_provider::{
     CloudProvider, DeleteStatus, InstanceId, InstanceState, LaunchRequest, PoolRef, Sensitive,
     SlotKey, tags,
 };
-use kubesurge_sim::cloud::SimProvider;
-use kubesurge_sim::cloud::faults::ProviderIdForm;
-use kubesurge_sim::observer::PoolFloor;
-use kubesurge_sim::resources::{DEPLOYMENTS, NODES, PODS, SECRETS};
+use kubesurge_sim::SimProvider;
+use kubesurge_testworld::cloud::faults::ProviderIdForm;
+use kubesurge_testworld::observer::PoolFloor;
+use kubesurge_testworld::resources::{DEPLOYMENTS, NODES, PODS, SECRETS};
 use serde_json::{Value, json};
 
 use crate::local_storage::evicted;

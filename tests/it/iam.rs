@@ -2,7 +2,7 @@
 //! of a plain pool and an Auto Scaling group pool (with
 //! `updateLaunchTemplate`) on moto, every call evaluated against the
 //! rendered policy (actions, resource ARNs and the condition keys it
-//! uses, `kubesurge_sim::moto::iam`), succeeds, calls only actions the
+//! uses, `kubesurge_testworld::moto::iam`), succeeds, calls only actions the
 //! policy grants and uses every grant such a rotation needs; without any
 //! one of those statements the run fails, naming the refused action.
 //!
@@ -16,15 +16,15 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubesurge_sim::Timing;
-use kubesurge_sim::cloud::state::VERSION_TAG;
-use kubesurge_sim::moto::ec2::Params;
-use kubesurge_sim::moto::world::LAUNCH_TEMPLATE;
-use kubesurge_sim::moto::{
+use kubesurge_sim::api::VERSION_TAG;
+use kubesurge_testworld::Timing;
+use kubesurge_testworld::moto::ec2::Params;
+use kubesurge_testworld::moto::world::LAUNCH_TEMPLATE;
+use kubesurge_testworld::moto::{
     Canned, Decision, Ec2, Fault, FaultProxy, IamGate, MotoServer, MotoWorld, MotoWorldConfig,
     Policy,
 };
-use kubesurge_sim::world::{PoolSpec, WorldConfig};
+use kubesurge_testworld::world::{PoolSpec, WorldConfig};
 use tokio::process::Command;
 
 use serde_json::Value;
@@ -353,7 +353,7 @@ async fn under_the_rendered_policy_a_rotation_succeeds_and_uses_every_grant_it_n
 async fn without_any_one_statement_a_rotation_fails_naming_the_refused_action() {
     // Which statements there are does not depend on the template ids.
     let policy = rendered_policy(
-        kubesurge_sim::moto::world::DEFAULT_REGION,
+        kubesurge_testworld::moto::world::DEFAULT_REGION,
         &["lt-0123456789abcdef0".to_string()],
     );
     let cases = rotation_statements(&policy);
@@ -495,7 +495,7 @@ async fn scripts_run_through_ssm_only_on_the_control_plane() {
     use kubesurge_aws::{ClientOptions, SsmExec};
     use kubesurge_provider::{ExecError, ExecRequest, ExecTarget, InstanceId, NodeExec};
 
-    let region = kubesurge_sim::moto::world::DEFAULT_REGION;
+    let region = kubesurge_testworld::moto::world::DEFAULT_REGION;
     let moto = MotoServer::start().await.expect("moto starts");
     let ec2 = Ec2::new(moto.url(), region);
     let subnets = ec2.default_subnets().await.expect("subnets");

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kubesurge_sim::resources::NODES;
+use kubesurge_testworld::resources::NODES;
 use serde_json::Value;
 
 use crate::rotation::{run_to_end, text};

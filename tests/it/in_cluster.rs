@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kubesurge_sim::resources::{DEPLOYMENTS, NODES, PODS};
-use kubesurge_sim::store::EventType;
+use kubesurge_testworld::resources::{DEPLOYMENTS, NODES, PODS};
+use kubesurge_testworld::store::EventType;
 use serde_json::{Value, json};
 
 use crate::rotation::{Spec, lock_holder, run_record, run_to_end, start, text, workers};

@@ -116,7 +116,7 @@ fn running(pods: &[Pod]) -> Vec<String> {
 /// through the eviction API, and return the APIs, the evicted pod's name
 /// and the pod as the eviction left it.
 async fn evict_the_pod_of_a_job(
-    world: &kubesurge_sim::world::World,
+    world: &kubesurge_testworld::world::World,
     name: &str,
     policy: serde_json::Value,
 ) -> (Api<Job>, Api<Pod>, String, Pod) {
@@ -130,7 +130,7 @@ async fn evict_the_pod_of_a_job(
     let mut spec = json!({
         "backoffLimit": 0,
         "template": {
-            "metadata": {"annotations": {kubesurge_sim::controllers::RUN_FOR: "never"}},
+            "metadata": {"annotations": {kubesurge_testworld::controllers::RUN_FOR: "never"}},
             "spec": {"restartPolicy": "Never",
                      "containers": [{"name": "kubesurge", "image": "kubesurge:test"}]}
         }

@@ -11,10 +11,10 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kubesurge_provider::{Instance, LaunchRequest, PoolRef, Sensitive, SlotKey};
-use kubesurge_sim::Timing;
-use kubesurge_sim::cloud::{JoinFailure, MachineStatus};
-use kubesurge_sim::resources::{CONFIGMAPS, NODES, SECRETS};
-use kubesurge_sim::world::{World, WorldConfig};
+use kubesurge_testworld::Timing;
+use kubesurge_testworld::cloud::{JoinFailure, MachineStatus};
+use kubesurge_testworld::resources::{CONFIGMAPS, NODES, SECRETS};
+use kubesurge_testworld::world::{World, WorldConfig};
 use serde_json::{Value, json};
 
 const TOKEN_ID: &str = "k7x2p9";

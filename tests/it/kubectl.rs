@@ -6,9 +6,9 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubesurge_sim::apiserver::{self, ApiServerConfig, ApiServerHandle, ClusterCa};
-use kubesurge_sim::resources::{DAEMONSETS, NODES, PDBS, PODS};
-use kubesurge_sim::store::{EventType, Preconditions, Store};
+use kubesurge_testworld::apiserver::{self, ApiServerConfig, ApiServerHandle, ClusterCa};
+use kubesurge_testworld::resources::{DAEMONSETS, NODES, PDBS, PODS};
+use kubesurge_testworld::store::{EventType, Preconditions, Store};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -476,12 +476,16 @@ async fn create_and_delete_namespaces_configmaps_and_secrets() {
     assert!(out.contains("secret/creds created"), "{out}");
     let cm = env
         .store
-        .get(&kubesurge_sim::resources::CONFIGMAPS, "team", "settings")
+        .get(
+            &kubesurge_testworld::resources::CONFIGMAPS,
+            "team",
+            "settings",
+        )
         .unwrap();
     assert_eq!(cm["data"]["mode"], "fast");
     let secret = env
         .store
-        .get(&kubesurge_sim::resources::SECRETS, "team", "creds")
+        .get(&kubesurge_testworld::resources::SECRETS, "team", "creds")
         .unwrap();
     assert_eq!(secret["data"]["password"], "czNjcmV0");
     assert_eq!(secret["type"], "Opaque");
@@ -494,7 +498,11 @@ async fn create_and_delete_namespaces_configmaps_and_secrets() {
     assert!(out.contains("namespace \"team\" deleted"), "{out}");
     assert!(
         env.store
-            .get(&kubesurge_sim::resources::CONFIGMAPS, "team", "settings")
+            .get(
+                &kubesurge_testworld::resources::CONFIGMAPS,
+                "team",
+                "settings"
+            )
             .is_none()
     );
 }
@@ -540,7 +548,11 @@ async fn apply_validates_fields_on_the_server() {
     assert!(out.contains("deployment.apps/web created"), "{out}");
     let stored = env
         .store
-        .get(&kubesurge_sim::resources::DEPLOYMENTS, "default", "web")
+        .get(
+            &kubesurge_testworld::resources::DEPLOYMENTS,
+            "default",
+            "web",
+        )
         .unwrap();
     assert_eq!(stored["spec"]["replicas"], 3);
     let out = kubectl_ok(&env, &["apply", "-f", &manifest]).await;
@@ -552,7 +564,11 @@ async fn apply_validates_fields_on_the_server() {
     assert!(out.contains("deployment.apps/web configured"), "{out}");
     let stored = env
         .store
-        .get(&kubesurge_sim::resources::DEPLOYMENTS, "default", "web")
+        .get(
+            &kubesurge_testworld::resources::DEPLOYMENTS,
+            "default",
+            "web",
+        )
         .unwrap();
     let containers = stored["spec"]["template"]["spec"]["containers"]
         .as_array()
@@ -575,7 +591,11 @@ async fn apply_validates_fields_on_the_server() {
     );
     assert!(
         env.store
-            .get(&kubesurge_sim::resources::DEPLOYMENTS, "default", "typo")
+            .get(
+                &kubesurge_testworld::resources::DEPLOYMENTS,
+                "default",
+                "typo"
+            )
             .is_none()
     );
     // The same typo in a change of an existing object.
@@ -614,7 +634,11 @@ async fn apply_validates_fields_on_the_server() {
     assert!(out.contains("deployment.apps/other replaced"), "{out}");
     let stored = env
         .store
-        .get(&kubesurge_sim::resources::DEPLOYMENTS, "default", "other")
+        .get(
+            &kubesurge_testworld::resources::DEPLOYMENTS,
+            "default",
+            "other",
+        )
         .unwrap();
     assert_eq!(
         stored["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -670,7 +694,7 @@ async fn explain_reads_the_openapi_documents() {
 /// protobuf answers; each works as against a real cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_creates_send_and_receive_protobuf() {
-    use kubesurge_sim::resources::DEPLOYMENTS;
+    use kubesurge_testworld::resources::DEPLOYMENTS;
     let env = env().await;
     let out = kubectl_ok(&env, &["create", "deployment", "web", "--image=nginx"]).await;
     assert!(out.contains("deployment.apps/web created"), "{out}");
@@ -756,8 +780,8 @@ async fn typed_creates_send_and_receive_protobuf() {
 }
 
 /// A running world (controllers and kubelets) and kubectl pointed at it.
-pub(crate) async fn world_env() -> (kubesurge_sim::world::World, Env) {
-    use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
+pub(crate) async fn world_env() -> (kubesurge_testworld::world::World, Env) {
+    use kubesurge_testworld::world::{PoolSpec, World, WorldConfig};
     let world = World::start(WorldConfig {
         cluster_name: "kubectl".into(),
         control_planes: 1,
@@ -767,7 +791,7 @@ pub(crate) async fn world_env() -> (kubesurge_sim::world::World, Env) {
         }],
         zones: 2,
         version: "v1.33.4".into(),
-        timing: kubesurge_sim::Timing::fast(),
+        timing: kubesurge_testworld::Timing::fast(),
         workloads: false,
     })
     .await
@@ -795,7 +819,7 @@ pub(crate) async fn world_env() -> (kubesurge_sim::world::World, Env) {
 /// world: rollouts, scaling, waits, labels, annotations, health.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_an_operator_types_during_an_upgrade() {
-    use kubesurge_sim::resources::DEPLOYMENTS;
+    use kubesurge_testworld::resources::DEPLOYMENTS;
     let (world, env) = world_env().await;
     kubectl_ok(&env, &["create", "deployment", "web", "--image=nginx:1.27"]).await;
     let out = kubectl_ok(
@@ -1135,7 +1159,7 @@ async fn server_side_apply_refuses_unknown_fields() {
 /// IP and node ports and `get` shows them as a cluster does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_get_cluster_ips_and_node_ports() {
-    use kubesurge_sim::resources::SERVICES;
+    use kubesurge_testworld::resources::SERVICES;
     let env = env().await;
     let out = kubectl_ok(
         &env,

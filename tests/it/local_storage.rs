@@ -9,10 +9,10 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
 use kube::api::PostParams;
 use kubesurge_provider::InstanceState;
-use kubesurge_sim::resources::{
+use kubesurge_testworld::resources::{
     DEPLOYMENTS, NODES, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS,
 };
-use kubesurge_sim::world::World;
+use kubesurge_testworld::world::World;
 use serde_json::{Value, json};
 
 use crate::rotation::{Harness, Spec, start, text};

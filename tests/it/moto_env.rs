@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use kubesurge_sim::Timing;
-use kubesurge_sim::moto::{AfterSuccess, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig};
-use kubesurge_sim::world::{PoolSpec, WorldConfig};
+use kubesurge_testworld::Timing;
+use kubesurge_testworld::moto::{AfterSuccess, FaultProxy, MotoServer, MotoWorld, MotoWorldConfig};
+use kubesurge_testworld::world::{PoolSpec, WorldConfig};
 use tokio::process::Command;
 
 /// What the tests add to the config the world writes: drains and joins

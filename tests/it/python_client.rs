@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use kubesurge_sim::Timing;
-use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
+use kubesurge_testworld::Timing;
+use kubesurge_testworld::world::{PoolSpec, World, WorldConfig};
 
 use crate::python_venv::python_with;
 

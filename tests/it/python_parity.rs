@@ -17,9 +17,9 @@ use kube::api::{
     Api, EvictParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kubesurge_sim::apiserver::{self, ApiServerConfig, ClusterCa};
-use kubesurge_sim::resources::{NAMESPACES, PDBS, PODS};
-use kubesurge_sim::store::Store;
+use kubesurge_testworld::apiserver::{self, ApiServerConfig, ClusterCa};
+use kubesurge_testworld::resources::{NAMESPACES, PDBS, PODS};
+use kubesurge_testworld::store::Store;
 use serde_json::{Value, json};
 
 use crate::python_client::python_with_kubernetes;

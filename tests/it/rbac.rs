@@ -7,9 +7,9 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubesurge_sim::apiserver::{self, ApiServerConfig, ApiServerHandle, ClusterCa};
-use kubesurge_sim::resources::{CONFIGMAPS, NODES};
-use kubesurge_sim::store::Store;
+use kubesurge_testworld::apiserver::{self, ApiServerConfig, ApiServerHandle, ClusterCa};
+use kubesurge_testworld::resources::{CONFIGMAPS, NODES};
+use kubesurge_testworld::store::Store;
 use serde_json::json;
 use tempfile::TempDir;
 

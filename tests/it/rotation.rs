@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use kubesurge_provider::InstanceState;
-use kubesurge_sim::Timing;
-use kubesurge_sim::apiserver::FaultFilter;
-use kubesurge_sim::observer::{Observer, PoolFloor};
-use kubesurge_sim::resources::{LEASES, NODES, PODS, SECRETS};
-use kubesurge_sim::world::{PoolSpec, World, WorldConfig, WorldOptions};
+use kubesurge_testworld::Timing;
+use kubesurge_testworld::apiserver::FaultFilter;
+use kubesurge_testworld::observer::{Observer, PoolFloor};
+use kubesurge_testworld::resources::{LEASES, NODES, PODS, SECRETS};
+use kubesurge_testworld::world::{PoolSpec, World, WorldConfig, WorldOptions};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -316,7 +316,9 @@ fn world_state(h: &Harness) -> String {
     let (pdbs, _) = h
         .world
         .store
-        .list(&kubesurge_sim::resources::PDBS, Some("shop"), |_| true);
+        .list(&kubesurge_testworld::resources::PDBS, Some("shop"), |_| {
+            true
+        });
     for pdb in pdbs.iter() {
         out.push_str(&format!(
             "pdb {} status={}\n",
@@ -487,11 +489,11 @@ impl KillPoint {
 
 /// The kinds of moment a store change is, for the kill points.
 fn moments(
-    e: &kubesurge_sim::store::Event,
+    e: &kubesurge_testworld::store::Event,
     originals: &BTreeSet<String>,
     static_pod_images: &Mutex<BTreeMap<String, String>>,
 ) -> Vec<KillPoint> {
-    use kubesurge_sim::store::EventType;
+    use kubesurge_testworld::store::EventType;
     let name = e.name.as_str();
     let annotation = |v: &Value, key: &str| {
         v.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))
@@ -794,7 +796,7 @@ async fn a_token_is_deleted_as_soon_as_its_node_registers() {
     let seen = events.clone();
     let originals: BTreeSet<String> = h.original_workers.keys().cloned().collect();
     h.world.store.observe(move |e| {
-        use kubesurge_sim::store::EventType;
+        use kubesurge_testworld::store::EventType;
         let entry = if std::ptr::eq(e.resource, &NODES)
             && !originals.contains(&e.name)
             && e.event_type == EventType::Added
@@ -1119,7 +1121,7 @@ async fn old_nodes_are_drained_only_onto_initialized_replacements() {
 /// and another launched in its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacements_registering_other_provider_id_forms_are_recognised() {
-    use kubesurge_sim::cloud::faults::ProviderIdForm;
+    use kubesurge_testworld::cloud::faults::ProviderIdForm;
     let h = start(Spec {
         pools: vec![("general", 3)],
         max_surge: 1,
@@ -1298,11 +1300,16 @@ async fn a_machine_that_never_joins_fails_the_run_and_the_old_node_keeps_serving
 pub(crate) fn block_everything(h: &Harness) {
     h.world
         .store
-        .modify(&kubesurge_sim::resources::PDBS, "shop", "api", |pdb| {
-            pdb["spec"] =
-                json!({"selector": pdb["spec"]["selector"].clone(), "minAvailable": "100%"});
-            Ok(())
-        })
+        .modify(
+            &kubesurge_testworld::resources::PDBS,
+            "shop",
+            "api",
+            |pdb| {
+                pdb["spec"] =
+                    json!({"selector": pdb["spec"]["selector"].clone(), "minAvailable": "100%"});
+                Ok(())
+            },
+        )
         .expect("PDB api exists");
 }
 
@@ -1356,7 +1363,7 @@ async fn a_pdb_that_never_allows_is_overridden_under_force_and_reported() {
         h.observer
             .violations()
             .iter()
-            .all(|v| v.invariant == kubesurge_sim::observer::Invariant::DisruptionBudget),
+            .all(|v| v.invariant == kubesurge_testworld::observer::Invariant::DisruptionBudget),
         "{:?}",
         h.observer.violations()
     );
@@ -1659,7 +1666,7 @@ pub(crate) fn run_record(h: &Harness) -> Value {
         .world
         .store
         .get(
-            &kubesurge_sim::resources::CONFIGMAPS,
+            &kubesurge_testworld::resources::CONFIGMAPS,
             "kube-system",
             "kubesurge-run",
         )
@@ -1811,7 +1818,7 @@ async fn two_concurrent_runs_one_proceeds_the_other_exits_3() {
         .world
         .store
         .get(
-            &kubesurge_sim::resources::LEASES,
+            &kubesurge_testworld::resources::LEASES,
             "kube-system",
             "kubesurge",
         )
@@ -2042,11 +2049,11 @@ async fn the_window_ending_mid_run_finishes_slots_in_flight_and_stops() {
 /// Kubernetes mutations only kubesurge makes: a pod evicted, a node
 /// cordoned or uncordoned or its `kubesurge.io/` annotations changed, a
 /// Node deleted, a bootstrap token or the run record written.
-fn is_kubesurge_mutation(e: &kubesurge_sim::store::Event) -> bool {
+fn is_kubesurge_mutation(e: &kubesurge_testworld::store::Event) -> bool {
     let field = |v: &Value, pointer: &str| v.pointer(pointer).cloned();
     let before = e.previous.as_deref().cloned().unwrap_or(Value::Null);
     if std::ptr::eq(e.resource, &PODS) {
-        return e.event_type == kubesurge_sim::store::EventType::Deleted
+        return e.event_type == kubesurge_testworld::store::EventType::Deleted
             || (field(&e.object, "/metadata/deletionTimestamp").is_some()
                 && field(&before, "/metadata/deletionTimestamp").is_none());
     }
@@ -2062,7 +2069,7 @@ fn is_kubesurge_mutation(e: &kubesurge_sim::store::Event) -> bool {
                 })
                 .unwrap_or_default()
         };
-        return e.event_type == kubesurge_sim::store::EventType::Deleted
+        return e.event_type == kubesurge_testworld::store::EventType::Deleted
             || field(&e.object, "/spec/unschedulable") != field(&before, "/spec/unschedulable")
             || ours(&e.object) != ours(&before);
     }
@@ -2085,7 +2092,7 @@ async fn a_run_that_cannot_renew_its_lease_stops_every_mutation() {
     let original_pdb = h
         .world
         .store
-        .get(&kubesurge_sim::resources::PDBS, "shop", "api")
+        .get(&kubesurge_testworld::resources::PDBS, "shop", "api")
         .expect("PDB api exists");
     block_everything(&h);
     let cordoned = arm(&h, KillPoint::Cordoned(1));
@@ -2116,10 +2123,15 @@ async fn a_run_that_cannot_renew_its_lease_stops_every_mutation() {
     // The drain would go through now.
     h.world
         .store
-        .modify(&kubesurge_sim::resources::PDBS, "shop", "api", |pdb| {
-            pdb["spec"] = original_pdb["spec"].clone();
-            Ok(())
-        })
+        .modify(
+            &kubesurge_testworld::resources::PDBS,
+            "shop",
+            "api",
+            |pdb| {
+                pdb["spec"] = original_pdb["spec"].clone();
+                Ok(())
+            },
+        )
         .expect("PDB api exists");
     let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await

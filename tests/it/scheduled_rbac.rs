@@ -237,3 +237,78 @@ async fn without_any_one_rule_of_the_scheduled_module_the_rotation_fails_naming_
     }
     assert!(surprises.is_empty(), "{}", surprises.join("\n\n"));
 }
+
+/// `--as` (and a kubeconfig user's `as`) act as another user, as kubectl
+/// does: the admin acting as the module's ServiceAccount rotates under
+/// exactly the module's RBAC; acting as an account with no role is
+/// refused naming that account; an account that may not impersonate is
+/// refused naming the impersonation; and a kubeconfig whose user says
+/// `as:` is refused for kubesurge exactly where kubectl is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_act_as_the_user_they_impersonate() {
+    let documents = rendered_rbac();
+    let (h, account) = world_under(&documents).await;
+    let module_account = format!("system:serviceaccount:{NAMESPACE}:{ACCOUNT}");
+    let output = run_to_end(kubesurge(
+        &h.kubeconfig,
+        &h.config,
+        &["rotate", "--all", "--yes", "--as", &module_account],
+    ))
+    .await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    h.assert_converged();
+
+    let nobody = "system:serviceaccount:kube-system:nobody";
+    let output = run_to_end(kubesurge(
+        &h.kubeconfig,
+        &h.config,
+        &["status", "--as", nobody],
+    ))
+    .await;
+    let all = text(&output);
+    assert_ne!(output.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains(&format!(
+            "User \\\"{nobody}\\\" cannot get resource \\\"leases\\\""
+        )) || all.contains(&format!("User \"{nobody}\" cannot get resource \"leases\"")),
+        "{all}"
+    );
+
+    let output = run_to_end(kubesurge(&account, &h.config, &["status", "--as", "alice"])).await;
+    let all = text(&output);
+    assert_ne!(output.status.code(), Some(0), "{all}");
+    let refusal = format!(
+        "users \"alice\" is forbidden: User \"{module_account}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+    );
+    assert!(
+        all.contains(&refusal) || all.contains(&refusal.replace('"', "\\\"")),
+        "{all}"
+    );
+
+    // The kubeconfig's own `as:`, which kube reads and never sent.
+    let text_of = std::fs::read_to_string(&h.kubeconfig).expect("kubeconfig");
+    let mut kubeconfig: Value = serde_saphyr::from_str(&text_of).expect("YAML");
+    kubeconfig["users"][0]["user"]["as"] = Value::String(nobody.into());
+    let acting = h._dir.path().join("acting.kubeconfig");
+    std::fs::write(&acting, kubeconfig.to_string()).expect("write");
+    let ours = run_to_end(kubesurge(&acting, &h.config, &["status"])).await;
+    assert_ne!(ours.status.code(), Some(0), "{}", text(&ours));
+    assert!(text(&ours).contains(nobody), "{}", text(&ours));
+    let theirs = tokio::process::Command::new("/usr/bin/kubectl")
+        .arg("--kubeconfig")
+        .arg(&acting)
+        .args(["get", "leases", "-n", "kube-system"])
+        .env_remove("KUBECONFIG")
+        .output()
+        .await
+        .expect("kubectl runs");
+    let stderr = String::from_utf8_lossy(&theirs.stderr);
+    assert!(!theirs.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "User \"{nobody}\" cannot list resource \"leases\""
+        )),
+        "{stderr}"
+    );
+}

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn shell_files(dir: &Path) -> Vec<PathBuf> {
+/// The `.sh` files directly in `dir`, sorted.
+pub(crate) fn shell_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.expect("entry").path())

@@ -16,10 +16,10 @@ use kubesurge::exec::{ExecSettingsError, LocalExec, SshConfig, SshExec};
 use kubesurge::settings::{ExecMethod, Settings};
 use kubesurge::wiring::{WiringError, node_exec};
 use kubesurge_provider::{ExecError, ExecOutput, ExecRequest, ExecTarget, NodeExec, OutputSink};
-use kubesurge_sim::Timing;
-use kubesurge_sim::observer::{Observer, PoolFloor};
-use kubesurge_sim::resources::NODES;
-use kubesurge_sim::world::{POOL_LABEL, PoolSpec, World, WorldConfig};
+use kubesurge_testworld::Timing;
+use kubesurge_testworld::observer::{Observer, PoolFloor};
+use kubesurge_testworld::resources::NODES;
+use kubesurge_testworld::world::{POOL_LABEL, PoolSpec, World, WorldConfig};
 use serde_json::Value;
 use tempfile::TempDir;
 

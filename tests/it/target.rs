@@ -3,8 +3,8 @@
 //! a pre-release, with exit 2 before anything changes — no hop runs, not
 //! even the ones whose packages exist.
 
-use kubesurge_sim::resources::{LEASES, NODES};
-use kubesurge_sim::world::World;
+use kubesurge_testworld::resources::{LEASES, NODES};
+use kubesurge_testworld::world::World;
 
 use super::rotation::{Harness, Spec, control_plane_versions, start, text, workers};
 

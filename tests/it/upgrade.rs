@@ -3,7 +3,7 @@
 //! surge at the point the plan chose — with the §8.3 observer attached.
 
 use kubesurge_provider::tags;
-use kubesurge_sim::resources::NODES;
+use kubesurge_testworld::resources::NODES;
 use serde_json::Value;
 
 use super::rotation::{Spec, control_plane_versions, start, text, workers};
@@ -75,7 +75,7 @@ async fn two_hops_in_place_and_workers_replaced_once() {
     let (events, _) = h
         .world
         .store
-        .list(&kubesurge_sim::resources::EVENTS, None, |_| true);
+        .list(&kubesurge_testworld::resources::EVENTS, None, |_| true);
     for cp in &control_planes {
         let reasons: Vec<&str> = events
             .iter()
@@ -231,11 +231,11 @@ async fn a_failing_kubeadm_apply_stops_with_exit_1_and_its_output_touching_nothi
 }
 
 /// The `kubernetesVersion` kubeadm recorded in `kube-system/kubeadm-config`.
-fn recorded_version(world: &kubesurge_sim::world::World) -> String {
+fn recorded_version(world: &kubesurge_testworld::world::World) -> String {
     let config = world
         .store
         .get(
-            &kubesurge_sim::resources::CONFIGMAPS,
+            &kubesurge_testworld::resources::CONFIGMAPS,
             "kube-system",
             "kubeadm-config",
         )
@@ -300,7 +300,7 @@ async fn a_single_control_plane_whose_apply_died_before_recording_is_finished() 
 }
 
 /// Whose control-plane pods run `version`, by node (`cp-1` → true).
-fn nodes_at(world: &kubesurge_sim::world::World, version: &str) -> Vec<(String, bool)> {
+fn nodes_at(world: &kubesurge_testworld::world::World, version: &str) -> Vec<(String, bool)> {
     ["cp-1", "cp-2", "cp-3"]
         .iter()
         .map(|node| {

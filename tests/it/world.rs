@@ -15,13 +15,12 @@ use kubesurge_provider::{
     CloudProvider, DeleteStatus, Image, Instance, InstanceId, LaunchRequest, NodeRef, PoolRef,
     ProviderError, Sensitive, SlotKey, tags,
 };
-use kubesurge_sim::Timing;
-use kubesurge_sim::cloud::api::Action;
-use kubesurge_sim::cloud::provider::ATTEMPTS;
-use kubesurge_sim::cloud::{
-    CloudConfig, MachineRole, PrejoinedMachine, SimCloud, SimProvider, Times,
-};
-use kubesurge_sim::world::{PoolSpec, World, WorldConfig};
+use kubesurge_sim::SimProvider;
+use kubesurge_sim::api::Action;
+use kubesurge_sim::provider::ATTEMPTS;
+use kubesurge_testworld::Timing;
+use kubesurge_testworld::cloud::{CloudConfig, MachineRole, PrejoinedMachine, SimCloud, Times};
+use kubesurge_testworld::world::{PoolSpec, World, WorldConfig};
 
 const CLUSTER: &str = "c1";
 
@@ -467,7 +466,7 @@ async fn terminating_an_instance_stops_its_kubelet() {
     world
         .cloud
         .wait_for_machine(&id.0, Duration::from_secs(10), |s| {
-            *s == kubesurge_sim::cloud::MachineStatus::Terminated
+            *s == kubesurge_testworld::cloud::MachineStatus::Terminated
         })
         .await
         .expect("terminated");
@@ -512,8 +511,8 @@ async fn world_config_files_are_a_valid_rotation_config() {
     let general = settings.pool("general").expect("pool general");
     assert_eq!(general.provider.kind, "sim");
     assert_eq!(
-        kubesurge_sim::cloud::parse_pool_config(&general.provider.config, &general.provider.path),
-        Ok(kubesurge_sim::cloud::SimPoolConfig {
+        kubesurge_sim::parse_pool_config(&general.provider.config, &general.provider.path),
+        Ok(kubesurge_sim::SimPoolConfig {
             endpoint: world.cloud.url().to_string()
         })
     );

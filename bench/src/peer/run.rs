@@ -9,12 +9,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kubesurge_sim::cloud::MachineStatus;
-use kubesurge_sim::moto::{FaultProxy, GroupUserData, MotoServer, MotoWorld, MotoWorldConfig};
-use kubesurge_sim::observer::{Invariant, Observer, PoolFloor};
-use kubesurge_sim::resources::NODES;
-use kubesurge_sim::store::{EventType, Store};
-use kubesurge_sim::world::{POOL_LABEL, PoolSpec, WorldConfig};
+use kubesurge_testworld::cloud::MachineStatus;
+use kubesurge_testworld::moto::{
+    FaultProxy, GroupUserData, MotoServer, MotoWorld, MotoWorldConfig,
+};
+use kubesurge_testworld::observer::{Invariant, Observer, PoolFloor};
+use kubesurge_testworld::resources::NODES;
+use kubesurge_testworld::store::{EventType, Store};
+use kubesurge_testworld::world::{POOL_LABEL, PoolSpec, WorldConfig};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -48,9 +50,9 @@ const ENV_REMOVED: [&str; 10] = [
 #[derive(Debug, thiserror::Error)]
 pub enum PeerRunError {
     #[error(transparent)]
-    Moto(#[from] kubesurge_sim::moto::MotoError),
+    Moto(#[from] kubesurge_testworld::moto::MotoError),
     #[error(transparent)]
-    World(#[from] kubesurge_sim::moto::MotoWorldError),
+    World(#[from] kubesurge_testworld::moto::MotoWorldError),
     #[error(transparent)]
     Scenario(#[from] crate::scenario::ScenarioError),
     #[error("{what}: {source}")]

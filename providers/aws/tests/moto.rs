@@ -12,8 +12,8 @@ use kubesurge_provider::{
     CloudProvider, DeleteStatus, InstanceId, InstanceState, LaunchRequest, NodeRef, PoolRef,
     ProviderError, Sensitive, SlotKey, tags,
 };
-use kubesurge_sim::moto::ec2::Params;
-use kubesurge_sim::moto::{Canned, Ec2Fault, Fault};
+use kubesurge_testworld::moto::ec2::Params;
+use kubesurge_testworld::moto::{Canned, Ec2Fault, Fault};
 use support::{Env, OLD_VERSION, VERSION, env};
 
 const CLUSTER: &str = "prod";
@@ -711,7 +711,7 @@ async fn a_template_with_its_own_interface_launches_in_the_old_subnet_with_its_g
         )
         .await;
     assert!(lenient.is_ok(), "straight to moto: taken ({lenient:?})");
-    let strict = kubesurge_sim::moto::Ec2::new(e.proxy.url(), support::REGION)
+    let strict = kubesurge_testworld::moto::Ec2::new(e.proxy.url(), support::REGION)
         .call(
             "RunInstances",
             Params::new()
@@ -723,7 +723,7 @@ async fn a_template_with_its_own_interface_launches_in_the_old_subnet_with_its_g
         )
         .await;
     assert!(
-        matches!(&strict, Err(kubesurge_sim::moto::Ec2Error::Api { code, .. }) if code == "InvalidParameterCombination"),
+        matches!(&strict, Err(kubesurge_testworld::moto::Ec2Error::Api { code, .. }) if code == "InvalidParameterCombination"),
         "through the proxy, as EC2: {strict:?}"
     );
 
@@ -778,7 +778,7 @@ async fn a_template_with_its_own_interface_launches_in_the_old_subnet_with_its_g
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auto_scaling_group_pool_attaches_terminates_in_the_group_and_restores_it() {
     use kubesurge_aws::{AutoScalingGroupConfig, TemplateRef};
-    use kubesurge_sim::moto::AutoScalingApi;
+    use kubesurge_testworld::moto::AutoScalingApi;
 
     let e = env().await;
     let groups = AutoScalingApi::new(e.moto.url(), support::REGION);

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use kubesurge_aws::SsmExec;
 use kubesurge_provider::{ExecError, ExecRequest, ExecTarget, InstanceId, NodeExec, OutputSink};
-use kubesurge_sim::moto::proxy::Canned;
-use kubesurge_sim::moto::{Fault, FaultProxy};
+use kubesurge_testworld::moto::proxy::Canned;
+use kubesurge_testworld::moto::{Fault, FaultProxy};
 use support::{Env, REGION, env};
 
 #[derive(Default)]

@@ -1,23 +1,21 @@
-//! The kubesurge test world.
+//! The `sim` provider: kubesurge's [`CloudProvider`] and [`NodeExec`] for
+//! the simulated cloud of the test world (`kubesurge-testworld`), reached
+//! over HTTP on loopback as a real cloud is over its API.
 //!
-//! - [`store`]: objects, resourceVersions, watch events (the etcd of it).
-//! - [`apiserver`]: a Kubernetes API server over HTTPS on loopback that
-//!   speaks the real wire protocol to kube-rs and kubectl.
-//! - [`controllers`]: what a real control plane and kubelets do — scheduler,
-//!   workload controllers, disruption controller, node lifecycle,
-//!   bootstrap signer and token cleaner, simulated kubelets.
-//! - [`cloud`]: a simulated cloud over HTTP, machines that boot and join
-//!   with kubeadm's discovery for real, and the `sim` provider.
-//! - [`world`]: all of it assembled, as tests and `kubesurge sandbox` use it.
+//! - [`provider`]: [`SimProvider`], the provider over the HTTP API.
+//! - [`pool_config`]: what the core is handed: `pools[].sim`, checked and
+//!   read, and [`KIND`].
+//! - [`api`]: the HTTP API's routes, bodies and error codes: the contract
+//!   between this provider and the simulated cloud that serves it.
+//! - [`provider_id`]: the `sim:///<zone>/<id>` providerID and its rule.
+//!
+//! [`CloudProvider`]: kubesurge_provider::CloudProvider
+//! [`NodeExec`]: kubesurge_provider::NodeExec
 
-pub mod apiserver;
-pub mod cloud;
-pub mod controllers;
-pub mod moto;
-pub mod observer;
-pub mod resources;
-pub mod store;
-mod timing;
-pub mod world;
+pub mod api;
+pub mod pool_config;
+pub mod provider;
+pub mod provider_id;
 
-pub use timing::Timing;
+pub use pool_config::{KIND, SimPoolConfig, parse_pool_config};
+pub use provider::SimProvider;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kubesurge_aws::{AwsPoolConfig, AwsProvider, ClientOptions, ImageSource, TemplateRef};
-use kubesurge_sim::moto::{Ec2, Ec2Instance, FaultProxy, MotoServer};
+use kubesurge_testworld::moto::{Ec2, Ec2Instance, FaultProxy, MotoServer};
 
 pub const REGION: &str = "us-east-1";
 pub const VERSION: &str = "v1.35.3";
