@@ -14,6 +14,7 @@
 use http::HeaderMap;
 
 use super::rbac::{self, Attributes, Target, UserInfo};
+use super::route::percent_decode;
 use super::status::ApiError;
 use crate::store::Store;
 
@@ -34,31 +35,9 @@ fn extras(headers: &HeaderMap) -> Vec<(String, String)> {
         .iter()
         .filter_map(|(name, value)| {
             let key = name.as_str().strip_prefix("impersonate-extra-")?;
-            Some((percent_decode(key), value.to_str().ok()?.to_string()))
+            Some((percent_decode(key, false), value.to_str().ok()?.to_string()))
         })
         .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn may_impersonate(
@@ -165,10 +144,10 @@ mod tests {
     #[test]
     fn extra_keys_are_unescaped() {
         assert_eq!(
-            percent_decode("scopes.example.com%2fx%20y"),
+            percent_decode("scopes.example.com%2fx%20y", false),
             "scopes.example.com/x y"
         );
-        assert_eq!(percent_decode("plain"), "plain");
-        assert_eq!(percent_decode("bad%zz"), "bad%zz");
+        assert_eq!(percent_decode("plain", false), "plain");
+        assert_eq!(percent_decode("bad%zz", false), "bad%zz");
     }
 }
