@@ -9,10 +9,8 @@
 use clap::Args;
 
 use super::args::GlobalArgs;
-use super::run::{lock, release};
 use super::{CommandError, output};
 use crate::ExitStatus;
-use crate::rotation::gc;
 use crate::run_control::{self, AbortOutcome};
 use crate::settings;
 use crate::wiring;
@@ -51,8 +49,7 @@ pub async fn run(global: &GlobalArgs, _args: AbortArgs) -> Result<ExitStatus, Co
     Ok(ExitStatus::Success)
 }
 
-/// Under the run lock, as `gc` does: no other run may be changing the
-/// same groups.
+/// The providers' changes given back as `gc` gives them back.
 async fn restore_pools(
     global: &GlobalArgs,
     connection: &super::run::Connection,
@@ -66,8 +63,5 @@ async fn restore_pools(
         wiring::engine_config(&settings, "abort")?,
         &connection.fence,
     );
-    let held = lock(connection, "abort").await?;
-    let restored = gc::restore_pools(&config).await;
-    release(held).await;
-    Ok(restored?)
+    super::gc::restore_under_lock(connection, &config, "abort").await
 }

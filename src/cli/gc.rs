@@ -6,9 +6,10 @@
 use clap::Args;
 
 use super::args::{GlobalArgs, SettingsFlags};
-use super::run::{confirm, lock, release};
+use super::run::{Connection, confirm, lock, release};
 use super::{CommandError, output};
 use crate::ExitStatus;
+use crate::rotation::EngineConfig;
 use crate::rotation::gc::{self, Collected, Leftover};
 use crate::settings;
 use crate::wiring;
@@ -49,10 +50,7 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> Result<ExitStatus, Comman
         print(&lines("would terminate", &found))?;
         // Nothing to terminate; what a crashed or abandoned run changed at
         // the providers is still given back.
-        let held = lock(&connection, "gc").await?;
-        let restored = gc::restore_pools(&config).await;
-        release(held).await;
-        restored?;
+        restore_under_lock(&connection, &config, "gc").await?;
         return Ok(ExitStatus::Success);
     }
     if !args.yes {
@@ -80,6 +78,20 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> Result<ExitStatus, Comman
     } else {
         Err(CommandError::GcIncomplete(failed))
     }
+}
+
+/// Give back what runs changed at the providers
+/// ([`gc::restore_pools`]), under the run lock: no other run may be
+/// changing the same groups meanwhile.
+pub(super) async fn restore_under_lock(
+    connection: &Connection,
+    config: &EngineConfig,
+    run_label: &str,
+) -> Result<(), CommandError> {
+    let held = lock(connection, run_label).await?;
+    let restored = gc::restore_pools(config).await;
+    release(held).await;
+    Ok(restored?)
 }
 
 /// The leftovers found `now` that were among those `confirmed`. Pure.
