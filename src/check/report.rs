@@ -1,11 +1,12 @@
 //! The report of `kubesurge check`: a line per check. Pure.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::version::KubeVersion;
 
 /// What a line checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Check {
     /// The skew plan, as `plan` builds it.
@@ -47,7 +48,7 @@ impl Check {
 }
 
 /// How a check came out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum CheckStatus {
     Pass,
@@ -67,7 +68,7 @@ impl CheckStatus {
 }
 
 /// One line of the report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckLine {
     pub check: Check,
@@ -120,7 +121,7 @@ impl CheckLine {
 }
 
 /// Every check of one `kubesurge check`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckReport {
     /// `--to`; `None`: the cluster's current version.

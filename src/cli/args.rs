@@ -362,6 +362,23 @@ made (its line says why and the fix); 2 invalid input.
     ))]
     Completion(crate::cli::completion::CompletionArgs),
 
+    /// Print the JSON Schema of the configuration file or of a document
+    /// kubesurge prints (-o json|yaml), for editors and validators.
+    #[command(after_help = concat!(
+        "Examples:
+  # Let an editor validate and complete kubesurge.yaml (VS Code's YAML
+  # extension and others read this modeline)
+  kubesurge schema RotationConfig > rotation-config.schema.json
+  sed -i '1i # yaml-language-server: $schema=rotation-config.schema.json' kubesurge.yaml
+  # Check a report a scheduled run wrote
+  kubesurge schema RotationReport > report.schema.json
+  check-jsonschema --schemafile report.schema.json report.json
+
+",
+        exit_codes_help!()
+    ))]
+    Schema(crate::cli::schema::SchemaArgs),
+
     /// Show kubesurge's version, the git commit it was built from and how
     /// current its table of Kubernetes releases is.
     #[command(after_help = concat!(

@@ -19,6 +19,7 @@ pub mod rotate;
 pub mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod schema;
 pub mod status;
 mod table;
 pub mod upgrade;
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli) -> ExitStatus {
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Completion(args) => completion::run(args),
         Command::Man(args) => completion::run_man(args),
+        Command::Schema(args) => schema::run(args),
         Command::Version(args) => version::run(args),
     };
     match result {

@@ -53,7 +53,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Kind::UpgradePlan => "UpgradePlan",
             Kind::UpgradeReport => "UpgradeReport",

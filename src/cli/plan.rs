@@ -3,6 +3,8 @@
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use super::args::{GlobalArgs, OutputFormat, PlanArgs};
 use super::output::Kind;
@@ -56,10 +58,27 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> Result<ExitStatus, Comm
 
     let text = match &args.output {
         OutputFormat::Table => plan::render_table(&plan),
-        OutputFormat::Document(encoding) => output::document(Kind::UpgradePlan, &plan, encoding)?,
+        OutputFormat::Document(encoding) => {
+            let document = PlanDocument {
+                plan: &plan,
+                dry_run: None,
+            };
+            output::document(Kind::UpgradePlan, &document, encoding)?
+        }
     };
     output::print(&text)?;
     Ok(ExitStatus::Success)
+}
+
+/// The `UpgradePlan` document: the plan, and under `upgrade --dry-run`
+/// every mutation the run would make (`would`) and each rotation's dry run
+/// (`rotations`).
+#[derive(Serialize, JsonSchema)]
+pub(super) struct PlanDocument<'a> {
+    #[serde(flatten)]
+    pub plan: &'a Plan,
+    #[serde(flatten)]
+    pub dry_run: Option<&'a crate::upgrade::DryRun>,
 }
 
 /// `check::target` for `plan`: through the control-plane exec and pool

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use clap::Args;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use serde::Serialize;
 
 use super::args::{GlobalArgs, MutationFlags, ReportFormat, parse_target_version};
 use super::output::Kind;
@@ -17,11 +16,11 @@ use super::run::{
 };
 use super::{CommandError, metrics_file, output, progress, table};
 use crate::ExitStatus;
-use crate::plan::{self, Plan, PlanRequest};
+use crate::plan::{self, PlanRequest};
 use crate::report_metrics::RunMetrics;
 use crate::run_control::{StopRequests, WindowGate};
 use crate::settings;
-use crate::upgrade::{Clients, DryRun, Remaining, Upgrade, UpgradeOutcome, UpgradeReport};
+use crate::upgrade::{Clients, Remaining, Upgrade, UpgradeOutcome, UpgradeReport};
 use crate::version::KubeVersion;
 use crate::wiring;
 
@@ -88,9 +87,9 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
         };
         let progress = Arc::from(progress::for_stderr(global));
         let dry = upgrade.dry_run(clients, progress).await?;
-        let document = DryRunDocument {
+        let document = super::plan::PlanDocument {
             plan: upgrade.plan(),
-            dry_run: &dry,
+            dry_run: Some(&dry),
         };
         let text = match &flags.output {
             ReportFormat::Document(encoding) => {
@@ -159,16 +158,6 @@ pub async fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, C
         announce_unfinished(&format!("{reason} with {remaining}{next}"));
     }
     Ok(exit_status(&report.outcome))
-}
-
-/// `upgrade --dry-run -o json`: the plan, with every mutation the run
-/// would make (`would`) and each rotation's dry run (`rotations`).
-#[derive(Serialize)]
-struct DryRunDocument<'a> {
-    #[serde(flatten)]
-    plan: &'a Plan,
-    #[serde(flatten)]
-    dry_run: &'a DryRun,
 }
 
 /// The exit status of a finished (or deferred) upgrade.

@@ -1,6 +1,7 @@
 //! `kubesurge version`: the release, the commit it was built from, and how
 //! current its built-in table of Kubernetes releases is.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::CommandError;
@@ -10,7 +11,7 @@ use crate::ExitStatus;
 use crate::version::{PATCHES_AS_OF, RELEASES};
 
 /// What `version` reports.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionInfo {
     pub version: &'static str,

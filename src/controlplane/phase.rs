@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
 use kube::api::Api;
 use kubesurge_provider::{ExecRequest, ExecTarget, NodeExec, OutputSink};
+use schemars::JsonSchema;
 use serde::Serialize;
 use thiserror::Error;
 use tokio::time::Instant;
@@ -176,7 +177,7 @@ pub enum ControlPlaneError {
 }
 
 /// What happened to one node in a hop.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStep {
     pub node: String,
@@ -188,7 +189,7 @@ pub struct NodeStep {
 }
 
 /// One script run on a control-plane node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandRecord {
     /// What it did (`kubeadm upgrade apply v1.35.3`).
@@ -199,7 +200,7 @@ pub struct CommandRecord {
 }
 
 /// What a hop did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HopReport {
     pub number: usize,

@@ -1,12 +1,13 @@
 //! The inventory: plain data, no I/O.
 
 use jiff::Timestamp;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::version::{ClusterVersions, ControlPlaneMember, KubeVersion, NodeVersions};
 
 /// A snapshot of the cluster, as the planner sees it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Inventory {
     /// `gitVersion` of the API server that answered `/version`.
@@ -36,7 +37,7 @@ impl Inventory {
 }
 
 /// A control-plane node and the versions of its static pods.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ControlPlaneNode {
     pub name: String,
@@ -53,7 +54,7 @@ pub struct ControlPlaneNode {
 }
 
 /// A worker node.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerNode {
     pub name: String,
@@ -69,7 +70,7 @@ pub struct WorkerNode {
 }
 
 /// Cluster add-ons that kubeadm upgrades with the control plane.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Addons {
     /// CoreDNS image tag (`v1.11.3`).

@@ -13,6 +13,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
@@ -45,7 +46,7 @@ fn renew_deadline(lease_duration: Duration) -> Duration {
 }
 
 /// Who holds the lock: `<host>/<pid>/<run id>`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Holder {
     pub host: String,
     pub pid: u32,
@@ -694,7 +695,7 @@ async fn renew_loop(hold: LeaseHold, tx: watch::Sender<LockState>) {
 }
 
 /// What `kubesurge abort` found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct AbortRequest {
     pub holder: String,
 }

@@ -51,6 +51,20 @@ impl Serialize for Budget {
     }
 }
 
+impl schemars::JsonSchema for Budget {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Budget".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A count of nodes (\"2\") or a percentage of the pool (\"25%\"), as Display writes it.",
+            "type": "string",
+            "pattern": "^[0-9]+%?$"
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! engines execute. The JSON schema is documented on the `plan` module.
 
 use jiff::Timestamp;
+use schemars::JsonSchema;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -10,7 +11,7 @@ use crate::version::{Component, KubeVersion};
 
 /// The plan: control-plane hops, worker-pool rotations and the order they
 /// run in.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     /// The versions the plan starts from.
@@ -31,7 +32,7 @@ pub struct Plan {
 }
 
 /// The versions observed when planning.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CurrentVersions {
     /// The oldest kube-apiserver: the control plane's version.
@@ -49,7 +50,7 @@ pub struct CurrentVersions {
 }
 
 /// One control-plane node's component versions.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ControlPlaneNodeVersions {
     pub name: String,
@@ -63,7 +64,7 @@ pub struct ControlPlaneNodeVersions {
 }
 
 /// What a hop is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum HopKind {
     /// To the next minor.
@@ -78,7 +79,7 @@ pub enum HopKind {
 }
 
 /// How kubeadm is invoked on a control-plane node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum KubeadmCommand {
     /// `kubeadm upgrade apply vX.Y.Z -y`: the first node of a hop.
@@ -97,7 +98,7 @@ impl KubeadmCommand {
 }
 
 /// One control-plane hop.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Hop {
     /// 1-based position among the hops.
@@ -124,7 +125,7 @@ pub struct Hop {
 }
 
 /// A control-plane node's part in a hop.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HopNode {
     pub node: String,
@@ -135,7 +136,7 @@ pub struct HopNode {
 }
 
 /// A version before and after.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionChange {
     pub from: KubeVersion,
@@ -146,7 +147,7 @@ pub struct VersionChange {
 /// `UpgradePlan` JSON (`name`, `nodeName`, `currentVersion`, `newVersion`).
 /// Versions are strings because etcd and CoreDNS carry image tags, and a
 /// component kubeadm manages on its own reads "managed by kubeadm".
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentChange {
     pub name: Component,
@@ -156,7 +157,7 @@ pub struct ComponentChange {
 }
 
 /// A worker pool's part of the plan.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolPlan {
     pub name: String,
@@ -177,7 +178,7 @@ pub struct PoolPlan {
 }
 
 /// A node of a pool as the plan saw it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolNode {
     pub name: String,
@@ -187,7 +188,7 @@ pub struct PoolNode {
 }
 
 /// One replacement of (part of) a pool.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Rotation {
     /// 1-based among the pool's rotations.
@@ -206,7 +207,7 @@ pub struct Rotation {
 }
 
 /// One node replaced.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Slot {
     /// The node this slot replaces, when `existing`; otherwise the node an
@@ -222,7 +223,7 @@ pub struct Slot {
 
 /// How long rotations take, from the per-slot assumptions in
 /// `plan::estimate`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Estimate {
     pub slots: u32,
@@ -234,7 +235,7 @@ pub struct Estimate {
 }
 
 /// A worker no configured pool covers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UnpooledWorker {
     pub name: String,
@@ -244,7 +245,7 @@ pub struct UnpooledWorker {
 }
 
 /// One step of the plan, in order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Step {
     /// Rotation `rotation` (1-based) of pool `pool`.
@@ -256,7 +257,7 @@ pub enum Step {
 }
 
 /// What a warning is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum WarningKind {
     /// The current or target minor is out of support, unreleased or unknown.
@@ -282,7 +283,7 @@ pub enum WarningKind {
 }
 
 /// Something the operator should know; never blocks the plan.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Warning {
     pub kind: WarningKind,

@@ -9,10 +9,11 @@
 //! rerun after a crash builds the state from the world (the old node's
 //! annotations, the instances tagged for the slot) and continues.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// Where a slot is. Written on the old node as `kubesurge.io/phase`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Phase {
     /// Selected, not started (the run record lists the node).

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PostParams;
 use kube::{Api, Client};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::report::{SlotOutcome, SlotReport};
@@ -24,7 +25,7 @@ pub const RECORD_NAME: &str = "kubesurge-run";
 const RECORD_KEY: &str = "run.json";
 
 /// Where a run stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum RunState {
     Running,
@@ -51,7 +52,7 @@ impl RunState {
 }
 
 /// A node the run set out to replace.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RecordedNode {
     pub name: String,
     pub pool: String,
@@ -99,7 +100,7 @@ impl fmt::Display for RunState {
 }
 
 /// The record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunRecord {
     pub id: String,

@@ -3,6 +3,7 @@
 //! token.
 
 use jiff::Timestamp;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::kube::drain::DrainReport;
@@ -10,7 +11,7 @@ use crate::version::KubeVersion;
 
 /// How a run ended. In the JSON, `result` names the variant: `succeeded`,
 /// `failed`, `aborted`, `partial` or `deferred`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", tag = "result")]
 pub enum RunOutcome {
     Succeeded,
@@ -52,7 +53,7 @@ impl RunOutcome {
 }
 
 /// What one slot did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", tag = "result")]
 pub enum SlotOutcome {
     /// The old node was replaced and is gone.
@@ -70,7 +71,7 @@ pub enum SlotOutcome {
 
 /// Seconds each phase took (absent when the phase did not run in this
 /// invocation, e.g. done by an earlier, crashed one).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhaseTimings {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,7 +83,7 @@ pub struct PhaseTimings {
 }
 
 /// One slot of the report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SlotReport {
     pub pool: String,
@@ -121,7 +122,7 @@ impl SlotReport {
 }
 
 /// The whole report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {
     pub run_id: String,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::config::Criteria;
@@ -22,7 +23,7 @@ pub struct Candidate {
 }
 
 /// Why a worker is replaced.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", tag = "reason")]
 pub enum Reason {
     /// Its kubelet is not at the target version.

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 use kube::{Api, Client};
+use schemars::JsonSchema;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -24,7 +25,7 @@ use crate::kube::nodes;
 use crate::kube::retry::with_retry;
 
 /// One slot as the world shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SlotStatus {
     pub pool: String,
@@ -37,7 +38,7 @@ pub struct SlotStatus {
 }
 
 /// `kubesurge status -o json`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunStatus {
     pub holder: Option<String>,

@@ -28,7 +28,7 @@ pub use crate::duration::{DurationError, HumanDuration, parse_duration};
 pub use error::{FieldError, SettingsError, SettingsSource};
 pub use model::*;
 pub use overrides::Overrides;
-pub use schema::{API_VERSION, KIND};
+pub use schema::{API_VERSION, KIND, rotation_config_schema};
 
 use schema::Mode;
 

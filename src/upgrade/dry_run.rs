@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -20,7 +21,7 @@ use crate::rotation::{Engine, EngineError, Progress, RunReport};
 
 /// What a dry run found: every mutation in order, and each rotation's dry
 /// run report (its slots with the actions each would take).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DryRun {
     pub would: Vec<String>,

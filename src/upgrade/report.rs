@@ -6,6 +6,7 @@
 use std::fmt;
 
 use jiff::Timestamp;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::controlplane::phase::HopReport;
@@ -15,7 +16,7 @@ use crate::version::KubeVersion;
 
 /// How an upgrade ended. In the JSON, `result` names the variant:
 /// `succeeded`, `failed`, `aborted`, `partial` or `deferred`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", tag = "result")]
 pub enum UpgradeOutcome {
     Succeeded,
@@ -57,7 +58,7 @@ impl UpgradeOutcome {
 }
 
 /// What an unfinished upgrade has left to do.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Remaining {
     /// Control-plane hops (minor versions) not run yet.
@@ -105,7 +106,7 @@ impl fmt::Display for Remaining {
 }
 
 /// The upgrade report: `-o json`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpgradeReport {
     pub target: KubeVersion,

@@ -137,6 +137,20 @@ impl Serialize for KubeVersion {
     }
 }
 
+impl schemars::JsonSchema for KubeVersion {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "KubeVersion".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A Kubernetes release, as Display writes it: vMAJOR.MINOR.PATCH.",
+            "type": "string",
+            "pattern": "^v[0-9]+\\.[0-9]+\\.[0-9]+$"
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for KubeVersion {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = String::deserialize(deserializer)?;

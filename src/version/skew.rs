@@ -13,6 +13,7 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::KubeVersion;
@@ -52,7 +53,7 @@ pub fn newest_apiserver_minor_for_kubelet(kubelet: KubeVersion) -> u64 {
 }
 
 /// A Kubernetes component, named as kubeadm names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 pub enum Component {
     #[serde(rename = "kube-apiserver")]
     Apiserver,
@@ -94,7 +95,7 @@ impl fmt::Display for Component {
 }
 
 /// A line of the version-skew policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rule {
     ApiserverHaSkew,
@@ -154,7 +155,7 @@ impl Rule {
 }
 
 /// One component version breaking one rule.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Violation {
     pub rule: Rule,
@@ -175,7 +176,7 @@ impl fmt::Display for Violation {
 
 /// The control-plane components of one control-plane node. `None` = not
 /// known (missing static pod); such a component is skipped by [`check`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ControlPlaneMember {
     pub node: String,
@@ -185,7 +186,7 @@ pub struct ControlPlaneMember {
 }
 
 /// The node components of one node (control-plane or worker).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeVersions {
     pub node: String,
@@ -196,7 +197,7 @@ pub struct NodeVersions {
 }
 
 /// Every version the skew policy speaks of, at one moment.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterVersions {
     pub control_plane: Vec<ControlPlaneMember>,

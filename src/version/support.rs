@@ -12,6 +12,7 @@ use std::fmt;
 
 use jiff::ToSpan;
 use jiff::civil::{Date, date};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::KubeVersion;
@@ -113,7 +114,7 @@ pub fn maintained_minors(today: Date) -> Vec<u64> {
 }
 
 /// Where a version stands in the support window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(tag = "status", rename_all = "camelCase")]
 pub enum SupportStatus {
     Supported,
@@ -157,7 +158,7 @@ pub fn is_supported(version: KubeVersion, today: Date) -> bool {
 }
 
 /// Which version a [`SupportWarning`] is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum VersionRole {
     Current,
@@ -174,7 +175,7 @@ impl fmt::Display for VersionRole {
 }
 
 /// A version outside the support window, or unknown to the table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SupportWarning {
     pub role: VersionRole,

@@ -17,50 +17,26 @@ use crate::plan::Budget;
 use crate::settings::*;
 
 /// The example of the design, verbatim.
-const FULL_EXAMPLE: &str = r#"
-apiVersion: kubesurge.io/v1alpha1
-kind: RotationConfig
-cluster:
-  name: prod-eu1                 # used in tags, the lock and events
-controlPlane:
-  exec: ssm                      # ssm | ssh | local  (how commands reach CP nodes)
-  ssh: { user: ubuntu, identityFile: ~/.ssh/id_ed25519 }
-pools:
-  - name: general
-    selector: { kubesurge.io/pool: general }
-    provider: aws
-    aws:
-      region: eu-west-1
-      launchTemplate: { name: workers-general }
-      image:                     # how to find the image for a Kubernetes version
-        owners: [self]
-        filters: { "tag:kubernetes-version": "{version}" }
-    maxSurge: 25%
-    maxUnavailable: 0
-    nodeLabels: { kubesurge.io/pool: general }
-    nodeTaints: []
-drain:
-  timeout: 15m
-  onTimeout: fail                # fail | force | skip
-  unmanagedPods: fail            # fail | delete
-  localStorage: fail             # fail | delete
-join:
-  tokenTTL: 20m
-health:
-  newNodeTimeout: 10m
-  settle: 30s
-window:                          # optional: mutations only inside it
-  days: [Sat, Sun]
-  start: "02:00"
-  end: "06:00"
-  timeZone: Europe/Berlin
-"#;
+const FULL_EXAMPLE: &str = include_str!("../../tests/configs/design-example.yaml");
+
+/// Every field the file may hold (also validated against the published
+/// JSON Schema by the schema test).
+const EVERY_FIELD: &str = include_str!("../../tests/configs/every-field.yaml");
 
 const HEADER: &str =
     "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster: {name: test}\n";
 
 fn parse_text(yaml: &str) -> Result<Settings, SettingsError> {
     parse(yaml, SettingsSource::Text, &Overrides::default(), PROVIDERS)
+}
+
+#[test]
+fn a_config_with_every_field_is_read() {
+    let settings = parse_text(EVERY_FIELD).expect("every field, each valid");
+    let names: Vec<&str> = settings.pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["general", "batch", "lab"]);
+    assert_eq!(settings.health.settle, Duration::ZERO);
+    assert!(settings.window.is_some());
 }
 
 /// The pool's `aws` section as the aws provider reads it when wired.

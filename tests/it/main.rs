@@ -33,6 +33,7 @@ mod python_venv;
 mod rbac;
 mod rotation;
 mod scheduled_rbac;
+mod schemas;
 mod scripts;
 mod ssh;
 mod status;

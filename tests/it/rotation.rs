@@ -269,11 +269,14 @@ pub fn kubesurge(kubeconfig: &Path, config: &Path, args: &[&str]) -> Command {
 }
 
 /// Run `command` to its end (three minutes at most) and collect its output.
+/// A kubesurge document it prints must hold its published JSON Schema.
 pub async fn run_to_end(mut command: Command) -> Output {
-    tokio::time::timeout(Duration::from_secs(180), command.output())
+    let output = tokio::time::timeout(Duration::from_secs(180), command.output())
         .await
         .expect("kubesurge finishes in time")
-        .expect("kubesurge runs")
+        .expect("kubesurge runs");
+    crate::schemas::assert_valid_document(&output.stdout).await;
+    output
 }
 
 /// Each control-plane static pod (etcd keeps its own version) → the

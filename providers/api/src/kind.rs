@@ -31,6 +31,9 @@ pub struct ProviderKind {
     /// Every problem of a pool's section, each at its full path below
     /// `path` (`pools[0].aws`); empty when the section is valid.
     pub check_pool: fn(section: &Value, path: &FieldPath) -> Vec<FieldError>,
+    /// The JSON Schema of a pool's section, for editors (see
+    /// [`crate::json_schema`]); never stricter than `check_pool`.
+    pub pool_schema: fn() -> Value,
     /// The provider of one pool of `cluster`, from its section (checked
     /// before by `check_pool`, so an error here is a bug's symptom, still
     /// reported as the field problems it is).

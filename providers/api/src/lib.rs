@@ -15,6 +15,7 @@ pub mod conformance;
 pub mod discovery;
 mod error;
 mod exec;
+pub mod json_schema;
 mod kind;
 mod room;
 mod sensitive;

@@ -54,6 +54,7 @@ pub const KIND: ProviderKind = ProviderKind {
     name: "aws",
     section_summary: pool_config::SECTION_SUMMARY,
     check_pool: |section, path| parse_pool_config(section, path).err().unwrap_or_default(),
+    pool_schema: pool_config::pool_schema,
     pool_provider: |cluster, section, path| {
         let config = parse_pool_config(section, path)?;
         Ok(Arc::new(AwsProvider::new(

@@ -25,6 +25,90 @@ const IMAGE_FIELDS: &[&str] = &["owners", "filters", "id"];
 /// What `pools[].aws` holds, for "required with provider: aws (…)".
 pub const SECTION_SUMMARY: &str = "region, launchTemplate, image";
 
+/// The JSON Schema of `pools[].aws`, for editors: the fields of
+/// [`parse_pool_config`], never stricter than it.
+pub fn pool_schema() -> Value {
+    use kubesurge_provider::json_schema::{mapping, pattern, string, string_list};
+    let launch_template = mapping(
+        "The launch template new instances start from: name or id, and a version (default $Default)",
+        vec![
+            ("name", string("The launch template's name")),
+            ("id", pattern("The launch template's id", "^lt-")),
+            (
+                "version",
+                serde_json::json!({
+                    "description": "$Default, $Latest or a version number from 1",
+                    "anyOf": [
+                        { "type": "string", "pattern": "^(\\$Default|\\$Latest|[1-9][0-9]*)$" },
+                        { "type": "integer", "minimum": 1 }
+                    ]
+                }),
+            ),
+        ],
+        &[],
+    );
+    let image = mapping(
+        "The image of the target version: a fixed id, or owners and filters looked up per version \
+         ({version} in a filter value is replaced by the target version)",
+        vec![
+            ("id", pattern("One fixed image", "^ami-")),
+            (
+                "owners",
+                string_list("Account ids, self or amazon whose images the lookup considers"),
+            ),
+            (
+                "filters",
+                serde_json::json!({
+                    "type": "object",
+                    "description": "DescribeImages filters: a name to a value or a list of values",
+                    "additionalProperties": {
+                        "anyOf": [
+                            { "type": "string" },
+                            { "type": "array", "items": { "type": "string" } }
+                        ]
+                    }
+                }),
+            ),
+        ],
+        &[],
+    );
+    let mut aws = mapping(
+        "The pool's EC2 settings",
+        vec![
+            ("region", string("The pool's AWS region, such as eu-west-1")),
+            ("launchTemplate", launch_template),
+            ("image", image),
+            (
+                "subnets",
+                string_list("Subnets new instances may go to (default: the old node's)"),
+            ),
+            (
+                "autoScalingGroup",
+                string("The Auto Scaling group whose members the pool's nodes are"),
+            ),
+            (
+                "updateLaunchTemplate",
+                serde_json::json!({
+                    "type": "boolean",
+                    "description": "With autoScalingGroup: whether the run gives the group's launch template a new version with the target image",
+                }),
+            ),
+        ],
+        &["region", "image"],
+    );
+    aws["anyOf"] = serde_json::json!([
+        { "required": ["launchTemplate"] },
+        { "required": ["autoScalingGroup"] }
+    ]);
+    // Only a group's launch template is updated.
+    aws["if"] = serde_json::json!({
+        "properties": { "updateLaunchTemplate": { "const": true } },
+        "required": ["updateLaunchTemplate"]
+    });
+    aws["then"] = serde_json::json!({ "required": ["autoScalingGroup"] });
+    aws
+}
+
 /// The pool's EC2 settings from its `aws` section at `path`
 /// (`pools[0].aws`), or every problem with it.
 pub fn parse_pool_config(
@@ -349,6 +433,24 @@ fn is_aws_region(region: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schema_has_the_fields_the_walker_reads() {
+        use kubesurge_provider::json_schema::property_names;
+        let sorted = |fields: &[&'static str]| {
+            let mut fields = fields.to_vec();
+            fields.sort_unstable();
+            fields
+        };
+        let schema = pool_schema();
+        assert_eq!(property_names(&schema), sorted(AWS_FIELDS));
+        let properties = &schema["properties"];
+        assert_eq!(
+            property_names(&properties["launchTemplate"]),
+            sorted(LAUNCH_TEMPLATE_FIELDS)
+        );
+        assert_eq!(property_names(&properties["image"]), sorted(IMAGE_FIELDS));
+    }
 
     /// `pools[0].aws`, where the settings validator hands the section over.
     fn path() -> FieldPath {

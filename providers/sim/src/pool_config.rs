@@ -15,6 +15,7 @@ pub const KIND: ProviderKind = ProviderKind {
     name: "sim",
     section_summary: "endpoint",
     check_pool: |section, path| parse_pool_config(section, path).err().unwrap_or_default(),
+    pool_schema,
     pool_provider: |cluster, section, path| {
         let config = parse_pool_config(section, path)?;
         Ok(Arc::new(SimProvider::new(&config.endpoint, cluster)))
@@ -30,6 +31,22 @@ pub struct SimPoolConfig {
 }
 
 const SIM_FIELDS: &[&str] = &["endpoint"];
+
+/// The JSON Schema of `pools[].sim`, for editors.
+fn pool_schema() -> Value {
+    use kubesurge_provider::json_schema::{mapping, pattern};
+    mapping(
+        "The simulated cloud the pool launches in",
+        vec![(
+            "endpoint",
+            pattern(
+                "http(s)://host:port of the simulated cloud",
+                "^https?://[^/]",
+            ),
+        )],
+        &["endpoint"],
+    )
+}
 
 /// The pool's `sim` section at `path` (`pools[0].sim`), or every problem
 /// with it.
@@ -69,6 +86,15 @@ fn sim(check: &mut Checker, path: &FieldPath, value: &Value) -> Option<SimPoolCo
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_schema_has_the_fields_the_walker_reads() {
+        let schema = pool_schema();
+        assert_eq!(
+            kubesurge_provider::json_schema::property_names(&schema),
+            SIM_FIELDS
+        );
+    }
 
     fn path() -> FieldPath {
         FieldPath::root().key("pools").index(0).key("sim")

@@ -7,13 +7,14 @@
 use http::{Request, StatusCode};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::kube::errors::code_of;
 
 /// The pod an eviction is about.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 pub struct PodKey {
     pub namespace: String,
     pub name: String,

@@ -6,13 +6,14 @@
 
 use crate::kube::pods;
 use k8s_openapi::api::core::v1::Pod;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::local::{NodeLocalClaims, uses_host_path};
 use super::policy::{LocalStorage, UnmanagedPods};
 
 /// Why a pod is evicted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum EvictReason {
     /// Owned by a controller that will recreate it elsewhere.
@@ -44,7 +45,7 @@ impl EvictReason {
 }
 
 /// Why a pod stays on the node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SkipReason {
     /// DaemonSet pods run on every node and die with this one.
@@ -54,7 +55,7 @@ pub enum SkipReason {
 }
 
 /// The drain's decision for one pod.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", tag = "action")]
 pub enum Decision {
     Evict {

@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use schemars::JsonSchema;
 use serde::Serialize;
 use thiserror::Error;
 use tokio::time::Instant;
@@ -57,14 +58,14 @@ const MAX_BLOCKED_RETRY_DELAY: Duration = Duration::from_secs(1);
 const FORCE_EXTRA_WAIT: Duration = Duration::from_secs(30);
 
 /// A pod still on the node at the deadline, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Blocker {
     pub pod: String,
     pub reason: String,
 }
 
 /// One pod the drain removed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EvictedPod {
     pub pod: String,
@@ -74,7 +75,7 @@ pub struct EvictedPod {
 }
 
 /// How the drain ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", tag = "result")]
 pub enum DrainOutcome {
     /// Every pod that had to leave left through the Eviction API.
@@ -86,7 +87,7 @@ pub enum DrainOutcome {
 }
 
 /// What a drain did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DrainReport {
     pub node: String,

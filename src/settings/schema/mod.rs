@@ -5,8 +5,11 @@
 //! This module holds the walker and its generic checks; `pool` and
 //! `sections` the rules of each part of the file.
 
+mod json;
 mod pool;
 mod sections;
+
+pub use json::rotation_config as rotation_config_schema;
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
@@ -23,7 +26,7 @@ use crate::duration::{parse_delay, parse_duration};
 pub const API_VERSION: &str = "kubesurge.io/v1alpha1";
 pub const KIND: &str = "RotationConfig";
 
-const TOP_FIELDS: &[&str] = &[
+pub(super) const TOP_FIELDS: &[&str] = &[
     "apiVersion",
     "kind",
     "cluster",

@@ -16,16 +16,18 @@ use crate::settings::names::{
 };
 
 /// The fields of a pool before the providers' sections.
-const POOL_FIELDS_BEFORE_PROVIDERS: &[&str] = &["name", "selector", "provider"];
+pub(super) const POOL_FIELDS_BEFORE_PROVIDERS: &[&str] = &["name", "selector", "provider"];
 /// The fields of a pool after the providers' sections.
-const POOL_FIELDS_AFTER_PROVIDERS: &[&str] = &[
+pub(super) const POOL_FIELDS_AFTER_PROVIDERS: &[&str] = &[
     "maxSurge",
     "maxUnavailable",
     "nodeLabels",
     "nodeTaints",
     "kubeletExtraArgs",
 ];
-const TAINT_FIELDS: &[&str] = &["key", "value", "effect"];
+pub(super) const TAINT_FIELDS: &[&str] = &["key", "value", "effect"];
+/// `nodeTaints[].effect`.
+pub(super) const TAINT_EFFECTS: &[&str] = &["NoSchedule", "PreferNoSchedule", "NoExecute"];
 
 impl Walk<'_> {
     pub(super) fn pools(
@@ -343,13 +345,7 @@ impl Walk<'_> {
                     "effect",
                     "NoSchedule, PreferNoSchedule or NoExecute",
                 )
-                .and_then(|value| {
-                    self.choice(
-                        &taint_path.key("effect"),
-                        value,
-                        &["NoSchedule", "PreferNoSchedule", "NoExecute"],
-                    )
-                })
+                .and_then(|value| self.choice(&taint_path.key("effect"), value, TAINT_EFFECTS))
                 .map(|effect| match effect {
                     "NoSchedule" => TaintEffect::NoSchedule,
                     "PreferNoSchedule" => TaintEffect::PreferNoSchedule,

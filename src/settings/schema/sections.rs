@@ -17,16 +17,22 @@ use crate::settings::model::*;
 use crate::settings::names::check_dns_label;
 use crate::window::Window;
 
-const CLUSTER_FIELDS: &[&str] = &["name"];
-const CONTROL_PLANE_FIELDS: &[&str] = &["exec", "ssh", "node", "gateTimeout"];
-const SSH_FIELDS: &[&str] = &["user", "identityFile", "knownHosts", "port"];
-const DRAIN_FIELDS: &[&str] = &["timeout", "onTimeout", "unmanagedPods", "localStorage"];
-const JOIN_FIELDS: &[&str] = &["tokenTTL"];
+pub(super) const CLUSTER_FIELDS: &[&str] = &["name"];
+pub(super) const CONTROL_PLANE_FIELDS: &[&str] = &["exec", "ssh", "node", "gateTimeout"];
+pub(super) const SSH_FIELDS: &[&str] = &["user", "identityFile", "knownHosts", "port"];
+pub(super) const DRAIN_FIELDS: &[&str] = &["timeout", "onTimeout", "unmanagedPods", "localStorage"];
+pub(super) const JOIN_FIELDS: &[&str] = &["tokenTTL"];
 /// The longest `join.tokenTTL`: kubeadm's default token lifetime (24h,
 /// `kubeadm token create --ttl`).
 const MAX_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-const HEALTH_FIELDS: &[&str] = &["newNodeTimeout", "settle"];
-const WINDOW_FIELDS: &[&str] = &["days", "start", "end", "timeZone"];
+pub(super) const HEALTH_FIELDS: &[&str] = &["newNodeTimeout", "settle"];
+pub(super) const WINDOW_FIELDS: &[&str] = &["days", "start", "end", "timeZone"];
+/// `controlPlane.exec`.
+pub(super) const EXEC_METHODS: &[&str] = &["ssm", "ssh", "local", "sim"];
+/// `drain.onTimeout`.
+pub(super) const ON_TIMEOUT_CHOICES: &[&str] = &["fail", "force", "skip"];
+/// `drain.unmanagedPods` and `drain.localStorage`.
+pub(super) const FAIL_OR_DELETE: &[&str] = &["fail", "delete"];
 
 impl Walk<'_> {
     pub(super) fn header(&mut self, root: &FieldPath, map: &Map<String, Value>) {
@@ -100,7 +106,7 @@ impl Walk<'_> {
         let exec = match field(section, "exec") {
             None => Some(None),
             Some(value) => self
-                .choice(&path.key("exec"), value, &["ssm", "ssh", "local", "sim"])
+                .choice(&path.key("exec"), value, EXEC_METHODS)
                 .map(|choice| {
                     Some(match choice {
                         "ssm" => ExecMethod::Ssm,
@@ -190,7 +196,7 @@ impl Walk<'_> {
         let on_timeout = match section.and_then(|s| field(s, "onTimeout")) {
             None => Some(defaults.on_timeout),
             Some(value) => self
-                .choice(&path.key("onTimeout"), value, &["fail", "force", "skip"])
+                .choice(&path.key("onTimeout"), value, ON_TIMEOUT_CHOICES)
                 .map(|choice| match choice {
                     "fail" => OnDrainTimeout::Fail,
                     "force" => OnDrainTimeout::Force,
@@ -200,7 +206,7 @@ impl Walk<'_> {
         let unmanaged_pods = match section.and_then(|s| field(s, "unmanagedPods")) {
             None => Some(defaults.unmanaged_pods),
             Some(value) => self
-                .choice(&path.key("unmanagedPods"), value, &["fail", "delete"])
+                .choice(&path.key("unmanagedPods"), value, FAIL_OR_DELETE)
                 .map(|choice| match choice {
                     "fail" => UnmanagedPods::Fail,
                     _ => UnmanagedPods::Delete,
@@ -209,7 +215,7 @@ impl Walk<'_> {
         let local_storage = match section.and_then(|s| field(s, "localStorage")) {
             None => Some(defaults.local_storage),
             Some(value) => self
-                .choice(&path.key("localStorage"), value, &["fail", "delete"])
+                .choice(&path.key("localStorage"), value, FAIL_OR_DELETE)
                 .map(|choice| match choice {
                     "fail" => LocalStorage::Fail,
                     _ => LocalStorage::Delete,
@@ -400,16 +406,18 @@ impl Walk<'_> {
 }
 
 /// `Mon`…`Sun`, also full names, any case.
+/// The days of `window.days`: short and long names, any case.
+pub(super) const DAYS: [(&str, &str, Weekday); 7] = [
+    ("mon", "monday", Weekday::Monday),
+    ("tue", "tuesday", Weekday::Tuesday),
+    ("wed", "wednesday", Weekday::Wednesday),
+    ("thu", "thursday", Weekday::Thursday),
+    ("fri", "friday", Weekday::Friday),
+    ("sat", "saturday", Weekday::Saturday),
+    ("sun", "sunday", Weekday::Sunday),
+];
+
 fn parse_weekday(name: &str) -> Option<Weekday> {
-    const DAYS: [(&str, &str, Weekday); 7] = [
-        ("mon", "monday", Weekday::Monday),
-        ("tue", "tuesday", Weekday::Tuesday),
-        ("wed", "wednesday", Weekday::Wednesday),
-        ("thu", "thursday", Weekday::Thursday),
-        ("fri", "friday", Weekday::Friday),
-        ("sat", "saturday", Weekday::Saturday),
-        ("sun", "sunday", Weekday::Sunday),
-    ];
     let lower = name.trim().to_ascii_lowercase();
     DAYS.iter()
         .find(|(short, long, _)| lower == *short || lower == *long)
