@@ -12,12 +12,16 @@ use super::spec::{Delays, Shape, WorkloadSpec};
 
 /// Targets of design §12 and the benchmark issue.
 pub const TARGET_EFFICIENCY: f64 = 1.10;
+/// Kubernetes requests per replaced node, watches counted once.
+pub const TARGET_K8S_REQUESTS_PER_NODE: f64 = 25.0;
+/// Provider calls per replaced node.
+pub const TARGET_PROVIDER_CALLS_PER_NODE: f64 = 3.0;
 /// The shape the efficiency target is set for.
 pub const TARGET_SHAPE: Shape = Shape {
     nodes: 1000,
     surge: 100,
 };
-pub const TARGET_RSS_MIB: f64 = 100.0;
+pub const TARGET_RSS_MIB: f64 = 64.0;
 pub const TARGET_CPU_MS_PER_NODE: f64 = 5.0;
 
 /// The Kubernetes requests the joining machines make themselves
@@ -203,6 +207,8 @@ pub fn figures(r: &ScenarioResult, delays: &Delays, base: Option<SequentialBase>
     let tool_peak_rss_mib = r.tool.max_rss_kib as f64 / 1024.0;
     let tool_cpu_ms_per_node = tool_cpu_s * 1000.0 / nodes;
     let efficiency = ratio(r.makespan);
+    let requests_total_per_node = total as f64 / nodes;
+    let provider_calls_total_per_node = r.provider_calls.values().sum::<u64>() as f64 / nodes;
     let mut targets = Vec::new();
     if !r.reference {
         if r.shape == TARGET_SHAPE {
@@ -213,6 +219,18 @@ pub fn figures(r: &ScenarioResult, delays: &Delays, base: Option<SequentialBase>
                 met: efficiency <= TARGET_EFFICIENCY,
             });
         }
+        targets.push(Target {
+            name: "K8s requests per node".into(),
+            value: requests_total_per_node,
+            limit: TARGET_K8S_REQUESTS_PER_NODE,
+            met: requests_total_per_node <= TARGET_K8S_REQUESTS_PER_NODE,
+        });
+        targets.push(Target {
+            name: "provider calls per node".into(),
+            value: provider_calls_total_per_node,
+            limit: TARGET_PROVIDER_CALLS_PER_NODE,
+            met: provider_calls_total_per_node <= TARGET_PROVIDER_CALLS_PER_NODE,
+        });
         targets.push(Target {
             name: "tool peak RSS, MiB".into(),
             value: tool_peak_rss_mib,
@@ -234,7 +252,7 @@ pub fn figures(r: &ScenarioResult, delays: &Delays, base: Option<SequentialBase>
         efficiency,
         efficiency_without_settle: ratio(r.makespan - waves as f64 * delays.settle),
         requests_per_node: by_verb,
-        requests_total_per_node: total as f64 / nodes,
+        requests_total_per_node,
         tool_requests_per_node: (total - join_reads) as f64 / nodes,
         provider_calls_per_node: r
             .provider_calls
