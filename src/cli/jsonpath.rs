@@ -20,17 +20,15 @@ pub struct JsonPathError {
     pub reason: String,
 }
 
-/// A template that fails on the document: an index outside its array.
-/// kubectl fails there too (`array index out of bounds: index 5, length
-/// 1`), where a missing key prints nothing.
+/// A template that fails on the document: an index outside its array, or
+/// a slice that starts after it ends. kubectl fails there too, with the
+/// same reason (`array index out of bounds: index 5, length 1`), where a
+/// missing key prints nothing.
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error(
-    "error executing jsonpath {template:?}: array index out of bounds: index {index}, length {length}"
-)]
+#[error("error executing jsonpath {template:?}: {reason}")]
 pub struct OutOfBounds {
     pub template: String,
-    pub index: i64,
-    pub length: usize,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +44,8 @@ enum Step {
     Recursive(String),
     Wildcard,
     Index(Vec<i64>),
-    Slice(Option<i64>, Option<i64>),
+    /// `[from:to:step]`, the step 1 when absent.
+    Slice(Option<i64>, Option<i64>, usize),
     Keys(Vec<String>),
     Filter(Filter),
 }
@@ -125,10 +124,9 @@ impl Template {
     /// The text the template makes of `document`.
     pub fn render(&self, document: &Value) -> Result<String, OutOfBounds> {
         let mut out = String::new();
-        render_nodes(&self.nodes, document, &mut out).map_err(|(index, length)| OutOfBounds {
+        render_nodes(&self.nodes, document, &mut out).map_err(|reason| OutOfBounds {
             template: self.text.clone(),
-            index,
-            length,
+            reason,
         })?;
         Ok(out)
     }
@@ -302,8 +300,17 @@ fn bracket(inner: &str) -> Result<Step, String> {
                     .map_err(|_| format!("invalid slice bound {b:?}"))
             }
         };
-        let to = to.split(':').next().unwrap_or_default();
-        return Ok(Step::Slice(bound(from)?, bound(to)?));
+        // client-go's `evalArray`: a step must be above zero, 1 when absent.
+        let (to, step) = to.split_once(':').unwrap_or((to, ""));
+        let step = match step.trim() {
+            "" => 1,
+            text => match text.parse::<i64>() {
+                Ok(step) if step > 0 => step as usize,
+                Ok(_) => return Err("step must be > 0".into()),
+                Err(_) => return Err(format!("invalid slice step {text:?}")),
+            },
+        };
+        return Ok(Step::Slice(bound(from)?, bound(to)?, step));
     }
     parts
         .iter()
@@ -346,7 +353,8 @@ fn parse_filter(filter: &str) -> Result<Filter, String> {
 
 /// An index outside its array: the index as kubectl reports it, and the
 /// array's length.
-type Bounds = (i64, usize);
+/// Why a template fails on a document, in client-go's words.
+type Bounds = String;
 
 fn render_nodes(nodes: &[Node], current: &Value, out: &mut String) -> Result<(), Bounds> {
     for node in nodes {
@@ -408,15 +416,15 @@ fn apply<'a>(step: &Step, value: &'a Value) -> Result<Vec<&'a Value>, Bounds> {
             };
             let mut found = Vec::new();
             for &index in indexes {
-                found.extend(slice(items, Some(index), Some(index + 1), index == -1)?);
+                found.extend(slice(items, Some(index), Some(index + 1), 1, index == -1)?);
             }
             found
         }
-        Step::Slice(from, to) => {
+        Step::Slice(from, to, step) => {
             let Value::Array(items) = value else {
                 return Ok(Vec::new());
             };
-            slice(items, *from, *to, to.is_none())?
+            slice(items, *from, *to, *step, to.is_none())?
         }
         Step::Filter(filter) => {
             let candidates: Vec<&Value> = match value {
@@ -434,14 +442,17 @@ fn apply<'a>(step: &Step, value: &'a Value) -> Result<Vec<&'a Value>, Bounds> {
     })
 }
 
-/// `items[from:to]` as client-go's `evalArray` takes it: negative bounds
-/// count from the end, an absent end is the length (`to_end`: `[-1]` is
-/// `[-1:]`), and a range reaching outside the array is an error naming
-/// its last index, not an empty result.
+/// `items[from:to:step]` as client-go's `evalArray` takes it
+/// (`k8s.io/client-go/util/jsonpath/jsonpath.go`): negative bounds count
+/// from the end, an absent end is the length (`to_end`: `[-1]` is `[-1:]`),
+/// a slice of no items is empty whatever its bounds, a range reaching
+/// outside the array or starting after its end is an error, and every
+/// `step`th item from `from` is taken.
 fn slice(
     items: &[Value],
     from: Option<i64>,
     to: Option<i64>,
+    step: usize,
     to_end: bool,
 ) -> Result<Vec<&Value>, Bounds> {
     let length = items.len() as i64;
@@ -453,18 +464,26 @@ fn slice(
     if end < 0 {
         end += length;
     }
-    if start < 0 || start >= length || end > length {
-        let index = if start < 0 || start >= length {
-            start
-        } else {
-            end - 1
-        };
-        return Err((index, items.len()));
-    }
-    if start >= end {
+    if start == end {
         return Ok(Vec::new());
     }
-    Ok(items[start as usize..end as usize].iter().collect())
+    let out_of_bounds =
+        |index: i64| format!("array index out of bounds: index {index}, length {length}");
+    if start < 0 || start >= length {
+        return Err(out_of_bounds(start));
+    }
+    if end < 0 || end > length {
+        return Err(out_of_bounds(end - 1));
+    }
+    if start > end {
+        return Err(format!(
+            "starting index {start} is greater than ending index {end}"
+        ));
+    }
+    Ok(items[start as usize..end as usize]
+        .iter()
+        .step_by(step)
+        .collect())
 }
 
 fn descend<'a>(value: &'a Value, name: &str, found: &mut Vec<&'a Value>) {
@@ -551,6 +570,9 @@ mod tests {
     fn many_results_are_joined_by_a_space() {
         assert_eq!(render("{.slots[*].oldNode}"), "a b c");
         assert_eq!(render("{.slots[0:2].oldNode}"), "a b");
+        assert_eq!(render("{.slots[0:3:2].oldNode}"), "a c");
+        assert_eq!(render("{.slots[1::2].oldNode}"), "b");
+        assert_eq!(render("{.slots[::1].oldNode}"), "a b c");
         assert_eq!(render("{.slots[0,2].oldNode}"), "a c");
         assert_eq!(render("{..newNode}"), "a2 b2");
         assert_eq!(render("{.slots[?(@.pool==\"blue\")].oldNode}"), "a c");
@@ -585,11 +607,27 @@ mod tests {
         assert!(out_of_bounds("{.slots[-4]}").contains("index -1, length 3"));
         assert_eq!(render("{.slots[-1:].oldNode}"), "c");
         assert_eq!(render("{.slots[:-1].oldNode}"), "a b");
+        // No items asked for: no error, whatever the bounds.
+        assert_eq!(render("{.slots[3:].oldNode}"), "");
+        assert_eq!(render("{.slots[7:7].oldNode}"), "");
+        assert!(
+            out_of_bounds("{.slots[2:1]}")
+                .contains("starting index 2 is greater than ending index 1")
+        );
     }
 
     #[test]
     fn bad_templates_are_refused() {
-        for template in ["{.a", "{range .slots[*]}{.a}", "{end}", "{.a[x]}", "{.a[0}"] {
+        for template in [
+            "{.a",
+            "{range .slots[*]}{.a}",
+            "{end}",
+            "{.a[x]}",
+            "{.a[0}",
+            "{.a[0:2:0]}",
+            "{.a[0:2:-1]}",
+            "{.a[0:2:x]}",
+        ] {
             assert!(Template::parse(template).is_err(), "{template}");
         }
     }
