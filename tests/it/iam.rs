@@ -4,11 +4,14 @@
 //! rendered policy (actions, resource ARNs and the condition keys it
 //! uses, `kubesurge_testworld::moto::iam`), succeeds, calls only actions the
 //! policy grants and uses every grant such a rotation needs; without any
-//! one of those statements the run fails, naming the refused action.
+//! one of those statements the run fails, naming the refused action. The
+//! same for `kubesurge upgrade` with `controlPlane.exec: ssm`, its
+//! control-plane scripts run on the machine by the moto world's SSM agent
+//! (`kubesurge_testworld::moto::ssm_agent`), and the SSM statements.
 //!
 //! Why the evaluation is the fault proxy's and not moto's own IAM
-//! (`INITIAL_NO_AUTH_ACTION_COUNT`), and what is not proven here (SSM,
-//! PassRole): see terraform/modules/iam/README.md.
+//! (`INITIAL_NO_AUTH_ACTION_COUNT`), and what is not proven here
+//! (PassRole): see terraform/modules/iam/README.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -196,7 +199,9 @@ impl Run {
             // plane is reached through SSM.
             Purpose::Upgrade => rotation_config(
                 &world,
-                &format!("{{ owners: [self], filters: {{ \"tag:{VERSION_TAG}\": \"{{version}}\" }} }}"),
+                &format!(
+                    "{{ owners: [self], filters: {{ \"tag:{VERSION_TAG}\": \"{{version}}\" }} }}"
+                ),
                 "controlPlane:\n  exec: ssm\n",
             ),
         };
@@ -320,9 +325,9 @@ fn rotation_config(world: &MotoWorld, grouped_image: &str, control_plane: &str) 
 /// (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html).
 const IMPLIED: &[&str] = &["ec2:CreateTags"];
 
-/// The statements a rotation needs: every Allow statement but SSM's (no
-/// control plane in moto: see the README) and PassRole's (the world's
-/// templates name no instance profile).
+/// The statements a rotation needs: every Allow statement but SSM's (a
+/// rotation reaches no control plane; the upgrade through SSM proves
+/// them) and PassRole's (the world's templates name no instance profile).
 fn rotation_statements(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
     statements(policy)
         .into_iter()
@@ -526,10 +531,12 @@ async fn a_group_of_another_cluster_is_refused() {
 
 /// The SSM statements, with kubesurge's own SSM client (`SsmExec`, what
 /// `controlPlane.exec: ssm` runs the upgrade scripts through) against
-/// moto's SSM behind the policy: a script runs on an instance carrying the
-/// control-plane tag, and is refused, naming ssm:SendCommand, on a worker.
-/// (moto runs no script: its invocations succeed at once. The upgrade of
-/// a control plane through SSM is not run here.)
+/// moto's SSM behind the policy: a script is sent to an instance carrying
+/// the control-plane tag, and is refused, naming ssm:SendCommand, on a
+/// worker. These instances are moto's alone, with no simulated machine or
+/// agent behind them: moto's invocations succeed at once and nothing runs.
+/// Scripts that run on a control-plane machine through its agent, and the
+/// upgrade through them, are proven below.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_run_through_ssm_only_on_the_control_plane() {
     use kubesurge_aws::{ClientOptions, SsmExec};
@@ -785,11 +792,11 @@ fn control_plane_at(run: &Run) -> Vec<(String, String)> {
 
 /// The workers' node names and kubelet versions.
 fn workers(run: &Run) -> BTreeMap<String, String> {
-    let (nodes, _) = run
-        .world
-        .world
-        .store
-        .list(&kubesurge_testworld::resources::NODES, None, |_| true);
+    let (nodes, _) =
+        run.world
+            .world
+            .store
+            .list(&kubesurge_testworld::resources::NODES, None, |_| true);
     nodes
         .iter()
         .filter(|n| {
@@ -801,7 +808,10 @@ fn workers(run: &Run) -> BTreeMap<String, String> {
         })
         .map(|n| {
             (
-                n["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                n["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 n["status"]["nodeInfo"]["kubeletVersion"]
                     .as_str()
                     .unwrap_or_default()
@@ -946,4 +956,122 @@ async fn without_any_one_ssm_statement_the_run_fails_naming_the_refused_action()
             }
         }
     }
+}
+
+/// The world's SSM agent, through kubesurge's own SSM client under the
+/// policy: a script sent to the control-plane instance runs on its
+/// machine and the invocation reports its exit code and output (cut as
+/// SSM cuts it: the first 24,000 characters of stdout, 8,000 of stderr);
+/// a script that outlives its
+/// timeout is cancelled (ssm:CancelCommand) and stops there; the agent is
+/// Online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_planes_ssm_agent_runs_scripts_on_its_machine() {
+    use kubesurge_aws::{ClientOptions, SsmExec};
+    use kubesurge_provider::{ExecError, ExecRequest, ExecTarget, InstanceId, NodeExec};
+
+    let run = Run::start_for(Some(CLUSTER), Purpose::Upgrade).await;
+    let (node, instance) = run
+        .world
+        .seeded
+        .control_planes
+        .iter()
+        .next()
+        .expect("a control-plane instance");
+    let machine = run
+        .world
+        .world
+        .cloud
+        .machine_of_node(node)
+        .expect("the node's machine");
+    let root = run
+        .world
+        .world
+        .cloud
+        .node_root(&machine.instance_id)
+        .expect("the machine runs scripts");
+    let exec = SsmExec::new(
+        Some(&run.world.config().region),
+        ClientOptions {
+            endpoint_url: Some(run.proxy.url().to_string()),
+            static_credentials: Some(("testing".into(), "testing".into())),
+            max_attempts: 1,
+            ..ClientOptions::default()
+        },
+    )
+    .with_timing(Duration::from_millis(50), Duration::from_millis(100));
+    let target = ExecTarget {
+        node: node.clone(),
+        instance: Some(InstanceId(instance.id.clone())),
+        address: None,
+    };
+    let request = |script: &str, timeout: Duration| ExecRequest {
+        script: script.to_string(),
+        description: "a script".into(),
+        timeout,
+    };
+
+    exec.reach(&target).await.expect("the agent is Online");
+
+    // On the machine: its filesystem, its exit code, its output.
+    let ran = exec
+        .run(
+            &target,
+            &request(
+                "#!/bin/bash\necho out\necho err >&2\ntouch \"$KUBESURGE_ROOT/ran\"\nexit 3\n",
+                Duration::from_secs(10),
+            ),
+            &(),
+        )
+        .await
+        .expect("the script runs");
+    assert_eq!(ran.exit_code, 3);
+    assert_eq!(ran.stdout, "out\n");
+    assert_eq!(ran.stderr, "err\n");
+    assert!(root.join("ran").exists(), "the script ran on the machine");
+
+    let long = exec
+        .run(
+            &target,
+            &request(
+                "#!/bin/bash\nhead -c 30000 /dev/zero | tr '\\0' x\necho\nhead -c 10000 /dev/zero | tr '\\0' y >&2\necho >&2\n",
+                Duration::from_secs(10),
+            ),
+            &(),
+        )
+        .await
+        .expect("the script runs");
+    assert_eq!(long.exit_code, 0);
+    assert_eq!(long.stdout.chars().count(), 24_000);
+    assert!(long.stdout.chars().all(|c| c == 'x'));
+    assert_eq!(long.stderr.chars().count(), 8_000);
+    assert!(long.stderr.chars().all(|c| c == 'y'));
+
+    // SSM's own timeout is whole seconds (at least one): the client gives
+    // up first and cancels, and the script stops before its end.
+    let cut = exec
+        .run(
+            &target,
+            &request(
+                "#!/bin/bash\nsleep 0.85\ntouch \"$KUBESURGE_ROOT/finished\"\n",
+                Duration::from_millis(100),
+            ),
+            &(),
+        )
+        .await
+        .expect_err("the script outlives its timeout");
+    assert!(matches!(cut, ExecError::Timeout { .. }), "{cut}");
+    assert_eq!(
+        run.proxy.succeeded("CancelCommand"),
+        1,
+        "{:?}",
+        run.proxy.calls()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !root.join("finished").exists(),
+        "the cancelled script was stopped"
+    );
+    assert_eq!(run.gate.refusals(), [], "nothing was refused");
+    run.finish();
 }

@@ -554,7 +554,8 @@ impl SimCloud {
         request: kubesurge_sim::api::ExecRequest,
         stop: CancellationToken,
     ) -> Result<tokio::sync::mpsc::Receiver<kubesurge_sim::api::ExecEvent>, String> {
-        exec::open_cancellable(&self.shared, request, stop).map_err(|(_, code, message)| format!("{code}: {message}"))
+        exec::open_cancellable(&self.shared, request, stop)
+            .map_err(|(_, code, message)| format!("{code}: {message}"))
     }
 
     /// What commands on machines changed in the world, in order.

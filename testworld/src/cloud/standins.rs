@@ -112,9 +112,9 @@ pub fn all(bash: &str) -> Vec<StandIn> {
 /// script under on the node; `base64` (coreutils, on every node) is what
 /// `controlPlane.exec: ssm`'s command line decodes the script with.
 pub const HOST_TOOLS: &[&str] = &[
-    "base64", "bash", "cat", "chmod", "cp", "cut", "date", "env", "flock", "grep", "head", "id", "ln", "ls",
-    "mkdir", "mktemp", "mv", "rm", "sed", "setsid", "sleep", "sort", "tail", "timeout", "touch",
-    "tr", "uname", "wc",
+    "base64", "bash", "cat", "chmod", "cp", "cut", "date", "env", "flock", "grep", "head", "id",
+    "ln", "ls", "mkdir", "mktemp", "mv", "rm", "sed", "setsid", "sleep", "sort", "tail", "timeout",
+    "touch", "tr", "uname", "wc",
 ];
 
 /// The start of every stand-in: its `#!` line, `set -euo pipefail`, and

@@ -2,7 +2,10 @@
 //! HTTP on loopback that forwards every request and logs it by action, and
 //! that can answer the next N calls of an action with a chosen EC2 error,
 //! or delay them. Actions are read from the query API's `Action=` form
-//! field, or from the JSON protocols' `X-Amz-Target` header (SSM).
+//! field, or from the JSON protocols' `X-Amz-Target` header (SSM). In
+//! front of a moto world it also carries the simulated machines' SSM agent
+//! ([`SsmAgent`]): the commands moto accepts for them run there, and the
+//! agent answers for them.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

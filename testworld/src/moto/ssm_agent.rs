@@ -30,9 +30,14 @@ pub const SHELL_DOCUMENT: &str = "AWS-RunShellScript";
 /// The plugin of that document, as invocations name it.
 const SHELL_PLUGIN: &str = "aws:runShellScript";
 /// "StandardOutputContent: The first 24,000 characters written by the
-/// plugin to stdout" (the same for stderr), GetCommandInvocation,
-/// https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetCommandInvocation.html
-pub const OUTPUT_LIMIT: usize = 24_000;
+/// plugin to stdout. If the command hasn't finished running [...] this
+/// string is empty" (GetCommandInvocation,
+/// https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetCommandInvocation.html).
+pub const STDOUT_LIMIT: usize = 24_000;
+/// "StandardErrorContent: The first 8,000 characters written by the plugin
+/// to stderr. If the command hasn't finished running, then this string is
+/// empty" (the same page).
+pub const STDERR_LIMIT: usize = 8_000;
 /// `executionTimeout` of AWS-RunShellScript when the command names none:
 /// "Default is 3600 (1 hour)" (the document's parameter,
 /// https://docs.aws.amazon.com/systems-manager/latest/userguide/documents-command-ssm-plugin-reference.html#aws-runShellScript).
@@ -100,22 +105,22 @@ impl Invocation {
             return;
         }
         match event {
-            ExecEvent::Stdout(line) => push_line(&mut self.stdout, &line),
-            ExecEvent::Stderr(line) => push_line(&mut self.stderr, &line),
+            ExecEvent::Stdout(line) => push_line(&mut self.stdout, &line, STDOUT_LIMIT),
+            ExecEvent::Stderr(line) => push_line(&mut self.stderr, &line, STDERR_LIMIT),
             ExecEvent::ExitCode(0) => self.status = InvocationStatus::Success,
             ExecEvent::ExitCode(code) => self.status = InvocationStatus::Failed(code),
             ExecEvent::TimedOut => self.status = InvocationStatus::ExecutionTimedOut,
             ExecEvent::Failed(why) => {
-                push_line(&mut self.stderr, &why);
+                push_line(&mut self.stderr, &why, STDERR_LIMIT);
                 self.status = InvocationStatus::Undeliverable;
             }
         }
     }
 }
 
-/// Output as SSM keeps it: the first [`OUTPUT_LIMIT`] characters.
-fn push_line(output: &mut String, line: &str) {
-    let room = OUTPUT_LIMIT.saturating_sub(output.chars().count());
+/// Output as SSM keeps it: the first `limit` characters.
+fn push_line(output: &mut String, line: &str, limit: usize) {
+    let room = limit.saturating_sub(output.chars().count());
     output.extend(line.chars().chain(std::iter::once('\n')).take(room));
 }
 
@@ -135,7 +140,12 @@ pub struct SentCommand {
 pub fn sent_command(request: &Value, answer: &Value) -> Option<SentCommand> {
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let parameters = &request["Parameters"];
@@ -291,7 +301,7 @@ impl SsmAgent {
             }
             Err(why) => {
                 if let Some(i) = self.lock().invocations.get_mut(&key) {
-                    push_line(&mut i.stderr, &why);
+                    push_line(&mut i.stderr, &why, STDERR_LIMIT);
                     i.status = InvocationStatus::Undeliverable;
                 }
             }
@@ -320,6 +330,15 @@ impl SsmAgent {
         let state = self.lock();
         let invocation = state.invocations.get(&key)?;
         let (status, details, code) = invocation.status.fields();
+        // The output shows once the command finished (see STDOUT_LIMIT).
+        let finished = invocation.status.is_terminal();
+        let output = |text: &String| {
+            if finished {
+                text.clone()
+            } else {
+                String::new()
+            }
+        };
         let answer = json!({
             "CommandId": key.0,
             "InstanceId": key.1,
@@ -330,9 +349,9 @@ impl SsmAgent {
             "ResponseCode": code,
             "Status": status,
             "StatusDetails": details,
-            "StandardOutputContent": invocation.stdout,
+            "StandardOutputContent": output(&invocation.stdout),
             "StandardOutputUrl": "",
-            "StandardErrorContent": invocation.stderr,
+            "StandardErrorContent": output(&invocation.stderr),
             "StandardErrorUrl": "",
         });
         Some(Canned::json(200, &answer.to_string()))
@@ -350,7 +369,11 @@ impl SsmAgent {
         let mut state = self.lock();
         let mut found = false;
         for ((id, instance), invocation) in state.invocations.iter_mut() {
-            if id != command || named.as_ref().is_some_and(|n| !n.contains(&instance.as_str())) {
+            if id != command
+                || named
+                    .as_ref()
+                    .is_some_and(|n| !n.contains(&instance.as_str()))
+            {
                 continue;
             }
             found = true;
@@ -433,14 +456,22 @@ mod tests {
     }
 
     #[test]
-    fn output_keeps_the_first_24000_characters() {
-        let mut output = String::new();
+    fn output_keeps_the_first_characters_of_each_stream() {
         let line = "é".repeat(999);
+        let mut invocation = Invocation {
+            comment: String::new(),
+            status: InvocationStatus::InProgress,
+            stdout: String::new(),
+            stderr: String::new(),
+            stop: CancellationToken::new(),
+        };
         for _ in 0..30 {
-            push_line(&mut output, &line);
+            invocation.record(ExecEvent::Stdout(line.clone()));
+            invocation.record(ExecEvent::Stderr(line.clone()));
         }
-        assert_eq!(output.chars().count(), OUTPUT_LIMIT);
-        assert!(output.starts_with(&format!("{line}\n{line}\n")));
+        assert_eq!(invocation.stdout.chars().count(), STDOUT_LIMIT);
+        assert_eq!(invocation.stderr.chars().count(), STDERR_LIMIT);
+        assert!(invocation.stdout.starts_with(&format!("{line}\n{line}\n")));
     }
 
     #[test]
@@ -474,7 +505,10 @@ mod tests {
         cancelled.status = InvocationStatus::Cancelled;
         cancelled.record(ExecEvent::Failed("stopped".into()));
         assert_eq!(cancelled.status.fields().0, "Cancelled");
-        assert_eq!(InvocationStatus::Pending.fields(), ("Pending", "Pending", -1));
+        assert_eq!(
+            InvocationStatus::Pending.fields(),
+            ("Pending", "Pending", -1)
+        );
     }
 
     #[test]
@@ -484,7 +518,9 @@ mod tests {
             Some(vec!["i-0a".to_string()])
         );
         assert_eq!(
-            filtered_instances(&json!({"InstanceInformationFilterList": [{"key": "InstanceIds", "valueSet": ["i-0b"]}]})),
+            filtered_instances(
+                &json!({"InstanceInformationFilterList": [{"key": "InstanceIds", "valueSet": ["i-0b"]}]})
+            ),
             Some(vec!["i-0b".to_string()])
         );
         assert_eq!(filtered_instances(&json!({})), None);

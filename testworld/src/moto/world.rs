@@ -4,6 +4,8 @@
 //! `kubernetes-version`), one default subnet per zone and the initial
 //! workers (tagged for the cluster and their pool), and the machines that
 //! watch moto so that what the tool launches there joins the cluster.
+//! Optionally the control-plane machines are EC2 instances too, reached
+//! through SSM ([`MotoWorldConfig::control_plane_instances`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,9 +19,9 @@ use super::ec2::{Ec2, Ec2Error, Ec2Instance};
 use super::machines::{MotoMachines, worker_tags};
 use super::proxy::FaultProxy;
 use super::ssm_agent::SsmAgent;
-use crate::cloud::machine::MachineRole;
 use crate::cloud::CloudConfig;
 use crate::cloud::machine::MAX_PODS;
+use crate::cloud::machine::MachineRole;
 use crate::cloud::userdata::{HEREDOC_END, PROVIDER_ID_PLACEHOLDER};
 use crate::controllers::NodeSpec;
 use crate::resources::{NODES, SECRETS};
@@ -36,7 +38,8 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 #[derive(Clone, Debug)]
 pub struct MotoWorldConfig {
     /// The cluster; its `pools` are the workers put in moto (the control
-    /// plane stays a simulated machine).
+    /// plane stays a simulated machine, with an EC2 instance in front of it
+    /// when `control_plane_instances`).
     pub world: WorldConfig,
     pub region: String,
     /// Versions with an image besides `world.version`.
