@@ -962,9 +962,8 @@ async fn without_any_one_ssm_statement_the_run_fails_naming_the_refused_action()
 /// policy: a script sent to the control-plane instance runs on its
 /// machine and the invocation reports its exit code and output (cut as
 /// SSM cuts it: the first 24,000 characters of stdout, 8,000 of stderr);
-/// a script that outlives its
-/// timeout is cancelled (ssm:CancelCommand) and stops there; the agent is
-/// Online.
+/// a script that outlives its timeout is cancelled (ssm:CancelCommand) and
+/// stops there; the agent is Online.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_planes_ssm_agent_runs_scripts_on_its_machine() {
     use kubesurge_aws::{ClientOptions, SsmExec};
@@ -991,7 +990,7 @@ async fn the_control_planes_ssm_agent_runs_scripts_on_its_machine() {
         .node_root(&machine.instance_id)
         .expect("the machine runs scripts");
     let exec = SsmExec::new(
-        Some(&run.world.config().region),
+        Some(run.world.config().region.as_str()),
         ClientOptions {
             endpoint_url: Some(run.proxy.url().to_string()),
             static_credentials: Some(("testing".into(), "testing".into())),
