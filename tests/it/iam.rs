@@ -4,11 +4,14 @@
 //! rendered policy (actions, resource ARNs and the condition keys it
 //! uses, `kubesurge_testworld::moto::iam`), succeeds, calls only actions the
 //! policy grants and uses every grant such a rotation needs; without any
-//! one of those statements the run fails, naming the refused action.
+//! one of those statements the run fails, naming the refused action. The
+//! same for `kubesurge upgrade` with `controlPlane.exec: ssm`, its
+//! control-plane scripts run on the machine by the moto world's SSM agent
+//! (`kubesurge_testworld::moto::ssm_agent`), and the SSM statements.
 //!
 //! Why the evaluation is the fault proxy's and not moto's own IAM
-//! (`INITIAL_NO_AUTH_ACTION_COUNT`), and what is not proven here (SSM,
-//! PassRole): see terraform/modules/iam/README.md.
+//! (`INITIAL_NO_AUTH_ACTION_COUNT`), and what is not proven here
+//! (PassRole): see terraform/modules/iam/README.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -33,6 +36,8 @@ use crate::terraform::render_iam_policy;
 
 const CLUSTER: &str = "e2e-iam";
 const VERSION: &str = "v1.35.3";
+/// The next minor, what the upgrades go to.
+const TO: &str = "v1.36.0";
 const PLAIN: &str = "plain";
 const GROUPED: &str = "grouped";
 /// moto's account.
@@ -102,6 +107,12 @@ impl Run {
     /// A world whose group carries `kubesurge.io/cluster = group_cluster`
     /// (no such tag for `None`).
     async fn start_with(group_cluster: Option<&str>) -> Run {
+        Run::start_for(group_cluster, Purpose::Rotation).await
+    }
+
+    /// A world for `purpose` whose group carries `kubesurge.io/cluster =
+    /// group_cluster` (no such tag for `None`).
+    async fn start_for(group_cluster: Option<&str>, purpose: Purpose) -> Run {
         let moto = MotoServer::start().await.expect("moto starts");
         let mut config = MotoWorldConfig::new(WorldConfig {
             cluster_name: CLUSTER.into(),
@@ -119,6 +130,10 @@ impl Run {
             workloads: true,
         });
         config.auto_scaling_pools = vec![GROUPED.to_string()];
+        if purpose == Purpose::Upgrade {
+            config.extra_versions = vec![TO.to_string()];
+            config.control_plane_instances = true;
+        }
         let world = MotoWorld::start(moto.url(), config)
             .await
             .expect("moto world starts");
@@ -178,7 +193,19 @@ impl Run {
         let (kubeconfig, config, _) = world
             .write_config_files(dir.path(), proxy.url(), 1)
             .expect("files");
-        std::fs::write(&config, rotation_config(&world, &rebuilt)).expect("config");
+        let config_text = match purpose {
+            Purpose::Rotation => rotation_config(&world, &format!("{{ id: {rebuilt} }}"), ""),
+            // Both pools find the target's image by its tag; the control
+            // plane is reached through SSM.
+            Purpose::Upgrade => rotation_config(
+                &world,
+                &format!(
+                    "{{ owners: [self], filters: {{ \"tag:{VERSION_TAG}\": \"{{version}}\" }} }}"
+                ),
+                "controlPlane:\n  exec: ssm\n",
+            ),
+        };
+        std::fs::write(&config, config_text).expect("config");
         Run {
             moto,
             proxy,
@@ -189,6 +216,11 @@ impl Run {
             kubeconfig,
             config,
         }
+    }
+
+    /// `kubesurge upgrade --to TO`: whether it succeeded, and what it said.
+    async fn upgrade(&self) -> (bool, String) {
+        self.kubesurge(&["upgrade", "--to", TO, "--yes"]).await
     }
 
     /// `kubesurge rotate --all`: whether it succeeded, and what it said.
@@ -257,18 +289,31 @@ impl Run {
     }
 }
 
+/// What a world is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// `kubesurge rotate`: the control plane stays out of reach.
+    Rotation,
+    /// `kubesurge upgrade --to TO`: the control-plane machines are EC2
+    /// instances (tagged for the cluster's control plane) whose SSM agent
+    /// runs the upgrade's scripts; images of TO exist.
+    Upgrade,
+}
+
 /// The plain pool launches from the world's template into the subnets it
-/// names and finds its image by tag; the group's pool launches from the group's template, with the
-/// rebuilt image, and makes it the group's (`updateLaunchTemplate`).
-fn rotation_config(world: &MotoWorld, rebuilt_image: &str) -> String {
+/// names and finds its image by tag; the group's pool launches from the
+/// group's template, with `grouped_image` (a YAML flow mapping), and makes
+/// it the group's (`updateLaunchTemplate`). `control_plane`: the
+/// `controlPlane` section, if any.
+fn rotation_config(world: &MotoWorld, grouped_image: &str, control_plane: &str) -> String {
     let region = &world.config().region;
     let group = &world.seeded.groups[GROUPED];
     let subnets: Vec<&str> = world.seeded.subnets.values().map(String::as_str).collect();
     let subnets = subnets.join(", ");
     format!(
-        "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster:\n  name: {CLUSTER}\npools:\n\
+        "apiVersion: kubesurge.io/v1alpha1\nkind: RotationConfig\ncluster:\n  name: {CLUSTER}\n{control_plane}pools:\n\
          - name: {PLAIN}\n    selector: {{ kubesurge.io/pool: {PLAIN} }}\n    provider: aws\n    aws:\n      region: {region}\n      launchTemplate: {{ name: {LAUNCH_TEMPLATE} }}\n      subnets: [{subnets}]\n      image:\n        owners: [self]\n        filters: {{ \"tag:{VERSION_TAG}\": \"{{version}}\" }}\n    maxSurge: 1\n    maxUnavailable: 0\n    nodeLabels: {{ kubesurge.io/pool: {PLAIN} }}\n\
-         - name: {GROUPED}\n    selector: {{ kubesurge.io/pool: {GROUPED} }}\n    provider: aws\n    aws:\n      region: {region}\n      autoScalingGroup: {group}\n      updateLaunchTemplate: true\n      image: {{ id: {rebuilt_image} }}\n    maxSurge: 1\n    maxUnavailable: 0\n    nodeLabels: {{ kubesurge.io/pool: {GROUPED} }}\n\
+         - name: {GROUPED}\n    selector: {{ kubesurge.io/pool: {GROUPED} }}\n    provider: aws\n    aws:\n      region: {region}\n      autoScalingGroup: {group}\n      updateLaunchTemplate: true\n      image: {grouped_image}\n    maxSurge: 1\n    maxUnavailable: 0\n    nodeLabels: {{ kubesurge.io/pool: {GROUPED} }}\n\
          drain: {{ timeout: 60s, onTimeout: fail, unmanagedPods: delete }}\njoin: {{ tokenTTL: 2m }}\nhealth: {{ newNodeTimeout: 30s, settle: 1s }}\n"
     )
     .replace("\n- name:", "\n  - name:")
@@ -280,9 +325,9 @@ fn rotation_config(world: &MotoWorld, rebuilt_image: &str) -> String {
 /// (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html).
 const IMPLIED: &[&str] = &["ec2:CreateTags"];
 
-/// The statements a rotation needs: every Allow statement but SSM's (no
-/// control plane in moto: see the README) and PassRole's (the world's
-/// templates name no instance profile).
+/// The statements a rotation needs: every Allow statement but SSM's (a
+/// rotation reaches no control plane; the upgrade through SSM proves
+/// them) and PassRole's (the world's templates name no instance profile).
 fn rotation_statements(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
     statements(policy)
         .into_iter()
@@ -486,10 +531,12 @@ async fn a_group_of_another_cluster_is_refused() {
 
 /// The SSM statements, with kubesurge's own SSM client (`SsmExec`, what
 /// `controlPlane.exec: ssm` runs the upgrade scripts through) against
-/// moto's SSM behind the policy: a script runs on an instance carrying the
-/// control-plane tag, and is refused, naming ssm:SendCommand, on a worker.
-/// (moto runs no script: its invocations succeed at once. The upgrade of
-/// a control plane through SSM is not run here.)
+/// moto's SSM behind the policy: a script is sent to an instance carrying
+/// the control-plane tag, and is refused, naming ssm:SendCommand, on a
+/// worker. These instances are moto's alone, with no simulated machine or
+/// agent behind them: moto's invocations succeed at once and nothing runs.
+/// Scripts that run on a control-plane machine through its agent, and the
+/// upgrade through them, are proven below.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_run_through_ssm_only_on_the_control_plane() {
     use kubesurge_aws::{ClientOptions, SsmExec};
@@ -707,6 +754,322 @@ async fn under_the_rendered_policy_check_passes() {
         ok,
         "check under the policy failed ({:?}):\n{text}",
         run.gate.refusals()
+    );
+    assert_eq!(run.gate.refusals(), [], "nothing was refused");
+    run.finish();
+}
+
+/// The statements of the policy that grant SSM actions, with those
+/// actions.
+fn ssm_statements(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
+    statements(policy)
+        .into_iter()
+        .filter(|s| s.effect == "Allow" && s.actions.iter().any(|a| a.starts_with("ssm:")))
+        .map(|s| (s.sid, s.actions))
+        .collect()
+}
+
+/// The image tag of every control-plane component but etcd, and the
+/// control-plane nodes' kubelet versions.
+fn control_plane_at(run: &Run) -> Vec<(String, String)> {
+    let mut versions = crate::rotation::control_plane_versions(&run.world.world);
+    for node in run.world.seeded.control_planes.keys() {
+        let kubelet = run
+            .world
+            .world
+            .store
+            .get(&kubesurge_testworld::resources::NODES, "", node)
+            .and_then(|n| {
+                n.pointer("/status/nodeInfo/kubeletVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        versions.push((format!("kubelet on {node}"), kubelet));
+    }
+    versions
+}
+
+/// The workers' node names and kubelet versions.
+fn workers(run: &Run) -> BTreeMap<String, String> {
+    let (nodes, _) =
+        run.world
+            .world
+            .store
+            .list(&kubesurge_testworld::resources::NODES, None, |_| true);
+    nodes
+        .iter()
+        .filter(|n| {
+            n.pointer(&format!(
+                "/metadata/labels/{}",
+                kubesurge_testworld::world::POOL_LABEL.replace('/', "~1")
+            ))
+            .is_some()
+        })
+        .map(|n| {
+            (
+                n["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                n["status"]["nodeInfo"]["kubeletVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `controlPlane.exec: ssm` under the rendered policy: `kubesurge check`
+/// finds the control plane's agent Online and its packages through a
+/// script; `kubesurge upgrade` runs its control-plane scripts through SSM
+/// on the control-plane instance (the world's SSM agent runs them on the
+/// machine, and the run follows them with GetCommandInvocation), every
+/// component reaches the target, and the workers of both pools are
+/// replaced, with nothing refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_rendered_policy_an_upgrade_through_ssm_succeeds() {
+    let run = Run::start_for(Some(CLUSTER), Purpose::Upgrade).await;
+    assert_eq!(run.world.seeded.control_planes.len(), 1);
+    let before = workers(&run);
+
+    let (ok, text) = run.kubesurge(&["check", "--to", TO]).await;
+    assert!(
+        ok,
+        "check under the policy failed ({:?}):\n{text}",
+        run.gate.refusals()
+    );
+    let called = run.called();
+    for action in ["ssm:DescribeInstanceInformation", "ssm:SendCommand"] {
+        assert!(called.contains(action), "check called {called:?}");
+    }
+
+    let (ok, text) = run.upgrade().await;
+    assert!(
+        ok,
+        "the upgrade under the policy failed ({:?}):\n{text}",
+        run.gate.refusals()
+    );
+    assert_eq!(run.gate.refusals(), [], "nothing was refused");
+    for (component, version) in control_plane_at(&run) {
+        assert_eq!(version, TO, "{component}");
+    }
+    let after = workers(&run);
+    assert_eq!(after.len(), before.len(), "the pools keep their size");
+    for (name, version) in &after {
+        assert!(!before.contains_key(name), "{name} is an old worker");
+        assert_eq!(version, TO, "{name}");
+    }
+
+    let called = run.called();
+    for action in ["ssm:SendCommand", "ssm:GetCommandInvocation"] {
+        assert!(called.contains(action), "the upgrade called {called:?}");
+    }
+    let granted: BTreeSet<String> = statements(&run.policy)
+        .into_iter()
+        .filter(|s| s.effect == "Allow")
+        .flat_map(|s| s.actions)
+        .collect();
+    let ungranted: Vec<&String> = called.difference(&granted).collect();
+    assert!(
+        ungranted.is_empty(),
+        "the run called actions the policy does not grant: {ungranted:?}"
+    );
+    run.finish();
+}
+
+/// Without any one SSM statement, the run that needs it fails, naming the
+/// refused `ssm:` action, which the statement alone allows: the upgrade
+/// for the statements of SendCommand and GetCommandInvocation (without
+/// SendCommand, before any hop: the control plane is unchanged), `check`
+/// for DescribeInstanceInformation's (only `check` asks whether agents
+/// are Online).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_any_one_ssm_statement_the_run_fails_naming_the_refused_action() {
+    let policy = rendered_policy(
+        kubesurge_testworld::moto::world::DEFAULT_REGION,
+        &["lt-0123456789abcdef0".to_string()],
+    );
+    let cases = ssm_statements(&policy);
+    let sids: BTreeSet<&str> = cases.iter().map(|(sid, _)| sid.as_str()).collect();
+    assert_eq!(
+        sids,
+        BTreeSet::from([
+            "RunCommandsOnThisClustersControlPlane",
+            "RunOnlyTheShellScriptDocument",
+            "FollowSentCommands",
+            "SeeWhetherAgentsAreOnline",
+        ])
+    );
+
+    for batch in cases.chunks(2) {
+        let runs = batch.iter().map(|(sid, actions)| async move {
+            let run = Run::start_for(Some(CLUSTER), Purpose::Upgrade).await;
+            run.remove_statement(sid);
+            let (ok, text) = if actions.contains("ssm:DescribeInstanceInformation") {
+                run.kubesurge(&["check", "--to", TO]).await
+            } else {
+                run.upgrade().await
+            };
+            let refusals = run.gate.refusals();
+            let alone = refusals
+                .first()
+                .map(|f| statement_alone(&run.policy, sid).evaluate(&f.authorization));
+            let control_plane = control_plane_at(&run);
+            run.finish();
+            (
+                sid.clone(),
+                actions.clone(),
+                ok,
+                text,
+                refusals,
+                alone,
+                control_plane,
+            )
+        });
+        for (sid, actions, ok, text, refusals, alone, control_plane) in
+            futures::future::join_all(runs).await
+        {
+            assert!(!ok, "without {sid} the run succeeded:\n{text}");
+            let first = refusals
+                .first()
+                .unwrap_or_else(|| panic!("without {sid} nothing was refused:\n{text}"));
+            let action = &first.authorization.action;
+            assert!(
+                actions.contains(action) && action.starts_with("ssm:"),
+                "without {sid} ({actions:?}) the first refusal was {first:?}"
+            );
+            assert_eq!(
+                alone,
+                Some(Decision::Allowed),
+                "without {sid} the first refusal was {first:?}, which {sid} does not allow"
+            );
+            assert!(
+                text.contains(action.as_str()),
+                "without {sid} the run's failure does not name {action}:\n{text}"
+            );
+            if action == "ssm:SendCommand" {
+                for (component, version) in control_plane {
+                    assert_eq!(version, VERSION, "without {sid}: {component} changed");
+                }
+            }
+        }
+    }
+}
+
+/// The world's SSM agent, through kubesurge's own SSM client under the
+/// policy: a script sent to the control-plane instance runs on its
+/// machine and the invocation reports its exit code and output (cut as
+/// SSM cuts it: the first 24,000 characters of stdout, 8,000 of stderr);
+/// a script that outlives its timeout is cancelled (ssm:CancelCommand) and
+/// stops there; the agent is Online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_planes_ssm_agent_runs_scripts_on_its_machine() {
+    use kubesurge_aws::{ClientOptions, SsmExec};
+    use kubesurge_provider::{ExecError, ExecRequest, ExecTarget, InstanceId, NodeExec};
+
+    let run = Run::start_for(Some(CLUSTER), Purpose::Upgrade).await;
+    let (node, instance) = run
+        .world
+        .seeded
+        .control_planes
+        .iter()
+        .next()
+        .expect("a control-plane instance");
+    let machine = run
+        .world
+        .world
+        .cloud
+        .machine_of_node(node)
+        .expect("the node's machine");
+    let root = run
+        .world
+        .world
+        .cloud
+        .node_root(&machine.instance_id)
+        .expect("the machine runs scripts");
+    let exec = SsmExec::new(
+        Some(run.world.config().region.as_str()),
+        ClientOptions {
+            endpoint_url: Some(run.proxy.url().to_string()),
+            static_credentials: Some(("testing".into(), "testing".into())),
+            max_attempts: 1,
+            ..ClientOptions::default()
+        },
+    )
+    .with_timing(Duration::from_millis(50), Duration::from_millis(100));
+    let target = ExecTarget {
+        node: node.clone(),
+        instance: Some(InstanceId(instance.id.clone())),
+        address: None,
+    };
+    let request = |script: &str, timeout: Duration| ExecRequest {
+        script: script.to_string(),
+        description: "a script".into(),
+        timeout,
+    };
+
+    exec.reach(&target).await.expect("the agent is Online");
+
+    // On the machine: its filesystem, its exit code, its output.
+    let ran = exec
+        .run(
+            &target,
+            &request(
+                "#!/bin/bash\necho out\necho err >&2\ntouch \"$KUBESURGE_ROOT/ran\"\nexit 3\n",
+                Duration::from_secs(10),
+            ),
+            &(),
+        )
+        .await
+        .expect("the script runs");
+    assert_eq!(ran.exit_code, 3);
+    assert_eq!(ran.stdout, "out\n");
+    assert_eq!(ran.stderr, "err\n");
+    assert!(root.join("ran").exists(), "the script ran on the machine");
+
+    let long = exec
+        .run(
+            &target,
+            &request(
+                "#!/bin/bash\nhead -c 30000 /dev/zero | tr '\\0' x\necho\nhead -c 10000 /dev/zero | tr '\\0' y >&2\necho >&2\n",
+                Duration::from_secs(10),
+            ),
+            &(),
+        )
+        .await
+        .expect("the script runs");
+    assert_eq!(long.exit_code, 0);
+    assert_eq!(long.stdout.chars().count(), 24_000);
+    assert!(long.stdout.chars().all(|c| c == 'x'));
+    assert_eq!(long.stderr.chars().count(), 8_000);
+    assert!(long.stderr.chars().all(|c| c == 'y'));
+
+    // SSM's own timeout is whole seconds (at least one): the client gives
+    // up first and cancels, and the script stops before its end.
+    let cut = exec
+        .run(
+            &target,
+            &request(
+                "#!/bin/bash\nsleep 0.85\ntouch \"$KUBESURGE_ROOT/finished\"\n",
+                Duration::from_millis(100),
+            ),
+            &(),
+        )
+        .await
+        .expect_err("the script outlives its timeout");
+    assert!(matches!(cut, ExecError::Timeout { .. }), "{cut}");
+    assert_eq!(
+        run.proxy.succeeded("CancelCommand"),
+        1,
+        "{:?}",
+        run.proxy.calls()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !root.join("finished").exists(),
+        "the cancelled script was stopped"
     );
     assert_eq!(run.gate.refusals(), [], "nothing was refused");
     run.finish();

@@ -4,7 +4,9 @@
 //! `GetCommandInvocation` is then asked until the invocation reaches a
 //! terminal status, within the request's timeout plus a delivery grace.
 //! SSM has no output stream: output lines reach the sink as polls reveal
-//! them. SSM keeps at most 24,000 characters of each stream.
+//! them. SSM keeps the first 24,000 characters of stdout and 8,000 of
+//! stderr, and may show them only once the command finished
+//! (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetCommandInvocation.html).
 
 use std::time::Duration;
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use kubesurge_provider::InstanceState;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::noderoot::{self, Layout, PackageManager};
@@ -93,6 +94,17 @@ pub(crate) fn open(
     shared: &Arc<Shared>,
     request: ExecRequest,
 ) -> Result<mpsc::Receiver<ExecEvent>, Refusal> {
+    open_cancellable(shared, request, CancellationToken::new())
+}
+
+/// [`open`], and `stop` kills the script (its whole process group) as its
+/// timeout would; it then ends with `Failed("stopped")`. For agents that
+/// can be told to stop a command (SSM's `CancelCommand`).
+pub(crate) fn open_cancellable(
+    shared: &Arc<Shared>,
+    request: ExecRequest,
+    stop: CancellationToken,
+) -> Result<mpsc::Receiver<ExecEvent>, Refusal> {
     let target = resolve(shared, &request)?;
     let (tx, rx) = mpsc::channel(EVENT_BUFFER);
     let shared = shared.clone();
@@ -100,7 +112,12 @@ pub(crate) fn open(
     tokio::spawn(async move {
         let lock = shared.exec_lock(&target.id);
         let _one_script_at_a_time = lock.lock().await;
-        let last = run(&shared, &target, &request.script, timeout, &tx).await;
+        if stop.is_cancelled() {
+            // Stopped while it waited for the machine: it never ran.
+            let _ = tx.send(ExecEvent::Failed("stopped".into())).await;
+            return;
+        }
+        let last = run(&shared, &target, &request.script, timeout, &stop, &tx).await;
         sync_versions(&shared, &target);
         let _ = tx.send(last).await;
     });
@@ -113,6 +130,7 @@ async fn run(
     target: &Target,
     script: &str,
     timeout: Duration,
+    stop: &CancellationToken,
     tx: &mpsc::Sender<ExecEvent>,
 ) -> ExecEvent {
     let layout = &target.layout;
@@ -166,6 +184,7 @@ async fn run(
         },
         _ = tokio::time::sleep(timeout) => ExecEvent::TimedOut,
         _ = shared.cancel.cancelled() => ExecEvent::Failed("the cloud stopped".into()),
+        _ = stop.cancelled() => ExecEvent::Failed("stopped".into()),
     };
     // Whatever the script left behind goes with it.
     if let Some(pid) = pid {

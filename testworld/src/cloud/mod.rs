@@ -544,6 +544,20 @@ impl SimCloud {
             .unwrap_or_default()
     }
 
+    /// Run `request` on its machine as the `Exec` action does (the same
+    /// bash, stand-ins and filesystem, one script at a time per machine,
+    /// the package versions read back after it), for another way of
+    /// reaching machines (the moto world's SSM agent); `stop` kills it.
+    /// The error says why it cannot start.
+    pub fn exec(
+        &self,
+        request: kubesurge_sim::api::ExecRequest,
+        stop: CancellationToken,
+    ) -> Result<tokio::sync::mpsc::Receiver<kubesurge_sim::api::ExecEvent>, String> {
+        exec::open_cancellable(&self.shared, request, stop)
+            .map_err(|(_, code, message)| format!("{code}: {message}"))
+    }
+
     /// What commands on machines changed in the world, in order.
     pub fn control_events(&self) -> Vec<ControlEvent> {
         self.shared.lock().control_log.clone()

@@ -109,11 +109,12 @@ pub fn all(bash: &str) -> Vec<StandIn> {
 /// Host programs the scripts and stand-ins use, linked into the machines'
 /// `PATH` (which holds nothing else, so the host's own package managers
 /// stay out of sight). `timeout` is what `controlPlane.exec: ssh` runs a
-/// script under on the node.
+/// script under on the node; `base64` (coreutils, on every node) is what
+/// `controlPlane.exec: ssm`'s command line decodes the script with.
 pub const HOST_TOOLS: &[&str] = &[
-    "bash", "cat", "chmod", "cp", "cut", "date", "env", "flock", "grep", "head", "id", "ln", "ls",
-    "mkdir", "mktemp", "mv", "rm", "sed", "setsid", "sleep", "sort", "tail", "timeout", "touch",
-    "tr", "uname", "wc",
+    "base64", "bash", "cat", "chmod", "cp", "cut", "date", "env", "flock", "grep", "head", "id",
+    "ln", "ls", "mkdir", "mktemp", "mv", "rm", "sed", "setsid", "sleep", "sort", "tail", "timeout",
+    "touch", "tr", "uname", "wc",
 ];
 
 /// The start of every stand-in: its `#!` line, `set -euo pipefail`, and

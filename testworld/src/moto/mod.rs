@@ -14,6 +14,8 @@
 //!   [`autoscaling`]: the same for Auto Scaling groups.
 //! - [`machines`]: simulated machines behind moto's instances, joining the
 //!   emulated cluster from their user data.
+//! - [`ssm_agent`]: the SSM agent of the simulated machines behind moto's
+//!   instances: the commands sent to them run there.
 //! - [`world`]: an emulated cluster whose workers live in moto.
 
 pub mod autoscaling;
@@ -23,6 +25,7 @@ pub mod idempotency;
 pub mod machines;
 pub mod proxy;
 pub mod server;
+pub mod ssm_agent;
 pub mod strict;
 pub mod world;
 pub mod xml;
@@ -33,4 +36,5 @@ pub use iam::{Authorization, Decision, IamGate, Policy};
 pub use machines::{MotoMachine, MotoMachines};
 pub use proxy::{AfterSuccess, Canned, Ec2Fault, Fault, FaultProxy};
 pub use server::{MotoError, MotoServer};
+pub use ssm_agent::SsmAgent;
 pub use world::{GroupUserData, MotoWorld, MotoWorldConfig, MotoWorldError, Seeded};

@@ -2,7 +2,10 @@
 //! HTTP on loopback that forwards every request and logs it by action, and
 //! that can answer the next N calls of an action with a chosen EC2 error,
 //! or delay them. Actions are read from the query API's `Action=` form
-//! field, or from the JSON protocols' `X-Amz-Target` header (SSM).
+//! field, or from the JSON protocols' `X-Amz-Target` header (SSM). In
+//! front of a moto world it also carries the simulated machines' SSM agent
+//! ([`SsmAgent`]): the commands moto accepts for them run there, and the
+//! agent answers for them.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::ec2::{Ec2, Params};
 use super::iam::IamGate;
 use super::idempotency::{self, Bindings, Verdict};
+use super::ssm_agent::SsmAgent;
 use super::strict;
 
 /// An error answer in EC2's format.
@@ -230,6 +234,9 @@ struct Shared {
     after_success: Option<AfterSuccess>,
     /// When set, every call is first authorized against its policy.
     gate: Option<Arc<IamGate>>,
+    /// When set, the SSM agent of the simulated machines runs the
+    /// commands sent to them and answers for them ([`SsmAgent`]).
+    agent: Option<Arc<SsmAgent>>,
     state: Mutex<State>,
     /// EC2's `ClientToken` bindings of `RunInstances` (see [`idempotency`]).
     launches: Bindings,
@@ -274,20 +281,31 @@ impl FaultProxy {
         upstream: &str,
         after_success: Option<AfterSuccess>,
     ) -> std::io::Result<FaultProxy> {
-        FaultProxy::serve_with(upstream, after_success, None).await
+        FaultProxy::serve_with(upstream, after_success, None, None).await
+    }
+
+    /// Like [`FaultProxy::start_with_hook`], with `agent` running the SSM
+    /// commands moto accepts for its instances and answering for them.
+    pub async fn start_with_agent(
+        upstream: &str,
+        after_success: Option<AfterSuccess>,
+        agent: Arc<SsmAgent>,
+    ) -> std::io::Result<FaultProxy> {
+        FaultProxy::serve_with(upstream, after_success, None, Some(agent)).await
     }
 
     /// Like [`FaultProxy::start`], refusing every call `gate`'s policy
     /// does not allow, as the call's service refuses it
     /// ([`access_denied`]).
     pub async fn start_gated(upstream: &str, gate: Arc<IamGate>) -> std::io::Result<FaultProxy> {
-        FaultProxy::serve_with(upstream, None, Some(gate)).await
+        FaultProxy::serve_with(upstream, None, Some(gate), None).await
     }
 
     async fn serve_with(
         upstream: &str,
         after_success: Option<AfterSuccess>,
         gate: Option<Arc<IamGate>>,
+        agent: Option<Arc<SsmAgent>>,
     ) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
@@ -295,6 +313,7 @@ impl FaultProxy {
             upstream: upstream.trim_end_matches('/').to_string(),
             after_success,
             gate,
+            agent,
             state: Mutex::new(State::default()),
             launches: Bindings::default(),
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -497,6 +516,12 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
     }
+    // What the machines' agent knows of its own commands and instances
+    // (moto knows only that a command was sent).
+    if let Some(answer) = shared.agent.as_ref().and_then(|a| a.answer(&action, &body)) {
+        log(shared, &service, action, answer.status, false, dry_run);
+        return answer.reply();
+    }
     if action == "RunInstances" && template_defines_interfaces(shared, &parts.headers, &body).await
     {
         let refusal = strict::subnet_with_template_interfaces();
@@ -548,6 +573,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     let Ok(forward) = forward.body(Full::new(body.clone())) else {
         return Ec2Fault::plain_500().reply();
     };
+    let request_body = body.clone();
     let answer = async {
         let response = shared
             .client
@@ -557,6 +583,13 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         let (mut parts, body) = response.into_parts();
         let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
         dry_run_status(&mut parts.status, &bytes);
+        // The command is the agent's before the client hears of it: its
+        // first GetCommandInvocation finds it.
+        if parts.status.is_success()
+            && let Some(agent) = &shared.agent
+        {
+            agent.accepted(&action, &request_body, &bytes);
+        }
         if parts.status.is_success()
             && let Some((token, parameters)) = launch_token
         {

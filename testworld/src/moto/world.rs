@@ -4,6 +4,8 @@
 //! `kubernetes-version`), one default subnet per zone and the initial
 //! workers (tagged for the cluster and their pool), and the machines that
 //! watch moto so that what the tool launches there joins the cluster.
+//! Optionally the control-plane machines are EC2 instances too, reached
+//! through SSM ([`MotoWorldConfig::control_plane_instances`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,8 +18,10 @@ use super::autoscaling::AutoScalingApi;
 use super::ec2::{Ec2, Ec2Error, Ec2Instance};
 use super::machines::{MotoMachines, worker_tags};
 use super::proxy::FaultProxy;
+use super::ssm_agent::SsmAgent;
 use crate::cloud::CloudConfig;
 use crate::cloud::machine::MAX_PODS;
+use crate::cloud::machine::MachineRole;
 use crate::cloud::userdata::{HEREDOC_END, PROVIDER_ID_PLACEHOLDER};
 use crate::controllers::NodeSpec;
 use crate::resources::{NODES, SECRETS};
@@ -34,7 +38,8 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 #[derive(Clone, Debug)]
 pub struct MotoWorldConfig {
     /// The cluster; its `pools` are the workers put in moto (the control
-    /// plane stays a simulated machine).
+    /// plane stays a simulated machine, with an EC2 instance in front of it
+    /// when `control_plane_instances`).
     pub world: WorldConfig,
     pub region: String,
     /// Versions with an image besides `world.version`.
@@ -48,6 +53,13 @@ pub struct MotoWorldConfig {
     pub auto_scaling_pools: Vec<String>,
     /// What the user data of the groups' own templates does.
     pub group_user_data: GroupUserData,
+    /// The control-plane machines are EC2 instances in moto too, tagged
+    /// `kubesurge.io/control-plane = <cluster>` (what the iam module's
+    /// SendCommand statement requires), their Nodes' providerID names them
+    /// and their SSM agent runs the commands sent to them
+    /// ([`SsmAgent`]): `controlPlane.exec: ssm` reaches them. Off, they
+    /// are simulated machines only and moto holds only the workers.
+    pub control_plane_instances: bool,
 }
 
 /// The user data of an Auto Scaling group's own launch template.
@@ -77,6 +89,7 @@ impl MotoWorldConfig {
             poll: Duration::from_millis(200),
             auto_scaling_pools: Vec::new(),
             group_user_data: GroupUserData::default(),
+            control_plane_instances: false,
         }
     }
 }
@@ -98,6 +111,12 @@ pub enum MotoWorldError {
     },
     #[error("cannot create the groups' bootstrap token: {0}")]
     Token(#[source] crate::store::StoreError),
+    #[error("cannot point node {node} at its instance: {source}")]
+    ProviderId {
+        node: String,
+        #[source]
+        source: crate::store::StoreError,
+    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -118,6 +137,9 @@ pub struct Seeded {
     pub workers: BTreeMap<String, Ec2Instance>,
     /// Auto Scaling group by pool, for the pools that have one.
     pub groups: BTreeMap<String, String>,
+    /// The control-plane machines' instances, by node name (empty unless
+    /// [`MotoWorldConfig::control_plane_instances`]).
+    pub control_planes: BTreeMap<String, Ec2Instance>,
 }
 
 /// A running moto world.
@@ -128,6 +150,9 @@ pub struct MotoWorld {
     /// Straight to moto's Auto Scaling.
     pub autoscaling: AutoScalingApi,
     pub machines: MotoMachines,
+    /// The SSM agent of the control-plane machines (of none unless
+    /// [`MotoWorldConfig::control_plane_instances`]).
+    pub ssm_agent: Arc<SsmAgent>,
     /// The endpoint clients use: moto, behind a hop that stops a
     /// terminated instance's kubelet before the client hears of it.
     front: FaultProxy,
@@ -264,9 +289,15 @@ impl MotoWorld {
                 groups.insert(pool.name.clone(), group);
             }
         }
+        let ssm_agent = SsmAgent::new(world.cloud.clone());
+        let control_planes = if config.control_plane_instances {
+            control_plane_instances(&world, &ec2, &ssm_agent, &image, &zones).await?
+        } else {
+            BTreeMap::new()
+        };
         machines.watch(config.poll);
         let terminated = machines.terminator();
-        let front = FaultProxy::start_with_hook(
+        let front = FaultProxy::start_with_agent(
             moto_url,
             Some(Arc::new(move |action: &str, body: &[u8]| match action {
                 "TerminateInstances" => terminated(&instance_ids(body)),
@@ -275,6 +306,7 @@ impl MotoWorld {
                 }
                 _ => {}
             })),
+            ssm_agent.clone(),
         )
         .await
         .map_err(|e| MotoWorldError::Front(e.to_string()))?;
@@ -283,6 +315,7 @@ impl MotoWorld {
             ec2,
             autoscaling,
             machines,
+            ssm_agent,
             front,
             seeded: Seeded {
                 launch_template_id,
@@ -290,6 +323,7 @@ impl MotoWorld {
                 subnets,
                 workers,
                 groups,
+                control_planes,
             },
             config,
         })
@@ -411,6 +445,66 @@ impl MotoWorld {
         self.machines.stop();
         self.world.stop();
     }
+}
+
+/// The tag the iam module's SendCommand statement requires of the
+/// instances it may run commands on (`aws:ResourceTag/<key> = <cluster>`,
+/// terraform/modules/iam).
+pub const CONTROL_PLANE_TAG: &str = "kubesurge.io/control-plane";
+
+/// An EC2 instance in moto for each control-plane machine of `world`
+/// (named for its node, tagged [`CONTROL_PLANE_TAG`], not with the
+/// cluster's worker tags: no pool holds it), its agent installed, and its
+/// Node's providerID pointed at it (`aws:///<zone>/<id>`, what the kubelet
+/// of an EC2 node reports, so that `controlPlane.exec: ssm` finds the
+/// instance). Its scripts run on the machine: the same filesystem and
+/// stand-ins as through the sim cloud.
+async fn control_plane_instances(
+    world: &World,
+    ec2: &Ec2,
+    agent: &SsmAgent,
+    image: &str,
+    zones: &[(&String, &String)],
+) -> Result<BTreeMap<String, Ec2Instance>, MotoWorldError> {
+    let cluster = &world.config().cluster_name;
+    let mut instances = BTreeMap::new();
+    let control_planes = world
+        .cloud
+        .machines()
+        .into_iter()
+        .filter(|m| m.role == MachineRole::ControlPlane);
+    for (i, machine) in control_planes.enumerate() {
+        let Some(node) = machine.node_name.clone() else {
+            continue;
+        };
+        let (_, subnet) = zones[i % zones.len()];
+        let tags = BTreeMap::from([
+            (kubesurge_provider::tags::NAME.to_string(), node.clone()),
+            (CONTROL_PLANE_TAG.to_string(), cluster.clone()),
+        ]);
+        let Some(instance) = ec2
+            .run_instances(image, subnet, 1, &tags)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            continue;
+        };
+        agent.install(&instance.id, &machine.instance_id);
+        let provider_id = instance.provider_id();
+        world
+            .store
+            .modify(&NODES, "", &node, |n| {
+                n["spec"]["providerID"] = serde_json::json!(provider_id);
+                Ok(())
+            })
+            .map_err(|source| MotoWorldError::ProviderId {
+                node: node.clone(),
+                source,
+            })?;
+        instances.insert(node, instance);
+    }
+    Ok(instances)
 }
 
 /// The Auto Scaling group of a pool of the world.
