@@ -22,6 +22,7 @@ use std::time::Duration;
 use kubesurge_sim::api::VERSION_TAG;
 use kubesurge_testworld::Timing;
 use kubesurge_testworld::moto::ec2::Params;
+use kubesurge_testworld::moto::iam::Refusal;
 use kubesurge_testworld::moto::world::LAUNCH_TEMPLATE;
 use kubesurge_testworld::moto::{
     Canned, Decision, Ec2, Fault, FaultProxy, IamGate, MotoServer, MotoWorld, MotoWorldConfig,
@@ -341,6 +342,46 @@ fn rotation_statements(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
         .collect()
 }
 
+/// Every action `called` is one an Allow statement of `policy` grants.
+fn assert_only_granted(policy: &Value, called: &BTreeSet<String>) {
+    let granted: BTreeSet<String> = statements(policy)
+        .into_iter()
+        .filter(|s| s.effect == "Allow")
+        .flat_map(|s| s.actions)
+        .collect();
+    let ungranted: Vec<&String> = called.difference(&granted).collect();
+    assert!(
+        ungranted.is_empty(),
+        "the run called actions the policy does not grant: {ungranted:?}"
+    );
+}
+
+/// The first refusal of a run made without statement `sid`: one of the
+/// statement's `actions`, which the statement alone (`alone`: its
+/// decision on that request) would have allowed — its resources and
+/// conditions are what the refused request needed.
+fn first_refusal_is_the_statements<'r>(
+    sid: &str,
+    actions: &BTreeSet<String>,
+    refusals: &'r [Refusal],
+    alone: Option<Decision>,
+    text: &str,
+) -> &'r Refusal {
+    let first = refusals
+        .first()
+        .unwrap_or_else(|| panic!("without {sid} nothing was refused:\n{text}"));
+    assert!(
+        actions.contains(&first.authorization.action),
+        "without {sid} ({actions:?}) the first refusal was {first:?}"
+    );
+    assert_eq!(
+        alone,
+        Some(Decision::Allowed),
+        "without {sid} the first refusal was {first:?}, which {sid} does not allow"
+    );
+    first
+}
+
 /// A policy of statement `sid` alone.
 fn statement_alone(policy: &Value, sid: &str) -> Policy {
     let statement = policy["Statement"]
@@ -366,16 +407,7 @@ async fn under_the_rendered_policy_a_rotation_succeeds_and_uses_every_grant_it_n
     assert_eq!(run.gate.refusals(), [], "nothing was refused");
     let called = run.called();
 
-    let granted: BTreeSet<String> = statements(&run.policy)
-        .into_iter()
-        .filter(|s| s.effect == "Allow")
-        .flat_map(|s| s.actions)
-        .collect();
-    let ungranted: Vec<&String> = called.difference(&granted).collect();
-    assert!(
-        ungranted.is_empty(),
-        "the rotation called actions the policy does not grant: {ungranted:?}"
-    );
+    assert_only_granted(&run.policy, &called);
 
     // Every action of the statements a rotation needs was called, but the
     // implied ones and ec2:DescribeLaunchTemplates: that one is called for
@@ -457,20 +489,7 @@ async fn without_any_one_statement_a_rotation_fails_naming_the_refused_action() 
             // What was refused is what the statement granted: one of its
             // actions (for ec2:CreateTags, inside the RunInstances that
             // carries the tags).
-            let first = refusals
-                .first()
-                .unwrap_or_else(|| panic!("without {sid} nothing was refused:\n{text}"));
-            assert!(
-                actions.contains(&first.authorization.action),
-                "without {sid} ({actions:?}) the first refusal was {first:?}"
-            );
-            // And the removed statement alone would have allowed it: its
-            // resources and conditions are what the refused request needed.
-            assert_eq!(
-                alone,
-                Some(Decision::Allowed),
-                "without {sid} the first refusal was {first:?}, which {sid} does not allow"
-            );
+            first_refusal_is_the_statements(&sid, &actions, &refusals, alone, &text);
             assert!(
                 refused_calls
                     .iter()
@@ -866,16 +885,7 @@ async fn under_the_rendered_policy_an_upgrade_through_ssm_succeeds() {
     for action in ["ssm:SendCommand", "ssm:GetCommandInvocation"] {
         assert!(called.contains(action), "the upgrade called {called:?}");
     }
-    let granted: BTreeSet<String> = statements(&run.policy)
-        .into_iter()
-        .filter(|s| s.effect == "Allow")
-        .flat_map(|s| s.actions)
-        .collect();
-    let ungranted: Vec<&String> = called.difference(&granted).collect();
-    assert!(
-        ungranted.is_empty(),
-        "the run called actions the policy does not grant: {ungranted:?}"
-    );
+    assert_only_granted(&run.policy, &called);
     run.finish();
 }
 
@@ -932,18 +942,11 @@ async fn without_any_one_ssm_statement_the_run_fails_naming_the_refused_action()
             futures::future::join_all(runs).await
         {
             assert!(!ok, "without {sid} the run succeeded:\n{text}");
-            let first = refusals
-                .first()
-                .unwrap_or_else(|| panic!("without {sid} nothing was refused:\n{text}"));
+            let first = first_refusal_is_the_statements(&sid, &actions, &refusals, alone, &text);
             let action = &first.authorization.action;
             assert!(
-                actions.contains(action) && action.starts_with("ssm:"),
-                "without {sid} ({actions:?}) the first refusal was {first:?}"
-            );
-            assert_eq!(
-                alone,
-                Some(Decision::Allowed),
-                "without {sid} the first refusal was {first:?}, which {sid} does not allow"
+                action.starts_with("ssm:"),
+                "without {sid} the first refusal was {first:?}, not an SSM action"
             );
             assert!(
                 text.contains(action.as_str()),
