@@ -1,12 +1,21 @@
-//! A watched, in-memory copy of a kind of object that waiters are woken on
-//! at every change: one watch serves every slot of a run, so waiting for a
-//! node to join or a pod to be Ready costs no request.
+//! A watched, in-memory copy of a kind of object: one watch serves every
+//! slot of a run, so waiting for a node to join or a pod to be Ready costs
+//! no request.
+//!
+//! A change wakes only the waiters that asked about that object — by its
+//! name or by one of the cache's index keys — not every task of the run:
+//! with a hundred slots in flight, waking all of them on each of the
+//! thousands of Node and Pod events of a rotation was most of the tool's
+//! CPU time. The indexes (a second key, or a flag such as "not Ready") are
+//! kept by the watch task before waiters are woken, so a lookup by key is
+//! never a scan of the whole cluster.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, RwLock};
 
 use futures::StreamExt;
+use futures::future::select_all;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
@@ -14,6 +23,16 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+/// The key an index files an object under, if any.
+pub type KeyOf<K> = Arc<dyn Fn(&K) -> Option<String> + Send + Sync>;
+
+/// What a waiter asks to be woken on: changes to the object named `.1`
+/// ([`BY_NAME`]), or to objects filed under key `.1` of the index `.0`.
+pub type WakeKey = (&'static str, String);
+
+/// The pseudo-index of [`WakeKey`]s that name an object.
+pub const BY_NAME: &str = "name";
 
 /// Objects of kind `K`, kept current by one watch.
 pub struct WatchCache<K: Resource + Clone + 'static>
@@ -23,52 +42,205 @@ where
     store: Store<K>,
     /// The namespace of a namespaced cache, for lookups by name.
     namespace: Option<String>,
-    index: Option<Arc<Index<K>>>,
+    kept: Arc<Kept<K>>,
     changed: watch::Receiver<u64>,
     _task: Arc<AbortOnDrop>,
 }
 
-/// A second key of the cached objects (a Node's providerID) → the name of
-/// the object that has it, kept by the watch task before waiters are woken.
-/// The key function of an index.
-pub type KeyOf<K> = Arc<dyn Fn(&K) -> Option<String> + Send + Sync>;
+/// What the watch task keeps beside the store.
+struct Kept<K> {
+    indexes: Vec<Index<K>>,
+    wakers: Wakers,
+}
 
+/// How to start a [`WatchCache`]: its indexes and what to drop from each
+/// object before it is kept.
+pub struct CacheBuilder<K: Resource> {
+    api: Api<K>,
+    config: watcher::Config,
+    indexes: Vec<Index<K>>,
+    trim: Option<fn(&mut K)>,
+}
+
+/// Objects filed by one key each (a Node by the instance its providerID
+/// names; a Pod by its node): key → names, and name → key to refile an
+/// object whose key changed.
 struct Index<K> {
+    name: &'static str,
     key_of: KeyOf<K>,
-    names: RwLock<HashMap<String, String>>,
-    /// The map being rebuilt while the watch relists.
-    relisting: Mutex<HashMap<String, String>>,
+    state: RwLock<Filed>,
+    /// The filing being rebuilt while the watch relists.
+    relisting: Mutex<Filed>,
+}
+
+#[derive(Default)]
+struct Filed {
+    key_by_name: HashMap<String, String>,
+    names_by_key: HashMap<String, BTreeSet<String>>,
+}
+
+impl Filed {
+    /// File `name` under `key` (or nowhere); returns the key it was under
+    /// before, when that changed.
+    fn file(&mut self, name: &str, key: Option<String>) -> Option<String> {
+        let previous = match &key {
+            Some(key) => self.key_by_name.insert(name.to_string(), key.clone()),
+            None => self.key_by_name.remove(name),
+        };
+        if previous == key {
+            return None;
+        }
+        if let Some(old) = &previous
+            && let Some(names) = self.names_by_key.get_mut(old)
+        {
+            names.remove(name);
+            if names.is_empty() {
+                self.names_by_key.remove(old);
+            }
+        }
+        if let Some(key) = key {
+            self.names_by_key
+                .entry(key)
+                .or_default()
+                .insert(name.to_string());
+        }
+        previous
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<K: Resource> Index<K> {
-    fn entry(&self, object: &K) -> Option<(String, String)> {
-        Some(((self.key_of)(object)?, object.meta().name.clone()?))
-    }
-
-    fn apply(&self, event: &watcher::Event<K>) {
-        let names = || self.names.write().unwrap_or_else(|e| e.into_inner());
-        let relisting = || self.relisting.lock().unwrap_or_else(|e| e.into_inner());
+    /// Refile the object of `event`; the wake keys it was filed under
+    /// before, when it moved.
+    fn apply(&self, event: &watcher::Event<K>, moved_from: &mut Vec<WakeKey>) {
+        let state = || self.state.write().unwrap_or_else(|e| e.into_inner());
+        let name_of = |object: &K| object.meta().name.clone();
         match event {
             watcher::Event::Apply(object) => {
-                if let Some((key, name)) = self.entry(object) {
-                    names().insert(key, name);
+                if let Some(name) = name_of(object)
+                    && let Some(old) = state().file(&name, (self.key_of)(object))
+                {
+                    moved_from.push((self.name, old));
                 }
             }
             watcher::Event::Delete(object) => {
-                if let Some((key, name)) = self.entry(object) {
-                    let mut names = names();
-                    if names.get(&key) == Some(&name) {
-                        names.remove(&key);
+                if let Some(name) = name_of(object)
+                    && let Some(old) = state().file(&name, None)
+                {
+                    moved_from.push((self.name, old));
+                }
+            }
+            watcher::Event::Init => *lock(&self.relisting) = Filed::default(),
+            watcher::Event::InitApply(object) => {
+                if let Some(name) = name_of(object) {
+                    lock(&self.relisting).file(&name, (self.key_of)(object));
+                }
+            }
+            watcher::Event::InitDone => *state() = std::mem::take(&mut *lock(&self.relisting)),
+        }
+    }
+
+    fn names(&self, key: &str) -> Vec<String> {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .names_by_key
+            .get(key)
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Waiters by what they wait on. An entry lives while someone waits.
+#[derive(Default)]
+struct Wakers(Mutex<HashMap<WakeKey, watch::Sender<u64>>>);
+
+impl Wakers {
+    fn subscribe(&self, key: &WakeKey) -> watch::Receiver<u64> {
+        lock(&self.0)
+            .entry(key.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Forget the entries nobody waits on any more.
+    fn release(&self, keys: &[WakeKey]) {
+        let mut wakers = lock(&self.0);
+        for key in keys {
+            if wakers.get(key).is_some_and(|tx| tx.receiver_count() == 0) {
+                wakers.remove(key);
+            }
+        }
+    }
+
+    fn wake(&self, keys: &[WakeKey]) {
+        let wakers = lock(&self.0);
+        for key in keys {
+            if let Some(tx) = wakers.get(key) {
+                tx.send_modify(|n| *n += 1);
+            }
+        }
+    }
+
+    fn wake_all(&self) {
+        for tx in lock(&self.0).values() {
+            tx.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// A waiter's subscriptions, released however its wait ends (also when
+/// the waiting future is dropped).
+struct Waiting<'a> {
+    wakers: &'a Wakers,
+    keys: &'a [WakeKey],
+    receivers: Vec<watch::Receiver<u64>>,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(wakers: &'a Wakers, keys: &'a [WakeKey]) -> Self {
+        let receivers = keys.iter().map(|key| wakers.subscribe(key)).collect();
+        Waiting {
+            wakers,
+            keys,
+            receivers,
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.receivers.clear();
+        self.wakers.release(self.keys);
+    }
+}
+
+impl<K: Resource> Kept<K> {
+    /// Bring the indexes up to `event`, then wake whoever waits on the
+    /// object it carries.
+    fn apply(&self, event: &watcher::Event<K>) {
+        let mut keys = Vec::new();
+        for index in &self.indexes {
+            index.apply(event, &mut keys);
+        }
+        match event {
+            watcher::Event::Apply(object) | watcher::Event::Delete(object) => {
+                if let Some(name) = object.meta().name.clone() {
+                    keys.push((BY_NAME, name));
+                }
+                for index in &self.indexes {
+                    if let Some(key) = (index.key_of)(object) {
+                        keys.push((index.name, key));
                     }
                 }
+                self.wakers.wake(&keys);
             }
-            watcher::Event::Init => relisting().clear(),
-            watcher::Event::InitApply(object) => {
-                if let Some((key, name)) = self.entry(object) {
-                    relisting().insert(key, name);
-                }
-            }
-            watcher::Event::InitDone => *names() = std::mem::take(&mut *relisting()),
+            // A relist may have changed anything.
+            watcher::Event::InitDone => self.wakers.wake_all(),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
         }
     }
 }
@@ -81,7 +253,7 @@ where
         WatchCache {
             store: self.store.clone(),
             namespace: self.namespace.clone(),
-            index: self.index.clone(),
+            kept: self.kept.clone(),
             changed: self.changed.clone(),
             _task: self._task.clone(),
         }
@@ -96,42 +268,49 @@ impl Drop for AbortOnDrop {
     }
 }
 
-impl<K> WatchCache<K>
+impl<K> CacheBuilder<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Default,
 {
-    /// Start watching `api` with `config`; returns once the first list is
-    /// in. The watch resumes by itself after errors (API server restarts).
-    pub async fn start(api: Api<K>, config: watcher::Config) -> Result<WatchCache<K>, kube::Error> {
-        Self::start_with(api, config, None).await
-    }
-
-    /// [`WatchCache::start`] with a second key, looked up by
-    /// [`WatchCache::get_by_key`] without a scan.
-    pub async fn start_indexed(
-        api: Api<K>,
-        config: watcher::Config,
-        key_of: KeyOf<K>,
-    ) -> Result<WatchCache<K>, kube::Error> {
-        let index = Index {
+    /// File objects under `key_of` in the index `name`, for
+    /// [`WatchCache::by_key`] and keyed waits.
+    pub fn index(mut self, name: &'static str, key_of: KeyOf<K>) -> Self {
+        self.indexes.push(Index {
+            name,
             key_of,
-            names: RwLock::new(HashMap::new()),
-            relisting: Mutex::new(HashMap::new()),
-        };
-        Self::start_with(api, config, Some(Arc::new(index))).await
+            state: RwLock::new(Filed::default()),
+            relisting: Mutex::new(Filed::default()),
+        });
+        self
     }
 
-    async fn start_with(
-        api: Api<K>,
-        config: watcher::Config,
-        index: Option<Arc<Index<K>>>,
-    ) -> Result<WatchCache<K>, kube::Error> {
-        let namespace = api.namespace().map(str::to_string);
+    /// Drop from each object, before it is kept, what no reader uses.
+    pub fn trim(mut self, trim: fn(&mut K)) -> Self {
+        self.trim = Some(trim);
+        self
+    }
+
+    /// Start watching; returns once the first list is in. The watch
+    /// resumes by itself after errors (API server restarts).
+    pub async fn start(self) -> Result<WatchCache<K>, kube::Error> {
+        let namespace = self.api.namespace().map(str::to_string);
         let (store, writer) = reflector::store();
         let (tx, changed) = watch::channel(0u64);
-        let stream = watcher(api, config).default_backoff().reflect(writer);
-        let task_index = index.clone();
+        let trim = self.trim;
+        let stream = watcher(self.api, self.config)
+            .default_backoff()
+            .modify(move |object| {
+                if let Some(trim) = trim {
+                    trim(object)
+                }
+            })
+            .reflect(writer);
+        let kept = Arc::new(Kept {
+            indexes: self.indexes,
+            wakers: Wakers::default(),
+        });
+        let task_kept = kept.clone();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut n = 0u64;
@@ -143,9 +322,7 @@ where
                         continue;
                     }
                 };
-                if let Some(index) = &task_index {
-                    index.apply(&event);
-                }
+                task_kept.apply(&event);
                 n += 1;
                 let _ = tx.send(n);
             }
@@ -153,7 +330,7 @@ where
         let cache = WatchCache {
             store,
             namespace,
-            index,
+            kept,
             changed,
             _task: Arc::new(AbortOnDrop(task)),
         };
@@ -163,6 +340,27 @@ where
             .await
             .map_err(|e| kube::Error::Service(Box::new(e)))?;
         Ok(cache)
+    }
+}
+
+impl<K> WatchCache<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    /// A cache of `api`'s objects, watched with `config`.
+    pub fn builder(api: Api<K>, config: watcher::Config) -> CacheBuilder<K> {
+        CacheBuilder {
+            api,
+            config,
+            indexes: Vec::new(),
+            trim: None,
+        }
+    }
+
+    /// Start watching `api` with `config`, without indexes.
+    pub async fn start(api: Api<K>, config: watcher::Config) -> Result<WatchCache<K>, kube::Error> {
+        Self::builder(api, config).start().await
     }
 
     /// The object named `name` (cluster-scoped kinds, or a namespaced
@@ -174,18 +372,20 @@ where
         self.store.get(&key)
     }
 
-    /// The object whose second key (see [`WatchCache::start_indexed`]) is
-    /// `key`; always `None` for a cache started without one.
-    pub fn get_by_key(&self, key: &str) -> Option<Arc<K>> {
-        let index = self.index.as_ref()?;
-        let name = index
-            .names
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()?;
-        self.get(&name)
+    /// The objects the index `index` files under `key`, in name order
+    /// (none for an index the cache does not have).
+    pub fn by_key(&self, index: &str, key: &str) -> Vec<Arc<K>> {
+        let Some(index) = self.kept.indexes.iter().find(|i| i.name == index) else {
+            return Vec::new();
+        };
+        index
+            .names(key)
+            .iter()
+            .filter_map(|name| self.get(name))
+            // The store may be a change ahead of the index, never behind
+            // what a waiter was woken for.
             .filter(|object| (index.key_of)(object).as_deref() == Some(key))
+            .collect()
     }
 
     pub fn all(&self) -> Vec<Arc<K>> {
@@ -201,7 +401,8 @@ where
     }
 
     /// Wait until `check` returns `Some`, or the deadline passes (then the
-    /// last check's answer). Woken by the watch, never polling.
+    /// last check's answer). Woken by every change to any object; prefer
+    /// [`WatchCache::wait_for_keys`] where the objects are known.
     pub async fn wait_for<T>(
         &self,
         deadline: Instant,
@@ -215,6 +416,33 @@ where
             }
             match tokio::time::timeout_at(deadline, changed.changed()).await {
                 Ok(Ok(())) => continue,
+                _ => return check(self),
+            }
+        }
+    }
+
+    /// [`WatchCache::wait_for`], woken only by changes to the objects
+    /// `keys` name (and by relists): `check` must look at those alone.
+    pub async fn wait_for_keys<T>(
+        &self,
+        keys: &[WakeKey],
+        deadline: Instant,
+        mut check: impl FnMut(&Self) -> Option<T>,
+    ) -> Option<T> {
+        if keys.is_empty() {
+            return check(self);
+        }
+        let mut waiting = Waiting::new(&self.kept.wakers, keys);
+        loop {
+            for receiver in &mut waiting.receivers {
+                receiver.borrow_and_update();
+            }
+            if let Some(found) = check(self) {
+                return Some(found);
+            }
+            let any = select_all(waiting.receivers.iter_mut().map(|r| Box::pin(r.changed())));
+            match tokio::time::timeout_at(deadline, any).await {
+                Ok((Ok(()), _, _)) => continue,
                 _ => return check(self),
             }
         }
@@ -234,6 +462,8 @@ mod tests {
     use k8s_openapi::api::core::v1::Node;
     use serde_json::json;
 
+    const INSTANCE: &str = "instance";
+
     fn node(name: &str, provider_id: &str) -> Node {
         serde_json::from_value(json!({
             "metadata": {"name": name},
@@ -242,43 +472,93 @@ mod tests {
         .unwrap()
     }
 
-    fn index() -> Index<Node> {
-        Index {
-            key_of: Arc::new(|n: &Node| n.spec.as_ref()?.provider_id.clone()),
-            names: RwLock::new(HashMap::new()),
-            relisting: Mutex::new(HashMap::new()),
+    fn kept() -> Kept<Node> {
+        Kept {
+            indexes: vec![Index {
+                name: INSTANCE,
+                key_of: Arc::new(|n: &Node| n.spec.as_ref()?.provider_id.clone()),
+                state: RwLock::new(Filed::default()),
+                relisting: Mutex::new(Filed::default()),
+            }],
+            wakers: Wakers::default(),
         }
     }
 
-    fn name_of(index: &Index<Node>, key: &str) -> Option<String> {
-        index.names.read().unwrap().get(key).cloned()
+    fn names_of(kept: &Kept<Node>, key: &str) -> Vec<String> {
+        kept.indexes[0].names(key)
     }
 
     #[test]
     fn the_index_follows_changes_and_relists() {
-        let index = index();
-        index.apply(&watcher::Event::Init);
-        index.apply(&watcher::Event::InitApply(node("a", "sim://a")));
+        let kept = kept();
+        kept.apply(&watcher::Event::Init);
+        kept.apply(&watcher::Event::InitApply(node("a", "sim://a")));
         // Not visible before the relist is complete.
-        assert_eq!(name_of(&index, "sim://a"), None);
-        index.apply(&watcher::Event::InitDone);
-        assert_eq!(name_of(&index, "sim://a").as_deref(), Some("a"));
+        assert!(names_of(&kept, "sim://a").is_empty());
+        kept.apply(&watcher::Event::InitDone);
+        assert_eq!(names_of(&kept, "sim://a"), ["a"]);
 
-        index.apply(&watcher::Event::Apply(node("b", "sim://b")));
-        assert_eq!(name_of(&index, "sim://b").as_deref(), Some("b"));
-        index.apply(&watcher::Event::Delete(node("b", "sim://b")));
-        assert_eq!(name_of(&index, "sim://b"), None);
+        kept.apply(&watcher::Event::Apply(node("b", "sim://b")));
+        assert_eq!(names_of(&kept, "sim://b"), ["b"]);
+        // Two objects under one key, in name order.
+        kept.apply(&watcher::Event::Apply(node("a2", "sim://b")));
+        assert_eq!(names_of(&kept, "sim://b"), ["a2", "b"]);
+        // A changed key refiles the object.
+        kept.apply(&watcher::Event::Apply(node("a2", "sim://c")));
+        assert_eq!(names_of(&kept, "sim://b"), ["b"]);
+        assert_eq!(names_of(&kept, "sim://c"), ["a2"]);
+        kept.apply(&watcher::Event::Delete(node("b", "sim://b")));
+        assert!(names_of(&kept, "sim://b").is_empty());
 
         // A relist drops what is gone and keeps what is there.
-        index.apply(&watcher::Event::Init);
-        index.apply(&watcher::Event::InitApply(node("c", "sim://c")));
-        index.apply(&watcher::Event::InitDone);
-        assert_eq!(name_of(&index, "sim://a"), None);
-        assert_eq!(name_of(&index, "sim://c").as_deref(), Some("c"));
+        kept.apply(&watcher::Event::Init);
+        kept.apply(&watcher::Event::InitApply(node("c", "sim://c")));
+        kept.apply(&watcher::Event::InitDone);
+        assert!(names_of(&kept, "sim://a").is_empty());
+        assert_eq!(names_of(&kept, "sim://c"), ["c"]);
 
-        // A Node without a providerID yet is not indexed.
+        // A Node without a providerID yet is not filed.
         let bare: Node = serde_json::from_value(json!({"metadata": {"name": "d"}})).unwrap();
-        index.apply(&watcher::Event::Apply(bare));
-        assert_eq!(index.names.read().unwrap().len(), 1);
+        kept.apply(&watcher::Event::Apply(bare));
+        let state = kept.indexes[0].state.read().unwrap();
+        assert_eq!(state.key_by_name.len(), 1);
+        assert_eq!(state.names_by_key.len(), 1);
+    }
+
+    #[test]
+    fn a_change_wakes_only_who_waits_on_that_object() {
+        let kept = kept();
+        let by_name = (BY_NAME, "a".to_string());
+        let by_instance = (INSTANCE, "sim://b".to_string());
+        let other = (BY_NAME, "z".to_string());
+        let mut on_name = kept.wakers.subscribe(&by_name);
+        let mut on_instance = kept.wakers.subscribe(&by_instance);
+        let on_other = kept.wakers.subscribe(&other);
+        kept.apply(&watcher::Event::Apply(node("a", "sim://a")));
+        assert!(on_name.has_changed().unwrap());
+        assert!(!on_instance.has_changed().unwrap());
+        assert!(!on_other.has_changed().unwrap());
+        on_name.borrow_and_update();
+
+        // Woken by the key the object is filed under, whatever its name.
+        kept.apply(&watcher::Event::Apply(node("new", "sim://b")));
+        assert!(on_instance.has_changed().unwrap());
+        on_instance.borrow_and_update();
+        // And by the key it leaves.
+        kept.apply(&watcher::Event::Apply(node("new", "sim://c")));
+        assert!(on_instance.has_changed().unwrap());
+        assert!(!on_name.has_changed().unwrap());
+        assert!(!on_other.has_changed().unwrap());
+
+        // A relist wakes everyone.
+        kept.apply(&watcher::Event::Init);
+        kept.apply(&watcher::Event::InitDone);
+        assert!(on_other.has_changed().unwrap());
+
+        // Entries live while someone waits.
+        drop(on_name);
+        kept.wakers.release(std::slice::from_ref(&by_name));
+        assert!(!lock(&kept.wakers.0).contains_key(&by_name));
+        assert!(lock(&kept.wakers.0).contains_key(&by_instance));
     }
 }

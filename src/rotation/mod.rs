@@ -21,6 +21,7 @@ pub mod select;
 pub mod slot;
 pub mod spread;
 pub mod status;
+pub mod watched;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -31,7 +32,6 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams};
-use kube::runtime::watcher;
 use kube::{Api, Client};
 use kubesurge_provider::{Instance, PoolRef, ProviderError, tags};
 use thiserror::Error;
@@ -169,13 +169,7 @@ impl Engine {
         // providerID names (in any form) on every change.
         let instance_id =
             slot::InstanceIdOf(self.config.pools.iter().map(|p| p.instance_id_of).collect());
-        let index_key = instance_id.clone();
-        let node_cache = WatchCache::<Node>::start_indexed(
-            Api::all(self.client.clone()),
-            watcher::Config::default(),
-            Arc::new(move |node: &Node| index_key.of(node)),
-        )
-        .await?;
+        let node_cache = watched::nodes(self.client.clone(), instance_id.clone()).await?;
         let pools = self.selected_pools(request)?;
         self.check_cloud_controller(&pools).await?;
 
@@ -235,11 +229,7 @@ impl Engine {
         self.progress.start(&record.id, record.nodes.len());
 
         let cluster_info = self.cluster_info().await?;
-        let kube_system = WatchCache::<Pod>::start(
-            Api::namespaced(self.client.clone(), "kube-system"),
-            watcher::Config::default(),
-        )
-        .await?;
+        let kube_system = watched::kube_system(self.client.clone()).await?;
         let ctx = slot::RunContext {
             run_id: record.id.clone(),
             target: record.target,

@@ -12,7 +12,7 @@ use kubesurge_provider::{Instance, LaunchRequest, PoolRef, ProviderError, SlotKe
 use tokio::time::Instant;
 
 use super::{Executor, RunContext, SlotError, label_value};
-use crate::kube::cache::WatchCache;
+use crate::kube::cache::{BY_NAME, WatchCache};
 use crate::kube::drain::{self, DrainError, DrainOutcome};
 use crate::kube::errors::{is_conflict, is_not_found};
 use crate::kube::events::EventType;
@@ -25,6 +25,7 @@ use crate::rotation::autoscaler;
 use crate::rotation::instances::provider_retry;
 use crate::rotation::machine::{Phase, Replacement, SlotState};
 use crate::rotation::report::SlotReport;
+use crate::rotation::watched;
 
 impl Executor<'_> {
     /// [`crate::rotation::machine::Action::Launch`]: adopt the instance an
@@ -165,7 +166,7 @@ impl Executor<'_> {
         // use it to get a node client certificate for any node name.
         let registered_seen = ctx
             .nodes
-            .wait_for(deadline, |cache| {
+            .wait_for_keys(&watched::node_of_instance(&instance), deadline, |cache| {
                 ctx.cached_node_of(cache, &instance).map(|_| ())
             })
             .await
@@ -405,10 +406,11 @@ async fn wait_ready(
     deadline: Instant,
 ) -> Option<String> {
     let target = ctx.target;
+    let keys = watched::node_of_instance(instance);
     loop {
         let name = ctx
             .nodes
-            .wait_for(deadline, |cache| {
+            .wait_for_keys(&keys, deadline, |cache| {
                 ctx.cached_node_of(cache, instance)
                     .filter(|n| nodes::ready_for_pods(n, target, allowed))
                     .map(|n| nodes::name(&n).to_string())
@@ -422,12 +424,16 @@ async fn wait_ready(
         let settle_end = Instant::now() + ctx.config.settle;
         let flapped = ctx
             .nodes
-            .wait_for(settle_end.min(deadline), |cache| {
-                cache
-                    .get(&name)
-                    .filter(|n| !nodes::ready_for_pods(n, target, allowed))
-                    .map(|_| ())
-            })
+            .wait_for_keys(
+                &[(BY_NAME, name.clone())],
+                settle_end.min(deadline),
+                |cache| {
+                    cache
+                        .get(&name)
+                        .filter(|n| !nodes::ready_for_pods(n, target, allowed))
+                        .map(|_| ())
+                },
+            )
             .await
             .is_some();
         if !flapped && Instant::now() >= settle_end {
@@ -447,9 +453,10 @@ async fn wait_ready(
 async fn wait_daemon_pods(ctx: &RunContext, node: &str, deadline: Instant) {
     let starting = |cache: &WatchCache<Pod>| {
         cache
+            .by_key(watched::ON_NODE, node)
+            .into_iter()
             .find(|pod| {
-                pods::node_name(pod) == Some(node)
-                    && pod.metadata.deletion_timestamp.is_none()
+                pod.metadata.deletion_timestamp.is_none()
                     && pods::is_daemon_pod(pod)
                     && !pods::is_finished(pod)
                     && !pods::is_ready(pod)
@@ -458,7 +465,9 @@ async fn wait_daemon_pods(ctx: &RunContext, node: &str, deadline: Instant) {
     };
     let all_ready = ctx
         .kube_system
-        .wait_for(deadline, |cache| starting(cache).is_none().then_some(()))
+        .wait_for_keys(&[(watched::ON_NODE, node.to_string())], deadline, |cache| {
+            starting(cache).is_none().then_some(())
+        })
         .await;
     if all_ready.is_none()
         && let Some(pod) = starting(&ctx.kube_system)

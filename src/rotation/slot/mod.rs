@@ -32,6 +32,7 @@ use super::machine::{self, Action, Drain, End, OldNode, Replacement, SlotState};
 use super::pool_instances::PoolInstances;
 use super::progress::Progress;
 use super::report::{SlotOutcome, SlotReport};
+use super::watched;
 use crate::kube::cache::WatchCache;
 use crate::kube::events::Recorder;
 use crate::kube::join::ClusterInfo;
@@ -115,9 +116,10 @@ impl RunContext {
         instance: &Instance,
     ) -> Option<Arc<Node>> {
         cache
-            .get_by_key(&instance.id.0)
-            .or_else(|| instance.tag(tags::NAME).and_then(|name| cache.get(name)))
-            .filter(|node| self.is_node_of(node, instance))
+            .by_key(watched::INSTANCE_ID, &instance.id.0)
+            .into_iter()
+            .chain(instance.tag(tags::NAME).and_then(|name| cache.get(name)))
+            .find(|node| self.is_node_of(node, instance))
     }
 }
 
@@ -134,7 +136,7 @@ pub async fn sweep_discarded(
             let discarded = discarded.lock().unwrap_or_else(|e| e.into_inner());
             discarded
                 .iter()
-                .filter_map(|instance_id| nodes_cache.get_by_key(instance_id))
+                .flat_map(|instance_id| nodes_cache.by_key(watched::INSTANCE_ID, instance_id))
                 .map(|n| (nodes::name(&n).to_string(), n.metadata.uid.clone()))
                 .collect()
         };
