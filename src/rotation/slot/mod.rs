@@ -110,17 +110,25 @@ impl RunContext {
     }
 
     /// The Node of `instance` in the watch cache (see [`Self::is_node_of`]).
+    /// Should two Nodes name the instance (its kubelet registered again
+    /// under another name), the one created last is its live registration.
     pub fn cached_node_of(
         &self,
         cache: &WatchCache<Node>,
         instance: &Instance,
     ) -> Option<Arc<Node>> {
-        cache
+        let candidates = cache
             .by_key(watched::INSTANCE_ID, &instance.id.0)
             .into_iter()
             .chain(instance.tag(tags::NAME).and_then(|name| cache.get(name)))
-            .find(|node| self.is_node_of(node, instance))
+            .filter(|node| self.is_node_of(node, instance));
+        live_registration(candidates)
     }
+}
+
+/// Of the Nodes one instance registered, the one created last.
+fn live_registration(nodes: impl Iterator<Item = Arc<Node>>) -> Option<Arc<Node>> {
+    nodes.max_by_key(|node| node.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
 /// Delete, as they appear, the Nodes of replacements the run terminated:
@@ -597,6 +605,25 @@ pub fn label_value(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn of_two_registrations_of_one_instance_the_newer_is_live() {
+        let node = |name: &str, created: &str| {
+            Arc::new(
+                serde_json::from_value::<Node>(serde_json::json!({
+                    "metadata": {"name": name, "creationTimestamp": created}
+                }))
+                .unwrap(),
+            )
+        };
+        let stale = node("a-old", "2026-01-01T00:00:00Z");
+        let live = node("b-new", "2026-01-01T00:05:00Z");
+        let found = live_registration([live.clone(), stale.clone()].into_iter()).unwrap();
+        assert_eq!(nodes::name(&found), "b-new");
+        let found = live_registration([stale, live].into_iter()).unwrap();
+        assert_eq!(nodes::name(&found), "b-new");
+        assert!(live_registration(std::iter::empty()).is_none());
+    }
 
     #[test]
     fn phases_round_trip_through_their_annotation_value() {
