@@ -135,21 +135,18 @@ mod tests {
                 "conditions": [{"type": "Ready", "status": "True"}]}
         }))
         .unwrap();
-        let before = (
-            pods::is_daemon_pod(&pod),
-            pods::is_ready(&pod),
-            pods::is_finished(&pod),
-            pods::node_name(&pod).map(str::to_string),
-            pod.metadata.creation_timestamp.clone(),
-        );
+        let facts = |pod: &Pod| {
+            (
+                pods::is_daemon_pod(pod),
+                pods::is_ready(pod),
+                pods::is_finished(pod),
+                pods::node_name(pod).map(str::to_string),
+                pod.metadata.creation_timestamp.clone(),
+            )
+        };
+        let before = facts(&pod);
         trim_pod(&mut pod);
-        let after = (
-            pods::is_daemon_pod(&pod),
-            pods::is_ready(&pod),
-            pods::is_finished(&pod),
-            pods::node_name(&pod).map(str::to_string),
-            pod.metadata.creation_timestamp.clone(),
-        );
+        let after = facts(&pod);
         assert_eq!(before, after);
         assert!(pod.spec.unwrap().containers.is_empty());
         assert!(pod.metadata.managed_fields.is_none());
