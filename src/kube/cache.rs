@@ -113,24 +113,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl<K: Resource> Index<K> {
-    /// Refile the object of `event`; the wake keys it was filed under
-    /// before, when it moved.
-    fn apply(&self, event: &watcher::Event<K>, moved_from: &mut Vec<WakeKey>) {
+    /// Refile the object of `event`; adds to `wake` the key it is filed
+    /// under and, when it moved, the one it was filed under before.
+    fn apply(&self, event: &watcher::Event<K>, wake: &mut Vec<WakeKey>) {
         let state = || self.state.write().unwrap_or_else(|e| e.into_inner());
         let name_of = |object: &K| object.meta().name.clone();
         match event {
-            watcher::Event::Apply(object) => {
-                if let Some(name) = name_of(object)
-                    && let Some(old) = state().file(&name, (self.key_of)(object))
-                {
-                    moved_from.push((self.name, old));
-                }
-            }
-            watcher::Event::Delete(object) => {
-                if let Some(name) = name_of(object)
-                    && let Some(old) = state().file(&name, None)
-                {
-                    moved_from.push((self.name, old));
+            watcher::Event::Apply(object) | watcher::Event::Delete(object) => {
+                let Some(name) = name_of(object) else { return };
+                let key = (self.key_of)(object);
+                let filed = match event {
+                    watcher::Event::Apply(_) => key.clone(),
+                    _ => None,
+                };
+                let old = state().file(&name, filed);
+                for key in key.into_iter().chain(old) {
+                    let key = (self.name, key);
+                    if !wake.contains(&key) {
+                        wake.push(key);
+                    }
                 }
             }
             watcher::Event::Init => *lock(&self.relisting) = Filed::default(),
@@ -230,11 +231,6 @@ impl<K: Resource> Kept<K> {
             watcher::Event::Apply(object) | watcher::Event::Delete(object) => {
                 if let Some(name) = object.meta().name.clone() {
                     keys.push((BY_NAME, name));
-                }
-                for index in &self.indexes {
-                    if let Some(key) = (index.key_of)(object) {
-                        keys.push((index.name, key));
-                    }
                 }
                 self.wakers.wake(&keys);
             }
