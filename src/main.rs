@@ -11,7 +11,12 @@ fn main() -> ExitCode {
     // Parse errors exit 2 (clap); --help and --version exit 0.
     let cli = Cli::parse();
     cli::init_logging(&cli.global);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: the run waits on the network almost all the time, and
+    // at a thousand nodes a second worker thread cost more in wake-ups and
+    // memory than it saved (README, Performance). The run lock's renewals
+    // have a thread of their own (`kube::lock`), so a busy moment here
+    // cannot delay them past their deadline.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -28,6 +28,9 @@ pub struct Connection {
     pub drain_client: Client,
     /// The API server's URL, for messages.
     pub server: String,
+    /// What the clients were built from: the run lock's renewer builds
+    /// its own.
+    pub config: kube::Config,
     /// Raised by the run lock when this run can no longer prove it holds
     /// it; both clients then refuse every mutation.
     pub fence: Fence,
@@ -40,8 +43,9 @@ pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
     let fence = Fence::new();
     Ok(Connection {
         client: client::fenced_client_from_config(config.clone(), Retry::Default, &fence)?,
-        drain_client: client::fenced_client_from_config(config, Retry::Off, &fence)?,
+        drain_client: client::fenced_client_from_config(config.clone(), Retry::Off, &fence)?,
         server,
+        config,
         fence,
     })
 }
@@ -151,6 +155,7 @@ pub async fn lock(connection: &Connection, run_label: &str) -> Result<RunLock, C
     // backoff must not eat the renew deadline.
     Ok(RunLock::acquire(
         connection.drain_client.clone(),
+        connection.config.clone(),
         Holder::this_process(run_label),
         connection.fence.clone(),
     )

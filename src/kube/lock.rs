@@ -17,9 +17,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, watch};
 
+use super::client::{ClientError, Retry, fenced_client_from_config};
 use super::errors;
 use super::fence::Fence;
 use super::retry::with_retry;
@@ -190,6 +190,9 @@ pub enum LockError {
     /// This run no longer holds the lock.
     #[error("this run no longer holds the run lock (lease {LEASE_NAMESPACE}/{LEASE_NAME}): {0}")]
     Fenced(String),
+    /// The thread that renews the lease could not be started.
+    #[error("cannot start the run lock's renewer: {0}")]
+    Renewer(String),
 }
 
 /// Signals from the lock to the run.
@@ -207,7 +210,7 @@ pub struct RunLock {
     api: Api<Lease>,
     holder: Holder,
     state: watch::Receiver<LockState>,
-    renewer: JoinHandle<()>,
+    renewer: Renewer,
     hold: LeaseHold,
 }
 
@@ -374,8 +377,12 @@ impl RunLock {
     /// Once held, `fence` is raised the moment this run can no longer prove
     /// it holds the lease (taken over, or not renewed within the renew
     /// deadline): the clients built with it then refuse every mutation.
+    ///
+    /// `renewals` is the config the renewer builds its own client from (see
+    /// [`Renewer`]).
     pub async fn acquire(
         client: Client,
+        renewals: kube::Config,
         holder: Holder,
         fence: Fence,
     ) -> Result<RunLock, LockError> {
@@ -397,7 +404,7 @@ impl RunLock {
         };
         let post = PostParams::default();
         match with_retry("create lease", || api.create(&post, &fresh)).await {
-            Ok(_) => return Ok(RunLock::start(api, holder, fence, sent)),
+            Ok(_) => return RunLock::start(api, renewals, holder, fence, sent),
             Err(e) if errors::is_conflict(&e) || errors::is_already_exists(&e) => {}
             Err(e) => return Err(e.into()),
         }
@@ -460,7 +467,7 @@ impl RunLock {
         // The replace carries the resourceVersion we read: if another run
         // took the lease in between, this fails with 409 and we report it.
         match with_retry("take over lease", || api.replace(LEASE_NAME, &post, &taken)).await {
-            Ok(_) => Ok(RunLock::start(api, holder, fence, sent)),
+            Ok(_) => RunLock::start(api, renewals, holder, fence, sent),
             Err(e) if errors::is_conflict(&e) => {
                 let now_held = api.get(LEASE_NAME).await?;
                 Err(held(&now_held))
@@ -469,7 +476,13 @@ impl RunLock {
         }
     }
 
-    fn start(api: Api<Lease>, holder: Holder, fence: Fence, sent: Instant) -> RunLock {
+    fn start(
+        api: Api<Lease>,
+        renewals: kube::Config,
+        holder: Holder,
+        fence: Fence,
+        sent: Instant,
+    ) -> Result<RunLock, LockError> {
         let (tx, state) = watch::channel(LockState::default());
         let identity = holder.identity();
         let hold = LeaseHold {
@@ -481,25 +494,23 @@ impl RunLock {
             })),
             fence,
         };
-        let renew = renew_loop(hold.clone(), tx.clone());
-        let marks = watch_marks(api.clone(), hold.clone(), tx.clone());
-        let deadline = fence_at_renew_deadline(hold.clone(), tx);
-        // One task: dropping or releasing the lock stops them all; the
-        // first to end (the lease lost, or not renewed in time) ends it.
-        let renewer = tokio::spawn(async move {
-            tokio::select! {
-                () = renew => {}
-                () = marks => {}
-                () = deadline => {}
+        let renewer = match Renewer::start(renewals, hold.clone(), tx) {
+            Ok(renewer) => renewer,
+            Err(error) => {
+                // Nobody would renew it: stop now rather than at the
+                // renew deadline, and leave the lease to expire.
+                hold.fence
+                    .raise(format!("the run lock's renewer did not start: {error}"));
+                return Err(error);
             }
-        });
-        RunLock {
+        };
+        Ok(RunLock {
             api,
             holder,
             state,
             renewer,
             hold,
-        }
+        })
     }
 
     /// The handle for holding the lease through an outage, and the fence.
@@ -517,8 +528,9 @@ impl RunLock {
     }
 
     /// Give the lock up (the run is over).
-    pub async fn release(self) -> Result<(), LockError> {
-        self.renewer.abort();
+    pub async fn release(mut self) -> Result<(), LockError> {
+        // Its last renewal must not race the release's write.
+        self.renewer.stop().await;
         if let Err(fenced) = self.hold.fence.check() {
             // The lease may be another run's by now: leave it alone.
             return Err(LockError::Fenced(fenced.0));
@@ -552,9 +564,83 @@ impl RunLock {
     }
 }
 
-impl Drop for RunLock {
+/// The lease's renewals, the watch for abort marks and takeovers, and the
+/// renew deadline, on a thread and a runtime of their own with a client of
+/// their own. On the run's runtime, a busy moment (every watch relisting
+/// after an API server outage, a thousand slots waking) delayed a renewal
+/// past the renew deadline and the run fenced itself while holding the
+/// lease; and the run's client's connections are driven by the run's
+/// runtime, so a client shared with it would be delayed alike.
+struct Renewer {
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Receiver<()>>,
+}
+
+impl Renewer {
+    fn start(
+        config: kube::Config,
+        hold: LeaseHold,
+        tx: watch::Sender<LockState>,
+    ) -> Result<Renewer, LockError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LockError::Renewer(e.to_string()))?;
+        // The client's background tasks go to the renewer's runtime: it
+        // is built inside it. Without kube's own 429/5xx retries: the
+        // renewals retry on their own short period, and a request held
+        // back by the client's backoff must not eat the renew deadline.
+        let client = {
+            let _inside = runtime.enter();
+            fenced_client_from_config(config, Retry::Off, &hold.fence)
+                .map_err(|e: ClientError| LockError::Renewer(e.to_string()))?
+        };
+        let own = LeaseHold {
+            api: Api::namespaced(client, LEASE_NAMESPACE),
+            ..hold
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (finished, done) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("kubesurge-lock".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let renew = renew_loop(own.clone(), tx.clone());
+                    let marks = watch_marks(own.api.clone(), own.clone(), tx.clone());
+                    let deadline = fence_at_renew_deadline(own, tx);
+                    // The first to end (the lease lost, not renewed in
+                    // time, or the lock released or dropped) ends them all.
+                    tokio::select! {
+                        () = renew => {}
+                        () = marks => {}
+                        () = deadline => {}
+                        _ = stopped => {}
+                    }
+                });
+                // The runtime, its client and connections go first.
+                drop(runtime);
+                let _ = finished.send(());
+            })
+            .map_err(|e| LockError::Renewer(e.to_string()))?;
+        Ok(Renewer {
+            stop: Some(stop),
+            done: Some(done),
+        })
+    }
+
+    /// Stop and wait until nothing of it runs any more.
+    async fn stop(&mut self) {
+        self.stop.take();
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+    }
+}
+
+impl Drop for Renewer {
     fn drop(&mut self) {
-        self.renewer.abort();
+        // Dropping the sender stops the thread; nobody waits for it here.
+        self.stop.take();
     }
 }
 
