@@ -15,6 +15,7 @@ use crate::check::target::NotChecked;
 use crate::inventory::{self, Inventory};
 use crate::kube::client::{self, Retry};
 use crate::kube::fence::Fence;
+use crate::kube::in_flight::{InFlightLayer, MAX_IN_FLIGHT};
 use crate::kube::lock::{Holder, LockError, RunLock};
 use crate::rotation::{RunOutcome, RunReport, SlotOutcome, SlotReport};
 use crate::run_control::{self, WindowGate};
@@ -41,9 +42,21 @@ pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
     let config = client::config(&global.client_options()).await?;
     let server = client::server_url(&config);
     let fence = Fence::new();
+    // One bound over both clients: they share the run's connections' budget.
+    let in_flight = InFlightLayer::new(MAX_IN_FLIGHT);
     Ok(Connection {
-        client: client::fenced_client_from_config(config.clone(), Retry::Default, &fence)?,
-        drain_client: client::fenced_client_from_config(config.clone(), Retry::Off, &fence)?,
+        client: client::fenced_client_from_config(
+            config.clone(),
+            Retry::Default,
+            &fence,
+            &in_flight,
+        )?,
+        drain_client: client::fenced_client_from_config(
+            config.clone(),
+            Retry::Off,
+            &fence,
+            &in_flight,
+        )?,
         server,
         config,
         fence,

@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use super::fence::{Fence, FenceLayer};
 use super::impersonate::{ImpersonateLayer, Impersonation};
+use super::in_flight::InFlightLayer;
 use super::proxy::{ProxyEnv, ProxyError, proxy_for};
 
 /// Where to find the cluster.
@@ -158,17 +159,23 @@ pub fn client_from_config(mut config: Config, retry: Retry) -> Result<Client, Cl
 /// A client that makes no change to the cluster once `fence` is raised
 /// (the run lost, or could not prove, its lock): mutating requests fail
 /// before they leave the process; reads go on.
+///
+/// `in_flight` bounds the requests in flight over every client built with
+/// a clone of it (see [`super::in_flight`]).
 pub fn fenced_client_from_config(
     mut config: Config,
     retry: Retry,
     fence: &Fence,
+    in_flight: &InFlightLayer,
 ) -> Result<Client, ClientError> {
     config.default_retry = retry == Retry::Default;
     let server = server_url(&config);
     let impersonation = impersonation_of(&config);
     let builder = ::kube::client::ClientBuilder::try_from(config)
         .map_err(|source| ClientError::Build { server, source })?;
+    // A request the fence refuses takes no permit.
     Ok(builder
+        .with_layer(in_flight)
         .with_layer(&FenceLayer::new(fence.clone()))
         .with_layer(&ImpersonateLayer::new(&impersonation))
         .build())

@@ -22,6 +22,7 @@ use tokio::sync::{oneshot, watch};
 use super::client::{ClientError, Retry, fenced_client_from_config};
 use super::errors;
 use super::fence::Fence;
+use super::in_flight::InFlightLayer;
 use super::retry::with_retry;
 
 pub const LEASE_NAMESPACE: &str = "kube-system";
@@ -592,7 +593,7 @@ impl Renewer {
         // back by the client's backoff must not eat the renew deadline.
         let client = {
             let _inside = runtime.enter();
-            fenced_client_from_config(config, Retry::Off, &hold.fence)
+            fenced_client_from_config(config, Retry::Off, &hold.fence, &InFlightLayer::unbounded())
                 .map_err(|e: ClientError| LockError::Renewer(e.to_string()))?
         };
         let own = LeaseHold {

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod events;
 pub mod fence;
 pub mod impersonate;
+pub mod in_flight;
 pub mod join;
 pub mod lock;
 pub mod nodes;
