@@ -7,12 +7,15 @@
 //! hundreds of requests together: the pools grew to some 850 TLS
 //! connections, a third of the tool's memory, each one a handshake. With
 //! the bound, bursts wait a moment for a connection instead of opening
-//! one. client-go bounds a client the same way, by rate (`QPS`/`Burst`)
-//! over one HTTP/2 connection
+//! one. client-go bounds a client too, by rate rather than by count
+//! (`QPS`/`Burst`), over one HTTP/2 connection
 //! (k8s.io/client-go/rest/config.go, `DefaultQPS`, `DefaultBurst`).
 //!
-//! A watch holds its connection for as long as it lasts: it never waits
-//! for a permit, or a hundred drains' pod watches would hold every permit.
+//! A watch holds its connection for as long as it lasts, so it holds no
+//! permit while it streams, or a hundred drains' pod watches would hold
+//! every one: like any request it takes one to be sent (the permit is
+//! taken when the service is made ready, before the request is seen) and
+//! gives it back the moment it is sent.
 //! A permit is given back when the response body is dropped: kube drops
 //! it as soon as it has read it, which is when hyper hands its connection
 //! to the next request.
