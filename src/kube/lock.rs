@@ -19,7 +19,7 @@ use serde_json::json;
 use thiserror::Error;
 use tokio::sync::{oneshot, watch};
 
-use super::client::{ClientError, Retry, fenced_client_from_config};
+use super::client::{Retry, fenced_client_from_config};
 use super::errors;
 use super::fence::Fence;
 use super::in_flight::InFlightLayer;
@@ -594,7 +594,7 @@ impl Renewer {
         let client = {
             let _inside = runtime.enter();
             fenced_client_from_config(config, Retry::Off, &hold.fence, &InFlightLayer::unbounded())
-                .map_err(|e: ClientError| LockError::Renewer(e.to_string()))?
+                .map_err(|e| LockError::Renewer(e.to_string()))?
         };
         let own = LeaseHold {
             api: Api::namespaced(client, LEASE_NAMESPACE),
