@@ -7,6 +7,11 @@ use clap::Parser;
 use kubesurge::ExitStatus;
 use kubesurge::cli::{self, Cli};
 
+/// jemalloc instead of glibc's malloc: at a thousand nodes a quarter of
+/// the run's CPU was glibc's allocator (README, Performance).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // Parse errors exit 2 (clap); --help and --version exit 0.
     let cli = Cli::parse();

@@ -4,8 +4,9 @@
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, Node, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
-use kube::api::PostParams;
-use kube::{Api, Client};
+use kube::Client;
+
+use super::write;
 
 /// `source.component` and `reportingComponent` of our events.
 pub const COMPONENT: &str = "kubesurge";
@@ -66,8 +67,9 @@ impl Recorder {
             count: Some(1),
             ..Event::default()
         };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), "default");
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
+        // The Event the server answers with is not decoded.
+        let sent = write::create(&self.client, Some("default"), &event);
+        if let Err(e) = sent.await {
             tracing::debug!(node = %name, reason, error = %e, "could not record event");
         }
     }

@@ -18,3 +18,4 @@ pub mod proxy;
 pub mod retry;
 pub mod selector;
 pub mod volumes;
+pub mod write;

@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use k8s_openapi::api::core::v1::{Node, Taint};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, Patch, Preconditions};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use super::errors;
 use super::pages::visit_pages;
 use super::retry::with_retry;
+use super::write;
 use crate::version::KubeVersion;
 
 /// Label that takes a node out of cloud load balancers at once (cordoning
@@ -112,21 +113,28 @@ pub fn internal_ip(node: &Node) -> Option<&str> {
 #[derive(Clone)]
 pub struct NodeOps {
     api: Api<Node>,
+    client: Client,
 }
 
 impl NodeOps {
     pub fn new(client: Client) -> NodeOps {
         NodeOps {
-            api: Api::all(client),
+            api: Api::all(client.clone()),
+            client,
         }
     }
 
+    /// Send `patch` to `node` until it succeeds or fails for good. The
+    /// Node the server answers with is not decoded (see [`super::write`]).
+    async fn patch(&self, what: &str, node: &str, patch: &Patch<Value>) -> Result<(), kube::Error> {
+        with_retry(what, || {
+            write::patch::<Node, _>(&self.client, None, node, patch)
+        })
+        .await
+    }
+
     async fn merge(&self, node: &str, patch: Value) -> Result<(), kube::Error> {
-        let params = PatchParams::default();
-        let patch = Patch::Merge(&patch);
-        with_retry("patch node", || self.api.patch(node, &params, &patch))
-            .await
-            .map(|_| ())
+        self.patch("patch node", node, &Patch::Merge(patch)).await
     }
 
     /// Cordon: what `kubectl cordon` sends (k8s-mechanics §4).
@@ -152,20 +160,12 @@ impl NodeOps {
                 .collect();
             patch["metadata"] = json!({ "labels": map });
         }
-        let params = PatchParams::default();
-        let patch = Patch::Strategic(&patch);
-        with_retry("cordon", || self.api.patch(node, &params, &patch))
-            .await
-            .map(|_| ())
+        self.patch("cordon", node, &Patch::Strategic(patch)).await
     }
 
     pub async fn uncordon(&self, node: &str) -> Result<(), kube::Error> {
         let patch = json!({"spec": {"unschedulable": null}});
-        let params = PatchParams::default();
-        let patch = Patch::Strategic(&patch);
-        with_retry("uncordon", || self.api.patch(node, &params, &patch))
-            .await
-            .map(|_| ())
+        self.patch("uncordon", node, &Patch::Strategic(patch)).await
     }
 
     /// Set (Some) or remove (None) labels.
@@ -226,7 +226,11 @@ impl NodeOps {
             }),
             ..DeleteParams::default()
         };
-        match with_retry("delete node", || self.api.delete(node, &params)).await {
+        match with_retry("delete node", || {
+            write::delete::<Node>(&self.client, None, node, &params)
+        })
+        .await
+        {
             Ok(_) => Ok(()),
             Err(e) if errors::is_not_found(&e) => Ok(()),
             Err(e) => Err(e),

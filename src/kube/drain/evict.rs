@@ -72,7 +72,8 @@ pub async fn evict(client: &Client, pod: &PodKey) -> Result<EvictionAnswer, kube
         .header("content-type", "application/json")
         .body(serde_json::to_vec(&body).unwrap_or_default())
         .map_err(kube::Error::HttpError)?;
-    match client.request::<serde_json::Value>(request).await {
+    // Only success or failure matters: the answer is not decoded.
+    match client.request_text(request).await {
         Ok(_) => Ok(EvictionAnswer::Accepted),
         Err(kube::Error::Api(status)) => Ok(classify(&status)),
         Err(other) => Err(other),

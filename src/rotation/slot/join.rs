@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, Taint};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams};
 use kubesurge_provider::{Instance, LaunchRequest, PoolRef, ProviderError, SlotKey, tags};
 use tokio::time::Instant;
 
@@ -20,6 +20,7 @@ use crate::kube::join::{BootstrapToken, JoinSpec, render_user_data};
 use crate::kube::nodes;
 use crate::kube::pods;
 use crate::kube::retry::with_retry;
+use crate::kube::write;
 use crate::rotation::annotations as ann;
 use crate::rotation::autoscaler;
 use crate::rotation::instances::provider_retry;
@@ -346,7 +347,6 @@ impl Executor<'_> {
 }
 
 async fn mint_token(ctx: &RunContext, key: &SlotKey) -> Result<BootstrapToken, SlotError> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), "kube-system");
     let labels = BTreeMap::from([
         (ann::TOKEN_RUN_LABEL.to_string(), ctx.run_id.clone()),
         (tags::REPLACES.to_string(), label_value(&key.old_node)),
@@ -362,8 +362,9 @@ async fn mint_token(ctx: &RunContext, key: &SlotKey) -> Result<BootstrapToken, S
             ),
             labels.clone(),
         );
-        let post = PostParams::default();
-        match with_retry("create bootstrap token", || secrets.create(&post, &secret)).await {
+        // The Secret the server answers with is not decoded.
+        let create = || write::create(&ctx.client, Some("kube-system"), &secret);
+        match with_retry("create bootstrap token", create).await {
             Ok(_) => return Ok(token),
             // A token id collision (1 in 2 billion): draw another.
             Err(e) if is_conflict(&e) => continue,
@@ -384,11 +385,13 @@ async fn delete_slot_tokens(ctx: &RunContext, old_node: &str) -> Result<(), Slot
         label_value(old_node)
     );
     let params = ListParams::default().labels(&selector);
-    let list = with_retry("list tokens", || secrets.list(&params)).await?;
+    // Names are all this needs: the tokens' metadata, not their secrets.
+    let list = with_retry("list tokens", || secrets.list_metadata(&params)).await?;
     for secret in list.items {
         let name = secret.metadata.name.unwrap_or_default();
         let dp = DeleteParams::default();
-        match with_retry("delete token", || secrets.delete(&name, &dp)).await {
+        let delete = || write::delete::<Secret>(&ctx.client, Some("kube-system"), &name, &dp);
+        match with_retry("delete token", delete).await {
             Ok(_) => {}
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(e.into()),
