@@ -15,6 +15,9 @@ if ! "$deny" --version 2>/dev/null | grep -qx "cargo-deny $version"; then
   cargo install --quiet --locked cargo-deny --version "$version" --root .tools/cargo-deny
 fi
 
+# cargo-deny reads the whole lock file, every platform's crates included;
+# a build downloads only this platform's, so fetch the rest first.
+cargo fetch --locked --quiet
 "$deny" --offline check licenses bans sources
 
 dbs="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"

@@ -14,8 +14,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, RwLock};
 
-use futures::StreamExt;
 use futures::future::select_all;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
@@ -56,10 +57,11 @@ struct Kept<K> {
 /// How to start a [`WatchCache`]: its indexes and what to drop from each
 /// object before it is kept.
 pub struct CacheBuilder<K: Resource> {
-    api: Api<K>,
-    config: watcher::Config,
+    /// The namespace watched (`None`: every namespace, or cluster-scoped).
+    namespace: Option<String>,
+    /// The watch, already decoded into `K`; polled once `start` is called.
+    events: BoxStream<'static, watcher::Result<watcher::Event<K>>>,
     indexes: Vec<Index<K>>,
-    trim: Option<fn(&mut K)>,
 }
 
 /// Objects filed by one key each (a Node by the instance its providerID
@@ -264,6 +266,17 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// `event` with its object made a `K`.
+fn decoded<D, K>(event: watcher::Event<D>, into: fn(D) -> K) -> watcher::Event<K> {
+    match event {
+        watcher::Event::Apply(object) => watcher::Event::Apply(into(object)),
+        watcher::Event::Delete(object) => watcher::Event::Delete(into(object)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(into(object)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
 impl<K> CacheBuilder<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -281,27 +294,13 @@ where
         self
     }
 
-    /// Drop from each object, before it is kept, what no reader uses.
-    pub fn trim(mut self, trim: fn(&mut K)) -> Self {
-        self.trim = Some(trim);
-        self
-    }
-
     /// Start watching; returns once the first list is in. The watch
     /// resumes by itself after errors (API server restarts).
     pub async fn start(self) -> Result<WatchCache<K>, kube::Error> {
-        let namespace = self.api.namespace().map(str::to_string);
+        let namespace = self.namespace;
         let (store, writer) = reflector::store();
         let (tx, changed) = watch::channel(0u64);
-        let trim = self.trim;
-        let stream = watcher(self.api, self.config)
-            .default_backoff()
-            .modify(move |object| {
-                if let Some(trim) = trim {
-                    trim(object)
-                }
-            })
-            .reflect(writer);
+        let stream = self.events.reflect(writer);
         let kept = Arc::new(Kept {
             indexes: self.indexes,
             wakers: Wakers::default(),
@@ -346,11 +345,31 @@ where
 {
     /// A cache of `api`'s objects, watched with `config`.
     pub fn builder(api: Api<K>, config: watcher::Config) -> CacheBuilder<K> {
+        Self::builder_decoding(api, config, |object| object)
+    }
+
+    /// A cache of `api`'s objects, watched with `config`, each decoded
+    /// as `D` and kept as `into` makes it a `K`. With a `D` that declares
+    /// only the fields the readers use, the decoder skips the rest of
+    /// every object instead of allocating it and dropping it.
+    pub fn builder_decoding<D>(
+        api: Api<D>,
+        config: watcher::Config,
+        into: fn(D) -> K,
+    ) -> CacheBuilder<K>
+    where
+        D: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+        D::DynamicType: Eq + std::hash::Hash + Clone + Default,
+    {
+        let namespace = api.namespace().map(str::to_string);
+        let events = watcher(api, config)
+            .default_backoff()
+            .map_ok(move |event| decoded(event, into))
+            .boxed();
         CacheBuilder {
-            api,
-            config,
+            namespace,
+            events,
             indexes: Vec::new(),
-            trim: None,
         }
     }
 

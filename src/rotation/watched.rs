@@ -1,18 +1,27 @@
 //! What a rotation watches: every Node and the kube-system pods, each in
 //! one cache that serves all slots and the health gates, filed by what they
-//! look up and trimmed to what they read.
+//! look up, and decoded only as far as they read.
 //!
-//! Trimming matters on real clusters more than on the test world: a real
-//! Node carries `status.images` (up to 50 image names and sizes, the
-//! kubelet's `nodeStatusMaxImages`) and every object its `managedFields`,
-//! often most of its size; a cache of a thousand of them is kept for the
-//! whole run.
+//! Each watch event is decoded into a type that declares the fields the
+//! engine reads; the JSON decoder skips the rest without allocating it.
+//! That is most of a pod (containers, volumes, container statuses), and
+//! on real clusters most of a Node too: `status.images` (up to 50 image
+//! names and sizes, the kubelet's `nodeStatusMaxImages`), and every
+//! object's `managedFields`, dropped before it is kept. A cache of a
+//! thousand Nodes lives for the whole run, and its events are decoded
+//! thousands of times.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{
+    Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, Pod, PodCondition,
+    PodSpec, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
+use serde::Deserialize;
 
 use super::slot::InstanceIdOf;
 use crate::kube::cache::{BY_NAME, WakeKey, WatchCache};
@@ -35,28 +44,32 @@ pub async fn nodes(
     client: Client,
     instance_id: InstanceIdOf,
 ) -> Result<WatchCache<Node>, kube::Error> {
-    WatchCache::builder(Api::all(client), watcher::Config::default())
-        .index(
-            INSTANCE_ID,
-            Arc::new(move |node: &Node| instance_id.of(node)),
-        )
-        .index(
-            HEALTH,
-            Arc::new(|node: &Node| {
-                (!nodes::is_unschedulable(node) && !nodes::is_ready(node))
-                    .then(|| NOT_READY.to_string())
-            }),
-        )
-        .trim(trim_node)
-        .start()
-        .await
+    WatchCache::builder_decoding(
+        Api::<WatchedNode>::all(client),
+        watcher::Config::default(),
+        into_node,
+    )
+    .index(
+        INSTANCE_ID,
+        Arc::new(move |node: &Node| instance_id.of(node)),
+    )
+    .index(
+        HEALTH,
+        Arc::new(|node: &Node| {
+            (!nodes::is_unschedulable(node) && !nodes::is_ready(node))
+                .then(|| NOT_READY.to_string())
+        }),
+    )
+    .start()
+    .await
 }
 
 /// The kube-system pods, by name, node and health.
 pub async fn kube_system(client: Client) -> Result<WatchCache<Pod>, kube::Error> {
-    WatchCache::builder(
-        Api::namespaced(client, "kube-system"),
+    WatchCache::builder_decoding(
+        Api::<WatchedPod>::namespaced(client, "kube-system"),
         watcher::Config::default(),
+        into_pod,
     )
     .index(
         ON_NODE,
@@ -71,7 +84,6 @@ pub async fn kube_system(client: Client) -> Result<WatchCache<Pod>, kube::Error>
             .then(|| NOT_READY.to_string())
         }),
     )
-    .trim(trim_pod)
     .start()
     .await
 }
@@ -87,32 +99,116 @@ pub fn node_of_instance(instance: &kubesurge_provider::Instance) -> Vec<WakeKey>
     keys
 }
 
-/// Drop what no reader of the node cache uses.
-fn trim_node(node: &mut Node) {
-    node.metadata.managed_fields = None;
-    if let Some(status) = node.status.as_mut() {
-        status.images = None;
-        status.config = None;
-        status.volumes_attached = None;
-        status.volumes_in_use = None;
+/// A Node as the cache decodes it: the fields the engine reads (labels,
+/// annotations and owners in `metadata`; taints, providerID and
+/// `unschedulable` in `spec`; conditions, addresses and the kubelet's
+/// version in `status`). The decoder skips the rest of each object — on a
+/// real Node `status.images` (up to 50 image names and sizes, the
+/// kubelet's `nodeStatusMaxImages`), capacity, allocatable — instead of
+/// allocating it to drop it.
+#[derive(Clone, Debug, Deserialize)]
+struct WatchedNode {
+    metadata: ObjectMeta,
+    spec: Option<NodeSpec>,
+    status: Option<WatchedNodeStatus>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WatchedNodeStatus {
+    addresses: Option<Vec<NodeAddress>>,
+    conditions: Option<Vec<NodeCondition>>,
+    node_info: Option<NodeSystemInfo>,
+}
+
+fn into_node(node: WatchedNode) -> Node {
+    let mut metadata = node.metadata;
+    metadata.managed_fields = None;
+    Node {
+        metadata,
+        spec: node.spec,
+        status: node.status.map(|status| NodeStatus {
+            addresses: status.addresses,
+            conditions: status.conditions,
+            node_info: status.node_info,
+            ..NodeStatus::default()
+        }),
     }
 }
 
-/// Keep of a kube-system pod what the gate and the slots read: its
-/// metadata (owners, deletion, age), its node, its phase and conditions.
-fn trim_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
-    pod.spec = pod.spec.take().map(|spec| PodSpec {
-        node_name: spec.node_name,
-        ..PodSpec::default()
-    });
-    pod.status = pod.status.take().map(|status| PodStatus {
-        phase: status.phase,
-        conditions: status.conditions,
-        ..PodStatus::default()
-    });
+/// A kube-system pod as the cache decodes it: what the gate and the slots
+/// read — its metadata (owners, deletion, age), its node, its phase and
+/// conditions. Containers, volumes and container statuses, most of a pod,
+/// are skipped by the decoder.
+#[derive(Clone, Debug, Deserialize)]
+struct WatchedPod {
+    metadata: ObjectMeta,
+    spec: Option<WatchedPodSpec>,
+    status: Option<WatchedPodStatus>,
 }
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WatchedPodSpec {
+    node_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct WatchedPodStatus {
+    phase: Option<String>,
+    conditions: Option<Vec<PodCondition>>,
+}
+
+fn into_pod(pod: WatchedPod) -> Pod {
+    let mut metadata = pod.metadata;
+    metadata.managed_fields = None;
+    metadata.annotations = None;
+    Pod {
+        metadata,
+        spec: pod.spec.map(|spec| PodSpec {
+            node_name: spec.node_name,
+            ..PodSpec::default()
+        }),
+        status: pod.status.map(|status| PodStatus {
+            phase: status.phase,
+            conditions: status.conditions,
+            ..PodStatus::default()
+        }),
+    }
+}
+
+/// The API's names for a type decoded in place of `$as` (same kind, group,
+/// version, plural and scope), so it can be watched through an `Api`.
+macro_rules! resource_as {
+    ($decoded:ty, $as:ty) => {
+        impl Resource for $decoded {
+            type DynamicType = ();
+            type Scope = <$as as Resource>::Scope;
+
+            fn kind(dt: &()) -> Cow<'_, str> {
+                <$as as Resource>::kind(dt)
+            }
+            fn group(dt: &()) -> Cow<'_, str> {
+                <$as as Resource>::group(dt)
+            }
+            fn version(dt: &()) -> Cow<'_, str> {
+                <$as as Resource>::version(dt)
+            }
+            fn plural(dt: &()) -> Cow<'_, str> {
+                <$as as Resource>::plural(dt)
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
+resource_as!(WatchedNode, Node);
+resource_as!(WatchedPod, Pod);
 
 #[cfg(test)]
 mod tests {
@@ -120,8 +216,8 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_trimmed_pod_keeps_what_the_gate_decides_on() {
-        let mut pod: Pod = serde_json::from_value(json!({
+    fn a_watched_pod_keeps_what_the_gate_decides_on() {
+        let object = json!({
             "metadata": {
                 "name": "kube-proxy-x",
                 "creationTimestamp": "2026-01-01T00:00:00Z",
@@ -133,8 +229,8 @@ mod tests {
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
             "status": {"phase": "Running", "podIP": "10.0.0.1",
                 "conditions": [{"type": "Ready", "status": "True"}]}
-        }))
-        .unwrap();
+        });
+        let pod: Pod = serde_json::from_value(object.clone()).unwrap();
         let facts = |pod: &Pod| {
             (
                 pods::is_daemon_pod(pod),
@@ -144,17 +240,16 @@ mod tests {
                 pod.metadata.creation_timestamp.clone(),
             )
         };
-        let before = facts(&pod);
-        trim_pod(&mut pod);
-        let after = facts(&pod);
-        assert_eq!(before, after);
-        assert!(pod.spec.unwrap().containers.is_empty());
-        assert!(pod.metadata.managed_fields.is_none());
+        let watched = into_pod(serde_json::from_value(object).unwrap());
+        assert_eq!(facts(&pod), facts(&watched));
+        assert!(watched.spec.unwrap().containers.is_empty());
+        assert!(watched.status.unwrap().pod_ip.is_none());
+        assert!(watched.metadata.managed_fields.is_none());
     }
 
     #[test]
-    fn a_trimmed_node_keeps_what_slots_decide_on() {
-        let mut node: Node = serde_json::from_value(json!({
+    fn a_watched_node_keeps_what_slots_decide_on() {
+        let object = json!({
             "metadata": {"name": "n1", "labels": {"pool": "a"},
                 "annotations": {"kubesurge.io/x": "y"},
                 "managedFields": [{"manager": "kubelet"}]},
@@ -167,15 +262,21 @@ mod tests {
                     "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux",
                     "osImage": "", "systemUUID": ""},
                 "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
-                "images": [{"names": ["registry.k8s.io/pause:3.10"], "sizeBytes": 1}]
+                "images": [{"names": ["registry.k8s.io/pause:3.10"], "sizeBytes": 1}],
+                "capacity": {"cpu": "2"}
             }
-        }))
-        .unwrap();
-        let mut trimmed = node.clone();
-        trim_node(&mut trimmed);
+        });
+        let mut node: Node = serde_json::from_value(object.clone()).unwrap();
+        let watched = into_node(serde_json::from_value(object).unwrap());
         node.metadata.managed_fields = None;
-        node.status.as_mut().unwrap().images = None;
-        assert_eq!(trimmed, node);
-        assert_eq!(nodes::internal_ip(&trimmed), Some("10.0.0.1"));
+        let status = node.status.as_mut().unwrap();
+        status.images = None;
+        status.capacity = None;
+        assert_eq!(watched, node);
+        assert_eq!(nodes::internal_ip(&watched), Some("10.0.0.1"));
+        assert_eq!(
+            nodes::kubelet_version(&watched),
+            Some(crate::version::KubeVersion::new(1, 36, 0))
+        );
     }
 }
