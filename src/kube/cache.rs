@@ -25,6 +25,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::decoded::map_event;
+
 /// The key an index files an object under, if any.
 pub type KeyOf<K> = Arc<dyn Fn(&K) -> Option<String> + Send + Sync>;
 
@@ -266,17 +268,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// `event` with its object made a `K`.
-fn decoded<D, K>(event: watcher::Event<D>, into: fn(D) -> K) -> watcher::Event<K> {
-    match event {
-        watcher::Event::Apply(object) => watcher::Event::Apply(into(object)),
-        watcher::Event::Delete(object) => watcher::Event::Delete(into(object)),
-        watcher::Event::Init => watcher::Event::Init,
-        watcher::Event::InitApply(object) => watcher::Event::InitApply(into(object)),
-        watcher::Event::InitDone => watcher::Event::InitDone,
-    }
-}
-
 impl<K> CacheBuilder<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -364,7 +355,7 @@ where
         let namespace = api.namespace().map(str::to_string);
         let events = watcher(api, config)
             .default_backoff()
-            .map_ok(move |event| decoded(event, into))
+            .map_ok(move |event| map_event(event, into))
             .boxed();
         CacheBuilder {
             namespace,

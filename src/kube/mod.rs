@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod client;
+pub mod decoded;
 pub mod drain;
 pub mod errors;
 pub mod events;

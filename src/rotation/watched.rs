@@ -11,7 +11,6 @@
 //! thousand Nodes lives for the whole run, and its events are decoded
 //! thousands of times.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
@@ -20,11 +19,12 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
 use serde::Deserialize;
 
 use super::slot::InstanceIdOf;
 use crate::kube::cache::{BY_NAME, WakeKey, WatchCache};
+use crate::kube::decoded::resource_as;
 use crate::kube::{nodes, pods};
 
 /// Index of Nodes by the instance their providerID names (in any form the
@@ -175,36 +175,6 @@ fn into_pod(pod: WatchedPod) -> Pod {
             ..PodStatus::default()
         }),
     }
-}
-
-/// The API's names for a type decoded in place of `$as` (same kind, group,
-/// version, plural and scope), so it can be watched through an `Api`.
-macro_rules! resource_as {
-    ($decoded:ty, $as:ty) => {
-        impl Resource for $decoded {
-            type DynamicType = ();
-            type Scope = <$as as Resource>::Scope;
-
-            fn kind(dt: &()) -> Cow<'_, str> {
-                <$as as Resource>::kind(dt)
-            }
-            fn group(dt: &()) -> Cow<'_, str> {
-                <$as as Resource>::group(dt)
-            }
-            fn version(dt: &()) -> Cow<'_, str> {
-                <$as as Resource>::version(dt)
-            }
-            fn plural(dt: &()) -> Cow<'_, str> {
-                <$as as Resource>::plural(dt)
-            }
-            fn meta(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-            fn meta_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
-            }
-        }
-    };
 }
 
 resource_as!(WatchedNode, Node);

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
-use futures::{Future, StreamExt};
+use futures::{Future, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -24,6 +24,7 @@ use super::evict::{EvictionAnswer, PodKey, evict};
 use super::filter::{Decision, EvictReason, PodRules, SkipReason, decide};
 use super::local::{self, NodeLocalClaims};
 use super::policy::{LocalStorage, OnDrainTimeout, UnmanagedPods};
+use crate::kube::decoded::{DrainPod, map_event};
 use crate::kube::errors;
 use crate::kube::pages::list_all;
 use crate::kube::retry::with_retry;
@@ -209,10 +210,13 @@ async fn local_claims_of(
     .await
 }
 
+/// The pods on `node`, decoded as far as a drain reads them
+/// ([`DrainPod`]).
 async fn list_pods_on(client: &Client, node: &str) -> Result<Vec<Pod>, kube::Error> {
-    let api: Api<Pod> = Api::all(client.clone());
+    let api: Api<DrainPod> = Api::all(client.clone());
     let params = kube::api::ListParams::default().fields(&format!("spec.nodeName={node}"));
-    list_all(&api, &params).await
+    let pods = list_all(&api, &params).await?;
+    Ok(pods.into_iter().map(Pod::from).collect())
 }
 
 type EvictionFuture =
@@ -236,12 +240,13 @@ pub async fn drain(
     policy: &DrainPolicy,
     progress: &dyn DrainProgress,
 ) -> Result<DrainReport, DrainError> {
-    let api: Api<Pod> = Api::all(client.clone());
+    // The pods are decoded as far as the decisions read them.
     let mut pod_events = watcher(
-        api.clone(),
+        Api::<DrainPod>::all(client.clone()),
         watcher::Config::default().fields(&format!("spec.nodeName={node}")),
     )
     .default_backoff()
+    .map_ok(|event| map_event(event, Pod::from))
     .boxed();
 
     let mut initialized = false;
