@@ -56,8 +56,8 @@ struct Kept<K> {
     wakers: Wakers,
 }
 
-/// How to start a [`WatchCache`]: its indexes and what to drop from each
-/// object before it is kept.
+/// How to start a [`WatchCache`]: its watch (with the type each object is
+/// decoded as, see [`WatchCache::builder_decoding`]) and its indexes.
 pub struct CacheBuilder<K: Resource> {
     /// The namespace watched (`None`: every namespace, or cluster-scoped).
     namespace: Option<String>,
