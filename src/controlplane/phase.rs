@@ -500,19 +500,20 @@ impl ControlPlaneDriver {
             return Ok(false);
         }
         // Refuse before cordoning, so a refusal changes nothing.
-        drain::precheck(&self.drain_client, name, &self.drain)
+        let listed = drain::precheck(&self.drain_client, name, &self.drain)
             .await
             .map_err(|e| ControlPlaneError::Drain {
                 node: name.to_string(),
                 message: e.to_string(),
             })?;
+        // The upgrade's mark and the cordon in one patch.
         self.node_ops
-            .annotate(
+            .cordon_marked(
                 name,
+                &[],
                 &BTreeMap::from([(CP_UPGRADE_ANNOTATION.to_string(), Some(version.to_string()))]),
             )
             .await?;
-        self.node_ops.cordon(name).await?;
         self.progress
             .note(&format!("{name}: draining for the kubelet upgrade"));
         let drained = drain::drain(
@@ -521,6 +522,7 @@ impl ControlPlaneDriver {
             Instant::now() + self.drain_timeout,
             &self.drain,
             &(),
+            Some(listed),
         )
         .await;
         match drained {

@@ -108,6 +108,32 @@ pub fn internal_ip(node: &Node) -> Option<&str> {
         .map(|a| a.address.as_str())
 }
 
+/// The patch of [`NodeOps::cordon_marked`].
+fn cordon_patch(labels: &[(&str, &str)], annotations: &BTreeMap<String, Option<String>>) -> Value {
+    let mut patch = json!({"spec": {"unschedulable": true}});
+    if !labels.is_empty() {
+        let map: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        patch["metadata"]["labels"] = Value::Object(map);
+    }
+    if !annotations.is_empty() {
+        patch["metadata"]["annotations"] = Value::Object(annotation_map(annotations));
+    }
+    patch
+}
+
+/// Annotations to set (Some) or remove (None), as a merge patch writes them.
+fn annotation_map(
+    annotations: &BTreeMap<String, Option<String>>,
+) -> serde_json::Map<String, Value> {
+    annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_ref().map_or(Value::Null, |v| json!(v))))
+        .collect()
+}
+
 /// The changes the engine makes to nodes; each is idempotent and rides
 /// through API server outages.
 #[derive(Clone)]
@@ -139,28 +165,27 @@ impl NodeOps {
 
     /// Cordon: what `kubectl cordon` sends (k8s-mechanics §4).
     pub async fn cordon(&self, node: &str) -> Result<(), kube::Error> {
-        self.cordon_labelled(node, &[]).await
+        self.cordon_marked(node, &[], &BTreeMap::new()).await
     }
 
-    /// Set `labels` and cordon in one patch: one request where a drain used
-    /// two, and no moment where the node carries one change without the
-    /// other. A strategic merge patch merges `metadata.labels` key by key as
-    /// a JSON merge patch does
+    /// Set `labels` and `annotations` (None removes one) and cordon in one
+    /// patch: one request where a drain used three, and no moment where the
+    /// node carries one change without the others. A strategic merge patch
+    /// merges `metadata.labels` and `metadata.annotations` key by key, a
+    /// null removing the key, as a JSON merge patch does
     /// (https://kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/).
-    pub async fn cordon_labelled(
+    pub async fn cordon_marked(
         &self,
         node: &str,
         labels: &[(&str, &str)],
+        annotations: &BTreeMap<String, Option<String>>,
     ) -> Result<(), kube::Error> {
-        let mut patch = json!({"spec": {"unschedulable": true}});
-        if !labels.is_empty() {
-            let map: serde_json::Map<String, Value> = labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), json!(v)))
-                .collect();
-            patch["metadata"] = json!({ "labels": map });
-        }
-        self.patch("cordon", node, &Patch::Strategic(patch)).await
+        self.patch(
+            "cordon",
+            node,
+            &Patch::Strategic(cordon_patch(labels, annotations)),
+        )
+        .await
     }
 
     pub async fn uncordon(&self, node: &str) -> Result<(), kube::Error> {
@@ -187,12 +212,11 @@ impl NodeOps {
         node: &str,
         annotations: &BTreeMap<String, Option<String>>,
     ) -> Result<(), kube::Error> {
-        let map: serde_json::Map<String, Value> = annotations
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_ref().map_or(Value::Null, |v| json!(v))))
-            .collect();
-        self.merge(node, json!({"metadata": {"annotations": map}}))
-            .await
+        self.merge(
+            node,
+            json!({"metadata": {"annotations": annotation_map(annotations)}}),
+        )
+        .await
     }
 
     /// The first Node `wanted` accepts, read from the API server now (every
@@ -242,6 +266,28 @@ impl NodeOps {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_plain_cordon_is_kubectls_patch_and_a_marked_one_adds_only_its_keys() {
+        assert_eq!(
+            cordon_patch(&[], &BTreeMap::new()),
+            json!({"spec": {"unschedulable": true}})
+        );
+        let annotations = BTreeMap::from([
+            ("a/phase".to_string(), Some("draining".to_string())),
+            ("a/blocked".to_string(), None),
+        ]);
+        assert_eq!(
+            cordon_patch(&[("l/lb", "true")], &annotations),
+            json!({
+                "spec": {"unschedulable": true},
+                "metadata": {
+                    "labels": {"l/lb": "true"},
+                    "annotations": {"a/phase": "draining", "a/blocked": null},
+                },
+            })
+        );
+    }
 
     fn node(taints: serde_json::Value, zone: Option<&str>) -> Node {
         let mut labels = json!({});

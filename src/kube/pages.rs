@@ -17,14 +17,31 @@ pub async fn list_all<K>(api: &Api<K>, params: &ListParams) -> Result<Vec<K>, ku
 where
     K: Clone + DeserializeOwned + Debug,
 {
+    Ok(list_all_at(api, params).await?.0)
+}
+
+/// Every item of a list and the resourceVersion it was read at, where a
+/// watch that misses nothing after the list starts. Every page of a list
+/// is served from the first page's snapshot, so the first page's version
+/// is the whole list's
+/// (https://kubernetes.io/docs/reference/using-api/api-concepts/#retrieving-large-results-sets-in-chunks).
+pub async fn list_all_at<K>(
+    api: &Api<K>,
+    params: &ListParams,
+) -> Result<(Vec<K>, String), kube::Error>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
     let mut items = Vec::new();
-    let found = visit_pages(api, params, |page: Vec<K>| {
-        items.extend(page);
+    let mut version: Option<String> = None;
+    let found = pages(api, params, |page: ObjectList<K>| {
+        version.get_or_insert_with(|| page.metadata.resource_version.clone().unwrap_or_default());
+        items.extend(page.items);
         ControlFlow::<()>::Continue(())
     })
     .await?;
     debug_assert!(found.is_none());
-    Ok(items)
+    Ok((items, version.unwrap_or_default()))
 }
 
 /// Hand each page of a list to `visit` until it breaks with an answer
@@ -38,13 +55,30 @@ pub async fn visit_pages<K, T>(
 where
     K: Clone + DeserializeOwned + Debug,
 {
+    pages(api, params, |page| visit(page.items)).await
+}
+
+/// [`visit_pages`] with each page's list metadata.
+async fn pages<K, T>(
+    api: &Api<K>,
+    params: &ListParams,
+    mut visit: impl FnMut(ObjectList<K>) -> ControlFlow<T>,
+) -> Result<Option<T>, kube::Error>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
     let mut params = params.clone().limit(PAGE_SIZE);
     loop {
-        let page: ObjectList<K> = api.list(&params).await?;
-        if let ControlFlow::Break(answer) = visit(page.items) {
+        let mut page: ObjectList<K> = api.list(&params).await?;
+        let token = page
+            .metadata
+            .continue_
+            .take()
+            .filter(|token| !token.is_empty());
+        if let ControlFlow::Break(answer) = visit(page) {
             return Ok(Some(answer));
         }
-        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+        match token {
             Some(token) => params = params.continue_token(&token),
             None => return Ok(None),
         }

@@ -2193,3 +2193,90 @@ async fn a_run_record_written_by_another_run_is_never_overwritten() {
     let kept = winner.load().await.expect("loads").expect("a record");
     assert_eq!(kept.message.as_deref(), Some("the winner's"));
 }
+
+/// A pod bound to the old node after the drain's precheck listed its pods
+/// (here: the moment the node is cordoned, while the API server holds the
+/// drain's watch of the node's pods) is evicted like the others. The drain
+/// takes the precheck's list as its first and watches from the version the
+/// list was read at; a watch from "now" would miss the pod, and the node
+/// would go with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_bound_between_the_precheck_and_the_drain_is_evicted() {
+    let h = start(Spec {
+        pools: vec![("general", 2)],
+        max_surge: 1,
+        drain: "{ timeout: 60s, onTimeout: fail, unmanagedPods: delete }",
+        ..Spec::default()
+    })
+    .await;
+    h.world.apiserver.faults().delay_next(
+        1,
+        Duration::from_secs(2),
+        FaultFilter::verb_resource("watch", "pods").with_query("fieldSelector=spec.nodeName"),
+    );
+    let (cordoned_tx, mut cordoned) = tokio::sync::mpsc::unbounded_channel::<String>();
+    h.world.store.observe(move |e| {
+        let flipped = std::ptr::eq(e.resource, &NODES)
+            && e.object.pointer("/spec/unschedulable") == Some(&json!(true))
+            && e.previous
+                .as_ref()
+                .and_then(|p| p.pointer("/spec/unschedulable"))
+                != Some(&json!(true));
+        if flipped {
+            let _ = cordoned_tx.send(e.name.clone());
+        }
+    });
+    let store = h.world.store.clone();
+    let bind = tokio::spawn(async move {
+        let node = cordoned.recv().await.expect("a node is cordoned");
+        store
+            .create(
+                &PODS,
+                "shop",
+                json!({
+                    "metadata": {"name": "bound-late", "namespace": "shop"},
+                    "spec": {
+                        "nodeName": node,
+                        "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+                    },
+                    "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+                }),
+            )
+            .expect("the pod is bound");
+        node
+    });
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}\n{}", world_state(&h));
+    let node = bind.await.expect("the pod was bound");
+    assert!(
+        h.original_workers.contains_key(&node),
+        "the first cordoned node is an old worker: {node}"
+    );
+    let (left, _) = h.world.store.list(&PODS, Some("shop"), |p| {
+        p.pointer("/metadata/name") == Some(&json!("bound-late"))
+    });
+    assert!(left.is_empty(), "the late pod was not evicted: {left:?}");
+    h.assert_converged();
+}
+
+/// The drain's watch from the precheck's list refused (a 503 from an API
+/// server restarting): the drain lists the node's pods again and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_whose_first_watch_is_refused_lists_again_and_finishes() {
+    let h = start(Spec {
+        pools: vec![("general", 2)],
+        max_surge: 1,
+        ..Spec::default()
+    })
+    .await;
+    h.world.apiserver.faults().fail_next(
+        1,
+        503,
+        Some(FaultFilter::verb_resource("watch", "pods").with_query("fieldSelector=spec.nodeName")),
+    );
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}\n{}", world_state(&h));
+    h.assert_converged();
+}

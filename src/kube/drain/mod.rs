@@ -13,5 +13,5 @@ pub use filter::{Decision, EvictReason, PodRules, SkipReason, decide};
 pub use policy::{LocalStorage, OnDrainTimeout, UnmanagedPods};
 pub use runner::{
     Blocker, DEFAULT_EVICTION_CONCURRENCY, DrainError, DrainOutcome, DrainPolicy, DrainProgress,
-    DrainReport, EvictedPod, describe_blockers, drain, precheck,
+    DrainReport, EvictedPod, Listed, describe_blockers, drain, precheck,
 };

@@ -10,9 +10,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
-use futures::{Future, StreamExt, TryStreamExt};
+use futures::stream::{self, BoxStream};
+use futures::{Future, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, Preconditions};
+use kube::api::{DeleteParams, Preconditions, WatchEvent, WatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use schemars::JsonSchema;
@@ -26,7 +27,7 @@ use super::local::{self, NodeLocalClaims};
 use super::policy::{LocalStorage, OnDrainTimeout, UnmanagedPods};
 use crate::kube::decoded::{DrainPod, map_event};
 use crate::kube::errors;
-use crate::kube::pages::list_all;
+use crate::kube::pages::list_all_at;
 use crate::kube::retry::with_retry;
 
 /// How a drain behaves.
@@ -160,35 +161,42 @@ impl DrainProgress for () {
     fn evicted(&self, _: &str, _: &str) {}
 }
 
+/// The pods on a node as one list read them, and the resourceVersion the
+/// list was read at: a drain that follows a [`precheck`] watches from there
+/// instead of listing them again.
+#[derive(Debug)]
+pub struct Listed {
+    pods: Vec<Pod>,
+    resource_version: String,
+}
+
 /// Every decision for the pods on `node` now, failing when any pod must
-/// not be removed. Call before cordoning so a refusal changes nothing.
+/// not be removed. Call before cordoning so a refusal changes nothing; hand
+/// what it listed to the [`drain`] that follows.
 pub async fn precheck(
     client: &Client,
     node: &str,
     policy: &DrainPolicy,
-) -> Result<Vec<(PodKey, Decision)>, DrainError> {
+) -> Result<Listed, DrainError> {
     let api_error = |source| DrainError::Api {
         node: node.to_string(),
         source,
     };
-    let pods = list_pods_on(client, node).await.map_err(api_error)?;
-    let local_claims = local_claims_of(client, node, &pods)
+    let listed = list_pods_on(client, node).await.map_err(api_error)?;
+    let local_claims = local_claims_of(client, node, &listed.pods)
         .await
         .map_err(api_error)?;
     let rules = policy.rules(&local_claims);
-    let decisions: Vec<(PodKey, Decision)> = pods
+    let refusals: Vec<String> = listed
+        .pods
         .iter()
-        .map(|p| (PodKey::of(p), decide(p, &rules)))
-        .collect();
-    let refusals: Vec<String> = decisions
-        .iter()
-        .filter_map(|(_, d)| match d {
-            Decision::Refuse { message } => Some(message.clone()),
+        .filter_map(|p| match decide(p, &rules) {
+            Decision::Refuse { message } => Some(message),
             _ => None,
         })
         .collect();
     if refusals.is_empty() {
-        Ok(decisions)
+        Ok(listed)
     } else {
         Err(DrainError::Refused {
             node: node.to_string(),
@@ -212,11 +220,73 @@ async fn local_claims_of(
 
 /// The pods on `node`, decoded as far as a drain reads them
 /// ([`DrainPod`]).
-async fn list_pods_on(client: &Client, node: &str) -> Result<Vec<Pod>, kube::Error> {
+async fn list_pods_on(client: &Client, node: &str) -> Result<Listed, kube::Error> {
     let api: Api<DrainPod> = Api::all(client.clone());
-    let params = kube::api::ListParams::default().fields(&format!("spec.nodeName={node}"));
-    let pods = list_all(&api, &params).await?;
-    Ok(pods.into_iter().map(Pod::from).collect())
+    let params = kube::api::ListParams::default().fields(&on_node(node));
+    let (pods, resource_version) = list_all_at(&api, &params).await?;
+    Ok(Listed {
+        pods: pods.into_iter().map(Pod::from).collect(),
+        resource_version,
+    })
+}
+
+/// The field selector of the pods on `node`.
+fn on_node(node: &str) -> String {
+    format!("spec.nodeName={node}")
+}
+
+type PodEvents = BoxStream<'static, Result<watcher::Event<Pod>, watcher::Error>>;
+
+/// The events of the pods on `node`, as kube's watcher gives them: a list
+/// (`Init`, `InitApply`…, `InitDone`), then the changes, a list again after
+/// the watch breaks. With the list of a precheck, the first list is that
+/// one and the watch starts where it was read — one request fewer; once
+/// that watch ends (an error, a `410 Gone` for a version too old, the
+/// server's timeout), the watcher takes over and lists anew.
+fn pod_events(client: &Client, node: &str, listed: Option<Listed>) -> PodEvents {
+    let api = Api::<DrainPod>::all(client.clone());
+    let fields = on_node(node);
+    // The pods are decoded as far as the decisions read them.
+    let watching = watcher(api.clone(), watcher::Config::default().fields(&fields))
+        .default_backoff()
+        .map_ok(|event| map_event(event, Pod::from));
+    let Some(listed) = listed.filter(|l| !l.resource_version.is_empty()) else {
+        return watching.boxed();
+    };
+    let first_list = std::iter::once(watcher::Event::Init)
+        .chain(listed.pods.into_iter().map(watcher::Event::InitApply))
+        .chain(std::iter::once(watcher::Event::InitDone))
+        .map(Ok);
+    let params = WatchParams::default().fields(&fields);
+    let version = listed.resource_version;
+    let node = node.to_string();
+    let changes = stream::once(async move { api.watch(&params, &version).await })
+        .filter_map(move |started| {
+            let started = started
+                .map_err(|e| tracing::debug!(%node, error = %e, "pod watch from the precheck's list refused; listing again"))
+                .ok();
+            future::ready(started)
+        })
+        .flatten()
+        .take_while(|event| {
+            future::ready(matches!(
+                event,
+                Ok(WatchEvent::Added(_) | WatchEvent::Modified(_) | WatchEvent::Deleted(_) | WatchEvent::Bookmark(_))
+            ))
+        })
+        .filter_map(|event| {
+            future::ready(match event {
+                Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod)) => {
+                    Some(Ok(watcher::Event::Apply(Pod::from(pod))))
+                }
+                Ok(WatchEvent::Deleted(pod)) => Some(Ok(watcher::Event::Delete(Pod::from(pod)))),
+                _ => None,
+            })
+        });
+    stream::iter(first_list)
+        .chain(changes)
+        .chain(watching)
+        .boxed()
 }
 
 type EvictionFuture =
@@ -232,22 +302,17 @@ struct Pending {
 
 /// Drain `node` (already cordoned) until every pod that must leave is gone
 /// or `deadline` passes. `client` must not retry 429s on its own: a PDB's
-/// 429 has to reach this loop.
+/// 429 has to reach this loop. `listed`: what the [`precheck`] just before
+/// read, if there was one.
 pub async fn drain(
     client: &Client,
     node: &str,
     deadline: Instant,
     policy: &DrainPolicy,
     progress: &dyn DrainProgress,
+    listed: Option<Listed>,
 ) -> Result<DrainReport, DrainError> {
-    // The pods are decoded as far as the decisions read them.
-    let mut pod_events = watcher(
-        Api::<DrainPod>::all(client.clone()),
-        watcher::Config::default().fields(&format!("spec.nodeName={node}")),
-    )
-    .default_backoff()
-    .map_ok(|event| map_event(event, Pod::from))
-    .boxed();
+    let mut pod_events = pod_events(client, node, listed);
 
     let mut initialized = false;
     let mut init_buffer: Vec<Pod> = Vec::new();

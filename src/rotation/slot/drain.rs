@@ -1,6 +1,7 @@
 //! The drain side of a slot: check, then cordon and drain the old node
 //! onto its replacement (design §8.2).
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -37,19 +38,22 @@ impl Executor<'_> {
             Phase::Draining,
             &format!("replacement {} Ready", new_node.unwrap_or_default()),
         );
-        drain::precheck(&ctx.drain_client, self.old_name(), &ctx.config.drain)
+        let listed = drain::precheck(&ctx.drain_client, self.old_name(), &ctx.config.drain)
             .await
             .map_err(|e| SlotError::Failed(e.to_string()))?;
+        self.listed = Some(listed);
         state.drain = Drain::Checked;
         Ok(())
     }
 
-    /// [`crate::rotation::machine::Action::Drain`]: take the old node out
-    /// of load balancers, cordon it, evict its pods. The deadline counts
-    /// from the drain's start, also across a crash.
+    /// [`crate::rotation::machine::Action::Drain`]: write the drain's
+    /// `mark` (its phase annotations), take the old node out of load
+    /// balancers and cordon it, in one patch; evict its pods. The deadline
+    /// counts from the drain's start, also across a crash.
     pub(super) async fn drain(
         &mut self,
         onto: &str,
+        mark: &BTreeMap<String, Option<String>>,
         state: &mut SlotState,
         report: &mut SlotReport,
     ) -> Result<(), SlotError> {
@@ -57,7 +61,7 @@ impl Executor<'_> {
         let old_name = self.old_name().to_string();
         report.new_node = Some(onto.to_string());
         ctx.node_ops
-            .cordon_labelled(&old_name, &[(EXCLUDE_LB_LABEL, "true")])
+            .cordon_marked(&old_name, &[(EXCLUDE_LB_LABEL, "true")], mark)
             .await?;
         let drain_started = self.drain_started.unwrap_or_else(Timestamp::now);
         let elapsed =
@@ -75,6 +79,7 @@ impl Executor<'_> {
             deadline,
             &ctx.config.drain,
             &watcher,
+            self.listed.take(),
         )
         .await;
         report.timings.drain = Some(started.elapsed().as_secs_f64());

@@ -62,7 +62,7 @@ impl Executor<'_> {
                 // up): the attempt is over, the next one has a key of its
                 // own. The token minted for the refused launch goes at once.
                 Err(SlotError::Provider(ProviderError::LaunchKeySpent { message })) => {
-                    delete_slot_tokens(self.ctx, self.old_name()).await?;
+                    self.delete_tokens().await?;
                     let reason = format!("attempt {attempt}'s instance is gone: {message}");
                     self.ctx.progress.phase(
                         &self.input.pool.name,
@@ -86,12 +86,12 @@ impl Executor<'_> {
     }
 
     /// Mint the slot's token and ask the provider for the instance.
-    async fn launch_new(&self, key: &SlotKey) -> Result<Instance, SlotError> {
+    async fn launch_new(&mut self, key: &SlotKey) -> Result<Instance, SlotError> {
         let ctx = self.ctx;
         let pool = &self.input.pool;
         let config = &ctx.config;
         let zone = self.zone.clone().unwrap_or_default();
-        let token = mint_token(ctx, key).await?;
+        let token = mint_token(ctx, key, &mut self.tokens).await?;
         let node_name = format!("{}-{}", pool.name, short_random());
         let comment = format!(
             "kubesurge: cluster {}, run {}, replaces {} (attempt {})",
@@ -173,7 +173,7 @@ impl Executor<'_> {
             .await
             .is_some();
         if registered_seen {
-            delete_slot_tokens(ctx, self.old_name()).await?;
+            self.delete_tokens().await?;
         }
         let allowed = &self.input.pool.node_taints;
         let ready = match wait_ready(ctx, &instance, allowed, deadline).await {
@@ -187,7 +187,7 @@ impl Executor<'_> {
             Ok(new_node) => {
                 if !registered_seen {
                     // Seen Ready only on the fresh read (the watch was cut).
-                    delete_slot_tokens(ctx, self.old_name()).await?;
+                    self.delete_tokens().await?;
                 }
                 wait_daemon_pods(ctx, &new_node, deadline).await;
                 report.timings.launch_to_ready = Some(launched_at.elapsed().as_secs_f64());
@@ -307,8 +307,15 @@ impl Executor<'_> {
             let name = nodes::name(node);
             ctx.node_ops.cordon(name).await?;
             let deadline = Instant::now() + ctx.deadlines.drain;
-            let left = match drain::drain(&ctx.drain_client, name, deadline, &ctx.config.drain, &())
-                .await
+            let left = match drain::drain(
+                &ctx.drain_client,
+                name,
+                deadline,
+                &ctx.config.drain,
+                &(),
+                None,
+            )
+            .await
             {
                 Ok(report) => match report.outcome {
                     DrainOutcome::Skipped { blockers } => Some(drain::describe_blockers(&blockers)),
@@ -338,7 +345,7 @@ impl Executor<'_> {
                 .delete(nodes::name(&node), node.metadata.uid.as_deref())
                 .await?;
         }
-        delete_slot_tokens(ctx, self.old_name()).await?;
+        self.delete_tokens().await?;
         state.replacement = Replacement::Discarded {
             reason: format!("{reason}; {} keeps serving", self.old_name()),
         };
@@ -346,7 +353,11 @@ impl Executor<'_> {
     }
 }
 
-async fn mint_token(ctx: &RunContext, key: &SlotKey) -> Result<BootstrapToken, SlotError> {
+async fn mint_token(
+    ctx: &RunContext,
+    key: &SlotKey,
+    tokens: &mut SlotTokens,
+) -> Result<BootstrapToken, SlotError> {
     let labels = BTreeMap::from([
         (ann::TOKEN_RUN_LABEL.to_string(), ctx.run_id.clone()),
         (tags::REPLACES.to_string(), label_value(&key.old_node)),
@@ -362,10 +373,23 @@ async fn mint_token(ctx: &RunContext, key: &SlotKey) -> Result<BootstrapToken, S
             ),
             labels.clone(),
         );
+        let sent = std::sync::atomic::AtomicU32::new(0);
         // The Secret the server answers with is not decoded.
-        let create = || write::create(&ctx.client, Some("kube-system"), &secret);
-        match with_retry("create bootstrap token", create).await {
-            Ok(_) => return Ok(token),
+        let create = || {
+            sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            write::create(&ctx.client, Some("kube-system"), &secret)
+        };
+        let created = with_retry("create bootstrap token", create).await;
+        if sent.into_inner() > 1 {
+            // A create sent again after an answer that never came may have
+            // made a token of its own: only a list finds it.
+            tokens.unknown = true;
+        }
+        match created {
+            Ok(_) => {
+                tokens.minted.push(token.secret_name());
+                return Ok(token);
+            }
             // A token id collision (1 in 2 billion): draw another.
             Err(e) if is_conflict(&e) => continue,
             Err(e) => return Err(e.into()),
@@ -373,10 +397,66 @@ async fn mint_token(ctx: &RunContext, key: &SlotKey) -> Result<BootstrapToken, S
     }
 }
 
-/// Delete the bootstrap tokens minted to replace `old_node`: this run's,
-/// and those of a run that never finished (whose replacement this slot may
-/// have adopted).
-async fn delete_slot_tokens(ctx: &RunContext, old_node: &str) -> Result<(), SlotError> {
+/// The bootstrap tokens of a slot that may be in the cluster, for deleting
+/// them as soon as its machine has registered (or is given up).
+#[derive(Debug, Default)]
+pub(super) struct SlotTokens {
+    /// Minted by this invocation and not deleted yet.
+    minted: Vec<String>,
+    /// Tokens may exist that `minted` does not name: an earlier run marked
+    /// the old node (and may have minted for it), or a create was sent
+    /// again. Deleting them then lists the slot's tokens by label.
+    unknown: bool,
+}
+
+impl SlotTokens {
+    /// For a slot that starts with `old_node` as the cache shows it and
+    /// `adopted` instances launched earlier. A run marks the old node
+    /// ([`ann::RUN`]) before it mints a token for it: an unmarked node has
+    /// none yet; a node not in view may.
+    pub(super) fn at_start(old_node: Option<&Node>, adopted: usize) -> SlotTokens {
+        let marked = old_node.is_none_or(|n| nodes::annotation(n, ann::RUN).is_some());
+        SlotTokens {
+            minted: Vec::new(),
+            unknown: marked || adopted > 0,
+        }
+    }
+
+    /// The names to delete: those minted, unless only a list can tell.
+    fn known(&self) -> Option<&[String]> {
+        (!self.unknown).then_some(self.minted.as_slice())
+    }
+}
+
+impl Executor<'_> {
+    /// Delete the bootstrap tokens minted to replace the old node: this
+    /// invocation's by name, and when an earlier run (whose replacement this
+    /// slot may have adopted) or a resent create may have left others, all
+    /// the slot's tokens found by label. The tokens of a run that never
+    /// finished also go at the end of the next run that does.
+    async fn delete_tokens(&mut self) -> Result<(), SlotError> {
+        let ctx = self.ctx;
+        let names = match self.tokens.known() {
+            Some(names) => names.to_vec(),
+            None => slot_token_names(ctx, self.old_name()).await?,
+        };
+        for name in names {
+            let dp = DeleteParams::default();
+            let delete = || write::delete::<Secret>(&ctx.client, Some("kube-system"), &name, &dp);
+            match with_retry("delete token", delete).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.tokens = SlotTokens::default();
+        Ok(())
+    }
+}
+
+/// The names of the bootstrap tokens minted to replace `old_node`, by any
+/// run.
+async fn slot_token_names(ctx: &RunContext, old_node: &str) -> Result<Vec<String>, SlotError> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), "kube-system");
     let selector = format!(
         "{},{}={}",
@@ -387,17 +467,11 @@ async fn delete_slot_tokens(ctx: &RunContext, old_node: &str) -> Result<(), Slot
     let params = ListParams::default().labels(&selector);
     // Names are all this needs: the tokens' metadata, not their secrets.
     let list = with_retry("list tokens", || secrets.list_metadata(&params)).await?;
-    for secret in list.items {
-        let name = secret.metadata.name.unwrap_or_default();
-        let dp = DeleteParams::default();
-        let delete = || write::delete::<Secret>(&ctx.client, Some("kube-system"), &name, &dp);
-        match with_retry("delete token", delete).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect())
 }
 
 /// Wait until a Node with the instance's providerID may receive pods

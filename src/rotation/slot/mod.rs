@@ -362,10 +362,11 @@ async fn drive(
     );
     report.old_instance = observed.old_instance.as_ref().map(|i| i.id.0.clone());
     report.zone = observed.zone.clone();
+    let old = ctx.nodes.get(&input.old_node);
     let mut slot = Executor {
         ctx,
         input,
-        old: ctx.nodes.get(&input.old_node),
+        old: old.clone(),
         old_instance: observed.old_instance,
         zone: observed.zone,
         // A drain's deadline counts from its start in this invocation: a
@@ -381,6 +382,8 @@ async fn drive(
         given_up_node: None,
         old_instance_seen: None,
         checked_for_drain: false,
+        tokens: join::SlotTokens::at_start(old.as_deref(), input.adopted.len()),
+        listed: None,
     };
     let mut state = observed.state;
     loop {
@@ -392,14 +395,16 @@ async fn drive(
         if let Action::Drain { .. } = action {
             slot.drain_started.get_or_insert_with(Timestamp::now);
         }
-        mark(
-            ctx,
-            input,
+        let phase = phase_annotations(
             &action,
+            &ctx.run_id,
             slot.drain_started,
             slot.cordoned_before_to_record(),
-        )
-        .await?;
+        );
+        // The drain's mark goes with its cordon, in one patch.
+        if let (Some(annotations), false) = (&phase, matches!(action, Action::Drain { .. })) {
+            ctx.node_ops.annotate(&input.old_node, annotations).await?;
+        }
         match action {
             Action::Finish(End::Replaced) => {
                 let detail = match &report.new_node {
@@ -425,7 +430,10 @@ async fn drive(
                 registered,
             } => slot.discard(&instance, registered, &mut state).await?,
             Action::CheckDrain => slot.check_drain(&mut state, report).await?,
-            Action::Drain { onto } => slot.drain(&onto, &mut state, report).await?,
+            Action::Drain { onto } => {
+                let mark = phase.unwrap_or_default();
+                slot.drain(&onto, &mark, &mut state, report).await?
+            }
             Action::Terminate => slot.terminate(&mut state, report).await?,
             Action::Forget => slot.forget(&mut state, report).await?,
         }
@@ -454,6 +462,11 @@ struct Executor<'a> {
     /// The old instance was checked before the drain's precheck, moments
     /// before the drain itself.
     checked_for_drain: bool,
+    /// The bootstrap tokens the slot may have in the cluster.
+    tokens: join::SlotTokens,
+    /// The old node's pods as the drain's precheck listed them, for the
+    /// drain that follows it.
+    listed: Option<crate::kube::drain::Listed>,
 }
 
 impl Executor<'_> {

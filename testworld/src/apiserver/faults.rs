@@ -1,6 +1,7 @@
 //! Faults on demand: the API server away for a while (every connection
-//! dropped, new ones refused), and bursts of 429/500/503 answers. They act
-//! on HTTP clients only; in-process controllers use the store directly.
+//! dropped, new ones refused), bursts of 429/500/503 answers, and requests
+//! held before they are served. They act on HTTP clients only; in-process
+//! controllers use the store directly.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,8 @@ use tokio::sync::watch;
 
 use super::status::{ApiError, Details};
 
-/// Which requests a `fail_next` burst hits. `None` fields match anything.
+/// Which requests a `fail_next` burst (or a `delay_next` hold) hits.
+/// `None` fields match anything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FaultFilter {
     /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, …
@@ -18,20 +20,23 @@ pub struct FaultFilter {
     /// The resource plural, with the subresource if any (`pods`,
     /// `pods/eviction`, `nodes/status`); for other URLs the path.
     pub resource: Option<String>,
+    /// Text the request's query string contains, as sent (URL-encoded):
+    /// `fieldSelector=spec.nodeName` picks the requests of one node's pods.
+    pub query: Option<String>,
 }
 
 impl FaultFilter {
     pub fn verb(verb: &str) -> FaultFilter {
         FaultFilter {
             verb: Some(verb.into()),
-            resource: None,
+            ..FaultFilter::default()
         }
     }
 
     pub fn resource(resource: &str) -> FaultFilter {
         FaultFilter {
-            verb: None,
             resource: Some(resource.into()),
+            ..FaultFilter::default()
         }
     }
 
@@ -39,13 +44,36 @@ impl FaultFilter {
         FaultFilter {
             verb: Some(verb.into()),
             resource: Some(resource.into()),
+            ..FaultFilter::default()
         }
     }
 
-    fn matches(&self, verb: &str, resource: &str) -> bool {
-        self.verb.as_deref().is_none_or(|v| v == verb)
-            && self.resource.as_deref().is_none_or(|r| r == resource)
+    /// Only requests whose query string contains `text`.
+    pub fn with_query(self, text: &str) -> FaultFilter {
+        FaultFilter {
+            query: Some(text.into()),
+            ..self
+        }
     }
+
+    fn matches(&self, request: &RequestFacts<'_>) -> bool {
+        self.verb.as_deref().is_none_or(|v| v == request.verb)
+            && self
+                .resource
+                .as_deref()
+                .is_none_or(|r| r == request.resource)
+            && self
+                .query
+                .as_deref()
+                .is_none_or(|q| request.query.contains(q))
+    }
+}
+
+/// What a fault's filter looks at in a request.
+pub(crate) struct RequestFacts<'a> {
+    pub verb: &'a str,
+    pub resource: &'a str,
+    pub query: &'a str,
 }
 
 struct FailRule {
@@ -54,10 +82,17 @@ struct FailRule {
     filter: Option<FaultFilter>,
 }
 
+struct DelayRule {
+    remaining: usize,
+    delay: Duration,
+    filter: FaultFilter,
+}
+
 struct FaultState {
     unavailable_until: Mutex<Option<Instant>>,
     kill: watch::Sender<u64>,
     rules: Mutex<Vec<FailRule>>,
+    delays: Mutex<Vec<DelayRule>>,
     served: AtomicU64,
     /// Evictions a validating admission webhook denies, by
     /// `namespace/pod`: (webhook name, its message).
@@ -77,6 +112,7 @@ impl Default for Faults {
                 unavailable_until: Mutex::new(None),
                 kill: watch::Sender::new(0),
                 rules: Mutex::new(Vec::new()),
+                delays: Mutex::new(Vec::new()),
                 served: AtomicU64::new(0),
                 denied_evictions: Mutex::new(std::collections::BTreeMap::new()),
             }),
@@ -121,6 +157,17 @@ impl Faults {
         });
     }
 
+    /// Hold each of the next `n` requests `filter` matches for `delay`
+    /// before serving it, as an overloaded API server queues a request
+    /// (API Priority and Fairness) and answers it late.
+    pub fn delay_next(&self, n: usize, delay: Duration, filter: FaultFilter) {
+        lock(&self.inner.delays).push(DelayRule {
+            remaining: n,
+            delay,
+            filter,
+        });
+    }
+
     /// A validating admission webhook `webhook` (a policy on
     /// `pods/eviction`, as PDB-less guards like Gatekeeper rules are
     /// written) denies every eviction of `namespace/pod` with `message`.
@@ -138,9 +185,11 @@ impl Faults {
             .cloned()
     }
 
-    /// Forget pending `fail_next` bursts and end an unavailability.
+    /// Forget pending `fail_next` bursts and `delay_next` holds, and end an
+    /// unavailability.
     pub fn clear(&self) {
         lock(&self.inner.rules).clear();
+        lock(&self.inner.delays).clear();
         *lock(&self.inner.unavailable_until) = None;
     }
 
@@ -159,10 +208,10 @@ impl Faults {
     }
 
     /// The injected failure for this request, if a burst applies.
-    pub(crate) fn take_failure(&self, verb: &str, resource: &str) -> Option<ApiError> {
+    pub(crate) fn take_failure(&self, request: &RequestFacts<'_>) -> Option<ApiError> {
         let mut rules = lock(&self.inner.rules);
         let index = rules.iter().position(|r| {
-            r.remaining > 0 && r.filter.as_ref().is_none_or(|f| f.matches(verb, resource))
+            r.remaining > 0 && r.filter.as_ref().is_none_or(|f| f.matches(request))
         })?;
         let rule = &mut rules[index];
         rule.remaining -= 1;
@@ -171,6 +220,21 @@ impl Faults {
             rules.remove(index);
         }
         Some(injected(status))
+    }
+
+    /// How long to hold this request before serving it, if a hold applies.
+    pub(crate) fn take_delay(&self, request: &RequestFacts<'_>) -> Option<Duration> {
+        let mut delays = lock(&self.inner.delays);
+        let index = delays
+            .iter()
+            .position(|d| d.remaining > 0 && d.filter.matches(request))?;
+        let rule = &mut delays[index];
+        rule.remaining -= 1;
+        let delay = rule.delay;
+        if rule.remaining == 0 {
+            delays.remove(index);
+        }
+        Some(delay)
     }
 }
 
@@ -201,6 +265,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    fn request<'a>(verb: &'a str, resource: &'a str, query: &'a str) -> RequestFacts<'a> {
+        RequestFacts {
+            verb,
+            resource,
+            query,
+        }
+    }
+
     #[test]
     fn bursts_hit_only_matching_requests_and_run_out() {
         let f = Faults::default();
@@ -209,25 +281,44 @@ mod tests {
             429,
             Some(FaultFilter::verb_resource("create", "pods/eviction")),
         );
-        assert!(f.take_failure("get", "pods").is_none());
-        let e = f.take_failure("create", "pods/eviction").unwrap();
+        assert!(f.take_failure(&request("get", "pods", "")).is_none());
+        let e = f
+            .take_failure(&request("create", "pods/eviction", ""))
+            .unwrap();
         assert_eq!(e.code, 429);
         assert_eq!(e.retry_after(), Some(1));
-        assert!(f.take_failure("create", "pods/eviction").is_some());
-        assert!(f.take_failure("create", "pods/eviction").is_none());
+        assert!(
+            f.take_failure(&request("create", "pods/eviction", ""))
+                .is_some()
+        );
+        assert!(
+            f.take_failure(&request("create", "pods/eviction", ""))
+                .is_none()
+        );
         f.fail_next(1, 500, None);
-        assert_eq!(f.take_failure("list", "nodes").unwrap().code, 500);
+        assert_eq!(
+            f.take_failure(&request("list", "nodes", "")).unwrap().code,
+            500
+        );
     }
 
     #[test]
-    fn unavailability_expires_and_kills_connections() {
+    fn holds_hit_only_requests_whose_query_matches_and_run_out() {
         let f = Faults::default();
-        let mut kill = f.kill_signal();
-        f.unavailable_for(Duration::from_millis(30));
-        assert!(f.is_unavailable());
-        assert!(kill.has_changed().unwrap());
-        kill.mark_unchanged();
-        std::thread::sleep(Duration::from_millis(40));
-        assert!(!f.is_unavailable());
+        let hold = Duration::from_secs(2);
+        f.delay_next(
+            1,
+            hold,
+            FaultFilter::verb_resource("watch", "pods").with_query("fieldSelector=spec.nodeName"),
+        );
+        let kube_system = request("watch", "pods", "watch=true&resourceVersion=7");
+        let on_node = request(
+            "watch",
+            "pods",
+            "fieldSelector=spec.nodeName%3Dw-1&watch=true&resourceVersion=7",
+        );
+        assert_eq!(f.take_delay(&kube_system), None);
+        assert_eq!(f.take_delay(&on_node), Some(hold));
+        assert_eq!(f.take_delay(&on_node), None);
     }
 }

@@ -13,6 +13,7 @@ use super::auth;
 use super::context::Ctx;
 use super::discovery;
 use super::dispatch;
+use super::faults::RequestFacts;
 use super::impersonation;
 use super::negotiation::accept;
 use super::openapi;
@@ -63,8 +64,16 @@ pub(crate) async fn handle(
     let (verb, label) = classify(&parts.method, &route, &query, &path);
     shared.faults.note_request();
     shared.metrics.count(verb, &label);
-    if let Some(err) = shared.faults.take_failure(verb, &label) {
+    let facts = RequestFacts {
+        verb,
+        resource: &label,
+        query: parts.uri.query().unwrap_or(""),
+    };
+    if let Some(err) = shared.faults.take_failure(&facts) {
         return error_response(&shared, &err);
+    }
+    if let Some(delay) = shared.faults.take_delay(&facts) {
+        tokio::time::sleep(delay).await;
     }
     let user = match auth::authenticate(&shared, client_certificate, &parts.headers)
         .and_then(|user| impersonation::effective_user(&shared.store, user, &parts.headers))
