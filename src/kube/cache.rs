@@ -21,7 +21,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -286,14 +286,11 @@ where
     }
 
     /// Start watching; returns once the first list is in. The watch
-    /// resumes by itself after errors (API server restarts); a first list
-    /// the server refuses (401, 403: the credentials may not list the
-    /// kind) never passes by waiting, and fails the start naming it.
+    /// resumes by itself after errors (API server restarts).
     pub async fn start(self) -> Result<WatchCache<K>, kube::Error> {
         let namespace = self.namespace;
         let (store, writer) = reflector::store();
         let (tx, changed) = watch::channel(0u64);
-        let (refused_tx, refused) = oneshot::channel::<kube::Error>();
         let stream = self.events.reflect(writer);
         let kept = Arc::new(Kept {
             indexes: self.indexes,
@@ -303,18 +300,9 @@ where
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut n = 0u64;
-            let mut refused_tx = Some(refused_tx);
             while let Some(event) = stream.next().await {
                 let event = match event {
                     Ok(event) => event,
-                    Err(watcher::Error::InitialListFailed(e))
-                        if n == 0 && super::errors::is_refused(&e) =>
-                    {
-                        if let Some(refused) = refused_tx.take() {
-                            let _ = refused.send(e);
-                        }
-                        return;
-                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "watch interrupted; resuming");
                         continue;
@@ -332,12 +320,11 @@ where
             changed,
             _task: Arc::new(AbortOnDrop(task)),
         };
-        tokio::select! {
-            ready = cache.store.wait_until_ready() => {
-                ready.map_err(|e| kube::Error::Service(Box::new(e)))?;
-            }
-            Ok(refusal) = refused => return Err(refusal),
-        }
+        cache
+            .store
+            .wait_until_ready()
+            .await
+            .map_err(|e| kube::Error::Service(Box::new(e)))?;
         Ok(cache)
     }
 }

@@ -18,4 +18,5 @@ pub mod pods;
 pub mod proxy;
 pub mod retry;
 pub mod selector;
+pub mod volumes;
 pub mod write;

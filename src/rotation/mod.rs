@@ -230,7 +230,6 @@ impl Engine {
 
         let cluster_info = self.cluster_info().await?;
         let kube_system = watched::kube_system(self.client.clone()).await?;
-        let volume_attachments = watched::volume_attachments(self.client.clone()).await?;
         let ctx = slot::RunContext {
             run_id: record.id.clone(),
             target: record.target,
@@ -240,7 +239,6 @@ impl Engine {
             drain_client: self.drain_client.clone(),
             nodes: node_cache.clone(),
             kube_system,
-            volume_attachments,
             node_ops: NodeOps::new(self.client.clone()),
             recorder: Recorder::new(self.client.clone(), self.instance.clone()),
             progress: self.progress.clone(),
