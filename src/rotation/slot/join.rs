@@ -373,14 +373,14 @@ async fn mint_token(
             ),
             labels.clone(),
         );
-        let sent = std::sync::atomic::AtomicU32::new(0);
+        let mut sent = 0u32;
         // The Secret the server answers with is not decoded.
         let create = || {
-            sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            sent += 1;
             write::create(&ctx.client, Some("kube-system"), &secret)
         };
         let created = with_retry("create bootstrap token", create).await;
-        if sent.into_inner() > 1 {
+        if sent > 1 {
             // A create sent again after an answer that never came may have
             // made a token of its own: only a list finds it.
             tokens.unknown = true;

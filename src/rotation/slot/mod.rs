@@ -401,9 +401,10 @@ async fn drive(
             slot.drain_started,
             slot.cordoned_before_to_record(),
         );
-        // The drain's mark goes with its cordon, in one patch.
-        if let (Some(annotations), false) = (&phase, matches!(action, Action::Drain { .. })) {
-            ctx.node_ops.annotate(&input.old_node, annotations).await?;
+        match (&action, &phase) {
+            // The drain writes its mark with its cordon, in one patch.
+            (Action::Drain { .. }, _) | (_, None) => {}
+            (_, Some(annotations)) => ctx.node_ops.annotate(&input.old_node, annotations).await?,
         }
         match action {
             Action::Finish(End::Replaced) => {
