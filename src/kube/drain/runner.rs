@@ -310,9 +310,14 @@ pub async fn drain(
     deadline: Instant,
     policy: &DrainPolicy,
     progress: &dyn DrainProgress,
-    listed: Option<Listed>,
+    _listed: Option<Listed>,
 ) -> Result<DrainReport, DrainError> {
-    let mut pod_events = pod_events(client, node, listed);
+    // The precheck's list is not taken as the first: a drain that found no
+    // pod to evict in it would end before its watch delivered a pod bound
+    // since that list (before the cordon), and the node would go with it
+    // (found by the observer's PodLost in the suite). The drain lists after
+    // its cordon, as kubectl's does.
+    let mut pod_events = pod_events(client, node, None);
 
     let mut initialized = false;
     let mut init_buffer: Vec<Pod> = Vec::new();
