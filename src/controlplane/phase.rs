@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use super::detach;
 use super::script::{self, NodeFacts};
 use crate::kube::cache::WatchCache;
-use crate::kube::drain::{self, DrainOutcome, DrainPolicy};
+use crate::kube::drain::{self, DrainOutcome, DrainPolicy, StreamingLists};
 use crate::kube::events::{EventType, Recorder};
 use crate::kube::lock::LeaseHold;
 use crate::kube::nodes::{self, NodeOps};
@@ -213,6 +213,8 @@ pub struct HopReport {
 pub struct ControlPlaneDriver {
     pub client: Client,
     pub drain_client: Client,
+    /// Whether the API server refused a drain's streaming list.
+    pub streaming_lists: StreamingLists,
     pub exec: Arc<dyn NodeExec>,
     pub nodes: WatchCache<Node>,
     pub static_pods: WatchCache<Pod>,
@@ -275,6 +277,7 @@ impl ControlPlaneDriver {
             node_ops: NodeOps::new(client.clone()),
             client,
             drain_client,
+            streaming_lists: StreamingLists::default(),
             exec,
             nodes,
             static_pods,
@@ -500,7 +503,7 @@ impl ControlPlaneDriver {
             return Ok(false);
         }
         // Refuse before cordoning, so a refusal changes nothing.
-        let listed = drain::precheck(&self.drain_client, name, &self.drain)
+        drain::precheck(&self.drain_client, name, &self.drain)
             .await
             .map_err(|e| ControlPlaneError::Drain {
                 node: name.to_string(),
@@ -522,7 +525,7 @@ impl ControlPlaneDriver {
             Instant::now() + self.drain_timeout,
             &self.drain,
             &(),
-            Some(listed),
+            &self.streaming_lists,
         )
         .await;
         match drained {

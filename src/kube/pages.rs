@@ -17,31 +17,14 @@ pub async fn list_all<K>(api: &Api<K>, params: &ListParams) -> Result<Vec<K>, ku
 where
     K: Clone + DeserializeOwned + Debug,
 {
-    Ok(list_all_at(api, params).await?.0)
-}
-
-/// Every item of a list and the resourceVersion it was read at, where a
-/// watch that misses nothing after the list starts. Every page of a list
-/// is served from the first page's snapshot, so the first page's version
-/// is the whole list's
-/// (https://kubernetes.io/docs/reference/using-api/api-concepts/#retrieving-large-results-sets-in-chunks).
-pub async fn list_all_at<K>(
-    api: &Api<K>,
-    params: &ListParams,
-) -> Result<(Vec<K>, String), kube::Error>
-where
-    K: Clone + DeserializeOwned + Debug,
-{
     let mut items = Vec::new();
-    let mut version: Option<String> = None;
-    let found = pages(api, params, |page: ObjectList<K>| {
-        version.get_or_insert_with(|| page.metadata.resource_version.clone().unwrap_or_default());
-        items.extend(page.items);
+    let found = visit_pages(api, params, |page: Vec<K>| {
+        items.extend(page);
         ControlFlow::<()>::Continue(())
     })
     .await?;
     debug_assert!(found.is_none());
-    Ok((items, version.unwrap_or_default()))
+    Ok(items)
 }
 
 /// Hand each page of a list to `visit` until it breaks with an answer

@@ -46,6 +46,7 @@ pub use record::{RecordError, RecordStore, RecordedNode, RunRecord, RunState};
 pub use report::{RunOutcome, RunReport, SlotOutcome, SlotReport};
 
 use crate::kube::cache::WatchCache;
+use crate::kube::drain::StreamingLists;
 use crate::kube::events::Recorder;
 use crate::kube::join::{ClusterInfo, JoinError};
 use crate::kube::nodes::{self, CONTROL_PLANE_LABEL, NodeOps};
@@ -237,6 +238,7 @@ impl Engine {
             deadlines: deadlines::Deadlines::from_config(&self.config),
             client: self.client.clone(),
             drain_client: self.drain_client.clone(),
+            streaming_lists: StreamingLists::default(),
             nodes: node_cache.clone(),
             kube_system,
             node_ops: NodeOps::new(self.client.clone()),

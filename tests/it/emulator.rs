@@ -866,6 +866,20 @@ async fn runtime_watcher_and_await_condition_work_end_to_end() {
     .unwrap();
     assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"));
 
+    // A streaming list is refused where the WatchList gate is off by
+    // default (1.33: kubernetes/kubernetes#131359), as kube-apiserver
+    // refuses it: a 422 before the watch starts.
+    let refused = pods
+        .watch(&WatchParams::streaming_lists(), "")
+        .await
+        .map(|_| ())
+        .expect_err("a streaming list on 1.33");
+    assert!(
+        matches!(&refused, kube::Error::Api(s) if s.code == 422 && s.message.contains("WatchList feature gate")),
+        "{refused}"
+    );
+    env.server.set_version("v1.34.1");
+
     // A watcher (list + watch, then the streaming-list variant) sees new pods.
     for config in [
         watcher::Config::default(),

@@ -2196,10 +2196,9 @@ async fn a_run_record_written_by_another_run_is_never_overwritten() {
 
 /// A pod bound to the old node after the drain's precheck listed its pods
 /// (here: the moment the node is cordoned, while the API server holds the
-/// drain's watch of the node's pods) is evicted like the others. The drain
-/// takes the precheck's list as its first and watches from the version the
-/// list was read at; a watch from "now" would miss the pod, and the node
-/// would go with it.
+/// drain's watch of the node's pods) is evicted like the others: the drain
+/// reads the node's pods after its cordon (a streaming list, read at the
+/// moment it is asked), not from the precheck's list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_bound_between_the_precheck_and_the_drain_is_evicted() {
     let h = start(Spec {
@@ -2260,8 +2259,8 @@ async fn a_pod_bound_between_the_precheck_and_the_drain_is_evicted() {
     h.assert_converged();
 }
 
-/// The drain's watch from the precheck's list refused (a 503 from an API
-/// server restarting): the drain lists the node's pods again and finishes.
+/// The drain's streaming list refused with a 503 (an API server
+/// restarting): the drain lists the node's pods and finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_whose_first_watch_is_refused_lists_again_and_finishes() {
     let h = start(Spec {
@@ -2278,5 +2277,47 @@ async fn a_drain_whose_first_watch_is_refused_lists_again_and_finishes() {
     let output = h.run(&["rotate", "--all", "--yes"]).await;
     let all = text(&output);
     assert_eq!(output.status.code(), Some(0), "{all}\n{}", world_state(&h));
+    h.assert_converged();
+}
+
+/// Where the API server serves streaming lists (the `WatchList` gate on by
+/// default, 1.34 on), each drain reads its node's pods and their changes
+/// with one request: a watch that starts with the pods now. No drain lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_drain_reads_its_pods_with_one_streaming_list_where_the_server_serves_them() {
+    let h = start(Spec {
+        version: "v1.35.3",
+        ..Spec::default()
+    })
+    .await;
+    let before = h.world.apiserver.request_counts();
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}\n{}", world_state(&h));
+    let after = h.world.apiserver.request_counts();
+    let drained = h.original_workers.len() as u64;
+    assert_eq!(after.streaming_lists - before.streaming_lists, drained);
+    assert_eq!(after.streaming_lists_refused, 0);
+    h.assert_converged();
+}
+
+/// On 1.33 kube-apiserver refuses streaming lists (its `WatchList` gate off
+/// by default, kubernetes/kubernetes#131359) with a 422: the first drain
+/// learns it, lists its node's pods and watches them, and the run's later
+/// drains list without asking again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drains_list_after_the_server_refuses_one_streaming_list() {
+    let h = start(Spec {
+        version: "v1.33.4",
+        max_surge: 1,
+        ..Spec::default()
+    })
+    .await;
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}\n{}", world_state(&h));
+    let counts = h.world.apiserver.request_counts();
+    assert_eq!(counts.streaming_lists, 0);
+    assert_eq!(counts.streaming_lists_refused, 1, "asked once, then listed");
     h.assert_converged();
 }

@@ -5,13 +5,15 @@
 mod evict;
 pub mod filter;
 pub mod local;
+mod pods_on_node;
 mod policy;
 mod runner;
 
 pub use evict::{EvictionAnswer, PodKey, blocked_reason, classify, evict};
 pub use filter::{Decision, EvictReason, PodRules, SkipReason, decide};
+pub use pods_on_node::StreamingLists;
 pub use policy::{LocalStorage, OnDrainTimeout, UnmanagedPods};
 pub use runner::{
     Blocker, DEFAULT_EVICTION_CONCURRENCY, DrainError, DrainOutcome, DrainPolicy, DrainProgress,
-    DrainReport, EvictedPod, Listed, describe_blockers, drain, precheck,
+    DrainReport, EvictedPod, describe_blockers, drain, precheck,
 };

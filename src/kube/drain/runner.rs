@@ -10,11 +10,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
-use futures::stream::{self, BoxStream};
-use futures::{Future, StreamExt, TryStreamExt, future};
+use futures::{Future, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, Preconditions, WatchEvent, WatchParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::api::{DeleteParams, Preconditions};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -24,10 +23,9 @@ use tokio::time::Instant;
 use super::evict::{EvictionAnswer, PodKey, evict};
 use super::filter::{Decision, EvictReason, PodRules, SkipReason, decide};
 use super::local::{self, NodeLocalClaims};
+use super::pods_on_node::{self, StreamingLists};
 use super::policy::{LocalStorage, OnDrainTimeout, UnmanagedPods};
-use crate::kube::decoded::{DrainPod, map_event};
 use crate::kube::errors;
-use crate::kube::pages::list_all_at;
 use crate::kube::retry::with_retry;
 
 /// How a drain behaves.
@@ -161,34 +159,19 @@ impl DrainProgress for () {
     fn evicted(&self, _: &str, _: &str) {}
 }
 
-/// The pods on a node as one list read them, and the resourceVersion the
-/// list was read at: a drain that follows a [`precheck`] watches from there
-/// instead of listing them again.
-#[derive(Debug)]
-pub struct Listed {
-    pods: Vec<Pod>,
-    resource_version: String,
-}
-
 /// Every decision for the pods on `node` now, failing when any pod must
-/// not be removed. Call before cordoning so a refusal changes nothing; hand
-/// what it listed to the [`drain`] that follows.
-pub async fn precheck(
-    client: &Client,
-    node: &str,
-    policy: &DrainPolicy,
-) -> Result<Listed, DrainError> {
+/// not be removed. Call before cordoning so a refusal changes nothing.
+pub async fn precheck(client: &Client, node: &str, policy: &DrainPolicy) -> Result<(), DrainError> {
     let api_error = |source| DrainError::Api {
         node: node.to_string(),
         source,
     };
-    let listed = list_pods_on(client, node).await.map_err(api_error)?;
-    let local_claims = local_claims_of(client, node, &listed.pods)
+    let pods = pods_on_node::list(client, node).await.map_err(api_error)?;
+    let local_claims = local_claims_of(client, node, &pods)
         .await
         .map_err(api_error)?;
     let rules = policy.rules(&local_claims);
-    let refusals: Vec<String> = listed
-        .pods
+    let refusals: Vec<String> = pods
         .iter()
         .filter_map(|p| match decide(p, &rules) {
             Decision::Refuse { message } => Some(message),
@@ -196,7 +179,7 @@ pub async fn precheck(
         })
         .collect();
     if refusals.is_empty() {
-        Ok(listed)
+        Ok(())
     } else {
         Err(DrainError::Refused {
             node: node.to_string(),
@@ -218,77 +201,6 @@ async fn local_claims_of(
     .await
 }
 
-/// The pods on `node`, decoded as far as a drain reads them
-/// ([`DrainPod`]).
-async fn list_pods_on(client: &Client, node: &str) -> Result<Listed, kube::Error> {
-    let api: Api<DrainPod> = Api::all(client.clone());
-    let params = kube::api::ListParams::default().fields(&on_node(node));
-    let (pods, resource_version) = list_all_at(&api, &params).await?;
-    Ok(Listed {
-        pods: pods.into_iter().map(Pod::from).collect(),
-        resource_version,
-    })
-}
-
-/// The field selector of the pods on `node`.
-fn on_node(node: &str) -> String {
-    format!("spec.nodeName={node}")
-}
-
-type PodEvents = BoxStream<'static, Result<watcher::Event<Pod>, watcher::Error>>;
-
-/// The events of the pods on `node`, as kube's watcher gives them: a list
-/// (`Init`, `InitApply`…, `InitDone`), then the changes, a list again after
-/// the watch breaks. With the list of a precheck, the first list is that
-/// one and the watch starts where it was read — one request fewer; once
-/// that watch ends (an error, a `410 Gone` for a version too old, the
-/// server's timeout), the watcher takes over and lists anew.
-fn pod_events(client: &Client, node: &str, listed: Option<Listed>) -> PodEvents {
-    let api = Api::<DrainPod>::all(client.clone());
-    let fields = on_node(node);
-    // The pods are decoded as far as the decisions read them.
-    let watching = watcher(api.clone(), watcher::Config::default().fields(&fields))
-        .default_backoff()
-        .map_ok(|event| map_event(event, Pod::from));
-    let Some(listed) = listed.filter(|l| !l.resource_version.is_empty()) else {
-        return watching.boxed();
-    };
-    let first_list = std::iter::once(watcher::Event::Init)
-        .chain(listed.pods.into_iter().map(watcher::Event::InitApply))
-        .chain(std::iter::once(watcher::Event::InitDone))
-        .map(Ok);
-    let params = WatchParams::default().fields(&fields);
-    let version = listed.resource_version;
-    let node = node.to_string();
-    let changes = stream::once(async move { api.watch(&params, &version).await })
-        .filter_map(move |started| {
-            let started = started
-                .map_err(|e| tracing::debug!(%node, error = %e, "pod watch from the precheck's list refused; listing again"))
-                .ok();
-            future::ready(started)
-        })
-        .flatten()
-        .take_while(|event| {
-            future::ready(matches!(
-                event,
-                Ok(WatchEvent::Added(_) | WatchEvent::Modified(_) | WatchEvent::Deleted(_) | WatchEvent::Bookmark(_))
-            ))
-        })
-        .filter_map(|event| {
-            future::ready(match event {
-                Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod)) => {
-                    Some(Ok(watcher::Event::Apply(Pod::from(pod))))
-                }
-                Ok(WatchEvent::Deleted(pod)) => Some(Ok(watcher::Event::Delete(Pod::from(pod)))),
-                _ => None,
-            })
-        });
-    stream::iter(first_list)
-        .chain(changes)
-        .chain(watching)
-        .boxed()
-}
-
 type EvictionFuture =
     Pin<Box<dyn Future<Output = (PodKey, Result<EvictionAnswer, kube::Error>)> + Send>>;
 type TimerFuture = Pin<Box<dyn Future<Output = PodKey> + Send>>;
@@ -302,22 +214,18 @@ struct Pending {
 
 /// Drain `node` (already cordoned) until every pod that must leave is gone
 /// or `deadline` passes. `client` must not retry 429s on its own: a PDB's
-/// 429 has to reach this loop. `listed`: what the [`precheck`] just before
-/// read, if there was one.
+/// 429 has to reach this loop. The pods are read after the cordon, as
+/// kubectl's drain reads them: a pod bound before it is among them.
+/// `streaming`: whether the run's API server refused a streaming list.
 pub async fn drain(
     client: &Client,
     node: &str,
     deadline: Instant,
     policy: &DrainPolicy,
     progress: &dyn DrainProgress,
-    _listed: Option<Listed>,
+    streaming: &StreamingLists,
 ) -> Result<DrainReport, DrainError> {
-    // The precheck's list is not taken as the first: a drain that found no
-    // pod to evict in it would end before its watch delivered a pod bound
-    // since that list (before the cordon), and the node would go with it
-    // (found by the observer's PodLost in the suite). The drain lists after
-    // its cordon, as kubectl's does.
-    let mut pod_events = pod_events(client, node, None);
+    let mut pod_events = pods_on_node::events(client, node, streaming);
 
     let mut initialized = false;
     let mut init_buffer: Vec<Pod> = Vec::new();

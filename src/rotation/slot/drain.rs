@@ -38,10 +38,9 @@ impl Executor<'_> {
             Phase::Draining,
             &format!("replacement {} Ready", new_node.unwrap_or_default()),
         );
-        let listed = drain::precheck(&ctx.drain_client, self.old_name(), &ctx.config.drain)
+        drain::precheck(&ctx.drain_client, self.old_name(), &ctx.config.drain)
             .await
             .map_err(|e| SlotError::Failed(e.to_string()))?;
-        self.listed = Some(listed);
         state.drain = Drain::Checked;
         Ok(())
     }
@@ -79,7 +78,7 @@ impl Executor<'_> {
             deadline,
             &ctx.config.drain,
             &watcher,
-            self.listed.take(),
+            &ctx.streaming_lists,
         )
         .await;
         report.timings.drain = Some(started.elapsed().as_secs_f64());

@@ -313,7 +313,7 @@ impl Executor<'_> {
                 deadline,
                 &ctx.config.drain,
                 &(),
-                None,
+                &ctx.streaming_lists,
             )
             .await
             {

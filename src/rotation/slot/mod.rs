@@ -34,6 +34,7 @@ use super::progress::Progress;
 use super::report::{SlotOutcome, SlotReport};
 use super::watched;
 use crate::kube::cache::WatchCache;
+use crate::kube::drain::StreamingLists;
 use crate::kube::events::Recorder;
 use crate::kube::join::ClusterInfo;
 use crate::kube::nodes::{self, NodeOps};
@@ -51,6 +52,8 @@ pub struct RunContext {
     /// A client without kube's own 429 retries: a PDB's 429 must reach
     /// the drain.
     pub drain_client: Client,
+    /// Whether the API server refused a drain's streaming list.
+    pub streaming_lists: StreamingLists,
     pub nodes: WatchCache<Node>,
     /// The kube-system pods: the health gate's and the replacements'
     /// DaemonSet pods.
@@ -383,7 +386,6 @@ async fn drive(
         old_instance_seen: None,
         checked_for_drain: false,
         tokens: join::SlotTokens::at_start(old.as_deref(), input.adopted.len()),
-        listed: None,
     };
     let mut state = observed.state;
     loop {
@@ -465,9 +467,6 @@ struct Executor<'a> {
     checked_for_drain: bool,
     /// The bootstrap tokens the slot may have in the cluster.
     tokens: join::SlotTokens,
-    /// The old node's pods as the drain's precheck listed them, for the
-    /// drain that follows it.
-    listed: Option<crate::kube::drain::Listed>,
 }
 
 impl Executor<'_> {

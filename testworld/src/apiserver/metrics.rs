@@ -14,6 +14,10 @@ pub struct RequestCounts {
     pub by_verb_resource: BTreeMap<(String, String), u64>,
     /// Bytes of response bodies sent (watch streams included).
     pub bytes_sent: u64,
+    /// Watches that asked for a streaming list (`sendInitialEvents=true`;
+    /// counted among the watches too): started, and refused with a 422.
+    pub streaming_lists: u64,
+    pub streaming_lists_refused: u64,
 }
 
 impl RequestCounts {
@@ -44,6 +48,8 @@ impl RequestCounts {
 pub(crate) struct Metrics {
     counts: Mutex<HashMap<(&'static str, String), u64>>,
     bytes: AtomicU64,
+    streaming_lists: AtomicU64,
+    streaming_lists_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -55,6 +61,16 @@ impl Metrics {
                 counts.insert((verb, resource.to_string()), 1);
             }
         }
+    }
+
+    /// A streaming list started (`true`) or was refused.
+    pub fn streaming_list(&self, started: bool) {
+        let counter = if started {
+            &self.streaming_lists
+        } else {
+            &self.streaming_lists_refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn sent(&self, bytes: usize) {
@@ -69,6 +85,8 @@ impl Metrics {
                 .map(|((v, r), n)| ((v.to_string(), r.clone()), *n))
                 .collect(),
             bytes_sent: self.bytes.load(Ordering::Relaxed),
+            streaming_lists: self.streaming_lists.load(Ordering::Relaxed),
+            streaming_lists_refused: self.streaming_lists_refused.load(Ordering::Relaxed),
         }
     }
 }

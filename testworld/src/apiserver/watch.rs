@@ -28,8 +28,9 @@ use super::objects::selectors;
 use super::respond::Body;
 use super::selector::{FieldSelector, LabelSelector};
 use super::shared::Shared;
-use super::status::ApiError;
+use super::status::{ApiError, Cause, Details};
 use super::table::{self, TableRequest};
+use crate::cloud::discovery::parse_version;
 use crate::resources::Resource;
 use crate::store::{Event, EventType, StoreError, metadata_mut};
 
@@ -50,6 +51,94 @@ fn bookmark_line(kind: &str, api_version: &str, rv: u64, initial_events_end: boo
 
 fn error_line(err: &ApiError) -> Bytes {
     event_line("ERROR", &err.to_json())
+}
+
+/// Whether kube-apiserver `version` serves streaming lists (its `WatchList`
+/// feature gate by default): alpha and off through 1.31, beta and on in 1.32,
+/// off again in 1.33 (kubernetes/kubernetes#131359, "Stop exposing
+/// list-via-watch from the server"), on from 1.34 (kubernetes/kubernetes#132704;
+/// the feature-gate page's stages, kubernetes/website#50538 and #51680).
+pub(crate) fn watch_list_enabled(version: &str) -> bool {
+    matches!(parse_version(version), Some((1, minor, _)) if minor == 32 || minor >= 34)
+}
+
+/// The watch half of `ValidateListOptions`
+/// (k8s.io/apiserver/pkg/apis/meta/internalversion/validation,
+/// `validateWatchOptions`): `sendInitialEvents` needs
+/// `resourceVersionMatch=NotOlderThan` and the `WatchList` feature gate;
+/// `resourceVersionMatch` needs `sendInitialEvents`. Every violation in one
+/// 422 about `ListOptions.meta.k8s.io`, before the watch starts — a client
+/// that asked for a streaming list learns it must list instead.
+fn validate_watch_list(
+    send_initial: Option<&str>,
+    rv_match: Option<&str>,
+    gate_enabled: bool,
+) -> Result<(), ApiError> {
+    const NOT_OLDER_THAN: &str = "NotOlderThan";
+    let mut errors: Vec<(&str, &str, String)> = Vec::new();
+    let rv_match = rv_match.unwrap_or("");
+    if send_initial.is_some() {
+        if rv_match != NOT_OLDER_THAN {
+            errors.push((
+                "resourceVersionMatch",
+                "FieldValueForbidden",
+                format!("Forbidden: sendInitialEvents requires setting resourceVersionMatch to {NOT_OLDER_THAN}"),
+            ));
+        }
+        if !gate_enabled {
+            errors.push((
+                "sendInitialEvents",
+                "FieldValueForbidden",
+                "Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled".into(),
+            ));
+        }
+    }
+    if !rv_match.is_empty() {
+        if send_initial.is_none() {
+            errors.push((
+                "resourceVersionMatch",
+                "FieldValueForbidden",
+                "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided".into(),
+            ));
+        }
+        if rv_match != NOT_OLDER_THAN {
+            errors.push((
+                "resourceVersionMatch",
+                "FieldValueNotSupported",
+                format!("Unsupported value: {rv_match:?}: supported values: \"{NOT_OLDER_THAN}\""),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let each: Vec<String> = errors
+        .iter()
+        .map(|(field, _, message)| format!("{field}: {message}"))
+        .collect();
+    let joined = match each.as_slice() {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    };
+    let details = Details {
+        group: "meta.k8s.io".into(),
+        kind: "ListOptions".into(),
+        causes: errors
+            .into_iter()
+            .map(|(field, reason, message)| Cause {
+                reason: reason.into(),
+                message,
+                field: field.into(),
+            })
+            .collect(),
+        ..Details::default()
+    };
+    Err(ApiError::new(
+        422,
+        "Invalid",
+        format!("ListOptions.meta.k8s.io \"\" is invalid: {joined}"),
+    )
+    .with_details(details))
 }
 
 /// What one watch selects.
@@ -253,6 +342,21 @@ pub(crate) fn serve(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     };
     let rv_param = ctx.query.get("resourceVersion").unwrap_or("");
     let send_initial = ctx.query.get("sendInitialEvents");
+    let version = ctx
+        .shared
+        .version
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let valid = validate_watch_list(
+        send_initial,
+        ctx.query.get("resourceVersionMatch"),
+        watch_list_enabled(&version),
+    );
+    if send_initial == Some("true") {
+        ctx.shared.metrics.streaming_list(valid.is_ok());
+    }
+    valid?;
     let streaming_list = send_initial == Some("true");
     let bookmarks = ctx.query.flag("allowWatchBookmarks");
     let timeout = match ctx.query.get("timeoutSeconds") {
@@ -406,5 +510,71 @@ async fn run(mut w: Watcher, plan: WatchPlan, mut rx: broadcast::Receiver<Arc<Ev
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streaming_lists_follow_the_watch_list_gate_of_each_minor() {
+        let served: Vec<&str> = ["v1.31.9", "v1.32.4", "v1.33.4", "v1.34.1", "v1.36.0"]
+            .into_iter()
+            .filter(|v| watch_list_enabled(v))
+            .collect();
+        assert_eq!(served, ["v1.32.4", "v1.34.1", "v1.36.0"]);
+    }
+
+    #[test]
+    fn a_streaming_list_the_gate_refuses_is_a_422_naming_the_parameter() {
+        let err = validate_watch_list(Some("true"), Some("NotOlderThan"), false).unwrap_err();
+        let body = err.to_json();
+        assert_eq!(err.code, 422);
+        assert_eq!(body["reason"], "Invalid");
+        assert_eq!(
+            body["message"],
+            "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: \
+             sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"
+        );
+        assert_eq!(body["details"]["kind"], "ListOptions");
+        assert_eq!(body["details"]["group"], "meta.k8s.io");
+        assert_eq!(body["details"]["causes"][0]["field"], "sendInitialEvents");
+        assert_eq!(
+            body["details"]["causes"][0]["reason"],
+            "FieldValueForbidden"
+        );
+    }
+
+    #[test]
+    fn watch_options_are_checked_as_kube_apiserver_checks_them() {
+        assert!(validate_watch_list(None, None, false).is_ok());
+        assert!(validate_watch_list(Some("true"), Some("NotOlderThan"), true).is_ok());
+        assert!(validate_watch_list(Some("false"), Some("NotOlderThan"), true).is_ok());
+        let no_match = validate_watch_list(Some("true"), None, true).unwrap_err();
+        assert_eq!(
+            no_match.to_json()["details"]["causes"][0]["field"],
+            "resourceVersionMatch"
+        );
+        let alone = validate_watch_list(None, Some("NotOlderThan"), true).unwrap_err();
+        assert!(
+            alone
+                .message
+                .contains("unless sendInitialEvents is provided"),
+            "{}",
+            alone.message
+        );
+        let exact = validate_watch_list(Some("true"), Some("Exact"), false).unwrap_err();
+        assert_eq!(
+            exact.to_json()["details"]["causes"]
+                .as_array()
+                .map(Vec::len),
+            Some(3)
+        );
+        assert!(
+            exact
+                .message
+                .starts_with("ListOptions.meta.k8s.io \"\" is invalid: [")
+        );
     }
 }
