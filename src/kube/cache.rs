@@ -21,7 +21,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -286,11 +286,14 @@ where
     }
 
     /// Start watching; returns once the first list is in. The watch
-    /// resumes by itself after errors (API server restarts).
+    /// resumes by itself after errors (API server restarts); a first list
+    /// the server refuses (401, 403: the credentials may not list the
+    /// kind) never passes by waiting, and fails the start naming it.
     pub async fn start(self) -> Result<WatchCache<K>, kube::Error> {
         let namespace = self.namespace;
         let (store, writer) = reflector::store();
         let (tx, changed) = watch::channel(0u64);
+        let (refused_tx, refused) = oneshot::channel::<kube::Error>();
         let stream = self.events.reflect(writer);
         let kept = Arc::new(Kept {
             indexes: self.indexes,
@@ -300,14 +303,28 @@ where
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut n = 0u64;
+            // Until the first list is whole. (kube's watcher says `Init`
+            // before it asks for the list: a refusal comes after an event.)
+            let mut refused_tx = Some(refused_tx);
             while let Some(event) = stream.next().await {
                 let event = match event {
                     Ok(event) => event,
+                    Err(
+                        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e),
+                    ) if refused_tx.is_some() && super::errors::is_refused(&e) => {
+                        if let Some(refused) = refused_tx.take() {
+                            let _ = refused.send(e);
+                        }
+                        return;
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "watch interrupted; resuming");
                         continue;
                     }
                 };
+                if matches!(event, watcher::Event::InitDone) {
+                    refused_tx = None;
+                }
                 task_kept.apply(&event);
                 n += 1;
                 let _ = tx.send(n);
@@ -320,11 +337,12 @@ where
             changed,
             _task: Arc::new(AbortOnDrop(task)),
         };
-        cache
-            .store
-            .wait_until_ready()
-            .await
-            .map_err(|e| kube::Error::Service(Box::new(e)))?;
+        tokio::select! {
+            ready = cache.store.wait_until_ready() => {
+                ready.map_err(|e| kube::Error::Service(Box::new(e)))?;
+            }
+            Ok(refusal) = refused => return Err(refusal),
+        }
         Ok(cache)
     }
 }
@@ -467,6 +485,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::Node;
     use serde_json::json;
+    use std::time::Duration;
 
     const INSTANCE: &str = "instance";
 
@@ -566,5 +585,62 @@ mod tests {
         kept.wakers.release(std::slice::from_ref(&by_name));
         assert!(!lock(&kept.wakers.0).contains_key(&by_name));
         assert!(lock(&kept.wakers.0).contains_key(&by_instance));
+    }
+
+    fn builder_of(events: Vec<watcher::Result<watcher::Event<Node>>>) -> CacheBuilder<Node> {
+        CacheBuilder {
+            namespace: None,
+            events: futures::stream::iter(events)
+                .chain(futures::stream::pending())
+                .boxed(),
+            indexes: Vec::new(),
+        }
+    }
+
+    fn refused(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("nodes is forbidden", "Forbidden")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    /// kube's watcher says `Init` before it asks for the first list, so a
+    /// refused list comes after an event: the start still fails naming it
+    /// instead of waiting for a list the credentials may never make.
+    #[tokio::test]
+    async fn a_first_list_the_server_refuses_fails_the_start() {
+        let start = builder_of(vec![
+            Ok(watcher::Event::Init),
+            Err(watcher::Error::InitialListFailed(refused(403))),
+        ])
+        .start();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), start)
+            .await
+            .expect("the start ends");
+        let error = outcome.err().expect("the start fails");
+        assert_eq!(
+            crate::kube::errors::status_code(&error).map(|c| c.as_u16()),
+            Some(403)
+        );
+    }
+
+    /// A first list that fails for a while (the API server restarting)
+    /// is waited for.
+    #[tokio::test]
+    async fn a_first_list_that_fails_for_a_while_is_waited_for() {
+        let start = builder_of(vec![
+            Ok(watcher::Event::Init),
+            Err(watcher::Error::InitialListFailed(refused(503))),
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(node("a", "sim://a"))),
+            Ok(watcher::Event::InitDone),
+        ])
+        .start();
+        let cache = tokio::time::timeout(Duration::from_secs(5), start)
+            .await
+            .expect("the start ends")
+            .expect("the cache starts");
+        assert!(cache.get("a").is_some());
     }
 }

@@ -18,5 +18,4 @@ pub mod pods;
 pub mod proxy;
 pub mod retry;
 pub mod selector;
-pub mod volumes;
 pub mod write;

@@ -231,6 +231,7 @@ impl Engine {
 
         let cluster_info = self.cluster_info().await?;
         let kube_system = watched::kube_system(self.client.clone()).await?;
+        let volume_attachments = watched::volume_attachments(self.client.clone()).await?;
         let ctx = slot::RunContext {
             run_id: record.id.clone(),
             target: record.target,
@@ -241,6 +242,7 @@ impl Engine {
             streaming_lists: StreamingLists::default(),
             nodes: node_cache.clone(),
             kube_system,
+            volume_attachments,
             node_ops: NodeOps::new(self.client.clone()),
             recorder: Recorder::new(self.client.clone(), self.instance.clone()),
             progress: self.progress.clone(),

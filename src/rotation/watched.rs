@@ -1,6 +1,7 @@
-//! What a rotation watches: every Node and the kube-system pods, each in
-//! one cache that serves all slots and the health gates, filed by what they
-//! look up, and decoded only as far as they read.
+//! What a rotation watches: every Node, the kube-system pods and the
+//! VolumeAttachments, each in one cache that serves all slots and the
+//! health gates, filed by what they look up, and decoded only as far as
+//! they read.
 //!
 //! Each watch event is decoded into a type that declares the fields the
 //! engine reads; the JSON decoder skips the rest without allocating it.
@@ -17,10 +18,12 @@ use k8s_openapi::api::core::v1::{
     Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, Pod, PodCondition,
     PodSpec, PodStatus,
 };
+use k8s_openapi::api::storage::v1::VolumeAttachment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde::Deserialize;
+use tokio::time::Instant;
 
 use super::slot::InstanceIdOf;
 use crate::kube::cache::{BY_NAME, WakeKey, WatchCache};
@@ -30,7 +33,8 @@ use crate::kube::{nodes, pods};
 /// Index of Nodes by the instance their providerID names (in any form the
 /// pools' providers know).
 pub const INSTANCE_ID: &str = "instance-id";
-/// Index of kube-system pods by the node they are bound to.
+/// Index of kube-system pods by the node they are bound to, and of
+/// VolumeAttachments by the node they attach to.
 pub const ON_NODE: &str = "node";
 /// Index of what may hold a health gate: Nodes that are schedulable but
 /// not Ready, pods that are not Ready, not finished and not leaving. Filed
@@ -86,6 +90,53 @@ pub async fn kube_system(client: Client) -> Result<WatchCache<Pod>, kube::Error>
     )
     .start()
     .await
+}
+
+/// Every VolumeAttachment, by the node it attaches to: what a slot waits
+/// on before it terminates its old node (k8s-mechanics §7). One watch for
+/// the run instead of a list per slot; there are few of them.
+pub async fn volume_attachments(
+    client: Client,
+) -> Result<WatchCache<VolumeAttachment>, kube::Error> {
+    WatchCache::builder(Api::all(client), watcher::Config::default())
+        .index(
+            ON_NODE,
+            Arc::new(|va: &VolumeAttachment| Some(va.spec.node_name.clone())),
+        )
+        .start()
+        .await
+}
+
+/// Wait until no VolumeAttachment on `node` is attached, as `attachments`
+/// ([`volume_attachments`]) shows them: a drained node's volumes detach
+/// before its VM goes away, so the attach/detach controller never has to
+/// force-detach after 6 minutes (k8s-mechanics §7).
+/// `false` when the deadline passes first; the names still attached are
+/// logged.
+pub async fn volumes_detached(
+    attachments: &WatchCache<VolumeAttachment>,
+    node: &str,
+    deadline: Instant,
+) -> bool {
+    let attached = |cache: &WatchCache<VolumeAttachment>| -> Vec<String> {
+        cache
+            .by_key(ON_NODE, node)
+            .iter()
+            .filter(|va| va.status.as_ref().is_none_or(|s| s.attached))
+            .map(|va| va.metadata.name.clone().unwrap_or_default())
+            .collect()
+    };
+    let keys = [(ON_NODE, node.to_string())];
+    let detached = attachments
+        .wait_for_keys(&keys, deadline, |cache| {
+            attached(cache).is_empty().then_some(())
+        })
+        .await
+        .is_some();
+    if !detached {
+        tracing::warn!(node, still_attached = ?attached(attachments), "volumes did not detach in time");
+    }
+    detached
 }
 
 /// What a waiter for `instance`'s Node wakes on: Nodes that name the

@@ -12,7 +12,7 @@ use kubesurge_provider::InstanceState;
 use kubesurge_testworld::Timing;
 use kubesurge_testworld::apiserver::FaultFilter;
 use kubesurge_testworld::observer::{Observer, PoolFloor};
-use kubesurge_testworld::resources::{LEASES, NODES, PODS, SECRETS};
+use kubesurge_testworld::resources::{LEASES, NODES, PODS, SECRETS, VOLUMEATTACHMENTS};
 use kubesurge_testworld::world::{PoolSpec, World, WorldConfig, WorldOptions};
 use serde_json::{Value, json};
 use tokio::process::Command;
@@ -2319,5 +2319,98 @@ async fn drains_list_after_the_server_refuses_one_streaming_list() {
     let counts = h.world.apiserver.request_counts();
     assert_eq!(counts.streaming_lists, 0);
     assert_eq!(counts.streaming_lists_refused, 1, "asked once, then listed");
+    h.assert_converged();
+}
+
+/// An old node with a volume still attached (a VolumeAttachment the CSI
+/// attacher has not detached yet) is not terminated until the attachment
+/// is detached: its VM going first would leave the attach/detach
+/// controller to force-detach after 6 minutes (k8s-mechanics §7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_node_is_terminated_only_after_its_volumes_detach() {
+    let h = start(Spec {
+        pools: vec![("general", 2)],
+        max_surge: 1,
+        ..Spec::default()
+    })
+    .await;
+    let (node, _) = h.original_workers.iter().next().expect("a worker");
+    let node = node.clone();
+    let provider_id = h
+        .world
+        .store
+        .get(&NODES, "", &node)
+        .and_then(|n| n["spec"]["providerID"].as_str().map(str::to_string))
+        .expect("the worker has a providerID");
+    let instance = h
+        .world
+        .cloud
+        .instances()
+        .into_iter()
+        .find(|i| i.provider_id == provider_id)
+        .expect("the worker's instance")
+        .id
+        .0;
+    h.world
+        .store
+        .create(
+            &VOLUMEATTACHMENTS,
+            "",
+            json!({
+                "metadata": {"name": "csi-0123"},
+                "spec": {
+                    "attacher": "ebs.csi.aws.com",
+                    "nodeName": node,
+                    "source": {"persistentVolumeName": "pv-data"},
+                },
+                "status": {"attached": true},
+            }),
+        )
+        .expect("the attachment is made");
+    let (terminating_tx, mut terminating) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let watched = node.clone();
+    h.world.store.observe(move |e| {
+        if std::ptr::eq(e.resource, &NODES)
+            && e.name == watched
+            && e.object
+                .pointer("/metadata/annotations/kubesurge.io~1phase")
+                .and_then(Value::as_str)
+                == Some("terminating")
+        {
+            let _ = terminating_tx.send(());
+        }
+    });
+    let store = h.world.store.clone();
+    let cloud = h.world.cloud.clone();
+    let detach = tokio::spawn(async move {
+        terminating
+            .recv()
+            .await
+            .expect("the node reaches its termination");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let running_at_detach = cloud.instance(&instance).map(|i| i.state);
+        store
+            .delete(
+                &VOLUMEATTACHMENTS,
+                "",
+                "csi-0123",
+                &kubesurge_testworld::store::Preconditions::default(),
+            )
+            .expect("the attachment is detached");
+        (instance, running_at_detach)
+    });
+    let output = h.run(&["rotate", "--all", "--yes"]).await;
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}\n{}", world_state(&h));
+    let (instance, at_detach) = detach.await.expect("the attachment was detached");
+    assert_eq!(
+        at_detach,
+        Some(InstanceState::Running),
+        "{instance} was terminated before its volume detached"
+    );
+    assert!(
+        !all.contains("terminating with volumes still attached"),
+        "{all}"
+    );
     h.assert_converged();
 }

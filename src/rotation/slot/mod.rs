@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::Client;
 use kubesurge_provider::{Image, Instance, ProviderError, SlotKey, tags};
 use tokio::time::Instant;
@@ -58,6 +59,9 @@ pub struct RunContext {
     /// The kube-system pods: the health gate's and the replacements'
     /// DaemonSet pods.
     pub kube_system: WatchCache<Pod>,
+    /// The VolumeAttachments, by node: a slot terminates its old node
+    /// once none is attached there.
+    pub volume_attachments: WatchCache<VolumeAttachment>,
     pub node_ops: NodeOps,
     pub recorder: Recorder,
     pub progress: Arc<dyn Progress>,

@@ -5,9 +5,9 @@ use tokio::time::Instant;
 
 use super::{Executor, SlotError};
 use crate::kube::events::EventType;
-use crate::kube::volumes;
 use crate::rotation::machine::{Phase, SlotState};
 use crate::rotation::report::SlotReport;
+use crate::rotation::watched;
 
 impl Executor<'_> {
     /// [`crate::rotation::machine::Action::Terminate`].
@@ -32,12 +32,12 @@ impl Executor<'_> {
                 .unwrap_or_default(),
         );
         let started = Instant::now();
-        if !volumes::wait_detached(
-            &ctx.client,
+        if !watched::volumes_detached(
+            &ctx.volume_attachments,
             &old_name,
             Instant::now() + ctx.deadlines.volume_detach,
         )
-        .await?
+        .await
         {
             tracing::warn!(node = %old_name, "terminating with volumes still attached");
         }
