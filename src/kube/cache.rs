@@ -337,11 +337,15 @@ where
             changed,
             _task: Arc::new(AbortOnDrop(task)),
         };
+        // The refusal first: the task sends it and then ends, dropping the
+        // store's writer, so both are ready at once and an unbiased select
+        // could answer "writer dropped" instead of the refusal.
         tokio::select! {
+            biased;
+            Ok(refusal) = refused => return Err(refusal),
             ready = cache.store.wait_until_ready() => {
                 ready.map_err(|e| kube::Error::Service(Box::new(e)))?;
             }
-            Ok(refusal) = refused => return Err(refusal),
         }
         Ok(cache)
     }
