@@ -404,7 +404,7 @@ async fn permission_lines(
             PermissionOutcome::Granted => CheckLine::pass(
                 Check::Permission,
                 subject.clone(),
-                format!("{} allowed (a dry run said it would succeed)", check.action),
+                format!("{} allowed ({} says it would succeed)", check.action, check.asked),
             ),
             PermissionOutcome::Denied { message } => CheckLine::fail(
                 Check::Permission,

@@ -22,7 +22,7 @@ use std::time::Duration;
 use kubesurge_sim::api::VERSION_TAG;
 use kubesurge_testworld::Timing;
 use kubesurge_testworld::moto::ec2::Params;
-use kubesurge_testworld::moto::iam::Refusal;
+use kubesurge_testworld::moto::iam::{PRINCIPAL, Refusal};
 use kubesurge_testworld::moto::world::LAUNCH_TEMPLATE;
 use kubesurge_testworld::moto::{
     Canned, Decision, Ec2, Fault, FaultProxy, IamGate, MotoServer, MotoWorld, MotoWorldConfig,
@@ -56,6 +56,8 @@ fn rendered_policy(region: &str, template_ids: &[String]) -> Value {
         "region": region,
         "account_id": ACCOUNT,
         "launch_template_arns": arns,
+        // The world's credentials, which `check` simulates.
+        "principal_arns": [PRINCIPAL],
     }))
 }
 
@@ -342,12 +344,17 @@ fn rotation_statements(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
         .collect()
 }
 
+/// Actions AWS allows every principal: "No permissions are required to
+/// perform this operation" (GetCallerIdentity, AWS STS API Reference).
+const NEEDS_NO_PERMISSION: &[&str] = &["sts:GetCallerIdentity"];
+
 /// Every action `called` is one an Allow statement of `policy` grants.
 fn assert_only_granted(policy: &Value, called: &BTreeSet<String>) {
     let granted: BTreeSet<String> = statements(policy)
         .into_iter()
         .filter(|s| s.effect == "Allow")
         .flat_map(|s| s.actions)
+        .chain(NEEDS_NO_PERMISSION.iter().map(|a| a.to_string()))
         .collect();
     let ungranted: Vec<&String> = called.difference(&granted).collect();
     assert!(
@@ -775,6 +782,150 @@ async fn under_the_rendered_policy_check_passes() {
         run.gate.refusals()
     );
     assert_eq!(run.gate.refusals(), [], "nothing was refused");
+    // The group's calls were asked of IAM's policy simulator, each one.
+    for action in GROUP_ACTIONS {
+        assert!(
+            text.contains(&format!(
+                "{action} allowed (IAM's policy simulator says it would succeed)"
+            )),
+            "a line for {action}:\n{text}"
+        );
+    }
+    let called = run.called();
+    assert!(called.contains("iam:SimulatePrincipalPolicy"), "{called:?}");
+    assert_only_granted(&run.policy, &called);
+    run.finish();
+}
+
+/// The Auto Scaling calls a run makes on a group, which `check` asks IAM's
+/// policy simulator about (that API has no dry run).
+const GROUP_ACTIONS: [&str; 7] = [
+    "autoscaling:UpdateAutoScalingGroup",
+    "autoscaling:SuspendProcesses",
+    "autoscaling:ResumeProcesses",
+    "autoscaling:AttachInstances",
+    "autoscaling:TerminateInstanceInAutoScalingGroup",
+    "autoscaling:CreateOrUpdateTags",
+    "autoscaling:DeleteTags",
+];
+
+/// `check -o json` in `run`: whether it passed, and its permission lines
+/// for the group's actions, by action.
+async fn group_permission_lines(run: &Run) -> (bool, BTreeMap<String, Value>, String) {
+    let (ok, text) = run.kubesurge(&["check", "-o", "json"]).await;
+    let start = text
+        .find('{')
+        .unwrap_or_else(|| panic!("a report:\n{text}"));
+    let report: Value = serde_json::Deserializer::from_str(&text[start..])
+        .into_iter::<Value>()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("a JSON report:\n{text}"));
+    let lines = report["lines"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l["check"] == "permission")
+        .filter_map(|l| {
+            let action = GROUP_ACTIONS
+                .iter()
+                .find(|a| l["message"].as_str().unwrap_or_default().starts_with(*a))?;
+            Some((action.to_string(), l))
+        })
+        .collect();
+    (ok, lines, text)
+}
+
+/// `check` proves the group's calls without making one: under the policy
+/// without the statement that grants them, each of them fails its line
+/// with the fix naming it, and the run's own calls are never made; a
+/// group tagged for another cluster fails them the same (the simulation
+/// carries the group's tags, as AWS authorizes the calls); without the
+/// simulator's own statement the lines say they cannot verify, naming
+/// `iam:SimulatePrincipalPolicy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_proves_the_groups_calls_with_the_policy_simulator() {
+    let cases: [(Option<&str>, Option<&str>, &[&str]); 3] = [
+        (
+            Some(CLUSTER),
+            Some("RotateOnlyThisClustersGroups"),
+            &GROUP_ACTIONS[..5],
+        ),
+        (
+            Some(CLUSTER),
+            Some("RecordRunsInKubesurgeTagsOfThisClustersGroups"),
+            &GROUP_ACTIONS[5..],
+        ),
+        (Some("another-cluster"), None, &GROUP_ACTIONS),
+    ];
+    let runs = cases
+        .iter()
+        .map(|(group_cluster, without, denied)| async move {
+            let run = Run::start_with(*group_cluster).await;
+            if let Some(sid) = without {
+                run.remove_statement(sid);
+            }
+            let (ok, lines, text) = group_permission_lines(&run).await;
+            let refusals = run.gate.refusals();
+            let called = run.called();
+            run.finish();
+            (*without, *denied, ok, lines, text, refusals, called)
+        });
+    for (without, denied, ok, lines, text, refusals, called) in
+        futures::future::join_all(runs).await
+    {
+        let case = without.unwrap_or("a group of another cluster");
+        assert!(!ok, "{case}: check passed:\n{text}");
+        for action in GROUP_ACTIONS {
+            let line = lines
+                .get(action)
+                .unwrap_or_else(|| panic!("{case}: a line for {action}:\n{text}"));
+            if denied.contains(&action) {
+                assert_eq!(line["status"], "fail", "{case}: {line}");
+                assert!(
+                    line["fix"].as_str().unwrap_or_default().contains(action),
+                    "{case}: the fix names {action}: {line}"
+                );
+            } else {
+                assert_eq!(line["status"], "pass", "{case}: {line}");
+            }
+        }
+        assert_eq!(refusals, [], "{case}: check made no refused call");
+        let group_calls: Vec<&String> = called
+            .iter()
+            .filter(|c| c.starts_with("autoscaling:") && !c.contains(":Describe"))
+            .collect();
+        assert!(
+            group_calls.is_empty(),
+            "{case}: check changed the group: {group_calls:?}"
+        );
+    }
+
+    let run = Run::start().await;
+    run.remove_statement("AskThePolicySimulatorAboutItself");
+    let (ok, lines, text) = group_permission_lines(&run).await;
+    assert!(!ok, "check passed without the simulator:\n{text}");
+    for action in GROUP_ACTIONS {
+        let line = &lines[action];
+        assert_eq!(line["status"], "cannotVerify", "{line}");
+        assert!(
+            line["message"].as_str().unwrap_or_default().contains(
+                "allow iam:SimulatePrincipalPolicy on arn:aws:iam::123456789012:user/kubesurge"
+            ),
+            "{line}"
+        );
+    }
+    let refused: Vec<String> = run
+        .gate
+        .refusals()
+        .iter()
+        .map(|r| r.authorization.action.clone())
+        .collect();
+    assert!(
+        !refused.is_empty() && refused.iter().all(|a| a == "iam:SimulatePrincipalPolicy"),
+        "{refused:?}"
+    );
     run.finish();
 }
 

@@ -390,6 +390,7 @@ fn iam_policy_renders_with_the_inputs() {
         serde_json::json!({"aws:ResourceTag/kubesurge.io/control-plane": ["prod-eu1"]})
     );
     assert!(rendered(&policy, "PassOnlyTheNodeRoleToEc2").is_none());
+    assert!(rendered(&policy, "AskThePolicySimulatorAboutItself").is_none());
     assert!(
         rendered(&policy, "LaunchFromPoolImages").expect("images")["Condition"]
             .get("StringEquals")
@@ -408,6 +409,7 @@ fn iam_policy_renders_with_the_inputs() {
     let mut other = base.clone();
     other["enable_ssm"] = false.into();
     other["node_role_arn"] = "arn:aws:iam::123456789012:role/nodes".into();
+    other["principal_arns"] = serde_json::json!(["arn:aws:iam::123456789012:role/kubesurge"]);
     other["image_owner_account_ids"] = serde_json::json!(["111111111111"]);
     other["subnet_ids"] = serde_json::json!(["subnet-0a"]);
     other["control_plane_tags"] = serde_json::json!({"role": "control-plane"});
@@ -422,6 +424,10 @@ fn iam_policy_renders_with_the_inputs() {
     assert!(
         !actions.iter().any(|a| a.starts_with("ssm:")),
         "{actions:?}"
+    );
+    assert_eq!(
+        rendered(&policy, "AskThePolicySimulatorAboutItself").expect("simulator")["Resource"],
+        serde_json::json!(["arn:aws:iam::123456789012:role/kubesurge"])
     );
     let pass = rendered(&policy, "PassOnlyTheNodeRoleToEc2").expect("pass role");
     assert_eq!(
@@ -485,6 +491,7 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         "ssm:CancelCommand",
         "ssm:DescribeInstanceInformation",
         "iam:PassRole",
+        "iam:SimulatePrincipalPolicy",
     ]
     .into_iter()
     .collect();
@@ -617,6 +624,11 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
     let versions = with_action("ec2:CreateLaunchTemplateVersion");
     assert_eq!(versions.len(), 1);
     assert_eq!(versions[0].resources, [templates]);
+
+    // The simulator only about the principals the runs use.
+    let simulator = with_action("iam:SimulatePrincipalPolicy");
+    assert_eq!(simulator.len(), 1);
+    assert_eq!(simulator[0].resources, ["${var.principal_arns}"]);
 
     let pass_role = with_action("iam:PassRole");
     assert_eq!(pass_role.len(), 1);

@@ -214,6 +214,8 @@ pub struct PermissionProbe {
 pub struct PermissionCheck {
     /// The provider's name for it (`ec2:RunInstances`).
     pub action: String,
+    /// How the cloud was asked (`a dry run`, `IAM's policy simulator`).
+    pub asked: String,
     pub outcome: PermissionOutcome,
 }
 

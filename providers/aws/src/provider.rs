@@ -49,6 +49,9 @@ const RUNNING_POLL: Duration = Duration::from_secs(2);
 /// The answer of a `DryRun=true` call that would have succeeded.
 const DRY_RUN_OPERATION: &str = "DryRunOperation";
 
+/// How EC2's permission lines are asked.
+const DRY_RUN: &str = "a dry run";
+
 /// A dry run's answer as a permission: only `DryRunOperation` grants it.
 fn dry_run_answer<T, E>(call: Call, answer: Result<T, SdkError<E>>) -> PermissionCheck
 where
@@ -68,6 +71,7 @@ where
     };
     PermissionCheck {
         action: call.iam_action().into(),
+        asked: DRY_RUN.into(),
         outcome,
     }
 }
@@ -1003,6 +1007,7 @@ impl CloudProvider for AwsProvider {
             Ok(call) => dry_run_answer(Call::RunInstances, call.dry_run(true).send().await),
             Err(message) => PermissionCheck {
                 action: Call::RunInstances.iam_action().into(),
+                asked: DRY_RUN.into(),
                 outcome: PermissionOutcome::Unknown { message },
             },
         });
@@ -1016,6 +1021,32 @@ impl CloudProvider for AwsProvider {
                     .send()
                     .await,
             ));
+        }
+        // The group's calls: the Auto Scaling API has no dry run.
+        if let Some(group) = self.group().await
+            && let Ok(described) = group.describe().await
+        {
+            match &described.arn {
+                Some(arn) => checks.extend(
+                    crate::simulate::group_permissions(
+                        self.sdk_config().await,
+                        group.group_name(),
+                        arn,
+                        &described.state.tags,
+                    )
+                    .await,
+                ),
+                None => checks.push(PermissionCheck {
+                    action: "autoscaling:*".into(),
+                    asked: "IAM's policy simulator".into(),
+                    outcome: PermissionOutcome::Unknown {
+                        message: format!(
+                            "Auto Scaling shows no ARN for group {}",
+                            group.group_name()
+                        ),
+                    },
+                }),
+            }
         }
         checks
     }

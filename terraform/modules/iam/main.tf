@@ -289,6 +289,19 @@ data "aws_iam_policy_document" "kubesurge" {
     }
   }
 
+  # `kubesurge check` asks IAM's policy simulator what the principals of
+  # the runs may do on a pool's Auto Scaling group (that API has no dry
+  # run): only about themselves.
+  dynamic "statement" {
+    for_each = length(var.principal_arns) > 0 ? [1] : []
+    content {
+      sid       = "AskThePolicySimulatorAboutItself"
+      effect    = "Allow"
+      actions   = ["iam:SimulatePrincipalPolicy"]
+      resources = var.principal_arns
+    }
+  }
+
   # A launch template that names an instance profile makes RunInstances
   # pass its role: only the node role, and only to EC2.
   dynamic "statement" {

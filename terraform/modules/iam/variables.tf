@@ -93,6 +93,17 @@ variable "node_role_arn" {
   }
 }
 
+variable "principal_arns" {
+  description = "ARNs of the IAM users and roles kubesurge runs as. Each may ask IAM's policy simulator about itself (iam:SimulatePrincipalPolicy), which `kubesurge check` does to prove an Auto Scaling group pool's calls; empty, check says it cannot verify them."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.principal_arns : can(regex("^arn:aws[-a-z]*:iam::[0-9]{12}:(user|role)/.+$", arn))])
+    error_message = "Each of principal_arns must be a user or role ARN, arn:aws:iam::123456789012:user/NAME or arn:aws:iam::123456789012:role/NAME."
+  }
+}
+
 variable "control_plane_tags" {
   description = "Tags that identify this cluster's control-plane instances, every one required. kubesurge may run commands (SSM SendCommand) only on instances carrying all of them, and may never launch or tag an instance with these keys. Null means kubesurge.io/control-plane = cluster_name."
   type        = map(string)

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::ec2::{Ec2, Params};
-use super::iam::IamGate;
+use super::iam::{IamGate, PRINCIPAL, simulator};
 use super::idempotency::{self, Bindings, Verdict};
 use super::ssm_agent::SsmAgent;
 use super::strict;
@@ -209,6 +209,20 @@ pub struct Call {
     /// A `DryRun=true` call: it asks whether the call would succeed and
     /// changes nothing.
     pub dry_run: bool,
+}
+
+impl Call {
+    /// A call that changes nothing in the cloud: a read (`Describe*`,
+    /// `List*`, `Get*`), a dry run, or a question to IAM's policy
+    /// simulator ("The simulation does not make an actual service
+    /// request", SimulatePrincipalPolicy, IAM API Reference).
+    pub fn changes_nothing(&self) -> bool {
+        ["Describe", "List", "Get"]
+            .iter()
+            .any(|read| self.action.starts_with(read))
+            || self.dry_run
+            || self.action == "SimulatePrincipalPolicy"
+    }
 }
 
 struct Rule {
@@ -516,6 +530,20 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
     }
+    // Who the credentials are, and IAM's simulator over the policy this
+    // proxy enforces: moto serves neither as AWS does.
+    let own = match (service.as_str(), action.as_str()) {
+        ("sts", "GetCallerIdentity") => Some(simulator::caller_identity()),
+        ("iam", "SimulatePrincipalPolicy") => {
+            let policy = shared.gate.as_ref().map(|g| g.current_policy());
+            Some(simulator::simulate(policy.as_ref(), &body))
+        }
+        _ => None,
+    };
+    if let Some(answer) = own {
+        log(shared, &service, action, answer.status, false, dry_run);
+        return Canned::xml(answer.status, &answer.body).reply();
+    }
     // What the machines' agent knows of its own commands and instances
     // (moto knows only that a command was sent).
     if let Some(answer) = shared.agent.as_ref().and_then(|a| a.answer(&action, &body)) {
@@ -710,8 +738,9 @@ fn service_of_authorization(header: &str) -> Option<&str> {
 /// - EC2 (query API, `<Response><Errors>`): `UnauthorizedOperation`, 403,
 ///   a message that does not name the action
 ///   (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html);
-/// - Auto Scaling (query API, `<ErrorResponse>`): `AccessDenied`, 403
-///   (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/CommonErrors.html);
+/// - Auto Scaling and IAM (query API, `<ErrorResponse>`): `AccessDenied`,
+///   403 (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/CommonErrors.html,
+///   https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html);
 /// - SSM (JSON 1.1): `AccessDeniedException`, 400
 ///   (https://docs.aws.amazon.com/systems-manager/latest/APIReference/CommonErrors.html).
 ///
@@ -719,19 +748,21 @@ fn service_of_authorization(header: &str) -> Option<&str> {
 /// to perform: autoscaling:AttachInstances").
 pub fn access_denied(service: &str, action: &str) -> Canned {
     let message = format!(
-        "User: arn:aws:iam::123456789012:user/kubesurge is not authorized to perform: \
+        "User: {PRINCIPAL} is not authorized to perform: \
          {service}:{action} because no identity-based policy allows the {service}:{action} action"
     );
+    let query_error = |namespace: &str| Canned {
+        status: 403,
+        headers: vec![("content-type".to_string(), "text/xml".to_string())],
+        body: format!(
+            "<ErrorResponse xmlns=\"{namespace}\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{}</Message></Error><RequestId>00000000-fault-proxy</RequestId></ErrorResponse>",
+            escape(&message)
+        ),
+    };
     match service {
         "ssm" => Canned::json_error(400, "AccessDeniedException", &message),
-        "autoscaling" => Canned {
-            status: 403,
-            headers: vec![("content-type".to_string(), "text/xml".to_string())],
-            body: format!(
-                "<ErrorResponse xmlns=\"http://autoscaling.amazonaws.com/doc/2011-01-01/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{}</Message></Error><RequestId>00000000-fault-proxy</RequestId></ErrorResponse>",
-                escape(&message)
-            ),
-        },
+        "autoscaling" => query_error("http://autoscaling.amazonaws.com/doc/2011-01-01/"),
+        "iam" => query_error("https://iam.amazonaws.com/doc/2010-05-08/"),
         _ => {
             let f = Ec2Fault::unauthorized();
             Canned {

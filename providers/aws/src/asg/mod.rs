@@ -32,6 +32,8 @@ pub struct GroupTemplate {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Group {
     pub state: GroupState,
+    /// `AutoScalingGroupARN`: what a policy names the group by.
+    pub arn: Option<String>,
     /// `None` for a group with a launch configuration or a mixed instances
     /// policy (whose templates are left as they are).
     pub template: Option<GroupTemplate>,
@@ -141,6 +143,7 @@ impl AutoScaling {
                     })
                     .collect(),
             },
+            arn: group.auto_scaling_group_arn().map(str::to_string),
             template,
             members: group
                 .instances()

@@ -80,6 +80,11 @@ impl IamGate {
         *self.policy() = policy;
     }
 
+    /// The policy evaluated now.
+    pub fn current_policy(&self) -> Policy {
+        self.policy().clone()
+    }
+
     /// Every refusal so far.
     pub fn refusals(&self) -> Vec<Refusal> {
         self.refusals
@@ -258,6 +263,16 @@ impl IamGate {
                 )],
                 None => vec![Authorization::new(&iam_action, "*".to_string())],
             },
+            // "No permissions are required to perform this operation"
+            // (GetCallerIdentity, AWS STS API Reference).
+            ("sts", "GetCallerIdentity") => Vec::new(),
+            // The simulator is authorized on the principal simulated
+            // (SimulatePrincipalPolicy, Service Authorization Reference for
+            // IAM: resource types user, role, group).
+            ("iam", "SimulatePrincipalPolicy") => vec![Authorization::new(
+                &iam_action,
+                value(&form, "PolicySourceArn").unwrap_or("*").to_string(),
+            )],
             ("autoscaling", a) if !a.starts_with("Describe") => {
                 self.auto_scaling(&iam_action, region, &form).await
             }

@@ -14,12 +14,19 @@
 //!   per resource it touches, with the tags it carries or sets, looked up
 //!   in moto), used by the fault proxy to refuse what the policy does not
 //!   allow.
+//! - [`simulator`]: who the credentials are, and IAM's policy simulator
+//!   over the same policy, both answered by the fault proxy.
 
 mod gate;
 mod policy;
+pub mod simulator;
 
 pub use gate::{IamGate, Refusal};
 pub use policy::{Authorization, Decision, Policy, PolicyError};
 
 /// moto's account.
 pub const ACCOUNT: &str = "123456789012";
+
+/// Who the world's credentials are: the user every refusal names and
+/// `sts:GetCallerIdentity` answers ([`simulator`]).
+pub const PRINCIPAL: &str = "arn:aws:iam::123456789012:user/kubesurge";
