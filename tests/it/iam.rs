@@ -9,9 +9,12 @@
 //! control-plane scripts run on the machine by the moto world's SSM agent
 //! (`kubesurge_testworld::moto::ssm_agent`), and the SSM statements.
 //!
+//! The world's launch templates name an instance profile, so every launch
+//! passes its role (`iam:PassRole`); its images are its own account's, so
+//! `image_owner_account_ids` binds (`ec2:Owner`).
+//!
 //! Why the evaluation is the fault proxy's and not moto's own IAM
-//! (`INITIAL_NO_AUTH_ACTION_COUNT`), and what is not proven here
-//! (PassRole): see terraform/modules/iam/README.md.
+//! (`INITIAL_NO_AUTH_ACTION_COUNT`): see terraform/modules/iam/README.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -23,7 +26,7 @@ use kubesurge_sim::api::VERSION_TAG;
 use kubesurge_testworld::Timing;
 use kubesurge_testworld::moto::ec2::Params;
 use kubesurge_testworld::moto::iam::{PRINCIPAL, Refusal};
-use kubesurge_testworld::moto::world::LAUNCH_TEMPLATE;
+use kubesurge_testworld::moto::world::{LAUNCH_TEMPLATE, NODE_ROLE};
 use kubesurge_testworld::moto::{
     Canned, Decision, Ec2, Fault, FaultProxy, IamGate, MotoServer, MotoWorld, MotoWorldConfig,
     Policy,
@@ -47,6 +50,15 @@ const ACCOUNT: &str = "123456789012";
 /// The iam module's policy for this cluster, rendered, with these launch
 /// template ids.
 fn rendered_policy(region: &str, template_ids: &[String]) -> Value {
+    rendered_policy_with_image_owner(region, template_ids, ACCOUNT)
+}
+
+/// [`rendered_policy`] allowing only images of `image_owner`.
+fn rendered_policy_with_image_owner(
+    region: &str,
+    template_ids: &[String],
+    image_owner: &str,
+) -> Value {
     let arns: Vec<String> = template_ids
         .iter()
         .map(|id| format!("arn:aws:ec2:{region}:{ACCOUNT}:launch-template/{id}"))
@@ -58,6 +70,10 @@ fn rendered_policy(region: &str, template_ids: &[String]) -> Value {
         "launch_template_arns": arns,
         // The world's credentials, which `check` simulates.
         "principal_arns": [PRINCIPAL],
+        // The role of the instance profile the world's templates name.
+        "node_role_arn": format!("arn:aws:iam::{ACCOUNT}:role/{NODE_ROLE}"),
+        // The world registers its images in its own account.
+        "image_owner_account_ids": [image_owner],
     }))
 }
 
@@ -326,11 +342,13 @@ fn rotation_config(world: &MotoWorld, grouped_image: &str, control_plane: &str) 
 /// kubesurge tags in the RunInstances request, which AWS authorizes as
 /// ec2:CreateTags with ec2:CreateAction=RunInstances
 /// (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html).
-const IMPLIED: &[&str] = &["ec2:CreateTags"];
+/// Likewise iam:PassRole, for the role of the instance profile a launch
+/// template names (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/iam-roles-for-amazon-ec2.html#permission-to-pass-iam-roles).
+const IMPLIED: &[&str] = &["ec2:CreateTags", "iam:PassRole"];
 
 /// The statements a rotation needs: every Allow statement but SSM's (a
 /// rotation reaches no control plane; the upgrade through SSM proves
-/// them) and PassRole's (the world's templates name no instance profile).
+/// them) and the policy simulator's (only `check` asks it).
 fn rotation_statements(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
     statements(policy)
         .into_iter()
@@ -338,7 +356,7 @@ fn rotation_statements(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
         .filter(|s| {
             !s.actions
                 .iter()
-                .any(|a| a.starts_with("ssm:") || a.starts_with("iam:"))
+                .any(|a| a.starts_with("ssm:") || a == "iam:SimulatePrincipalPolicy")
         })
         .map(|s| (s.sid, s.actions.into_iter().collect()))
         .collect()
@@ -455,6 +473,7 @@ async fn without_any_one_statement_a_rotation_fails_naming_the_refused_action() 
             "DescribeOnlyAllowsAnyResource",
             "RotateOnlyThisClustersGroups",
             "RecordRunsInKubesurgeTagsOfThisClustersGroups",
+            "PassOnlyTheNodeRoleToEc2",
         ])
     );
 
@@ -551,6 +570,53 @@ async fn a_group_of_another_cluster_is_refused() {
         after.settings(),
         before.settings(),
         "the group was not changed"
+    );
+    run.finish();
+}
+
+/// `image_owner_account_ids` binds: under the policy allowing only
+/// another account's images, the first launch is refused on the image
+/// (its `ec2:Owner` is the world's account), the run fails naming
+/// ec2:RunInstances and no instance is launched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_of_an_owner_the_policy_does_not_name_are_refused() {
+    let run = Run::start().await;
+    let templates: Vec<String> = run.policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|s| s["Sid"] == "UseOnlyPoolLaunchTemplates")
+        .and_then(|s| s["Resource"].as_array())
+        .expect("the templates")
+        .iter()
+        .filter_map(|arn| arn.as_str()?.rsplit('/').next().map(str::to_string))
+        .collect();
+    let elsewhere =
+        rendered_policy_with_image_owner(&run.world.config().region, &templates, "111111111111");
+    run.gate
+        .set_policy(Policy::from_json(&elsewhere).expect("the rendered policy"));
+    let (ok, text) = run.rotate().await;
+    assert!(
+        !ok,
+        "a launch of an unlisted owner's image succeeded:\n{text}"
+    );
+    let refusals = run.gate.refusals();
+    let first = refusals.first().expect("a refusal");
+    assert_eq!(first.authorization.action, "ec2:RunInstances", "{first:?}");
+    assert!(
+        first.authorization.resource.contains(":image/"),
+        "{first:?}"
+    );
+    assert_eq!(
+        first.authorization.context.get("ec2:Owner"),
+        Some(&vec![ACCOUNT.to_string()]),
+        "{first:?}"
+    );
+    assert!(text.contains("ec2:RunInstances"), "{text}");
+    assert_eq!(
+        run.proxy.succeeded("RunInstances"),
+        0,
+        "nothing was launched"
     );
     run.finish();
 }

@@ -432,14 +432,25 @@ impl Ec2 {
         name: &str,
         instance_type: &str,
     ) -> Result<String, Ec2Error> {
-        let root = self
-            .call(
-                "CreateLaunchTemplate",
-                Params::new()
-                    .set("LaunchTemplateName", name)
-                    .set("LaunchTemplateData.InstanceType", instance_type),
-            )
-            .await?;
+        self.create_launch_template_naming(name, instance_type, None)
+            .await
+    }
+
+    /// A launch template with an instance type and, when given, the
+    /// instance profile (by ARN) its instances get; returns its id.
+    pub async fn create_launch_template_naming(
+        &self,
+        name: &str,
+        instance_type: &str,
+        instance_profile: Option<&str>,
+    ) -> Result<String, Ec2Error> {
+        let mut params = Params::new()
+            .set("LaunchTemplateName", name)
+            .set("LaunchTemplateData.InstanceType", instance_type);
+        if let Some(arn) = instance_profile {
+            params = params.set("LaunchTemplateData.IamInstanceProfile.Arn", arn);
+        }
+        let root = self.call("CreateLaunchTemplate", params).await?;
         root.text_at("launchTemplate/launchTemplateId")
             .map(str::to_string)
             .ok_or_else(|| Ec2Error::Unreadable {
@@ -448,25 +459,26 @@ impl Ec2 {
             })
     }
 
-    /// A launch template with an instance type, an image and user data
-    /// (given in clear, sent base64 as EC2 wants it); returns its id.
+    /// A launch template with an instance type, an image, user data
+    /// (given in clear, sent base64 as EC2 wants it) and, when given, the
+    /// instance profile (by ARN) its instances get; returns its id.
     pub async fn create_launch_template_with(
         &self,
         name: &str,
         instance_type: &str,
         image: &str,
         user_data: &str,
+        instance_profile: Option<&str>,
     ) -> Result<String, Ec2Error> {
-        let root = self
-            .call(
-                "CreateLaunchTemplate",
-                Params::new()
-                    .set("LaunchTemplateName", name)
-                    .set("LaunchTemplateData.InstanceType", instance_type)
-                    .set("LaunchTemplateData.ImageId", image)
-                    .set("LaunchTemplateData.UserData", STANDARD.encode(user_data)),
-            )
-            .await?;
+        let mut params = Params::new()
+            .set("LaunchTemplateName", name)
+            .set("LaunchTemplateData.InstanceType", instance_type)
+            .set("LaunchTemplateData.ImageId", image)
+            .set("LaunchTemplateData.UserData", STANDARD.encode(user_data));
+        if let Some(arn) = instance_profile {
+            params = params.set("LaunchTemplateData.IamInstanceProfile.Arn", arn);
+        }
+        let root = self.call("CreateLaunchTemplate", params).await?;
         root.text_at("launchTemplate/launchTemplateId")
             .map(str::to_string)
             .ok_or_else(|| Ec2Error::Unreadable {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::autoscaling::AutoScalingApi;
-use super::ec2::{Ec2, Ec2Error, Ec2Instance};
+use super::ec2::{Ec2, Ec2Error, Ec2Instance, Params};
 use super::machines::{MotoMachines, worker_tags};
 use super::proxy::FaultProxy;
 use super::ssm_agent::SsmAgent;
@@ -129,6 +129,8 @@ pub enum MotoWorldError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seeded {
     pub launch_template_id: String,
+    /// The role and instance profile every worker template names.
+    pub node_role: NodeRole,
     /// Image id by Kubernetes version.
     pub images: BTreeMap<String, String>,
     /// Subnet by zone, for the zones the world uses.
@@ -197,8 +199,13 @@ impl MotoWorld {
                 .await?;
             images.insert(version, id);
         }
+        let node_role = seed_node_role(moto_url, &config.region).await?;
         let launch_template_id = ec2
-            .create_launch_template(LAUNCH_TEMPLATE, "t3.medium")
+            .create_launch_template_naming(
+                LAUNCH_TEMPLATE,
+                "t3.medium",
+                Some(&node_role.instance_profile_arn),
+            )
             .await?;
 
         let discovery = CloudConfig::new(c.zones, c.timing.clone()).discovery;
@@ -274,6 +281,7 @@ impl MotoWorld {
                         user_data: &user_data,
                         subnets: &subnets.values().cloned().collect::<Vec<_>>(),
                         members: &members,
+                        instance_profile: &node_role.instance_profile_arn,
                     },
                 )
                 .await?;
@@ -319,6 +327,7 @@ impl MotoWorld {
             front,
             seeded: Seeded {
                 launch_template_id,
+                node_role,
                 images,
                 subnets,
                 workers,
@@ -576,6 +585,64 @@ struct GroupSeed<'a> {
     user_data: &'a str,
     subnets: &'a [String],
     members: &'a [String],
+    instance_profile: &'a str,
+}
+
+/// The workers' IAM role and its instance profile, as worker launch
+/// templates name one (the node's cloud-provider and registry
+/// credentials): launching from such a template passes the role to EC2,
+/// which AWS authorizes as `iam:PassRole`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRole {
+    pub role_arn: String,
+    pub instance_profile_arn: String,
+}
+
+/// The name of the workers' role and instance profile.
+pub const NODE_ROLE: &str = "kubesurge-world-nodes";
+
+/// Create [`NodeRole`] in moto's IAM (a role EC2 may assume, an instance
+/// profile holding it).
+async fn seed_node_role(moto_url: &str, region: &str) -> Result<NodeRole, MotoWorldError> {
+    let iam = Ec2::for_service(moto_url, region, "iam", "2010-05-08");
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let role = iam
+        .call(
+            "CreateRole",
+            Params::new()
+                .set("RoleName", NODE_ROLE)
+                .set("AssumeRolePolicyDocument", trust),
+        )
+        .await?;
+    let profile = iam
+        .call(
+            "CreateInstanceProfile",
+            Params::new().set("InstanceProfileName", NODE_ROLE),
+        )
+        .await?;
+    iam.call(
+        "AddRoleToInstanceProfile",
+        Params::new()
+            .set("InstanceProfileName", NODE_ROLE)
+            .set("RoleName", NODE_ROLE),
+    )
+    .await?;
+    let arn = |root: &super::xml::Element, path: &str, action: &str| {
+        root.text_at(path)
+            .map(str::to_string)
+            .ok_or_else(|| Ec2Error::Unreadable {
+                action: action.into(),
+                message: format!("no {path}"),
+            })
+    };
+    Ok(NodeRole {
+        role_arn: arn(&role, "CreateRoleResult/Role/Arn", "CreateRole")?,
+        instance_profile_arn: arn(
+            &profile,
+            "CreateInstanceProfileResult/InstanceProfile/Arn",
+            "CreateInstanceProfile",
+        )?,
+    })
 }
 
 /// A pool's group: its own template (the pool's image, the user data
@@ -593,9 +660,16 @@ async fn seed_group(
         user_data,
         subnets,
         members,
+        instance_profile,
     } = *seed;
     let template = ec2
-        .create_launch_template_with(&format!("{group}-template"), "t3.medium", image, user_data)
+        .create_launch_template_with(
+            &format!("{group}-template"),
+            "t3.medium",
+            image,
+            user_data,
+            Some(instance_profile),
+        )
         .await?;
     let size = members.len() as u32;
     autoscaling

@@ -164,10 +164,23 @@ impl IamGate {
                     )));
                 }
                 if let Some(image) = value(&form, "ImageId") {
-                    all.push(from_template(Authorization::new(
+                    let mut a = from_template(Authorization::new(
                         &iam_action,
                         format!("arn:aws:ec2:{region}::image/{image}"),
-                    )));
+                    ));
+                    if let Some(owner) = image_owner(&ec2, image).await {
+                        a = a.with("ec2:Owner", vec![owner]);
+                    }
+                    all.push(a);
+                }
+                if let Some(role) = self
+                    .passed_role(&ec2, region, &form, template.as_deref())
+                    .await
+                {
+                    all.push(
+                        Authorization::new("iam:PassRole", role)
+                            .with("iam:PassedToService", vec!["ec2.amazonaws.com".into()]),
+                    );
                 }
                 let subnets = values(&form, |k| {
                     k == "SubnetId"
@@ -279,6 +292,63 @@ impl IamGate {
             // Describe* and anything else: the resource `*`.
             _ => vec![Authorization::new(&iam_action, "*".to_string())],
         }
+    }
+
+    /// The role a `RunInstances` passes to EC2: that of the instance
+    /// profile the request names, else of the one its launch template
+    /// version names. "To launch an instance with an IAM role, a user
+    /// must have permission to pass the role" (`iam:PassRole`, with
+    /// `iam:PassedToService = ec2.amazonaws.com`:
+    /// <https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/iam-roles-for-amazon-ec2.html#permission-to-pass-iam-roles>).
+    /// moto itself ignores a template's instance profile at launch.
+    async fn passed_role(
+        &self,
+        ec2: &Ec2,
+        region: &str,
+        form: &[(String, String)],
+        template: Option<&str>,
+    ) -> Option<String> {
+        let named = |arn: Option<&str>, name: Option<&str>| -> Option<String> {
+            name.map(str::to_string)
+                .or_else(|| arn.and_then(|a| a.rsplit('/').next()).map(str::to_string))
+        };
+        let mut profile = named(
+            value(form, "IamInstanceProfile.Arn"),
+            value(form, "IamInstanceProfile.Name"),
+        );
+        if profile.is_none()
+            && let Some(id) = template
+        {
+            // EC2 launches the template's default version when none is named.
+            let version = value(form, "LaunchTemplate.Version").unwrap_or("$Default");
+            let root = ec2
+                .call(
+                    "DescribeLaunchTemplateVersions",
+                    Params::new()
+                        .set("LaunchTemplateId", id)
+                        .set("LaunchTemplateVersion.1", version),
+                )
+                .await
+                .ok()?;
+            let data = root.items("launchTemplateVersionSet").first().copied()?;
+            profile = named(
+                data.text_at("launchTemplateData/iamInstanceProfile/arn"),
+                data.text_at("launchTemplateData/iamInstanceProfile/name"),
+            );
+        }
+        let profile = profile?;
+        let iam = Ec2::for_service(&self.upstream, region, "iam", "2010-05-08");
+        let root = iam
+            .call(
+                "GetInstanceProfile",
+                Params::new().set("InstanceProfileName", profile),
+            )
+            .await
+            .ok()?;
+        root.at("GetInstanceProfileResult/InstanceProfile/Roles")
+            .and_then(|roles| roles.all("member").next())
+            .and_then(|role| role.text_at("Arn"))
+            .map(str::to_string)
     }
 
     /// The launch template a request names, by id or by name.
@@ -404,6 +474,22 @@ impl IamGate {
             ));
         }
         all
+    }
+}
+
+/// `ec2:Owner` of an image: "amazon" or "aws-marketplace" for the images
+/// of those aliases, else the owner's account
+/// (<https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html>,
+/// `ec2:Owner`).
+async fn image_owner(ec2: &Ec2, image: &str) -> Option<String> {
+    let root = ec2
+        .call("DescribeImages", Params::new().set("ImageId.1", image))
+        .await
+        .ok()?;
+    let found = root.items("imagesSet").first().copied()?;
+    match found.text_at("imageOwnerAlias") {
+        Some(alias @ ("amazon" | "aws-marketplace")) => Some(alias.to_string()),
+        _ => found.text_at("imageOwnerId").map(str::to_string),
     }
 }
 
