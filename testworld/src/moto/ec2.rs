@@ -444,19 +444,8 @@ impl Ec2 {
         instance_type: &str,
         instance_profile: Option<&str>,
     ) -> Result<String, Ec2Error> {
-        let mut params = Params::new()
-            .set("LaunchTemplateName", name)
-            .set("LaunchTemplateData.InstanceType", instance_type);
-        if let Some(arn) = instance_profile {
-            params = params.set("LaunchTemplateData.IamInstanceProfile.Arn", arn);
-        }
-        let root = self.call("CreateLaunchTemplate", params).await?;
-        root.text_at("launchTemplate/launchTemplateId")
-            .map(str::to_string)
-            .ok_or_else(|| Ec2Error::Unreadable {
-                action: "CreateLaunchTemplate".into(),
-                message: "no launchTemplateId".into(),
-            })
+        self.create_template(name, instance_type, Params::new(), instance_profile)
+            .await
     }
 
     /// A launch template with an instance type, an image, user data
@@ -470,11 +459,26 @@ impl Ec2 {
         user_data: &str,
         instance_profile: Option<&str>,
     ) -> Result<String, Ec2Error> {
-        let mut params = Params::new()
-            .set("LaunchTemplateName", name)
-            .set("LaunchTemplateData.InstanceType", instance_type)
+        let data = Params::new()
             .set("LaunchTemplateData.ImageId", image)
             .set("LaunchTemplateData.UserData", STANDARD.encode(user_data));
+        self.create_template(name, instance_type, data, instance_profile)
+            .await
+    }
+
+    /// `CreateLaunchTemplate` with `data` (`LaunchTemplateData.*`) and the
+    /// rest given; returns its id.
+    async fn create_template(
+        &self,
+        name: &str,
+        instance_type: &str,
+        data: Params,
+        instance_profile: Option<&str>,
+    ) -> Result<String, Ec2Error> {
+        let mut params = Params::new()
+            .set("LaunchTemplateName", name)
+            .set("LaunchTemplateData.InstanceType", instance_type);
+        params.0.extend(data.0);
         if let Some(arn) = instance_profile {
             params = params.set("LaunchTemplateData.IamInstanceProfile.Arn", arn);
         }
