@@ -321,13 +321,97 @@ async fn a_full_subnet_fails_the_room_line() {
     assert_eq!(
         lines
             .iter()
-            .filter(|l| l["check"] == "room" && l["status"] == "pass")
+            .filter(|l| l["check"] == "room"
+                && l["status"] == "pass"
+                && l["subject"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(": subnet "))
             .count(),
         2,
         "{said}"
     );
     env.assert_no_mutating_call();
     assert!(env.proxy.count("DescribeSubnets") > 0);
+    env.finish();
+}
+
+/// The account's On-Demand vCPU quota leaves no room for the surge: the
+/// room line fails naming the quota, what runs, what the surge needs and
+/// the value to ask for; with room, it passes saying so. Nothing changes
+/// in the cloud.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vcpu_quota_without_room_for_the_surge_fails_the_room_line() {
+    let env = moto_env::start(MotoSpec {
+        cluster: "e2e-quota",
+        pools: &[("general", 3)],
+        auto_scaling: &[],
+        zones: 1,
+        max_surge: 2,
+        hook: None,
+    })
+    .await;
+    let quota_line = |lines: &[Value]| {
+        lines
+            .iter()
+            .find(|l| {
+                l["check"] == "room"
+                    && l["subject"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("vCPU quota L-1216C47A")
+            })
+            .cloned()
+    };
+    // The world's workers (t3.medium, 2 vCPUs each) and its control
+    // plane run in the account; moto counts its own instances too.
+    let output = env.run(Some(&env.config), &["check", "-o", "json"]).await;
+    let said = moto_env::text(&output);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let line = quota_line(report["lines"].as_array().expect("lines"))
+        .unwrap_or_else(|| panic!("a quota line: {said}"));
+    assert_eq!(line["status"], "pass", "{line}");
+    let message = line["message"].as_str().unwrap_or_default().to_string();
+    let used: u64 = message
+        .split(" of ")
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("what runs: {message}"));
+    assert!(used >= 6, "the three workers count: {message}");
+    assert!(
+        message.contains("adds 4 (2 × t3.medium, 2 each)"),
+        "{message}"
+    );
+
+    // Room for one more t3.medium, not two.
+    env.proxy.set_quota("L-1216C47A", (used + 3) as f64);
+    env.proxy.reset_calls();
+    let output = env.run(Some(&env.config), &["check", "-o", "json"]).await;
+    let said = moto_env::text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let lines = report["lines"].as_array().cloned().unwrap_or_default();
+    let failed = failing(&lines);
+    assert_eq!(failed.len(), 1, "only the quota fails: {said}");
+    let line = quota_line(&lines).expect("a quota line");
+    assert_eq!(line["status"], "fail", "{line}");
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("needs 4 more"),
+        "{line}"
+    );
+    assert!(
+        line["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("L-1216C47A (Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances) to at least {}", used + 4)),
+        "{line}"
+    );
+    env.assert_no_mutating_call();
+    assert!(env.proxy.count("GetServiceQuota") > 0);
     env.finish();
 }
 

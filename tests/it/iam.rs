@@ -346,17 +346,25 @@ fn rotation_config(world: &MotoWorld, grouped_image: &str, control_plane: &str) 
 /// template names (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/iam-roles-for-amazon-ec2.html#permission-to-pass-iam-roles).
 const IMPLIED: &[&str] = &["ec2:CreateTags", "iam:PassRole"];
 
+/// Actions only `kubesurge check` makes: the policy simulator, the EC2
+/// quotas and the instance types' vCPUs.
+const CHECK_ONLY: &[&str] = &[
+    "iam:SimulatePrincipalPolicy",
+    "servicequotas:GetServiceQuota",
+    "servicequotas:GetAWSDefaultServiceQuota",
+    "ec2:DescribeInstanceTypes",
+];
+
 /// The statements a rotation needs: every Allow statement but SSM's (a
 /// rotation reaches no control plane; the upgrade through SSM proves
-/// them) and the policy simulator's (only `check` asks it).
+/// them) and those of actions only `check` makes.
 fn rotation_statements(policy: &Value) -> Vec<(String, BTreeSet<String>)> {
     statements(policy)
         .into_iter()
         .filter(|s| s.effect == "Allow")
         .filter(|s| {
-            !s.actions
-                .iter()
-                .any(|a| a.starts_with("ssm:") || a == "iam:SimulatePrincipalPolicy")
+            !s.actions.iter().any(|a| a.starts_with("ssm:"))
+                && !s.actions.iter().all(|a| CHECK_ONLY.contains(&a.as_str()))
         })
         .map(|s| (s.sid, s.actions.into_iter().collect()))
         .collect()
@@ -572,6 +580,45 @@ async fn a_group_of_another_cluster_is_refused() {
         "the group was not changed"
     );
     run.finish();
+}
+
+/// Without the statements of the quota line, `check` cannot verify the
+/// vCPU quota and says which call was refused (a rotation does not need
+/// them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_quota_statements_check_names_the_refused_call() {
+    let cases = [
+        ("ReadTheEc2Quotas", "servicequotas:GetServiceQuota"),
+        (
+            "ReadInstanceTypesAndDefaultQuotas",
+            "ec2:DescribeInstanceTypes",
+        ),
+    ];
+    let runs = cases.iter().map(|(sid, action)| async move {
+        let run = Run::start().await;
+        run.remove_statement(sid);
+        let (ok, text) = run.kubesurge(&["check"]).await;
+        let refused: BTreeSet<String> = run
+            .gate
+            .refusals()
+            .iter()
+            .map(|r| r.authorization.action.clone())
+            .collect();
+        run.finish();
+        (*sid, *action, ok, text, refused)
+    });
+    for (sid, action, ok, text, refused) in futures::future::join_all(runs).await {
+        assert!(!ok, "without {sid} check passed:\n{text}");
+        assert_eq!(
+            refused,
+            BTreeSet::from([action.to_string()]),
+            "without {sid}"
+        );
+        assert!(
+            text.contains("cannot verify") && text.contains(action),
+            "without {sid} check does not name {action}:\n{text}"
+        );
+    }
 }
 
 /// `image_owner_account_ids` binds: under the policy allowing only
@@ -857,8 +904,19 @@ async fn under_the_rendered_policy_check_passes() {
             "a line for {action}:\n{text}"
         );
     }
+    // The account's vCPU quota was read, and there is room.
+    assert!(
+        text.contains("vCPU quota L-1216C47A"),
+        "a quota line:\n{text}"
+    );
     let called = run.called();
-    assert!(called.contains("iam:SimulatePrincipalPolicy"), "{called:?}");
+    for action in [
+        "iam:SimulatePrincipalPolicy",
+        "servicequotas:GetServiceQuota",
+        "ec2:DescribeInstanceTypes",
+    ] {
+        assert!(called.contains(action), "{action}: {called:?}");
+    }
     assert_only_granted(&run.policy, &called);
     run.finish();
 }

@@ -492,6 +492,9 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         "ssm:DescribeInstanceInformation",
         "iam:PassRole",
         "iam:SimulatePrincipalPolicy",
+        "servicequotas:GetServiceQuota",
+        "servicequotas:GetAWSDefaultServiceQuota",
+        "ec2:DescribeInstanceTypes",
     ]
     .into_iter()
     .collect();
@@ -509,6 +512,8 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
         "ssm:GetCommandInvocation",
         "ssm:CancelCommand",
         "ssm:DescribeInstanceInformation",
+        "ec2:DescribeInstanceTypes",
+        "servicequotas:GetAWSDefaultServiceQuota",
     ]
     .into_iter()
     .collect();
@@ -624,6 +629,14 @@ fn iam_policy_grants_only_what_kubesurge_needs() {
     let versions = with_action("ec2:CreateLaunchTemplateVersion");
     assert_eq!(versions.len(), 1);
     assert_eq!(versions[0].resources, [templates]);
+
+    // Only the EC2 quotas.
+    let quotas = with_action("servicequotas:GetServiceQuota");
+    assert_eq!(quotas.len(), 1);
+    assert_eq!(
+        quotas[0].resources,
+        ["arn:${var.partition}:servicequotas:${var.region}:${var.account_id}:ec2/*"]
+    );
 
     // The simulator only about the principals the runs use.
     let simulator = with_action("iam:SimulatePrincipalPolicy");

@@ -23,12 +23,13 @@
 //! The group's Auto Scaling permissions are asked of IAM's policy
 //! simulator (`crate::simulate`), with EC2's dry runs.
 //!
+//! - The account's On-Demand vCPU quota for the launch template's
+//!   instance type against what runs and the surge (`crate::quota`).
+//!
 //! Not checked, and why: instance refreshes in progress
 //! (`DescribeInstanceRefreshes` is not served by moto, the emulator the
 //! provider is proven against; a run suspends `InstanceRefresh` for its
-//! length anyway), and the account's vCPU quota (Service Quotas in moto
-//! serves the `vpc` service only, so no code reading the EC2 quota could be
-//! proven).
+//! length anyway).
 
 use std::collections::BTreeMap;
 
@@ -167,6 +168,23 @@ pub(crate) async fn room(provider: &AwsProvider, probe: &RoomProbe) -> Vec<RoomF
             }
         }
         Err(e) => findings.push(unknown("subnets", &e)),
+    }
+    if !probe.replaced.is_empty() {
+        let surge = probe
+            .surge
+            .clamp(1, u32::try_from(probe.replaced.len()).unwrap_or(u32::MAX));
+        match provider.template_instance_type().await {
+            Ok(Some(instance_type)) => {
+                findings.extend(crate::quota::room(provider, &instance_type, surge).await);
+            }
+            Ok(None) => findings.push(unknown(
+                "vCPU quota",
+                &ProviderError::InvalidConfig {
+                    message: "the pool's launch template version names no instance type".into(),
+                },
+            )),
+            Err(e) => findings.push(unknown("vCPU quota", &e)),
+        }
     }
     if let Some(group) = provider.group().await {
         findings.push(match group.describe().await {

@@ -37,6 +37,7 @@ pub mod image_rule;
 pub mod pool_config;
 pub mod provider;
 pub mod provider_id;
+pub mod quota;
 pub mod simulate;
 pub mod ssm;
 

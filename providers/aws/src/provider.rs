@@ -15,7 +15,8 @@ use aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
 use aws_sdk_ec2::types::{
     self as ec2, Filter, HttpTokensState, InstanceMetadataEndpointState,
     InstanceMetadataOptionsRequest, LaunchTemplateInstanceNetworkInterfaceSpecification,
-    LaunchTemplateSpecification, Placement, ResourceType, TagSpecification,
+    LaunchTemplateSpecification, Placement, ResourceType, ResponseLaunchTemplateData,
+    TagSpecification,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -94,9 +95,9 @@ pub struct AwsProvider {
     recent: Mutex<HashMap<InstanceId, (Instant, Instance)>>,
     /// Zone of each of the pool's configured subnets, looked up once.
     subnet_zones: OnceCell<BTreeMap<String, String>>,
-    /// The network interfaces the pool's launch template (version) defines,
-    /// looked up once: with any, the subnet goes into an interface.
-    template_interfaces: OnceCell<Vec<LaunchTemplateInstanceNetworkInterfaceSpecification>>,
+    /// What the pool's launch template (version) defines, looked up once:
+    /// with network interfaces, the subnet goes into an interface.
+    template_data: OnceCell<Option<ResponseLaunchTemplateData>>,
 }
 
 fn filter(name: &str, values: &[&str]) -> Filter {
@@ -129,7 +130,7 @@ impl AwsProvider {
             group_template_updated: OnceCell::new(),
             recent: Mutex::new(HashMap::new()),
             subnet_zones: OnceCell::new(),
-            template_interfaces: OnceCell::new(),
+            template_data: OnceCell::new(),
         }
     }
 
@@ -146,7 +147,7 @@ impl AwsProvider {
         provider
     }
 
-    async fn sdk_config(&self) -> &aws_config::SdkConfig {
+    pub(crate) async fn sdk_config(&self) -> &aws_config::SdkConfig {
         self.sdk
             .get_or_init(|| load_sdk_config(self.pool.region.as_deref(), &self.options))
             .await
@@ -499,13 +500,11 @@ impl AwsProvider {
         Ok(Some(zones))
     }
 
-    /// The network interfaces of the pool's launch template version (empty
-    /// when it defines none), asked of EC2 once.
-    async fn template_interfaces(
-        &self,
-    ) -> Result<&[LaunchTemplateInstanceNetworkInterfaceSpecification], ProviderError> {
-        let nics = self
-            .template_interfaces
+    /// What the pool's launch template version defines (`None` when EC2
+    /// shows no such version), asked of EC2 once.
+    async fn template_data(&self) -> Result<Option<&ResponseLaunchTemplateData>, ProviderError> {
+        let data = self
+            .template_data
             .get_or_try_init(|| async {
                 // The template a slot launches from: the pool's, or its
                 // group's.
@@ -525,12 +524,32 @@ impl AwsProvider {
                     out.launch_template_versions()
                         .first()
                         .and_then(|v| v.launch_template_data())
-                        .map(|data| data.network_interfaces().to_vec())
-                        .unwrap_or_default(),
+                        .cloned(),
                 )
             })
             .await?;
-        Ok(nics)
+        Ok(data.as_ref())
+    }
+
+    /// The network interfaces of the pool's launch template version (empty
+    /// when it defines none).
+    async fn template_interfaces(
+        &self,
+    ) -> Result<&[LaunchTemplateInstanceNetworkInterfaceSpecification], ProviderError> {
+        Ok(self
+            .template_data()
+            .await?
+            .map(|data| data.network_interfaces())
+            .unwrap_or_default())
+    }
+
+    /// The instance type the pool's launch template version launches.
+    pub(crate) async fn template_instance_type(&self) -> Result<Option<String>, ProviderError> {
+        Ok(self
+            .template_data()
+            .await?
+            .and_then(|data| data.instance_type())
+            .map(|t| t.as_str().to_string()))
     }
 
     /// The launch already made for this slot, if any.

@@ -4,6 +4,7 @@
 #   Auto Scaling https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2autoscaling.html
 #   SSM          https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html
 #   IAM          https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html
+#   Quotas       https://docs.aws.amazon.com/service-authorization/latest/reference/list_servicequotas.html
 
 locals {
   arn_prefix = "arn:${var.partition}:ec2:${var.region}:${var.account_id}"
@@ -166,6 +167,27 @@ data "aws_iam_policy_document" "kubesurge" {
       "ec2:DescribeSubnets",
       "autoscaling:DescribeAutoScalingGroups",
       "autoscaling:DescribeAutoScalingInstances",
+    ]
+    resources = ["*"]
+  }
+
+  # `kubesurge check` compares the account's On-Demand vCPU quota with what
+  # runs and the run's surge: the EC2 quotas only, and the instance types'
+  # vCPUs (neither DescribeInstanceTypes nor GetAWSDefaultServiceQuota
+  # supports resource-level permissions).
+  statement {
+    sid       = "ReadTheEc2Quotas"
+    effect    = "Allow"
+    actions   = ["servicequotas:GetServiceQuota"]
+    resources = ["arn:${var.partition}:servicequotas:${var.region}:${var.account_id}:ec2/*"]
+  }
+
+  statement {
+    sid    = "ReadInstanceTypesAndDefaultQuotas"
+    effect = "Allow"
+    actions = [
+      "ec2:DescribeInstanceTypes",
+      "servicequotas:GetAWSDefaultServiceQuota",
     ]
     resources = ["*"]
   }

@@ -24,6 +24,7 @@ pub mod iam;
 pub mod idempotency;
 pub mod machines;
 pub mod proxy;
+pub mod quotas;
 pub mod server;
 pub mod ssm_agent;
 pub mod strict;

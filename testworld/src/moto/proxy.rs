@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::ec2::{Ec2, Params};
 use super::iam::{IamGate, PRINCIPAL, simulator};
 use super::idempotency::{self, Bindings, Verdict};
+use super::quotas;
 use super::ssm_agent::SsmAgent;
 use super::strict;
 
@@ -233,10 +234,21 @@ struct Rule {
     fault: Fault,
 }
 
-#[derive(Default)]
 struct State {
     rules: Vec<Rule>,
     calls: Vec<Call>,
+    /// The account's applied EC2 quotas (see [`quotas`]).
+    quotas: std::collections::BTreeMap<String, f64>,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            rules: Vec::new(),
+            calls: Vec::new(),
+            quotas: quotas::defaults(),
+        }
+    }
 }
 
 /// Called with the action and request body of every call the upstream
@@ -397,6 +409,12 @@ impl FaultProxy {
             .count()
     }
 
+    /// Set the account's applied EC2 quota `code` (`L-1216C47A`) to
+    /// `value`, as Service Quotas answers it from now on.
+    pub fn set_quota(&self, code: &str, value: f64) {
+        self.shared.lock().quotas.insert(code.to_string(), value);
+    }
+
     /// Forget the calls logged so far.
     pub fn reset_calls(&self) {
         self.shared.lock().calls.clear();
@@ -543,6 +561,13 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     if let Some(answer) = own {
         log(shared, &service, action, answer.status, false, dry_run);
         return Canned::xml(answer.status, &answer.body).reply();
+    }
+    if service == "servicequotas" {
+        let known = shared.lock().quotas.clone();
+        if let Some(answer) = quotas::answer(&action, &body, region, &known) {
+            log(shared, &service, action, answer.status, false, dry_run);
+            return answer.reply();
+        }
     }
     // What the machines' agent knows of its own commands and instances
     // (moto knows only that a command was sent).
@@ -741,8 +766,9 @@ fn service_of_authorization(header: &str) -> Option<&str> {
 /// - Auto Scaling and IAM (query API, `<ErrorResponse>`): `AccessDenied`,
 ///   403 (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/CommonErrors.html,
 ///   https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html);
-/// - SSM (JSON 1.1): `AccessDeniedException`, 400
-///   (https://docs.aws.amazon.com/systems-manager/latest/APIReference/CommonErrors.html).
+/// - SSM and Service Quotas (JSON 1.1): `AccessDeniedException`, 400
+///   (https://docs.aws.amazon.com/systems-manager/latest/APIReference/CommonErrors.html,
+///   https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/CommonErrors.html).
 ///
 /// The last two name the action, as AWS does ("User: ARN is not authorized
 /// to perform: autoscaling:AttachInstances").
@@ -760,7 +786,7 @@ pub fn access_denied(service: &str, action: &str) -> Canned {
         ),
     };
     match service {
-        "ssm" => Canned::json_error(400, "AccessDeniedException", &message),
+        "ssm" | "servicequotas" => Canned::json_error(400, "AccessDeniedException", &message),
         "autoscaling" => query_error("http://autoscaling.amazonaws.com/doc/2011-01-01/"),
         "iam" => query_error("https://iam.amazonaws.com/doc/2010-05-08/"),
         _ => {

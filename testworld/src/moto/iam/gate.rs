@@ -140,6 +140,23 @@ impl IamGate {
         if service == "ssm" {
             return self.ssm(&ec2, &iam_action, region, body).await;
         }
+        if service == "servicequotas" {
+            // GetServiceQuota on the quota (resource type `quota`,
+            // Service Authorization Reference for Service Quotas); the
+            // rest on `*`.
+            let request: Value = serde_json::from_slice(body).unwrap_or_default();
+            let resource = match (
+                action,
+                request["ServiceCode"].as_str(),
+                request["QuotaCode"].as_str(),
+            ) {
+                ("GetServiceQuota", Some(service_code), Some(code)) => {
+                    format!("arn:aws:servicequotas:{region}:{ACCOUNT}:{service_code}/{code}")
+                }
+                _ => "*".to_string(),
+            };
+            return vec![Authorization::new(&iam_action, resource)];
+        }
         let form = form(body);
         match (service, action) {
             ("ec2", "RunInstances") => {
