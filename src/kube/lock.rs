@@ -32,9 +32,12 @@ pub const ABORT_ANNOTATION: &str = "kubesurge.io/abort-requested";
 /// How long a lease lives without renewal. A crashed run blocks others for
 /// at most this long (a rerun on the same host takes over at once).
 pub const LEASE_DURATION: Duration = Duration::from_secs(30);
-/// How often the holder renews (a third of the duration, like leader
-/// election, so two missed renewals still keep it).
-pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// How often the holder renews: every retry period, as client-go's leader
+/// elector does (`renew` runs `tryAcquireOrRenew` under
+/// `wait.Until(..., RetryPeriod, ...)`, k8s.io/client-go/tools/leaderelection),
+/// so that when the API server goes away the last renewal is at most this
+/// old and nearly the whole renew deadline is left to ride it out.
+pub const RENEW_EVERY: Duration = RETRY_PERIOD;
 /// How soon a failed renewal is tried again (client-go's RetryPeriod).
 const RETRY_PERIOD: Duration = Duration::from_secs(2);
 
@@ -719,13 +722,19 @@ async fn renew_loop(hold: LeaseHold, tx: watch::Sender<LockState>) {
         if hold.fence.is_raised() {
             return;
         }
-        // Until a renewal succeeds, try again every RETRY_PERIOD (as
-        // client-go's elector does): one failed write must not cost a
-        // whole renewal interval of the renew deadline.
         wait = RETRY_PERIOD;
-        // One attempt, bounded: this loop is the retry, and a request
-        // stuck in an outage must not outlast the renew deadline.
-        let mut lease = match tokio::time::timeout(RETRY_PERIOD, hold.api.get(LEASE_NAME)).await {
+        // One attempt, bounded by the renew deadline (as client-go bounds
+        // its renewals): this loop is the retry. Not by a shorter timeout:
+        // an API server slow after an outage (every client reconnecting at
+        // once) answers late but answers, and an attempt cut short throws
+        // its new connection away only to open another.
+        let attempt = {
+            let tenure = hold.tenure();
+            (tenure.renewed + renew_deadline(tenure.duration))
+                .saturating_duration_since(Instant::now())
+                .max(RETRY_PERIOD)
+        };
+        let mut lease = match tokio::time::timeout(attempt, hold.api.get(LEASE_NAME)).await {
             Ok(Ok(lease)) => lease,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "could not read the run lock's lease to renew it");
@@ -753,7 +762,7 @@ async fn renew_loop(hold: LeaseHold, tx: watch::Sender<LockState>) {
         }
         let sent = Instant::now();
         let replaced = tokio::time::timeout(
-            RETRY_PERIOD,
+            attempt,
             hold.api.replace(LEASE_NAME, &PostParams::default(), &lease),
         )
         .await;
