@@ -20,11 +20,11 @@
 //!   <https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_InstanceInformation.html>),
 //!   a read where a no-op command would be a `SendCommand`.
 //!
-//! The group's Auto Scaling permissions are asked of IAM's policy
-//! simulator (`crate::simulate`), with EC2's dry runs.
-//!
 //! - The account's On-Demand vCPU quota for the launch template's
 //!   instance type against what runs and the surge (`crate::quota`).
+//!
+//! (The group's Auto Scaling permissions are asked of IAM's policy
+//! simulator, `crate::simulate`, beside EC2's dry runs.)
 //!
 //! Not checked, and why: instance refreshes in progress
 //! (`DescribeInstanceRefreshes` is not served by moto, the emulator the

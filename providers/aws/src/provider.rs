@@ -1057,7 +1057,7 @@ impl CloudProvider for AwsProvider {
                 ),
                 None => checks.push(PermissionCheck {
                     action: "autoscaling:*".into(),
-                    asked: "IAM's policy simulator".into(),
+                    asked: crate::simulate::SIMULATOR.into(),
                     outcome: PermissionOutcome::Unknown {
                         message: format!(
                             "Auto Scaling shows no ARN for group {}",

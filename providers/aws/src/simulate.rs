@@ -171,7 +171,7 @@ fn unknown_for_all(message: &str) -> Vec<PermissionCheck> {
 }
 
 /// How these lines were asked.
-const SIMULATOR: &str = "IAM's policy simulator";
+pub(crate) const SIMULATOR: &str = "IAM's policy simulator";
 
 /// Ask the simulator about every group call a run makes on `group` (its
 /// name, ARN and tags).

@@ -107,7 +107,8 @@ impl Ec2Fault {
     }
 }
 
-fn escape(s: &str) -> String {
+/// Text escaped for an XML element.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

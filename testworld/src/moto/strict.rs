@@ -30,7 +30,8 @@ pub fn form(body: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn value<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
+/// The first value of `key` in a form.
+pub(crate) fn value<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
     form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 

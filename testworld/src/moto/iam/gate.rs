@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use serde_json::Value;
 
 use super::super::ec2::{Ec2, Params};
-use super::super::strict::form;
+use super::super::strict::{form, value};
 use super::ACCOUNT;
 use super::policy::{Authorization, Decision, Policy, request_tags, resource_tags, strings};
 
@@ -32,10 +32,6 @@ fn values(form: &[(String, String)], key: impl Fn(&str) -> bool) -> Vec<String> 
         .filter(|(k, _)| key(k))
         .map(|(_, v)| v.clone())
         .collect()
-}
-
-fn value<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// The tags of one `TagSpecification.N` of `resource_type` in a form.

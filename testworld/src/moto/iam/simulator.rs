@@ -21,7 +21,8 @@
 
 use std::collections::BTreeMap;
 
-use super::super::strict::form;
+use super::super::proxy::escape;
+use super::super::strict::{form, value};
 use super::policy::{Authorization, Decision, Policy};
 use super::{ACCOUNT, PRINCIPAL};
 
@@ -38,13 +39,6 @@ pub struct XmlAnswer {
     pub body: String,
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// `GetCallerIdentity` for the world's user.
 pub fn caller_identity() -> XmlAnswer {
     XmlAnswer {
@@ -53,10 +47,6 @@ pub fn caller_identity() -> XmlAnswer {
             "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>{PRINCIPAL}</Arn><UserId>{USER_ID}</UserId><Account>{ACCOUNT}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>00000000-fault-proxy</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
         ),
     }
-}
-
-fn value<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// `PREFIX.member.1`, `PREFIX.member.2`, … of a form.
